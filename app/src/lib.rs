@@ -1,0 +1,1 @@
+//! kiln-app (being built).

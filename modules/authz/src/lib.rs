@@ -1,0 +1,1 @@
+//! kiln-authz (being built).

