@@ -1,1 +1,42 @@
-//! kiln-sprint-protocol (being built).
+//! # kiln-sprint-protocol
+//!
+//! The pure, torch-free pieces of the sprint (SPEC §4), shared by the worker
+//! (`kiln-mlworker`) and the chain's sprint module:
+//!
+//! - [`seed`]: seed and key derivation (`SHA256` domain-separated inputs).
+//! - [`stream`]: the ChaCha20 random streams and the exact value / integer draws.
+//! - [`model`]: model dimensions, presets, the tensor list, and the portable,
+//!   bit-exact generation of weights, inputs, target and permutations.
+//! - [`leaf`], [`merkle`]: leaf encoding and the Merkle commitment with proofs.
+//! - [`challenge`]: challenge seed and leaf-index sampling.
+//! - [`verdict`]: mismatch rule and the one-sided binomial test — an exact,
+//!   integer-only version for the chain and a float p-value for display.
+//!
+//! ## What is consensus-safe
+//! Everything in [`seed`], [`leaf`] (except [`leaf::quantize_distance`]),
+//! [`merkle`], [`challenge`] and [`verdict`] (except [`verdict::p_value_f64`])
+//! uses integers only, is deterministic and never panics on any input. The
+//! float code (weight/input generation, quantisation of a float distance,
+//! the float p-value) is used by the worker only.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod challenge;
+pub mod leaf;
+pub mod merkle;
+pub mod model;
+pub mod seed;
+pub mod stream;
+pub mod verdict;
+
+pub use challenge::{challenge_seed, sample_indices};
+pub use leaf::{leaf_hash, quantize_distance, Leaf};
+pub use merkle::{verify_proof, MerkleError, MerkleTree};
+pub use model::{ModelConfig, TensorSpec};
+pub use seed::{nonce_key, perm_key, sprint_seed, target_key, tensor_key};
+pub use stream::Stream;
+
+/// A 32-byte SHA-256 digest.
+pub type Hash32 = [u8; 32];
+
+/// Raw 20-byte account address (the bech32 payload of `kiln1…`).
+pub type Address = [u8; 20];

@@ -1,0 +1,66 @@
+//! The exact (integer) binomial verdict agrees with the float p-value, the
+//! critical count at the spec's parameters, and the mismatch rule.
+
+use kiln_sprint_protocol::challenge::sample_indices;
+use kiln_sprint_protocol::verdict::*;
+
+#[test]
+fn exact_matches_float_p_value() {
+    let p0 = P0_DEFAULT;
+    let alpha = ALPHA_DEFAULT;
+    for k in [1u32, 5, 16, 50, 200, 300] {
+        for m in 0..=k.min(12) {
+            let p = p_value_f64(m, k, 5e-4);
+            let exact = is_invalid(m, k, p0, alpha).unwrap();
+            // Skip razor-thin cases where float rounding could flip.
+            if (p / 1e-7 - 1.0).abs() > 1e-6 {
+                assert_eq!(exact, p < 1e-7, "k={k} m={m} p={p}");
+            }
+        }
+    }
+}
+
+#[test]
+fn critical_count_at_spec_parameters() {
+    // P[Bin(200, 5e-4) >= 4] ≈ 3.6e-6 > 1e-7 and P[>= 5] ≈ 7.2e-8 < 1e-7.
+    assert_eq!(critical_count(200, P0_DEFAULT, ALPHA_DEFAULT).unwrap(), Some(5));
+    // devnet sprint_samples = 16.
+    let c16 = critical_count(16, P0_DEFAULT, ALPHA_DEFAULT).unwrap();
+    assert_eq!(c16, Some(3));
+    // tiny openings can never be rejected by the test
+    assert_eq!(critical_count(1, P0_DEFAULT, ALPHA_DEFAULT).unwrap(), None);
+    let table = critical_table(200, P0_DEFAULT, ALPHA_DEFAULT).unwrap();
+    for (k, c) in table.iter().enumerate() {
+        for m in 0..=k as u32 {
+            assert_eq!(invalid_by_critical(m, *c), is_invalid(m, k as u32, P0_DEFAULT, ALPHA_DEFAULT).unwrap());
+        }
+    }
+}
+
+#[test]
+fn bad_parameters_are_errors_not_panics() {
+    assert_eq!(is_invalid(1, 10, Ratio::new(1, 0), ALPHA_DEFAULT), Err(VerdictError::BadP0));
+    assert_eq!(is_invalid(1, 10, Ratio::new(3, 2), ALPHA_DEFAULT), Err(VerdictError::BadP0));
+    assert_eq!(is_invalid(1, 10, P0_DEFAULT, Ratio::new(1, 0)), Err(VerdictError::BadAlpha));
+    assert!(is_invalid(11, 10, P0_DEFAULT, ALPHA_DEFAULT).is_err());
+    assert!(sample_indices(&[0u8; 32], 0, 200).is_empty());
+    let all = sample_indices(&[9u8; 32], 20, 200);
+    let mut s = all.clone();
+    s.sort();
+    assert_eq!(s, (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn mismatch_rule() {
+    let r = 1_346_000;
+    let tol = TOLERANCE_MICRO_DEFAULT;
+    assert!(!is_mismatch(1_300_040, 13000, r, tol));
+    assert!(!is_mismatch(1_302_000, 13000, r, tol));
+    assert!(is_mismatch(1_302_001, 13000, r, tol));
+    assert!(is_mismatch(1_297_999, 13000, r, tol));
+    assert!(is_mismatch(1_348_000, 13480, r, tol)); // not a share at all
+    assert!(!is_mismatch(1_347_999, 13480, r, tol));
+    assert!(is_mismatch(u64::MAX, 13000, u64::MAX, tol));
+    assert_eq!(distance_to_micro(f64::NAN), u64::MAX);
+    assert_eq!(distance_to_micro(1.3480451), 1_348_045);
+}
