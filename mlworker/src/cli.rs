@@ -1,0 +1,494 @@
+//! Command line of `kiln-mlworker`. Later issues add `serve` (HTTP API,
+//! inference engine) and the chain client next to `sprint`.
+
+use crate::address;
+use crate::sprint::bench::{dense_matmul_flops, run_reference, sprint_throughput};
+use crate::sprint::device::{configure_threads, ComputeDevice, DeviceChoice, Precision};
+use crate::sprint::engine::SprintEngine;
+use crate::sprint::leaves::{default_r_target, prove, verify, ProofFile, RunFile, VerifyParams};
+use crate::sprint::model::{flops_per_nonce, nominal_flops_per_nonce};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use kiln_sprint_protocol::leaf::{quantize_distance, Leaf};
+use kiln_sprint_protocol::model::ModelConfig;
+use kiln_sprint_protocol::verdict::Ratio;
+use kiln_sprint_protocol::Hash32;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(name = "kiln-mlworker", version, about = "Kiln ML worker: sprint (proof of compute) engine")]
+pub struct Cli {
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// The sprint: the proof-of-compute transformer (SPEC §4).
+    #[command(subcommand)]
+    Sprint(SprintCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SprintCmd {
+    /// Measure nonces/s, shares/s, effective FLOP/s and dense matmul FLOP/s.
+    Bench(BenchArgs),
+    /// Compute shares for a seed and address and write the leaves.
+    Run(RunArgs),
+    /// Open the challenged leaves of a run file with Merkle proofs.
+    Prove(ProveArgs),
+    /// Recompute opened leaves, test them and print the verdict.
+    Verify(VerifyArgs),
+    /// Measure the distance distribution and print r_target for a share rate.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// devnet, mainnet, or custom (then give every dimension).
+    #[arg(long, default_value = "devnet")]
+    pub preset: String,
+    #[arg(long)]
+    pub dim: Option<usize>,
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[arg(long)]
+    pub heads: Option<usize>,
+    #[arg(long)]
+    pub ffn_dim: Option<usize>,
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    #[arg(long)]
+    pub out_dim: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn config(&self) -> Result<ModelConfig> {
+        let base = match self.preset.as_str() {
+            "custom" => None,
+            p => Some(ModelConfig::preset(p).with_context(|| format!("unknown preset {p:?}: use devnet, mainnet or custom"))?),
+        };
+        let pick = |v: Option<usize>, b: Option<usize>, name: &str| -> Result<usize> {
+            v.or(b).with_context(|| format!("--preset custom needs --{name}"))
+        };
+        let cfg = ModelConfig {
+            dim: pick(self.dim, base.map(|b| b.dim), "dim")?,
+            layers: pick(self.layers, base.map(|b| b.layers), "layers")?,
+            heads: pick(self.heads, base.map(|b| b.heads), "heads")?,
+            ffn_dim: pick(self.ffn_dim, base.map(|b| b.ffn_dim), "ffn-dim")?,
+            seq_len: pick(self.seq_len, base.map(|b| b.seq_len), "seq-len")?,
+            out_dim: pick(self.out_dim, base.map(|b| b.out_dim), "out-dim")?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// cpu, cuda or auto (CUDA when torch sees a GPU).
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// f32, bf16 or auto (f32 on CPU, bf16 on CUDA).
+    #[arg(long, default_value = "auto")]
+    pub precision: Precision,
+    /// Torch intra-op threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Nonces per forward pass (default: sized to the device).
+    #[arg(long)]
+    pub batch: Option<usize>,
+}
+
+impl DeviceArgs {
+    pub fn resolve(&self) -> Result<ComputeDevice> {
+        configure_threads(self.threads);
+        ComputeDevice::resolve(self.device, self.precision)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+    /// Seconds of sprint measurement.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Size of the dense square matmul baseline.
+    #[arg(long, default_value_t = 2048)]
+    pub matmul_n: i64,
+    /// Also run the Python reference (scripts/sprint_reference.py) for the same seconds and print the ratio.
+    #[arg(long)]
+    pub compare_python: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The sprint seed (32 bytes hex).
+    #[arg(long)]
+    pub seed: String,
+    /// The host address (kiln1… or 40 hex chars).
+    #[arg(long)]
+    pub address: String,
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Stop after this many nonces (default: only the time limit).
+    #[arg(long)]
+    pub max_nonces: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    pub start_nonce: u64,
+    /// r_target in millionths (default: the preset's).
+    #[arg(long)]
+    pub r_target: Option<u64>,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ProveArgs {
+    /// Run file written by `sprint run`.
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// Hash of the challenge block (hex); the challenge is SHA256(block hash ‖ addr).
+    #[arg(long)]
+    pub challenge: String,
+    /// sprint_samples: how many leaves to open (k = min(count, N)).
+    #[arg(long, default_value_t = 200)]
+    pub k: u32,
+    /// Write the opening here (JSON) as well as printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Opening written by `sprint prove`.
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// sprint_tolerance in millionths.
+    #[arg(long, default_value_t = 2000)]
+    pub tolerance_micro: u64,
+    /// Honest mismatch rate p0 (a/b or decimal).
+    #[arg(long, default_value = "5/10000")]
+    pub p0: String,
+    /// Significance alpha (a/b or decimal).
+    #[arg(long, default_value = "1/10000000")]
+    pub alpha: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Target share rate (a/b or decimal), e.g. 1/16 or 0.001953125.
+    #[arg(long)]
+    pub share_rate: String,
+    /// Nonces to measure.
+    #[arg(long, default_value_t = 4000)]
+    pub nonces: u64,
+    /// Seed to measure with (default: a fixed calibration seed).
+    #[arg(long)]
+    pub seed: Option<String>,
+    #[arg(long)]
+    pub address: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+}
+
+/// Parse `a/b` or a decimal into an exact ratio.
+pub fn parse_ratio(s: &str) -> Result<Ratio> {
+    if let Some((a, b)) = s.split_once('/') {
+        let r = Ratio::new(a.trim().parse()?, b.trim().parse()?);
+        if r.den == 0 {
+            bail!("zero denominator in {s:?}");
+        }
+        return Ok(r);
+    }
+    let s = s.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 18 {
+        bail!("too many decimals in {s:?}");
+    }
+    let den = 10u64.pow(frac.len() as u32);
+    let num = int.parse::<u64>().unwrap_or(0) * den + if frac.is_empty() { 0 } else { frac.parse::<u64>()? };
+    Ok(Ratio::new(num, den))
+}
+
+fn parse_seed(s: &str) -> Result<Hash32> {
+    let v = hex::decode(s.trim()).context("--seed must be hex")?;
+    v.try_into().map_err(|_| anyhow::anyhow!("--seed must be 32 bytes (64 hex chars)"))
+}
+
+/// A fixed seed for benchmarks and calibration (the spec vectors' seed).
+pub const BENCH_SEED: &str = "836c28835f9d66a15c9adc3ba6b889228990c556771f215d96f753ba2aa11ae5";
+pub const BENCH_ADDR: &str = "00112233445566778899aabbccddeeff00112233";
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Sprint(c) => match c {
+            SprintCmd::Bench(a) => cmd_bench(a),
+            SprintCmd::Run(a) => cmd_run(a),
+            SprintCmd::Prove(a) => cmd_prove(a),
+            SprintCmd::Verify(a) => cmd_verify(a),
+            SprintCmd::Calibrate(a) => cmd_calibrate(a),
+        },
+    }
+}
+
+fn load_engine(seed: Hash32, addr: [u8; 20], cfg: ModelConfig, dev: &DeviceArgs) -> Result<SprintEngine> {
+    let d = dev.resolve()?;
+    let pb = ProgressBar::new_spinner();
+    pb.set_message(format!("generating {:.1}M weights and loading them onto {d}", cfg.param_count() as f64 / 1e6));
+    pb.enable_steady_tick(Duration::from_millis(120));
+    let t0 = Instant::now();
+    let e = SprintEngine::new(seed, addr, cfg, d, dev.batch)?;
+    pb.finish_and_clear();
+    tracing::info!(device = %d, batch = e.batch, secs = t0.elapsed().as_secs_f64(), "model loaded");
+    Ok(e)
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    let cfg = a.model.config()?;
+    let e = load_engine(parse_seed(BENCH_SEED)?, address::parse(BENCH_ADDR)?, cfg, &a.dev)?;
+    let r_target = default_r_target(&cfg).unwrap_or(u64::MAX);
+    let s = sprint_throughput(&e, a.seconds, r_target, !a.json);
+    let mm = dense_matmul_flops(&e.model.dev, a.matmul_n, 2.0_f64.min(a.seconds));
+    let py = if a.compare_python {
+        let args: Vec<String> = vec![
+            "bench".into(),
+            "--seconds".into(),
+            format!("{}", a.seconds),
+            "--dims".into(),
+            format!("{},{},{},{},{},{}", cfg.dim, cfg.layers, cfg.heads, cfg.ffn_dim, cfg.seq_len, cfg.out_dim),
+            "--threads".into(),
+            format!("{}", tch::get_num_threads()),
+        ];
+        Some(run_reference(&args)?)
+    } else {
+        None
+    };
+    let py_rate = py.as_ref().and_then(|v| v["nonces_per_s"].as_f64());
+    let out = serde_json::json!({
+        "device": e.model.dev.to_string(),
+        "threads": tch::get_num_threads(),
+        "batch": e.batch,
+        "model": cfg,
+        "nonces": s.nonces,
+        "seconds": s.seconds,
+        "nonces_per_s": s.nonces_per_s,
+        "shares": s.shares,
+        "shares_per_s": s.shares_per_s,
+        "flops_per_nonce": s.flops_per_nonce,
+        "nominal_flops_per_nonce": nominal_flops_per_nonce(&cfg),
+        "effective_flops": s.effective_flops,
+        "dense_matmul_n": a.matmul_n,
+        "dense_matmul_flops": mm,
+        "sprint_over_matmul": s.effective_flops / mm,
+        "python_nonces_per_s": py_rate,
+        "rust_over_python": py_rate.map(|p| s.nonces_per_s / p),
+    });
+    if a.json {
+        println!("{out}");
+    } else {
+        println!("device            {} ({} threads), batch {}", e.model.dev, tch::get_num_threads(), e.batch);
+        println!("model             {cfg:?}");
+        println!("nonces/s          {:.1}  ({} nonces in {:.2}s)", s.nonces_per_s, s.nonces, s.seconds);
+        println!("shares/s          {:.2}  (r_target {} µ)", s.shares_per_s, r_target);
+        println!("flops/nonce       {:.3e} (nominal unpruned {:.3e})", flops_per_nonce(&cfg), nominal_flops_per_nonce(&cfg));
+        println!("effective FLOP/s  {:.3e}", s.effective_flops);
+        println!("dense matmul      {:.3e} FLOP/s ({}x{} {})", mm, a.matmul_n, a.matmul_n, e.model.dev);
+        println!("sprint / matmul   {:.3}", s.effective_flops / mm);
+        if let Some(p) = py_rate {
+            println!("python reference  {:.1} nonces/s", p);
+            println!("rust / python     {:.2}", s.nonces_per_s / p);
+        }
+    }
+    Ok(())
+}
+
+fn cmd_run(a: RunArgs) -> Result<()> {
+    let cfg = a.model.config()?;
+    let seed = parse_seed(&a.seed)?;
+    let addr = address::parse(&a.address)?;
+    let r_target = match a.r_target.or(default_r_target(&cfg)) {
+        Some(r) => r,
+        None => bail!("--r-target is required for custom dimensions"),
+    };
+    let e = load_engine(seed, addr, cfg, &a.dev)?;
+    let pb = ProgressBar::new((a.seconds * 10.0) as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} sprint [{bar:30}] {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let t0 = Instant::now();
+    let limit = Duration::from_secs_f64(a.seconds);
+    let max = a.max_nonces.unwrap_or(u64::MAX);
+    let mut leaves: Vec<Leaf> = Vec::new();
+    let mut computed = 0u64;
+    e.sweep(
+        a.start_nonce,
+        |done| {
+            let el = t0.elapsed();
+            pb.set_position((el.as_secs_f64() * 10.0) as u64);
+            pb.set_message(format!("{done} nonces, {} shares", leaves_len_hint(done)));
+            el < limit && done < max
+        },
+        |ns, ds| {
+            for (&n, &d) in ns.iter().zip(ds) {
+                if computed >= max {
+                    break;
+                }
+                computed += 1;
+                if d * 1e6 < r_target as f64 {
+                    leaves.push(Leaf { nonce: n, d_q: quantize_distance(d) });
+                }
+            }
+        },
+    );
+    pb.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let root = RunFile::root_of(&leaves).map(hex::encode).unwrap_or_default();
+    let rf = RunFile {
+        version: 1,
+        seed: hex::encode(seed),
+        address: address::encode(&addr),
+        model: cfg,
+        r_target_micro: r_target,
+        start_nonce: a.start_nonce,
+        nonces_computed: computed,
+        seconds: secs,
+        count: leaves.len() as u64,
+        root: root.clone(),
+        leaves,
+    };
+    std::fs::write(&a.out, serde_json::to_vec_pretty(&rf)?).with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "{} nonces in {:.2}s ({:.1}/s), {} shares, root {}, written to {}",
+        computed,
+        secs,
+        computed as f64 / secs,
+        rf.count,
+        if root.is_empty() { "-" } else { &root },
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn leaves_len_hint(_done: u64) -> &'static str {
+    "…"
+}
+
+fn cmd_prove(a: ProveArgs) -> Result<()> {
+    let rf: RunFile = serde_json::from_slice(&std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?)
+        .context("not a sprint run file")?;
+    let addr = address::parse(&rf.address)?;
+    let block = hex::decode(a.challenge.trim()).context("--challenge must be hex")?;
+    let p: ProofFile = prove(&rf, &addr, &block, a.k)?;
+    let text = serde_json::to_string_pretty(&p)?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, &text)?;
+    }
+    println!("{text}");
+    Ok(())
+}
+
+fn cmd_verify(a: VerifyArgs) -> Result<()> {
+    let p: ProofFile = serde_json::from_slice(&std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?)
+        .context("not a sprint opening (from `sprint prove`)")?;
+    let addr = address::parse(&p.address)?;
+    let e = load_engine(parse_seed(&p.seed)?, addr, p.model, &a.dev)?;
+    let params = VerifyParams { tol_micro: a.tolerance_micro, p0: parse_ratio(&a.p0)?, alpha: parse_ratio(&a.alpha)? };
+    let r = verify(&p, &e, params)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("{:>6} {:>12} {:>8} {:>10} {:>9} {:>6} {:>8}", "index", "nonce", "d_q", "recomputed", "diff", "proof", "leaf");
+        for l in &r.leaves {
+            println!(
+                "{:>6} {:>12} {:>8} {:>10.6} {:>+9.6} {:>6} {:>8}",
+                l.index,
+                l.nonce,
+                l.claimed_d_q,
+                l.recomputed_d,
+                l.diff,
+                if l.proof_ok { "ok" } else { "BAD" },
+                if l.mismatch { "MISMATCH" } else { "agree" }
+            );
+        }
+        if let Some(err) = &r.structural_error {
+            println!("structure: {err}");
+        }
+        println!(
+            "k {}  mismatches {}  p-value {:.3e}  critical count {}  verdict {}",
+            r.k,
+            r.mismatches,
+            r.p_value,
+            r.critical_count.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+            if r.invalid { "INVALID" } else { "valid" }
+        );
+    }
+    Ok(())
+}
+
+fn cmd_calibrate(a: CalibrateArgs) -> Result<()> {
+    let cfg = a.model.config()?;
+    let rate = parse_ratio(&a.share_rate)?;
+    let rate = rate.num as f64 / rate.den as f64;
+    if !(rate > 0.0 && rate < 1.0) {
+        bail!("--share-rate must be in (0, 1)");
+    }
+    let seed = parse_seed(a.seed.as_deref().unwrap_or(BENCH_SEED))?;
+    let addr = address::parse(a.address.as_deref().unwrap_or(BENCH_ADDR))?;
+    let e = load_engine(seed, addr, cfg, &a.dev)?;
+    let pb = ProgressBar::new(a.nonces);
+    let mut ds = Vec::with_capacity(a.nonces as usize);
+    let nonces: Vec<u64> = (0..a.nonces).collect();
+    for chunk in nonces.chunks(e.batch) {
+        ds.extend(e.distances(chunk));
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    let r = calibrate(&ds, rate);
+    let q = |p: f64| ds_sorted(&ds)[((p * ds.len() as f64) as usize).min(ds.len() - 1)];
+    println!("measured {} nonces on {}: min {:.6}  p1 {:.6}  median {:.6}  p99 {:.6}", ds.len(), e.model.dev, q(0.0), q(0.01), q(0.5), q(0.99));
+    println!("share rate {rate} -> r_target {r} (millionths) = {:.6}", r as f64 / 1e6);
+    let hits = ds.iter().filter(|&&d| d * 1e6 < r as f64).count();
+    println!("check: {hits}/{} = {:.5} of the measured nonces fall below it", ds.len(), hits as f64 / ds.len() as f64);
+    Ok(())
+}
+
+fn ds_sorted(ds: &[f64]) -> Vec<f64> {
+    let mut v = ds.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+/// r_target (millionths) such that a fraction `rate` of the measured distances
+/// is below it: the midpoint between the order statistics around the quantile.
+pub fn calibrate(ds: &[f64], rate: f64) -> u64 {
+    let v = ds_sorted(ds);
+    if v.is_empty() {
+        return 0;
+    }
+    let m = ((rate * v.len() as f64).round() as usize).clamp(1, v.len() - 1);
+    let r = (v[m - 1] + v[m]) / 2.0;
+    (r * 1e6).round() as u64
+}

@@ -1,0 +1,121 @@
+//! Device abstraction: CUDA when torch sees a GPU, else the CPU; the compute
+//! dtype is f32 on the CPU and bf16 on CUDA unless overridden (the precision
+//! test runs bf16 on the CPU).
+
+use anyhow::{bail, Result};
+use std::fmt;
+use std::str::FromStr;
+use tch::{Device, Kind};
+
+/// What the user asked for (`--device cpu|cuda|auto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+    #[default]
+    Auto,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "cpu" => DeviceChoice::Cpu,
+            "cuda" | "gpu" => DeviceChoice::Cuda,
+            "auto" => DeviceChoice::Auto,
+            _ => bail!("unknown device {s:?}: use cpu, cuda or auto"),
+        })
+    }
+}
+
+/// Compute precision (`--precision f32|bf16|auto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    F32,
+    Bf16,
+    #[default]
+    Auto,
+}
+
+impl FromStr for Precision {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "f32" | "float32" => Precision::F32,
+            "bf16" | "bfloat16" => Precision::Bf16,
+            "auto" => Precision::Auto,
+            _ => bail!("unknown precision {s:?}: use f32, bf16 or auto"),
+        })
+    }
+}
+
+/// A resolved device and its compute dtype.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ComputeDevice {
+    pub device: Device,
+    pub kind: Kind,
+}
+
+impl ComputeDevice {
+    /// Resolve the user's choice. `cuda` fails with a clear message when torch
+    /// has no CUDA device.
+    pub fn resolve(choice: DeviceChoice, precision: Precision) -> Result<Self> {
+        let device = match choice {
+            DeviceChoice::Cpu => Device::Cpu,
+            DeviceChoice::Cuda => {
+                if !tch::Cuda::is_available() {
+                    bail!("--device cuda: torch sees no CUDA device (is a CUDA build of torch installed?); use --device cpu or auto");
+                }
+                Device::Cuda(0)
+            }
+            DeviceChoice::Auto => {
+                if tch::Cuda::is_available() {
+                    Device::Cuda(0)
+                } else {
+                    Device::Cpu
+                }
+            }
+        };
+        let kind = match (precision, device) {
+            (Precision::F32, _) => Kind::Float,
+            (Precision::Bf16, _) => Kind::BFloat16,
+            (Precision::Auto, Device::Cpu) => Kind::Float,
+            (Precision::Auto, _) => Kind::BFloat16,
+        };
+        Ok(ComputeDevice { device, kind })
+    }
+
+    pub fn cpu_f32() -> Self {
+        ComputeDevice { device: Device::Cpu, kind: Kind::Float }
+    }
+
+    pub fn is_cuda(&self) -> bool {
+        self.device.is_cuda()
+    }
+}
+
+impl fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = match self.device {
+            Device::Cpu => "cpu".to_string(),
+            Device::Cuda(i) => format!("cuda:{i}"),
+            other => format!("{other:?}"),
+        };
+        let k = match self.kind {
+            Kind::Float => "f32",
+            Kind::BFloat16 => "bf16",
+            Kind::Half => "f16",
+            _ => "other",
+        };
+        write!(f, "{d}/{k}")
+    }
+}
+
+/// Use all CPU cores for torch's intra-op pool (or `threads` when given).
+pub fn configure_threads(threads: Option<usize>) -> usize {
+    let n = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .max(1);
+    tch::set_num_threads(n as i32);
+    n
+}

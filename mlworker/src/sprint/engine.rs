@@ -1,0 +1,205 @@
+//! The sprint engine: nonce inputs generated on the CPU in parallel (rayon) in
+//! a producer thread while the device runs the previous batch, batched forward
+//! passes, distances computed on the device, results read back in bulk.
+
+use super::device::ComputeDevice;
+use super::model::SprintModel;
+use anyhow::Result;
+use kiln_sprint_protocol::model::{fill_input, permutation, ModelConfig};
+use kiln_sprint_protocol::seed::nonce_key;
+use kiln_sprint_protocol::{Address, Hash32};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use tch::{Kind, Tensor};
+
+/// Host-side inputs of one batch.
+pub struct BatchInputs {
+    pub nonces: Vec<u64>,
+    /// `[B, seq, dim]` row-major.
+    pub x: Vec<f32>,
+    /// `[B, out_dim]` gather indices of the permutation.
+    pub perm: Vec<i64>,
+}
+
+/// Generate the inputs and permutations of `nonces` (parallel over nonces).
+pub fn prepare_batch(seed: &Hash32, addr: &Address, cfg: &ModelConfig, nonces: Vec<u64>) -> BatchInputs {
+    let xs = cfg.seq_len * cfg.dim;
+    let od = cfg.out_dim;
+    let mut x = vec![0f32; nonces.len() * xs];
+    let mut perm = vec![0i64; nonces.len() * od];
+    x.par_chunks_mut(xs).zip(perm.par_chunks_mut(od)).zip(nonces.par_iter()).for_each(|((xc, pc), &n)| {
+        fill_input(seed, addr, n, cfg, xc);
+        let p = permutation(&nonce_key(seed, addr, n), od);
+        for (dst, src) in pc.iter_mut().zip(p) {
+            *dst = src as i64;
+        }
+    });
+    BatchInputs { nonces, x, perm }
+}
+
+/// The sprint engine for one (seed, address, model).
+pub struct SprintEngine {
+    pub model: SprintModel,
+    pub seed: Hash32,
+    pub addr: Address,
+    pub batch: usize,
+}
+
+impl SprintEngine {
+    /// Build the model and pick a batch size (`batch` overrides).
+    pub fn new(seed: Hash32, addr: Address, cfg: ModelConfig, dev: ComputeDevice, batch: Option<usize>) -> Result<Self> {
+        let model = SprintModel::new(&seed, cfg, dev)?;
+        let mut e = SprintEngine { model, seed, addr, batch: 1 };
+        e.batch = match batch {
+            Some(b) => b.max(1),
+            None => e.auto_batch(),
+        };
+        Ok(e)
+    }
+
+    pub fn cfg(&self) -> &ModelConfig {
+        &self.model.cfg
+    }
+
+    /// CPU: about 8192 activation rows per forward (measured sweet spot on
+    /// devnet dims). CUDA: start at 64k rows and halve until a probe forward
+    /// fits in device memory.
+    fn auto_batch(&self) -> usize {
+        let seq = self.cfg().seq_len.max(1);
+        if !self.model.dev.is_cuda() {
+            return (8192 / seq).clamp(1, 1024);
+        }
+        let mut b = (65_536 / seq).clamp(1, 8192);
+        while b > 1 {
+            let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let inp = prepare_batch(&self.seed, &self.addr, self.cfg(), (0..b as u64).collect());
+                let d = self.launch(&inp);
+                let _ = d.to_device(tch::Device::Cpu);
+            }));
+            if probe.is_ok() {
+                // Leave headroom for the pipelined next batch.
+                return (b / 2).max(1);
+            }
+            b /= 2;
+        }
+        1
+    }
+
+    fn upload_f32(&self, v: &[f32], shape: &[i64]) -> Tensor {
+        let t = Tensor::from_slice(v).reshape(shape);
+        let dev = self.model.dev;
+        if dev.is_cuda() {
+            t.pin_memory(dev.device).to_device_(dev.device, dev.kind, true, false)
+        } else {
+            t.to_kind(dev.kind)
+        }
+    }
+
+    fn upload_i64(&self, v: &[i64], shape: &[i64]) -> Tensor {
+        let t = Tensor::from_slice(v).reshape(shape);
+        let dev = self.model.dev;
+        if dev.is_cuda() {
+            t.pin_memory(dev.device).to_device_(dev.device, Kind::Int64, true, false)
+        } else {
+            t
+        }
+    }
+
+    /// Enqueue one batch; returns its `[B]` f64 distances on the device.
+    pub fn launch(&self, inp: &BatchInputs) -> Tensor {
+        let _g = tch::no_grad_guard();
+        let c = self.cfg();
+        let b = inp.nonces.len() as i64;
+        let x = self.upload_f32(&inp.x, &[b, c.seq_len as i64, c.dim as i64]);
+        let perm = self.upload_i64(&inp.perm, &[b, c.out_dim as i64]);
+        let y = self.model.forward_last(&x);
+        self.model.distances_from_outputs(&y, &perm)
+    }
+
+    /// Outputs at the last position (before permutation), `[B, out]` f32 on the
+    /// host, for diagnostics and cross-checks.
+    pub fn raw_outputs(&self, nonces: &[u64]) -> Vec<f32> {
+        let _g = tch::no_grad_guard();
+        let inp = prepare_batch(&self.seed, &self.addr, self.cfg(), nonces.to_vec());
+        let c = self.cfg();
+        let x = self.upload_f32(&inp.x, &[nonces.len() as i64, c.seq_len as i64, c.dim as i64]);
+        let y = self.model.forward_last(&x).to_kind(Kind::Float).to_device(tch::Device::Cpu);
+        Vec::<f32>::try_from(y.flatten(0, -1)).unwrap_or_default()
+    }
+
+    /// Distances of arbitrary nonces (in order), batched.
+    pub fn distances(&self, nonces: &[u64]) -> Vec<f64> {
+        let mut out = Vec::with_capacity(nonces.len());
+        for chunk in nonces.chunks(self.batch) {
+            let inp = prepare_batch(&self.seed, &self.addr, self.cfg(), chunk.to_vec());
+            let d = self.launch(&inp);
+            out.extend(Vec::<f64>::try_from(d.to_device(tch::Device::Cpu)).unwrap_or_default());
+        }
+        out
+    }
+
+    /// Sweep consecutive nonces from `start`, batch after batch, until
+    /// `keep_going(done)` returns false. Inputs for the next batches are
+    /// generated by a producer thread while the device computes; results are
+    /// read back every batch on the CPU and every `flush_every` batches on
+    /// CUDA (one host sync per flush). `on_batch(nonces, distances)` sees
+    /// every computed nonce in increasing order. Returns the nonces computed.
+    pub fn sweep(
+        &self,
+        start: u64,
+        mut keep_going: impl FnMut(u64) -> bool,
+        mut on_batch: impl FnMut(&[u64], &[f64]),
+    ) -> u64 {
+        let flush_every = if self.model.dev.is_cuda() { 16 } else { 1 };
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = sync_channel::<BatchInputs>(2);
+        let bsz = self.batch as u64;
+        let (seed, addr, cfg) = (self.seed, self.addr, *self.cfg());
+        let mut done = 0u64;
+        std::thread::scope(|s| {
+            let stop_ref = &stop;
+            s.spawn(move || {
+                let mut next = start;
+                while !stop_ref.load(Ordering::Relaxed) {
+                    let nonces: Vec<u64> = (next..next.saturating_add(bsz)).collect();
+                    if nonces.is_empty() {
+                        break;
+                    }
+                    next = next.saturating_add(bsz);
+                    if tx.send(prepare_batch(&seed, &addr, &cfg, nonces)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut pending: Vec<(Vec<u64>, Tensor)> = Vec::new();
+            let mut flush = |pending: &mut Vec<(Vec<u64>, Tensor)>, done: &mut u64| {
+                if pending.is_empty() {
+                    return;
+                }
+                let ds: Vec<&Tensor> = pending.iter().map(|(_, d)| d).collect();
+                let all = Tensor::cat(&ds, 0).to_device(tch::Device::Cpu);
+                let all = Vec::<f64>::try_from(all).unwrap_or_default();
+                let mut off = 0;
+                for (n, _) in pending.iter() {
+                    on_batch(n, &all[off..off + n.len()]);
+                    off += n.len();
+                    *done += n.len() as u64;
+                }
+                pending.clear();
+            };
+            while keep_going(done) {
+                let Ok(inp) = rx.recv() else { break };
+                let d = self.launch(&inp);
+                pending.push((inp.nonces, d));
+                if pending.len() >= flush_every {
+                    flush(&mut pending, &mut done);
+                }
+            }
+            flush(&mut pending, &mut done);
+            stop.store(true, Ordering::Relaxed);
+            drop(rx);
+        });
+        done
+    }
+}

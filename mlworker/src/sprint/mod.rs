@@ -1,0 +1,12 @@
+//! The sprint engine (SPEC §4): the seeded transformer on libtorch, nonce
+//! sweeps, shares and their commitment, openings and validation.
+
+pub mod bench;
+pub mod device;
+pub mod engine;
+pub mod leaves;
+pub mod model;
+
+pub use device::{ComputeDevice, DeviceChoice, Precision};
+pub use engine::SprintEngine;
+pub use model::SprintModel;

@@ -1,0 +1,237 @@
+//! The SPEC §4 transformer on libtorch: weights from the portable generator
+//! (protocol crate), moved to the device and cast to the compute dtype, and a
+//! batched forward pass that returns the output projection at the last
+//! position only.
+//!
+//! Layout choices (all mathematically identical to SPEC §4, which defines one
+//! matmul per projection; only the floating-point summation order may differ,
+//! which the tolerance covers):
+//! - q|k|v are concatenated into one `[dim, 3·dim]` matrix and gate|up into one
+//!   `[dim, 2·ffn]` matrix, so each layer runs 4 big matmuls over all
+//!   `B·seq` rows of the batch.
+//! - Only the last position's output is needed, so the last layer computes q,
+//!   the attention output, o, the FFN, the final norm and `out` for that
+//!   position only (k and v still cover every position).
+
+use super::device::ComputeDevice;
+use anyhow::{ensure, Result};
+use kiln_sprint_protocol::model::{generate_weights, target, ModelConfig};
+use kiln_sprint_protocol::Hash32;
+use tch::{Device, Kind, Tensor};
+
+/// RMSNorm epsilon.
+pub const RMS_EPS: f64 = 1e-5;
+/// Rotary base θ.
+pub const ROPE_THETA: f64 = 10_000.0;
+
+struct Layer {
+    /// `[dim, 3·dim]` = q | k | v (layers before the last).
+    wqkv: Tensor,
+    /// `[dim, dim]` (last layer only: q is needed at the last position only).
+    wq: Tensor,
+    /// `[dim, 2·dim]` = k | v (last layer only).
+    wkv: Tensor,
+    wo: Tensor,
+    /// `[dim, 2·ffn]` = gate | up.
+    wgu: Tensor,
+    wdown: Tensor,
+}
+
+/// The model on its device.
+pub struct SprintModel {
+    pub cfg: ModelConfig,
+    pub dev: ComputeDevice,
+    layers: Vec<Layer>,
+    out: Tensor,
+    /// `[seq, head_dim]` rotary tables in the compute dtype.
+    cos: Tensor,
+    sin: Tensor,
+    /// L2-normalised target, f64, on the device.
+    target_n: Tensor,
+}
+
+fn empty() -> Tensor {
+    Tensor::zeros([0], (Kind::Float, Device::Cpu))
+}
+
+/// Rotary tables `[seq, head_dim]` (rotate-half layout: the frequency table is
+/// repeated for both halves), computed in f64.
+pub fn rope_tables(seq: usize, head_dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let half = head_dim / 2;
+    let mut cos = vec![0f64; seq * head_dim];
+    let mut sin = vec![0f64; seq * head_dim];
+    for p in 0..seq {
+        for i in 0..half {
+            let inv = 1.0 / ROPE_THETA.powf((2 * i) as f64 / head_dim as f64);
+            let a = p as f64 * inv;
+            for j in [i, i + half] {
+                cos[p * head_dim + j] = a.cos();
+                sin[p * head_dim + j] = a.sin();
+            }
+        }
+    }
+    (cos, sin)
+}
+
+impl SprintModel {
+    /// Generate the weights for `seed` (portable CPU code, parallel across
+    /// tensors) and load them onto `dev`.
+    pub fn new(seed: &Hash32, cfg: ModelConfig, dev: ComputeDevice) -> Result<Self> {
+        cfg.validate()?;
+        let weights = generate_weights(seed, &cfg);
+        let _g = tch::no_grad_guard();
+        let to_dev = |v: &[f32], r: usize, c: usize| -> Tensor {
+            Tensor::from_slice(v).reshape([r as i64, c as i64]).to_device(dev.device).to_kind(dev.kind)
+        };
+        let mut it = weights.iter();
+        let mut next = |name: String| -> Result<(usize, usize, &Vec<f32>)> {
+            let (spec, w) = it.next().ok_or_else(|| anyhow::anyhow!("missing tensor {name}"))?;
+            ensure!(spec.name == name, "tensor order: expected {name}, got {}", spec.name);
+            Ok((spec.rows, spec.cols, w))
+        };
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for i in 0..cfg.layers {
+            let last = i + 1 == cfg.layers;
+            let (d, _, q) = next(format!("layers.{i}.attn.q"))?;
+            let (_, _, k) = next(format!("layers.{i}.attn.k"))?;
+            let (_, _, v) = next(format!("layers.{i}.attn.v"))?;
+            let (_, _, o) = next(format!("layers.{i}.attn.o"))?;
+            let (_, f, g) = next(format!("layers.{i}.ffn.gate"))?;
+            let (_, _, u) = next(format!("layers.{i}.ffn.up"))?;
+            let (_, _, dn) = next(format!("layers.{i}.ffn.down"))?;
+            let (tq, tk, tv) = (to_dev(q, d, d), to_dev(k, d, d), to_dev(v, d, d));
+            let (wqkv, wq, wkv) = if last {
+                (empty(), tq, Tensor::cat(&[tk, tv], 1).contiguous())
+            } else {
+                (Tensor::cat(&[tq, tk, tv], 1).contiguous(), empty(), empty())
+            };
+            layers.push(Layer {
+                wqkv,
+                wq,
+                wkv,
+                wo: to_dev(o, d, d),
+                wgu: Tensor::cat(&[to_dev(g, d, f), to_dev(u, d, f)], 1).contiguous(),
+                wdown: to_dev(dn, f, d),
+            });
+        }
+        let (d, od, w) = next("out".to_string())?;
+        let out = to_dev(w, d, od);
+        let (c, s) = rope_tables(cfg.seq_len, cfg.head_dim());
+        let rt = |v: Vec<f64>| {
+            Tensor::from_slice(&v)
+                .reshape([cfg.seq_len as i64, cfg.head_dim() as i64])
+                .to_kind(Kind::Float)
+                .to_device(dev.device)
+                .to_kind(dev.kind)
+        };
+        let t = target(seed, cfg.out_dim);
+        let tt = Tensor::from_slice(&t).to_kind(Kind::Double);
+        let target_n = (&tt / tt.norm()).to_device(dev.device);
+        Ok(SprintModel { cfg, dev, layers, out, cos: rt(c), sin: rt(s), target_n })
+    }
+
+    fn rms(x: &Tensor, dim: i64) -> Tensor {
+        x.rms_norm([dim], None::<Tensor>, RMS_EPS)
+    }
+
+    /// `x·cos + rotate_half(x)·sin` over the last dimension.
+    fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, half: i64) -> Tensor {
+        let x1 = x.narrow(-1, 0, half);
+        let x2 = x.narrow(-1, half, half);
+        let rot = Tensor::cat(&[x2.neg(), x1], -1);
+        x * cos + rot * sin
+    }
+
+    /// Forward pass of a batch `x: [B, seq, dim]` (compute dtype, on the
+    /// device). Returns the output projection at the last position, `[B, out_dim]`.
+    pub fn forward_last(&self, x: &Tensor) -> Tensor {
+        let c = &self.cfg;
+        let (s, d, h, hd) = (c.seq_len as i64, c.dim as i64, c.heads as i64, c.head_dim() as i64);
+        let b = x.size()[0];
+        let half = hd / 2;
+        let scale = 1.0 / (hd as f64).sqrt();
+        // [S, 1, hd] broadcasts over [B, S, H, hd]
+        let cos = self.cos.reshape([s, 1, hd]);
+        let sin = self.sin.reshape([s, 1, hd]);
+        let mut hcur = x.reshape([b * s, d]);
+        let nl = self.layers.len();
+        for (i, l) in self.layers.iter().enumerate() {
+            if i + 1 < nl {
+                let xn = Self::rms(&hcur, d);
+                let qkv = xn.matmul(&l.wqkv).reshape([b, s, 3, h, hd]);
+                let q = Self::rope(&qkv.select(2, 0), &cos, &sin, half).transpose(1, 2);
+                let k = Self::rope(&qkv.select(2, 1), &cos, &sin, half).transpose(1, 2);
+                let v = qkv.select(2, 2).transpose(1, 2);
+                let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, scale, false);
+                let a = a.transpose(1, 2).reshape([b * s, d]);
+                hcur = hcur + a.matmul(&l.wo);
+                let hn = Self::rms(&hcur, d);
+                let gu = hn.matmul(&l.wgu);
+                let f = c.ffn_dim as i64;
+                let g = gu.narrow(1, 0, f);
+                let u = gu.narrow(1, f, f);
+                hcur = hcur + (g.silu() * u).matmul(&l.wdown);
+            } else {
+                // Last layer: k, v over all positions; everything else at the
+                // last position only.
+                let xn = Self::rms(&hcur, d);
+                let kv = xn.matmul(&l.wkv).reshape([b, s, 2, h, hd]);
+                let k = Self::rope(&kv.select(2, 0), &cos, &sin, half).transpose(1, 2);
+                let v = kv.select(2, 1).transpose(1, 2);
+                let h_last = hcur.reshape([b, s, d]).select(1, s - 1); // [B, D]
+                let xn_last = xn.reshape([b, s, d]).select(1, s - 1);
+                let q = xn_last.matmul(&l.wq).reshape([b, 1, h, hd]);
+                let q = Self::rope(&q, &cos.narrow(0, s - 1, 1), &sin.narrow(0, s - 1, 1), half).transpose(1, 2);
+                // The last position attends to every position: no mask.
+                let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false);
+                let a = a.reshape([b, d]);
+                let h2 = h_last + a.matmul(&l.wo);
+                let hn = Self::rms(&h2, d);
+                let gu = hn.matmul(&l.wgu);
+                let f = c.ffn_dim as i64;
+                let g = gu.narrow(1, 0, f);
+                let u = gu.narrow(1, f, f);
+                hcur = h2 + (g.silu() * u).matmul(&l.wdown);
+            }
+        }
+        let last = if nl == 0 { hcur.reshape([b, s, d]).select(1, s - 1) } else { hcur };
+        Self::rms(&last, d).matmul(&self.out)
+    }
+
+    /// Distances of a batch: `y: [B, out]` last-position outputs and `perm:
+    /// [B, out]` int64 gather indices (on the device). Returns `[B]` f64.
+    pub fn distances_from_outputs(&self, y: &Tensor, perm: &Tensor) -> Tensor {
+        let y = y.to_kind(Kind::Double).gather(1, perm, false);
+        let n = y.square().sum_dim_intlist([1i64].as_slice(), true, Kind::Double).sqrt();
+        let yn = y / n;
+        (yn - self.target_n.unsqueeze(0)).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double).sqrt()
+    }
+
+    /// Weight tensor count on the device (for diagnostics).
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+}
+
+/// Matmul FLOPs per nonce that this engine actually performs (projections,
+/// attention scores and values with the causal half only, last-position
+/// pruning in the last layer, `out` at one position). Elementwise work is not
+/// counted: this is the "useful" work compared with dense matmul throughput.
+pub fn flops_per_nonce(c: &ModelConfig) -> f64 {
+    let (s, d, f, o) = (c.seq_len as f64, c.dim as f64, c.ffn_dim as f64, c.out_dim as f64);
+    let causal_pairs = s * (s + 1.0) / 2.0;
+    let full_layer = 2.0 * s * d * 3.0 * d + 2.0 * s * d * d + 2.0 * s * d * 2.0 * f + 2.0 * s * f * d
+        + 2.0 * 2.0 * causal_pairs * d;
+    let last_layer = 2.0 * s * d * 2.0 * d + 2.0 * d * d + 2.0 * 2.0 * s * d + 2.0 * d * d + 2.0 * d * 3.0 * f;
+    let layers = c.layers as f64;
+    (layers - 1.0).max(0.0) * full_layer + if c.layers > 0 { last_layer } else { 0.0 } + 2.0 * d * o
+}
+
+/// Matmul FLOPs per nonce of the unpruned model (every position through every
+/// layer, `out` at one position) — the nominal work SPEC §4 describes.
+pub fn nominal_flops_per_nonce(c: &ModelConfig) -> f64 {
+    let (s, d, f, o) = (c.seq_len as f64, c.dim as f64, c.ffn_dim as f64, c.out_dim as f64);
+    let causal_pairs = s * (s + 1.0) / 2.0;
+    let full_layer = 2.0 * s * d * 4.0 * d + 2.0 * s * d * 3.0 * f + 2.0 * 2.0 * causal_pairs * d;
+    c.layers as f64 * full_layer + 2.0 * d * o
+}
