@@ -279,7 +279,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             "--dims".into(),
             format!("{},{},{},{},{},{}", cfg.dim, cfg.layers, cfg.heads, cfg.ffn_dim, cfg.seq_len, cfg.out_dim),
             "--threads".into(),
-            format!("{}", tch::get_num_threads()),
+            "0".into(),
         ];
         Some(run_reference(&args)?)
     } else {
