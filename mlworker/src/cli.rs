@@ -343,12 +343,13 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     let max = a.max_nonces.unwrap_or(u64::MAX);
     let mut leaves: Vec<Leaf> = Vec::new();
     let mut computed = 0u64;
+    let shares = std::cell::Cell::new(0u64);
     e.sweep(
         a.start_nonce,
         |done| {
             let el = t0.elapsed();
             pb.set_position((el.as_secs_f64() * 10.0) as u64);
-            pb.set_message(format!("{done} nonces, {} shares", leaves_len_hint(done)));
+            pb.set_message(format!("{done} nonces, {} shares", shares.get()));
             el < limit && done < max
         },
         |ns, ds| {
@@ -359,6 +360,7 @@ fn cmd_run(a: RunArgs) -> Result<()> {
                 computed += 1;
                 if d * 1e6 < r_target as f64 {
                     leaves.push(Leaf { nonce: n, d_q: quantize_distance(d) });
+                    shares.set(shares.get() + 1);
                 }
             }
         },
@@ -390,10 +392,6 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
-}
-
-fn leaves_len_hint(_done: u64) -> &'static str {
-    "…"
 }
 
 fn cmd_prove(a: ProveArgs) -> Result<()> {
