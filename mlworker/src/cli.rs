@@ -130,6 +130,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Use the unoptimised reference forward pass (A/B comparison).
+    #[arg(long)]
+    pub reference_forward: bool,
 }
 
 #[derive(Args, Debug)]
@@ -267,7 +270,8 @@ fn load_engine(seed: Hash32, addr: [u8; 20], cfg: ModelConfig, dev: &DeviceArgs)
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
     let cfg = a.model.config()?;
-    let e = load_engine(parse_seed(BENCH_SEED)?, address::parse(BENCH_ADDR)?, cfg, &a.dev)?;
+    let mut e = load_engine(parse_seed(BENCH_SEED)?, address::parse(BENCH_ADDR)?, cfg, &a.dev)?;
+    e.reference_forward = a.reference_forward;
     let r_target = default_r_target(&cfg).unwrap_or(u64::MAX);
     let s = sprint_throughput(&e, a.seconds, r_target, !a.json);
     let mm = dense_matmul_flops(&e.model.dev, a.matmul_n, 2.0_f64.min(a.seconds));

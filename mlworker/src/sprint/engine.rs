@@ -24,17 +24,29 @@ pub struct BatchInputs {
 
 /// Generate the inputs and permutations of `nonces` (parallel over nonces).
 pub fn prepare_batch(seed: &Hash32, addr: &Address, cfg: &ModelConfig, nonces: Vec<u64>) -> BatchInputs {
+    prepare_batch_with(seed, addr, cfg, nonces, true)
+}
+
+/// [`prepare_batch`], on the rayon pool when `parallel`, else on the calling
+/// thread (the CPU engine's producer thread: torch already uses every core,
+/// so extra spinning workers only steal time from it).
+pub fn prepare_batch_with(seed: &Hash32, addr: &Address, cfg: &ModelConfig, nonces: Vec<u64>, parallel: bool) -> BatchInputs {
     let xs = cfg.seq_len * cfg.dim;
     let od = cfg.out_dim;
     let mut x = vec![0f32; nonces.len() * xs];
     let mut perm = vec![0i64; nonces.len() * od];
-    x.par_chunks_mut(xs).zip(perm.par_chunks_mut(od)).zip(nonces.par_iter()).for_each(|((xc, pc), &n)| {
+    let one = |((xc, pc), &n): ((&mut [f32], &mut [i64]), &u64)| {
         fill_input(seed, addr, n, cfg, xc);
         let p = permutation(&nonce_key(seed, addr, n), od);
         for (dst, src) in pc.iter_mut().zip(p) {
             *dst = src as i64;
         }
-    });
+    };
+    if parallel {
+        x.par_chunks_mut(xs).zip(perm.par_chunks_mut(od)).zip(nonces.par_iter()).for_each(one);
+    } else {
+        x.chunks_mut(xs).zip(perm.chunks_mut(od)).zip(nonces.iter()).for_each(one);
+    }
     BatchInputs { nonces, x, perm }
 }
 
@@ -44,13 +56,19 @@ pub struct SprintEngine {
     pub seed: Hash32,
     pub addr: Address,
     pub batch: usize,
+    /// Use [`SprintModel::forward_last_reference`] (unoptimised) instead of the
+    /// optimised forward; for cross-checks and A/B benchmarks.
+    pub reference_forward: bool,
 }
 
 impl SprintEngine {
     /// Build the model and pick a batch size (`batch` overrides).
     pub fn new(seed: Hash32, addr: Address, cfg: ModelConfig, dev: ComputeDevice, batch: Option<usize>) -> Result<Self> {
+        if !dev.is_cuda() {
+            super::device::tune_allocator();
+        }
         let model = SprintModel::new(&seed, cfg, dev)?;
-        let mut e = SprintEngine { model, seed, addr, batch: 1 };
+        let mut e = SprintEngine { model, seed, addr, batch: 1, reference_forward: false };
         e.batch = match batch {
             Some(b) => b.max(1),
             None => e.auto_batch(),
@@ -62,13 +80,21 @@ impl SprintEngine {
         &self.model.cfg
     }
 
-    /// CPU: about 8192 activation rows per forward (measured sweet spot on
-    /// devnet dims). CUDA: start at 64k rows and halve until a probe forward
-    /// fits in device memory.
+    /// CPU: as many nonces as keep the largest activation (`[B·seq,
+    /// max(3·dim, 2·ffn)]`) under the heap limit of [`tune_allocator`] (with
+    /// 10% margin), rounded down to a multiple of 8 — 152 on devnet.
+    /// CUDA: start at 64k rows and halve until a probe forward fits in device
+    /// memory.
+    ///
+    /// [`tune_allocator`]: super::device::tune_allocator
     fn auto_batch(&self) -> usize {
-        let seq = self.cfg().seq_len.max(1);
+        let c = self.cfg();
+        let seq = c.seq_len.max(1);
         if !self.model.dev.is_cuda() {
-            return (8192 / seq).clamp(1, 1024);
+            let row_bytes = (3 * c.dim).max(2 * c.ffn_dim).max(c.out_dim) * 4;
+            let rows = super::device::HEAP_ALLOC_LIMIT * 9 / 10 / row_bytes.max(1);
+            let b = rows / seq;
+            return if b >= 8 { b / 8 * 8 } else { b.max(1) };
         }
         let mut b = (65_536 / seq).clamp(1, 8192);
         while b > 1 {
@@ -106,6 +132,14 @@ impl SprintEngine {
         }
     }
 
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if self.reference_forward {
+            self.model.forward_last_reference(x)
+        } else {
+            self.model.forward_last(x)
+        }
+    }
+
     /// Enqueue one batch; returns its `[B]` f64 distances on the device.
     pub fn launch(&self, inp: &BatchInputs) -> Tensor {
         let _g = tch::no_grad_guard();
@@ -113,7 +147,7 @@ impl SprintEngine {
         let b = inp.nonces.len() as i64;
         let x = self.upload_f32(&inp.x, &[b, c.seq_len as i64, c.dim as i64]);
         let perm = self.upload_i64(&inp.perm, &[b, c.out_dim as i64]);
-        let y = self.model.forward_last(&x);
+        let y = self.forward(&x);
         self.model.distances_from_outputs(&y, &perm)
     }
 
@@ -124,7 +158,7 @@ impl SprintEngine {
         let inp = prepare_batch(&self.seed, &self.addr, self.cfg(), nonces.to_vec());
         let c = self.cfg();
         let x = self.upload_f32(&inp.x, &[nonces.len() as i64, c.seq_len as i64, c.dim as i64]);
-        let y = self.model.forward_last(&x).to_kind(Kind::Float).to_device(tch::Device::Cpu);
+        let y = self.forward(&x).to_kind(Kind::Float).to_device(tch::Device::Cpu);
         Vec::<f32>::try_from(y.flatten(0, -1)).unwrap_or_default()
     }
 
@@ -156,6 +190,7 @@ impl SprintEngine {
         let (tx, rx) = sync_channel::<BatchInputs>(2);
         let bsz = self.batch as u64;
         let (seed, addr, cfg) = (self.seed, self.addr, *self.cfg());
+        let parallel = self.model.dev.is_cuda();
         let mut done = 0u64;
         std::thread::scope(|s| {
             let stop_ref = &stop;
@@ -167,7 +202,7 @@ impl SprintEngine {
                         break;
                     }
                     next = next.saturating_add(bsz);
-                    if tx.send(prepare_batch(&seed, &addr, &cfg, nonces)).is_err() {
+                    if tx.send(prepare_batch_with(&seed, &addr, &cfg, nonces, parallel)).is_err() {
                         break;
                     }
                 }

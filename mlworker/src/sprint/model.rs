@@ -46,6 +46,8 @@ pub struct SprintModel {
     /// `[seq, head_dim]` rotary tables in the compute dtype.
     cos: Tensor,
     sin: Tensor,
+    /// `sin` with the first half negated (for `roll`-based RoPE).
+    sin_signed: Tensor,
     /// L2-normalised target, f64, on the device.
     target_n: Tensor,
 }
@@ -117,6 +119,8 @@ impl SprintModel {
         let (d, od, w) = next("out".to_string())?;
         let out = to_dev(w, d, od);
         let (c, s) = rope_tables(cfg.seq_len, cfg.head_dim());
+        let hd = cfg.head_dim();
+        let ss: Vec<f64> = s.iter().enumerate().map(|(i, &v)| if i % hd < hd / 2 { -v } else { v }).collect();
         let rt = |v: Vec<f64>| {
             Tensor::from_slice(&v)
                 .reshape([cfg.seq_len as i64, cfg.head_dim() as i64])
@@ -127,11 +131,95 @@ impl SprintModel {
         let t = target(seed, cfg.out_dim);
         let tt = Tensor::from_slice(&t).to_kind(Kind::Double);
         let target_n = (&tt / tt.norm()).to_device(dev.device);
-        Ok(SprintModel { cfg, dev, layers, out, cos: rt(c), sin: rt(s), target_n })
+        Ok(SprintModel { cfg, dev, layers, out, cos: rt(c), sin: rt(s), sin_signed: rt(ss), target_n })
     }
 
     fn rms(x: &Tensor, dim: i64) -> Tensor {
         x.rms_norm([dim], None::<Tensor>, RMS_EPS)
+    }
+
+    /// RMSNorm with two memory passes: a fused L2-norm reduction (accumulated
+    /// and returned in f32) and one multiply.
+    fn rms_fast(x: &Tensor, dim: i64) -> Tensor {
+        let n = x.norm_scalaropt_dim_dtype(2, [-1i64].as_slice(), true, Kind::Float);
+        let r = (n.square() / dim as f64 + RMS_EPS).rsqrt().to_kind(x.kind());
+        x * r
+    }
+
+    /// Rotary embedding as `x·cos + roll(x, half)·sin_signed` (identical to
+    /// `x·cos + rotate_half(x)·sin`): three passes instead of five.
+    fn rope_fast(x: &Tensor, cos: &Tensor, sin_signed: &Tensor, half: i64) -> Tensor {
+        let rolled = x.roll([half].as_slice(), [-1i64].as_slice());
+        let mut out = x * cos;
+        let _ = out.addcmul_(&rolled, sin_signed);
+        out
+    }
+
+    /// Forward pass of a batch `x: [B, seq, dim]` (compute dtype, on the
+    /// device). Returns the output projection at the last position, `[B, out_dim]`.
+    ///
+    /// Memory-traffic optimisations over [`SprintModel::forward_last_reference`]:
+    /// residual adds fused into the matmul (`addmm_`, `C += A·B`), SiLU and
+    /// the gate⊙up product in place, RoPE on q and k together in three passes,
+    /// RMSNorm in two passes.
+    pub fn forward_last(&self, x: &Tensor) -> Tensor {
+        let c = &self.cfg;
+        let (s, d, h, hd, f) = (c.seq_len as i64, c.dim as i64, c.heads as i64, c.head_dim() as i64, c.ffn_dim as i64);
+        let b = x.size()[0];
+        let half = hd / 2;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let cos = self.cos.reshape([s, 1, 1, hd]);
+        let sin = self.sin_signed.reshape([s, 1, 1, hd]);
+        let mut hcur = x.reshape([b * s, d]).contiguous();
+        let nl = self.layers.len();
+        for (i, l) in self.layers.iter().enumerate() {
+            let xn = Self::rms_fast(&hcur, d);
+            if i + 1 < nl {
+                let qkv = xn.matmul(&l.wqkv).reshape([b, s, 3, h, hd]);
+                let qk = Self::rope_fast(&qkv.narrow(2, 0, 2), &cos, &sin, half);
+                let q = qk.select(2, 0).transpose(1, 2);
+                let k = qk.select(2, 1).transpose(1, 2);
+                let v = qkv.select(2, 2).transpose(1, 2);
+                let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, scale, false);
+                let a = a.transpose(1, 2).reshape([b * s, d]);
+                let _ = hcur.addmm_(&a, &l.wo);
+                let hn = Self::rms_fast(&hcur, d);
+                let gu = hn.matmul(&l.wgu);
+                let mut g = gu.narrow(1, 0, f);
+                let _ = g.silu_();
+                let _ = g.g_mul_(&gu.narrow(1, f, f));
+                let _ = hcur.addmm_(&g, &l.wdown);
+            } else {
+                // Last layer: k, v over all positions; everything else at the
+                // last position only.
+                let kv = xn.matmul(&l.wkv).reshape([b, s, 2, h, hd]);
+                let k = Self::rope_fast(&kv.select(2, 0), &cos.squeeze_dim(1), &sin.squeeze_dim(1), half).transpose(1, 2);
+                let v = kv.select(2, 1).transpose(1, 2);
+                let xn_last = xn.reshape([b, s, d]).select(1, s - 1);
+                let q = xn_last.matmul(&l.wq).reshape([b, 1, h, hd]);
+                let q = Self::rope_fast(
+                    &q,
+                    &cos.narrow(0, s - 1, 1).squeeze_dim(1),
+                    &sin.narrow(0, s - 1, 1).squeeze_dim(1),
+                    half,
+                )
+                .transpose(1, 2);
+                // The last position attends to every position: no mask.
+                let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false);
+                let a = a.reshape([b, d]);
+                let mut h2 = hcur.reshape([b, s, d]).select(1, s - 1).contiguous();
+                let _ = h2.addmm_(&a, &l.wo);
+                let hn = Self::rms_fast(&h2, d);
+                let gu = hn.matmul(&l.wgu);
+                let mut g = gu.narrow(1, 0, f);
+                let _ = g.silu_();
+                let _ = g.g_mul_(&gu.narrow(1, f, f));
+                let _ = h2.addmm_(&g, &l.wdown);
+                hcur = h2;
+            }
+        }
+        let last = if nl == 0 { hcur.reshape([b, s, d]).select(1, s - 1) } else { hcur };
+        Self::rms_fast(&last, d).matmul(&self.out)
     }
 
     /// `x·cos + rotate_half(x)·sin` over the last dimension.
@@ -142,9 +230,10 @@ impl SprintModel {
         x * cos + rot * sin
     }
 
-    /// Forward pass of a batch `x: [B, seq, dim]` (compute dtype, on the
-    /// device). Returns the output projection at the last position, `[B, out_dim]`.
-    pub fn forward_last(&self, x: &Tensor) -> Tensor {
+    /// Straightforward forward pass (one op per formula of SPEC §4, fresh
+    /// tensors everywhere). Kept as an in-crate reference that tests compare
+    /// the optimised [`SprintModel::forward_last`] with.
+    pub fn forward_last_reference(&self, x: &Tensor) -> Tensor {
         let c = &self.cfg;
         let (s, d, h, hd) = (c.seq_len as i64, c.dim as i64, c.heads as i64, c.head_dim() as i64);
         let b = x.size()[0];
