@@ -8,12 +8,17 @@ pub const HRP: &str = "kiln";
 
 /// Decode `kiln1…` into its 20 raw bytes.
 pub fn decode(s: &str) -> Result<[u8; 20]> {
-    let (hrp, data) = bech32::decode(s).with_context(|| format!("address {s:?} is not valid bech32"))?;
+    let (hrp, data) =
+        bech32::decode(s).with_context(|| format!("address {s:?} is not valid bech32"))?;
     if hrp.as_str() != HRP {
-        bail!("address {s:?} has prefix {:?}, expected {HRP:?}", hrp.as_str());
+        bail!(
+            "address {s:?} has prefix {:?}, expected {HRP:?}",
+            hrp.as_str()
+        );
     }
     let len = data.len();
-    data.try_into().map_err(|_| anyhow::anyhow!("address {s:?} carries {len} bytes, expected 20"))
+    data.try_into()
+        .map_err(|_| anyhow::anyhow!("address {s:?} carries {len} bytes, expected 20"))
 }
 
 /// Encode 20 raw bytes as `kiln1…`.

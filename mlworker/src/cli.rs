@@ -18,7 +18,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(name = "kiln-mlworker", version, about = "Kiln ML worker: sprint (proof of compute) engine")]
+#[command(
+    name = "kiln-mlworker",
+    version,
+    about = "Kiln ML worker: sprint (proof of compute) engine"
+)]
 pub struct Cli {
     /// Log as JSON lines.
     #[arg(long, global = true)]
@@ -69,12 +73,16 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn config(&self) -> Result<ModelConfig> {
-        let base = match self.preset.as_str() {
-            "custom" => None,
-            p => Some(ModelConfig::preset(p).with_context(|| format!("unknown preset {p:?}: use devnet, mainnet or custom"))?),
-        };
+        let base =
+            match self.preset.as_str() {
+                "custom" => None,
+                p => Some(ModelConfig::preset(p).with_context(|| {
+                    format!("unknown preset {p:?}: use devnet, mainnet or custom")
+                })?),
+            };
         let pick = |v: Option<usize>, b: Option<usize>, name: &str| -> Result<usize> {
-            v.or(b).with_context(|| format!("--preset custom needs --{name}"))
+            v.or(b)
+                .with_context(|| format!("--preset custom needs --{name}"))
         };
         let cfg = ModelConfig {
             dim: pick(self.dim, base.map(|b| b.dim), "dim")?,
@@ -231,13 +239,19 @@ pub fn parse_ratio(s: &str) -> Result<Ratio> {
         bail!("too many decimals in {s:?}");
     }
     let den = 10u64.pow(frac.len() as u32);
-    let num = int.parse::<u64>().unwrap_or(0) * den + if frac.is_empty() { 0 } else { frac.parse::<u64>()? };
+    let num = int.parse::<u64>().unwrap_or(0) * den
+        + if frac.is_empty() {
+            0
+        } else {
+            frac.parse::<u64>()?
+        };
     Ok(Ratio::new(num, den))
 }
 
 fn parse_seed(s: &str) -> Result<Hash32> {
     let v = hex::decode(s.trim()).context("--seed must be hex")?;
-    v.try_into().map_err(|_| anyhow::anyhow!("--seed must be 32 bytes (64 hex chars)"))
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("--seed must be 32 bytes (64 hex chars)"))
 }
 
 /// A fixed seed for benchmarks and calibration (the spec vectors' seed).
@@ -256,10 +270,18 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn load_engine(seed: Hash32, addr: [u8; 20], cfg: ModelConfig, dev: &DeviceArgs) -> Result<SprintEngine> {
+fn load_engine(
+    seed: Hash32,
+    addr: [u8; 20],
+    cfg: ModelConfig,
+    dev: &DeviceArgs,
+) -> Result<SprintEngine> {
     let d = dev.resolve()?;
     let pb = ProgressBar::new_spinner();
-    pb.set_message(format!("generating {:.1}M weights and loading them onto {d}", cfg.param_count() as f64 / 1e6));
+    pb.set_message(format!(
+        "generating {:.1}M weights and loading them onto {d}",
+        cfg.param_count() as f64 / 1e6
+    ));
     pb.enable_steady_tick(Duration::from_millis(120));
     let t0 = Instant::now();
     let e = SprintEngine::new(seed, addr, cfg, d, dev.batch)?;
@@ -270,7 +292,12 @@ fn load_engine(seed: Hash32, addr: [u8; 20], cfg: ModelConfig, dev: &DeviceArgs)
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
     let cfg = a.model.config()?;
-    let mut e = load_engine(parse_seed(BENCH_SEED)?, address::parse(BENCH_ADDR)?, cfg, &a.dev)?;
+    let mut e = load_engine(
+        parse_seed(BENCH_SEED)?,
+        address::parse(BENCH_ADDR)?,
+        cfg,
+        &a.dev,
+    )?;
     e.reference_forward = a.reference_forward;
     let r_target = default_r_target(&cfg).unwrap_or(u64::MAX);
     let s = sprint_throughput(&e, a.seconds, r_target, !a.json);
@@ -281,7 +308,10 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             "--seconds".into(),
             format!("{}", a.seconds),
             "--dims".into(),
-            format!("{},{},{},{},{},{}", cfg.dim, cfg.layers, cfg.heads, cfg.ffn_dim, cfg.seq_len, cfg.out_dim),
+            format!(
+                "{},{},{},{},{},{}",
+                cfg.dim, cfg.layers, cfg.heads, cfg.ffn_dim, cfg.seq_len, cfg.out_dim
+            ),
             "--threads".into(),
             "0".into(),
         ];
@@ -312,13 +342,31 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     if a.json {
         println!("{out}");
     } else {
-        println!("device            {} ({} threads), batch {}", e.model.dev, tch::get_num_threads(), e.batch);
+        println!(
+            "device            {} ({} threads), batch {}",
+            e.model.dev,
+            tch::get_num_threads(),
+            e.batch
+        );
         println!("model             {cfg:?}");
-        println!("nonces/s          {:.1}  ({} nonces in {:.2}s)", s.nonces_per_s, s.nonces, s.seconds);
-        println!("shares/s          {:.2}  (r_target {} µ)", s.shares_per_s, r_target);
-        println!("flops/nonce       {:.3e} (nominal unpruned {:.3e})", flops_per_nonce(&cfg), nominal_flops_per_nonce(&cfg));
+        println!(
+            "nonces/s          {:.1}  ({} nonces in {:.2}s)",
+            s.nonces_per_s, s.nonces, s.seconds
+        );
+        println!(
+            "shares/s          {:.2}  (r_target {} µ)",
+            s.shares_per_s, r_target
+        );
+        println!(
+            "flops/nonce       {:.3e} (nominal unpruned {:.3e})",
+            flops_per_nonce(&cfg),
+            nominal_flops_per_nonce(&cfg)
+        );
         println!("effective FLOP/s  {:.3e}", s.effective_flops);
-        println!("dense matmul      {:.3e} FLOP/s ({}x{} {})", mm, a.matmul_n, a.matmul_n, e.model.dev);
+        println!(
+            "dense matmul      {:.3e} FLOP/s ({}x{} {})",
+            mm, a.matmul_n, a.matmul_n, e.model.dev
+        );
         println!("sprint / matmul   {:.3}", s.effective_flops / mm);
         if let Some(p) = py_rate {
             println!("python reference  {:.1} nonces/s", p);
@@ -363,7 +411,10 @@ fn cmd_run(a: RunArgs) -> Result<()> {
                 }
                 computed += 1;
                 if d * 1e6 < r_target as f64 {
-                    leaves.push(Leaf { nonce: n, d_q: quantize_distance(d) });
+                    leaves.push(Leaf {
+                        nonce: n,
+                        d_q: quantize_distance(d),
+                    });
                     shares.set(shares.get() + 1);
                 }
             }
@@ -371,7 +422,9 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     );
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    let root = RunFile::root_of(&leaves).map(hex::encode).unwrap_or_default();
+    let root = RunFile::root_of(&leaves)
+        .map(hex::encode)
+        .unwrap_or_default();
     let rf = RunFile {
         version: 1,
         seed: hex::encode(seed),
@@ -385,7 +438,8 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         root: root.clone(),
         leaves,
     };
-    std::fs::write(&a.out, serde_json::to_vec_pretty(&rf)?).with_context(|| format!("writing {}", a.out.display()))?;
+    std::fs::write(&a.out, serde_json::to_vec_pretty(&rf)?)
+        .with_context(|| format!("writing {}", a.out.display()))?;
     println!(
         "{} nonces in {:.2}s ({:.1}/s), {} shares, root {}, written to {}",
         computed,
@@ -399,8 +453,10 @@ fn cmd_run(a: RunArgs) -> Result<()> {
 }
 
 fn cmd_prove(a: ProveArgs) -> Result<()> {
-    let rf: RunFile = serde_json::from_slice(&std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?)
-        .context("not a sprint run file")?;
+    let rf: RunFile = serde_json::from_slice(
+        &std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?,
+    )
+    .context("not a sprint run file")?;
     let addr = address::parse(&rf.address)?;
     let block = hex::decode(a.challenge.trim()).context("--challenge must be hex")?;
     let p: ProofFile = prove(&rf, &addr, &block, a.k)?;
@@ -413,16 +469,25 @@ fn cmd_prove(a: ProveArgs) -> Result<()> {
 }
 
 fn cmd_verify(a: VerifyArgs) -> Result<()> {
-    let p: ProofFile = serde_json::from_slice(&std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?)
-        .context("not a sprint opening (from `sprint prove`)")?;
+    let p: ProofFile = serde_json::from_slice(
+        &std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?,
+    )
+    .context("not a sprint opening (from `sprint prove`)")?;
     let addr = address::parse(&p.address)?;
     let e = load_engine(parse_seed(&p.seed)?, addr, p.model, &a.dev)?;
-    let params = VerifyParams { tol_micro: a.tolerance_micro, p0: parse_ratio(&a.p0)?, alpha: parse_ratio(&a.alpha)? };
+    let params = VerifyParams {
+        tol_micro: a.tolerance_micro,
+        p0: parse_ratio(&a.p0)?,
+        alpha: parse_ratio(&a.alpha)?,
+    };
     let r = verify(&p, &e, params)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        println!("{:>6} {:>12} {:>8} {:>10} {:>9} {:>6} {:>8}", "index", "nonce", "d_q", "recomputed", "diff", "proof", "leaf");
+        println!(
+            "{:>6} {:>12} {:>8} {:>10} {:>9} {:>6} {:>8}",
+            "index", "nonce", "d_q", "recomputed", "diff", "proof", "leaf"
+        );
         for l in &r.leaves {
             println!(
                 "{:>6} {:>12} {:>8} {:>10.6} {:>+9.6} {:>6} {:>8}",
@@ -443,7 +508,9 @@ fn cmd_verify(a: VerifyArgs) -> Result<()> {
             r.k,
             r.mismatches,
             r.p_value,
-            r.critical_count.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+            r.critical_count
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "none".into()),
             if r.invalid { "INVALID" } else { "valid" }
         );
     }
@@ -470,10 +537,25 @@ fn cmd_calibrate(a: CalibrateArgs) -> Result<()> {
     pb.finish_and_clear();
     let r = calibrate(&ds, rate);
     let q = |p: f64| ds_sorted(&ds)[((p * ds.len() as f64) as usize).min(ds.len() - 1)];
-    println!("measured {} nonces on {}: min {:.6}  p1 {:.6}  median {:.6}  p99 {:.6}", ds.len(), e.model.dev, q(0.0), q(0.01), q(0.5), q(0.99));
-    println!("share rate {rate} -> r_target {r} (millionths) = {:.6}", r as f64 / 1e6);
+    println!(
+        "measured {} nonces on {}: min {:.6}  p1 {:.6}  median {:.6}  p99 {:.6}",
+        ds.len(),
+        e.model.dev,
+        q(0.0),
+        q(0.01),
+        q(0.5),
+        q(0.99)
+    );
+    println!(
+        "share rate {rate} -> r_target {r} (millionths) = {:.6}",
+        r as f64 / 1e6
+    );
     let hits = ds.iter().filter(|&&d| d * 1e6 < r as f64).count();
-    println!("check: {hits}/{} = {:.5} of the measured nonces fall below it", ds.len(), hits as f64 / ds.len() as f64);
+    println!(
+        "check: {hits}/{} = {:.5} of the measured nonces fall below it",
+        ds.len(),
+        hits as f64 / ds.len() as f64
+    );
     Ok(())
 }
 

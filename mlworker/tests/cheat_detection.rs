@@ -18,11 +18,11 @@ use common::*;
 use kiln_sprint_protocol::challenge::{challenge_seed, sample_indices};
 use kiln_sprint_protocol::leaf::quantize_distance;
 use kiln_sprint_protocol::seed::sha256;
+use kiln_sprint_protocol::stream::Stream;
 use kiln_sprint_protocol::verdict::{
     critical_count, distance_to_micro, invalid_by_critical, is_mismatch, ALPHA_DEFAULT, P0_DEFAULT,
     TOLERANCE_MICRO_DEFAULT,
 };
-use kiln_sprint_protocol::stream::Stream;
 use tch::Kind;
 
 const R_TARGET: u64 = 1_346_000; // devnet
@@ -42,7 +42,8 @@ fn ln_fact(n: usize, t: &mut Vec<f64>) -> f64 {
 /// P[X ≥ c], X ~ Hypergeometric(population n_pop, successes k_bad, draws n).
 fn hyper_tail(n_pop: usize, k_bad: usize, n: usize, c: usize) -> f64 {
     let mut t = Vec::new();
-    let ln_c = |a: usize, b: usize, t: &mut Vec<f64>| ln_fact(a, t) - ln_fact(b, t) - ln_fact(a - b, t);
+    let ln_c =
+        |a: usize, b: usize, t: &mut Vec<f64>| ln_fact(a, t) - ln_fact(b, t) - ln_fact(a - b, t);
     let total = ln_c(n_pop, n, &mut t);
     (c..=n.min(k_bad))
         .filter(|&x| n - x <= n_pop - k_bad)
@@ -115,23 +116,38 @@ fn fabricated_shares_flagged_and_honest_never() {
     let honest_mm = honest_flags.iter().filter(|&&b| b).count();
     let fab_mm = fab_flags.iter().filter(|&&b| b).count();
     println!("per-leaf mismatches: honest {honest_mm}/{HONEST} (bf16 validator vs f32 prover), fabricated {fab_mm}/{FABRICATED}");
-    assert!(fab_mm >= FABRICATED - 1, "fabricated leaves should (almost) all mismatch");
+    assert!(
+        fab_mm >= FABRICATED - 1,
+        "fabricated leaves should (almost) all mismatch"
+    );
 
     // 4. Cheater: 400 leaves in nonce order, 5% fabricated.
-    let mut cheater: Vec<((u64, u32), bool)> =
-        honest.iter().copied().zip(honest_flags.iter().copied()).chain(fabricated.iter().copied().zip(fab_flags.iter().copied())).collect();
+    let mut cheater: Vec<((u64, u32), bool)> = honest
+        .iter()
+        .copied()
+        .zip(honest_flags.iter().copied())
+        .chain(fabricated.iter().copied().zip(fab_flags.iter().copied()))
+        .collect();
     cheater.sort_by_key(|l| l.0 .0);
     assert!(cheater.windows(2).all(|w| w[0].0 .0 < w[1].0 .0));
     let flags: Vec<bool> = cheater.iter().map(|l| l.1).collect();
     let (f, n) = simulate(&flags, &addr, 4000, "cheater");
     let rate = f as f64 / n as f64;
-    let c = critical_count(K, P0_DEFAULT, ALPHA_DEFAULT).unwrap().unwrap() as usize;
+    let c = critical_count(K, P0_DEFAULT, ALPHA_DEFAULT)
+        .unwrap()
+        .unwrap() as usize;
     let bad = flags.iter().filter(|&&b| b).count();
     let exact = hyper_tail(flags.len(), bad, K as usize, c);
     println!("cheater (count {}, {bad} mismatching leaves, k {K}, critical {c}): flagged {f}/{n} = {rate:.4}; exact {exact:.4}", flags.len());
     let sigma = (exact * (1.0 - exact) / n as f64).sqrt();
-    assert!((rate - exact).abs() <= 5.0 * sigma + 1e-3, "simulation disagrees with exact probability");
-    assert!(rate >= 0.99, "5% fabricated shares flagged in only {rate:.4} of challenges");
+    assert!(
+        (rate - exact).abs() <= 5.0 * sigma + 1e-3,
+        "simulation disagrees with exact probability"
+    );
+    assert!(
+        rate >= 0.99,
+        "5% fabricated shares flagged in only {rate:.4} of challenges"
+    );
 
     // 5. Honest prover: never flagged in 10 000 challenges.
     let (hf, hn) = simulate(&honest_flags, &addr, 10_000, "honest");
@@ -143,7 +159,13 @@ fn fabricated_shares_flagged_and_honest_never() {
     let big_n = 20_000usize;
     let n_bad = big_n / 20;
     let mut big: Vec<bool> = (0..big_n)
-        .map(|i| if i < n_bad { fab_flags[i % FABRICATED] } else { honest_flags[i % HONEST] })
+        .map(|i| {
+            if i < n_bad {
+                fab_flags[i % FABRICATED]
+            } else {
+                honest_flags[i % HONEST]
+            }
+        })
         .collect();
     let mut s = Stream::new(&sha256(b"shuffle"));
     for i in (1..big.len()).rev() {
@@ -160,6 +182,11 @@ fn fabricated_shares_flagged_and_honest_never() {
     );
     let sigma = (exact_big * (1.0 - exact_big) / bn as f64).sqrt();
     assert!((rate_big - exact_big).abs() <= 5.0 * sigma + 1e-3);
-    let (hb, _) = simulate(&big.iter().map(|_| false).collect::<Vec<_>>(), &addr, 100, "none");
+    let (hb, _) = simulate(
+        &big.iter().map(|_| false).collect::<Vec<_>>(),
+        &addr,
+        100,
+        "none",
+    );
     assert_eq!(hb, 0);
 }

@@ -19,23 +19,60 @@ fn bin() -> Command {
 
 fn ok(c: &mut Command) -> String {
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{c:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{c:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn run_file(dir: &Path, addr: &str) -> std::path::PathBuf {
     let out = dir.join("run.json");
-    let s = ok(bin().args(["sprint", "run", "--seed", SEED, "--address", addr, "--seconds", "120", "--max-nonces", "512", "--device", "cpu", "--batch", "128", "--out"]).arg(&out));
+    let s = ok(bin()
+        .args([
+            "sprint",
+            "run",
+            "--seed",
+            SEED,
+            "--address",
+            addr,
+            "--seconds",
+            "120",
+            "--max-nonces",
+            "512",
+            "--device",
+            "cpu",
+            "--batch",
+            "128",
+            "--out",
+        ])
+        .arg(&out));
     assert!(s.contains("512 nonces"), "{s}");
     out
 }
 
 fn prove_verify(dir: &Path, run: &Path, name: &str) -> serde_json::Value {
     let proof = dir.join(format!("{name}.proof.json"));
-    let printed = ok(bin().args(["sprint", "prove", "--challenge", CHALLENGE_BLOCK, "--k", "16", "--in"]).arg(run).arg("--out").arg(&proof));
+    let printed = ok(bin()
+        .args([
+            "sprint",
+            "prove",
+            "--challenge",
+            CHALLENGE_BLOCK,
+            "--k",
+            "16",
+            "--in",
+        ])
+        .arg(run)
+        .arg("--out")
+        .arg(&proof));
     let p: serde_json::Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(p["openings"].as_array().unwrap().len(), 16);
-    let v = ok(bin().args(["sprint", "verify", "--json", "--device", "cpu", "--in"]).arg(&proof));
+    let v = ok(bin()
+        .args(["sprint", "verify", "--json", "--device", "cpu", "--in"])
+        .arg(&proof));
     serde_json::from_str(&v).unwrap()
 }
 
@@ -48,8 +85,15 @@ fn run_prove_verify_honest_and_fabricated() {
     let rf: RunFile = serde_json::from_slice(&std::fs::read(&run).unwrap()).unwrap();
     rf.check().unwrap();
     assert_eq!(rf.nonces_computed, 512);
-    assert!(rf.count >= 16, "expected ~32 shares at 1/16, got {}", rf.count);
-    assert!(rf.leaves.iter().all(|l| (l.d_q as u64) * 100 < rf.r_target_micro + 100));
+    assert!(
+        rf.count >= 16,
+        "expected ~32 shares at 1/16, got {}",
+        rf.count
+    );
+    assert!(rf
+        .leaves
+        .iter()
+        .all(|l| (l.d_q as u64) * 100 < rf.r_target_micro + 100));
 
     let honest = prove_verify(dir.path(), &run, "honest");
     assert_eq!(honest["structural_ok"], true, "{honest}");
@@ -72,29 +116,66 @@ fn run_prove_verify_honest_and_fabricated() {
 
     // A tampered proof (leaf changed after proving) fails structurally.
     let proof_path = dir.path().join("honest.proof.json");
-    let mut p: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof_path).unwrap()).unwrap();
+    let mut p: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&proof_path).unwrap()).unwrap();
     let d = p["openings"][0]["d_q"].as_u64().unwrap();
     p["openings"][0]["d_q"] = serde_json::json!(d + 1);
     std::fs::write(&proof_path, serde_json::to_vec(&p).unwrap()).unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(bin().args(["sprint", "verify", "--json", "--device", "cpu", "--in"]).arg(&proof_path))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(bin()
+        .args(["sprint", "verify", "--json", "--device", "cpu", "--in"])
+        .arg(&proof_path)))
+    .unwrap();
     assert_eq!(v["structural_ok"], false);
     assert_eq!(v["invalid"], true);
 
     // Text output of verify.
-    let text = ok(bin().args(["sprint", "verify", "--device", "cpu", "--in"]).arg(dir.path().join("bad.proof.json")));
-    assert!(text.contains("MISMATCH") && text.contains("verdict INVALID"), "{text}");
+    let text = ok(bin()
+        .args(["sprint", "verify", "--device", "cpu", "--in"])
+        .arg(dir.path().join("bad.proof.json")));
+    assert!(
+        text.contains("MISMATCH") && text.contains("verdict INVALID"),
+        "{text}"
+    );
 }
 
 #[test]
 fn calibrate_and_bench_run() {
-    let s = ok(bin().args(["sprint", "calibrate", "--share-rate", "1/16", "--preset", "devnet", "--nonces", "512", "--device", "cpu"]));
+    let s = ok(bin().args([
+        "sprint",
+        "calibrate",
+        "--share-rate",
+        "1/16",
+        "--preset",
+        "devnet",
+        "--nonces",
+        "512",
+        "--device",
+        "cpu",
+    ]));
     assert!(s.contains("r_target"), "{s}");
     let line = s.lines().find(|l| l.starts_with("share rate")).unwrap();
-    let r: u64 = line.split("r_target ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let r: u64 = line
+        .split("r_target ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     // devnet's r_target (1.346) was measured on 4000 nonces; 512 nonces land near it.
     assert!((1_320_000..1_370_000).contains(&r), "{r}");
-    let b = ok(bin().args(["sprint", "bench", "--seconds", "2", "--matmul-n", "512", "--device", "cpu", "--json"]));
+    let b = ok(bin().args([
+        "sprint",
+        "bench",
+        "--seconds",
+        "2",
+        "--matmul-n",
+        "512",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
     let v: serde_json::Value = serde_json::from_str(b.trim()).unwrap();
     assert!(v["nonces_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["dense_matmul_flops"].as_f64().unwrap() > 0.0);

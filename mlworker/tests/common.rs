@@ -10,9 +10,16 @@ use tch::{Device, Kind};
 pub const TOL: f64 = 2e-3;
 
 pub fn vectors() -> Value {
-    let path = std::env::var("KILN_SPRINT_VECTORS")
-        .unwrap_or_else(|_| format!("{}/../../shared/vectors/sprint-v1.json", env!("CARGO_MANIFEST_DIR")));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))).unwrap()
+    let path = std::env::var("KILN_SPRINT_VECTORS").unwrap_or_else(|_| {
+        format!(
+            "{}/../../shared/vectors/sprint-v1.json",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}")),
+    )
+    .unwrap()
 }
 
 pub fn h32(s: &str) -> [u8; 32] {
@@ -25,10 +32,23 @@ pub fn h20(s: &str) -> [u8; 20] {
 
 pub fn seed_addr() -> ([u8; 32], [u8; 20]) {
     let v = vectors();
-    (h32(v["seed_hex"].as_str().unwrap()), h20(v["addr_hex"].as_str().unwrap()))
+    (
+        h32(v["seed_hex"].as_str().unwrap()),
+        h20(v["addr_hex"].as_str().unwrap()),
+    )
 }
 
 pub fn engine(kind: Kind, batch: Option<usize>) -> SprintEngine {
     let (seed, addr) = seed_addr();
-    SprintEngine::new(seed, addr, ModelConfig::DEVNET, ComputeDevice { device: Device::Cpu, kind }, batch).unwrap()
+    SprintEngine::new(
+        seed,
+        addr,
+        ModelConfig::DEVNET,
+        ComputeDevice {
+            device: Device::Cpu,
+            kind,
+        },
+        batch,
+    )
+    .unwrap()
 }

@@ -23,8 +23,16 @@ fn same_results_across_runs_threads_and_batches() {
     }
     tch::set_num_threads(2);
     for (name, q, d) in &runs[1..] {
-        assert_eq!(q, &runs[0].1, "quantised distances differ: {name} vs {}", runs[0].0);
-        let worst = d.iter().zip(&runs[0].2).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert_eq!(
+            q, &runs[0].1,
+            "quantised distances differ: {name} vs {}",
+            runs[0].0
+        );
+        let worst = d
+            .iter()
+            .zip(&runs[0].2)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         println!("{name}: identical d_q; max |Δd| vs first run = {worst:.3e}");
     }
     // Same run twice (same threads, same batch) is bit-identical in f64.
@@ -33,6 +41,12 @@ fn same_results_across_runs_threads_and_batches() {
     let (seed, addr) = seed_addr();
     let b = prepare_batch(&seed, &addr, &ModelConfig::DEVNET, vec![5, 9]);
     let xs = ModelConfig::DEVNET.seq_len * ModelConfig::DEVNET.dim;
-    assert_eq!(&b.x[..xs], &input(&seed, &addr, 5, &ModelConfig::DEVNET)[..]);
-    assert_eq!(&b.x[xs..], &input(&seed, &addr, 9, &ModelConfig::DEVNET)[..]);
+    assert_eq!(
+        &b.x[..xs],
+        &input(&seed, &addr, 5, &ModelConfig::DEVNET)[..]
+    );
+    assert_eq!(
+        &b.x[xs..],
+        &input(&seed, &addr, 9, &ModelConfig::DEVNET)[..]
+    );
 }

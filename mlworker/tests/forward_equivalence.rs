@@ -14,7 +14,11 @@ fn optimised_forward_matches_reference_forward() {
         let fast = e.distances(&nonces);
         e.reference_forward = true;
         let slow = e.distances(&nonces);
-        let worst = fast.iter().zip(&slow).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let worst = fast
+            .iter()
+            .zip(&slow)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         println!("{kind:?}: worst |optimised - reference| = {worst:.3e}");
         assert!(worst <= tol, "{kind:?}: {worst}");
     }

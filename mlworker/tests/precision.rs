@@ -38,5 +38,8 @@ fn f32_and_bf16_agree_within_tolerance() {
         (t1 - t0).as_secs_f64(),
         (t2 - t1).as_secs_f64()
     );
-    assert!(within as f64 >= 0.999 * N as f64, "only {within}/{N} within tolerance");
+    assert!(
+        within as f64 >= 0.999 * N as f64,
+        "only {within}/{N} within tolerance"
+    );
 }

@@ -45,14 +45,32 @@ fn weights_inputs_perms_bit_exact() {
         let ws = generate_weights(&seed, &cfg);
         assert_eq!(py["weights"].as_object().unwrap().len(), ws.len());
         for (spec, w) in &ws {
-            assert_eq!(py["weights"][&spec.name].as_str().unwrap(), sha_f32(w), "tensor {}", spec.name);
+            assert_eq!(
+                py["weights"][&spec.name].as_str().unwrap(),
+                sha_f32(w),
+                "tensor {}",
+                spec.name
+            );
         }
-        assert_eq!(py["target"].as_str().unwrap(), sha_f32(&target(&seed, cfg.out_dim)));
+        assert_eq!(
+            py["target"].as_str().unwrap(),
+            sha_f32(&target(&seed, cfg.out_dim))
+        );
         for n in 0..3u64 {
-            assert_eq!(py["inputs"][n as usize].as_str().unwrap(), sha_f32(&input(&seed, &addr, n, &cfg)));
-            let draws: Vec<u64> =
-                py["perm_draws"][n as usize].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
-            let ours: Vec<u64> = perm_draws(&nonce_key(&seed, &addr, n), cfg.out_dim).into_iter().map(u64::from).collect();
+            assert_eq!(
+                py["inputs"][n as usize].as_str().unwrap(),
+                sha_f32(&input(&seed, &addr, n, &cfg))
+            );
+            let draws: Vec<u64> = py["perm_draws"][n as usize]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect();
+            let ours: Vec<u64> = perm_draws(&nonce_key(&seed, &addr, n), cfg.out_dim)
+                .into_iter()
+                .map(u64::from)
+                .collect();
             assert_eq!(draws, ours, "perm draws of nonce {n}");
         }
     }
@@ -61,9 +79,20 @@ fn weights_inputs_perms_bit_exact() {
 #[test]
 fn distances_within_tolerance() {
     let nonces: Vec<u64> = vec![0, 1, 2, 3, 17, 4242, 1 << 33];
-    let list = nonces.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+    let list = nonces
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     for (seed, addr) in cases() {
-        let engine = SprintEngine::new(seed, addr, ModelConfig::DEVNET, ComputeDevice::cpu_f32(), None).unwrap();
+        let engine = SprintEngine::new(
+            seed,
+            addr,
+            ModelConfig::DEVNET,
+            ComputeDevice::cpu_f32(),
+            None,
+        )
+        .unwrap();
         let ours = engine.distances(&nonces);
         for dtype in ["float64", "float32"] {
             let py = run_reference(&[
@@ -82,9 +111,15 @@ fn distances_within_tolerance() {
             for (n, d) in nonces.iter().zip(&ours) {
                 let p = py["distances"][n.to_string()].as_f64().unwrap();
                 worst = worst.max((p - d).abs());
-                assert!((p - d).abs() <= TOL, "nonce {n}: rust {d} python/{dtype} {p}");
+                assert!(
+                    (p - d).abs() <= TOL,
+                    "nonce {n}: rust {d} python/{dtype} {p}"
+                );
             }
-            println!("seed {}…: worst |rust f32 - python {dtype}| = {worst:.3e}", &hex::encode(seed)[..8]);
+            println!(
+                "seed {}…: worst |rust f32 - python {dtype}| = {worst:.3e}",
+                &hex::encode(seed)[..8]
+            );
         }
     }
 }

@@ -12,7 +12,13 @@ fn check(kind: Kind, tol: f64) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["nonce"].as_u64().unwrap(), d["d"].as_f64().unwrap(), d["d_q"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d["nonce"].as_u64().unwrap(),
+                d["d"].as_f64().unwrap(),
+                d["d_q"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(want.len(), 12);
     let e = engine(kind, Some(5)); // batches of 5 exercise ragged batching
@@ -24,7 +30,10 @@ fn check(kind: Kind, tol: f64) {
         worst = worst.max(diff);
         assert!(diff <= tol, "{kind:?} nonce {n}: got {g}, want {d}");
         let q = quantize_distance(*g) as i64;
-        assert!((q - *dq as i64).abs() <= (tol * 1e4).ceil() as i64, "nonce {n}: d_q {q} vs {dq}");
+        assert!(
+            (q - *dq as i64).abs() <= (tol * 1e4).ceil() as i64,
+            "nonce {n}: d_q {q} vs {dq}"
+        );
     }
     println!("{kind:?}: worst |d - d_ref| over 12 vector nonces = {worst:.3e}");
 }

@@ -34,7 +34,7 @@ pub fn dense_matmul_flops(dev: &ComputeDevice, n: i64, seconds: f64) -> f64 {
     while t0.elapsed().as_secs_f64() < seconds || iters < 3 {
         let _c = a.matmul(&b);
         iters += 1;
-        if dev.is_cuda() && iters % 8 != 0 {
+        if dev.is_cuda() && !iters.is_multiple_of(8) {
             continue;
         }
         sync(dev);
@@ -56,10 +56,19 @@ pub struct SprintBench {
 }
 
 /// Run the sweep for `seconds` (after one warm-up batch) with a progress bar.
-pub fn sprint_throughput(engine: &SprintEngine, seconds: f64, r_target_micro: u64, show: bool) -> SprintBench {
+pub fn sprint_throughput(
+    engine: &SprintEngine,
+    seconds: f64,
+    r_target_micro: u64,
+    show: bool,
+) -> SprintBench {
     // Warm-up (allocator, kernels, thread pools).
     let _ = engine.distances(&(0..engine.batch as u64).collect::<Vec<_>>());
-    let pb = if show { ProgressBar::new((seconds * 10.0) as u64) } else { ProgressBar::hidden() };
+    let pb = if show {
+        ProgressBar::new((seconds * 10.0) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     pb.set_style(
         ProgressStyle::with_template("{spinner} sprint [{bar:30}] {elapsed_precise} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -72,10 +81,18 @@ pub fn sprint_throughput(engine: &SprintEngine, seconds: f64, r_target_micro: u6
         |done| {
             let el = t0.elapsed();
             pb.set_position((el.as_secs_f64() * 10.0) as u64);
-            pb.set_message(format!("{done} nonces, {:.1}/s", done as f64 / el.as_secs_f64().max(1e-9)));
+            pb.set_message(format!(
+                "{done} nonces, {:.1}/s",
+                done as f64 / el.as_secs_f64().max(1e-9)
+            ));
             el < limit
         },
-        |_, ds| shares += ds.iter().filter(|&&d| d * 1e6 < r_target_micro as f64).count() as u64,
+        |_, ds| {
+            shares += ds
+                .iter()
+                .filter(|&&d| d * 1e6 < r_target_micro as f64)
+                .count() as u64
+        },
     );
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
@@ -100,7 +117,9 @@ pub fn repo_root() -> PathBuf {
 
 /// Python interpreter: `KILN_PYTHON`, else `<workspace>/.venv/bin/python`.
 pub fn python() -> PathBuf {
-    std::env::var_os("KILN_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+    std::env::var_os("KILN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
 }
 
 /// Run `scripts/sprint_reference.py` with `args` and parse its JSON stdout.
@@ -113,7 +132,10 @@ pub fn run_reference(args: &[String]) -> Result<serde_json::Value> {
         .output()
         .with_context(|| format!("running {} {}", py.display(), script.display()))?;
     if !out.status.success() {
-        bail!("python reference failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "python reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     serde_json::from_slice(&out.stdout).context("python reference printed no JSON")
 }

@@ -86,7 +86,10 @@ impl ComputeDevice {
     }
 
     pub fn cpu_f32() -> Self {
-        ComputeDevice { device: Device::Cpu, kind: Kind::Float }
+        ComputeDevice {
+            device: Device::Cpu,
+            kind: Kind::Float,
+        }
     }
 
     pub fn is_cuda(&self) -> bool {
@@ -114,7 +117,11 @@ impl fmt::Display for ComputeDevice {
 /// Use all CPU cores for torch's intra-op pool (or `threads` when given).
 pub fn configure_threads(threads: Option<usize>) -> usize {
     let n = threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
         .max(1);
     tch::set_num_threads(n as i32);
     n

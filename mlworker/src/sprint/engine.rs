@@ -23,14 +23,25 @@ pub struct BatchInputs {
 }
 
 /// Generate the inputs and permutations of `nonces` (parallel over nonces).
-pub fn prepare_batch(seed: &Hash32, addr: &Address, cfg: &ModelConfig, nonces: Vec<u64>) -> BatchInputs {
+pub fn prepare_batch(
+    seed: &Hash32,
+    addr: &Address,
+    cfg: &ModelConfig,
+    nonces: Vec<u64>,
+) -> BatchInputs {
     prepare_batch_with(seed, addr, cfg, nonces, true)
 }
 
 /// [`prepare_batch`], on the rayon pool when `parallel`, else on the calling
 /// thread (the CPU engine's producer thread: torch already uses every core,
 /// so extra spinning workers only steal time from it).
-pub fn prepare_batch_with(seed: &Hash32, addr: &Address, cfg: &ModelConfig, nonces: Vec<u64>, parallel: bool) -> BatchInputs {
+pub fn prepare_batch_with(
+    seed: &Hash32,
+    addr: &Address,
+    cfg: &ModelConfig,
+    nonces: Vec<u64>,
+    parallel: bool,
+) -> BatchInputs {
     let xs = cfg.seq_len * cfg.dim;
     let od = cfg.out_dim;
     let mut x = vec![0f32; nonces.len() * xs];
@@ -43,9 +54,15 @@ pub fn prepare_batch_with(seed: &Hash32, addr: &Address, cfg: &ModelConfig, nonc
         }
     };
     if parallel {
-        x.par_chunks_mut(xs).zip(perm.par_chunks_mut(od)).zip(nonces.par_iter()).for_each(one);
+        x.par_chunks_mut(xs)
+            .zip(perm.par_chunks_mut(od))
+            .zip(nonces.par_iter())
+            .for_each(one);
     } else {
-        x.chunks_mut(xs).zip(perm.chunks_mut(od)).zip(nonces.iter()).for_each(one);
+        x.chunks_mut(xs)
+            .zip(perm.chunks_mut(od))
+            .zip(nonces.iter())
+            .for_each(one);
     }
     BatchInputs { nonces, x, perm }
 }
@@ -63,12 +80,24 @@ pub struct SprintEngine {
 
 impl SprintEngine {
     /// Build the model and pick a batch size (`batch` overrides).
-    pub fn new(seed: Hash32, addr: Address, cfg: ModelConfig, dev: ComputeDevice, batch: Option<usize>) -> Result<Self> {
+    pub fn new(
+        seed: Hash32,
+        addr: Address,
+        cfg: ModelConfig,
+        dev: ComputeDevice,
+        batch: Option<usize>,
+    ) -> Result<Self> {
         if !dev.is_cuda() {
             super::device::tune_allocator();
         }
         let model = SprintModel::new(&seed, cfg, dev)?;
-        let mut e = SprintEngine { model, seed, addr, batch: 1, reference_forward: false };
+        let mut e = SprintEngine {
+            model,
+            seed,
+            addr,
+            batch: 1,
+            reference_forward: false,
+        };
         e.batch = match batch {
             Some(b) => b.max(1),
             None => e.auto_batch(),
@@ -99,7 +128,8 @@ impl SprintEngine {
         let mut b = (65_536 / seq).clamp(1, 8192);
         while b > 1 {
             let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let inp = prepare_batch(&self.seed, &self.addr, self.cfg(), (0..b as u64).collect());
+                let inp =
+                    prepare_batch(&self.seed, &self.addr, self.cfg(), (0..b as u64).collect());
                 let d = self.launch(&inp);
                 let _ = d.to_device(tch::Device::Cpu);
             }));
@@ -116,7 +146,8 @@ impl SprintEngine {
         let t = Tensor::from_slice(v).reshape(shape);
         let dev = self.model.dev;
         if dev.is_cuda() {
-            t.pin_memory(dev.device).to_device_(dev.device, dev.kind, true, false)
+            t.pin_memory(dev.device)
+                .to_device_(dev.device, dev.kind, true, false)
         } else {
             t.to_kind(dev.kind)
         }
@@ -126,7 +157,8 @@ impl SprintEngine {
         let t = Tensor::from_slice(v).reshape(shape);
         let dev = self.model.dev;
         if dev.is_cuda() {
-            t.pin_memory(dev.device).to_device_(dev.device, Kind::Int64, true, false)
+            t.pin_memory(dev.device)
+                .to_device_(dev.device, Kind::Int64, true, false)
         } else {
             t
         }
@@ -157,8 +189,14 @@ impl SprintEngine {
         let _g = tch::no_grad_guard();
         let inp = prepare_batch(&self.seed, &self.addr, self.cfg(), nonces.to_vec());
         let c = self.cfg();
-        let x = self.upload_f32(&inp.x, &[nonces.len() as i64, c.seq_len as i64, c.dim as i64]);
-        let y = self.forward(&x).to_kind(Kind::Float).to_device(tch::Device::Cpu);
+        let x = self.upload_f32(
+            &inp.x,
+            &[nonces.len() as i64, c.seq_len as i64, c.dim as i64],
+        );
+        let y = self
+            .forward(&x)
+            .to_kind(Kind::Float)
+            .to_device(tch::Device::Cpu);
         Vec::<f32>::try_from(y.flatten(0, -1)).unwrap_or_default()
     }
 
@@ -202,7 +240,10 @@ impl SprintEngine {
                         break;
                     }
                     next = next.saturating_add(bsz);
-                    if tx.send(prepare_batch_with(&seed, &addr, &cfg, nonces, parallel)).is_err() {
+                    if tx
+                        .send(prepare_batch_with(&seed, &addr, &cfg, nonces, parallel))
+                        .is_err()
+                    {
                         break;
                     }
                 }

@@ -43,11 +43,25 @@ impl RunFile {
     }
 
     pub fn check(&self) -> Result<()> {
-        ensure!(!self.leaves.is_empty(), "no shares in the run file (count must be ≥ 1)");
-        ensure!(strictly_increasing(&self.leaves), "leaves are not in strictly increasing nonce order");
-        ensure!(self.count == self.leaves.len() as u64, "count does not match the leaves");
-        let root = Self::root_of(&self.leaves).map(hex::encode).unwrap_or_default();
-        ensure!(root == self.root, "root in the file does not match its leaves");
+        ensure!(
+            !self.leaves.is_empty(),
+            "no shares in the run file (count must be ≥ 1)"
+        );
+        ensure!(
+            strictly_increasing(&self.leaves),
+            "leaves are not in strictly increasing nonce order"
+        );
+        ensure!(
+            self.count == self.leaves.len() as u64,
+            "count does not match the leaves"
+        );
+        let root = Self::root_of(&self.leaves)
+            .map(hex::encode)
+            .unwrap_or_default();
+        ensure!(
+            root == self.root,
+            "root in the file does not match its leaves"
+        );
         Ok(())
     }
 }
@@ -79,17 +93,28 @@ pub struct ProofFile {
 }
 
 /// Open the challenged leaves of `run`.
-pub fn prove(run: &RunFile, addr: &[u8; 20], challenge_block_hash: &[u8], k: u32) -> Result<ProofFile> {
+pub fn prove(
+    run: &RunFile,
+    addr: &[u8; 20],
+    challenge_block_hash: &[u8],
+    k: u32,
+) -> Result<ProofFile> {
     run.check()?;
     ensure!(run.count <= u32::MAX as u64, "too many leaves");
-    let tree = MerkleTree::new(run.leaves.iter().map(|l| l.hash()).collect()).context("empty tree")?;
+    let tree =
+        MerkleTree::new(run.leaves.iter().map(|l| l.hash()).collect()).context("empty tree")?;
     let ch = challenge_seed(challenge_block_hash, addr);
     let idx = sample_indices(&ch, run.count as u32, k);
     let mut openings = Vec::with_capacity(idx.len());
     for i in idx {
         let l = run.leaves[i as usize];
         let proof = tree.proof(i as u64).context("proof")?;
-        openings.push(Opening { index: i as u64, nonce: l.nonce, d_q: l.d_q, proof: proof.iter().map(hex::encode).collect() });
+        openings.push(Opening {
+            index: i as u64,
+            nonce: l.nonce,
+            d_q: l.d_q,
+            proof: proof.iter().map(hex::encode).collect(),
+        });
     }
     Ok(ProofFile {
         version: 1,
@@ -141,23 +166,34 @@ pub struct VerifyParams {
 
 impl Default for VerifyParams {
     fn default() -> Self {
-        VerifyParams { tol_micro: verdict::TOLERANCE_MICRO_DEFAULT, p0: verdict::P0_DEFAULT, alpha: verdict::ALPHA_DEFAULT }
+        VerifyParams {
+            tol_micro: verdict::TOLERANCE_MICRO_DEFAULT,
+            p0: verdict::P0_DEFAULT,
+            alpha: verdict::ALPHA_DEFAULT,
+        }
     }
 }
 
 fn h32(s: &str) -> Result<Hash32> {
     let v = hex::decode(s).with_context(|| format!("bad hex {s:?}"))?;
-    v.try_into().map_err(|_| anyhow::anyhow!("expected 32 bytes of hex"))
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("expected 32 bytes of hex"))
 }
 
 /// Structural checks a chain would do (indices = the challenge's sample,
 /// every Merkle proof valid). Integer-only.
 pub fn check_structure(p: &ProofFile, addr: &[u8; 20]) -> Result<Vec<bool>> {
-    ensure!(p.count >= 1 && p.count <= u32::MAX as u64, "count out of range");
+    ensure!(
+        p.count >= 1 && p.count <= u32::MAX as u64,
+        "count out of range"
+    );
     let root = h32(&p.root)?;
     let block = hex::decode(&p.challenge_block_hash).context("challenge_block_hash")?;
     let ch = challenge_seed(&block, addr);
-    ensure!(hex::encode(ch) == p.challenge, "challenge does not derive from the challenge block and address");
+    ensure!(
+        hex::encode(ch) == p.challenge,
+        "challenge does not derive from the challenge block and address"
+    );
     let want = sample_indices(&ch, p.count as u32, p.sprint_samples);
     let got: Vec<u32> = p.openings.iter().map(|o| o.index as u32).collect();
     if got != want {
@@ -166,7 +202,20 @@ pub fn check_structure(p: &ProofFile, addr: &[u8; 20]) -> Result<Vec<bool>> {
     let mut oks = Vec::new();
     for o in &p.openings {
         let proof: Result<Vec<Hash32>> = o.proof.iter().map(|s| h32(s)).collect();
-        let ok = proof.map(|pr| verify_proof(&root, &Leaf { nonce: o.nonce, d_q: o.d_q }.hash(), o.index, p.count, &pr).is_ok());
+        let ok = proof.map(|pr| {
+            verify_proof(
+                &root,
+                &Leaf {
+                    nonce: o.nonce,
+                    d_q: o.d_q,
+                }
+                .hash(),
+                o.index,
+                p.count,
+                &pr,
+            )
+            .is_ok()
+        });
         oks.push(ok.unwrap_or(false));
     }
     Ok(oks)
@@ -184,7 +233,12 @@ pub fn verify(p: &ProofFile, engine: &SprintEngine, params: VerifyParams) -> Res
     let mut leaves = Vec::new();
     let mut mismatches = 0u32;
     for ((o, d), pok) in p.openings.iter().zip(&ds).zip(&proof_ok) {
-        let m = is_mismatch(distance_to_micro(*d), o.d_q, p.r_target_micro, params.tol_micro);
+        let m = is_mismatch(
+            distance_to_micro(*d),
+            o.d_q,
+            p.r_target_micro,
+            params.tol_micro,
+        );
         mismatches += m as u32;
         leaves.push(LeafCheck {
             index: o.index,

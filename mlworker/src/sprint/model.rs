@@ -15,7 +15,7 @@
 
 use super::device::ComputeDevice;
 use anyhow::{ensure, Result};
-use kiln_sprint_protocol::model::{generate_weights, target, ModelConfig};
+use kiln_sprint_protocol::model::{generate_tensor, generate_tensors, target, ModelConfig};
 use kiln_sprint_protocol::Hash32;
 use tch::{Device, Kind, Tensor};
 
@@ -80,28 +80,31 @@ impl SprintModel {
     /// tensors) and load them onto `dev`.
     pub fn new(seed: &Hash32, cfg: ModelConfig, dev: ComputeDevice) -> Result<Self> {
         cfg.validate()?;
-        let weights = generate_weights(seed, &cfg);
         let _g = tch::no_grad_guard();
         let to_dev = |v: &[f32], r: usize, c: usize| -> Tensor {
-            Tensor::from_slice(v).reshape([r as i64, c as i64]).to_device(dev.device).to_kind(dev.kind)
+            Tensor::from_slice(v)
+                .reshape([r as i64, c as i64])
+                .to_device(dev.device)
+                .to_kind(dev.kind)
         };
-        let mut it = weights.iter();
-        let mut next = |name: String| -> Result<(usize, usize, &Vec<f32>)> {
-            let (spec, w) = it.next().ok_or_else(|| anyhow::anyhow!("missing tensor {name}"))?;
-            ensure!(spec.name == name, "tensor order: expected {name}, got {}", spec.name);
-            Ok((spec.rows, spec.cols, w))
-        };
+        let all = cfg.tensors();
         let mut layers = Vec::with_capacity(cfg.layers);
-        for i in 0..cfg.layers {
+        // Layer by layer (7 tensors generated in parallel, each in parallel
+        // chunks), so host memory stays at one layer's worth on top of the
+        // device copy.
+        for (i, specs) in all.chunks(7).take(cfg.layers).enumerate() {
+            let ws = generate_tensors(seed, specs.to_vec());
+            let get = |suffix: &str| -> Result<&(kiln_sprint_protocol::TensorSpec, Vec<f32>)> {
+                let name = format!("layers.{i}.{suffix}");
+                ws.iter()
+                    .find(|(s, _)| s.name == name)
+                    .ok_or_else(|| anyhow::anyhow!("missing tensor {name}"))
+            };
             let last = i + 1 == cfg.layers;
-            let (d, _, q) = next(format!("layers.{i}.attn.q"))?;
-            let (_, _, k) = next(format!("layers.{i}.attn.k"))?;
-            let (_, _, v) = next(format!("layers.{i}.attn.v"))?;
-            let (_, _, o) = next(format!("layers.{i}.attn.o"))?;
-            let (_, f, g) = next(format!("layers.{i}.ffn.gate"))?;
-            let (_, _, u) = next(format!("layers.{i}.ffn.up"))?;
-            let (_, _, dn) = next(format!("layers.{i}.ffn.down"))?;
-            let (tq, tk, tv) = (to_dev(q, d, d), to_dev(k, d, d), to_dev(v, d, d));
+            let (d, f) = (cfg.dim, cfg.ffn_dim);
+            let tq = to_dev(&get("attn.q")?.1, d, d);
+            let tk = to_dev(&get("attn.k")?.1, d, d);
+            let tv = to_dev(&get("attn.v")?.1, d, d);
             let (wqkv, wq, wkv) = if last {
                 (empty(), tq, Tensor::cat(&[tk, tv], 1).contiguous())
             } else {
@@ -111,16 +114,33 @@ impl SprintModel {
                 wqkv,
                 wq,
                 wkv,
-                wo: to_dev(o, d, d),
-                wgu: Tensor::cat(&[to_dev(g, d, f), to_dev(u, d, f)], 1).contiguous(),
-                wdown: to_dev(dn, f, d),
+                wo: to_dev(&get("attn.o")?.1, d, d),
+                wgu: Tensor::cat(
+                    &[
+                        to_dev(&get("ffn.gate")?.1, d, f),
+                        to_dev(&get("ffn.up")?.1, d, f),
+                    ],
+                    1,
+                )
+                .contiguous(),
+                wdown: to_dev(&get("ffn.down")?.1, f, d),
             });
         }
-        let (d, od, w) = next("out".to_string())?;
-        let out = to_dev(w, d, od);
+        let out_spec = all
+            .last()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no tensors"))?;
+        ensure!(out_spec.name == "out", "last tensor must be out");
+        let w = generate_tensor(seed, &out_spec);
+        let (d, od) = (out_spec.rows, out_spec.cols);
+        let out = to_dev(&w, d, od);
         let (c, s) = rope_tables(cfg.seq_len, cfg.head_dim());
         let hd = cfg.head_dim();
-        let ss: Vec<f64> = s.iter().enumerate().map(|(i, &v)| if i % hd < hd / 2 { -v } else { v }).collect();
+        let ss: Vec<f64> = s
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i % hd < hd / 2 { -v } else { v })
+            .collect();
         let rt = |v: Vec<f64>| {
             Tensor::from_slice(&v)
                 .reshape([cfg.seq_len as i64, cfg.head_dim() as i64])
@@ -131,7 +151,16 @@ impl SprintModel {
         let t = target(seed, cfg.out_dim);
         let tt = Tensor::from_slice(&t).to_kind(Kind::Double);
         let target_n = (&tt / tt.norm()).to_device(dev.device);
-        Ok(SprintModel { cfg, dev, layers, out, cos: rt(c), sin: rt(s), sin_signed: rt(ss), target_n })
+        Ok(SprintModel {
+            cfg,
+            dev,
+            layers,
+            out,
+            cos: rt(c),
+            sin: rt(s),
+            sin_signed: rt(ss),
+            target_n,
+        })
     }
 
     fn rms(x: &Tensor, dim: i64) -> Tensor {
@@ -142,7 +171,9 @@ impl SprintModel {
     /// and returned in f32) and one multiply.
     fn rms_fast(x: &Tensor, dim: i64) -> Tensor {
         let n = x.norm_scalaropt_dim_dtype(2, [-1i64].as_slice(), true, Kind::Float);
-        let r = (n.square() / dim as f64 + RMS_EPS).rsqrt().to_kind(x.kind());
+        let r = (n.square() / dim as f64 + RMS_EPS)
+            .rsqrt()
+            .to_kind(x.kind());
         x * r
     }
 
@@ -164,7 +195,13 @@ impl SprintModel {
     /// RMSNorm in two passes.
     pub fn forward_last(&self, x: &Tensor) -> Tensor {
         let c = &self.cfg;
-        let (s, d, h, hd, f) = (c.seq_len as i64, c.dim as i64, c.heads as i64, c.head_dim() as i64, c.ffn_dim as i64);
+        let (s, d, h, hd, f) = (
+            c.seq_len as i64,
+            c.dim as i64,
+            c.heads as i64,
+            c.head_dim() as i64,
+            c.ffn_dim as i64,
+        );
         let b = x.size()[0];
         let half = hd / 2;
         let scale = 1.0 / (hd as f64).sqrt();
@@ -180,7 +217,16 @@ impl SprintModel {
                 let q = qk.select(2, 0).transpose(1, 2);
                 let k = qk.select(2, 1).transpose(1, 2);
                 let v = qkv.select(2, 2).transpose(1, 2);
-                let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, scale, false);
+                let a = Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    None::<Tensor>,
+                    0.0,
+                    true,
+                    scale,
+                    false,
+                );
                 let a = a.transpose(1, 2).reshape([b * s, d]);
                 let _ = hcur.addmm_(&a, &l.wo);
                 let hn = Self::rms_fast(&hcur, d);
@@ -193,7 +239,13 @@ impl SprintModel {
                 // Last layer: k, v over all positions; everything else at the
                 // last position only.
                 let kv = xn.matmul(&l.wkv).reshape([b, s, 2, h, hd]);
-                let k = Self::rope_fast(&kv.select(2, 0), &cos.squeeze_dim(1), &sin.squeeze_dim(1), half).transpose(1, 2);
+                let k = Self::rope_fast(
+                    &kv.select(2, 0),
+                    &cos.squeeze_dim(1),
+                    &sin.squeeze_dim(1),
+                    half,
+                )
+                .transpose(1, 2);
                 let v = kv.select(2, 1).transpose(1, 2);
                 let xn_last = xn.reshape([b, s, d]).select(1, s - 1);
                 let q = xn_last.matmul(&l.wq).reshape([b, 1, h, hd]);
@@ -205,7 +257,16 @@ impl SprintModel {
                 )
                 .transpose(1, 2);
                 // The last position attends to every position: no mask.
-                let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false);
+                let a = Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    None::<Tensor>,
+                    0.0,
+                    false,
+                    scale,
+                    false,
+                );
                 let a = a.reshape([b, d]);
                 let mut h2 = hcur.reshape([b, s, d]).select(1, s - 1).contiguous();
                 let _ = h2.addmm_(&a, &l.wo);
@@ -218,7 +279,11 @@ impl SprintModel {
                 hcur = h2;
             }
         }
-        let last = if nl == 0 { hcur.reshape([b, s, d]).select(1, s - 1) } else { hcur };
+        let last = if nl == 0 {
+            hcur.reshape([b, s, d]).select(1, s - 1)
+        } else {
+            hcur
+        };
         Self::rms_fast(&last, d).matmul(&self.out)
     }
 
@@ -235,7 +300,12 @@ impl SprintModel {
     /// the optimised [`SprintModel::forward_last`] with.
     pub fn forward_last_reference(&self, x: &Tensor) -> Tensor {
         let c = &self.cfg;
-        let (s, d, h, hd) = (c.seq_len as i64, c.dim as i64, c.heads as i64, c.head_dim() as i64);
+        let (s, d, h, hd) = (
+            c.seq_len as i64,
+            c.dim as i64,
+            c.heads as i64,
+            c.head_dim() as i64,
+        );
         let b = x.size()[0];
         let half = hd / 2;
         let scale = 1.0 / (hd as f64).sqrt();
@@ -251,15 +321,24 @@ impl SprintModel {
                 let q = Self::rope(&qkv.select(2, 0), &cos, &sin, half).transpose(1, 2);
                 let k = Self::rope(&qkv.select(2, 1), &cos, &sin, half).transpose(1, 2);
                 let v = qkv.select(2, 2).transpose(1, 2);
-                let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, scale, false);
+                let a = Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    None::<Tensor>,
+                    0.0,
+                    true,
+                    scale,
+                    false,
+                );
                 let a = a.transpose(1, 2).reshape([b * s, d]);
-                hcur = hcur + a.matmul(&l.wo);
+                hcur += a.matmul(&l.wo);
                 let hn = Self::rms(&hcur, d);
                 let gu = hn.matmul(&l.wgu);
                 let f = c.ffn_dim as i64;
                 let g = gu.narrow(1, 0, f);
                 let u = gu.narrow(1, f, f);
-                hcur = hcur + (g.silu() * u).matmul(&l.wdown);
+                hcur += (g.silu() * u).matmul(&l.wdown);
             } else {
                 // Last layer: k, v over all positions; everything else at the
                 // last position only.
@@ -270,9 +349,19 @@ impl SprintModel {
                 let h_last = hcur.reshape([b, s, d]).select(1, s - 1); // [B, D]
                 let xn_last = xn.reshape([b, s, d]).select(1, s - 1);
                 let q = xn_last.matmul(&l.wq).reshape([b, 1, h, hd]);
-                let q = Self::rope(&q, &cos.narrow(0, s - 1, 1), &sin.narrow(0, s - 1, 1), half).transpose(1, 2);
+                let q = Self::rope(&q, &cos.narrow(0, s - 1, 1), &sin.narrow(0, s - 1, 1), half)
+                    .transpose(1, 2);
                 // The last position attends to every position: no mask.
-                let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false);
+                let a = Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    None::<Tensor>,
+                    0.0,
+                    false,
+                    scale,
+                    false,
+                );
                 let a = a.reshape([b, d]);
                 let h2 = h_last + a.matmul(&l.wo);
                 let hn = Self::rms(&h2, d);
@@ -283,7 +372,11 @@ impl SprintModel {
                 hcur = h2 + (g.silu() * u).matmul(&l.wdown);
             }
         }
-        let last = if nl == 0 { hcur.reshape([b, s, d]).select(1, s - 1) } else { hcur };
+        let last = if nl == 0 {
+            hcur.reshape([b, s, d]).select(1, s - 1)
+        } else {
+            hcur
+        };
         Self::rms(&last, d).matmul(&self.out)
     }
 
@@ -291,9 +384,15 @@ impl SprintModel {
     /// [B, out]` int64 gather indices (on the device). Returns `[B]` f64.
     pub fn distances_from_outputs(&self, y: &Tensor, perm: &Tensor) -> Tensor {
         let y = y.to_kind(Kind::Double).gather(1, perm, false);
-        let n = y.square().sum_dim_intlist([1i64].as_slice(), true, Kind::Double).sqrt();
+        let n = y
+            .square()
+            .sum_dim_intlist([1i64].as_slice(), true, Kind::Double)
+            .sqrt();
         let yn = y / n;
-        (yn - self.target_n.unsqueeze(0)).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double).sqrt()
+        (yn - self.target_n.unsqueeze(0))
+            .square()
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+            .sqrt()
     }
 
     /// Weight tensor count on the device (for diagnostics).
@@ -307,11 +406,20 @@ impl SprintModel {
 /// pruning in the last layer, `out` at one position). Elementwise work is not
 /// counted: this is the "useful" work compared with dense matmul throughput.
 pub fn flops_per_nonce(c: &ModelConfig) -> f64 {
-    let (s, d, f, o) = (c.seq_len as f64, c.dim as f64, c.ffn_dim as f64, c.out_dim as f64);
+    let (s, d, f, o) = (
+        c.seq_len as f64,
+        c.dim as f64,
+        c.ffn_dim as f64,
+        c.out_dim as f64,
+    );
     let causal_pairs = s * (s + 1.0) / 2.0;
-    let full_layer = 2.0 * s * d * 3.0 * d + 2.0 * s * d * d + 2.0 * s * d * 2.0 * f + 2.0 * s * f * d
+    let full_layer = 2.0 * s * d * 3.0 * d
+        + 2.0 * s * d * d
+        + 2.0 * s * d * 2.0 * f
+        + 2.0 * s * f * d
         + 2.0 * 2.0 * causal_pairs * d;
-    let last_layer = 2.0 * s * d * 2.0 * d + 2.0 * d * d + 2.0 * 2.0 * s * d + 2.0 * d * d + 2.0 * d * 3.0 * f;
+    let last_layer =
+        2.0 * s * d * 2.0 * d + 2.0 * d * d + 2.0 * 2.0 * s * d + 2.0 * d * d + 2.0 * d * 3.0 * f;
     let layers = c.layers as f64;
     (layers - 1.0).max(0.0) * full_layer + if c.layers > 0 { last_layer } else { 0.0 } + 2.0 * d * o
 }
@@ -319,7 +427,12 @@ pub fn flops_per_nonce(c: &ModelConfig) -> f64 {
 /// Matmul FLOPs per nonce of the unpruned model (every position through every
 /// layer, `out` at one position) — the nominal work SPEC §4 describes.
 pub fn nominal_flops_per_nonce(c: &ModelConfig) -> f64 {
-    let (s, d, f, o) = (c.seq_len as f64, c.dim as f64, c.ffn_dim as f64, c.out_dim as f64);
+    let (s, d, f, o) = (
+        c.seq_len as f64,
+        c.dim as f64,
+        c.ffn_dim as f64,
+        c.out_dim as f64,
+    );
     let causal_pairs = s * (s + 1.0) / 2.0;
     let full_layer = 2.0 * s * d * 4.0 * d + 2.0 * s * d * 3.0 * f + 2.0 * 2.0 * causal_pairs * d;
     c.layers as f64 * full_layer + 2.0 * d * o

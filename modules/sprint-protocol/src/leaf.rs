@@ -37,7 +37,10 @@ impl Leaf {
         n.copy_from_slice(&b[..8]);
         let mut d = [0u8; 4];
         d.copy_from_slice(&b[8..]);
-        Some(Leaf { nonce: u64::from_le_bytes(n), d_q: u32::from_le_bytes(d) })
+        Some(Leaf {
+            nonce: u64::from_le_bytes(n),
+            d_q: u32::from_le_bytes(d),
+        })
     }
 }
 
@@ -50,6 +53,7 @@ pub fn leaf_hash(nonce: u64, d_q: u32) -> Hash32 {
     h.finalize().into()
 }
 
+#[cfg(feature = "float")]
 /// Worker-side: `floor(d · 10^4 + 0.5)` as u32 (saturating; NaN → u32::MAX so
 /// it can never look like a share).
 pub fn quantize_distance(d: f64) -> u32 {

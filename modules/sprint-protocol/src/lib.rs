@@ -13,24 +13,30 @@
 //!   integer-only version for the chain and a float p-value for display.
 //!
 //! ## What is consensus-safe
-//! Everything in [`seed`], [`leaf`] (except [`leaf::quantize_distance`]),
-//! [`merkle`], [`challenge`] and [`verdict`] (except [`verdict::p_value_f64`])
-//! uses integers only, is deterministic and never panics on any input. The
-//! float code (weight/input generation, quantisation of a float distance,
-//! the float p-value) is used by the worker only.
+//! Everything in [`seed`], [`stream`] (words and integer draws), [`leaf`],
+//! [`merkle`], [`challenge`] and [`verdict`] uses integers only, is
+//! deterministic and never panics on any input. The float code (weight /
+//! input / target generation, quantisation of a float distance, the float
+//! p-value) is used by the worker only and sits behind the default `float`
+//! feature: the chain builds this crate with `default-features = false`, so
+//! no `f32`/`f64` code is even compiled into it.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod challenge;
 pub mod leaf;
 pub mod merkle;
+#[cfg(feature = "float")]
 pub mod model;
 pub mod seed;
 pub mod stream;
 pub mod verdict;
 
 pub use challenge::{challenge_seed, sample_indices};
-pub use leaf::{leaf_hash, quantize_distance, Leaf};
+#[cfg(feature = "float")]
+pub use leaf::quantize_distance;
+pub use leaf::{leaf_hash, Leaf};
 pub use merkle::{verify_proof, MerkleError, MerkleTree};
+#[cfg(feature = "float")]
 pub use model::{ModelConfig, TensorSpec};
 pub use seed::{nonce_key, perm_key, sprint_seed, target_key, tensor_key};
 pub use stream::Stream;

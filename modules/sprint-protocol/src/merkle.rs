@@ -49,7 +49,13 @@ impl MerkleTree {
             let prev = levels.last().map(|l| l.as_slice()).unwrap_or(&[]);
             let next: Vec<Hash32> = prev
                 .chunks(2)
-                .map(|c| if c.len() == 2 { node_hash(&c[0], &c[1]) } else { c[0] })
+                .map(|c| {
+                    if c.len() == 2 {
+                        node_hash(&c[0], &c[1])
+                    } else {
+                        c[0]
+                    }
+                })
                 .collect();
             levels.push(next);
         }
@@ -63,7 +69,11 @@ impl MerkleTree {
 
     /// The root.
     pub fn root(&self) -> Hash32 {
-        self.levels.last().and_then(|l| l.first()).copied().unwrap_or([0u8; 32])
+        self.levels
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or([0u8; 32])
     }
 
     /// Siblings of leaf `index`, bottom-up (levels where the node is a carried
@@ -115,7 +125,11 @@ pub fn verify_proof(
         if sib < n {
             let s = proof.get(used).ok_or(MerkleError::Truncated)?;
             used += 1;
-            acc = if idx & 1 == 0 { node_hash(&acc, s) } else { node_hash(s, &acc) };
+            acc = if idx & 1 == 0 {
+                node_hash(&acc, s)
+            } else {
+                node_hash(s, &acc)
+            };
         }
         idx /= 2;
         n = n.div_ceil(2);

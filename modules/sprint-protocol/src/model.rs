@@ -36,11 +36,23 @@ pub enum ConfigError {
 
 impl ModelConfig {
     /// Devnet preset: runs on a laptop CPU.
-    pub const DEVNET: ModelConfig =
-        ModelConfig { dim: 256, layers: 4, heads: 4, ffn_dim: 768, seq_len: 32, out_dim: 256 };
+    pub const DEVNET: ModelConfig = ModelConfig {
+        dim: 256,
+        layers: 4,
+        heads: 4,
+        ffn_dim: 768,
+        seq_len: 32,
+        out_dim: 256,
+    };
     /// Mainnet-like preset: needs a large GPU.
-    pub const MAINNET: ModelConfig =
-        ModelConfig { dim: 1792, layers: 64, heads: 64, ffn_dim: 8192, seq_len: 256, out_dim: 8192 };
+    pub const MAINNET: ModelConfig = ModelConfig {
+        dim: 1792,
+        layers: 64,
+        heads: 64,
+        ffn_dim: 8192,
+        seq_len: 256,
+        out_dim: 8192,
+    };
 
     /// Look a preset up by name (`devnet`, `mainnet`).
     pub fn preset(name: &str) -> Option<ModelConfig> {
@@ -57,14 +69,24 @@ impl ModelConfig {
 
     /// Check the dimensions are usable.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let all = [self.dim, self.layers, self.heads, self.ffn_dim, self.seq_len, self.out_dim];
+        let all = [
+            self.dim,
+            self.layers,
+            self.heads,
+            self.ffn_dim,
+            self.seq_len,
+            self.out_dim,
+        ];
         if all.contains(&0) {
             return Err(ConfigError::Zero);
         }
-        if self.dim % self.heads != 0 {
-            return Err(ConfigError::HeadSplit { dim: self.dim, heads: self.heads });
+        if !self.dim.is_multiple_of(self.heads) {
+            return Err(ConfigError::HeadSplit {
+                dim: self.dim,
+                heads: self.heads,
+            });
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(ConfigError::OddHeadDim(self.head_dim()));
         }
         if self.out_dim > u32::MAX as usize {
@@ -78,11 +100,27 @@ impl ModelConfig {
         let mut v = Vec::with_capacity(self.layers * 7 + 1);
         for i in 0..self.layers {
             for p in ["q", "k", "v", "o"] {
-                v.push(TensorSpec::new(format!("layers.{i}.attn.{p}"), self.dim, self.dim));
+                v.push(TensorSpec::new(
+                    format!("layers.{i}.attn.{p}"),
+                    self.dim,
+                    self.dim,
+                ));
             }
-            v.push(TensorSpec::new(format!("layers.{i}.ffn.gate"), self.dim, self.ffn_dim));
-            v.push(TensorSpec::new(format!("layers.{i}.ffn.up"), self.dim, self.ffn_dim));
-            v.push(TensorSpec::new(format!("layers.{i}.ffn.down"), self.ffn_dim, self.dim));
+            v.push(TensorSpec::new(
+                format!("layers.{i}.ffn.gate"),
+                self.dim,
+                self.ffn_dim,
+            ));
+            v.push(TensorSpec::new(
+                format!("layers.{i}.ffn.up"),
+                self.dim,
+                self.ffn_dim,
+            ));
+            v.push(TensorSpec::new(
+                format!("layers.{i}.ffn.down"),
+                self.ffn_dim,
+                self.dim,
+            ));
         }
         v.push(TensorSpec::new("out".to_string(), self.dim, self.out_dim));
         v
@@ -121,9 +159,11 @@ const CHUNK_WORDS: usize = 1 << 16;
 /// (each chunk seeks the keystream to its offset, so the result is identical
 /// to a sequential fill for any thread count).
 pub fn fill_parallel(key: &Hash32, a: f64, out: &mut [f32]) {
-    out.par_chunks_mut(CHUNK_WORDS).enumerate().for_each(|(i, chunk)| {
-        Stream::at_word(key, (i * CHUNK_WORDS) as u64).fill_values(a, chunk);
-    });
+    out.par_chunks_mut(CHUNK_WORDS)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            Stream::at_word(key, (i * CHUNK_WORDS) as u64).fill_values(a, chunk);
+        });
 }
 
 /// One weight tensor, row-major, from `stream(SHA256(seed ‖ name))`.
@@ -136,7 +176,13 @@ pub fn generate_tensor(seed: &Hash32, spec: &TensorSpec) -> Vec<f32> {
 /// All weight tensors, in [`ModelConfig::tensors`] order, generated in
 /// parallel across and within tensors.
 pub fn generate_weights(seed: &Hash32, cfg: &ModelConfig) -> Vec<(TensorSpec, Vec<f32>)> {
-    cfg.tensors()
+    generate_tensors(seed, cfg.tensors())
+}
+
+/// The given tensors, generated in parallel across and within tensors (the
+/// worker loads a model layer by layer with this to bound host memory).
+pub fn generate_tensors(seed: &Hash32, specs: Vec<TensorSpec>) -> Vec<(TensorSpec, Vec<f32>)> {
+    specs
         .into_par_iter()
         .map(|spec| {
             let w = generate_tensor(seed, &spec);
@@ -169,7 +215,10 @@ pub fn input(seed: &Hash32, addr: &Address, nonce: u64, cfg: &ModelConfig) -> Ve
 /// integer below `i+1` (returned in draw order).
 pub fn perm_draws(nkey: &Hash32, out_dim: usize) -> Vec<u32> {
     let mut s = Stream::new(&perm_key(nkey));
-    (1..out_dim).rev().map(|i| s.next_below(i as u32 + 1)).collect()
+    (1..out_dim)
+        .rev()
+        .map(|i| s.next_below(i as u32 + 1))
+        .collect()
 }
 
 /// The permutation as a gather index: `permuted[t] = y[p[t]]`.
@@ -196,7 +245,11 @@ pub fn permute_in_place<T>(nkey: &Hash32, y: &mut [T]) {
 /// L2-normalised target, in f64 (worker-side reference of the last step).
 pub fn distance_f64(permuted: &[f64], target: &[f32]) -> f64 {
     let ny = permuted.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let nt = target.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+    let nt = target
+        .iter()
+        .map(|&v| (v as f64) * (v as f64))
+        .sum::<f64>()
+        .sqrt();
     permuted
         .iter()
         .zip(target)

@@ -17,7 +17,12 @@ fn sha(parts: &[&[u8]]) -> Hash32 {
 
 /// `seed = SHA256("kiln/sprint/v1" ‖ chain_id ‖ epoch u64 LE ‖ hash of block S)`.
 pub fn sprint_seed(chain_id: &str, epoch: u64, block_hash: &[u8]) -> Hash32 {
-    sha(&[SPRINT_DOMAIN, chain_id.as_bytes(), &epoch.to_le_bytes(), block_hash])
+    sha(&[
+        SPRINT_DOMAIN,
+        chain_id.as_bytes(),
+        &epoch.to_le_bytes(),
+        block_hash,
+    ])
 }
 
 /// Key of the weight tensor `name`: `SHA256(seed ‖ name)`.

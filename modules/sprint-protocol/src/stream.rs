@@ -19,7 +19,11 @@ impl Stream {
     /// The stream of `key`, starting at word 0.
     pub fn new(key: &Hash32) -> Self {
         let cipher = ChaCha20::new(key.into(), &[0u8; 12].into());
-        Stream { cipher, buf: [0; BUF_WORDS], pos: BUF_WORDS }
+        Stream {
+            cipher,
+            buf: [0; BUF_WORDS],
+            pos: BUF_WORDS,
+        }
     }
 
     /// The stream of `key`, starting at word `word` (any offset).
@@ -55,6 +59,7 @@ impl Stream {
     }
 
     /// Next value in `[-a, a]` (see [`word_to_value`]).
+    #[cfg(feature = "float")]
     #[inline]
     pub fn next_value(&mut self, a: f64) -> f32 {
         word_to_value(self.next_u32(), a)
@@ -67,6 +72,7 @@ impl Stream {
     }
 
     /// Fill `out` with consecutive values in `[-a, a]`.
+    #[cfg(feature = "float")]
     pub fn fill_values(&mut self, a: f64, out: &mut [f32]) {
         for v in out.iter_mut() {
             *v = self.next_value(a);
@@ -74,6 +80,7 @@ impl Stream {
     }
 }
 
+#[cfg(feature = "float")]
 /// `u = ((w >> 8) + 0.5) / 2^24` in f64; the value is `a·(2u − 1)` in f64,
 /// rounded once to f32.
 #[inline]
@@ -88,11 +95,13 @@ pub fn word_below(w: u32, m: u32) -> u32 {
     ((w as u64 * m as u64) >> 32) as u32
 }
 
+#[cfg(feature = "float")]
 /// Weight amplitude `0.02·√3`.
 pub fn weight_amplitude() -> f64 {
     0.02 * 3.0f64.sqrt()
 }
 
+#[cfg(feature = "float")]
 /// Input / target amplitude `√3`.
 pub fn unit_amplitude() -> f64 {
     3.0f64.sqrt()

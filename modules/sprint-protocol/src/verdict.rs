@@ -70,6 +70,7 @@ fn check(p0: Ratio, alpha: Ratio) -> Result<(), VerdictError> {
     Ok(())
 }
 
+#[cfg(feature = "float")]
 /// Worker-side: a float distance in millionths, `floor(d·10^6 + 0.5)`
 /// (saturating; NaN → u64::MAX, which always mismatches).
 pub fn distance_to_micro(d: f64) -> u64 {
@@ -86,7 +87,12 @@ pub fn distance_to_micro(d: f64) -> u64 {
 /// A leaf mismatches when the recomputed distance differs from the claimed
 /// `d_q` (1e-4 units) by more than the tolerance, or the recomputed distance is
 /// `≥ r_target + tolerance` (all in millionths). Integer-only.
-pub fn is_mismatch(recomputed_micro: u64, claimed_dq: u32, r_target_micro: u64, tol_micro: u64) -> bool {
+pub fn is_mismatch(
+    recomputed_micro: u64,
+    claimed_dq: u32,
+    r_target_micro: u64,
+    tol_micro: u64,
+) -> bool {
     let claimed = claimed_dq as u64 * 100;
     recomputed_micro.abs_diff(claimed) > tol_micro
         || recomputed_micro >= r_target_micro.saturating_add(tol_micro)
@@ -140,7 +146,11 @@ pub fn critical_count(k: u32, p0: Ratio, alpha: Ratio) -> Result<Option<u32>, Ve
 
 /// [`critical_count`] for every `k = 0..=max_k` (a table the chain can cache
 /// per parameter set).
-pub fn critical_table(max_k: u32, p0: Ratio, alpha: Ratio) -> Result<Vec<Option<u32>>, VerdictError> {
+pub fn critical_table(
+    max_k: u32,
+    p0: Ratio,
+    alpha: Ratio,
+) -> Result<Vec<Option<u32>>, VerdictError> {
     (0..=max_k).map(|k| critical_count(k, p0, alpha)).collect()
 }
 
@@ -149,6 +159,7 @@ pub fn invalid_by_critical(mismatches: u32, critical: Option<u32>) -> bool {
     critical.is_some_and(|c| mismatches >= c)
 }
 
+#[cfg(feature = "float")]
 /// Worker-side float p-value `P[Binomial(k, p0) ≥ m]` (log-space sum).
 pub fn p_value_f64(m: u32, k: u32, p0: f64) -> f64 {
     if m == 0 {

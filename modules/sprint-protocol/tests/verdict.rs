@@ -4,6 +4,7 @@
 use kiln_sprint_protocol::challenge::sample_indices;
 use kiln_sprint_protocol::verdict::*;
 
+#[cfg(feature = "float")]
 #[test]
 fn exact_matches_float_p_value() {
     let p0 = P0_DEFAULT;
@@ -23,7 +24,10 @@ fn exact_matches_float_p_value() {
 #[test]
 fn critical_count_at_spec_parameters() {
     // P[Bin(200, 5e-4) >= 4] ≈ 3.6e-6 > 1e-7 and P[>= 5] ≈ 7.2e-8 < 1e-7.
-    assert_eq!(critical_count(200, P0_DEFAULT, ALPHA_DEFAULT).unwrap(), Some(5));
+    assert_eq!(
+        critical_count(200, P0_DEFAULT, ALPHA_DEFAULT).unwrap(),
+        Some(5)
+    );
     // devnet sprint_samples = 16.
     let c16 = critical_count(16, P0_DEFAULT, ALPHA_DEFAULT).unwrap();
     assert_eq!(c16, Some(3));
@@ -32,16 +36,28 @@ fn critical_count_at_spec_parameters() {
     let table = critical_table(200, P0_DEFAULT, ALPHA_DEFAULT).unwrap();
     for (k, c) in table.iter().enumerate() {
         for m in 0..=k as u32 {
-            assert_eq!(invalid_by_critical(m, *c), is_invalid(m, k as u32, P0_DEFAULT, ALPHA_DEFAULT).unwrap());
+            assert_eq!(
+                invalid_by_critical(m, *c),
+                is_invalid(m, k as u32, P0_DEFAULT, ALPHA_DEFAULT).unwrap()
+            );
         }
     }
 }
 
 #[test]
 fn bad_parameters_are_errors_not_panics() {
-    assert_eq!(is_invalid(1, 10, Ratio::new(1, 0), ALPHA_DEFAULT), Err(VerdictError::BadP0));
-    assert_eq!(is_invalid(1, 10, Ratio::new(3, 2), ALPHA_DEFAULT), Err(VerdictError::BadP0));
-    assert_eq!(is_invalid(1, 10, P0_DEFAULT, Ratio::new(1, 0)), Err(VerdictError::BadAlpha));
+    assert_eq!(
+        is_invalid(1, 10, Ratio::new(1, 0), ALPHA_DEFAULT),
+        Err(VerdictError::BadP0)
+    );
+    assert_eq!(
+        is_invalid(1, 10, Ratio::new(3, 2), ALPHA_DEFAULT),
+        Err(VerdictError::BadP0)
+    );
+    assert_eq!(
+        is_invalid(1, 10, P0_DEFAULT, Ratio::new(1, 0)),
+        Err(VerdictError::BadAlpha)
+    );
     assert!(is_invalid(11, 10, P0_DEFAULT, ALPHA_DEFAULT).is_err());
     assert!(sample_indices(&[0u8; 32], 0, 200).is_empty());
     let all = sample_indices(&[9u8; 32], 20, 200);
@@ -61,6 +77,12 @@ fn mismatch_rule() {
     assert!(is_mismatch(1_348_000, 13480, r, tol)); // not a share at all
     assert!(!is_mismatch(1_347_999, 13480, r, tol));
     assert!(is_mismatch(u64::MAX, 13000, u64::MAX, tol));
+}
+
+#[cfg(feature = "float")]
+#[test]
+fn distance_to_micro_rounds_and_saturates() {
     assert_eq!(distance_to_micro(f64::NAN), u64::MAX);
     assert_eq!(distance_to_micro(1.3480451), 1_348_045);
+    assert_eq!(distance_to_micro(-1.0), 0);
 }
