@@ -1,0 +1,306 @@
+//! Rocksdb block store: blocks, commits, FinalizeBlock results, tx index,
+//! event index and the node's consensus state — one `WriteBatch` per block.
+//!
+//! Key layout (single column family; heights are u64 big-endian):
+//! ```text
+//! m/height               -> u64   latest stored height
+//! m/base                 -> u64   lowest stored height
+//! b/<h>                  -> tendermint.types.Block (proto)
+//! i/<h>                  -> tendermint.types.BlockMeta (proto)
+//! c/<h>                  -> tendermint.types.Commit (proto): our signed commit for block h
+//! r/<h>                  -> tendermint.abci.ResponseFinalizeBlock (proto)
+//! h/<block hash>         -> u64   height
+//! t/<tx hash>            -> u64 height ++ u32 index
+//! e/<type.key>\0<value>\0<h><idx> -> ""   event index (every attribute is indexed)
+//! v/<h>                  -> JSON [validator::Info]  validator set at height h
+//! p/<h>                  -> JSON consensus::Params in force at height h
+//! s/latest               -> JSON ChainState after the latest stored block
+//! s/genesis              -> JSON ChainState after InitChain
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use prost::Message;
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+use tendermint::{block, consensus, validator, Block, Time};
+use tendermint_proto::v0_38::abci::ResponseFinalizeBlock;
+use tendermint_proto::v0_38::types::{Block as RawBlock, BlockMeta as RawBlockMeta, Commit as RawCommit};
+
+/// The node's consensus state after a block (CometBFT's `state.State`, reduced).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainState {
+    pub chain_id: String,
+    pub initial_height: u64,
+    /// Height of the last block, `initial_height - 1` before the first one.
+    pub last_block_height: u64,
+    pub last_block_id: Option<block::Id>,
+    pub last_block_time: Time,
+    /// App hash to put in the next header (FinalizeBlock's of the last block).
+    #[serde(with = "hex_bytes")]
+    pub app_hash: Vec<u8>,
+    /// Results hash of the last block's tx results (goes in the next header).
+    #[serde(with = "hex_bytes")]
+    pub last_results_hash: Vec<u8>,
+    pub app_version: u64,
+    /// Validators of the last block (signed its commit).
+    pub last_validators: Vec<validator::Info>,
+    /// Validators for height `last_block_height + 1`.
+    pub validators: Vec<validator::Info>,
+    /// Validators for height `last_block_height + 2`.
+    pub next_validators: Vec<validator::Info>,
+    /// Consensus params for height `last_block_height + 1`.
+    pub consensus_params: consensus::Params,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode_upper(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Everything written for one block.
+pub struct BlockRecord<'a> {
+    pub block: &'a Block,
+    pub block_id: &'a block::Id,
+    pub block_size: usize,
+    pub seen_commit: &'a tendermint::block::Commit,
+    pub results: &'a ResponseFinalizeBlock,
+    pub state_after: &'a ChainState,
+    /// Validator set in force at `block.height` (what signed it).
+    pub validators: &'a [validator::Info],
+    /// Consensus params in force at `block.height`.
+    pub params: &'a consensus::Params,
+}
+
+pub struct BlockStore {
+    db: DB,
+}
+
+fn hk(prefix: &[u8], h: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&h.to_be_bytes());
+    k
+}
+
+fn ev_prefix(key: &str, value: &str) -> Vec<u8> {
+    let mut k = b"e/".to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k.extend_from_slice(value.as_bytes());
+    k.push(0);
+    k
+}
+
+fn u64_of(b: &[u8]) -> anyhow::Result<u64> {
+    Ok(u64::from_be_bytes(b.get(..8).ok_or_else(|| anyhow!("corrupt u64"))?.try_into()?))
+}
+
+impl BlockStore {
+    /// Open (or create) the store at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        let db = DB::open(&opts, path).with_context(|| format!("opening block store {}", path.display()))?;
+        Ok(Self { db })
+    }
+
+    fn get(&self, k: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.db.get(k)?)
+    }
+
+    /// Latest stored height (0 = empty).
+    pub fn height(&self) -> anyhow::Result<u64> {
+        Ok(match self.get(b"m/height")? {
+            Some(b) => u64_of(&b)?,
+            None => 0,
+        })
+    }
+
+    /// Lowest stored height (0 = empty).
+    pub fn base(&self) -> anyhow::Result<u64> {
+        Ok(match self.get(b"m/base")? {
+            Some(b) => u64_of(&b)?,
+            None => 0,
+        })
+    }
+
+    /// Write one block and all its derived data atomically.
+    pub fn save_block(&self, rec: &BlockRecord<'_>) -> anyhow::Result<()> {
+        let h = rec.block.header.height.value();
+        let mut wb = WriteBatch::default();
+        let raw_block: RawBlock = rec.block.clone().into();
+        wb.put(hk(b"b/", h), raw_block.encode_to_vec());
+        let meta = RawBlockMeta {
+            block_id: Some((*rec.block_id).into()),
+            block_size: rec.block_size as i64,
+            header: Some(rec.block.header.clone().into()),
+            num_txs: rec.block.data.len() as i64,
+        };
+        wb.put(hk(b"i/", h), meta.encode_to_vec());
+        let raw_commit: RawCommit = rec.seen_commit.clone().into();
+        wb.put(hk(b"c/", h), raw_commit.encode_to_vec());
+        wb.put(hk(b"r/", h), rec.results.encode_to_vec());
+        let mut hkey = b"h/".to_vec();
+        hkey.extend_from_slice(rec.block_id.hash.as_bytes());
+        wb.put(hkey, h.to_be_bytes());
+        for (i, tx) in rec.block.data.iter().enumerate() {
+            let idx = i as u32;
+            let mut pos = h.to_be_bytes().to_vec();
+            pos.extend_from_slice(&idx.to_be_bytes());
+            let mut tk = b"t/".to_vec();
+            tk.extend_from_slice(&crate::tx_hash(tx));
+            wb.put(tk, &pos);
+            if let Some(res) = rec.results.tx_results.get(i) {
+                for ev in &res.events {
+                    for attr in &ev.attributes {
+                        let ck = format!("{}.{}", ev.r#type, attr.key);
+                        let mut k = ev_prefix(&ck, &attr.value);
+                        k.extend_from_slice(&pos);
+                        wb.put(k, b"");
+                    }
+                }
+            }
+        }
+        wb.put(hk(b"v/", h), serde_json::to_vec(rec.validators)?);
+        wb.put(hk(b"p/", h), serde_json::to_vec(rec.params)?);
+        wb.put(b"s/latest", serde_json::to_vec(rec.state_after)?);
+        wb.put(b"m/height", h.to_be_bytes());
+        if self.base()? == 0 {
+            wb.put(b"m/base", h.to_be_bytes());
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    /// Save the state after InitChain (before any block).
+    pub fn save_genesis_state(&self, st: &ChainState) -> anyhow::Result<()> {
+        let mut wb = WriteBatch::default();
+        wb.put(b"s/genesis", serde_json::to_vec(st)?);
+        if self.height()? == 0 {
+            wb.put(b"s/latest", serde_json::to_vec(st)?);
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    /// The latest state (after the latest block, or after InitChain).
+    pub fn latest_state(&self) -> anyhow::Result<Option<ChainState>> {
+        match self.get(b"s/latest")? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b).context("decoding stored state")?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn genesis_state(&self) -> anyhow::Result<Option<ChainState>> {
+        match self.get(b"s/genesis")? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b).context("decoding stored genesis state")?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn block(&self, h: u64) -> anyhow::Result<Option<Block>> {
+        match self.get(&hk(b"b/", h))? {
+            Some(b) => {
+                let raw = RawBlock::decode(b.as_slice())?;
+                Ok(Some(Block::try_from(raw).map_err(|e| anyhow!("decoding block {h}: {e}"))?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn block_meta(&self, h: u64) -> anyhow::Result<Option<block::Meta>> {
+        match self.get(&hk(b"i/", h))? {
+            Some(b) => {
+                let raw = RawBlockMeta::decode(b.as_slice())?;
+                Ok(Some(block::Meta::try_from(raw).map_err(|e| anyhow!("decoding block meta {h}: {e}"))?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Our signed commit for block `h`.
+    pub fn seen_commit(&self, h: u64) -> anyhow::Result<Option<block::Commit>> {
+        match self.get(&hk(b"c/", h))? {
+            Some(b) => {
+                let raw = RawCommit::decode(b.as_slice())?;
+                Ok(Some(block::Commit::try_from(raw).map_err(|e| anyhow!("decoding commit {h}: {e}"))?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn results(&self, h: u64) -> anyhow::Result<Option<ResponseFinalizeBlock>> {
+        match self.get(&hk(b"r/", h))? {
+            Some(b) => Ok(Some(ResponseFinalizeBlock::decode(b.as_slice())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn height_by_hash(&self, hash: &[u8]) -> anyhow::Result<Option<u64>> {
+        let mut k = b"h/".to_vec();
+        k.extend_from_slice(hash);
+        match self.get(&k)? {
+            Some(b) => Ok(Some(u64_of(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// (height, index) of a committed tx.
+    pub fn tx_position(&self, hash: &[u8]) -> anyhow::Result<Option<(u64, u32)>> {
+        let mut k = b"t/".to_vec();
+        k.extend_from_slice(hash);
+        match self.get(&k)? {
+            Some(b) if b.len() == 12 => {
+                Ok(Some((u64_of(&b)?, u32::from_be_bytes(b[8..12].try_into()?))))
+            }
+            Some(_) => Err(anyhow!("corrupt tx index entry")),
+            None => Ok(None),
+        }
+    }
+
+    /// Validator set in force at height `h`.
+    pub fn validators(&self, h: u64) -> anyhow::Result<Option<Vec<validator::Info>>> {
+        match self.get(&hk(b"v/", h))? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Consensus params in force at height `h`.
+    pub fn consensus_params(&self, h: u64) -> anyhow::Result<Option<consensus::Params>> {
+        match self.get(&hk(b"p/", h))? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Positions (height, index) of txs with an event attribute `key` (`type.attr`) = `value`.
+    pub fn search_event(&self, key: &str, value: &str) -> anyhow::Result<BTreeSet<(u64, u32)>> {
+        let prefix = ev_prefix(key, value);
+        let mut out = BTreeSet::new();
+        for item in self.db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let rest = &k[prefix.len()..];
+            if rest.len() == 12 {
+                out.insert((u64_of(rest)?, u32::from_be_bytes(rest[8..12].try_into()?)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of txs in block `h`.
+    pub fn num_txs(&self, h: u64) -> anyhow::Result<u32> {
+        Ok(self.block_meta(h)?.map(|m| m.num_txs as u32).unwrap_or(0))
+    }
+}

@@ -1,0 +1,132 @@
+//! Websocket sessions: JSON-RPC methods plus `subscribe` / `unsubscribe` /
+//! `unsubscribe_all`, with events in CometBFT's format.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tendermint_abci::Application;
+use tendermint_rpc::query::Query;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{handle_request, response, Params, RpcError};
+use crate::devnet::Node;
+use crate::events::{parse_query, query_matches};
+
+/// Max subscriptions per websocket client (CometBFT default 5; we allow more).
+pub const MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 100;
+
+struct Sub {
+    query: String,
+    parsed: Query,
+    id: Value,
+}
+
+pub async fn session<A: Application>(node: Arc<Node<A>>, socket: WebSocket) {
+    let (mut tx, mut rx) = socket.split();
+    let mut bus = node.events.subscribe();
+    let mut shutdown = node.shutdown.subscribe();
+    let mut subs: Vec<Sub> = vec![];
+    loop {
+        tokio::select! {
+            r = shutdown.changed() => {
+                let stop = r.is_err() || *shutdown.borrow();
+                if stop {
+                    let _ = tx.send(Message::Close(None)).await;
+                    break;
+                }
+            }
+            msg = rx.next() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                    Some(Ok(Message::Ping(p))) => { let _ = tx.send(Message::Pong(p)).await; continue; }
+                    Some(Ok(Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                };
+                let reply = handle_ws_message(&node, &mut subs, &text).await;
+                if tx.send(Message::Text(reply.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+            ev = bus.recv() => {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "websocket subscriber too slow; events dropped");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => break,
+                };
+                let mut failed = false;
+                for s in &subs {
+                    if query_matches(&s.parsed, &ev.events) {
+                        let msg = json!({
+                            "jsonrpc": "2.0",
+                            "id": s.id,
+                            "result": {"query": s.query, "data": ev.data, "events": ev.events},
+                        });
+                        if tx.send(Message::Text(msg.to_string().into())).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                if failed {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn handle_ws_message<A: Application>(node: &Arc<Node<A>>, subs: &mut Vec<Sub>, text: &str) -> Value {
+    let req: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return response(&json!(-1), Err(RpcError::parse(format!("error unmarshaling request: {e}")))),
+    };
+    let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+    let id = req.get("id").cloned().unwrap_or(Value::Null);
+    match method.as_str() {
+        "subscribe" | "unsubscribe" => {
+            let params = match Params::from_json(req.get("params").cloned(), &["query"]) {
+                Ok(p) => p,
+                Err(e) => return response(&id, Err(e)),
+            };
+            let q = match params.string("query") {
+                Ok(Some(q)) => q,
+                Ok(None) => return response(&id, Err(RpcError::invalid_params("missing query"))),
+                Err(e) => return response(&id, Err(e)),
+            };
+            if method == "unsubscribe" {
+                let before = subs.len();
+                subs.retain(|s| s.query != q);
+                if subs.len() == before {
+                    return response(&id, Err(RpcError::internal("subscription not found")));
+                }
+                return response(&id, Ok(json!({})));
+            }
+            let parsed = match parse_query(&q) {
+                Ok(p) => p,
+                Err(e) => return response(&id, Err(RpcError::internal(e))),
+            };
+            if subs.iter().any(|s| s.query == q) {
+                return response(&id, Err(RpcError::internal("failed to subscribe: already subscribed")));
+            }
+            if subs.len() >= MAX_SUBSCRIPTIONS_PER_CLIENT {
+                return response(&id, Err(RpcError::internal("failed to subscribe: too many subscriptions")));
+            }
+            subs.push(Sub { query: q, parsed, id: id.clone() });
+            response(&id, Ok(json!({})))
+        }
+        "unsubscribe_all" => {
+            if subs.is_empty() {
+                return response(&id, Err(RpcError::internal("subscription not found")));
+            }
+            subs.clear();
+            response(&id, Ok(json!({})))
+        }
+        _ => handle_request(node, req).await,
+    }
+}
