@@ -1,1 +1,589 @@
-fn main() {}
+//! `kiln` — the Kiln wallet CLI.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use kiln_cli::amount::{parse_coin, parse_coins, parse_gas_price, DecCoin};
+use kiln_cli::keyring::{self, Backend, KeyInfo, Keyring, TEST_KEYRING_WARNING};
+use kiln_cli::output::{self, OutputFormat};
+use kiln_cli::prompt::Prompter;
+use kiln_cli::rpc::{RpcClient, DEFAULT_NODE};
+use kiln_cli::{query, tx};
+
+#[derive(Parser, Debug)]
+#[command(name = "kiln", version, about = "Kiln wallet: keys, transactions and queries", propagate_version = true)]
+struct Cli {
+    /// CometBFT RPC address of the node.
+    #[arg(long, global = true, env = "KILN_NODE", default_value = DEFAULT_NODE)]
+    node: String,
+    /// Chain id (default: asked from the node's `status`).
+    #[arg(long, global = true)]
+    chain_id: Option<String>,
+    /// Home directory holding the keyrings (default ~/.kiln).
+    #[arg(long, global = true, env = "KILN_HOME")]
+    home: Option<PathBuf>,
+    /// Output format: text or json.
+    #[arg(long, short = 'o', global = true, default_value = "text")]
+    output: OutputFormat,
+    /// Keyring backend: file (encrypted) or test (UNENCRYPTED, devnets only).
+    #[arg(long, global = true, env = "KILN_KEYRING_BACKEND", default_value = "file")]
+    keyring_backend: Backend,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Manage keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Build, sign and broadcast transactions.
+    #[command(subcommand)]
+    Tx(TxCmd),
+    /// Query the chain.
+    #[command(alias = "q")]
+    Query(QueryArgs),
+    /// Show the node's status (chain id, latest block, validator).
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCmd {
+    /// Create a new key (24-word mnemonic, printed once) or, with --recover, restore one.
+    Add {
+        name: String,
+        /// Read an existing mnemonic instead of generating one.
+        #[arg(long)]
+        recover: bool,
+    },
+    /// Restore a key from its mnemonic (prompt, or one line on stdin).
+    Recover { name: String },
+    /// List keys (no passphrase needed).
+    List,
+    /// Show a key's address and public key (by name or address).
+    Show {
+        name: String,
+        /// Print only the address.
+        #[arg(long, short = 'a')]
+        address: bool,
+    },
+    /// Print a key's secret: its BIP-39 mnemonic (default), or with
+    /// --unarmored-hex the raw 32-byte secp256k1 private key in hex.
+    /// File keyring: requires the key's passphrase. Test keyring: asks for
+    /// confirmation unless --yes.
+    Export {
+        name: String,
+        /// Print the raw private key as hex instead of the mnemonic.
+        #[arg(long)]
+        unarmored_hex: bool,
+        /// Skip the confirmation (test keyring).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Delete a key.
+    Delete {
+        name: String,
+        /// Skip the confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct TxFlags {
+    /// Gas limit, or "auto" to simulate.
+    #[arg(long, default_value = "auto")]
+    gas: String,
+    /// Multiplier applied to the simulated gas.
+    #[arg(long, default_value_t = 1.3)]
+    gas_adjustment: f64,
+    /// Price per gas unit; fee = ceil(gas × price).
+    #[arg(long, default_value = "0.025ukiln")]
+    gas_prices: String,
+    /// Fixed fee (e.g. 5000ukiln); overrides --gas-prices.
+    #[arg(long)]
+    fees: Option<String>,
+    /// Memo.
+    #[arg(long, default_value = "")]
+    memo: String,
+    /// Block height after which the tx is invalid (0 = none).
+    #[arg(long, default_value_t = 0)]
+    timeout_height: u64,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// How long to wait for inclusion (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s")]
+    timeout: String,
+    /// Simulate and print gas and fee; do not sign or broadcast.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the unsigned tx as JSON; contacts neither node nor keyring secrets.
+    #[arg(long)]
+    generate_only: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum TxCmd {
+    /// Bank transactions.
+    #[command(subcommand)]
+    Bank(BankTx),
+    /// Authz transactions (ML operational key grants).
+    #[command(subcommand)]
+    Authz(AuthzTx),
+}
+
+#[derive(Subcommand, Debug)]
+enum BankTx {
+    /// Send coins: AMOUNT like 1000ukiln, 1.5kiln (= 1500000ukiln) or 1ukiln,5uatom.
+    Send {
+        /// Key name or address in the keyring.
+        from: String,
+        to: String,
+        amount: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuthzTx {
+    /// Grant HOT_ADDRESS permission to send exactly the ML worker's messages (one tx).
+    GrantMlOps {
+        hot_address: String,
+        /// Expiry: RFC 3339 time, +30d/+12h/…, or "never".
+        #[arg(long, default_value = "+365d")]
+        expiration: String,
+        /// Granter key (name or address).
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Revoke every ML-ops grant given to HOT_ADDRESS.
+    RevokeMlOps {
+        hot_address: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Execute messages (JSON file, "-" for stdin) on behalf of their granter.
+    Exec {
+        msgs_file: PathBuf,
+        /// Grantee (hot) key.
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// Query state at this height (0 = latest).
+    #[arg(long, global = true, default_value_t = 0)]
+    height: u64,
+    #[command(subcommand)]
+    cmd: QueryCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum QueryCmd {
+    /// Bank balances.
+    #[command(subcommand)]
+    Bank(BankQuery),
+    /// Account number, sequence and public key.
+    Account { address: String },
+    /// A transaction by hash: result, messages and events.
+    Tx { hash: String },
+    /// Authz grants.
+    #[command(subcommand)]
+    Authz(AuthzQuery),
+}
+
+#[derive(Subcommand, Debug)]
+enum BankQuery {
+    /// All balances of an address (or key name).
+    Balances { address: String },
+    /// Balance of one denom.
+    Balance { address: String, denom: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuthzQuery {
+    /// Grants given by GRANTER.
+    Grants { granter: String },
+}
+
+struct Ctx {
+    home: PathBuf,
+    backend: Backend,
+    output: OutputFormat,
+    node: String,
+    chain_id: Option<String>,
+    prompter: Prompter,
+}
+
+impl Ctx {
+    fn keyring(&self) -> Keyring {
+        Keyring::open(&self.home, self.backend)
+    }
+    fn rpc(&self) -> RpcClient {
+        RpcClient::new(&self.node)
+    }
+    /// An address, or the address of a key in the keyring.
+    fn resolve_address(&self, s: &str) -> Result<String> {
+        if keyring::parse_address(s).is_ok() {
+            return Ok(s.to_string());
+        }
+        if keyring::validate_name(s).is_ok() {
+            if let Ok(k) = self.keyring().get(s) {
+                return Ok(k.address);
+            }
+        }
+        bail!("'{s}' is neither a kiln1… address nor a key in the {} keyring", self.backend)
+    }
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".kiln")
+}
+
+fn key_json(k: &KeyInfo) -> Value {
+    let mut v = json!({
+        "name": k.name,
+        "type": "local",
+        "address": k.address,
+        "pubkey": k.pubkey_json().to_string(),
+        "pubkey_bech32": k.pubkey_bech32(),
+        "backend": k.backend.as_str(),
+        "hd_path": k.hd_path,
+    });
+    if k.is_unencrypted() {
+        v["warning"] = json!(TEST_KEYRING_WARNING);
+    }
+    v
+}
+
+fn print_key(ctx: &Ctx, k: &KeyInfo) {
+    output::print(ctx.output, &key_json(k));
+}
+
+fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
+    let kr = ctx.keyring();
+    match cmd {
+        KeysCmd::Add { name, recover } => add_key(ctx, &kr, &name, recover),
+        KeysCmd::Recover { name } => add_key(ctx, &kr, &name, true),
+        KeysCmd::List => {
+            let list = kr.list()?;
+            if ctx.output.is_json() {
+                output::print_json(&Value::Array(list.iter().map(key_json).collect()));
+            } else {
+                if ctx.backend == Backend::Test {
+                    println!("# keyring-test: {TEST_KEYRING_WARNING}");
+                }
+                if list.is_empty() {
+                    println!("no keys in the {} keyring at {}", ctx.backend, kr.dir().display());
+                }
+                for k in &list {
+                    println!("{:<20} {}  {}", k.name, k.address, k.backend);
+                }
+            }
+            Ok(())
+        }
+        KeysCmd::Show { name, address } => {
+            let k = kr.find(&name)?;
+            if address {
+                if ctx.output.is_json() {
+                    output::print_json(&json!({"address": k.address}));
+                } else {
+                    println!("{}", k.address);
+                }
+            } else {
+                print_key(ctx, &k);
+            }
+            Ok(())
+        }
+        KeysCmd::Export { name, unarmored_hex, yes } => {
+            let k = kr.find(&name)?;
+            let mnemonic = match ctx.backend {
+                Backend::File => {
+                    let pass = ctx.prompter.passphrase(&k.name)?;
+                    kr.mnemonic(&k.name, Some(&pass))?
+                }
+                Backend::Test => {
+                    if !yes
+                        && !ctx.prompter.confirm(&format!(
+                            "Print the secret of key '{}'? Anyone who sees it controls the account",
+                            k.name
+                        ))?
+                    {
+                        bail!("export cancelled (pass --yes to skip the confirmation)");
+                    }
+                    kr.mnemonic(&k.name, None)?
+                }
+            };
+            eprintln!("WARNING: this is the secret of key '{}' ({}); anyone who has it controls the account.", k.name, k.address);
+            let secret = if unarmored_hex {
+                hex::encode(keyring::derive_signing_key(&mnemonic)?.to_bytes())
+            } else {
+                mnemonic.to_string()
+            };
+            if ctx.output.is_json() {
+                let field = if unarmored_hex { "private_key_hex" } else { "mnemonic" };
+                output::print_json(&json!({"name": k.name, "address": k.address, field: secret}));
+            } else {
+                println!("{secret}");
+            }
+            Ok(())
+        }
+        KeysCmd::Delete { name, yes } => {
+            let k = kr.find(&name)?;
+            if !yes
+                && !ctx.prompter.confirm(&format!(
+                    "Delete key '{}' ({})? It can only be restored from its mnemonic",
+                    k.name, k.address
+                ))?
+            {
+                bail!("key '{}' was not deleted (pass --yes to skip the confirmation)", k.name);
+            }
+            kr.delete(&k.name)?;
+            if ctx.output.is_json() {
+                output::print_json(&json!({"deleted": k.name, "address": k.address}));
+            } else {
+                println!("key '{}' deleted", k.name);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn add_key(ctx: &Ctx, kr: &Keyring, name: &str, recover: bool) -> Result<()> {
+    keyring::validate_name(name)?;
+    if kr.exists(name) {
+        return Err(keyring::KeyringError::AlreadyExists(name.to_string()).into());
+    }
+    let mnemonic = if recover {
+        let m = ctx.prompter.mnemonic()?;
+        keyring::parse_mnemonic(&m)?
+    } else {
+        keyring::generate_mnemonic()
+    };
+    let pass = match ctx.backend {
+        Backend::File => {
+            let p = ctx.prompter.new_passphrase(name)?;
+            if p.chars().count() < keyring::MIN_PASSPHRASE_LEN {
+                return Err(keyring::KeyringError::PassphraseTooShort.into());
+            }
+            Some(p)
+        }
+        Backend::Test => None,
+    };
+    let info = kr.add(name, &mnemonic, pass.as_deref().map(|s| s.as_str()))?;
+    if ctx.output.is_json() {
+        let mut v = key_json(&info);
+        if !recover {
+            v["mnemonic"] = json!(mnemonic.as_str());
+        }
+        output::print_json(&v);
+    } else {
+        print!("{}", output::to_text(&key_json(&info)));
+        if !recover {
+            println!(
+                "\n**Important** write this mnemonic phrase in a safe place.\nIt is the only way to recover your account; it will not be shown again.\n\n{}",
+                mnemonic.as_str()
+            );
+        }
+    }
+    Ok(())
+}
+
+struct CliUi<'a> {
+    ctx: &'a Ctx,
+}
+
+impl tx::TxUi for CliUi<'_> {
+    fn signing_key(&mut self, key: &KeyInfo) -> Result<k256::ecdsa::SigningKey> {
+        let kr = self.ctx.keyring();
+        Ok(match self.ctx.backend {
+            Backend::File => {
+                let pass = self.ctx.prompter.passphrase(&key.name)?;
+                kr.signing_key(&key.name, Some(&pass))?
+            }
+            Backend::Test => kr.signing_key(&key.name, None)?,
+        })
+    }
+    fn confirm(&mut self, summary: &str) -> Result<bool> {
+        eprintln!("{summary}");
+        self.ctx.prompter.confirm("confirm transaction before signing and broadcasting")
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| anyhow!("invalid duration '{s}' (e.g. 30s, 2m)"))?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => bail!("invalid duration unit in '{s}': use ms, s, m or h"),
+    })
+}
+
+fn tx_options(ctx: &Ctx, f: &TxFlags) -> Result<tx::TxOptions> {
+    let gas = if f.gas.eq_ignore_ascii_case("auto") {
+        None
+    } else {
+        Some(f.gas.parse::<u64>().map_err(|_| anyhow!("--gas must be a number or \"auto\", got '{}'", f.gas))?)
+    };
+    let gas_prices: DecCoin = parse_gas_price(&f.gas_prices).context("--gas-prices")?;
+    let fees = match &f.fees {
+        Some(s) => Some(parse_coins(s).context("--fees")?),
+        None => None,
+    };
+    Ok(tx::TxOptions {
+        chain_id: ctx.chain_id.clone(),
+        gas,
+        gas_adjustment: f.gas_adjustment,
+        gas_prices,
+        fees,
+        memo: f.memo.clone(),
+        timeout_height: f.timeout_height,
+        yes: f.yes,
+        wait_timeout: parse_duration(&f.timeout).context("--timeout")?,
+        dry_run: f.dry_run,
+        generate_only: f.generate_only,
+        output: ctx.output,
+    })
+}
+
+fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
+    let kr = ctx.keyring();
+    let (from, msgs, flags) = match cmd {
+        TxCmd::Bank(BankTx::Send { from, to, amount, flags }) => {
+            let key = kr.find(&from)?;
+            tx::check_address("recipient", &to)?;
+            let coins = if amount.contains(',') { parse_coins(&amount)? } else { vec![parse_coin(&amount)?] };
+            let msg = tx::msg_send(&key.address, &to, &coins);
+            (key, vec![msg], flags)
+        }
+        TxCmd::Authz(AuthzTx::GrantMlOps { hot_address, expiration, from, flags }) => {
+            let key = kr.find(&from)?;
+            tx::check_address("HOT_ADDRESS", &hot_address)?;
+            if hot_address == key.address {
+                bail!("the hot key must differ from the granter");
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let exp = tx::parse_expiration(&expiration, now)?;
+            (key.clone(), tx::msgs_grant_ml_ops(&key.address, &hot_address, exp), flags)
+        }
+        TxCmd::Authz(AuthzTx::RevokeMlOps { hot_address, from, flags }) => {
+            let key = kr.find(&from)?;
+            tx::check_address("HOT_ADDRESS", &hot_address)?;
+            (key.clone(), tx::msgs_revoke_ml_ops(&key.address, &hot_address), flags)
+        }
+        TxCmd::Authz(AuthzTx::Exec { msgs_file, from, flags }) => {
+            let key = kr.find(&from)?;
+            let text = if msgs_file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read messages from stdin")?;
+                s
+            } else {
+                std::fs::read_to_string(&msgs_file).with_context(|| format!("cannot read {}", msgs_file.display()))?
+            };
+            let inner = tx::parse_exec_messages(&text).with_context(|| format!("in {}", msgs_file.display()))?;
+            (key.clone(), vec![tx::msg_exec(&key.address, inner)], flags)
+        }
+    };
+    let opts = tx_options(ctx, &flags)?;
+    let rpc = ctx.rpc();
+    let mut ui = CliUi { ctx };
+    tx::run_tx(&rpc, &mut ui, &from, msgs, &opts)
+}
+
+fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
+    let rpc = ctx.rpc();
+    let h = q.height;
+    let v = match q.cmd {
+        QueryCmd::Bank(BankQuery::Balances { address }) => {
+            let a = ctx.resolve_address(&address)?;
+            let v = query::balances_json(&rpc, &a, h)?;
+            if !ctx.output.is_json() {
+                let coins = v["balances"].as_array().cloned().unwrap_or_default();
+                if coins.is_empty() {
+                    println!("{a} has no balances");
+                }
+                for c in coins {
+                    let amount = c["amount"].as_str().unwrap_or("0").to_string();
+                    let denom = c["denom"].as_str().unwrap_or("").to_string();
+                    if denom == kiln_cli::amount::BASE_DENOM {
+                        let u: u128 = amount.parse().unwrap_or(0);
+                        println!("{amount}{denom}  ({} KILN)", kiln_cli::amount::format_kiln(u));
+                    } else {
+                        println!("{amount}{denom}");
+                    }
+                }
+                return Ok(());
+            }
+            v
+        }
+        QueryCmd::Bank(BankQuery::Balance { address, denom }) => {
+            let a = ctx.resolve_address(&address)?;
+            query::balance_json(&rpc, &a, &denom, h)?
+        }
+        QueryCmd::Account { address } => {
+            let a = ctx.resolve_address(&address)?;
+            query::account_json(&rpc, &a, h)?
+        }
+        QueryCmd::Tx { hash } => query::tx_json(&rpc, &hash)?,
+        QueryCmd::Authz(AuthzQuery::Grants { granter }) => {
+            let a = ctx.resolve_address(&granter)?;
+            query::granter_grants_json(&rpc, &a, h)?
+        }
+    };
+    output::print(ctx.output, &v);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx {
+        home: cli.home.clone().unwrap_or_else(default_home),
+        backend: cli.keyring_backend,
+        output: cli.output,
+        node: cli.node.clone(),
+        chain_id: cli.chain_id.clone(),
+        prompter: Prompter::new(),
+    };
+    match cli.cmd {
+        Cmd::Keys(k) => keys(&ctx, k),
+        Cmd::Tx(t) => txs(&ctx, t),
+        Cmd::Query(q) => queries(&ctx, q),
+        Cmd::Status => {
+            let v = query::status_json(&ctx.rpc())?;
+            output::print(ctx.output, &v);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
