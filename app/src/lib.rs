@@ -1,1 +1,17 @@
-//! kiln-app (being built).
+//! kiln-app: the Kiln ABCI application ([`KilnApp`]) — transaction decoding,
+//! the ante pipeline, message routing, queries — and the `kilnd` binary that
+//! runs it under the devnet block producer or a real CometBFT.
+//!
+//! Consensus rules: no floats, no hash-map iteration, no wall clock, no panics
+//! on input (`app/clippy.toml`, `#![deny(clippy::unwrap_used)]`).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod ante;
+pub mod app;
+pub mod exec;
+pub mod query;
+pub mod router;
+pub mod testkit;
+pub mod tx;
+
+pub use app::KilnApp;

@@ -1,1 +1,224 @@
-fn main() {}
+//! `kilnd`: the Kiln node.
+//!
+//! * `kilnd init` writes a home CometBFT can use (genesis.json in CometBFT's
+//!   format, priv_validator_key.json, node_key.json).
+//! * `kilnd genesis add-account|validate` edit and check the genesis file.
+//! * `kilnd start` serves the application on the ABCI socket for CometBFT 0.38.
+//! * `kilnd devnet` runs the application under the embedded single-validator
+//!   block producer with a CometBFT-compatible JSON-RPC (creating a funded
+//!   `dev` key on first start).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use kiln_app::KilnApp;
+use kiln_framework::{Address, Coin, BASE_DENOM};
+use kiln_store::{Storage, StorageConfig};
+
+#[derive(Parser)]
+#[command(name = "kilnd", version, about = "Kiln node: a proof-of-compute app-chain for AI hosts")]
+struct Cli {
+    /// Node home directory.
+    #[arg(long, global = true, env = "KILN_HOME")]
+    home: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kiln_node=debug`.
+    #[arg(long, global = true, env = "KILN_LOG", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node home: consensus key, node key and a genesis file.
+    Init {
+        #[arg(long, default_value = "kiln-devnet")]
+        chain_id: String,
+        #[arg(long, default_value = "kiln-node")]
+        moniker: String,
+    },
+    /// Edit or check the genesis file.
+    #[command(subcommand)]
+    Genesis(GenesisCommand),
+    /// Serve the application to a CometBFT 0.38 node over the ABCI socket.
+    Start {
+        /// ABCI listen address (CometBFT's `proxy_app`).
+        #[arg(long, default_value = "127.0.0.1:26658")]
+        abci: SocketAddr,
+        /// Keep this many past state versions for queries (0 = keep all).
+        #[arg(long, default_value_t = 1000)]
+        pruning_keep_recent: u64,
+    },
+    /// Run a single-node devnet with the embedded block producer and JSON-RPC.
+    Devnet {
+        #[arg(long, default_value = "kiln-devnet")]
+        chain_id: String,
+        /// Time between blocks, e.g. `1s`, `500ms`.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        block_time: Duration,
+        /// JSON-RPC listen address.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        rpc: SocketAddr,
+        /// Funds given to the `dev` key at genesis, in ukiln.
+        #[arg(long, default_value_t = 1_000_000_000_000_000)]
+        dev_funds: u128,
+        #[arg(long, default_value_t = 1000)]
+        pruning_keep_recent: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenesisCommand {
+    /// Add a funded account: `kilnd genesis add-account kiln1… 1000000ukiln`.
+    AddAccount { address: String, coins: String },
+    /// Check genesis.json: format, app_state, addresses, amounts.
+    Validate,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
+    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}; use e.g. 1s or 500ms"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("invalid duration unit in {text:?}; use ms, s or m")),
+    }
+    .and_then(|d| if d.is_zero() { Err("duration must be positive".to_string()) } else { Ok(d) })
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".kiln")
+}
+
+fn init_logging(format: &str, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format, &cli.log_level);
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let home = cli.home.clone().unwrap_or_else(default_home);
+    match cli.command {
+        Command::Init { chain_id, moniker } => {
+            let out = kiln_node::home::init_home(&home, &chain_id, &moniker, serde_json::to_value(kiln_genesis::AppGenesis::default())?)?;
+            println!("initialized {} (chain-id {chain_id}, node id {})", home.display(), out.node_id);
+            if !out.genesis_written {
+                println!("kept the existing {}", kiln_node::home::genesis_path(&home).display());
+            }
+            Ok(())
+        }
+        Command::Genesis(GenesisCommand::AddAccount { address, coins }) => genesis_add_account(&home, &address, &coins),
+        Command::Genesis(GenesisCommand::Validate) => {
+            let path = kiln_node::home::genesis_path(&home);
+            let (chain_id, app) = kiln_genesis::validate_genesis_file(&path)?;
+            kiln_node::home::load_genesis(&home)?;
+            println!("{} is valid: chain-id {chain_id}, {} funded accounts", path.display(), app.bank.balances.len());
+            Ok(())
+        }
+        Command::Start { abci, pruning_keep_recent } => {
+            let app = open_app(&home, pruning_keep_recent)?;
+            tracing::info!(%abci, home = %home.display(), "serving ABCI for CometBFT 0.38");
+            kiln_node::abci_server::serve_abci(app, abci)
+        }
+        Command::Devnet { chain_id, block_time, rpc, dev_funds, pruning_keep_recent } => {
+            prepare_devnet_home(&home, &chain_id, dev_funds)?;
+            let app = open_app(&home, pruning_keep_recent)?;
+            let mut config = kiln_node::devnet::DevnetConfig::new(&home);
+            config.rpc_listen = rpc;
+            config.block_time = block_time;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let shutdown = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                kiln_node::devnet::run_devnet(app, config, shutdown).await
+            })
+        }
+    }
+}
+
+/// Validates genesis before opening anything, so a malformed file stops the
+/// node with a clear message instead of failing inside InitChain.
+fn open_app(home: &Path, keep_recent: u64) -> Result<KilnApp> {
+    let genesis_path = kiln_node::home::genesis_path(home);
+    if !genesis_path.exists() {
+        bail!("{} not found: run `kilnd init` (or `kilnd devnet`) first", genesis_path.display());
+    }
+    kiln_genesis::validate_genesis_file(&genesis_path).with_context(|| format!("refusing to start with {}", genesis_path.display()))?;
+    kiln_node::home::load_genesis(home).with_context(|| format!("refusing to start with {}", genesis_path.display()))?;
+    let data = kiln_node::home::data_dir(home).join("application.db");
+    let storage = Storage::open(&data, StorageConfig { keep_recent }).with_context(|| format!("opening {}", data.display()))?;
+    KilnApp::new(storage)
+}
+
+fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {
+    let address = Address::parse(address)?;
+    let mut parsed = Vec::new();
+    for part in coins.split(',') {
+        let split = part.find(|c: char| !c.is_ascii_digit()).with_context(|| format!("coin {part:?} has no denom; write e.g. 1000000ukiln"))?;
+        let (amount, denom) = part.split_at(split);
+        let amount = kiln_framework::coin::parse_amount(amount).map_err(anyhow::Error::msg)?;
+        kiln_framework::coin::validate_denom(denom).map_err(anyhow::Error::msg)?;
+        parsed.push(Coin::new(denom, amount));
+    }
+    let path = kiln_node::home::genesis_path(home);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut genesis: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let app_state = genesis.get("app_state").cloned().filter(|v| !v.is_null()).unwrap_or_else(|| serde_json::json!({}));
+    let mut app: kiln_genesis::AppGenesis = serde_json::from_value(app_state).context("genesis app_state is invalid")?;
+    app.add_balance(address, parsed);
+    app.validate()?;
+    genesis["app_state"] = serde_json::to_value(&app)?;
+    std::fs::write(&path, serde_json::to_string_pretty(&genesis)?).with_context(|| format!("writing {}", path.display()))?;
+    println!("added {address} with {coins} to {}", path.display());
+    Ok(())
+}
+
+/// First `kilnd devnet` on a home: create the `dev` key (test keyring), a
+/// genesis funding it, and the consensus/node keys.
+fn prepare_devnet_home(home: &Path, chain_id: &str, dev_funds: u128) -> Result<()> {
+    let genesis_path = kiln_node::home::genesis_path(home);
+    if genesis_path.exists() {
+        return Ok(());
+    }
+    let keyring = kiln_cli::keyring::Keyring::open(home, kiln_cli::keyring::Backend::Test);
+    let dev = match keyring.list()?.into_iter().find(|k| k.name == "dev") {
+        Some(existing) => existing,
+        None => {
+            let mnemonic = kiln_cli::keyring::generate_mnemonic();
+            let info = keyring.add("dev", &mnemonic, None)?;
+            println!("Created the devnet key `dev` ({}) in the UNENCRYPTED test keyring at {}.", info.address, keyring.dir().display());
+            println!("Its mnemonic is shown once — it only protects devnet coins:\n\n  {}\n", mnemonic.as_str());
+            info
+        }
+    };
+    let dev_address = Address::parse(&dev.address)?;
+    let app_state = kiln_genesis::devnet_app_genesis(dev_address, dev_funds);
+    let out = kiln_node::home::init_home(home, chain_id, "kiln-devnet", serde_json::to_value(&app_state)?)?;
+    println!(
+        "Initialized devnet home {} (chain-id {chain_id}, node {}); dev has {dev_funds}{BASE_DENOM}.",
+        home.display(),
+        out.node_id
+    );
+    Ok(())
+}

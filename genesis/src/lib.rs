@@ -1,1 +1,124 @@
-//! kiln-genesis (being built).
+//! kiln-genesis: the application part of genesis (`app_state` in CometBFT's
+//! genesis.json) — its types, validation with precise error messages, and the
+//! devnet template. The node-level file (chain id, validators, consensus
+//! params) is CometBFT's format and is read by `kiln-node`.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use kiln_authz::AuthzGenesis;
+use kiln_bank::{AuthGenesis, BankGenesis, GenesisBalance};
+use kiln_framework::{Address, Coin};
+
+/// `app_state` of genesis.json: one section per module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppGenesis {
+    #[serde(default)]
+    pub auth: AuthGenesis,
+    #[serde(default)]
+    pub bank: BankGenesis,
+    #[serde(default)]
+    pub authz: AuthzGenesis,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    #[error("cannot read genesis file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("genesis file {path} is not valid JSON: {source}")]
+    Json { path: String, source: serde_json::Error },
+    #[error("genesis app_state is invalid: {0}")]
+    AppState(String),
+    #[error("genesis is invalid: {0}")]
+    Invalid(String),
+}
+
+impl AppGenesis {
+    /// Parses `app_state` bytes (as CometBFT sends them in InitChain).
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, GenesisError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(AppGenesis::default());
+        }
+        let genesis: AppGenesis = serde_json::from_slice(bytes).map_err(|e| GenesisError::AppState(e.to_string()))?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        self.auth.validate().map_err(GenesisError::AppState)?;
+        self.bank.validate().map_err(GenesisError::AppState)?;
+        self.authz.validate().map_err(GenesisError::AppState)?;
+        Ok(())
+    }
+
+    /// Adds (or tops up) a genesis balance.
+    pub fn add_balance(&mut self, address: Address, coins: Vec<Coin>) {
+        match self.bank.balances.iter_mut().find(|b| b.address == address) {
+            Some(existing) => existing.coins.extend(coins),
+            None => self.bank.balances.push(GenesisBalance { address, coins }),
+        }
+        for entry in &mut self.bank.balances {
+            let merged = kiln_framework::Coins::normalize(std::mem::take(&mut entry.coins)).map(|c| c.into_vec()).unwrap_or_default();
+            entry.coins = merged;
+        }
+    }
+}
+
+/// Reads and validates the `app_state` of a CometBFT genesis.json file, and
+/// checks the top-level fields Kiln relies on. Used by `kilnd genesis validate`
+/// and at start-up so a malformed genesis stops the node with a clear message.
+pub fn validate_genesis_file(path: &Path) -> Result<(String, AppGenesis), GenesisError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io { path: path.display().to_string(), source })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| GenesisError::Json { path: path.display().to_string(), source })?;
+    let chain_id = value
+        .get("chain_id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| GenesisError::Invalid("missing string field \"chain_id\"".into()))?
+        .to_string();
+    if chain_id.is_empty() || chain_id.len() > 50 {
+        return Err(GenesisError::Invalid(format!("chain_id {chain_id:?} must be 1 to 50 characters")));
+    }
+    for field in ["genesis_time", "initial_height"] {
+        if value.get(field).is_none() {
+            return Err(GenesisError::Invalid(format!("missing field {field:?}")));
+        }
+    }
+    let app_state = value.get("app_state").cloned().unwrap_or(serde_json::Value::Null);
+    let app = if app_state.is_null() {
+        AppGenesis::default()
+    } else {
+        let app: AppGenesis = serde_json::from_value(app_state).map_err(|e| GenesisError::AppState(e.to_string()))?;
+        app.validate()?;
+        app
+    };
+    Ok((chain_id, app))
+}
+
+/// The devnet `app_state`: `dev` funded with `dev_funds` ukiln, default params.
+pub fn devnet_app_genesis(dev: Address, dev_funds: u128) -> AppGenesis {
+    let mut genesis = AppGenesis::default();
+    genesis.add_balance(dev, vec![Coin::new(kiln_framework::BASE_DENOM, dev_funds)]);
+    genesis
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_app_state_is_a_clear_error() {
+        let err = AppGenesis::from_json_bytes(br#"{"bank":{"balances":[{"address":"kiln1xyz","coins":[]}]}}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid address"), "{err}");
+        let err = AppGenesis::from_json_bytes(br#"{"bank":{"balancez":[]}}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let dev = Address([1; 20]);
+        let err = AppGenesis::from_json_bytes(
+            format!(r#"{{"bank":{{"balances":[{{"address":"{dev}","coins":[{{"denom":"ukiln","amount":"-5"}}]}}]}}}}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("invalid amount"), "{err}");
+        assert_eq!(AppGenesis::from_json_bytes(b"").unwrap(), AppGenesis::default());
+    }
+}

@@ -2,6 +2,19 @@
 //! types on behalf of another (the granter), with an optional expiry. Kiln uses
 //! it for the ML operational ("hot") key: `grant-ml-ops` grants exactly
 //! [`ML_OPS_MSG_TYPE_URLS`] and nothing that moves funds.
+//!
+//! Only `GenericAuthorization` is supported. `MsgExec` itself is routed by the
+//! app (it must dispatch inner messages to other modules); this crate answers
+//! the one question the app asks: [`state::authorize`].
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod genesis;
+pub mod handler;
+pub mod keys;
+pub mod query;
+pub mod state;
+
+pub use genesis::{AuthzGenesis, GenesisGrant};
 
 /// Type URLs of every message the ML worker sends through its grant (SPEC §1).
 /// The modules that handle them arrive in later issues; the list is fixed here

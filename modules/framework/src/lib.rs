@@ -1,1 +1,27 @@
-//! kiln-framework (being built).
+//! kiln-framework: the vocabulary every Kiln module shares — addresses, coins,
+//! the per-transaction execution context (block info, gas meter, events), typed
+//! errors with ABCI codes, and typed state helpers over `kiln-store`.
+//!
+//! It owns no state of its own. Modules depend on it; the app wires them.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod address;
+pub mod coin;
+pub mod context;
+pub mod error;
+pub mod event;
+pub mod gas;
+pub mod state_ext;
+
+pub use address::Address;
+pub use coin::{Coin, Coins};
+pub use context::{BlockInfo, ExecCtx};
+pub use error::{TxError, TxResult};
+pub use event::Event;
+pub use gas::{GasMeter, Metered};
+pub use state_ext::{StateReadExt, StateWriteExt};
+
+/// The base denomination (6 decimals: 1 KILN = 1 000 000 ukiln).
+pub const BASE_DENOM: &str = "ukiln";
+/// Bech32 human-readable prefix of account addresses.
+pub const ADDRESS_PREFIX: &str = "kiln";

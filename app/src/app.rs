@@ -1,0 +1,438 @@
+//! `KilnApp`: the ABCI 2.0 application. This is the only code that knows about
+//! consensus; modules see a state view, a block context and messages.
+//!
+//! Block life cycle (ARCHITECTURE.md "Data flow of one block"):
+//! * `FinalizeBlock` executes the block in an [`Overlay`] over the last
+//!   committed snapshot and computes the new root with
+//!   [`Storage::prepare_commit`] — nothing is persisted;
+//! * `Commit` persists the prepared version in one rocksdb write batch;
+//! * `InitChain` writes genesis into an in-memory base that the first block
+//!   builds on, so genesis is persisted together with the first block (a
+//!   crash before that replays InitChain, as CometBFT expects).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kiln_framework::{BlockInfo, Event, StateReadExt, StateWriteExt, TxResult};
+use kiln_store::{Changes, Overlay, PreparedCommit, StateRead, StateWrite, Storage};
+use rayon::prelude::*;
+use tendermint_abci::Application;
+use tendermint_proto::v0_38::abci::{
+    self as abci, response_process_proposal::ProposalStatus, RequestCheckTx, RequestFinalizeBlock, RequestInfo,
+    RequestInitChain, RequestPrepareProposal, RequestProcessProposal, RequestQuery, ResponseCheckTx, ResponseCommit,
+    ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponsePrepareProposal, ResponseProcessProposal,
+    ResponseQuery,
+};
+
+use crate::ante::{signature_checks, SigCache};
+use crate::exec::{execute_decoded, ExecMode, TxOutcome};
+use crate::tx::{decode_tx, DecodedTx};
+
+/// Application version reported in `Info` (bumped on state-breaking upgrades).
+pub const APP_VERSION: u64 = 1;
+
+/// Keys the app itself owns in the verifiable state.
+pub mod keys {
+    /// The chain id (UTF-8), written at InitChain.
+    pub const CHAIN_ID: &[u8] = b"app/chain_id";
+    /// Consensus max gas per block (i64 BE as u64; `-1` stored as u64::MAX = unlimited).
+    pub const MAX_BLOCK_GAS: &[u8] = b"app/max_block_gas";
+    /// Height and time of the last executed block (JSON), for simulations and queries.
+    pub const LAST_BLOCK: &[u8] = b"app/last_block";
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct LastBlock {
+    height: u64,
+    time_seconds: i64,
+    time_nanos: u32,
+}
+
+struct PendingBlock {
+    height: u64,
+    prepared: PreparedCommit,
+}
+
+struct Inner {
+    chain_id: String,
+    /// Genesis writes not yet persisted (between InitChain and the first Commit).
+    genesis_base: Changes,
+    /// Mempool view: effects of accepted CheckTx on top of committed state.
+    check: Changes,
+    pending: Option<PendingBlock>,
+    max_block_gas: Option<u64>,
+}
+
+/// The Kiln ABCI application. Cheap to clone; clones share one state.
+#[derive(Clone)]
+pub struct KilnApp {
+    storage: Storage,
+    inner: Arc<Mutex<Inner>>,
+    sig_cache: Arc<SigCache>,
+}
+
+fn now_block(chain_id: &str, height: u64, time: Option<&tendermint_proto::google::protobuf::Timestamp>) -> BlockInfo {
+    BlockInfo {
+        chain_id: chain_id.to_string(),
+        height,
+        time_seconds: time.map_or(0, |t| t.seconds),
+        time_nanos: time.map_or(0, |t| u32::try_from(t.nanos).unwrap_or(0)),
+    }
+}
+
+fn to_abci_events(events: &[Event]) -> Vec<abci::Event> {
+    events
+        .iter()
+        .map(|e| abci::Event {
+            r#type: e.kind.clone(),
+            attributes: e
+                .attributes
+                .iter()
+                .map(|(k, v)| abci::EventAttribute { key: k.clone(), value: v.clone(), index: true })
+                .collect(),
+        })
+        .collect()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl KilnApp {
+    /// Opens (or creates) the application state in `storage`.
+    pub fn new(storage: Storage) -> anyhow::Result<Self> {
+        let latest = storage.latest();
+        let chain_id = latest.get_raw(keys::CHAIN_ID)?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let max_block_gas = read_max_gas(&latest).map_err(|e| anyhow::anyhow!(e.log))?;
+        Ok(KilnApp {
+            storage,
+            inner: Arc::new(Mutex::new(Inner {
+                chain_id,
+                genesis_base: Changes::new(),
+                check: Changes::new(),
+                pending: None,
+                max_block_gas,
+            })),
+            sig_cache: Arc::new(SigCache::new(200_000)),
+        })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a previous call panicked mid-update; the state
+        // in memory is still the last consistent one we wrote, so keep going.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn chain_id(&self) -> String {
+        self.lock().chain_id.clone()
+    }
+
+    /// Verifies the signatures of `txs` in parallel against `base`, filling
+    /// the signature cache. Transactions whose signers do not exist yet are
+    /// skipped here (they are verified during execution). Returns the index of
+    /// the first transaction with a definitely invalid signature, if any.
+    fn preverify<S: StateRead + Sync>(&self, base: &S, chain_id: &str, txs: &[TxResult<DecodedTx>]) -> Option<usize> {
+        let cache = &self.sig_cache;
+        let bad: Vec<usize> = txs
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, tx)| {
+                let tx = tx.as_ref().ok()?;
+                let signers = tx.signers().ok()?;
+                let mut accounts = Vec::with_capacity(signers.len());
+                for signer in &signers {
+                    accounts.push(kiln_bank::state::AuthExt::account(base, signer).ok()??);
+                }
+                if tx.auth_info.signer_infos.len() != accounts.len() || tx.raw.signatures.len() != accounts.len() {
+                    return None;
+                }
+                let checks = signature_checks(tx, chain_id, &accounts).ok()?;
+                checks.iter().any(|c| cache.verify(c).is_err()).then_some(i)
+            })
+            .collect();
+        bad.into_iter().min()
+    }
+
+    /// Executes a block without persisting it; returns the tx results, block
+    /// events and the prepared commit.
+    fn execute_block(&self, inner: &Inner, block: &BlockInfo, txs: &[Vec<u8>]) -> anyhow::Result<(Vec<TxOutcome>, Vec<Event>, PreparedCommit)> {
+        let latest = self.storage.latest();
+        let mut state = Overlay::with_changes(latest, inner.genesis_base.clone());
+        let decoded: Vec<TxResult<DecodedTx>> = txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
+        let _ = self.preverify(&state, &block.chain_id, &decoded);
+
+        let mut outcomes = Vec::with_capacity(txs.len());
+        for tx in &decoded {
+            let outcome = match tx {
+                Err(e) => TxOutcome::failed(e, 0, 0),
+                Ok(tx) => execute_decoded(&mut state, block, tx, &self.sig_cache, ExecMode::Deliver),
+            };
+            outcomes.push(outcome);
+        }
+        // End-block hooks go here, in a fixed order, as later modules arrive.
+        let last = LastBlock { height: block.height, time_seconds: block.time_seconds, time_nanos: block.time_nanos };
+        state.put_json(keys::LAST_BLOCK.to_vec(), &last).map_err(|e| anyhow::anyhow!(e.log))?;
+        let changes = state.into_changes();
+        let prepared = self.storage.prepare_commit(block.height, &changes)?;
+        Ok((outcomes, Vec::new(), prepared))
+    }
+
+    /// A read view of the latest committed state plus uncommitted genesis.
+    pub fn latest_view(&self) -> Overlay<kiln_store::storage::Snapshot> {
+        let base = self.lock().genesis_base.clone();
+        Overlay::with_changes(self.storage.latest(), base)
+    }
+
+    fn last_block_info(&self, chain_id: &str) -> BlockInfo {
+        let view = self.latest_view();
+        let last: LastBlock = view.get_json(keys::LAST_BLOCK).ok().flatten().unwrap_or_default();
+        BlockInfo { chain_id: chain_id.to_string(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos }
+    }
+
+    /// Runs a transaction against the latest state without keeping anything
+    /// (gas estimation for wallets).
+    pub fn simulate(&self, tx_bytes: &[u8]) -> TxResult<TxOutcome> {
+        let chain_id = self.chain_id();
+        let block = self.last_block_info(&chain_id);
+        let mut view = self.latest_view();
+        let tx = decode_tx(tx_bytes)?;
+        let outcome = execute_decoded(&mut view, &block, &tx, &self.sig_cache, ExecMode::Simulate);
+        if outcome.is_ok() {
+            Ok(outcome)
+        } else {
+            Err(kiln_framework::TxError { codespace: if outcome.codespace == "sdk" { "sdk" } else { "kiln" }, code: outcome.code, log: outcome.log })
+        }
+    }
+}
+
+fn read_max_gas<S: StateRead>(state: &S) -> TxResult<Option<u64>> {
+    Ok(state.get_u64(keys::MAX_BLOCK_GAS)?.filter(|g| *g != u64::MAX))
+}
+
+impl Application for KilnApp {
+    fn info(&self, _request: RequestInfo) -> ResponseInfo {
+        let height = self.storage.latest_version().unwrap_or(0);
+        let app_hash = if height == 0 { Vec::new() } else { self.storage.root_hash(height).map(|h| h.to_vec()).unwrap_or_default() };
+        ResponseInfo {
+            data: "kiln".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            app_version: APP_VERSION,
+            last_block_height: to_i64(height),
+            last_block_app_hash: app_hash.into(),
+        }
+    }
+
+    fn init_chain(&self, request: RequestInitChain) -> ResponseInitChain {
+        let mut inner = self.lock();
+        // A malformed genesis must stop the node before any block: CometBFT
+        // treats an InitChain failure as fatal, and `kilnd` validates the file
+        // before starting, so reaching this with bad input means the operator
+        // bypassed validation. Panicking here is the ABCI-sanctioned way to
+        // refuse to start (there is no error field in ResponseInitChain).
+        let genesis = match kiln_genesis::AppGenesis::from_json_bytes(&request.app_state_bytes) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!("refusing to start: {e}");
+                #[allow(clippy::panic)]
+                {
+                    panic!("invalid genesis: {e}");
+                }
+            }
+        };
+        let mut state = Overlay::new(self.storage.latest());
+        state.put_raw(keys::CHAIN_ID.to_vec(), request.chain_id.as_bytes().to_vec());
+        let max_gas = request.consensus_params.as_ref().and_then(|p| p.block.as_ref()).map_or(-1, |b| b.max_gas);
+        state.put_u64(keys::MAX_BLOCK_GAS.to_vec(), u64::try_from(max_gas).unwrap_or(u64::MAX));
+        let result = kiln_bank::genesis::init_genesis(&mut state, &genesis.auth, &genesis.bank)
+            .and_then(|()| kiln_authz::genesis::init_genesis(&mut state, &genesis.authz));
+        if let Err(e) = result {
+            tracing::error!("refusing to start: invalid genesis: {e}");
+            #[allow(clippy::panic)]
+            {
+                panic!("invalid genesis: {e}");
+            }
+        }
+        let changes = state.into_changes();
+        let initial_height = u64::try_from(request.initial_height.max(1)).unwrap_or(1);
+        let app_hash = match self.storage.prepare_commit(initial_height, &changes) {
+            Ok(prepared) => prepared.root.to_vec(),
+            Err(e) => {
+                tracing::error!("cannot compute genesis app hash: {e}");
+                Vec::new()
+            }
+        };
+        inner.chain_id = request.chain_id.clone();
+        inner.max_block_gas = u64::try_from(max_gas).ok();
+        inner.genesis_base = changes;
+        inner.check = Changes::new();
+        ResponseInitChain { consensus_params: None, validators: Vec::new(), app_hash: app_hash.into() }
+    }
+
+    fn query(&self, request: RequestQuery) -> ResponseQuery {
+        crate::query::handle_query(self, request)
+    }
+
+    fn check_tx(&self, request: RequestCheckTx) -> ResponseCheckTx {
+        let mut inner = self.lock();
+        let tx = match decode_tx(&request.tx) {
+            Ok(tx) => tx,
+            Err(e) => return check_response(&TxOutcome::failed(&e, 0, 0)),
+        };
+        let committed = Overlay::with_changes(self.storage.latest(), inner.genesis_base.clone());
+        let block = {
+            let last: LastBlock = committed.get_json(keys::LAST_BLOCK).ok().flatten().unwrap_or_default();
+            BlockInfo { chain_id: inner.chain_id.clone(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos }
+        };
+        let mut view = Overlay::with_changes(&committed, inner.check.clone());
+        let mut outcome = execute_decoded(&mut view, &block, &tx, &self.sig_cache, ExecMode::Check);
+        if outcome.is_ok() {
+            if let Some(max) = inner.max_block_gas {
+                if outcome.gas_wanted > max {
+                    let e = kiln_framework::TxError::invalid_gas_limit(format!("gas wanted {} exceeds the block gas limit {max}", outcome.gas_wanted));
+                    outcome = TxOutcome::failed(&e, outcome.gas_wanted, outcome.gas_used);
+                }
+            }
+        }
+        if outcome.is_ok() {
+            // The mempool view keeps this tx's fee and sequence effects so the
+            // same account's next tx is checked against them.
+            inner.check = view.into_changes();
+        }
+        check_response(&outcome)
+    }
+
+    fn commit(&self) -> ResponseCommit {
+        let mut inner = self.lock();
+        let Some(pending) = inner.pending.take() else {
+            tracing::error!("Commit without a finalized block; nothing to persist");
+            return ResponseCommit { retain_height: 0 };
+        };
+        match self.storage.commit(pending.prepared) {
+            Ok(root) => tracing::debug!(height = pending.height, app_hash = %hex::encode(root), "committed"),
+            Err(e) => {
+                // Losing a commit would fork this node from the network; stop
+                // loudly so the operator sees it (CometBFT will replay on restart).
+                tracing::error!("failed to persist block {}: {e}", pending.height);
+                #[allow(clippy::panic)]
+                {
+                    panic!("failed to persist block {}: {e}", pending.height);
+                }
+            }
+        }
+        inner.genesis_base.clear();
+        inner.check.clear();
+        ResponseCommit { retain_height: 0 }
+    }
+
+    fn prepare_proposal(&self, request: RequestPrepareProposal) -> ResponsePrepareProposal {
+        let inner = self.lock();
+        let height = u64::try_from(request.height).unwrap_or(0);
+        let block = now_block(&inner.chain_id, height, request.time.as_ref());
+        let max_bytes = usize::try_from(request.max_tx_bytes).unwrap_or(usize::MAX);
+        let mut view = Overlay::with_changes(self.storage.latest(), inner.genesis_base.clone());
+        let mut bytes_used = 0usize;
+        let mut gas_used: u64 = 0;
+        let mut chosen = Vec::new();
+        for tx_bytes in request.txs {
+            if bytes_used.saturating_add(tx_bytes.len()) > max_bytes {
+                continue;
+            }
+            let Ok(tx) = decode_tx(&tx_bytes) else { continue };
+            let gas = tx.gas_limit();
+            if inner.max_block_gas.is_some_and(|max| gas_used.saturating_add(gas) > max) {
+                continue;
+            }
+            let mut scratch = Overlay::new(&view);
+            let outcome = execute_decoded(&mut scratch, &block, &tx, &self.sig_cache, ExecMode::Check);
+            if !outcome.is_ok() {
+                continue;
+            }
+            let changes = scratch.into_changes();
+            view.apply(changes);
+            bytes_used = bytes_used.saturating_add(tx_bytes.len());
+            gas_used = gas_used.saturating_add(gas);
+            chosen.push(tx_bytes);
+        }
+        ResponsePrepareProposal { txs: chosen }
+    }
+
+    fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
+        let inner = self.lock();
+        let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
+        let decoded: Vec<TxResult<DecodedTx>> = txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
+        let reject = ResponseProcessProposal { status: ProposalStatus::Reject as i32 };
+        if let Some((i, Err(e))) = decoded.iter().enumerate().find(|(_, d)| d.is_err()) {
+            tracing::warn!("rejecting proposal at height {}: tx {i} does not decode: {}", request.height, e.log);
+            return reject;
+        }
+        let total_gas = decoded.iter().flatten().fold(0u64, |acc, tx| acc.saturating_add(tx.gas_limit()));
+        if inner.max_block_gas.is_some_and(|max| total_gas > max) {
+            tracing::warn!("rejecting proposal at height {}: gas {total_gas} over the block limit", request.height);
+            return reject;
+        }
+        let view = Overlay::with_changes(self.storage.latest(), inner.genesis_base.clone());
+        if let Some(i) = self.preverify(&view, &inner.chain_id, &decoded) {
+            tracing::warn!("rejecting proposal at height {}: tx {i} has an invalid signature", request.height);
+            return reject;
+        }
+        ResponseProcessProposal { status: ProposalStatus::Accept as i32 }
+    }
+
+    fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
+        let mut inner = self.lock();
+        let height = u64::try_from(request.height).unwrap_or(0);
+        let block = now_block(&inner.chain_id, height, request.time.as_ref());
+        let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
+        match self.execute_block(&inner, &block, &txs) {
+            Ok((outcomes, events, prepared)) => {
+                let app_hash = prepared.root.to_vec();
+                inner.pending = Some(PendingBlock { height, prepared });
+                ResponseFinalizeBlock {
+                    events: to_abci_events(&events),
+                    tx_results: outcomes.iter().map(exec_result).collect(),
+                    validator_updates: Vec::new(),
+                    consensus_param_updates: None,
+                    app_hash: app_hash.into(),
+                }
+            }
+            Err(e) => {
+                // Storage failure: this node cannot compute the state; halting
+                // is the only safe answer (the block will be replayed).
+                tracing::error!("cannot execute block {height}: {e}");
+                #[allow(clippy::panic)]
+                {
+                    panic!("cannot execute block {height}: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn check_response(outcome: &TxOutcome) -> ResponseCheckTx {
+    ResponseCheckTx {
+        code: outcome.code,
+        data: Default::default(),
+        log: outcome.log.clone(),
+        info: String::new(),
+        gas_wanted: to_i64(outcome.gas_wanted),
+        gas_used: to_i64(outcome.gas_used),
+        events: to_abci_events(&outcome.events),
+        codespace: outcome.codespace.clone(),
+    }
+}
+
+fn exec_result(outcome: &TxOutcome) -> abci::ExecTxResult {
+    abci::ExecTxResult {
+        code: outcome.code,
+        data: Default::default(),
+        log: outcome.log.clone(),
+        info: String::new(),
+        gas_wanted: to_i64(outcome.gas_wanted),
+        gas_used: to_i64(outcome.gas_used),
+        events: to_abci_events(&outcome.events),
+        codespace: outcome.codespace.clone(),
+    }
+}

@@ -1,0 +1,107 @@
+//! `abci_query` routing. Paths:
+//! * gRPC-style service paths, request/response as Cosmos SDK protobuf
+//!   (`/cosmos.auth.v1beta1.Query/Account`, `/cosmos.bank.v1beta1.Query/…`,
+//!   `/cosmos.authz.v1beta1.Query/…`, `/cosmos.tx.v1beta1.Service/Simulate`);
+//! * `/store/kiln/key` (data = raw key): the raw value, with a JMT proof
+//!   against the app hash of that height when `prove=true`.
+//!
+//! `height = 0` means the latest committed height; older heights are served
+//! while they are retained (see the store's pruning setting).
+
+use cosmos_sdk_proto::cosmos::base::abci::v1beta1::{GasInfo, Result as AbciResult};
+use cosmos_sdk_proto::cosmos::tx::v1beta1::{SimulateRequest, SimulateResponse};
+use kiln_framework::{TxError, TxResult};
+use prost::Message;
+use tendermint_proto::v0_38::abci::{RequestQuery, ResponseQuery};
+use tendermint_proto::v0_38::crypto::{ProofOp, ProofOps};
+
+use crate::app::KilnApp;
+
+/// Proof type name in `ProofOps` for a JMT (SHA-256) proof.
+pub const PROOF_OP_TYPE: &str = "kiln:jmt:v1";
+
+pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
+    let storage = app.storage();
+    let latest = storage.latest_version().unwrap_or(0);
+    let height = if request.height <= 0 { latest } else { u64::try_from(request.height).unwrap_or(0) };
+    let error = |e: TxError, height: u64| ResponseQuery {
+        code: e.code,
+        log: e.log,
+        codespace: e.codespace.to_string(),
+        height: i64::try_from(height).unwrap_or(0),
+        ..Default::default()
+    };
+    if height > latest {
+        return error(TxError::invalid_request(format!("height {height} is in the future; the latest height is {latest}")), latest);
+    }
+    let path = request.path.as_str();
+    if path == "/cosmos.tx.v1beta1.Service/Simulate" {
+        return match simulate(app, &request.data) {
+            Ok(value) => ResponseQuery { value: value.into(), height: i64::try_from(latest).unwrap_or(0), ..Default::default() },
+            Err(e) => error(e, latest),
+        };
+    }
+    if latest == 0 {
+        return error(TxError::invalid_request("no block has been committed yet"), 0);
+    }
+    let snapshot = match storage.snapshot(height) {
+        Ok(s) => s,
+        Err(e) => return error(TxError::invalid_request(format!("height {height} is not available: {e}")), height),
+    };
+    if path == "/store/kiln/key" || path == "/store/key" {
+        let key = request.data.to_vec();
+        if request.prove {
+            return match storage.get_with_proof(&key, height) {
+                Ok((value, proof)) => ResponseQuery {
+                    key: key.clone().into(),
+                    value: value.unwrap_or_default().into(),
+                    proof_ops: Some(ProofOps { ops: vec![ProofOp { r#type: PROOF_OP_TYPE.to_string(), key: key.into(), data: proof }] }),
+                    height: i64::try_from(height).unwrap_or(0),
+                    ..Default::default()
+                },
+                Err(e) => error(TxError::internal(e.to_string()), height),
+            };
+        }
+        return match kiln_store::StateRead::get_raw(&snapshot, &key) {
+            Ok(value) => ResponseQuery {
+                key: key.into(),
+                value: value.unwrap_or_default().into(),
+                height: i64::try_from(height).unwrap_or(0),
+                ..Default::default()
+            },
+            Err(e) => error(TxError::internal(e.to_string()), height),
+        };
+    }
+    let routed = kiln_bank::query::route(&snapshot, path, &request.data).or_else(|| kiln_authz::query::route(&snapshot, path, &request.data));
+    match routed {
+        Some(Ok(value)) => ResponseQuery { value: value.into(), height: i64::try_from(height).unwrap_or(0), ..Default::default() },
+        Some(Err(e)) => error(e, height),
+        None => error(TxError::unknown_request(format!("unknown query path {path:?}")), height),
+    }
+}
+
+fn simulate(app: &KilnApp, data: &[u8]) -> TxResult<Vec<u8>> {
+    let request = SimulateRequest::decode(data).map_err(|e| TxError::tx_decode(format!("SimulateRequest: {e}")))?;
+    if request.tx_bytes.is_empty() {
+        return Err(TxError::invalid_request("SimulateRequest.tx_bytes is empty (the deprecated `tx` field is not supported)"));
+    }
+    let outcome = app.simulate(&request.tx_bytes)?;
+    let events = outcome
+        .events
+        .iter()
+        .map(|e| tendermint_proto::v0_38::abci::Event {
+            r#type: e.kind.clone(),
+            attributes: e
+                .attributes
+                .iter()
+                .map(|(k, v)| tendermint_proto::v0_38::abci::EventAttribute { key: k.clone(), value: v.clone(), index: true })
+                .collect(),
+        })
+        .collect();
+    #[allow(deprecated)]
+    let response = SimulateResponse {
+        gas_info: Some(GasInfo { gas_wanted: outcome.gas_wanted, gas_used: outcome.gas_used }),
+        result: Some(AbciResult { data: Vec::new(), log: outcome.log, events, msg_responses: Vec::new() }),
+    };
+    Ok(response.encode_to_vec())
+}

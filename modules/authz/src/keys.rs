@@ -1,0 +1,31 @@
+//! Storage keys of the authz module.
+//!
+//! | key | value |
+//! |---|---|
+//! | `authz/grant/{granter 20}{grantee 20}{msg type url}` | protobuf `cosmos.authz.v1beta1.Grant` |
+//! | `authz/by_grantee/{grantee 20}{granter 20}{msg type url}` | empty (index for grantee queries) |
+
+use kiln_framework::Address;
+
+pub const GRANT_PREFIX: &[u8] = b"authz/grant/";
+pub const BY_GRANTEE_PREFIX: &[u8] = b"authz/by_grantee/";
+
+pub fn grant(granter: &Address, grantee: &Address, type_url: &str) -> Vec<u8> {
+    [GRANT_PREFIX, granter.as_bytes(), grantee.as_bytes(), type_url.as_bytes()].concat()
+}
+
+pub fn grants_of_granter(granter: &Address) -> Vec<u8> {
+    [GRANT_PREFIX, granter.as_bytes()].concat()
+}
+
+pub fn grants_between(granter: &Address, grantee: &Address) -> Vec<u8> {
+    [GRANT_PREFIX, granter.as_bytes(), grantee.as_bytes()].concat()
+}
+
+pub fn by_grantee(grantee: &Address, granter: &Address, type_url: &str) -> Vec<u8> {
+    [BY_GRANTEE_PREFIX, grantee.as_bytes(), granter.as_bytes(), type_url.as_bytes()].concat()
+}
+
+pub fn grants_of_grantee(grantee: &Address) -> Vec<u8> {
+    [BY_GRANTEE_PREFIX, grantee.as_bytes()].concat()
+}

@@ -1,0 +1,67 @@
+//! Typed access to grants and the authorization check used by `MsgExec`.
+
+use cosmos_sdk_proto::cosmos::authz::v1beta1::{GenericAuthorization, Grant};
+use cosmos_sdk_proto::Timestamp;
+use kiln_framework::{Address, BlockInfo, StateReadExt, StateWriteExt, TxError, TxResult};
+use kiln_store::{StateRead, StateWrite};
+use prost::Message;
+
+use crate::keys;
+
+pub const GENERIC_AUTHORIZATION_TYPE_URL: &str = "/cosmos.authz.v1beta1.GenericAuthorization";
+
+/// The one message type a grant authorizes (its GenericAuthorization.msg).
+pub fn authorized_type_url(grant: &Grant) -> TxResult<String> {
+    let any = grant.authorization.as_ref().ok_or_else(|| TxError::invalid_request("grant has no authorization"))?;
+    if any.type_url != GENERIC_AUTHORIZATION_TYPE_URL {
+        return Err(TxError::invalid_type(format!(
+            "unsupported authorization {:?}: Kiln supports only {GENERIC_AUTHORIZATION_TYPE_URL}",
+            any.type_url
+        )));
+    }
+    let generic = GenericAuthorization::decode(any.value.as_slice())
+        .map_err(|e| TxError::tx_decode(format!("GenericAuthorization: {e}")))?;
+    if generic.msg.is_empty() || !generic.msg.starts_with('/') {
+        return Err(TxError::invalid_request(format!("authorization msg {:?} must be a type URL like /cosmos.bank.v1beta1.MsgSend", generic.msg)));
+    }
+    Ok(generic.msg)
+}
+
+/// True when `expiration` is at or before the block time.
+pub fn is_expired(expiration: Option<&Timestamp>, block: &BlockInfo) -> bool {
+    match expiration {
+        None => false,
+        Some(t) => (t.seconds, t.nanos) <= (block.time_seconds, i32::try_from(block.time_nanos).unwrap_or(i32::MAX)),
+    }
+}
+
+pub fn get_grant<S: StateRead + ?Sized>(state: &S, granter: &Address, grantee: &Address, type_url: &str) -> TxResult<Option<Grant>> {
+    state.get_proto(&keys::grant(granter, grantee, type_url))
+}
+
+pub fn put_grant<S: StateWrite + ?Sized>(state: &mut S, granter: &Address, grantee: &Address, type_url: &str, grant: &Grant) {
+    state.put_proto(keys::grant(granter, grantee, type_url), grant);
+    state.put_raw(keys::by_grantee(grantee, granter, type_url), Vec::new());
+}
+
+pub fn delete_grant<S: StateWrite + ?Sized>(state: &mut S, granter: &Address, grantee: &Address, type_url: &str) {
+    state.delete_raw(keys::grant(granter, grantee, type_url));
+    state.delete_raw(keys::by_grantee(grantee, granter, type_url));
+}
+
+/// Checks that `grantee` may send a message of `type_url` on behalf of
+/// `granter` at this block. The caller executes the message only on `Ok`.
+pub fn authorize<S: StateRead + ?Sized>(
+    state: &S,
+    block: &BlockInfo,
+    granter: &Address,
+    grantee: &Address,
+    type_url: &str,
+) -> TxResult<()> {
+    let grant = get_grant(state, granter, grantee, type_url)?
+        .ok_or_else(|| TxError::unauthorized(format!("authorization not found: {granter} has not granted {grantee} permission to send {type_url}")))?;
+    if is_expired(grant.expiration.as_ref(), block) {
+        return Err(TxError::unauthorized(format!("authorization expired: the grant from {granter} to {grantee} for {type_url} has expired")));
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! What a message handler may know about its surroundings: the block it runs
+//! in (height, time, chain id — never the wall clock) and where to put events.
+
+use crate::event::Event;
+
+/// Block-level facts, identical on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BlockInfo {
+    pub chain_id: String,
+    pub height: u64,
+    /// Block time from the header, seconds since the Unix epoch.
+    pub time_seconds: i64,
+    pub time_nanos: u32,
+}
+
+/// Per-message execution context: the block info and the event sink.
+#[derive(Debug)]
+pub struct ExecCtx<'a> {
+    pub block: &'a BlockInfo,
+    pub events: Vec<Event>,
+}
+
+impl<'a> ExecCtx<'a> {
+    pub fn new(block: &'a BlockInfo) -> Self {
+        ExecCtx { block, events: Vec::new() }
+    }
+
+    pub fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+}
