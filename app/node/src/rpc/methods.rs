@@ -575,7 +575,14 @@ fn validators<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
         .iter()
         .skip((page - 1) * pp)
         .take(pp)
-        .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
+        .map(|v| {
+            json!({
+                "address": v.address,
+                "pub_key": v.pub_key,
+                "voting_power": v.power.value().to_string(),
+                "proposer_priority": v.proposer_priority.value().to_string(),
+            })
+        })
         .collect();
     Ok(json!({
         "block_height": h.to_string(),
