@@ -221,9 +221,13 @@ pub fn run_ante<S: StateWrite>(
         let account = state
             .account(signer)?
             .ok_or_else(|| TxError::unknown_address(format!("account {signer} does not exist; it must receive funds first")))?;
-        match &info.mode_info.as_ref().and_then(|m| m.sum.clone()) {
-            Some(mode_info::Sum::Single(single)) if single.mode == SignMode::Direct as i32 => {}
-            _ => return Err(TxError::invalid_request("only SIGN_MODE_DIRECT single signatures are supported")),
+        // Simulations come unsigned (cosmjs sends SIGN_MODE_UNSPECIFIED), so
+        // the sign mode is only enforced when signatures are checked.
+        if mode == AnteMode::Full {
+            match &info.mode_info.as_ref().and_then(|m| m.sum.clone()) {
+                Some(mode_info::Sum::Single(single)) if single.mode == SignMode::Direct as i32 => {}
+                _ => return Err(TxError::invalid_request("only SIGN_MODE_DIRECT single signatures are supported")),
+            }
         }
         if info.sequence != account.sequence {
             return Err(TxError::wrong_sequence(format!("account sequence mismatch, expected {}, got {}", account.sequence, info.sequence)));
