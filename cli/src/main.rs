@@ -1,5 +1,20 @@
 //! `kiln` — the Kiln wallet CLI.
 
+/// `print!`/`println!` that ignore a closed stdout (e.g. `kiln … | head`)
+/// instead of panicking.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -242,12 +257,19 @@ impl Ctx {
         if keyring::parse_address(s).is_ok() {
             return Ok(s.to_string());
         }
+        // Public data only, so look in the selected keyring first, then the other.
         if keyring::validate_name(s).is_ok() {
-            if let Ok(k) = self.keyring().get(s) {
-                return Ok(k.address);
+            let other = match self.backend {
+                Backend::File => Backend::Test,
+                Backend::Test => Backend::File,
+            };
+            for b in [self.backend, other] {
+                if let Ok(k) = Keyring::open(&self.home, b).get(s) {
+                    return Ok(k.address);
+                }
             }
         }
-        bail!("'{s}' is neither a kiln1… address nor a key in the {} keyring", self.backend)
+        bail!("'{s}' is neither a kiln1… address nor a key in the keyrings under {}", self.home.display())
     }
 }
 

@@ -387,6 +387,32 @@ pub fn simulate(rpc: &RpcClient, tx_bytes: &[u8]) -> Result<u64> {
     Ok(gas)
 }
 
+fn nonzero(coins: Vec<Coin>) -> Vec<Coin> {
+    coins.into_iter().filter(|c| c.amount > 0).collect()
+}
+
+/// Simulates the tx (gas limit 0 = "unlimited" in simulation, as cosmjs does)
+/// and returns `ceil(gas_used × gas_adjustment)`. Paying a fee costs gas too,
+/// so unless `--fees` fixed the fee, a second simulation carries the fee that
+/// the first estimate implies and the larger of both results is used.
+pub fn estimate_gas(rpc: &RpcClient, key: &SigningKey, msgs: &[Any], opts: &TxOptions, signer: &SignerData) -> Result<u64> {
+    if !(opts.gas_adjustment.is_finite() && opts.gas_adjustment > 0.0) {
+        bail!("--gas-adjustment must be a positive number");
+    }
+    let adjust = |used: u64| ((used as f64) * opts.gas_adjustment).ceil() as u64;
+    let first_fee = nonzero(opts.fees.clone().unwrap_or_default());
+    let sim = build_signed_tx(key, msgs.to_vec(), &opts.memo, opts.timeout_height, &first_fee, 0, signer)?;
+    let mut used = simulate(rpc, &sim.tx_bytes)?;
+    if opts.fees.is_none() {
+        let fee = nonzero(vec![opts.gas_prices.fee_for_gas(adjust(used))?]);
+        if !fee.is_empty() {
+            let sim = build_signed_tx(key, msgs.to_vec(), &opts.memo, opts.timeout_height, &fee, 0, signer)?;
+            used = used.max(simulate(rpc, &sim.tx_bytes)?);
+        }
+    }
+    Ok(adjust(used))
+}
+
 fn summary_text(from: &KeyInfo, msgs: &[Any], fee: &[Coin], gas: u64, opts: &TxOptions, chain_id: &str) -> String {
     let mut s = String::new();
     s.push_str(&format!("chain:   {chain_id}\nsigner:  {} ({})\n", from.name, from.address));
@@ -449,20 +475,13 @@ pub fn run_tx(rpc: &RpcClient, ui: &mut dyn TxUi, from: &KeyInfo, msgs: Vec<Any>
 
     let gas = match opts.gas {
         Some(g) => g,
-        None => {
-            let sim_tx = build_signed_tx(&key, msgs.clone(), &opts.memo, opts.timeout_height, &[], 0, &signer)?;
-            let used = simulate(rpc, &sim_tx.tx_bytes)?;
-            if !(opts.gas_adjustment.is_finite() && opts.gas_adjustment > 0.0) {
-                bail!("--gas-adjustment must be a positive number");
-            }
-            ((used as f64) * opts.gas_adjustment).ceil() as u64
-        }
+        None => estimate_gas(rpc, &key, &msgs, opts, &signer)?,
     };
     let fee = match &opts.fees {
         Some(f) => f.clone(),
         None => vec![opts.gas_prices.fee_for_gas(gas)?],
     };
-    let fee: Vec<Coin> = fee.into_iter().filter(|c| c.amount > 0).collect();
+    let fee = nonzero(fee);
 
     if opts.dry_run {
         let v = json!({"dry_run": true, "chain_id": chain_id, "gas_estimate": gas, "fee": fee.iter().map(|c| c.to_string()).collect::<Vec<_>>(), "tx": unsigned_json(from, &msgs, &fee, gas, opts)});
@@ -496,7 +515,7 @@ pub fn run_tx(rpc: &RpcClient, ui: &mut dyn TxUi, from: &KeyInfo, msgs: Vec<Any>
 pub fn wait_for_tx(rpc: &RpcClient, hash: &str, timeout: Duration, spinner: bool) -> Result<Value> {
     let pb = if spinner {
         let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_message(format!("waiting for tx {hash} to be included…"));
+        pb.set_message(format!("waiting for tx {}… to be included", &hash[..hash.len().min(12)]));
         pb.enable_steady_tick(Duration::from_millis(100));
         Some(pb)
     } else {

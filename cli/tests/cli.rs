@@ -421,7 +421,7 @@ fn tx_and_queries_against_mock_node() {
     base(&mut c);
     let r = ok_json(&c.output().unwrap());
     let st = state.lock().unwrap();
-    assert_eq!(st.simulated, 1);
+    assert_eq!(st.simulated, 2, "once without and once with the fee");
     assert_eq!(st.broadcast.len(), 1);
     let tx = st.broadcast[0].clone();
     drop(st);
@@ -455,7 +455,7 @@ fn tx_and_queries_against_mock_node() {
     base(&mut c);
     ok_json(&c.output().unwrap());
     let st = state.lock().unwrap();
-    assert_eq!(st.simulated, 1);
+    assert_eq!(st.simulated, 2, "--gas skips simulation");
     let raw = TxRaw::decode(st.broadcast[1].as_slice()).unwrap();
     drop(st);
     let body = cosmrs::proto::cosmos::tx::v1beta1::TxBody::decode(raw.body_bytes.as_slice()).unwrap();
