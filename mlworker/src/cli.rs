@@ -300,8 +300,14 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     )?;
     e.reference_forward = a.reference_forward;
     let r_target = default_r_target(&cfg).unwrap_or(u64::MAX);
+    // Dense matmul measured right before and right after the sprint (same
+    // process, same torch, same threads) and averaged, so a change in the
+    // machine's load during the run affects both sides alike.
+    let mm_secs = 2.0_f64.min(a.seconds / 2.0);
+    let mm_before = dense_matmul_flops(&e.model.dev, a.matmul_n, mm_secs);
     let s = sprint_throughput(&e, a.seconds, r_target, !a.json);
-    let mm = dense_matmul_flops(&e.model.dev, a.matmul_n, 2.0_f64.min(a.seconds));
+    let mm_after = dense_matmul_flops(&e.model.dev, a.matmul_n, mm_secs);
+    let mm = (mm_before + mm_after) / 2.0;
     let py = if a.compare_python {
         let args: Vec<String> = vec![
             "bench".into(),
@@ -335,6 +341,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         "effective_flops": s.effective_flops,
         "dense_matmul_n": a.matmul_n,
         "dense_matmul_flops": mm,
+        "dense_matmul_flops_before_after": [mm_before, mm_after],
+        "load_average": std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
         "sprint_over_matmul": s.effective_flops / mm,
         "python_nonces_per_s": py_rate,
         "rust_over_python": py_rate.map(|p| s.nonces_per_s / p),
