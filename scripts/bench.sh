@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# All benchmarks, each printing what it measured next to a baseline measured in
+# the same run (see README "Benchmarks").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for part in scripts/bench_chain.sh scripts/bench_sprint.sh; do
+  if [ -x "$part" ]; then
+    echo "== $part"
+    "$part"
+  fi
+done

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# End-to-end, as a user runs it (ARCHITECTURE.md testing layer 5): `kilnd`,
+# the `kiln` CLI and cosmjs as separate processes on loopback.
+#   1. a malformed genesis stops the node with a clear error;
+#   2. `kilnd devnet` creates a funded `dev` key and produces blocks;
+#   3. CLI tour: keys (file keyring + wrong passphrase), send, balances,
+#      grant-ml-ops, grants query, the hot key trying to move funds, revoke;
+#   4. cosmjs queries a balance and sends tokens with simulated gas;
+#   5. the node is killed and restarted and resumes from disk.
+# Uses the binaries in target/debug (make test builds them); KILN_BIN_DIR overrides.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BIN=${KILN_BIN_DIR:-$ROOT/target/debug}
+WORK=$(mktemp -d -t kiln-e2e.XXXXXX)
+NODE_PID=""
+cleanup() {
+  [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
+  if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/node.log" ]; then echo "--- node log (tail) ---"; tail -n 40 "$WORK/node.log"; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+step() { printf '\033[1;32m[e2e]\033[0m %s\n' "$*"; }
+fail() { printf '\033[1;31m[e2e] FAIL:\033[0m %s\n' "$*"; exit 1; }
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RPC="http://127.0.0.1:$PORT"
+export KILN_HOME="$WORK/home"
+KILND="$BIN/kilnd"
+kiln() { "$BIN/kiln" --node "$RPC" "$@"; }
+json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
+
+step "a malformed genesis stops the node with a clear error"
+"$KILND" init --home "$WORK/bad" --chain-id kiln-bad >/dev/null
+python3 - "$WORK/bad/config/genesis.json" <<'PY'
+import json, sys
+p = sys.argv[1]; g = json.load(open(p))
+g["app_state"] = {"bank": {"balances": [{"address": "kiln1notanaddress", "coins": [{"denom": "ukiln", "amount": "-5"}]}]}}
+json.dump(g, open(p, "w"))
+PY
+if out=$("$KILND" start --home "$WORK/bad" --abci 127.0.0.1:0 2>&1); then fail "kilnd started with a malformed genesis"; fi
+echo "$out" | grep -q "refusing to start" || fail "unclear genesis error: $out"
+echo "$out" | grep -q "invalid address" || fail "genesis error does not name the problem: $out"
+echo "   -> $(echo "$out" | tail -n 1)"
+
+start_node() {
+  "$KILND" devnet --rpc "127.0.0.1:$PORT" --block-time 300ms >>"$WORK/node.log" 2>&1 &
+  NODE_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -sf "$RPC/status" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$NODE_PID" 2>/dev/null || fail "kilnd devnet exited"
+    sleep 0.2
+  done
+  fail "node did not answer on $RPC"
+}
+wait_height() { # wait until the chain passes height $1
+  for _ in $(seq 1 100); do
+    h=$(curl -sf "$RPC/status" | json_field '["result"]["sync_info"]["latest_block_height"]')
+    [ "$h" -ge "$1" ] && return 0
+    sleep 0.2
+  done
+  fail "chain stuck below height $1"
+}
+
+step "kilnd devnet: first start creates the dev key and genesis"
+start_node
+grep -q "UNENCRYPTED test keyring" "$WORK/node.log" || fail "dev key creation not reported"
+MNEMONIC=$(grep -A2 "mnemonic is shown once" "$WORK/node.log" | tail -n 1 | sed 's/^ *//')
+[ "$(echo "$MNEMONIC" | wc -w)" -eq 24 ] || fail "dev mnemonic not printed: $MNEMONIC"
+wait_height 2
+kiln status >/dev/null
+DEV=$(kiln keys show dev --keyring-backend test --output json | json_field '["address"]')
+
+step "keys: file keyring, env passphrase, wrong passphrase"
+export KILN_KEYRING_PASSPHRASE="e2e correct horse"
+kiln keys add alice --output json >"$WORK/alice.json"
+ALICE=$(json_field '["address"]' <"$WORK/alice.json")
+kiln keys add hot --output json >/dev/null
+HOT=$(kiln keys show hot --output json | json_field '["address"]')
+if out=$(KILN_KEYRING_PASSPHRASE=wrong kiln keys export alice --yes 2>&1); then fail "export with a wrong passphrase succeeded"; fi
+echo "$out" | grep -qi "wrong passphrase" || fail "unclear wrong-passphrase error: $out"
+kiln keys list | grep -q alice || fail "keys list misses alice"
+
+step "tx bank send dev -> alice, hot"
+kiln tx bank send dev "$ALICE" 25kiln --keyring-backend test --yes --output json >"$WORK/send.json"
+[ "$(json_field '["code"]' <"$WORK/send.json")" = 0 ] || fail "send failed: $(cat "$WORK/send.json")"
+kiln tx bank send dev "$HOT" 1kiln --keyring-backend test --yes >/dev/null
+BAL=$(kiln query bank balances "$ALICE" --output json | json_field '["balances"][0]["amount"]')
+[ "$BAL" = 25000000 ] || fail "alice balance $BAL != 25000000"
+HASH=$(json_field '["txhash"]' <"$WORK/send.json")
+kiln query tx "$HASH" --output json | json_field '["code"]' | grep -qx 0 || fail "query tx"
+kiln query account "$ALICE" --output json >/dev/null
+
+step "tx authz grant-ml-ops: alice grants the hot key the worker messages only"
+kiln tx authz grant-ml-ops "$HOT" --from alice --expiration +30d --yes --output json >"$WORK/grant.json"
+[ "$(json_field '["code"]' <"$WORK/grant.json")" = 0 ] || fail "grant failed: $(cat "$WORK/grant.json")"
+N=$(kiln query authz grants "$ALICE" --output json | json_field '["grants"].__len__()')
+[ "$N" -ge 4 ] || fail "expected the ML-ops grants, got $N"
+
+step "the hot key cannot move alice's funds through MsgExec"
+cat >"$WORK/steal.json" <<JSON
+[{"@type": "/cosmos.bank.v1beta1.MsgSend", "from_address": "$ALICE", "to_address": "$HOT", "amount": [{"denom": "ukiln", "amount": "1000"}]}]
+JSON
+if out=$(kiln tx authz exec "$WORK/steal.json" --from hot --gas 200000 --yes --output json 2>&1); then fail "hot key moved funds: $out"; fi
+echo "$out" | grep -q "authorization not found" || fail "unclear refusal: $out"
+BAL=$(kiln query bank balances "$ALICE" --output json | json_field '["balances"][0]["amount"]')
+[ "$BAL" -le 25000000 ] && [ "$BAL" -gt 24000000 ] || fail "alice balance changed unexpectedly: $BAL"
+
+step "tx authz revoke-ml-ops"
+kiln tx authz revoke-ml-ops "$HOT" --from alice --yes >/dev/null
+N=$(kiln query authz grants "$ALICE" --output json | json_field '["grants"].__len__()')
+[ "$N" = 0 ] || fail "grants left after revoke: $N"
+
+step "bad input through RPC: garbage tx gets a clear code"
+R=$(curl -sf "$RPC/broadcast_tx_sync?tx=0xdeadbeef" | json_field '["result"]["code"]')
+[ "$R" = 2 ] || fail "garbage tx code $R"
+
+step "cosmjs (unchanged) queries and sends"
+if [ ! -d tests/cosmjs/node_modules ]; then (cd tests/cosmjs && npm ci --no-audit --no-fund --loglevel=error); fi
+(cd tests/cosmjs && KILN_RPC="$RPC" KILN_MNEMONIC="$MNEMONIC" node send_and_query.mjs)
+
+step "kill and restart: the node resumes from disk"
+H1=$(curl -sf "$RPC/status" | json_field '["result"]["sync_info"]["latest_block_height"]')
+kill -9 "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true; NODE_PID=""
+start_node
+wait_height $((H1 + 2))
+BAL=$(kiln query bank balances "$ALICE" --output json | json_field '["balances"][0]["amount"]')
+[ "$BAL" -gt 24000000 ] || fail "state lost across restart"
+
+E2E_OK=1
+step "all end-to-end checks passed"
