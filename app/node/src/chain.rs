@@ -34,6 +34,17 @@ pub fn empty_hash() -> Hash {
     sha(Sha256::digest([]).into())
 }
 
+/// The empty LastCommit CometBFT puts in the initial block (height 0, no
+/// signatures); it is part of the block's proto encoding, hence its part set.
+pub fn empty_commit() -> block::Commit {
+    block::Commit {
+        height: block::Height::try_from(0u64).expect("height 0"),
+        round: block::Round::default(),
+        block_id: block::Id::default(),
+        signatures: vec![],
+    }
+}
+
 /// `Commit.Hash()`: merkle root of the proto-encoded CommitSigs.
 pub fn commit_hash(commit: Option<&block::Commit>) -> Hash {
     let sigs: Vec<Vec<u8>> = match commit {
@@ -80,12 +91,32 @@ pub fn sorted(vals: &[validator::Info]) -> Vec<validator::Info> {
 /// Block ID: header hash + part set header over the proto-encoded block.
 /// Also returns the encoded size.
 pub fn block_id(block: &Block) -> (block::Id, usize) {
-    let bytes = RawBlock::from(block.clone()).encode_to_vec();
+    let bytes = encode_block(block);
     let chunks: Vec<&[u8]> = bytes.chunks(BLOCK_PART_SIZE).collect();
     let total = chunks.len().max(1) as u32;
     let part_hash = merkle(&chunks);
     let psh = block::parts::Header::new(total, part_hash).expect("valid part set header");
     (block::Id { hash: block.header.hash(), part_set_header: psh }, bytes.len())
+}
+
+/// Proto-encode a block exactly as CometBFT (gogoproto) does: the
+/// non-nullable `header.last_block_id` and `last_commit` of the initial block
+/// are encoded as empty messages rather than omitted.
+pub fn encode_block(block: &Block) -> Vec<u8> {
+    use tendermint_proto::v0_38::types::{BlockId as RawBlockId, Commit as RawCommit, PartSetHeader};
+    let empty_id = || RawBlockId { hash: Default::default(), part_set_header: Some(PartSetHeader::default()) };
+    let mut raw = RawBlock::from(block.clone());
+    if let Some(h) = raw.header.as_mut() {
+        if h.last_block_id.is_none() {
+            h.last_block_id = Some(empty_id());
+        }
+    }
+    match raw.last_commit.as_mut() {
+        None => raw.last_commit = Some(RawCommit { block_id: Some(empty_id()), ..Default::default() }),
+        Some(c) if c.block_id.is_none() => c.block_id = Some(empty_id()),
+        _ => {}
+    }
+    raw.encode_to_vec()
 }
 
 /// Sign a precommit for `block_id` at `height` and return the commit

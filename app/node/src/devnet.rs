@@ -352,7 +352,9 @@ impl<A: Application> Node<A> {
             evidence_hash: Some(cb::empty_hash()),
             proposer_address: addr,
         };
-        let blk = Block::new(header, txs.clone(), tendermint::evidence::List::default(), last_commit.clone());
+        // Initial block: CometBFT's empty (non-nil) LastCommit.
+        let blk_commit = Some(last_commit.clone().unwrap_or_else(cb::empty_commit));
+        let blk = Block::new(header, txs.clone(), tendermint::evidence::List::default(), blk_commit);
         let (bid, size) = cb::block_id(&blk);
 
         let pp = app.process_proposal(RequestProcessProposal {
