@@ -38,17 +38,19 @@
 //!
 //! # On-disk layout (rocksdb column families)
 //!
-//! `be(x)` is the 8-byte big-endian encoding of a `u64`; `‖` is concatenation.
+//! `be(x)` is the 8-byte big-endian encoding of a `u64`; `‖` is concatenation;
+//! `list(items)` is each item as `4-byte big-endian length ‖ bytes`, concatenated
+//! (one entry per version rather than one per key keeps commits cheap).
 //! Every key is built in `storage/keys.rs`.
 //!
 //! | column family | key | value | purpose |
 //! |---|---|---|---|
 //! | `state` | `raw_key` | `value` | flat copy of the **latest** version: fast reads of [`Storage::latest`] |
 //! | `versioned` | `escape(raw_key) ‖ be(u64::MAX - version)` | `0x01 ‖ value`, or `0x00` (deleted) | every version of every key: historical reads, JMT values |
-//! | `changelog` | `be(version) ‖ raw_key` | empty | which keys changed at a version (drives value pruning) |
+//! | `changelog` | `be(version)` | `list(raw_key)` | which keys changed at a version (drives value pruning) |
 //! | `preimage` | `SHA-256(raw_key)` | `raw_key` | JMT key hash → raw key (jmt's `get_value_option`) |
 //! | `jmt_nodes` | `be(node_version) ‖ borsh(nibble_path)` | `borsh(jmt Node)` | the tree, every retained version |
-//! | `jmt_stale` | `be(stale_since_version) ‖ jmt_nodes key` | empty | nodes no longer part of the tree from `stale_since_version` on |
+//! | `jmt_stale` | `be(stale_since_version)` | `list(jmt_nodes key)` | nodes no longer part of the tree from `stale_since_version` on |
 //! | `aux` | app-chosen key | app-chosen value | non-verifiable metadata |
 //! | `meta` | `latest_version` / `earliest_version` | `be(version)` | the retained version range |
 //!

@@ -32,6 +32,9 @@ pub fn key_hash(raw_key: &[u8]) -> [u8; 32] {
     KeyHash::with::<Sha256>(raw_key).0
 }
 
+/// Size of the rocksdb block cache shared by all column families.
+const BLOCK_CACHE_BYTES: usize = 128 << 20;
+
 /// How the store retains history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StorageConfig {
@@ -178,9 +181,16 @@ impl Storage {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // One block cache for all column families; bloom filters make point
+        // reads of absent keys (JMT nodes, flat state, preimages) cheap.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = ALL_CFS.iter().map(|name| {
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(10.0, false);
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf_opts.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)
@@ -323,8 +333,20 @@ impl Storage {
             let bytes = borsh::to_vec(node).map_err(|e| db_err("encoding a JMT node", e))?;
             batch.put_cf(cf_nodes, node_key_bytes(node_key)?, bytes);
         }
-        for stale in &prepared.tree_batch.stale_node_index_batch {
-            batch.put_cf(cf_stale, stale_key(stale.stale_since_version, &stale.node_key)?, b"");
+        // The stale index of one commit is one entry: all its nodes are stale
+        // since `version` (jmt and the previous-root entry added in prepare).
+        let mut stale = Vec::with_capacity(prepared.tree_batch.stale_node_index_batch.len());
+        for entry in &prepared.tree_batch.stale_node_index_batch {
+            if entry.stale_since_version != version {
+                return Err(StoreError(format!(
+                    "jmt marked a node stale since {} in a commit of version {version}",
+                    entry.stale_since_version
+                )));
+            }
+            stale.push(node_key_bytes(&entry.node_key)?);
+        }
+        if !stale.is_empty() {
+            batch.put_cf(cf_stale, version.to_be_bytes(), encode_list(stale.iter().map(Vec::as_slice))?);
         }
         let (cf_state, cf_versioned) = (inner.cf(CF_STATE)?, inner.cf(CF_VERSIONED)?);
         let (cf_changelog, cf_preimage) = (inner.cf(CF_CHANGELOG)?, inner.cf(CF_PREIMAGE)?);
@@ -337,7 +359,10 @@ impl Storage {
                 None => batch.delete_cf(cf_state, key),
             }
             batch.put_cf(cf_versioned, versioned_key(key, version), encode_value(value.as_deref()));
-            batch.put_cf(cf_changelog, changelog_key(version, key), b"");
+        }
+        if !prepared.changes.is_empty() {
+            let changed = encode_list(prepared.changes.keys().map(Vec::as_slice))?;
+            batch.put_cf(cf_changelog, version.to_be_bytes(), changed);
         }
         let cf_aux = inner.cf(CF_AUX)?;
         for (key, value) in &prepared.aux {
@@ -379,15 +404,17 @@ impl Storage {
         inner.head.write().unwrap_or_else(PoisonError::into_inner).earliest = Some(new_earliest);
         let mut batch = WriteBatch::default();
 
-        // 1. JMT nodes.
+        // 1. JMT nodes stale since a version <= new_earliest.
         let (cf_nodes, cf_stale) = (inner.cf(CF_NODES)?, inner.cf(CF_STALE)?);
         let mut it = inner.db.raw_iterator_cf(cf_stale);
         it.seek_to_first();
-        while let Some(key) = it.key() {
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
             if be_u64(key)? > new_earliest {
                 break;
             }
-            batch.delete_cf(cf_nodes, &key[8..]);
+            for node_key in decode_list(value)? {
+                batch.delete_cf(cf_nodes, node_key);
+            }
             batch.delete_cf(cf_stale, key);
             it.next();
         }
@@ -400,11 +427,11 @@ impl Storage {
         let mut touched = BTreeSet::new();
         let mut it = inner.db.raw_iterator_cf(cf_changelog);
         it.seek_to_first();
-        while let Some(key) = it.key() {
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
             if be_u64(key)? > new_earliest {
                 break;
             }
-            touched.insert(key[8..].to_vec());
+            touched.extend(decode_list(value)?.into_iter().map(<[u8]>::to_vec));
             batch.delete_cf(cf_changelog, key);
             it.next();
         }
@@ -415,29 +442,29 @@ impl Storage {
         let mut it = inner.db.raw_iterator_cf(cf_versioned);
         for raw in &touched {
             let group = escape(raw);
-            // Anything newer than `new_earliest` survives; it also keeps the preimage.
+            // Entries of one key run newest first. Those newer than
+            // `new_earliest` stay; the first one `<= new_earliest` is the value
+            // at `new_earliest`: it stays unless it is a deletion; older ones go.
+            // The preimage goes when nothing is left.
             it.seek(&group);
-            let newer_exists = match it.key() {
-                Some(k) if k.len() == group.len() + 8 && k.starts_with(&group) => {
-                    version_of_versioned_key(k, group.len())? > new_earliest
-                }
-                _ => false,
-            };
-            // The newest entry `<= new_earliest` is the value at `new_earliest`:
-            // kept unless it is a deletion; everything older goes.
-            it.seek(versioned_key(raw, new_earliest));
-            let mut first = true;
-            let mut kept = newer_exists;
+            let mut kept = false;
+            let mut at_earliest_seen = false;
             while let (Some(k), Some(v)) = (it.key(), it.value()) {
                 if k.len() != group.len() + 8 || !k.starts_with(&group) {
                     break;
                 }
-                if first && decode_value(v)?.is_some() {
+                if version_of_versioned_key(k, group.len())? > new_earliest {
                     kept = true;
+                } else if !at_earliest_seen {
+                    at_earliest_seen = true;
+                    if decode_value(v)?.is_some() {
+                        kept = true;
+                    } else {
+                        batch.delete_cf(cf_versioned, k);
+                    }
                 } else {
                     batch.delete_cf(cf_versioned, k);
                 }
-                first = false;
                 it.next();
             }
             it.status().map_err(|e| db_err("scanning versioned values", e))?;

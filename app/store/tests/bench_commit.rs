@@ -8,6 +8,13 @@ use std::time::{Duration, Instant};
 use kiln_store::{Changes, StateRead, Storage, StorageConfig};
 use tempfile::TempDir;
 
+/// CPU time of the calling thread (Linux `schedstat`), so the numbers mean
+/// something on a loaded machine; `None` elsewhere.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+}
+
 const BASE_KEYS: u64 = 50_000;
 const BLOCK: u64 = 5_000;
 const BLOCKS: u64 = 5;
@@ -29,6 +36,7 @@ fn prepare_and_commit_a_block_of_5000_updates() {
 
     let mut prepare = Vec::new();
     let mut commit = Vec::new();
+    let mut cpu = Vec::new();
     for b in 0..BLOCKS {
         let version = 2 + b;
         // 4 000 updates of existing keys, 900 new keys, 100 deletes.
@@ -46,12 +54,16 @@ fn prepare_and_commit_a_block_of_5000_updates() {
             j += 1;
         }
         assert_eq!(c.len() as u64, BLOCK);
+        let cpu0 = thread_cpu();
         let t = Instant::now();
         let p = storage.prepare_commit(version, &c).unwrap();
         prepare.push(t.elapsed());
         let t = Instant::now();
         storage.commit(p).unwrap();
         commit.push(t.elapsed());
+        if let (Some(a), Some(b)) = (cpu0, thread_cpu()) {
+            cpu.push(b - a);
+        }
         let (k, v) = c.iter().next().unwrap();
         assert_eq!(&storage.latest().get_raw(k).unwrap(), v);
     }
@@ -60,8 +72,9 @@ fn prepare_and_commit_a_block_of_5000_updates() {
         v[v.len() / 2]
     };
     let (p, c) = (median(&mut prepare), median(&mut commit));
+    let cpu = if cpu.is_empty() { "n/a".to_string() } else { format!("{:?}", median(&mut cpu)) };
     println!(
-        "block of {BLOCK} updates on {BASE_KEYS} keys (median of {BLOCKS}): prepare {p:?} + commit {c:?} = {:?} ({} build)",
+        "block of {BLOCK} updates on {BASE_KEYS} keys (median of {BLOCKS}): prepare {p:?} + commit {c:?} = {:?} wall, {cpu} thread CPU ({} build)",
         p + c,
         if cfg!(debug_assertions) { "debug" } else { "release" }
     );

@@ -9,13 +9,13 @@ use crate::StoreError;
 pub(crate) const CF_STATE: &str = "state";
 /// Every version of every value: `escape(raw_key) ‖ be(u64::MAX - version) -> tag ‖ value`.
 pub(crate) const CF_VERSIONED: &str = "versioned";
-/// Which keys changed at which version (drives value pruning): `be(version) ‖ raw_key -> ()`.
+/// Which keys changed at a version (drives value pruning): `be(version) -> list(raw_key)`.
 pub(crate) const CF_CHANGELOG: &str = "changelog";
 /// Key-hash preimages for the JMT: `sha256(raw_key) -> raw_key`.
 pub(crate) const CF_PREIMAGE: &str = "preimage";
 /// JMT nodes: `be(node_version) ‖ borsh(nibble_path) -> borsh(Node)`.
 pub(crate) const CF_NODES: &str = "jmt_nodes";
-/// JMT stale-node index: `be(stale_since_version) ‖ node_key_bytes -> ()`.
+/// JMT stale-node index: `be(stale_since_version) -> list(node_key_bytes)`.
 pub(crate) const CF_STALE: &str = "jmt_stale";
 /// Non-verifiable application metadata: `aux_key -> value`.
 pub(crate) const CF_AUX: &str = "aux";
@@ -139,12 +139,35 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<Option<Vec<u8>>, StoreError> 
     }
 }
 
-/// The key in [`CF_CHANGELOG`].
-pub(crate) fn changelog_key(version: u64, raw_key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + raw_key.len());
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(raw_key);
-    out
+/// `list(items)`: each item as `be32(len) ‖ bytes`, concatenated. The value
+/// format of [`CF_CHANGELOG`] and [`CF_STALE`] (one rocksdb entry per version
+/// instead of one per key or node keeps commits cheap).
+pub(crate) fn encode_list<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    for item in items {
+        let len = u32::try_from(item.len())
+            .map_err(|_| StoreError("a key longer than 4 GiB cannot be stored".into()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(item);
+    }
+    Ok(out)
+}
+
+/// Inverse of [`encode_list`].
+pub(crate) fn decode_list(mut bytes: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+    let corrupt = || StoreError("corrupt store: bad list encoding".into());
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| corrupt())?;
+        if rest.len() < len {
+            return Err(corrupt());
+        }
+        let (item, rest) = rest.split_at(len);
+        out.push(item);
+        bytes = rest;
+    }
+    Ok(out)
 }
 
 /// The key in [`CF_NODES`] of a JMT node: `be(version) ‖ borsh(nibble_path)`.
@@ -163,13 +186,6 @@ pub(crate) fn root_node_key(version: u64) -> Result<NodeKey, StoreError> {
     let mut bytes = version.to_le_bytes().to_vec();
     bytes.extend_from_slice(&[0u8; 12]);
     borsh::from_slice(&bytes).map_err(|e| StoreError(format!("building a JMT root key: {e}")))
-}
-
-/// The key in [`CF_STALE`]: `be(stale_since) ‖ node_key_bytes`.
-pub(crate) fn stale_key(stale_since: u64, node_key: &NodeKey) -> Result<Vec<u8>, StoreError> {
-    let mut out = stale_since.to_be_bytes().to_vec();
-    out.extend_from_slice(&node_key_bytes(node_key)?);
-    Ok(out)
 }
 
 /// Reads a big-endian `u64` from the first 8 bytes of `bytes`.
@@ -215,6 +231,16 @@ mod tests {
                 assert_eq!(b.starts_with(a), eb.starts_with(&escaped_body(a)), "{a:?} / {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn lists_round_trip() {
+        let items: Vec<&[u8]> = vec![b"", b"a", &[0, 1, 2], b""];
+        let enc = encode_list(items.iter().copied()).unwrap();
+        assert_eq!(decode_list(&enc).unwrap(), items);
+        assert!(decode_list(&enc[..enc.len() - 1]).is_err());
+        assert!(decode_list(&enc[..6]).is_err());
+        assert_eq!(decode_list(&[]).unwrap(), Vec::<&[u8]>::new());
     }
 
     #[test]
