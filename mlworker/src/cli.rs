@@ -276,6 +276,16 @@ fn load_engine(
     cfg: ModelConfig,
     dev: &DeviceArgs,
 ) -> Result<SprintEngine> {
+    load_engine_with(seed, addr, cfg, dev, false)
+}
+
+fn load_engine_with(
+    seed: Hash32,
+    addr: [u8; 20],
+    cfg: ModelConfig,
+    dev: &DeviceArgs,
+    reference: bool,
+) -> Result<SprintEngine> {
     let d = dev.resolve()?;
     let pb = ProgressBar::new_spinner();
     pb.set_message(format!(
@@ -284,7 +294,7 @@ fn load_engine(
     ));
     pb.enable_steady_tick(Duration::from_millis(120));
     let t0 = Instant::now();
-    let e = SprintEngine::new(seed, addr, cfg, d, dev.batch)?;
+    let e = SprintEngine::with_options(seed, addr, cfg, d, dev.batch, reference)?;
     pb.finish_and_clear();
     tracing::info!(device = %d, batch = e.batch, secs = t0.elapsed().as_secs_f64(), "model loaded");
     Ok(e)
@@ -292,13 +302,13 @@ fn load_engine(
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
     let cfg = a.model.config()?;
-    let mut e = load_engine(
+    let e = load_engine_with(
         parse_seed(BENCH_SEED)?,
         address::parse(BENCH_ADDR)?,
         cfg,
         &a.dev,
+        a.reference_forward,
     )?;
-    e.reference_forward = a.reference_forward;
     let r_target = default_r_target(&cfg).unwrap_or(u64::MAX);
     // Dense matmul measured right before and right after the sprint (same
     // process, same torch, same threads) and averaged, so a change in the

@@ -73,9 +73,9 @@ pub struct SprintEngine {
     pub seed: Hash32,
     pub addr: Address,
     pub batch: usize,
-    /// Use [`SprintModel::forward_last_reference`] (unoptimised) instead of the
-    /// optimised forward; for cross-checks and A/B benchmarks.
-    pub reference_forward: bool,
+    /// Runs [`SprintModel::forward_last_reference`] (set by
+    /// [`SprintEngine::with_options`]).
+    reference_forward: bool,
 }
 
 impl SprintEngine {
@@ -87,16 +87,31 @@ impl SprintEngine {
         dev: ComputeDevice,
         batch: Option<usize>,
     ) -> Result<Self> {
+        Self::with_options(seed, addr, cfg, dev, batch, false)
+    }
+
+    /// [`SprintEngine::new`]; with `reference` the model keeps SPEC's head
+    /// layout and runs [`SprintModel::forward_last_reference`] (slow; for
+    /// cross-checks and A/B benchmarks).
+    pub fn with_options(
+        seed: Hash32,
+        addr: Address,
+        cfg: ModelConfig,
+        dev: ComputeDevice,
+        batch: Option<usize>,
+        reference: bool,
+    ) -> Result<Self> {
         if !dev.is_cuda() {
             super::device::tune_allocator();
         }
-        let model = SprintModel::new(&seed, cfg, dev)?;
+        let model =
+            SprintModel::new_with(&seed, cfg, dev, !reference && dev.kind == tch::Kind::Float)?;
         let mut e = SprintEngine {
             model,
             seed,
             addr,
             batch: 1,
-            reference_forward: false,
+            reference_forward: reference,
         };
         e.batch = match batch {
             Some(b) => b.max(1),

@@ -48,6 +48,9 @@ pub struct SprintModel {
     sin: Tensor,
     /// `sin` with the first half negated (for `roll`-based RoPE).
     sin_signed: Tensor,
+    /// `[seq, half]` complex64 `cos + i·sin` when q/k use the interleaved
+    /// head layout (f32 only, see [`SprintModel::new_with`]).
+    rope_complex: Option<Tensor>,
     /// L2-normalised target, f64, on the device.
     target_n: Tensor,
 }
@@ -77,9 +80,45 @@ pub fn rope_tables(seq: usize, head_dim: usize) -> (Vec<f64>, Vec<f64>) {
 
 impl SprintModel {
     /// Generate the weights for `seed` (portable CPU code, parallel across
-    /// tensors) and load them onto `dev`.
+    /// tensors) and load them onto `dev`, in the fastest layout for the dtype.
     pub fn new(seed: &Hash32, cfg: ModelConfig, dev: ComputeDevice) -> Result<Self> {
+        Self::new_with(seed, cfg, dev, dev.kind == Kind::Float)
+    }
+
+    /// [`SprintModel::new`] choosing the q/k head layout.
+    ///
+    /// With `interleaved_rope` the columns of `q` and `k` are permuted inside
+    /// every head from SPEC's rotate-half order `(0..half, half..hd)` to the
+    /// interleaved order `(0, half, 1, half+1, …)`. Attention only uses dot
+    /// products `q·k` over a head, which a common permutation of both leaves
+    /// unchanged, and in the interleaved order the rotation of each pair
+    /// `(x_j, x_{j+half})` is one complex multiply by `cos + i·sin`: one pass
+    /// over q and k instead of three. Needs complex64, so f32 only. The
+    /// model is the same function either way (tests compare them).
+    pub fn new_with(
+        seed: &Hash32,
+        cfg: ModelConfig,
+        dev: ComputeDevice,
+        interleaved_rope: bool,
+    ) -> Result<Self> {
         cfg.validate()?;
+        let interleaved_rope = interleaved_rope && dev.kind == Kind::Float;
+        let hd = cfg.head_dim();
+        let qk_perm: Vec<i64> = (0..cfg.dim)
+            .map(|c| {
+                let (head, j) = (c / hd, c % hd);
+                let src = if j % 2 == 0 { j / 2 } else { j / 2 + hd / 2 };
+                (head * hd + src) as i64
+            })
+            .collect();
+        let qk_perm = Tensor::from_slice(&qk_perm).to_device(dev.device);
+        let qk_layout = |t: Tensor| {
+            if interleaved_rope {
+                t.index_select(1, &qk_perm)
+            } else {
+                t
+            }
+        };
         let _g = tch::no_grad_guard();
         let to_dev = |v: &[f32], r: usize, c: usize| -> Tensor {
             Tensor::from_slice(v)
@@ -102,8 +141,8 @@ impl SprintModel {
             };
             let last = i + 1 == cfg.layers;
             let (d, f) = (cfg.dim, cfg.ffn_dim);
-            let tq = to_dev(&get("attn.q")?.1, d, d);
-            let tk = to_dev(&get("attn.k")?.1, d, d);
+            let tq = qk_layout(to_dev(&get("attn.q")?.1, d, d));
+            let tk = qk_layout(to_dev(&get("attn.k")?.1, d, d));
             let tv = to_dev(&get("attn.v")?.1, d, d);
             let (wqkv, wq, wkv) = if last {
                 (empty(), tq, Tensor::cat(&[tk, tv], 1).contiguous())
@@ -135,7 +174,6 @@ impl SprintModel {
         let (d, od) = (out_spec.rows, out_spec.cols);
         let out = to_dev(&w, d, od);
         let (c, s) = rope_tables(cfg.seq_len, cfg.head_dim());
-        let hd = cfg.head_dim();
         let ss: Vec<f64> = s
             .iter()
             .enumerate()
@@ -151,6 +189,19 @@ impl SprintModel {
         let t = target(seed, cfg.out_dim);
         let tt = Tensor::from_slice(&t).to_kind(Kind::Double);
         let target_n = (&tt / tt.norm()).to_device(dev.device);
+        let rope_complex = if interleaved_rope {
+            let half = (hd / 2) as i64;
+            let cos_h = Tensor::from_slice(&c)
+                .reshape([cfg.seq_len as i64, hd as i64])
+                .narrow(1, 0, half);
+            let sin_h = Tensor::from_slice(&s)
+                .reshape([cfg.seq_len as i64, hd as i64])
+                .narrow(1, 0, half);
+            let z = Tensor::complex(&cos_h.to_kind(Kind::Float), &sin_h.to_kind(Kind::Float));
+            Some(z.to_device(dev.device))
+        } else {
+            None
+        };
         Ok(SprintModel {
             cfg,
             dev,
@@ -159,6 +210,7 @@ impl SprintModel {
             cos: rt(c),
             sin: rt(s),
             sin_signed: rt(ss),
+            rope_complex,
             target_n,
         })
     }
@@ -175,6 +227,26 @@ impl SprintModel {
             .rsqrt()
             .to_kind(x.kind());
         x * r
+    }
+
+    /// RoPE over the last dimension of `x` (`[..., S, H, hd]`-broadcastable
+    /// with `pos`: rows of the tables to use, shaped like `cos`). Complex
+    /// multiply in the interleaved layout, else the roll-based form.
+    fn rope_any(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        zc: Option<&Tensor>,
+        half: i64,
+    ) -> Tensor {
+        match zc {
+            Some(z) => {
+                let xc = x.unflatten(-1, [half, 2]).view_as_complex();
+                (xc * z).view_as_real().flatten(-2, -1)
+            }
+            None => Self::rope_fast(x, cos, sin, half),
+        }
     }
 
     /// Rotary embedding as `x·cos + roll(x, half)·sin_signed` (identical to
@@ -207,13 +279,18 @@ impl SprintModel {
         let scale = 1.0 / (hd as f64).sqrt();
         let cos = self.cos.reshape([s, 1, 1, hd]);
         let sin = self.sin_signed.reshape([s, 1, 1, hd]);
+        // [S, 1, 1, half] complex table broadcasting like cos/sin.
+        let zc = self
+            .rope_complex
+            .as_ref()
+            .map(|z| z.reshape([s, 1, 1, half]));
         let mut hcur = x.reshape([b * s, d]).contiguous();
         let nl = self.layers.len();
         for (i, l) in self.layers.iter().enumerate() {
             let xn = Self::rms_fast(&hcur, d);
             if i + 1 < nl {
                 let qkv = xn.matmul(&l.wqkv).reshape([b, s, 3, h, hd]);
-                let qk = Self::rope_fast(&qkv.narrow(2, 0, 2), &cos, &sin, half);
+                let qk = self.rope_any(&qkv.narrow(2, 0, 2), &cos, &sin, zc.as_ref(), half);
                 let q = qk.select(2, 0).transpose(1, 2);
                 let k = qk.select(2, 1).transpose(1, 2);
                 let v = qkv.select(2, 2).transpose(1, 2);
@@ -239,23 +316,29 @@ impl SprintModel {
                 // Last layer: k, v over all positions; everything else at the
                 // last position only.
                 let kv = xn.matmul(&l.wkv).reshape([b, s, 2, h, hd]);
-                let k = Self::rope_fast(
-                    &kv.select(2, 0),
-                    &cos.squeeze_dim(1),
-                    &sin.squeeze_dim(1),
-                    half,
-                )
-                .transpose(1, 2);
+                let zk = zc.as_ref().map(|z| z.squeeze_dim(1));
+                let k = self
+                    .rope_any(
+                        &kv.select(2, 0),
+                        &cos.squeeze_dim(1),
+                        &sin.squeeze_dim(1),
+                        zk.as_ref(),
+                        half,
+                    )
+                    .transpose(1, 2);
                 let v = kv.select(2, 1).transpose(1, 2);
                 let xn_last = xn.reshape([b, s, d]).select(1, s - 1);
                 let q = xn_last.matmul(&l.wq).reshape([b, 1, h, hd]);
-                let q = Self::rope_fast(
-                    &q,
-                    &cos.narrow(0, s - 1, 1).squeeze_dim(1),
-                    &sin.narrow(0, s - 1, 1).squeeze_dim(1),
-                    half,
-                )
-                .transpose(1, 2);
+                let zq = zc.as_ref().map(|z| z.narrow(0, s - 1, 1).squeeze_dim(1));
+                let q = self
+                    .rope_any(
+                        &q,
+                        &cos.narrow(0, s - 1, 1).squeeze_dim(1),
+                        &sin.narrow(0, s - 1, 1).squeeze_dim(1),
+                        zq.as_ref(),
+                        half,
+                    )
+                    .transpose(1, 2);
                 // The last position attends to every position: no mask.
                 let a = Tensor::scaled_dot_product_attention(
                     &q,
@@ -298,7 +381,14 @@ impl SprintModel {
     /// Straightforward forward pass (one op per formula of SPEC §4, fresh
     /// tensors everywhere). Kept as an in-crate reference that tests compare
     /// the optimised [`SprintModel::forward_last`] with.
+    ///
+    /// Needs the spec's rotate-half head layout (a model built with
+    /// `interleaved_rope = false`).
     pub fn forward_last_reference(&self, x: &Tensor) -> Tensor {
+        assert!(
+            self.rope_complex.is_none(),
+            "reference forward needs the rotate-half layout"
+        );
         let c = &self.cfg;
         let (s, d, h, hd) = (
             c.seq_len as i64,

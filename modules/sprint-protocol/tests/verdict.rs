@@ -86,3 +86,44 @@ fn distance_to_micro_rounds_and_saturates() {
     assert_eq!(distance_to_micro(1.3480451), 1_348_045);
     assert_eq!(distance_to_micro(-1.0), 0);
 }
+
+/// P[Binomial(k, p) ≥ c] as an exact rational compared with `num/den`.
+fn tail_at_least(k: u32, c: u32, p: Ratio, num: u64, den: u64) -> bool {
+    use num_bigint::BigUint;
+    let (a, b) = (BigUint::from(p.num), BigUint::from(p.den - p.num));
+    let mut binom = BigUint::from(1u32);
+    let mut tail = BigUint::from(0u32);
+    for j in 0..=k {
+        if j >= c {
+            tail += &binom * a.pow(j) * b.pow(k - j);
+        }
+        binom = binom * BigUint::from(k - j) / BigUint::from(j + 1);
+    }
+    tail * BigUint::from(den) >= BigUint::from(num) * BigUint::from(p.den).pow(k)
+}
+
+/// Detection power when the opened leaves are an (effectively) independent
+/// sample, i.e. count ≫ k: a prover with a fraction 5% of fabricated leaves
+/// is flagged with probability P[Bin(200, 0.05) ≥ 5] = 0.97355 at the spec's
+/// p0 = 5e-4, alpha = 1e-7 — below 99%. Reaching 99% needs k ≥ 256
+/// (0.9893 at 256, 0.9977 at 300) or alpha ≥ 3.7e-6 (critical count 4,
+/// 0.99095). When count is close to k the sample is drawn without
+/// replacement and power is higher (see mlworker's cheat-detection test).
+#[test]
+fn detection_power_at_spec_parameters() {
+    let five_pct = Ratio::new(1, 20);
+    let c200 = critical_count(200, P0_DEFAULT, ALPHA_DEFAULT)
+        .unwrap()
+        .unwrap();
+    assert!(tail_at_least(200, c200, five_pct, 97_355, 100_000));
+    assert!(!tail_at_least(200, c200, five_pct, 97_356, 100_000));
+    let c300 = critical_count(300, P0_DEFAULT, ALPHA_DEFAULT)
+        .unwrap()
+        .unwrap();
+    assert!(tail_at_least(300, c300, five_pct, 99, 100));
+    let c_loose = critical_count(200, P0_DEFAULT, Ratio::new(1, 100_000))
+        .unwrap()
+        .unwrap();
+    assert_eq!(c_loose, 4);
+    assert!(tail_at_least(200, c_loose, five_pct, 99, 100));
+}
