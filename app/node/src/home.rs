@@ -147,6 +147,12 @@ pub struct NodeKey {
     pub signing_key: SigningKey,
 }
 
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeKey").field("id", &self.node_id()).finish_non_exhaustive()
+    }
+}
+
 impl NodeKey {
     pub fn generate() -> Self {
         Self { signing_key: SigningKey::generate(&mut rand::rngs::OsRng) }
