@@ -138,6 +138,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// r_target in millionths for the shares/s figure (default: the preset's).
+    #[arg(long)]
+    pub r_target: Option<u64>,
     /// Use the unoptimised reference forward pass (A/B comparison).
     #[arg(long)]
     pub reference_forward: bool,
@@ -309,7 +312,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         &a.dev,
         a.reference_forward,
     )?;
-    let r_target = default_r_target(&cfg).unwrap_or(u64::MAX);
+    let r_target_opt = a.r_target.or(default_r_target(&cfg));
+    let r_target = r_target_opt.unwrap_or(0);
     // Dense matmul measured right before and right after the sprint (same
     // process, same torch, same threads) and averaged, so a change in the
     // machine's load during the run affects both sides alike.
@@ -345,7 +349,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         "seconds": s.seconds,
         "nonces_per_s": s.nonces_per_s,
         "shares": s.shares,
-        "shares_per_s": s.shares_per_s,
+        "shares_per_s": r_target_opt.map(|_| s.shares_per_s),
+        "r_target_micro": r_target_opt,
         "flops_per_nonce": s.flops_per_nonce,
         "nominal_flops_per_nonce": nominal_flops_per_nonce(&cfg),
         "effective_flops": s.effective_flops,
@@ -371,10 +376,15 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             "nonces/s          {:.1}  ({} nonces in {:.2}s)",
             s.nonces_per_s, s.nonces, s.seconds
         );
-        println!(
-            "shares/s          {:.2}  (r_target {} µ)",
-            s.shares_per_s, r_target
-        );
+        match r_target_opt {
+            Some(r) => println!(
+                "shares/s          {:.2}  (r_target {r} millionths)",
+                s.shares_per_s
+            ),
+            None => {
+                println!("shares/s          n/a (no r_target for custom dims; pass --r-target)")
+            }
+        }
         println!(
             "flops/nonce       {:.3e} (nominal unpruned {:.3e})",
             flops_per_nonce(&cfg),
