@@ -47,13 +47,21 @@ impl DecCoin {
             .checked_mul(self.numerator)
             .ok_or_else(|| AmountError::Overflow(format!("{gas} gas × {self}")))?;
         let div = 10u128.pow(self.scale);
-        Ok(Coin { denom: self.denom.clone(), amount: prod.div_ceil(div) })
+        Ok(Coin {
+            denom: self.denom.clone(),
+            amount: prod.div_ceil(div),
+        })
     }
 }
 
 impl fmt::Display for DecCoin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", format_decimal(self.numerator, self.scale), self.denom)
+        write!(
+            f,
+            "{}{}",
+            format_decimal(self.numerator, self.scale),
+            self.denom
+        )
     }
 }
 
@@ -89,10 +97,15 @@ fn split_number(s: &str) -> Result<(&str, &str), AmountError> {
     let s_trim = s.trim();
     let idx = s_trim
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| AmountError::Invalid(s.into(), "missing denom (e.g. 1000ukiln or 1.5kiln)".into()))?;
+        .ok_or_else(|| {
+            AmountError::Invalid(s.into(), "missing denom (e.g. 1000ukiln or 1.5kiln)".into())
+        })?;
     let (num, denom) = s_trim.split_at(idx);
     if num.is_empty() {
-        return Err(AmountError::Invalid(s.into(), "missing number (e.g. 1000ukiln)".into()));
+        return Err(AmountError::Invalid(
+            s.into(),
+            "missing number (e.g. 1000ukiln)".into(),
+        ));
     }
     Ok((num, denom.trim()))
 }
@@ -104,13 +117,21 @@ fn parse_decimal(s: &str, num: &str) -> Result<(u128, u32), AmountError> {
         None => (num, ""),
     };
     if int.is_empty() || (num.contains('.') && frac.is_empty()) || frac.contains('.') {
-        return Err(AmountError::Invalid(s.into(), format!("'{num}' is not a decimal number")));
+        return Err(AmountError::Invalid(
+            s.into(),
+            format!("'{num}' is not a decimal number"),
+        ));
     }
     if frac.len() > 18 {
-        return Err(AmountError::Invalid(s.into(), "more than 18 decimal places".into()));
+        return Err(AmountError::Invalid(
+            s.into(),
+            "more than 18 decimal places".into(),
+        ));
     }
     let digits = format!("{int}{frac}");
-    let n: u128 = digits.parse().map_err(|_| AmountError::Overflow(s.into()))?;
+    let n: u128 = digits
+        .parse()
+        .map_err(|_| AmountError::Overflow(s.into()))?;
     Ok((n, frac.len() as u32))
 }
 
@@ -123,16 +144,24 @@ pub fn parse_coin(s: &str) -> Result<Coin, AmountError> {
         if scale > DECIMALS {
             return Err(AmountError::Invalid(
                 s.into(),
-                format!("{DISPLAY_DENOM} has at most {DECIMALS} decimals (1 ukiln = 0.000001 kiln)"),
+                format!(
+                    "{DISPLAY_DENOM} has at most {DECIMALS} decimals (1 ukiln = 0.000001 kiln)"
+                ),
             ));
         }
         let amount = n
             .checked_mul(10u128.pow(DECIMALS - scale))
             .ok_or_else(|| AmountError::Overflow(s.into()))?;
-        Coin { denom: BASE_DENOM.into(), amount }
+        Coin {
+            denom: BASE_DENOM.into(),
+            amount,
+        }
     } else {
         if !validate_denom(denom) {
-            return Err(AmountError::Invalid(s.into(), format!("'{denom}' is not a valid denom")));
+            return Err(AmountError::Invalid(
+                s.into(),
+                format!("'{denom}' is not a valid denom"),
+            ));
         }
         if scale > 0 {
             return Err(AmountError::Invalid(
@@ -140,10 +169,16 @@ pub fn parse_coin(s: &str) -> Result<Coin, AmountError> {
                 format!("'{denom}' amounts must be whole numbers (use kiln for decimals)"),
             ));
         }
-        Coin { denom: denom.into(), amount: n }
+        Coin {
+            denom: denom.into(),
+            amount: n,
+        }
     };
     if coin.amount == 0 {
-        return Err(AmountError::Invalid(s.into(), "amount must be positive".into()));
+        return Err(AmountError::Invalid(
+            s.into(),
+            "amount must be positive".into(),
+        ));
     }
     Ok(coin)
 }
@@ -155,7 +190,10 @@ pub fn parse_coins(s: &str) -> Result<Vec<Coin>, AmountError> {
     for part in s.split(',') {
         let c = parse_coin(part)?;
         if out.iter().any(|o| o.denom == c.denom) {
-            return Err(AmountError::Invalid(s.into(), format!("denom '{}' appears twice", c.denom)));
+            return Err(AmountError::Invalid(
+                s.into(),
+                format!("denom '{}' appears twice", c.denom),
+            ));
         }
         out.push(c);
     }
@@ -170,17 +208,32 @@ pub fn parse_gas_price(s: &str) -> Result<DecCoin, AmountError> {
     if denom.eq_ignore_ascii_case(DISPLAY_DENOM) {
         // price in kiln = n / 10^scale kiln = n / 10^(scale-6) ukiln
         if scale >= DECIMALS {
-            return Ok(DecCoin { denom: BASE_DENOM.into(), numerator: n, scale: scale - DECIMALS });
+            return Ok(DecCoin {
+                denom: BASE_DENOM.into(),
+                numerator: n,
+                scale: scale - DECIMALS,
+            });
         }
         let numerator = n
             .checked_mul(10u128.pow(DECIMALS - scale))
             .ok_or_else(|| AmountError::Overflow(s.into()))?;
-        return Ok(DecCoin { denom: BASE_DENOM.into(), numerator, scale: 0 });
+        return Ok(DecCoin {
+            denom: BASE_DENOM.into(),
+            numerator,
+            scale: 0,
+        });
     }
     if !validate_denom(denom) {
-        return Err(AmountError::Invalid(s.into(), format!("'{denom}' is not a valid denom")));
+        return Err(AmountError::Invalid(
+            s.into(),
+            format!("'{denom}' is not a valid denom"),
+        ));
     }
-    Ok(DecCoin { denom: denom.into(), numerator: n, scale })
+    Ok(DecCoin {
+        denom: denom.into(),
+        numerator: n,
+        scale,
+    })
 }
 
 /// Human form of a coin: `1.5 KILN (1500000ukiln)` for ukiln, else `5uatom`.
@@ -197,7 +250,10 @@ mod tests {
     use super::*;
 
     fn c(d: &str, a: u128) -> Coin {
-        Coin { denom: d.into(), amount: a }
+        Coin {
+            denom: d.into(),
+            amount: a,
+        }
     }
 
     #[test]
@@ -211,16 +267,34 @@ mod tests {
         assert_eq!(parse_coin("5uatom").unwrap(), c("uatom", 5));
         assert_eq!(parse_coin("3ibc/27394FB0").unwrap(), c("ibc/27394FB0", 3));
         for bad in [
-            "", "ukiln", "1000", "1.0000001kiln", "1.5ukiln", "0ukiln", "0kiln", "1..5kiln",
-            "1.kiln", ".5kiln", "-1ukiln", "1u", "1ukiln!", "1 2ukiln",
+            "",
+            "ukiln",
+            "1000",
+            "1.0000001kiln",
+            "1.5ukiln",
+            "0ukiln",
+            "0kiln",
+            "1..5kiln",
+            "1.kiln",
+            ".5kiln",
+            "-1ukiln",
+            "1u",
+            "1ukiln!",
+            "1 2ukiln",
         ] {
             assert!(parse_coin(bad).is_err(), "{bad} should fail");
         }
         // overflow
         let big = format!("{}ukiln", u128::MAX);
         assert_eq!(parse_coin(&big).unwrap().amount, u128::MAX);
-        assert!(matches!(parse_coin(&format!("{}0ukiln", u128::MAX)), Err(AmountError::Overflow(_))));
-        assert!(matches!(parse_coin(&format!("{}kiln", u128::MAX / 10)), Err(AmountError::Overflow(_))));
+        assert!(matches!(
+            parse_coin(&format!("{}0ukiln", u128::MAX)),
+            Err(AmountError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_coin(&format!("{}kiln", u128::MAX / 10)),
+            Err(AmountError::Overflow(_))
+        ));
     }
 
     #[test]
@@ -236,7 +310,14 @@ mod tests {
     #[test]
     fn gas_prices() {
         let p = parse_gas_price("0.025ukiln").unwrap();
-        assert_eq!(p, DecCoin { denom: "ukiln".into(), numerator: 25, scale: 3 });
+        assert_eq!(
+            p,
+            DecCoin {
+                denom: "ukiln".into(),
+                numerator: 25,
+                scale: 3
+            }
+        );
         assert_eq!(p.fee_for_gas(200_000).unwrap(), c("ukiln", 5000));
         assert_eq!(p.fee_for_gas(1).unwrap(), c("ukiln", 1)); // ceil
         assert_eq!(p.fee_for_gas(0).unwrap(), c("ukiln", 0));
@@ -244,10 +325,20 @@ mod tests {
         assert_eq!(p.to_string(), "0.025ukiln");
         let k = parse_gas_price("0.000000025kiln").unwrap();
         assert_eq!(k.fee_for_gas(200_000).unwrap(), c("ukiln", 5000));
-        assert_eq!(parse_gas_price("1kiln").unwrap().fee_for_gas(2).unwrap(), c("ukiln", 2_000_000));
-        assert_eq!(parse_gas_price("0ukiln").unwrap().fee_for_gas(10).unwrap(), c("ukiln", 0));
+        assert_eq!(
+            parse_gas_price("1kiln").unwrap().fee_for_gas(2).unwrap(),
+            c("ukiln", 2_000_000)
+        );
+        assert_eq!(
+            parse_gas_price("0ukiln").unwrap().fee_for_gas(10).unwrap(),
+            c("ukiln", 0)
+        );
         assert!(parse_gas_price("abc").is_err());
-        let huge = DecCoin { denom: "ukiln".into(), numerator: u128::MAX, scale: 0 };
+        let huge = DecCoin {
+            denom: "ukiln".into(),
+            numerator: u128::MAX,
+            scale: 0,
+        };
         assert!(huge.fee_for_gas(2).is_err());
     }
 
@@ -256,6 +347,9 @@ mod tests {
         assert_eq!(format_kiln(1_500_000), "1.5");
         assert_eq!(format_kiln(1), "0.000001");
         assert_eq!(format_kiln(3_000_000), "3");
-        assert_eq!(display_coin(&c("ukiln", 1_500_000)), "1.5 KILN (1500000ukiln)");
+        assert_eq!(
+            display_coin(&c("ukiln", 1_500_000)),
+            "1.5 KILN (1500000ukiln)"
+        );
     }
 }

@@ -126,7 +126,9 @@ impl FromStr for Backend {
         match s.to_ascii_lowercase().as_str() {
             "file" => Ok(Backend::File),
             "test" => Ok(Backend::Test),
-            other => Err(format!("unknown keyring backend '{other}' (expected file or test)")),
+            other => Err(format!(
+                "unknown keyring backend '{other}' (expected file or test)"
+            )),
         }
     }
 }
@@ -182,8 +184,12 @@ pub fn generate_mnemonic() -> Zeroizing<String> {
 /// Parses and normalises a mnemonic (whitespace collapsed, lowercase) and checks
 /// its word list and checksum. 12, 15, 18, 21 or 24 words are accepted.
 pub fn parse_mnemonic(s: &str) -> Result<Zeroizing<String>> {
-    let normalized: Zeroizing<String> =
-        Zeroizing::new(s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase());
+    let normalized: Zeroizing<String> = Zeroizing::new(
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase(),
+    );
     if normalized.is_empty() {
         return Err(KeyringError::InvalidMnemonic("it is empty".into()));
     }
@@ -225,7 +231,10 @@ pub fn derive_signing_key(mnemonic: &str) -> Result<SigningKey> {
 
 /// Compressed SEC1 public key (33 bytes) of a signing key.
 pub fn compressed_pubkey(key: &SigningKey) -> Vec<u8> {
-    key.verifying_key().to_encoded_point(true).as_bytes().to_vec()
+    key.verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec()
 }
 
 /// RIPEMD160(SHA256(pubkey)).
@@ -254,8 +263,8 @@ pub fn pubkey_bech32(pubkey: &[u8]) -> String {
 
 /// Decodes a bech32 address and returns `(prefix, bytes)`.
 pub fn bech32_decode(s: &str) -> Result<(String, Vec<u8>)> {
-    let (hrp, data) =
-        bech32::decode(s).map_err(|e| KeyringError::InvalidAddress(s.to_string(), e.to_string()))?;
+    let (hrp, data) = bech32::decode(s)
+        .map_err(|e| KeyringError::InvalidAddress(s.to_string(), e.to_string()))?;
     Ok((hrp.to_string(), data))
 }
 
@@ -287,7 +296,10 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name.len() > 64 {
         return bad("longer than 64 characters");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
         return bad("use only letters, digits, '_', '-' and '.'");
     }
     if name.starts_with('.') || name.starts_with('-') {
@@ -317,14 +329,22 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// 64 MiB, 3 passes, 1 lane (OWASP-style interactive setting).
     fn default() -> Self {
-        KdfParams { m_cost_kib: 64 * 1024, t_cost: 3, p_cost: 1 }
+        KdfParams {
+            m_cost_kib: 64 * 1024,
+            t_cost: 3,
+            p_cost: 1,
+        }
     }
 }
 
 impl KdfParams {
     /// Cheap parameters, for tests only.
     pub fn insecure_fast() -> Self {
-        KdfParams { m_cost_kib: 256, t_cost: 1, p_cost: 1 }
+        KdfParams {
+            m_cost_kib: 256,
+            t_cost: 1,
+            p_cost: 1,
+        }
     }
 }
 
@@ -399,7 +419,11 @@ pub struct Keyring {
 impl Keyring {
     /// Opens (without creating) the keyring of `backend` under `home`.
     pub fn open(home: &Path, backend: Backend) -> Self {
-        Keyring { dir: home.join(backend.dir_name()), backend, kdf: KdfParams::default() }
+        Keyring {
+            dir: home.join(backend.dir_name()),
+            backend,
+            kdf: KdfParams::default(),
+        }
     }
 
     /// Uses other Argon2id parameters for keys added from now on.
@@ -445,7 +469,10 @@ impl Keyring {
             .decode(&kf.pubkey)
             .map_err(|e| KeyringError::Corrupt(path.to_path_buf(), format!("pubkey: {e}")))?;
         if pubkey.len() != 33 {
-            return Err(KeyringError::Corrupt(path.to_path_buf(), "pubkey is not 33 bytes".into()));
+            return Err(KeyringError::Corrupt(
+                path.to_path_buf(),
+                "pubkey is not 33 bytes".into(),
+            ));
         }
         if address_from_pubkey(&pubkey) != kf.address {
             return Err(KeyringError::Corrupt(
@@ -473,8 +500,12 @@ impl Keyring {
         for entry in rd {
             let entry = entry.map_err(io_err(format!("cannot read {}", self.dir.display())))?;
             let path = entry.path();
-            let Some(fname) = path.file_name().and_then(|f| f.to_str()) else { continue };
-            let Some(stem) = fname.strip_suffix(".json") else { continue };
+            let Some(fname) = path.file_name().and_then(|f| f.to_str()) else {
+                continue;
+            };
+            let Some(stem) = fname.strip_suffix(".json") else {
+                continue;
+            };
             if validate_name(stem).is_err() {
                 continue; // temp files and foreign files
             }
@@ -494,7 +525,10 @@ impl Keyring {
         }
         let kf = self.read_file(&path)?;
         if kf.name != name {
-            return Err(KeyringError::Corrupt(path, format!("holds key '{}'", kf.name)));
+            return Err(KeyringError::Corrupt(
+                path,
+                format!("holds key '{}'", kf.name),
+            ));
         }
         self.info_of(&path, &kf)
     }
@@ -548,7 +582,8 @@ impl Keyring {
                 kf.mnemonic = Some(mnemonic.to_string());
             }
             Backend::File => {
-                let pass = passphrase.ok_or_else(|| KeyringError::PassphraseRequired(name.into()))?;
+                let pass =
+                    passphrase.ok_or_else(|| KeyringError::PassphraseRequired(name.into()))?;
                 if pass.chars().count() < MIN_PASSPHRASE_LEN {
                     return Err(KeyringError::PassphraseTooShort);
                 }
@@ -558,16 +593,24 @@ impl Keyring {
                 OsRng.fill_bytes(&mut nonce);
                 let kek = derive_kek(pass, &salt, self.kdf)?;
                 let plaintext = Zeroizing::new(
-                    serde_json::to_vec(&Secret { mnemonic: mnemonic.to_string() })
-                        .expect("serializable"),
+                    serde_json::to_vec(&Secret {
+                        mnemonic: mnemonic.to_string(),
+                    })
+                    .expect("serializable"),
                 );
-                let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(kek.as_ref()));
+                let cipher =
+                    XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(kek.as_ref()));
                 let ct = cipher
                     .encrypt(
                         XNonce::from_slice(&nonce),
-                        Payload { msg: &plaintext, aad: &aad(name, &address, &pubkey_b64) },
+                        Payload {
+                            msg: &plaintext,
+                            aad: &aad(name, &address, &pubkey_b64),
+                        },
                     )
-                    .map_err(|_| KeyringError::Corrupt(PathBuf::new(), "encryption failed".into()))?;
+                    .map_err(|_| {
+                        KeyringError::Corrupt(PathBuf::new(), "encryption failed".into())
+                    })?;
                 kf.crypto = Some(CryptoBox {
                     kdf: "argon2id".into(),
                     kdf_params: self.kdf,
@@ -604,9 +647,13 @@ impl Keyring {
                 use std::os::unix::fs::OpenOptionsExt;
                 opts.mode(0o600);
             }
-            let mut f = opts.open(&tmp).map_err(io_err(format!("cannot create {}", tmp.display())))?;
-            f.write_all(data).map_err(io_err(format!("cannot write {}", tmp.display())))?;
-            f.sync_all().map_err(io_err(format!("cannot sync {}", tmp.display())))?;
+            let mut f = opts
+                .open(&tmp)
+                .map_err(io_err(format!("cannot create {}", tmp.display())))?;
+            f.write_all(data)
+                .map_err(io_err(format!("cannot write {}", tmp.display())))?;
+            f.sync_all()
+                .map_err(io_err(format!("cannot sync {}", tmp.display())))?;
             drop(f);
             match fs::hard_link(&tmp, &final_path) {
                 Ok(()) => Ok(()),
@@ -640,9 +687,14 @@ impl Keyring {
         let info = self.info_of(&path, &kf)?;
         let corrupt = |why: &str| KeyringError::Corrupt(path.clone(), why.to_string());
         let mnemonic = match self.backend {
-            Backend::Test => Zeroizing::new(kf.mnemonic.clone().ok_or_else(|| corrupt("no mnemonic"))?),
+            Backend::Test => {
+                Zeroizing::new(kf.mnemonic.clone().ok_or_else(|| corrupt("no mnemonic"))?)
+            }
             Backend::File => {
-                let cb = kf.crypto.as_ref().ok_or_else(|| corrupt("no crypto section"))?;
+                let cb = kf
+                    .crypto
+                    .as_ref()
+                    .ok_or_else(|| corrupt("no crypto section"))?;
                 if cb.kdf != "argon2id" || cb.cipher != "xchacha20-poly1305" {
                     return Err(corrupt("unsupported kdf or cipher"));
                 }
@@ -653,15 +705,20 @@ impl Keyring {
                 if nonce.len() != 24 {
                     return Err(corrupt("nonce is not 24 bytes"));
                 }
-                let ct = hex::decode(&cb.ciphertext).map_err(|_| corrupt("ciphertext is not hex"))?;
-                let kek = derive_kek(pass, &salt, cb.kdf_params)
-                    .map_err(|e| corrupt(&e.to_string()))?;
-                let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(kek.as_ref()));
+                let ct =
+                    hex::decode(&cb.ciphertext).map_err(|_| corrupt("ciphertext is not hex"))?;
+                let kek =
+                    derive_kek(pass, &salt, cb.kdf_params).map_err(|e| corrupt(&e.to_string()))?;
+                let cipher =
+                    XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(kek.as_ref()));
                 let pt = Zeroizing::new(
                     cipher
                         .decrypt(
                             XNonce::from_slice(&nonce),
-                            Payload { msg: &ct, aad: &aad(&kf.name, &kf.address, &kf.pubkey) },
+                            Payload {
+                                msg: &ct,
+                                aad: &aad(&kf.name, &kf.address, &kf.pubkey),
+                            },
                         )
                         .map_err(|_| KeyringError::WrongPassphrase(name.to_string()))?,
                 );
@@ -694,7 +751,8 @@ fn create_private_dir(dir: &Path) -> Result<()> {
             use std::os::unix::fs::DirBuilderExt;
             b.mode(0o700);
         }
-        b.create(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        b.create(dir)
+            .map_err(io_err(format!("cannot create {}", dir.display())))?;
     }
     Ok(())
 }
@@ -708,7 +766,9 @@ pub fn write_test_key(home: &Path, name: &str, mnemonic: &str) -> Result<KeyInfo
 
 /// Derives the address of a mnemonic without storing anything.
 pub fn address_from_mnemonic(mnemonic: &str) -> Result<String> {
-    Ok(address_from_pubkey(&compressed_pubkey(&derive_signing_key(mnemonic)?)))
+    Ok(address_from_pubkey(&compressed_pubkey(
+        &derive_signing_key(mnemonic)?,
+    )))
 }
 
 #[cfg(test)]
@@ -733,7 +793,10 @@ mod tests {
         );
         let a = address_from_mnemonic(COSMJS_12).unwrap();
         assert!(a.starts_with("kiln1"));
-        assert_eq!(data_part(&a), data_part("cosmos1jhg0e7s6gn44tfc5k37kr04sznyhedtc9rzys5"));
+        assert_eq!(
+            data_part(&a),
+            data_part("cosmos1jhg0e7s6gn44tfc5k37kr04sznyhedtc9rzys5")
+        );
         // cosmjs simapp faucet (24 words).
         let sk = derive_signing_key(COSMJS_24).unwrap();
         assert_eq!(
@@ -741,22 +804,37 @@ mod tests {
             "A08EGB7ro1ORuFhjOnZcSgwYlpe0DSFjVNUIkNNQxwKQ"
         );
         let a = address_from_mnemonic(COSMJS_24).unwrap();
-        assert_eq!(data_part(&a), data_part("cosmos1pkptre7fdkl6gfrzlesjjvhxhlc3r4gmmk8rs6"));
-        assert_eq!(bech32_encode("cosmos", &data_part(&a)), "cosmos1pkptre7fdkl6gfrzlesjjvhxhlc3r4gmmk8rs6");
+        assert_eq!(
+            data_part(&a),
+            data_part("cosmos1pkptre7fdkl6gfrzlesjjvhxhlc3r4gmmk8rs6")
+        );
+        assert_eq!(
+            bech32_encode("cosmos", &data_part(&a)),
+            "cosmos1pkptre7fdkl6gfrzlesjjvhxhlc3r4gmmk8rs6"
+        );
     }
 
     #[test]
     fn mnemonic_normalisation_and_errors() {
         let messy = format!("  {}  ", COSMJS_12.to_uppercase().replace(' ', "   "));
         assert_eq!(*parse_mnemonic(&messy).unwrap(), COSMJS_12);
-        assert!(matches!(parse_mnemonic(""), Err(KeyringError::InvalidMnemonic(_))));
+        assert!(matches!(
+            parse_mnemonic(""),
+            Err(KeyringError::InvalidMnemonic(_))
+        ));
         let wrong_word = COSMJS_12.replace("patrol", "patrolx");
         let e = parse_mnemonic(&wrong_word).unwrap_err().to_string();
         assert!(e.contains("word #5"), "{e}");
         let swapped = COSMJS_12.replace("special sign", "sign special");
-        assert!(parse_mnemonic(&swapped).unwrap_err().to_string().contains("checksum"));
+        assert!(parse_mnemonic(&swapped)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
         let short = "special sign fit";
-        assert!(parse_mnemonic(short).unwrap_err().to_string().contains("got 3"));
+        assert!(parse_mnemonic(short)
+            .unwrap_err()
+            .to_string()
+            .contains("got 3"));
         let g = generate_mnemonic();
         assert_eq!(g.split(' ').count(), 24);
         parse_mnemonic(&g).unwrap();
@@ -768,8 +846,19 @@ mod tests {
         for ok in ["dev", "a", "hot-key_1.x", "Alice"] {
             validate_name(ok).unwrap();
         }
-        for bad in ["", ".hidden", "-x", "a/b", "../x", "sp ace", &"x".repeat(65)] {
-            assert!(matches!(validate_name(bad), Err(KeyringError::InvalidName(..))), "{bad}");
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a/b",
+            "../x",
+            "sp ace",
+            &"x".repeat(65),
+        ] {
+            assert!(
+                matches!(validate_name(bad), Err(KeyringError::InvalidName(..))),
+                "{bad}"
+            );
         }
         let addr = address_from_mnemonic(COSMJS_12).unwrap();
         assert!(validate_name(&addr).is_err());

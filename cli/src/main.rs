@@ -31,7 +31,12 @@ use kiln_cli::rpc::{RpcClient, DEFAULT_NODE};
 use kiln_cli::{query, tx};
 
 #[derive(Parser, Debug)]
-#[command(name = "kiln", version, about = "Kiln wallet: keys, transactions and queries", propagate_version = true)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Kiln wallet: keys, transactions and queries",
+    propagate_version = true
+)]
 struct Cli {
     /// CometBFT RPC address of the node.
     #[arg(long, global = true, env = "KILN_NODE", default_value = DEFAULT_NODE)]
@@ -46,7 +51,12 @@ struct Cli {
     #[arg(long, short = 'o', global = true, default_value = "text")]
     output: OutputFormat,
     /// Keyring backend: file (encrypted) or test (UNENCRYPTED, devnets only).
-    #[arg(long, global = true, env = "KILN_KEYRING_BACKEND", default_value = "file")]
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_KEYRING_BACKEND",
+        default_value = "file"
+    )]
     keyring_backend: Backend,
     #[command(subcommand)]
     cmd: Cmd,
@@ -269,12 +279,18 @@ impl Ctx {
                 }
             }
         }
-        bail!("'{s}' is neither a kiln1… address nor a key in the keyrings under {}", self.home.display())
+        bail!(
+            "'{s}' is neither a kiln1… address nor a key in the keyrings under {}",
+            self.home.display()
+        )
     }
 }
 
 fn default_home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".kiln")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".kiln")
 }
 
 fn key_json(k: &KeyInfo) -> Value {
@@ -311,7 +327,11 @@ fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
                     println!("# keyring-test: {TEST_KEYRING_WARNING}");
                 }
                 if list.is_empty() {
-                    println!("no keys in the {} keyring at {}", ctx.backend, kr.dir().display());
+                    println!(
+                        "no keys in the {} keyring at {}",
+                        ctx.backend,
+                        kr.dir().display()
+                    );
                 }
                 for k in &list {
                     println!("{:<20} {}  {}", k.name, k.address, k.backend);
@@ -332,7 +352,11 @@ fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
             }
             Ok(())
         }
-        KeysCmd::Export { name, unarmored_hex, yes } => {
+        KeysCmd::Export {
+            name,
+            unarmored_hex,
+            yes,
+        } => {
             let k = kr.find(&name)?;
             let mnemonic = match ctx.backend {
                 Backend::File => {
@@ -358,7 +382,11 @@ fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
                 mnemonic.to_string()
             };
             if ctx.output.is_json() {
-                let field = if unarmored_hex { "private_key_hex" } else { "mnemonic" };
+                let field = if unarmored_hex {
+                    "private_key_hex"
+                } else {
+                    "mnemonic"
+                };
                 output::print_json(&json!({"name": k.name, "address": k.address, field: secret}));
             } else {
                 println!("{secret}");
@@ -373,7 +401,10 @@ fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
                     k.name, k.address
                 ))?
             {
-                bail!("key '{}' was not deleted (pass --yes to skip the confirmation)", k.name);
+                bail!(
+                    "key '{}' was not deleted (pass --yes to skip the confirmation)",
+                    k.name
+                );
             }
             kr.delete(&k.name)?;
             if ctx.output.is_json() {
@@ -443,14 +474,18 @@ impl tx::TxUi for CliUi<'_> {
     }
     fn confirm(&mut self, summary: &str) -> Result<bool> {
         eprintln!("{summary}");
-        self.ctx.prompter.confirm("confirm transaction before signing and broadcasting")
+        self.ctx
+            .prompter
+            .confirm("confirm transaction before signing and broadcasting")
     }
 }
 
 fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| anyhow!("invalid duration '{s}' (e.g. 30s, 2m)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("invalid duration '{s}' (e.g. 30s, 2m)"))?;
     Ok(match unit {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
@@ -464,7 +499,11 @@ fn tx_options(ctx: &Ctx, f: &TxFlags) -> Result<tx::TxOptions> {
     let gas = if f.gas.eq_ignore_ascii_case("auto") {
         None
     } else {
-        Some(f.gas.parse::<u64>().map_err(|_| anyhow!("--gas must be a number or \"auto\", got '{}'", f.gas))?)
+        Some(
+            f.gas
+                .parse::<u64>()
+                .map_err(|_| anyhow!("--gas must be a number or \"auto\", got '{}'", f.gas))?,
+        )
     };
     let gas_prices: DecCoin = parse_gas_price(&f.gas_prices).context("--gas-prices")?;
     let fees = match &f.fees {
@@ -490,14 +529,28 @@ fn tx_options(ctx: &Ctx, f: &TxFlags) -> Result<tx::TxOptions> {
 fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
     let kr = ctx.keyring();
     let (from, msgs, flags) = match cmd {
-        TxCmd::Bank(BankTx::Send { from, to, amount, flags }) => {
+        TxCmd::Bank(BankTx::Send {
+            from,
+            to,
+            amount,
+            flags,
+        }) => {
             let key = kr.find(&from)?;
             tx::check_address("recipient", &to)?;
-            let coins = if amount.contains(',') { parse_coins(&amount)? } else { vec![parse_coin(&amount)?] };
+            let coins = if amount.contains(',') {
+                parse_coins(&amount)?
+            } else {
+                vec![parse_coin(&amount)?]
+            };
             let msg = tx::msg_send(&key.address, &to, &coins);
             (key, vec![msg], flags)
         }
-        TxCmd::Authz(AuthzTx::GrantMlOps { hot_address, expiration, from, flags }) => {
+        TxCmd::Authz(AuthzTx::GrantMlOps {
+            hot_address,
+            expiration,
+            from,
+            flags,
+        }) => {
             let key = kr.find(&from)?;
             tx::check_address("HOT_ADDRESS", &hot_address)?;
             if hot_address == key.address {
@@ -508,23 +561,42 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
             let exp = tx::parse_expiration(&expiration, now)?;
-            (key.clone(), tx::msgs_grant_ml_ops(&key.address, &hot_address, exp), flags)
+            (
+                key.clone(),
+                tx::msgs_grant_ml_ops(&key.address, &hot_address, exp),
+                flags,
+            )
         }
-        TxCmd::Authz(AuthzTx::RevokeMlOps { hot_address, from, flags }) => {
+        TxCmd::Authz(AuthzTx::RevokeMlOps {
+            hot_address,
+            from,
+            flags,
+        }) => {
             let key = kr.find(&from)?;
             tx::check_address("HOT_ADDRESS", &hot_address)?;
-            (key.clone(), tx::msgs_revoke_ml_ops(&key.address, &hot_address), flags)
+            (
+                key.clone(),
+                tx::msgs_revoke_ml_ops(&key.address, &hot_address),
+                flags,
+            )
         }
-        TxCmd::Authz(AuthzTx::Exec { msgs_file, from, flags }) => {
+        TxCmd::Authz(AuthzTx::Exec {
+            msgs_file,
+            from,
+            flags,
+        }) => {
             let key = kr.find(&from)?;
             let text = if msgs_file.as_os_str() == "-" {
                 let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read messages from stdin")?;
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("cannot read messages from stdin")?;
                 s
             } else {
-                std::fs::read_to_string(&msgs_file).with_context(|| format!("cannot read {}", msgs_file.display()))?
+                std::fs::read_to_string(&msgs_file)
+                    .with_context(|| format!("cannot read {}", msgs_file.display()))?
             };
-            let inner = tx::parse_exec_messages(&text).with_context(|| format!("in {}", msgs_file.display()))?;
+            let inner = tx::parse_exec_messages(&text)
+                .with_context(|| format!("in {}", msgs_file.display()))?;
             (key.clone(), vec![tx::msg_exec(&key.address, inner)], flags)
         }
     };
@@ -551,7 +623,10 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
                     let denom = c["denom"].as_str().unwrap_or("").to_string();
                     if denom == kiln_cli::amount::BASE_DENOM {
                         let u: u128 = amount.parse().unwrap_or(0);
-                        println!("{amount}{denom}  ({} KILN)", kiln_cli::amount::format_kiln(u));
+                        println!(
+                            "{amount}{denom}  ({} KILN)",
+                            kiln_cli::amount::format_kiln(u)
+                        );
                     } else {
                         println!("{amount}{denom}");
                     }

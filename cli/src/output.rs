@@ -31,7 +31,9 @@ impl std::str::FromStr for OutputFormat {
         match s.to_ascii_lowercase().as_str() {
             "text" => Ok(OutputFormat::Text),
             "json" => Ok(OutputFormat::Json),
-            o => Err(format!("unknown output format '{o}' (expected text or json)")),
+            o => Err(format!(
+                "unknown output format '{o}' (expected text or json)"
+            )),
         }
     }
 }
@@ -121,6 +123,9 @@ mod tests {
     #[test]
     fn text_rendering() {
         let v = json!({"a": "x", "b": [{"c": 1, "d": "y"}, {"c": 2}], "e": {}, "f": ["p"]});
-        assert_eq!(to_text(&v), "a: x\nb:\n  - c: 1\n    d: y\n  - c: 2\ne: {}\nf:\n  - p\n");
+        assert_eq!(
+            to_text(&v),
+            "a: x\nb:\n  - c: 1\n    d: y\n  - c: 2\ne: {}\nf:\n  - p\n"
+        );
     }
 }

@@ -30,7 +30,9 @@ impl Default for Prompter {
 
 impl Prompter {
     pub fn new() -> Self {
-        Prompter { tty: std::io::stdin().is_terminal() }
+        Prompter {
+            tty: std::io::stdin().is_terminal(),
+        }
     }
 
     pub fn is_tty(&self) -> bool {
@@ -40,7 +42,10 @@ impl Prompter {
     /// Next line of stdin, without the line ending; `None` at end of input.
     fn stdin_line(&self) -> Result<Option<Zeroizing<String>>> {
         let mut line = Zeroizing::new(String::new());
-        let n = std::io::stdin().lock().read_line(&mut line).context("cannot read stdin")?;
+        let n = std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read stdin")?;
         if n == 0 {
             return Ok(None);
         }
@@ -49,7 +54,9 @@ impl Prompter {
     }
 
     fn hidden(&self, prompt: &str) -> Result<Zeroizing<String>> {
-        Ok(Zeroizing::new(rpassword::prompt_password(prompt).context("cannot read from the terminal")?))
+        Ok(Zeroizing::new(
+            rpassword::prompt_password(prompt).context("cannot read from the terminal")?,
+        ))
     }
 
     /// Passphrase to unlock an existing key.
@@ -109,7 +116,10 @@ impl Prompter {
         std::io::stderr().flush().ok();
         let answer = if self.tty {
             let mut s = String::new();
-            std::io::stdin().lock().read_line(&mut s).context("cannot read stdin")?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut s)
+                .context("cannot read stdin")?;
             s
         } else {
             match self.stdin_line()? {

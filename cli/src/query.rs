@@ -2,8 +2,12 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
-use cosmrs::proto::cosmos::auth::v1beta1::{BaseAccount, ModuleAccount, QueryAccountRequest, QueryAccountResponse};
-use cosmrs::proto::cosmos::authz::v1beta1::{QueryGranterGrantsRequest, QueryGranterGrantsResponse};
+use cosmrs::proto::cosmos::auth::v1beta1::{
+    BaseAccount, ModuleAccount, QueryAccountRequest, QueryAccountResponse,
+};
+use cosmrs::proto::cosmos::authz::v1beta1::{
+    QueryGranterGrantsRequest, QueryGranterGrantsResponse,
+};
 use cosmrs::proto::cosmos::bank::v1beta1::{
     QueryAllBalancesRequest, QueryAllBalancesResponse, QueryBalanceRequest, QueryBalanceResponse,
 };
@@ -25,17 +29,27 @@ fn query_error(path: &str, r: &AbciQueryResponse) -> anyhow::Error {
     anyhow!(
         "query {path} failed (code {}{}): {}",
         r.code,
-        if r.codespace.is_empty() { String::new() } else { format!(", codespace {}", r.codespace) },
+        if r.codespace.is_empty() {
+            String::new()
+        } else {
+            format!(", codespace {}", r.codespace)
+        },
         r.log
     )
 }
 
-fn run<Req: Message, Resp: Message + Default>(rpc: &RpcClient, path: &str, req: &Req, height: u64) -> Result<(Resp, u64)> {
+fn run<Req: Message, Resp: Message + Default>(
+    rpc: &RpcClient,
+    path: &str,
+    req: &Req,
+    height: u64,
+) -> Result<(Resp, u64)> {
     let r = rpc.abci_query(path, &req.encode_to_vec(), height)?;
     if r.code != 0 {
         return Err(query_error(path, &r));
     }
-    let resp = Resp::decode(r.value.as_slice()).with_context(|| format!("cannot decode the answer to {path}"))?;
+    let resp = Resp::decode(r.value.as_slice())
+        .with_context(|| format!("cannot decode the answer to {path}"))?;
     Ok((resp, r.height))
 }
 
@@ -46,7 +60,9 @@ fn looks_not_found(r: &AbciQueryResponse) -> bool {
 
 /// Account at `address` (`None` if it does not exist).
 pub fn account(rpc: &RpcClient, address: &str, height: u64) -> Result<Option<BaseAccount>> {
-    let req = QueryAccountRequest { address: address.to_string() };
+    let req = QueryAccountRequest {
+        address: address.to_string(),
+    };
     let r = rpc.abci_query(ACCOUNT_PATH, &req.encode_to_vec(), height)?;
     if r.code != 0 {
         if looks_not_found(&r) {
@@ -57,10 +73,15 @@ pub fn account(rpc: &RpcClient, address: &str, height: u64) -> Result<Option<Bas
     if r.value.is_empty() {
         return Ok(None);
     }
-    let resp = QueryAccountResponse::decode(r.value.as_slice()).context("cannot decode QueryAccountResponse")?;
-    let Some(any) = resp.account else { return Ok(None) };
+    let resp = QueryAccountResponse::decode(r.value.as_slice())
+        .context("cannot decode QueryAccountResponse")?;
+    let Some(any) = resp.account else {
+        return Ok(None);
+    };
     match any.type_url.as_str() {
-        BASE_ACCOUNT_URL => Ok(Some(BaseAccount::decode(any.value.as_slice()).context("cannot decode BaseAccount")?)),
+        BASE_ACCOUNT_URL => Ok(Some(
+            BaseAccount::decode(any.value.as_slice()).context("cannot decode BaseAccount")?,
+        )),
         MODULE_ACCOUNT_URL => Ok(ModuleAccount::decode(any.value.as_slice())
             .context("cannot decode ModuleAccount")?
             .base_account),
@@ -69,8 +90,9 @@ pub fn account(rpc: &RpcClient, address: &str, height: u64) -> Result<Option<Bas
 }
 
 pub fn account_json(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
-    let acc = account(rpc, address, height)?
-        .ok_or_else(|| anyhow!("account {address} not found on chain: it has never received funds"))?;
+    let acc = account(rpc, address, height)?.ok_or_else(|| {
+        anyhow!("account {address} not found on chain: it has never received funds")
+    })?;
     Ok(json!({
         "address": acc.address,
         "account_number": acc.account_number.to_string(),
@@ -90,7 +112,10 @@ where
 {
     let mut next: Option<Vec<u8>> = None;
     for _ in 0..1000 {
-        let page = next.take().map(|key| PageRequest { key, ..Default::default() });
+        let page = next.take().map(|key| PageRequest {
+            key,
+            ..Default::default()
+        });
         let nk = f(page)?;
         if nk.is_empty() {
             return Ok(());
@@ -103,32 +128,54 @@ where
 pub fn balances_json(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
     let mut coins = vec![];
     all_pages(|pagination| {
-        let req = QueryAllBalancesRequest { address: address.into(), pagination, resolve_denom: false };
+        let req = QueryAllBalancesRequest {
+            address: address.into(),
+            pagination,
+            resolve_denom: false,
+        };
         let (resp, _): (QueryAllBalancesResponse, _) = run(rpc, ALL_BALANCES_PATH, &req, height)?;
-        coins.extend(resp.balances.into_iter().map(|c| json!({"denom": c.denom, "amount": c.amount})));
+        coins.extend(
+            resp.balances
+                .into_iter()
+                .map(|c| json!({"denom": c.denom, "amount": c.amount})),
+        );
         Ok(resp.pagination.map(|p| p.next_key).unwrap_or_default())
     })?;
     Ok(json!({"address": address, "balances": coins}))
 }
 
 pub fn balance_json(rpc: &RpcClient, address: &str, denom: &str, height: u64) -> Result<Value> {
-    let req = QueryBalanceRequest { address: address.into(), denom: denom.into() };
+    let req = QueryBalanceRequest {
+        address: address.into(),
+        denom: denom.into(),
+    };
     let (resp, _): (QueryBalanceResponse, _) = run(rpc, BALANCE_PATH, &req, height)?;
     let c = resp.balance.unwrap_or_default();
-    let amount = if c.amount.is_empty() { "0".to_string() } else { c.amount };
+    let amount = if c.amount.is_empty() {
+        "0".to_string()
+    } else {
+        c.amount
+    };
     Ok(json!({"address": address, "denom": denom, "amount": amount}))
 }
 
 pub fn granter_grants_json(rpc: &RpcClient, granter: &str, height: u64) -> Result<Value> {
     let mut grants = vec![];
     all_pages(|pagination| {
-        let req = QueryGranterGrantsRequest { granter: granter.into(), pagination };
-        let (resp, _): (QueryGranterGrantsResponse, _) = run(rpc, GRANTER_GRANTS_PATH, &req, height)?;
+        let req = QueryGranterGrantsRequest {
+            granter: granter.into(),
+            pagination,
+        };
+        let (resp, _): (QueryGranterGrantsResponse, _) =
+            run(rpc, GRANTER_GRANTS_PATH, &req, height)?;
         for g in resp.grants {
             let exp = g.expiration.map(|t| {
                 time::OffsetDateTime::from_unix_timestamp(t.seconds)
                     .ok()
-                    .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+                    .and_then(|d| {
+                        d.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
                     .unwrap_or_else(|| t.seconds.to_string())
             });
             grants.push(json!({
@@ -145,10 +192,14 @@ pub fn granter_grants_json(rpc: &RpcClient, granter: &str, height: u64) -> Resul
 
 /// `kiln query tx HASH`: result, decoded messages and events.
 pub fn tx_json(rpc: &RpcClient, hash: &str) -> Result<Value> {
-    let res = rpc.tx(hash)?.ok_or_else(|| anyhow!("transaction {hash} not found (not included yet, or pruned)"))?;
+    let res = rpc
+        .tx(hash)?
+        .ok_or_else(|| anyhow!("transaction {hash} not found (not included yet, or pruned)"))?;
     let mut out = tx_result_json(&res);
     let tx_b64 = json_str(&res["tx"]);
-    let tx = base64::engine::general_purpose::STANDARD.decode(&tx_b64).context("RPC `tx` returned a tx that is not base64")?;
+    let tx = base64::engine::general_purpose::STANDARD
+        .decode(&tx_b64)
+        .context("RPC `tx` returned a tx that is not base64")?;
     out["tx"] = decode_tx_json(&tx)?;
     let events: Vec<Value> = res["tx_result"]["events"]
         .as_array()

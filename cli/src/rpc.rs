@@ -90,7 +90,10 @@ impl RpcClient {
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build();
-        RpcClient { url: normalize_node_url(url), agent }
+        RpcClient {
+            url: normalize_node_url(url),
+            agent,
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -104,11 +107,18 @@ impl RpcClient {
         )
     }
 
-    fn handle_response(&self, method: &str, resp: std::result::Result<ureq::Response, ureq::Error>) -> Result<Value> {
+    fn handle_response(
+        &self,
+        method: &str,
+        resp: std::result::Result<ureq::Response, ureq::Error>,
+    ) -> Result<Value> {
         let body: Value = match resp {
-            Ok(r) => r
-                .into_json()
-                .with_context(|| format!("node at {} sent an invalid JSON-RPC response to `{method}`", self.url))?,
+            Ok(r) => r.into_json().with_context(|| {
+                format!(
+                    "node at {} sent an invalid JSON-RPC response to `{method}`",
+                    self.url
+                )
+            })?,
             // CometBFT answers JSON-RPC errors with HTTP 500 and a JSON body.
             Err(ureq::Error::Status(code, r)) => match r.into_json::<Value>() {
                 Ok(v) if v.get("error").is_some() => v,
@@ -124,15 +134,22 @@ impl RpcClient {
             }
             .into());
         }
-        body.get("result")
-            .cloned()
-            .ok_or_else(|| anyhow!("node at {} sent a JSON-RPC response to `{method}` without a result", self.url))
+        body.get("result").cloned().ok_or_else(|| {
+            anyhow!(
+                "node at {} sent a JSON-RPC response to `{method}` without a result",
+                self.url
+            )
+        })
     }
 
     /// Calls a method with JSON-RPC over HTTP POST.
     pub fn call(&self, method: &str, params: Value) -> Result<Value> {
         let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let resp = self.agent.post(&self.url).set("Content-Type", "application/json").send_json(req);
+        let resp = self
+            .agent
+            .post(&self.url)
+            .set("Content-Type", "application/json")
+            .send_json(req);
         self.handle_response(method, resp)
     }
 
@@ -155,7 +172,10 @@ impl RpcClient {
         let st = self.status()?;
         let id = json_str(&st["node_info"]["network"]);
         if id.is_empty() {
-            bail!("node at {} did not report a chain id in `status`; pass --chain-id", self.url);
+            bail!(
+                "node at {} did not report a chain id in `status`; pass --chain-id",
+                self.url
+            );
         }
         Ok(id)
     }
@@ -199,9 +219,13 @@ impl RpcClient {
     /// RPC `tx` by hash (hex). `Ok(None)` when the node does not know it (yet).
     pub fn tx(&self, hash_hex: &str) -> Result<Option<Value>> {
         let hash_hex = hash_hex.trim_start_matches("0x").to_uppercase();
-        let hash = hex::decode(&hash_hex).with_context(|| format!("'{hash_hex}' is not a hex tx hash"))?;
+        let hash =
+            hex::decode(&hash_hex).with_context(|| format!("'{hash_hex}' is not a hex tx hash"))?;
         if hash.len() != 32 {
-            bail!("a tx hash is 32 bytes (64 hex characters), got {}", hash.len());
+            bail!(
+                "a tx hash is 32 bytes (64 hex characters), got {}",
+                hash.len()
+            );
         }
         // URI form `tx?hash=0x…` first; JSON-RPC POST (hash in base64) as a fallback.
         let r = match self.call_uri("tx", &[("hash", &format!("0x{hash_hex}")), ("prove", "false")]) {
@@ -216,7 +240,13 @@ impl RpcClient {
         match r {
             Ok(v) => Ok(Some(v)),
             Err(e) => match e.downcast_ref::<RpcError>() {
-                Some(re) if format!("{} {}", re.message, re.data).to_lowercase().contains("not found") => Ok(None),
+                Some(re)
+                    if format!("{} {}", re.message, re.data)
+                        .to_lowercase()
+                        .contains("not found") =>
+                {
+                    Ok(None)
+                }
                 _ => Err(e),
             },
         }
@@ -229,9 +259,18 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(normalize_node_url("tcp://127.0.0.1:26657"), "http://127.0.0.1:26657");
-        assert_eq!(normalize_node_url("localhost:26657/"), "http://localhost:26657");
-        assert_eq!(normalize_node_url("https://rpc.example"), "https://rpc.example");
+        assert_eq!(
+            normalize_node_url("tcp://127.0.0.1:26657"),
+            "http://127.0.0.1:26657"
+        );
+        assert_eq!(
+            normalize_node_url("localhost:26657/"),
+            "http://localhost:26657"
+        );
+        assert_eq!(
+            normalize_node_url("https://rpc.example"),
+            "https://rpc.example"
+        );
     }
 
     #[test]
