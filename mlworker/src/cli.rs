@@ -111,6 +111,10 @@ pub struct DeviceArgs {
     /// Nonces per forward pass (default: sized to the device).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// CPU: one batch stream split across torch's intra-op threads, instead
+    /// of one single-threaded batch stream per core (the default).
+    #[arg(long)]
+    pub intra_op: bool,
 }
 
 impl DeviceArgs {
@@ -297,7 +301,11 @@ fn load_engine_with(
     ));
     pb.enable_steady_tick(Duration::from_millis(120));
     let t0 = Instant::now();
-    let e = SprintEngine::with_options(seed, addr, cfg, d, dev.batch, reference)?;
+    let threads = tch::get_num_threads().max(1) as usize;
+    let mut e = SprintEngine::with_options(seed, addr, cfg, d, dev.batch, reference)?;
+    if dev.intra_op {
+        e.use_intra_op_threads(threads);
+    }
     pb.finish_and_clear();
     tracing::info!(device = %d, batch = e.batch, secs = t0.elapsed().as_secs_f64(), "model loaded");
     Ok(e)
@@ -318,9 +326,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     // process, same torch, same threads) and averaged, so a change in the
     // machine's load during the run affects both sides alike.
     let mm_secs = 2.0_f64.min(a.seconds / 2.0);
-    let mm_before = dense_matmul_flops(&e.model.dev, a.matmul_n, mm_secs);
+    let mm_before = dense_matmul_flops(&e.model.dev, a.matmul_n, mm_secs, e.workers());
     let s = sprint_throughput(&e, a.seconds, r_target, !a.json);
-    let mm_after = dense_matmul_flops(&e.model.dev, a.matmul_n, mm_secs);
+    let mm_after = dense_matmul_flops(&e.model.dev, a.matmul_n, mm_secs, e.workers());
     let mm = (mm_before + mm_after) / 2.0;
     let py = if a.compare_python {
         let args: Vec<String> = vec![
@@ -343,6 +351,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     let out = serde_json::json!({
         "device": e.model.dev.to_string(),
         "threads": tch::get_num_threads(),
+        "workers": e.workers(),
         "batch": e.batch,
         "model": cfg,
         "nonces": s.nonces,
@@ -366,8 +375,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "device            {} ({} threads), batch {}",
+            "device            {} ({} batch streams x {} torch threads), batch {}",
             e.model.dev,
+            e.workers(),
             tch::get_num_threads(),
             e.batch
         );

@@ -14,12 +14,31 @@ use tch::Kind;
 fn same_results_across_runs_threads_and_batches() {
     let nonces: Vec<u64> = (0..96).chain([1_000_000, 1u64 << 40, u64::MAX]).collect();
     let mut runs: Vec<(String, Vec<u32>, Vec<f64>)> = Vec::new();
-    for (threads, batch) in [(2, 32), (2, 32), (1, 32), (2, 7), (1, 99)] {
+    // (threads, batch, intra_op): threads = CPU batch streams by default, or
+    // torch intra-op threads of a single stream with intra_op.
+    for (threads, batch, intra_op) in [
+        (2, 32, false),
+        (2, 32, false),
+        (1, 32, false),
+        (2, 7, false),
+        (1, 99, false),
+        (2, 32, true),
+        (3, 17, true),
+    ] {
         tch::set_num_threads(threads);
-        let e = engine(Kind::Float, Some(batch)); // a fresh model every time
+        let mut e = engine(Kind::Float, Some(batch)); // a fresh model every time
+        if intra_op {
+            e.use_intra_op_threads(threads as usize);
+        } else {
+            assert_eq!(e.workers(), threads as usize);
+        }
         let d = e.distances(&nonces);
         let q: Vec<u32> = d.iter().map(|&x| quantize_distance(x)).collect();
-        runs.push((format!("threads={threads} batch={batch}"), q, d));
+        runs.push((
+            format!("threads={threads} batch={batch} intra_op={intra_op}"),
+            q,
+            d,
+        ));
     }
     tch::set_num_threads(2);
     for (name, q, d) in &runs[1..] {

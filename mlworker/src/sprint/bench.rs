@@ -19,8 +19,23 @@ fn sync(dev: &ComputeDevice) {
 }
 
 /// Dense `n×n · n×n` matmul FLOP/s in the device's compute dtype, timed for
-/// about `seconds` after a warm-up.
-pub fn dense_matmul_flops(dev: &ComputeDevice, n: i64, seconds: f64) -> f64 {
+/// about `seconds` after a warm-up. With `workers > 1` (the CPU engine's
+/// data-parallel mode) that many threads each multiply their own matrices
+/// with torch's intra-op pool at its current size, and the FLOP/s are summed:
+/// the same way the sprint uses the machine.
+pub fn dense_matmul_flops(dev: &ComputeDevice, n: i64, seconds: f64, workers: usize) -> f64 {
+    if workers <= 1 {
+        return dense_matmul_one(dev, n, seconds);
+    }
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..workers)
+            .map(|_| s.spawn(|| dense_matmul_one(dev, n, seconds)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+    })
+}
+
+fn dense_matmul_one(dev: &ComputeDevice, n: i64, seconds: f64) -> f64 {
     let _g = tch::no_grad_guard();
     let opts = (tch::Kind::Float, dev.device);
     let a = Tensor::rand([n, n], opts).to_kind(dev.kind);

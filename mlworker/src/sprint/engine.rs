@@ -9,7 +9,7 @@ use kiln_sprint_protocol::model::{fill_input, permutation, ModelConfig};
 use kiln_sprint_protocol::seed::nonce_key;
 use kiln_sprint_protocol::{Address, Hash32};
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use tch::{Kind, Tensor};
 
@@ -76,7 +76,20 @@ pub struct SprintEngine {
     /// Runs [`SprintModel::forward_last_reference`] (set by
     /// [`SprintEngine::with_options`]).
     reference_forward: bool,
+    /// CPU data parallelism: this many threads each run whole batches with
+    /// torch's intra-op pool at one thread (1 = one stream of batches using
+    /// torch's intra-op threads; always 1 on CUDA).
+    workers: usize,
 }
+
+/// Lets worker threads share the engine. libtorch tensors are safe to read
+/// concurrently (ops on shared weights only create new tensors; reference
+/// counts are atomic); the engine is never mutated while workers run.
+struct Shared<'a>(&'a SprintEngine);
+// SAFETY: see above — workers only call `launch`, which reads the weights.
+unsafe impl Sync for Shared<'_> {}
+// SAFETY: as for Sync; the reference outlives the scoped threads.
+unsafe impl Send for Shared<'_> {}
 
 impl SprintEngine {
     /// Build the model and pick a batch size (`batch` overrides).
@@ -106,12 +119,24 @@ impl SprintEngine {
         }
         let model =
             SprintModel::new_with(&seed, cfg, dev, !reference && dev.kind == tch::Kind::Float)?;
+        // CPU: one batch stream per core, each single-threaded inside torch.
+        // For these matrix sizes this beats splitting every op across cores
+        // (no barrier per op, and a busy core stalls only its own stream).
+        let workers = if dev.is_cuda() {
+            1
+        } else {
+            tch::get_num_threads().max(1) as usize
+        };
+        if workers > 1 {
+            tch::set_num_threads(1);
+        }
         let mut e = SprintEngine {
             model,
             seed,
             addr,
             batch: 1,
             reference_forward: reference,
+            workers,
         };
         e.batch = match batch {
             Some(b) => b.max(1),
@@ -122,6 +147,76 @@ impl SprintEngine {
 
     pub fn cfg(&self) -> &ModelConfig {
         &self.model.cfg
+    }
+
+    /// Number of CPU batch streams (see [`SprintEngine::use_intra_op_threads`]).
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Run one batch stream with torch's intra-op pool at `threads` instead of
+    /// one stream per core.
+    pub fn use_intra_op_threads(&mut self, threads: usize) {
+        self.workers = 1;
+        tch::set_num_threads(threads.max(1) as i32);
+    }
+
+    /// Distances of one batch, on the host.
+    fn batch_distances(&self, nonces: Vec<u64>, parallel_prep: bool) -> (Vec<u64>, Vec<f64>) {
+        let inp = prepare_batch_with(&self.seed, &self.addr, self.cfg(), nonces, parallel_prep);
+        let d = self.launch(&inp);
+        let d = Vec::<f64>::try_from(d.to_device(tch::Device::Cpu)).unwrap_or_default();
+        (inp.nonces, d)
+    }
+
+    /// Run batches `0..` (batch `i` = `make(i)`, `None` = no more) on the CPU
+    /// workers; `on_result(i, nonces, distances)` is called on this thread in
+    /// increasing `i`; `keep_going(done)` is asked after each emitted batch.
+    /// Every batch a worker started is finished and emitted, so the emitted
+    /// batches are always `0..n`.
+    fn run_workers(
+        &self,
+        make: impl Fn(u64) -> Option<Vec<u64>> + Sync,
+        mut keep_going: impl FnMut(u64) -> bool,
+        mut on_result: impl FnMut(u64, &[u64], &[f64]),
+    ) -> u64 {
+        let next = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        let shared = Shared(self);
+        let mut done = 0u64;
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<u64>, Vec<f64>)>();
+            for _ in 0..self.workers {
+                let tx = tx.clone();
+                let (shared, next, stop, make) = (&shared, &next, &stop, &make);
+                s.spawn(move || {
+                    let _g = tch::no_grad_guard();
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(nonces) = make(i) else { break };
+                        let (n, d) = shared.0.batch_distances(nonces, false);
+                        if tx.send((i, n, d)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut pending = std::collections::BTreeMap::new();
+            let mut emit = 0u64;
+            while let Ok((i, n, d)) = rx.recv() {
+                pending.insert(i, (n, d));
+                while let Some((n, d)) = pending.remove(&emit) {
+                    on_result(emit, &n, &d);
+                    done += n.len() as u64;
+                    emit += 1;
+                    if !stop.load(Ordering::Relaxed) && !keep_going(done) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        done
     }
 
     /// CPU: as many nonces as keep the largest activation (`[B·seq,
@@ -217,6 +312,16 @@ impl SprintEngine {
 
     /// Distances of arbitrary nonces (in order), batched.
     pub fn distances(&self, nonces: &[u64]) -> Vec<f64> {
+        if self.workers > 1 {
+            let chunks: Vec<&[u64]> = nonces.chunks(self.batch).collect();
+            let mut out = Vec::with_capacity(nonces.len());
+            self.run_workers(
+                |i| chunks.get(i as usize).map(|c| c.to_vec()),
+                |_| true,
+                |_, _, d| out.extend_from_slice(d),
+            );
+            return out;
+        }
         let mut out = Vec::with_capacity(nonces.len());
         for chunk in nonces.chunks(self.batch) {
             let inp = prepare_batch(&self.seed, &self.addr, self.cfg(), chunk.to_vec());
@@ -238,6 +343,18 @@ impl SprintEngine {
         mut keep_going: impl FnMut(u64) -> bool,
         mut on_batch: impl FnMut(&[u64], &[f64]),
     ) -> u64 {
+        if self.workers > 1 {
+            let bsz = self.batch as u64;
+            return self.run_workers(
+                |i| {
+                    let lo = start.checked_add(i.checked_mul(bsz)?)?;
+                    let hi = lo.saturating_add(bsz);
+                    (hi > lo).then(|| (lo..hi).collect())
+                },
+                keep_going,
+                |_, n, d| on_batch(n, d),
+            );
+        }
         let flush_every = if self.model.dev.is_cuda() { 16 } else { 1 };
         let stop = AtomicBool::new(false);
         let (tx, rx) = sync_channel::<BatchInputs>(2);
