@@ -72,6 +72,7 @@ pub struct KilnApp {
 
 fn now_block(chain_id: &str, height: u64, time: Option<&tendermint_proto::google::protobuf::Timestamp>) -> BlockInfo {
     BlockInfo {
+        hash: Vec::new(),
         chain_id: chain_id.to_string(),
         height,
         time_seconds: time.map_or(0, |t| t.seconds),
@@ -164,6 +165,11 @@ impl KilnApp {
         let decoded: Vec<TxResult<DecodedTx>> = txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
         let _ = self.preverify(&state, &block.chain_id, &decoded);
 
+        // Begin-block hooks, in a fixed order.
+        let mut block_events = Vec::new();
+        let (_epoch, stage_event) = kiln_epochs::state::begin_block(&mut state, block.height, &block.hash).map_err(|e| anyhow::anyhow!(e.log))?;
+        block_events.extend(stage_event);
+
         let mut outcomes = Vec::with_capacity(txs.len());
         for tx in &decoded {
             let outcome = match tx {
@@ -177,7 +183,7 @@ impl KilnApp {
         state.put_json(keys::LAST_BLOCK.to_vec(), &last).map_err(|e| anyhow::anyhow!(e.log))?;
         let changes = state.into_changes();
         let prepared = self.storage.prepare_commit(block.height, &changes)?;
-        Ok((outcomes, Vec::new(), prepared))
+        Ok((outcomes, block_events, prepared))
     }
 
     /// A read view of the latest committed state plus uncommitted genesis.
@@ -189,7 +195,7 @@ impl KilnApp {
     fn last_block_info(&self, chain_id: &str) -> BlockInfo {
         let view = self.latest_view();
         let last: LastBlock = view.get_json(keys::LAST_BLOCK).ok().flatten().unwrap_or_default();
-        BlockInfo { chain_id: chain_id.to_string(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos }
+        BlockInfo { chain_id: chain_id.to_string(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos, hash: Vec::new() }
     }
 
     /// Runs a transaction against the latest state without keeping anything
@@ -246,8 +252,10 @@ impl Application for KilnApp {
         state.put_raw(keys::CHAIN_ID.to_vec(), request.chain_id.as_bytes().to_vec());
         let max_gas = request.consensus_params.as_ref().and_then(|p| p.block.as_ref()).map_or(-1, |b| b.max_gas);
         state.put_u64(keys::MAX_BLOCK_GAS.to_vec(), u64::try_from(max_gas).unwrap_or(u64::MAX));
+        let initial_height = u64::try_from(request.initial_height.max(1)).unwrap_or(1);
         let result = kiln_bank::genesis::init_genesis(&mut state, &genesis.auth, &genesis.bank)
-            .and_then(|()| kiln_authz::genesis::init_genesis(&mut state, &genesis.authz));
+            .and_then(|()| kiln_authz::genesis::init_genesis(&mut state, &genesis.authz))
+            .and_then(|()| kiln_epochs::state::init_genesis(&mut state, &genesis.epochs, initial_height));
         if let Err(e) = result {
             tracing::error!("refusing to start: invalid genesis: {e}");
             #[allow(clippy::panic)]
@@ -256,7 +264,6 @@ impl Application for KilnApp {
             }
         }
         let changes = state.into_changes();
-        let initial_height = u64::try_from(request.initial_height.max(1)).unwrap_or(1);
         let app_hash = match self.storage.prepare_commit(initial_height, &changes) {
             Ok(prepared) => prepared.root.to_vec(),
             Err(e) => {
@@ -284,7 +291,7 @@ impl Application for KilnApp {
         let committed = Overlay::with_changes(self.storage.latest(), inner.genesis_base.clone());
         let block = {
             let last: LastBlock = committed.get_json(keys::LAST_BLOCK).ok().flatten().unwrap_or_default();
-            BlockInfo { chain_id: inner.chain_id.clone(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos }
+            BlockInfo { chain_id: inner.chain_id.clone(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos, hash: Vec::new() }
         };
         let mut view = Overlay::with_changes(&committed, inner.check.clone());
         let mut outcome = execute_decoded(&mut view, &block, &tx, &self.sig_cache, ExecMode::Check);
@@ -384,7 +391,8 @@ impl Application for KilnApp {
     fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
         let mut inner = self.lock();
         let height = u64::try_from(request.height).unwrap_or(0);
-        let block = now_block(&inner.chain_id, height, request.time.as_ref());
+        let mut block = now_block(&inner.chain_id, height, request.time.as_ref());
+        block.hash = request.hash.to_vec();
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
         match self.execute_block(&inner, &block, &txs) {
             Ok((outcomes, events, prepared)) => {

@@ -72,6 +72,14 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
             Err(e) => error(TxError::internal(e.to_string()), height),
         };
     }
+    if path == "/kiln.epochs.v1.Query/Epoch" {
+        // JSON response: the schedule position of the queried height.
+        let info = kiln_epochs::EpochExt::epoch_info(&snapshot, height);
+        return match info.and_then(|i| serde_json::to_vec(&i).map_err(|e| TxError::internal(e.to_string()))) {
+            Ok(value) => ResponseQuery { value: value.into(), height: i64::try_from(height).unwrap_or(0), ..Default::default() },
+            Err(e) => error(e, height),
+        };
+    }
     let routed = kiln_bank::query::route(&snapshot, path, &request.data).or_else(|| kiln_authz::query::route(&snapshot, path, &request.data));
     match routed {
         Some(Ok(value)) => ResponseQuery { value: value.into(), height: i64::try_from(height).unwrap_or(0), ..Default::default() },

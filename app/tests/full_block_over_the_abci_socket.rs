@@ -110,6 +110,7 @@ fn a_block_over_the_socket_commits_and_is_queryable() {
     let response::Value::FinalizeBlock(finalized) = client.call(request::Value::FinalizeBlock(RequestFinalizeBlock {
         txs: prepared.txs,
         height: 1,
+        hash: vec![7u8; 32].into(),
         time,
         ..Default::default()
     })) else { panic!() };

@@ -4,7 +4,7 @@
 
 use kiln_app::testkit::{msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "55ce67009a4730a4e81b083d455a35210bc2cf18bf1ebf08c758760fb936c7bc";
+const PINNED: &str = "e9d2ede33411ea4a0b7d2929fe0e2c6eeabce8ad28c4cca04bd634b697499d48";
 
 #[test]
 fn fixed_scenario_produces_the_pinned_app_hash() {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use kiln_authz::AuthzGenesis;
 use kiln_bank::{AuthGenesis, BankGenesis, GenesisBalance};
+use kiln_epochs::EpochGenesis;
 use kiln_framework::{Address, Coin};
 
 /// `app_state` of genesis.json: one section per module.
@@ -20,6 +21,8 @@ pub struct AppGenesis {
     pub bank: BankGenesis,
     #[serde(default)]
     pub authz: AuthzGenesis,
+    #[serde(default)]
+    pub epochs: EpochGenesis,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,7 @@ impl AppGenesis {
         self.auth.validate().map_err(GenesisError::AppState)?;
         self.bank.validate().map_err(GenesisError::AppState)?;
         self.authz.validate().map_err(GenesisError::AppState)?;
+        self.epochs.validate().map_err(GenesisError::AppState)?;
         Ok(())
     }
 
@@ -100,6 +104,7 @@ pub fn validate_genesis_file(path: &Path) -> Result<(String, AppGenesis), Genesi
 pub fn devnet_app_genesis(dev: Address, dev_funds: u128) -> AppGenesis {
     let mut genesis = AppGenesis::default();
     genesis.add_balance(dev, vec![Coin::new(kiln_framework::BASE_DENOM, dev_funds)]);
+    genesis.epochs.params = kiln_epochs::EpochParams::devnet();
     genesis
 }
 

@@ -11,6 +11,8 @@ pub struct BlockInfo {
     /// Block time from the header, seconds since the Unix epoch.
     pub time_seconds: i64,
     pub time_nanos: u32,
+    /// This block's hash (empty where CometBFT does not provide it, e.g. PrepareProposal).
+    pub hash: Vec<u8>,
 }
 
 /// Per-message execution context: the block info and the event sink.

@@ -1,0 +1,27 @@
+//! kiln-epochs: the epoch and stage machine of SPEC §3, computed from block
+//! heights alone (never wall-clock time).
+//!
+//! Epoch `e ≥ 1` starts at `S = first_height + (e − 1) · epoch_length`. Inside
+//! an epoch, by offset from `S`:
+//!
+//! | stage | offsets (devnet) |
+//! |---|---|
+//! | `Sprint` | `0 … sprint_blocks−1` (0–9): the seed is the hash of block `S` |
+//! | `CommitGrace` | `sprint_blocks … deadline` (10–12): commits still accepted; `deadline = sprint_blocks + commit_grace` |
+//! | `Challenge` | `deadline+1` (13): its hash picks the leaves to open |
+//! | `Open` | next `open_blocks` (14–16): hosts post openings |
+//! | `VoteCommit` | next `validation_blocks − reveal_blocks` (17–19) |
+//! | `VoteReveal` | next `reveal_blocks = validation_blocks / 2` (20–21) |
+//! | `Settle` | one block (22): tally, weights, validator updates |
+//! | `Inference` | the rest of the epoch (23–59) |
+//!
+//! The module stores its params, the first height, and each epoch's seed
+//! block hash and challenge block hash (recorded by the begin-block hook).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod keys;
+pub mod params;
+pub mod state;
+
+pub use params::EpochParams;
+pub use state::{EpochExt, EpochGenesis, EpochInfo, Stage};
