@@ -27,7 +27,9 @@ use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 use tendermint::{block, consensus, validator, Block, Time};
 use tendermint_proto::v0_38::abci::ResponseFinalizeBlock;
-use tendermint_proto::v0_38::types::{Block as RawBlock, BlockMeta as RawBlockMeta, Commit as RawCommit};
+use tendermint_proto::v0_38::types::{
+    Block as RawBlock, BlockMeta as RawBlockMeta, Commit as RawCommit,
+};
 
 /// The node's consensus state after a block (CometBFT's `state.State`, reduced).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,7 +102,11 @@ fn ev_prefix(key: &str, value: &str) -> Vec<u8> {
 }
 
 fn u64_of(b: &[u8]) -> anyhow::Result<u64> {
-    Ok(u64::from_be_bytes(b.get(..8).ok_or_else(|| anyhow!("corrupt u64"))?.try_into()?))
+    Ok(u64::from_be_bytes(
+        b.get(..8)
+            .ok_or_else(|| anyhow!("corrupt u64"))?
+            .try_into()?,
+    ))
 }
 
 impl BlockStore {
@@ -108,7 +114,8 @@ impl BlockStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
-        let db = DB::open(&opts, path).with_context(|| format!("opening block store {}", path.display()))?;
+        let db = DB::open(&opts, path)
+            .with_context(|| format!("opening block store {}", path.display()))?;
         Ok(Self { db })
     }
 
@@ -194,14 +201,18 @@ impl BlockStore {
     /// The latest state (after the latest block, or after InitChain).
     pub fn latest_state(&self) -> anyhow::Result<Option<ChainState>> {
         match self.get(b"s/latest")? {
-            Some(b) => Ok(Some(serde_json::from_slice(&b).context("decoding stored state")?)),
+            Some(b) => Ok(Some(
+                serde_json::from_slice(&b).context("decoding stored state")?,
+            )),
             None => Ok(None),
         }
     }
 
     pub fn genesis_state(&self) -> anyhow::Result<Option<ChainState>> {
         match self.get(b"s/genesis")? {
-            Some(b) => Ok(Some(serde_json::from_slice(&b).context("decoding stored genesis state")?)),
+            Some(b) => Ok(Some(
+                serde_json::from_slice(&b).context("decoding stored genesis state")?,
+            )),
             None => Ok(None),
         }
     }
@@ -210,7 +221,9 @@ impl BlockStore {
         match self.get(&hk(b"b/", h))? {
             Some(b) => {
                 let raw = RawBlock::decode(b.as_slice())?;
-                Ok(Some(Block::try_from(raw).map_err(|e| anyhow!("decoding block {h}: {e}"))?))
+                Ok(Some(
+                    Block::try_from(raw).map_err(|e| anyhow!("decoding block {h}: {e}"))?,
+                ))
             }
             None => Ok(None),
         }
@@ -220,7 +233,10 @@ impl BlockStore {
         match self.get(&hk(b"i/", h))? {
             Some(b) => {
                 let raw = RawBlockMeta::decode(b.as_slice())?;
-                Ok(Some(block::Meta::try_from(raw).map_err(|e| anyhow!("decoding block meta {h}: {e}"))?))
+                Ok(Some(
+                    block::Meta::try_from(raw)
+                        .map_err(|e| anyhow!("decoding block meta {h}: {e}"))?,
+                ))
             }
             None => Ok(None),
         }
@@ -231,7 +247,10 @@ impl BlockStore {
         match self.get(&hk(b"c/", h))? {
             Some(b) => {
                 let raw = RawCommit::decode(b.as_slice())?;
-                Ok(Some(block::Commit::try_from(raw).map_err(|e| anyhow!("decoding commit {h}: {e}"))?))
+                Ok(Some(
+                    block::Commit::try_from(raw)
+                        .map_err(|e| anyhow!("decoding commit {h}: {e}"))?,
+                ))
             }
             None => Ok(None),
         }
@@ -258,9 +277,10 @@ impl BlockStore {
         let mut k = b"t/".to_vec();
         k.extend_from_slice(hash);
         match self.get(&k)? {
-            Some(b) if b.len() == 12 => {
-                Ok(Some((u64_of(&b)?, u32::from_be_bytes(b[8..12].try_into()?))))
-            }
+            Some(b) if b.len() == 12 => Ok(Some((
+                u64_of(&b)?,
+                u32::from_be_bytes(b[8..12].try_into()?),
+            ))),
             Some(_) => Err(anyhow!("corrupt tx index entry")),
             None => Ok(None),
         }
@@ -286,7 +306,10 @@ impl BlockStore {
     pub fn search_event(&self, key: &str, value: &str) -> anyhow::Result<BTreeSet<(u64, u32)>> {
         let prefix = ev_prefix(key, value);
         let mut out = BTreeSet::new();
-        for item in self.db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&prefix, Direction::Forward))
+        {
             let (k, _) = item?;
             if !k.starts_with(&prefix) {
                 break;

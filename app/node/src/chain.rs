@@ -48,7 +48,11 @@ pub fn empty_commit() -> block::Commit {
 /// `Commit.Hash()`: merkle root of the proto-encoded CommitSigs.
 pub fn commit_hash(commit: Option<&block::Commit>) -> Hash {
     let sigs: Vec<Vec<u8>> = match commit {
-        Some(c) => c.signatures.iter().map(|s| RawCommitSig::from(s.clone()).encode_to_vec()).collect(),
+        Some(c) => c
+            .signatures
+            .iter()
+            .map(|s| RawCommitSig::from(s.clone()).encode_to_vec())
+            .collect(),
         None => vec![],
     };
     merkle(&sigs)
@@ -74,7 +78,10 @@ pub fn results_hash(results: &[ExecTxResult]) -> Vec<u8> {
 
 /// `ConsensusParams.Hash()`: SHA-256 of HashedParams{block max bytes, max gas}.
 pub fn params_hash(p: &consensus::Params) -> Hash {
-    let hp = HashedParams { block_max_bytes: p.block.max_bytes as i64, block_max_gas: p.block.max_gas };
+    let hp = HashedParams {
+        block_max_bytes: p.block.max_bytes as i64,
+        block_max_gas: p.block.max_gas,
+    };
     sha(Sha256::digest(hp.encode_to_vec()).into())
 }
 
@@ -85,7 +92,9 @@ pub fn validators_hash(vals: &[validator::Info]) -> Hash {
 
 /// Sort a validator list as CometBFT does (power desc, then address).
 pub fn sorted(vals: &[validator::Info]) -> Vec<validator::Info> {
-    validator::Set::without_proposer(vals.to_vec()).validators().clone()
+    validator::Set::without_proposer(vals.to_vec())
+        .validators()
+        .clone()
 }
 
 /// Block ID: header hash + part set header over the proto-encoded block.
@@ -96,15 +105,26 @@ pub fn block_id(block: &Block) -> (block::Id, usize) {
     let total = chunks.len().max(1) as u32;
     let part_hash = merkle(&chunks);
     let psh = block::parts::Header::new(total, part_hash).expect("valid part set header");
-    (block::Id { hash: block.header.hash(), part_set_header: psh }, bytes.len())
+    (
+        block::Id {
+            hash: block.header.hash(),
+            part_set_header: psh,
+        },
+        bytes.len(),
+    )
 }
 
 /// Proto-encode a block exactly as CometBFT (gogoproto) does: the
 /// non-nullable `header.last_block_id` and `last_commit` of the initial block
 /// are encoded as empty messages rather than omitted.
 pub fn encode_block(block: &Block) -> Vec<u8> {
-    use tendermint_proto::v0_38::types::{BlockId as RawBlockId, Commit as RawCommit, PartSetHeader};
-    let empty_id = || RawBlockId { hash: Default::default(), part_set_header: Some(PartSetHeader::default()) };
+    use tendermint_proto::v0_38::types::{
+        BlockId as RawBlockId, Commit as RawCommit, PartSetHeader,
+    };
+    let empty_id = || RawBlockId {
+        hash: Default::default(),
+        part_set_header: Some(PartSetHeader::default()),
+    };
     let mut raw = RawBlock::from(block.clone());
     if let Some(h) = raw.header.as_mut() {
         if h.last_block_id.is_none() {
@@ -112,7 +132,12 @@ pub fn encode_block(block: &Block) -> Vec<u8> {
         }
     }
     match raw.last_commit.as_mut() {
-        None => raw.last_commit = Some(RawCommit { block_id: Some(empty_id()), ..Default::default() }),
+        None => {
+            raw.last_commit = Some(RawCommit {
+                block_id: Some(empty_id()),
+                ..Default::default()
+            })
+        }
         Some(c) if c.block_id.is_none() => c.block_id = Some(empty_id()),
         _ => {}
     }
@@ -156,11 +181,16 @@ pub fn sign_commit(
             block::CommitSig::BlockIdFlagCommit {
                 validator_address: addr,
                 timestamp,
-                signature: tendermint::Signature::new(sig.to_bytes().to_vec()).expect("64-byte signature"),
+                signature: tendermint::Signature::new(sig.to_bytes()).expect("64-byte signature"),
             }
         })
         .collect();
-    block::Commit { height, round: block::Round::default(), block_id, signatures }
+    block::Commit {
+        height,
+        round: block::Round::default(),
+        block_id,
+        signatures,
+    }
 }
 
 /// Canonical precommit sign bytes for a commit signature (for verification).
@@ -170,7 +200,11 @@ pub fn commit_sign_bytes(
     index: usize,
 ) -> Option<Vec<u8>> {
     match commit.signatures.get(index)? {
-        block::CommitSig::BlockIdFlagCommit { validator_address, timestamp, .. } => {
+        block::CommitSig::BlockIdFlagCommit {
+            validator_address,
+            timestamp,
+            ..
+        } => {
             let vote = vote::Vote {
                 vote_type: vote::Type::Precommit,
                 height: commit.height,

@@ -35,7 +35,8 @@ use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
     response_process_proposal::ProposalStatus, CommitInfo, ExecTxResult, ExtendedCommitInfo,
     ExtendedVoteInfo, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal,
-    RequestProcessProposal, ResponseFinalizeBlock, Validator as AbciValidator, ValidatorUpdate, VoteInfo,
+    RequestProcessProposal, ResponseFinalizeBlock, Validator as AbciValidator, ValidatorUpdate,
+    VoteInfo,
 };
 use tendermint_proto::v0_38::types::{BlockIdFlag, ConsensusParams as RawParams};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -129,12 +130,17 @@ fn ts(t: Time) -> tendermint_proto::google::protobuf::Timestamp {
 }
 
 fn update_to_info(u: &ValidatorUpdate) -> anyhow::Result<validator::Info> {
-    let upd = validator::Update::try_from(u.clone()).map_err(|e| anyhow!("invalid validator update: {e}"))?;
+    let upd = validator::Update::try_from(u.clone())
+        .map_err(|e| anyhow!("invalid validator update: {e}"))?;
     Ok(validator::Info::new(upd.pub_key, upd.power))
 }
 
 fn info_to_update(v: &validator::Info) -> ValidatorUpdate {
-    validator::Update { pub_key: v.pub_key, power: v.power }.into()
+    validator::Update {
+        pub_key: v.pub_key,
+        power: v.power,
+    }
+    .into()
 }
 
 /// Apply ABCI validator updates (power 0 removes) to a set.
@@ -156,30 +162,35 @@ pub fn apply_validator_updates(
 }
 
 /// Apply partial consensus param updates.
-pub fn apply_param_updates(p: &consensus::Params, upd: &Option<RawParams>) -> anyhow::Result<consensus::Params> {
+pub fn apply_param_updates(
+    p: &consensus::Params,
+    upd: &Option<RawParams>,
+) -> anyhow::Result<consensus::Params> {
     let Some(u) = upd else { return Ok(p.clone()) };
     let mut raw: RawParams = p.clone().into();
     if u.block.is_some() {
-        raw.block = u.block.clone();
+        raw.block = u.block;
     }
     if u.evidence.is_some() {
-        raw.evidence = u.evidence.clone();
+        raw.evidence = u.evidence;
     }
     if u.validator.is_some() {
         raw.validator = u.validator.clone();
     }
     if u.version.is_some() {
-        raw.version = u.version.clone();
+        raw.version = u.version;
     }
     if u.abci.is_some() {
-        raw.abci = u.abci.clone();
+        raw.abci = u.abci;
     }
     consensus::Params::try_from(raw).map_err(|e| anyhow!("invalid consensus param update: {e}"))
 }
 
 /// Votes of `last_validators` in `commit` (ABCI CommitInfo).
 fn commit_info(last_validators: &[validator::Info], commit: Option<&block::Commit>) -> CommitInfo {
-    let Some(c) = commit else { return CommitInfo::default() };
+    let Some(c) = commit else {
+        return CommitInfo::default();
+    };
     let vals = cb::sorted(last_validators);
     let votes = vals
         .iter()
@@ -199,7 +210,10 @@ fn commit_info(last_validators: &[validator::Info], commit: Option<&block::Commi
             }
         })
         .collect();
-    CommitInfo { round: c.round.value() as i32, votes }
+    CommitInfo {
+        round: c.round.value() as i32,
+        votes,
+    }
 }
 
 fn extended(ci: &CommitInfo) -> ExtendedCommitInfo {
@@ -243,7 +257,9 @@ impl<A: Application> Node<A> {
         let (events, _) = broadcast::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let metrics = Metrics::default();
-        metrics.height.store(state.last_block_height, Ordering::Relaxed);
+        metrics
+            .height
+            .store(state.last_block_height, Ordering::Relaxed);
         Ok(Arc::new(Self {
             app: Mutex::new(app),
             store,
@@ -299,7 +315,10 @@ impl<A: Application> Node<A> {
         let (last_commit, time) = if h == st.initial_height {
             (None, st.last_block_time)
         } else {
-            let c = self.store.seen_commit(h - 1)?.ok_or_else(|| anyhow!("missing commit for block {}", h - 1))?;
+            let c = self
+                .store
+                .seen_commit(h - 1)?
+                .ok_or_else(|| anyhow!("missing commit for block {}", h - 1))?;
             let t = c
                 .signatures
                 .iter()
@@ -308,7 +327,11 @@ impl<A: Application> Node<A> {
                     _ => None,
                 })
                 .max()
-                .unwrap_or_else(|| st.last_block_time.checked_add(Duration::from_millis(1)).unwrap_or(st.last_block_time));
+                .unwrap_or_else(|| {
+                    st.last_block_time
+                        .checked_add(Duration::from_millis(1))
+                        .unwrap_or(st.last_block_time)
+                });
             (Some(c), t)
         };
         let ci = commit_info(&st.last_validators, last_commit.as_ref());
@@ -337,7 +360,10 @@ impl<A: Application> Node<A> {
         }
 
         let header = block::Header {
-            version: block::header::Version { block: crate::BLOCK_PROTOCOL, app: st.app_version },
+            version: block::header::Version {
+                block: crate::BLOCK_PROTOCOL,
+                app: st.app_version,
+            },
             chain_id: chain_id.clone(),
             height,
             time,
@@ -347,14 +373,23 @@ impl<A: Application> Node<A> {
             validators_hash: cb::validators_hash(&st.validators),
             next_validators_hash: next_vals_hash,
             consensus_hash: cb::params_hash(&params),
-            app_hash: AppHash::try_from(st.app_hash.clone()).map_err(|e| anyhow!("app hash: {e}"))?,
-            last_results_hash: Some(Hash::from_bytes(tendermint::hash::Algorithm::Sha256, &st.last_results_hash)?),
+            app_hash: AppHash::try_from(st.app_hash.clone())
+                .map_err(|e| anyhow!("app hash: {e}"))?,
+            last_results_hash: Some(Hash::from_bytes(
+                tendermint::hash::Algorithm::Sha256,
+                &st.last_results_hash,
+            )?),
             evidence_hash: Some(cb::empty_hash()),
             proposer_address: addr,
         };
         // Initial block: CometBFT's empty (non-nil) LastCommit.
         let blk_commit = Some(last_commit.clone().unwrap_or_else(cb::empty_commit));
-        let blk = Block::new(header, txs.clone(), tendermint::evidence::List::default(), blk_commit);
+        let blk = Block::new(
+            header,
+            txs.clone(),
+            tendermint::evidence::List::default(),
+            blk_commit,
+        );
         let (bid, size) = cb::block_id(&blk);
 
         let pp = app.process_proposal(RequestProcessProposal {
@@ -368,7 +403,11 @@ impl<A: Application> Node<A> {
             proposer_address: addr.as_bytes().to_vec().into(),
         });
         if pp.status != ProposalStatus::Accept as i32 {
-            warn!(height = h, status = pp.status, "ProcessProposal rejected our proposal; skipping this round");
+            warn!(
+                height = h,
+                status = pp.status,
+                "ProcessProposal rejected our proposal; skipping this round"
+            );
             self.metrics.blocks_rejected.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
@@ -384,7 +423,11 @@ impl<A: Application> Node<A> {
             proposer_address: addr.as_bytes().to_vec().into(),
         });
         if fin.tx_results.len() != txs.len() {
-            bail!("FinalizeBlock returned {} tx results for {} txs", fin.tx_results.len(), txs.len());
+            bail!(
+                "FinalizeBlock returned {} tx results for {} txs",
+                fin.tx_results.len(),
+                txs.len()
+            );
         }
 
         let new_params = apply_param_updates(&params, &fin.consensus_param_updates)?;
@@ -396,7 +439,11 @@ impl<A: Application> Node<A> {
             last_block_time: time,
             app_hash: fin.app_hash.to_vec(),
             last_results_hash: cb::results_hash(&fin.tx_results),
-            app_version: new_params.version.as_ref().map(|v| v.app).unwrap_or(st.app_version),
+            app_version: new_params
+                .version
+                .as_ref()
+                .map(|v| v.app)
+                .unwrap_or(st.app_version),
             last_validators: st.validators.clone(),
             validators: st.next_validators.clone(),
             next_validators: apply_validator_updates(&st.next_validators, &fin.validator_updates)?,
@@ -404,7 +451,8 @@ impl<A: Application> Node<A> {
         };
         let vote_time = std::cmp::max(
             Time::now(),
-            time.checked_add(Duration::from_millis(1)).ok_or_else(|| anyhow!("time overflow"))?,
+            time.checked_add(Duration::from_millis(1))
+                .ok_or_else(|| anyhow!("time overflow"))?,
         );
         let seen = cb::sign_commit(&self.key, &chain_id, height, bid, vote_time, &st.validators);
         self.store.save_block(&BlockRecord {
@@ -420,17 +468,29 @@ impl<A: Application> Node<A> {
         app.commit();
         let _ = home::write_priv_validator_state(
             &self.home,
-            &home::PrivValidatorState { height: h as i64, round: 0, step: 3, signature: None, signbytes: None },
+            &home::PrivValidatorState {
+                height: h as i64,
+                round: 0,
+                step: 3,
+                signature: None,
+                signbytes: None,
+            },
         );
         mempool.update(&app, &txs);
         drop(mempool);
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = new_state;
 
         self.metrics.height.store(h, Ordering::Relaxed);
-        self.metrics.total_txs.fetch_add(txs.len() as u64, Ordering::Relaxed);
-        self.metrics.last_block_txs.store(txs.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .total_txs
+            .fetch_add(txs.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .last_block_txs
+            .store(txs.len() as u64, Ordering::Relaxed);
         if let Ok(d) = time.duration_since(st.last_block_time) {
-            self.metrics.last_block_interval_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+            self.metrics
+                .last_block_interval_ms
+                .store(d.as_millis() as u64, Ordering::Relaxed);
         }
         info!(height = h, txs = txs.len(), app_hash = %hex::encode_upper(&fin.app_hash), "committed block");
         self.publish(&blk, &bid, &fin);
@@ -538,7 +598,10 @@ pub fn finalize_block_json(f: &ResponseFinalizeBlock) -> Value {
         m.insert("events".into(), events_json(&f.events));
     }
     if !f.tx_results.is_empty() {
-        m.insert("tx_results".into(), Value::Array(f.tx_results.iter().map(exec_result_event_json).collect()));
+        m.insert(
+            "tx_results".into(),
+            Value::Array(f.tx_results.iter().map(exec_result_event_json).collect()),
+        );
     }
     let vus: Vec<Value> = f
         .validator_updates
@@ -558,7 +621,11 @@ pub fn finalize_block_json(f: &ResponseFinalizeBlock) -> Value {
 
 /// The handshake: bring the app to the block store's height and return the
 /// consensus state to continue from.
-fn handshake<A: Application>(app: &A, store: &BlockStore, genesis: &Genesis) -> anyhow::Result<ChainState> {
+fn handshake<A: Application>(
+    app: &A,
+    store: &BlockStore,
+    genesis: &Genesis,
+) -> anyhow::Result<ChainState> {
     let info = app.info(RequestInfo {
         version: crate::COMETBFT_VERSION.into(),
         block_version: crate::BLOCK_PROTOCOL,
@@ -587,11 +654,21 @@ fn handshake<A: Application>(app: &A, store: &BlockStore, genesis: &Genesis) -> 
     for h in replay_from..=store_h {
         replay_block(app, store, h)?;
     }
-    let st = store.latest_state()?.ok_or_else(|| anyhow!("block store has no saved state"))?;
+    let st = store
+        .latest_state()?
+        .ok_or_else(|| anyhow!("block store has no saved state"))?;
     if st.chain_id != genesis.chain_id.as_str() {
-        bail!("block store is for chain {} but genesis.json says {}", st.chain_id, genesis.chain_id);
+        bail!(
+            "block store is for chain {} but genesis.json says {}",
+            st.chain_id,
+            genesis.chain_id
+        );
     }
-    if store_h > 0 && app_h == store_h && !info.last_block_app_hash.is_empty() && info.last_block_app_hash.as_ref() != st.app_hash.as_slice() {
+    if store_h > 0
+        && app_h == store_h
+        && !info.last_block_app_hash.is_empty()
+        && info.last_block_app_hash.as_ref() != st.app_hash.as_slice()
+    {
         bail!(
             "app hash mismatch at height {store_h}: app reports {}, block store has {}",
             hex::encode_upper(&info.last_block_app_hash),
@@ -601,8 +678,16 @@ fn handshake<A: Application>(app: &A, store: &BlockStore, genesis: &Genesis) -> 
     Ok(st)
 }
 
-fn init_chain<A: Application>(app: &A, g: &Genesis, app_version: u64) -> anyhow::Result<ChainState> {
-    let app_state_bytes = if g.app_state.is_null() { vec![] } else { serde_json::to_vec(&g.app_state)? };
+fn init_chain<A: Application>(
+    app: &A,
+    g: &Genesis,
+    app_version: u64,
+) -> anyhow::Result<ChainState> {
+    let app_state_bytes = if g.app_state.is_null() {
+        vec![]
+    } else {
+        serde_json::to_vec(&g.app_state)?
+    };
     let resp = app.init_chain(RequestInitChain {
         time: Some(ts(g.genesis_time)),
         chain_id: g.chain_id.to_string(),
@@ -623,7 +708,11 @@ fn init_chain<A: Application>(app: &A, g: &Genesis, app_version: u64) -> anyhow:
     if vals.is_empty() {
         bail!("genesis.json has no validators and InitChain returned none: the chain would have no validator");
     }
-    let app_hash = if resp.app_hash.is_empty() { g.app_hash.as_bytes().to_vec() } else { resp.app_hash.to_vec() };
+    let app_hash = if resp.app_hash.is_empty() {
+        g.app_hash.as_bytes().to_vec()
+    } else {
+        resp.app_hash.to_vec()
+    };
     info!(chain_id = %g.chain_id, validators = vals.len(), "InitChain done");
     Ok(ChainState {
         chain_id: g.chain_id.to_string(),
@@ -633,7 +722,11 @@ fn init_chain<A: Application>(app: &A, g: &Genesis, app_version: u64) -> anyhow:
         last_block_time: g.genesis_time,
         app_hash,
         last_results_hash: cb::empty_hash().as_bytes().to_vec(),
-        app_version: if app_version != 0 { app_version } else { params.version.as_ref().map(|v| v.app).unwrap_or(0) },
+        app_version: if app_version != 0 {
+            app_version
+        } else {
+            params.version.as_ref().map(|v| v.app).unwrap_or(0)
+        },
         last_validators: vec![],
         validators: vals.clone(),
         next_validators: vals,
@@ -643,17 +736,30 @@ fn init_chain<A: Application>(app: &A, g: &Genesis, app_version: u64) -> anyhow:
 
 /// Re-run a stored block through FinalizeBlock + Commit (crash recovery).
 fn replay_block<A: Application>(app: &A, store: &BlockStore, h: u64) -> anyhow::Result<()> {
-    let blk = store.block(h)?.ok_or_else(|| anyhow!("replay: block {h} missing from the block store"))?;
-    let meta = store.block_meta(h)?.ok_or_else(|| anyhow!("replay: block meta {h} missing"))?;
-    let stored = store.results(h)?.ok_or_else(|| anyhow!("replay: results {h} missing"))?;
-    let last_vals = if h > 1 { store.validators(h - 1)?.unwrap_or_default() } else { vec![] };
+    let blk = store
+        .block(h)?
+        .ok_or_else(|| anyhow!("replay: block {h} missing from the block store"))?;
+    let meta = store
+        .block_meta(h)?
+        .ok_or_else(|| anyhow!("replay: block meta {h} missing"))?;
+    let stored = store
+        .results(h)?
+        .ok_or_else(|| anyhow!("replay: results {h} missing"))?;
+    let last_vals = if h > 1 {
+        store.validators(h - 1)?.unwrap_or_default()
+    } else {
+        vec![]
+    };
     let vals_next = store.validators(h + 1)?;
     let next_vals_hash = match vals_next {
         Some(v) => cb::validators_hash(&v),
         None => blk.header.next_validators_hash,
     };
     let _ = next_vals_hash;
-    info!(height = h, "replaying block (block store is ahead of the app)");
+    info!(
+        height = h,
+        "replaying block (block store is ahead of the app)"
+    );
     let fin = app.finalize_block(RequestFinalizeBlock {
         txs: blk.data.iter().map(|t| t.clone().into()).collect(),
         decided_last_commit: Some(commit_info(&last_vals, blk.last_commit.as_ref())),
@@ -732,7 +838,12 @@ impl<A: Application> DevnetHandle<A> {
         } else {
             drop(stop_rx);
         }
-        Ok(Self { node: Some(node), rpc_addr, stop_tx: Some(stop_tx), tasks })
+        Ok(Self {
+            node: Some(node),
+            rpc_addr,
+            stop_tx: Some(stop_tx),
+            tasks,
+        })
     }
 
     /// The bound RPC address.

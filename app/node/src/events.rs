@@ -24,7 +24,9 @@ pub struct BusEvent {
 pub fn flatten_events(evs: &[Event], out: &mut BTreeMap<String, Vec<String>>) {
     for ev in evs {
         for a in &ev.attributes {
-            out.entry(format!("{}.{}", ev.r#type, a.key)).or_default().push(a.value.clone());
+            out.entry(format!("{}.{}", ev.r#type, a.key))
+                .or_default()
+                .push(a.value.clone());
         }
     }
 }
@@ -51,10 +53,11 @@ fn operand_num(o: &Operand) -> Option<f64> {
 
 /// Does one value satisfy an operation?
 pub fn value_matches(op: &Operation, value: &str) -> bool {
-    let num = |o: &Operand, f: fn(f64, f64) -> bool| match (value.parse::<f64>().ok(), operand_num(o)) {
-        (Some(v), Some(x)) => f(v, x),
-        _ => false,
-    };
+    let num =
+        |o: &Operand, f: fn(f64, f64) -> bool| match (value.parse::<f64>().ok(), operand_num(o)) {
+            (Some(v), Some(x)) => f(v, x),
+            _ => false,
+        };
     match op {
         Operation::Eq(o) => match o {
             Operand::String(s) => value == s,
@@ -73,16 +76,24 @@ pub fn value_matches(op: &Operation, value: &str) -> bool {
 pub fn query_matches(q: &Query, events: &BTreeMap<String, Vec<String>>) -> bool {
     if let Some(et) = &q.event_type {
         let want = et.to_string();
-        if !events.get("tm.event").map(|v| v.iter().any(|x| *x == want)).unwrap_or(false) {
+        if !events
+            .get("tm.event")
+            .map(|v| v.contains(&want))
+            .unwrap_or(false)
+        {
             return false;
         }
     }
     q.conditions.iter().all(|c| {
-        events.get(&c.key).map(|vals| vals.iter().any(|v| value_matches(&c.operation, v))).unwrap_or(false)
+        events
+            .get(&c.key)
+            .map(|vals| vals.iter().any(|v| value_matches(&c.operation, v)))
+            .unwrap_or(false)
     })
 }
 
 /// Parse a CometBFT query string.
 pub fn parse_query(s: &str) -> Result<Query, String> {
-    s.parse::<Query>().map_err(|e| format!("failed to parse query: {e}"))
+    s.parse::<Query>()
+        .map_err(|e| format!("failed to parse query: {e}"))
 }

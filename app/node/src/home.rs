@@ -58,18 +58,24 @@ pub struct PrivValidatorKey {
 
 impl std::fmt::Debug for PrivValidatorKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PrivValidatorKey").field("address", &self.address()).finish_non_exhaustive()
+        f.debug_struct("PrivValidatorKey")
+            .field("address", &self.address())
+            .finish_non_exhaustive()
     }
 }
 
 impl PrivValidatorKey {
     /// A fresh random key.
     pub fn generate() -> Self {
-        Self { signing_key: SigningKey::generate(&mut rand::rngs::OsRng) }
+        Self {
+            signing_key: SigningKey::generate(&mut rand::rngs::OsRng),
+        }
     }
     /// From a 32-byte seed (deterministic; tests).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self { signing_key: SigningKey::from_bytes(&seed) }
+        Self {
+            signing_key: SigningKey::from_bytes(&seed),
+        }
     }
     pub fn verifying_key(&self) -> VerifyingKey {
         self.signing_key.verifying_key()
@@ -96,13 +102,23 @@ impl PrivValidatorKey {
 }
 
 fn parse_ed25519_priv(v: &Value, what: &str) -> anyhow::Result<SigningKey> {
-    let pk = v.get("priv_key").ok_or_else(|| anyhow!("{what}: missing field priv_key"))?;
-    let ty = pk.get("type").and_then(Value::as_str).ok_or_else(|| anyhow!("{what}: missing field priv_key.type"))?;
+    let pk = v
+        .get("priv_key")
+        .ok_or_else(|| anyhow!("{what}: missing field priv_key"))?;
+    let ty = pk
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{what}: missing field priv_key.type"))?;
     if ty != "tendermint/PrivKeyEd25519" {
         bail!("{what}: unsupported key type {ty:?} (only tendermint/PrivKeyEd25519 is supported)");
     }
-    let val = pk.get("value").and_then(Value::as_str).ok_or_else(|| anyhow!("{what}: missing field priv_key.value"))?;
-    let bytes = B64.decode(val).map_err(|e| anyhow!("{what}: priv_key.value is not valid base64: {e}"))?;
+    let val = pk
+        .get("value")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{what}: missing field priv_key.value"))?;
+    let bytes = B64
+        .decode(val)
+        .map_err(|e| anyhow!("{what}: priv_key.value is not valid base64: {e}"))?;
     let seed: [u8; 32] = match bytes.len() {
         64 | 32 => bytes[..32].try_into().expect("len checked"),
         n => bail!("{what}: priv_key.value must be 64 bytes (seed || pubkey), got {n}"),
@@ -117,18 +133,24 @@ fn parse_ed25519_priv(v: &Value, what: &str) -> anyhow::Result<SigningKey> {
 /// Parse `priv_validator_key.json` contents.
 pub fn parse_priv_validator_key(text: &str) -> anyhow::Result<PrivValidatorKey> {
     let what = "priv_validator_key.json";
-    let v: Value = serde_json::from_str(text).map_err(|e| anyhow!("{what}: not valid JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| anyhow!("{what}: not valid JSON: {e}"))?;
     let sk = parse_ed25519_priv(&v, what)?;
     let key = PrivValidatorKey { signing_key: sk };
     if let Some(pubv) = v.pointer("/pub_key/value").and_then(Value::as_str) {
-        let pb = B64.decode(pubv).map_err(|e| anyhow!("{what}: pub_key.value is not valid base64: {e}"))?;
+        let pb = B64
+            .decode(pubv)
+            .map_err(|e| anyhow!("{what}: pub_key.value is not valid base64: {e}"))?;
         if pb.as_slice() != key.verifying_key().as_bytes() {
             bail!("{what}: pub_key does not match priv_key");
         }
     }
     if let Some(addr) = v.get("address").and_then(Value::as_str) {
         if !addr.eq_ignore_ascii_case(&key.address().to_string()) {
-            bail!("{what}: address {addr} does not match the key (expected {})", key.address());
+            bail!(
+                "{what}: address {addr} does not match the key (expected {})",
+                key.address()
+            );
         }
     }
     Ok(key)
@@ -137,7 +159,8 @@ pub fn parse_priv_validator_key(text: &str) -> anyhow::Result<PrivValidatorKey> 
 /// Load `<home>/config/priv_validator_key.json`.
 pub fn load_priv_validator_key(home: &Path) -> anyhow::Result<PrivValidatorKey> {
     let p = priv_validator_key_path(home);
-    let text = fs::read_to_string(&p).with_context(|| format!("reading {} (run `init` first?)", p.display()))?;
+    let text = fs::read_to_string(&p)
+        .with_context(|| format!("reading {} (run `init` first?)", p.display()))?;
     parse_priv_validator_key(&text).with_context(|| format!("loading {}", p.display()))
 }
 
@@ -149,13 +172,17 @@ pub struct NodeKey {
 
 impl std::fmt::Debug for NodeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeKey").field("id", &self.node_id()).finish_non_exhaustive()
+        f.debug_struct("NodeKey")
+            .field("id", &self.node_id())
+            .finish_non_exhaustive()
     }
 }
 
 impl NodeKey {
     pub fn generate() -> Self {
-        Self { signing_key: SigningKey::generate(&mut rand::rngs::OsRng) }
+        Self {
+            signing_key: SigningKey::generate(&mut rand::rngs::OsRng),
+        }
     }
     /// Node ID: lowercase hex of the first 20 bytes of SHA-256(pubkey).
     pub fn node_id(&self) -> String {
@@ -171,8 +198,11 @@ impl NodeKey {
 
 /// Parse `node_key.json` contents.
 pub fn parse_node_key(text: &str) -> anyhow::Result<NodeKey> {
-    let v: Value = serde_json::from_str(text).map_err(|e| anyhow!("node_key.json: not valid JSON: {e}"))?;
-    Ok(NodeKey { signing_key: parse_ed25519_priv(&v, "node_key.json")? })
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| anyhow!("node_key.json: not valid JSON: {e}"))?;
+    Ok(NodeKey {
+        signing_key: parse_ed25519_priv(&v, "node_key.json")?,
+    })
 }
 
 /// Load `<home>/config/node_key.json`.
@@ -236,7 +266,12 @@ pub fn default_consensus_params() -> Value {
 }
 
 /// A CometBFT-format genesis document with one validator of power 10.
-pub fn genesis_json(chain_id: &str, validator: &PrivValidatorKey, moniker: &str, app_state: Value) -> Value {
+pub fn genesis_json(
+    chain_id: &str,
+    validator: &PrivValidatorKey,
+    moniker: &str,
+    app_state: Value,
+) -> Value {
     let now = tendermint::Time::now();
     json!({
         "genesis_time": now.to_rfc3339(),
@@ -257,8 +292,11 @@ pub fn genesis_json(chain_id: &str, validator: &PrivValidatorKey, moniker: &str,
 /// Parse a genesis document, with errors that name the file and the field.
 /// `initial_height` defaults to 1 and `app_hash` to empty, as in CometBFT.
 pub fn parse_genesis(text: &str) -> anyhow::Result<Genesis> {
-    let mut v: Value = serde_json::from_str(text).map_err(|e| anyhow!("genesis.json: not valid JSON: {e}"))?;
-    let obj = v.as_object_mut().ok_or_else(|| anyhow!("genesis.json: top level must be a JSON object"))?;
+    let mut v: Value =
+        serde_json::from_str(text).map_err(|e| anyhow!("genesis.json: not valid JSON: {e}"))?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("genesis.json: top level must be a JSON object"))?;
     for f in ["genesis_time", "chain_id", "consensus_params"] {
         if !obj.contains_key(f) {
             bail!("genesis.json: missing field {f}");
@@ -269,7 +307,11 @@ pub fn parse_genesis(text: &str) -> anyhow::Result<Genesis> {
         _ => bail!("genesis.json: chain_id must be a non-empty string of at most 50 characters"),
     }
     obj.entry("initial_height").or_insert(json!("1"));
-    if obj.get("initial_height").map(|h| h.is_number()).unwrap_or(false) {
+    if obj
+        .get("initial_height")
+        .map(|h| h.is_number())
+        .unwrap_or(false)
+    {
         let h = obj["initial_height"].to_string();
         obj.insert("initial_height".into(), json!(h));
     }
@@ -280,7 +322,10 @@ pub fn parse_genesis(text: &str) -> anyhow::Result<Genesis> {
     }
     let g: Genesis = serde_json::from_value(v).map_err(|e| anyhow!("genesis.json: {e}"))?;
     if g.initial_height < 1 {
-        bail!("genesis.json: initial_height must be >= 1, got {}", g.initial_height);
+        bail!(
+            "genesis.json: initial_height must be >= 1, got {}",
+            g.initial_height
+        );
     }
     Ok(g)
 }
@@ -288,7 +333,8 @@ pub fn parse_genesis(text: &str) -> anyhow::Result<Genesis> {
 /// Load `<home>/config/genesis.json`.
 pub fn load_genesis(home: &Path) -> anyhow::Result<(Genesis, Value)> {
     let p = genesis_path(home);
-    let text = fs::read_to_string(&p).with_context(|| format!("reading {} (run `init` first?)", p.display()))?;
+    let text = fs::read_to_string(&p)
+        .with_context(|| format!("reading {} (run `init` first?)", p.display()))?;
     let g = parse_genesis(&text).with_context(|| format!("loading {}", p.display()))?;
     let raw: Value = serde_json::from_str(&text)?;
     Ok((g, raw))
@@ -305,15 +351,25 @@ pub struct InitOutput {
 /// Create `<home>/config` and `<home>/data`, a consensus key, a node key and
 /// a zero `priv_validator_state.json` (each only when absent), and a genesis
 /// with `app_state` (only when absent). Idempotent; never overwrites keys.
-pub fn init_home(home: &Path, chain_id: &str, moniker: &str, app_state: Value) -> anyhow::Result<InitOutput> {
-    fs::create_dir_all(config_dir(home)).with_context(|| format!("creating {}", config_dir(home).display()))?;
-    fs::create_dir_all(data_dir(home)).with_context(|| format!("creating {}", data_dir(home).display()))?;
+pub fn init_home(
+    home: &Path,
+    chain_id: &str,
+    moniker: &str,
+    app_state: Value,
+) -> anyhow::Result<InitOutput> {
+    fs::create_dir_all(config_dir(home))
+        .with_context(|| format!("creating {}", config_dir(home).display()))?;
+    fs::create_dir_all(data_dir(home))
+        .with_context(|| format!("creating {}", data_dir(home).display()))?;
     let pv_path = priv_validator_key_path(home);
     let pv = if pv_path.exists() {
         load_priv_validator_key(home)?
     } else {
         let k = PrivValidatorKey::generate();
-        write_atomic(&pv_path, serde_json::to_string_pretty(&k.to_json())?.as_bytes())?;
+        write_atomic(
+            &pv_path,
+            serde_json::to_string_pretty(&k.to_json())?.as_bytes(),
+        )?;
         k
     };
     let nk_path = node_key_path(home);
@@ -335,5 +391,9 @@ pub fn init_home(home: &Path, chain_id: &str, moniker: &str, app_state: Value) -
         write_atomic(&gp, serde_json::to_string_pretty(&g)?.as_bytes())?;
         true
     };
-    Ok(InitOutput { validator_address: pv.address(), node_id: nk.node_id(), genesis_written })
+    Ok(InitOutput {
+        validator_address: pv.address(),
+        node_id: nk.node_id(),
+        genesis_written,
+    })
 }

@@ -23,7 +23,12 @@ pub struct MempoolConfig {
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        Self { max_txs: 5000, max_txs_bytes: 1 << 30, max_tx_bytes: 1 << 20, cache_size: 10_000 }
+        Self {
+            max_txs: 5000,
+            max_txs_bytes: 1 << 30,
+            max_tx_bytes: 1 << 20,
+            cache_size: 10_000,
+        }
     }
 }
 
@@ -36,7 +41,12 @@ pub enum MempoolError {
     #[error("tx too large. Max size is {max}, but got {got}")]
     TooLarge { max: usize, got: usize },
     #[error("mempool is full: number of txs {num} (max: {max}), total txs bytes {bytes} (max: {max_bytes})")]
-    Full { num: usize, max: usize, bytes: usize, max_bytes: usize },
+    Full {
+        num: usize,
+        max: usize,
+        bytes: usize,
+        max_bytes: usize,
+    },
 }
 
 /// One pending tx.
@@ -111,9 +121,16 @@ impl Mempool {
     /// CheckTx a new tx and add it when the app accepts it.
     /// `Err` for cache hits / size limits (JSON-RPC errors); `Ok(resp)` otherwise
     /// (a non-zero `resp.code` means the app rejected it and it was not added).
-    pub fn check_tx<A: Application>(&mut self, app: &A, tx: Vec<u8>) -> Result<ResponseCheckTx, MempoolError> {
+    pub fn check_tx<A: Application>(
+        &mut self,
+        app: &A,
+        tx: Vec<u8>,
+    ) -> Result<ResponseCheckTx, MempoolError> {
         if tx.len() > self.cfg.max_tx_bytes {
-            return Err(MempoolError::TooLarge { max: self.cfg.max_tx_bytes, got: tx.len() });
+            return Err(MempoolError::TooLarge {
+                max: self.cfg.max_tx_bytes,
+                got: tx.len(),
+            });
         }
         if self.txs.len() >= self.cfg.max_txs || self.bytes + tx.len() > self.cfg.max_txs_bytes {
             return Err(MempoolError::Full {
@@ -127,11 +144,18 @@ impl Mempool {
         if !self.cache_push(hash) {
             return Err(MempoolError::AlreadyInCache);
         }
-        let resp = app.check_tx(RequestCheckTx { tx: tx.clone().into(), r#type: CheckTxType::New as i32 });
+        let resp = app.check_tx(RequestCheckTx {
+            tx: tx.clone().into(),
+            r#type: CheckTxType::New as i32,
+        });
         if resp.code == 0 {
             self.bytes += tx.len();
             self.index.insert(hash);
-            self.txs.push_back(MempoolTx { tx, hash, gas_wanted: resp.gas_wanted });
+            self.txs.push_back(MempoolTx {
+                tx,
+                hash,
+                gas_wanted: resp.gas_wanted,
+            });
         } else {
             // CometBFT (keep-invalid-txs-in-cache = false) forgets rejected txs.
             self.cache_remove(&hash);
@@ -176,7 +200,10 @@ impl Mempool {
             if committed.contains_key(&t.hash) {
                 continue;
             }
-            let resp = app.check_tx(RequestCheckTx { tx: t.tx.clone().into(), r#type: CheckTxType::Recheck as i32 });
+            let resp = app.check_tx(RequestCheckTx {
+                tx: t.tx.clone().into(),
+                r#type: CheckTxType::Recheck as i32,
+            });
             if resp.code != 0 {
                 dropped += 1;
                 self.cache_remove(&t.hash);

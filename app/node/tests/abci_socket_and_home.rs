@@ -12,25 +12,53 @@ use tendermint_proto::v0_38::abci::*;
 #[test]
 fn abci_socket_server_answers_a_tendermint_abci_client() {
     let app = KvApp::default();
-    let server = kiln_node::abci_server::bind_abci(app.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let server =
+        kiln_node::abci_server::bind_abci(app.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr();
-    std::thread::spawn(move || server.listen());
+    std::thread::spawn(move || {
+        let _ = server.listen();
+    });
     std::thread::sleep(Duration::from_millis(50));
     let mut client = ClientBuilder::default().connect(&addr).unwrap();
 
-    let info = client.info(RequestInfo { version: "0.38.17".into(), ..Default::default() }).unwrap();
+    let info = client
+        .info(RequestInfo {
+            version: "0.38.17".into(),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(info.last_block_height, 0);
     assert_eq!(info.data, "kv");
 
-    client.init_chain(RequestInitChain { chain_id: "kiln-test".into(), initial_height: 1, ..Default::default() }).unwrap();
-    let ok = client.check_tx(RequestCheckTx { tx: b"a=1".to_vec().into(), r#type: 0 }).unwrap();
+    client
+        .init_chain(RequestInitChain {
+            chain_id: "kiln-test".into(),
+            initial_height: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    let ok = client
+        .check_tx(RequestCheckTx {
+            tx: b"a=1".to_vec().into(),
+            r#type: 0,
+        })
+        .unwrap();
     assert_eq!(ok.code, 0);
     assert_eq!(ok.gas_wanted, 1);
-    let bad = client.check_tx(RequestCheckTx { tx: b"garbage".to_vec().into(), r#type: 0 }).unwrap();
+    let bad = client
+        .check_tx(RequestCheckTx {
+            tx: b"garbage".to_vec().into(),
+            r#type: 0,
+        })
+        .unwrap();
     assert_eq!(bad.code, 1);
 
     let fin = client
-        .finalize_block(RequestFinalizeBlock { txs: vec![b"a=1".to_vec().into(), b"fail=2".to_vec().into()], height: 1, ..Default::default() })
+        .finalize_block(RequestFinalizeBlock {
+            txs: vec![b"a=1".to_vec().into(), b"fail=2".to_vec().into()],
+            height: 1,
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(fin.tx_results.len(), 2);
     assert_eq!(fin.tx_results[0].code, 0);
@@ -41,11 +69,20 @@ fn abci_socket_server_answers_a_tendermint_abci_client() {
     let info = client.info(RequestInfo::default()).unwrap();
     assert_eq!(info.last_block_height, 1);
     assert_eq!(info.last_block_app_hash, fin.app_hash);
-    let q = client.query(RequestQuery { path: "/store".into(), data: b"a".to_vec().into(), ..Default::default() }).unwrap();
+    let q = client
+        .query(RequestQuery {
+            path: "/store".into(),
+            data: b"a".to_vec().into(),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(&q.value[..], b"1");
     // a second connection (CometBFT opens four) sees the same app
     let mut c2 = ClientBuilder::default().connect(&addr).unwrap();
-    assert_eq!(c2.info(RequestInfo::default()).unwrap().last_block_height, 1);
+    assert_eq!(
+        c2.info(RequestInfo::default()).unwrap().last_block_height,
+        1
+    );
 }
 
 #[test]
@@ -59,7 +96,9 @@ fn init_home_writes_cometbft_files_and_is_idempotent() {
     assert_eq!(pv["priv_key"]["type"], "tendermint/PrivKeyEd25519");
     assert_eq!(pv["address"], out.validator_address.to_string());
     assert_eq!(b64d(pv["priv_key"]["value"].as_str().unwrap()).len(), 64);
-    let nk: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(home::node_key_path(dir.path())).unwrap()).unwrap();
+    let nk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home::node_key_path(dir.path())).unwrap())
+            .unwrap();
     assert_eq!(nk["priv_key"]["type"], "tendermint/PrivKeyEd25519");
     assert_eq!(out.node_id.len(), 40);
     let st = home::load_priv_validator_state(dir.path()).unwrap();
@@ -79,7 +118,10 @@ fn init_home_writes_cometbft_files_and_is_idempotent() {
     assert!(!out2.genesis_written);
     assert_eq!(out2.validator_address, out.validator_address);
     assert_eq!(out2.node_id, out.node_id);
-    assert_eq!(home::load_priv_validator_key(dir.path()).unwrap().address(), out.validator_address);
+    assert_eq!(
+        home::load_priv_validator_key(dir.path()).unwrap().address(),
+        out.validator_address
+    );
 }
 
 fn b64d(s: &str) -> Vec<u8> {
@@ -91,33 +133,62 @@ fn b64d(s: &str) -> Vec<u8> {
 fn malformed_key_and_genesis_files_give_clear_errors() {
     let k = home::PrivValidatorKey::from_seed([1; 32]);
     let good = k.to_json();
-    assert_eq!(home::parse_priv_validator_key(&good.to_string()).unwrap().address(), k.address());
+    assert_eq!(
+        home::parse_priv_validator_key(&good.to_string())
+            .unwrap()
+            .address(),
+        k.address()
+    );
 
     let cases: Vec<(String, &str)> = vec![
         ("{".into(), "not valid JSON"),
         ("{}".into(), "missing field priv_key"),
-        (r#"{"priv_key":{"type":"tendermint/PrivKeySecp256k1","value":"AA=="}}"#.into(), "unsupported key type"),
-        (r#"{"priv_key":{"type":"tendermint/PrivKeyEd25519","value":"%%%"}}"#.into(), "not valid base64"),
-        (r#"{"priv_key":{"type":"tendermint/PrivKeyEd25519","value":"AAAA"}}"#.into(), "must be 64 bytes"),
-        ({
-            let mut v = good.clone();
-            v["address"] = "00".repeat(20).into();
-            v.to_string()
-        }, "does not match"),
-        ({
-            let mut v = good.clone();
-            v["pub_key"]["value"] = home::PrivValidatorKey::from_seed([2; 32]).to_json()["pub_key"]["value"].clone();
-            v.to_string()
-        }, "pub_key does not match"),
+        (
+            r#"{"priv_key":{"type":"tendermint/PrivKeySecp256k1","value":"AA=="}}"#.into(),
+            "unsupported key type",
+        ),
+        (
+            r#"{"priv_key":{"type":"tendermint/PrivKeyEd25519","value":"%%%"}}"#.into(),
+            "not valid base64",
+        ),
+        (
+            r#"{"priv_key":{"type":"tendermint/PrivKeyEd25519","value":"AAAA"}}"#.into(),
+            "must be 64 bytes",
+        ),
+        (
+            {
+                let mut v = good.clone();
+                v["address"] = "00".repeat(20).into();
+                v.to_string()
+            },
+            "does not match",
+        ),
+        (
+            {
+                let mut v = good.clone();
+                v["pub_key"]["value"] = home::PrivValidatorKey::from_seed([2; 32]).to_json()
+                    ["pub_key"]["value"]
+                    .clone();
+                v.to_string()
+            },
+            "pub_key does not match",
+        ),
     ];
     for (text, want) in cases {
         let err = format!("{:#}", home::parse_priv_validator_key(&text).unwrap_err());
-        assert!(err.contains("priv_validator_key.json") && err.contains(want), "{text}: {err}");
+        assert!(
+            err.contains("priv_validator_key.json") && err.contains(want),
+            "{text}: {err}"
+        );
     }
-    let err = format!("{:#}", home::parse_node_key("{\"priv_key\":{}}").unwrap_err());
+    let err = format!(
+        "{:#}",
+        home::parse_node_key("{\"priv_key\":{}}").unwrap_err()
+    );
     assert!(err.contains("node_key.json"), "{err}");
 
-    let gen = |v: serde_json::Value| home::parse_genesis(&v.to_string()).map_err(|e| format!("{e:#}"));
+    let gen =
+        |v: serde_json::Value| home::parse_genesis(&v.to_string()).map_err(|e| format!("{e:#}"));
     let base = serde_json::json!({
         "genesis_time": "2024-01-01T00:00:00Z",
         "chain_id": "c",
@@ -125,7 +196,11 @@ fn malformed_key_and_genesis_files_give_clear_errors() {
         "app_state": {}
     });
     assert!(gen(base.clone()).is_ok());
-    for (field, want) in [("chain_id", "missing field chain_id"), ("genesis_time", "missing field genesis_time"), ("consensus_params", "missing field consensus_params")] {
+    for (field, want) in [
+        ("chain_id", "missing field chain_id"),
+        ("genesis_time", "missing field genesis_time"),
+        ("consensus_params", "missing field consensus_params"),
+    ] {
         let mut v = base.clone();
         v.as_object_mut().unwrap().remove(field);
         let e = gen(v).unwrap_err();
@@ -137,13 +212,32 @@ fn malformed_key_and_genesis_files_give_clear_errors() {
     let mut v = base.clone();
     v["genesis_time"] = "yesterday".into();
     assert!(gen(v).unwrap_err().contains("genesis.json"));
-    assert!(home::parse_genesis("[1]").unwrap_err().to_string().contains("JSON object"));
+    assert!(home::parse_genesis("[1]")
+        .unwrap_err()
+        .to_string()
+        .contains("JSON object"));
 
     // a devnet refuses to start on a malformed genesis, with the reason
     let dir = tempfile::tempdir().unwrap();
     init_home(dir.path());
-    std::fs::write(home::genesis_path(dir.path()), r#"{"genesis_time":"2024-01-01T00:00:00Z"}"#).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let err = rt.block_on(kiln_node::DevnetHandle::start(KvApp::default(), config(dir.path()))).err().unwrap();
-    assert!(format!("{err:#}").contains("missing field chain_id"), "{err:#}");
+    std::fs::write(
+        home::genesis_path(dir.path()),
+        r#"{"genesis_time":"2024-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(kiln_node::DevnetHandle::start(
+            KvApp::default(),
+            config(dir.path()),
+        ))
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("missing field chain_id"),
+        "{err:#}"
+    );
 }

@@ -17,7 +17,10 @@ fn fixture(name: &str) -> (Block, block::Id) {
     if blk["last_commit"]["height"] == "0" {
         blk["last_commit"] = Value::Null;
     }
-    (serde_json::from_value(blk).unwrap(), serde_json::from_value(v["result"]["block_id"].clone()).unwrap())
+    (
+        serde_json::from_value(blk).unwrap(),
+        serde_json::from_value(v["result"]["block_id"].clone()).unwrap(),
+    )
 }
 
 fn fixture_validator() -> validator::Info {
@@ -47,21 +50,36 @@ fn block_id_header_hash_and_part_set_match_cometbft() {
 fn data_commit_validators_consensus_and_results_hashes_match_cometbft() {
     let (blk, _) = fixture("10");
     assert_eq!(blk.header.data_hash.unwrap(), chain::txs_hash(&blk.data));
-    assert_eq!(blk.header.last_commit_hash.unwrap(), chain::commit_hash(blk.last_commit.as_ref()));
-    assert_eq!(blk.header.validators_hash, chain::validators_hash(&[fixture_validator()]));
-    let params = kiln_node::home::parse_genesis(&serde_json::json!({
-        "genesis_time": "2023-05-17T14:12:48.347696215Z",
-        "chain_id": "dockerchain",
-        "consensus_params": kiln_node::home::default_consensus_params(),
-        "app_state": {}
-    }).to_string())
+    assert_eq!(
+        blk.header.last_commit_hash.unwrap(),
+        chain::commit_hash(blk.last_commit.as_ref())
+    );
+    assert_eq!(
+        blk.header.validators_hash,
+        chain::validators_hash(&[fixture_validator()])
+    );
+    let params = kiln_node::home::parse_genesis(
+        &serde_json::json!({
+            "genesis_time": "2023-05-17T14:12:48.347696215Z",
+            "chain_id": "dockerchain",
+            "consensus_params": kiln_node::home::default_consensus_params(),
+            "app_state": {}
+        })
+        .to_string(),
+    )
     .unwrap()
     .consensus_params;
     assert_eq!(blk.header.consensus_hash, chain::params_hash(&params));
-    assert_eq!(blk.header.last_results_hash.unwrap().as_bytes(), &chain::results_hash(&[])[..]);
+    assert_eq!(
+        blk.header.last_results_hash.unwrap().as_bytes(),
+        &chain::results_hash(&[])[..]
+    );
     assert_eq!(blk.header.evidence_hash.unwrap(), chain::empty_hash());
     let (b1, _) = fixture("1");
-    assert_eq!(b1.header.last_commit_hash.unwrap(), chain::commit_hash(None));
+    assert_eq!(
+        b1.header.last_commit_hash.unwrap(),
+        chain::commit_hash(None)
+    );
 }
 
 #[test]
@@ -70,9 +88,14 @@ fn cometbft_commit_signature_verifies_with_our_sign_bytes() {
     let (blk, _) = fixture("10");
     let lc = blk.last_commit.unwrap();
     let bytes = chain::commit_sign_bytes(&"dockerchain".parse().unwrap(), &lc, 0).unwrap();
-    let PublicKey::Ed25519(pk) = fixture_validator().pub_key else { panic!() };
+    let PublicKey::Ed25519(pk) = fixture_validator().pub_key else {
+        panic!()
+    };
     let vk = VerifyingKey::from_bytes(pk.as_bytes().try_into().unwrap()).unwrap();
-    let block::CommitSig::BlockIdFlagCommit { signature, .. } = &lc.signatures[0] else { panic!() };
+    let block::CommitSig::BlockIdFlagCommit { signature, .. } = &lc.signatures[0] else {
+        panic!()
+    };
     let sig = Signature::from_slice(signature.as_ref().unwrap().as_bytes()).unwrap();
-    vk.verify(&bytes, &sig).expect("CometBFT's own signature verifies over our sign bytes");
+    vk.verify(&bytes, &sig)
+        .expect("CometBFT's own signature verifies over our sign bytes");
 }

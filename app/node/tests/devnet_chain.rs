@@ -21,7 +21,12 @@ async fn headers_chain_and_commits_verify_with_the_validator_key() {
     let addr = h.rpc_addr();
     let mut app_hashes = vec![app.app_hash()]; // after InitChain
     for i in 0..4 {
-        rpc(addr, "broadcast_tx_sync", json!({"tx": b64(format!("k{i}=v{i}").as_bytes())})).await;
+        rpc(
+            addr,
+            "broadcast_tx_sync",
+            json!({"tx": b64(format!("k{i}=v{i}").as_bytes())}),
+        )
+        .await;
         h.produce_block_now().await.unwrap().unwrap();
         app_hashes.push(app.app_hash());
     }
@@ -41,13 +46,23 @@ async fn headers_chain_and_commits_verify_with_the_validator_key() {
         // header hash recomputed by tendermint-rs equals the served block id
         assert_eq!(blk.header.hash(), bid.hash);
         // app hash in header h = app hash after block h-1
-        assert_eq!(blk.header.app_hash.as_bytes(), &app_hashes[(height - 1) as usize][..]);
+        assert_eq!(
+            blk.header.app_hash.as_bytes(),
+            &app_hashes[(height - 1) as usize][..]
+        );
         assert_eq!(blk.header.proposer_address, key.address());
-        assert_eq!(blk.header.data_hash.unwrap(), kiln_node::chain::txs_hash(&blk.data));
+        assert_eq!(
+            blk.header.data_hash.unwrap(),
+            kiln_node::chain::txs_hash(&blk.data)
+        );
         match &prev {
             None => {
                 assert!(blk.header.last_block_id.is_none());
-                assert!(blk.last_commit.as_ref().map(|c| c.signatures.is_empty()).unwrap_or(true));
+                assert!(blk
+                    .last_commit
+                    .as_ref()
+                    .map(|c| c.signatures.is_empty())
+                    .unwrap_or(true));
             }
             Some((pb, pid)) => {
                 assert_eq!(blk.header.last_block_id, Some(*pid));
@@ -56,11 +71,15 @@ async fn headers_chain_and_commits_verify_with_the_validator_key() {
                 assert_eq!(lc.height, pb.header.height);
                 assert!(blk.header.time > pb.header.time);
                 verify_commit(&lc, &vk, "kiln-test");
-                assert_eq!(blk.header.last_commit_hash.unwrap(), kiln_node::chain::commit_hash(Some(&lc)));
+                assert_eq!(
+                    blk.header.last_commit_hash.unwrap(),
+                    kiln_node::chain::commit_hash(Some(&lc))
+                );
                 // the canonical commit endpoint for h-1 serves the same commit
                 let c = rpc(addr, "commit", json!({"height": (height - 1).to_string()})).await;
                 assert_eq!(c["canonical"], true);
-                let cc: block::Commit = serde_json::from_value(c["signed_header"]["commit"].clone()).unwrap();
+                let cc: block::Commit =
+                    serde_json::from_value(c["signed_header"]["commit"].clone()).unwrap();
                 assert_eq!(cc, lc);
             }
         }
@@ -88,7 +107,12 @@ fn b64dec(s: &str) -> Vec<u8> {
 
 /// Verify a single-signature commit independently of kiln-node's helpers.
 fn verify_commit(c: &block::Commit, vk: &VerifyingKey, chain_id: &str) {
-    let block::CommitSig::BlockIdFlagCommit { validator_address, timestamp, signature } = &c.signatures[0] else {
+    let block::CommitSig::BlockIdFlagCommit {
+        validator_address,
+        timestamp,
+        signature,
+    } = &c.signatures[0]
+    else {
         panic!("not signed");
     };
     let v = vote::Vote {
@@ -131,9 +155,15 @@ async fn validator_updates_take_effect_two_blocks_later() {
     h.produce_block_now().await.unwrap(); // 4
     h.produce_block_now().await.unwrap(); // 5
     h.produce_block_now().await.unwrap(); // 6
-    let b3: Block = serde_json::from_value(rpc(addr, "block", json!({"height": 3})).await["block"].clone()).unwrap();
-    let b4: Block = serde_json::from_value(rpc(addr, "block", json!({"height": 4})).await["block"].clone()).unwrap();
-    let b5: Block = serde_json::from_value(rpc(addr, "block", json!({"height": 5})).await["block"].clone()).unwrap();
+    let b3: Block =
+        serde_json::from_value(rpc(addr, "block", json!({"height": 3})).await["block"].clone())
+            .unwrap();
+    let b4: Block =
+        serde_json::from_value(rpc(addr, "block", json!({"height": 4})).await["block"].clone())
+            .unwrap();
+    let b5: Block =
+        serde_json::from_value(rpc(addr, "block", json!({"height": 5})).await["block"].clone())
+            .unwrap();
     assert_eq!(b3.header.validators_hash, b4.header.validators_hash);
     assert_ne!(b4.header.validators_hash, b5.header.validators_hash);
     assert_eq!(b4.header.next_validators_hash, b5.header.validators_hash);
@@ -146,11 +176,19 @@ async fn validator_updates_take_effect_two_blocks_later() {
     assert_eq!(v["validators"][0]["address"], newkey.address().to_string());
     assert_eq!(v["validators"][0]["voting_power"], "25");
     // block 6's last commit (for 5) lists both validators; only we signed
-    let b6: Block = serde_json::from_value(rpc(addr, "block", json!({"height": 6})).await["block"].clone()).unwrap();
+    let b6: Block =
+        serde_json::from_value(rpc(addr, "block", json!({"height": 6})).await["block"].clone())
+            .unwrap();
     let lc = b6.last_commit.unwrap();
     assert_eq!(lc.signatures.len(), 2);
-    assert!(matches!(lc.signatures[0], block::CommitSig::BlockIdFlagAbsent));
-    assert!(matches!(lc.signatures[1], block::CommitSig::BlockIdFlagCommit { .. }));
+    assert!(matches!(
+        lc.signatures[0],
+        block::CommitSig::BlockIdFlagAbsent
+    ));
+    assert!(matches!(
+        lc.signatures[1],
+        block::CommitSig::BlockIdFlagCommit { .. }
+    ));
     h.stop().await;
 }
 
@@ -161,7 +199,12 @@ async fn restart_resumes_at_the_same_height_and_app_hash() {
     let app = KvApp::default();
     let h = start(app.clone(), dir.path()).await;
     for i in 0..3 {
-        rpc(h.rpc_addr(), "broadcast_tx_sync", json!({"tx": b64(format!("r{i}=x").as_bytes())})).await;
+        rpc(
+            h.rpc_addr(),
+            "broadcast_tx_sync",
+            json!({"tx": b64(format!("r{i}=x").as_bytes())}),
+        )
+        .await;
         h.produce_block_now().await.unwrap();
     }
     let before = rpc(h.rpc_addr(), "status", json!({})).await;
@@ -171,12 +214,25 @@ async fn restart_resumes_at_the_same_height_and_app_hash() {
     let h = start(app.clone(), dir.path()).await;
     let after = rpc(h.rpc_addr(), "status", json!({})).await;
     assert_eq!(after["sync_info"]["latest_block_height"], "3");
-    assert_eq!(after["sync_info"]["latest_app_hash"], before["sync_info"]["latest_app_hash"]);
-    assert_eq!(after["sync_info"]["latest_block_hash"], before["sync_info"]["latest_block_hash"]);
-    assert_eq!(app.s.lock().unwrap().init_chain_calls, 1, "no second InitChain");
+    assert_eq!(
+        after["sync_info"]["latest_app_hash"],
+        before["sync_info"]["latest_app_hash"]
+    );
+    assert_eq!(
+        after["sync_info"]["latest_block_hash"],
+        before["sync_info"]["latest_block_hash"]
+    );
+    assert_eq!(
+        app.s.lock().unwrap().init_chain_calls,
+        1,
+        "no second InitChain"
+    );
     assert_eq!(h.produce_block_now().await.unwrap(), Some(4));
     let b4 = rpc(h.rpc_addr(), "block", json!({"height": 4})).await;
-    assert_eq!(b4["block"]["header"]["last_block_id"]["hash"], before["sync_info"]["latest_block_hash"]);
+    assert_eq!(
+        b4["block"]["header"]["last_block_id"]["hash"],
+        before["sync_info"]["latest_block_hash"]
+    );
     h.stop().await;
 }
 
@@ -187,7 +243,12 @@ async fn block_store_one_ahead_of_the_app_is_replayed() {
     let app = KvApp::default();
     let h = start(app.clone(), dir.path()).await;
     for i in 0..3 {
-        rpc(h.rpc_addr(), "broadcast_tx_sync", json!({"tx": b64(format!("p{i}=y").as_bytes())})).await;
+        rpc(
+            h.rpc_addr(),
+            "broadcast_tx_sync",
+            json!({"tx": b64(format!("p{i}=y").as_bytes())}),
+        )
+        .await;
         h.produce_block_now().await.unwrap();
     }
     let hash3 = app.app_hash();
@@ -201,7 +262,11 @@ async fn block_store_one_ahead_of_the_app_is_replayed() {
     assert_eq!(app.height(), 3);
     assert_eq!(app.app_hash(), hash3);
     assert_eq!(app.get("p2").as_deref(), Some("y"));
-    assert_eq!(app.s.lock().unwrap().finalize_calls, calls + 1, "exactly one block replayed");
+    assert_eq!(
+        app.s.lock().unwrap().finalize_calls,
+        calls + 1,
+        "exactly one block replayed"
+    );
     let st = rpc(h.rpc_addr(), "status", json!({})).await;
     assert_eq!(st["sync_info"]["latest_block_height"], "3");
     assert_eq!(h.produce_block_now().await.unwrap(), Some(4));
@@ -218,13 +283,22 @@ async fn block_store_one_ahead_of_the_app_is_replayed() {
     // an app ahead of the store is refused with a clear error
     let dir2 = tempfile::tempdir().unwrap();
     init_home(dir2.path());
-    let err = kiln_node::DevnetHandle::start(app.clone(), config(dir2.path())).await.err().unwrap();
+    let err = kiln_node::DevnetHandle::start(app.clone(), config(dir2.path()))
+        .await
+        .err()
+        .unwrap();
     assert!(format!("{err:#}").contains("block store"), "{err:#}");
 }
 
-async fn next_json(ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin)) -> Value {
+async fn next_json(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Value {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("ws timeout").unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("ws timeout")
+            .unwrap()
+            .unwrap();
         if let Message::Text(t) = m {
             return serde_json::from_str(&t).unwrap();
         }
@@ -237,21 +311,43 @@ async fn websocket_subscribers_receive_new_block_and_tx_events() {
     init_home(dir.path());
     let h = start(KvApp::default(), dir.path()).await;
     let addr = h.rpc_addr();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/websocket")).await.unwrap();
-    let sub = |id: u64, q: &str| json!({"jsonrpc": "2.0", "id": id, "method": "subscribe", "params": {"query": q}}).to_string();
-    ws.send(Message::Text(sub(1, "tm.event='NewBlock'").into())).await.unwrap();
-    assert_eq!(next_json(&mut ws).await, json!({"jsonrpc": "2.0", "id": 1, "result": {}}));
-    ws.send(Message::Text(sub(2, "tm.event='Tx' AND message.sender='wsa'").into())).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/websocket"))
+        .await
+        .unwrap();
+    let sub = |id: u64, q: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "subscribe", "params": {"query": q}})
+            .to_string()
+    };
+    ws.send(Message::Text(sub(1, "tm.event='NewBlock'").into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"jsonrpc": "2.0", "id": 1, "result": {}})
+    );
+    ws.send(Message::Text(
+        sub(2, "tm.event='Tx' AND message.sender='wsa'").into(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_json(&mut ws).await["id"], 2);
     // bad query -> error, session continues
-    ws.send(Message::Text(sub(3, "tm.event=").into())).await.unwrap();
+    ws.send(Message::Text(sub(3, "tm.event=").into()))
+        .await
+        .unwrap();
     let e = next_json(&mut ws).await;
     assert_eq!(e["error"]["code"], -32603, "{e}");
     // garbage -> parse error, session continues
     ws.send(Message::Text("{{{".into())).await.unwrap();
     assert_eq!(next_json(&mut ws).await["error"]["code"], -32700);
     // normal methods work over the websocket too
-    ws.send(Message::Text(json!({"jsonrpc":"2.0","id":4,"method":"health"}).to_string().into())).await.unwrap();
+    ws.send(Message::Text(
+        json!({"jsonrpc":"2.0","id":4,"method":"health"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_json(&mut ws).await["result"], json!({}));
 
     rpc(addr, "broadcast_tx_sync", json!({"tx": b64(b"wsa=1")})).await;
@@ -262,11 +358,15 @@ async fn websocket_subscribers_receive_new_block_and_tx_events() {
     assert_eq!(nb["id"], 1);
     assert_eq!(nb["result"]["query"], "tm.event='NewBlock'");
     assert_eq!(nb["result"]["data"]["type"], "tendermint/event/NewBlock");
-    assert_eq!(nb["result"]["data"]["value"]["block"]["header"]["height"], "1");
+    assert_eq!(
+        nb["result"]["data"]["value"]["block"]["header"]["height"],
+        "1"
+    );
     assert!(nb["result"]["data"]["value"]["block_id"]["hash"].is_string());
     assert!(nb["result"]["data"]["value"]["result_finalize_block"]["app_hash"].is_string());
     assert_eq!(nb["result"]["events"]["tm.event"], json!(["NewBlock"]));
-    let blk: Block = serde_json::from_value(nb["result"]["data"]["value"]["block"].clone()).unwrap();
+    let blk: Block =
+        serde_json::from_value(nb["result"]["data"]["value"]["block"].clone()).unwrap();
     assert_eq!(blk.data.len(), 2);
 
     let tx = next_json(&mut ws).await;
@@ -276,7 +376,10 @@ async fn websocket_subscribers_receive_new_block_and_tx_events() {
     assert_eq!(txr["height"], "1");
     assert_eq!(txr["tx"], b64(b"wsa=1"));
     assert_eq!(txr["result"]["events"][0]["type"], "message");
-    assert_eq!(tx["result"]["events"]["tx.hash"], json!([hex::encode_upper(kiln_node::tx_hash(b"wsa=1"))]));
+    assert_eq!(
+        tx["result"]["events"]["tx.hash"],
+        json!([hex::encode_upper(kiln_node::tx_hash(b"wsa=1"))])
+    );
     assert_eq!(tx["result"]["events"]["tx.height"], json!(["1"]));
     assert_eq!(tx["result"]["events"]["message.sender"], json!(["wsa"]));
 
@@ -288,17 +391,30 @@ async fn websocket_subscribers_receive_new_block_and_tx_events() {
     let tx = next_json(&mut ws).await;
     assert_eq!(tx["id"], 2, "{tx}");
     assert_eq!(tx["result"]["data"]["value"]["TxResult"]["height"], "2");
-    ws.send(Message::Text(json!({"jsonrpc":"2.0","id":6,"method":"unsubscribe_all"}).to_string().into())).await.unwrap();
+    ws.send(Message::Text(
+        json!({"jsonrpc":"2.0","id":6,"method":"unsubscribe_all"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_json(&mut ws).await["result"], json!({}));
 
     // a second client with the plain Tx query sees the tx events of the next block
-    let (mut ws2, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/websocket")).await.unwrap();
-    ws2.send(Message::Text(sub(9, "tm.event='Tx'").into())).await.unwrap();
+    let (mut ws2, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/websocket"))
+        .await
+        .unwrap();
+    ws2.send(Message::Text(sub(9, "tm.event='Tx'").into()))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut ws2).await["id"], 9);
     rpc(addr, "broadcast_tx_sync", json!({"tx": b64(b"zz=1")})).await;
     h.produce_block_now().await.unwrap();
     let ev = next_json(&mut ws2).await;
-    assert_eq!(ev["result"]["data"]["value"]["TxResult"]["tx"], b64(b"zz=1"));
+    assert_eq!(
+        ev["result"]["data"]["value"]["TxResult"]["tx"],
+        b64(b"zz=1")
+    );
 
     // stop closes the websocket sessions
     h.stop().await;
@@ -322,7 +438,9 @@ async fn timed_block_production_runs_on_its_own() {
     let mut cfg = config(dir.path());
     cfg.manual_blocks = false;
     cfg.block_time = Duration::from_millis(100);
-    let h = kiln_node::DevnetHandle::start(app.clone(), cfg).await.unwrap();
+    let h = kiln_node::DevnetHandle::start(app.clone(), cfg)
+        .await
+        .unwrap();
     let addr = h.rpc_addr();
     let r = rpc(addr, "broadcast_tx_commit", json!({"tx": b64(b"auto=1")})).await;
     assert_eq!(r["tx_result"]["code"], 0);

@@ -31,7 +31,10 @@ async fn txs_flow_through_broadcast_block_results_tx_and_search() {
     }
 
     let st = rpc(addr, "status", json!({})).await;
-    assert!(st["node_info"]["version"].as_str().unwrap().starts_with("0.38"));
+    assert!(st["node_info"]["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("0.38"));
     assert_eq!(st["node_info"]["network"], "kiln-test");
     assert_eq!(st["sync_info"]["latest_block_height"], "0");
 
@@ -48,12 +51,22 @@ async fn txs_flow_through_broadcast_block_results_tx_and_search() {
     let r = rpc(addr, "broadcast_tx_async", json!({"tx": b64(b"bob=7")})).await;
     assert_eq!(r["code"], 0);
     // URI style, hex tx
-    let uri = get(addr, &format!("/broadcast_tx_sync?tx=0x{}", hex::encode(b"carol=9"))).await;
+    let uri = get(
+        addr,
+        &format!("/broadcast_tx_sync?tx=0x{}", hex::encode(b"carol=9")),
+    )
+    .await;
     assert_eq!(uri["result"]["code"], 0, "{uri}");
     // duplicate -> CometBFT's cache error
     let dup = rpc_raw(addr, "broadcast_tx_sync", json!({"tx": b64(b"alice=100")})).await;
     assert_eq!(dup["error"]["code"], -32603);
-    assert!(dup["error"]["data"].as_str().unwrap().contains("tx already exists in cache"), "{dup}");
+    assert!(
+        dup["error"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("tx already exists in cache"),
+        "{dup}"
+    );
 
     let n = rpc(addr, "num_unconfirmed_txs", json!({})).await;
     assert_eq!(n["n_txs"], "3");
@@ -98,38 +111,75 @@ async fn txs_flow_through_broadcast_block_results_tx_and_search() {
     let t2 = get(addr, &format!("/tx?hash=0x{}", hex::encode(hash))).await;
     assert_eq!(t2["result"]["tx"], b64(b"bob=7"));
     let missing = rpc_raw(addr, "tx", json!({"hash": b64(&[1u8; 32])})).await;
-    assert!(missing["error"]["data"].as_str().unwrap().contains("not found"));
+    assert!(missing["error"]["data"]
+        .as_str()
+        .unwrap()
+        .contains("not found"));
 
     // tx_search
     let s = rpc(addr, "tx_search", json!({"query": "message.sender='bob'"})).await;
     assert_eq!(s["total_count"], "1");
     assert_eq!(s["txs"][0]["tx"], b64(b"bob=7"));
-    let s = rpc(addr, "tx_search", json!({"query": "tx.height=1", "order_by": "desc"})).await;
+    let s = rpc(
+        addr,
+        "tx_search",
+        json!({"query": "tx.height=1", "order_by": "desc"}),
+    )
+    .await;
     assert_eq!(s["total_count"], "3");
     assert_eq!(s["txs"][0]["index"], 2);
-    let s = rpc(addr, "tx_search", json!({"query": format!("tx.hash='{}'", hexu(&hash))})).await;
+    let s = rpc(
+        addr,
+        "tx_search",
+        json!({"query": format!("tx.hash='{}'", hexu(&hash))}),
+    )
+    .await;
     assert_eq!(s["total_count"], "1");
-    let s = rpc(addr, "tx_search", json!({"query": "message.action='set' AND transfer.recipient='9'"})).await;
+    let s = rpc(
+        addr,
+        "tx_search",
+        json!({"query": "message.action='set' AND transfer.recipient='9'"}),
+    )
+    .await;
     assert_eq!(s["total_count"], "1");
     assert_eq!(s["txs"][0]["tx"], b64(b"carol=9"));
-    let s = rpc(addr, "tx_search", json!({"query": "message.action='set'", "page": "2", "per_page": "2"})).await;
+    let s = rpc(
+        addr,
+        "tx_search",
+        json!({"query": "message.action='set'", "page": "2", "per_page": "2"}),
+    )
+    .await;
     assert_eq!(s["total_count"], "3");
     assert_eq!(s["txs"].as_array().unwrap().len(), 1);
-    let s = get(addr, "/tx_search?query=%22tx.height%3E0%20AND%20message.sender%3D%27alice%27%22").await;
+    let s = get(
+        addr,
+        "/tx_search?query=%22tx.height%3E0%20AND%20message.sender%3D%27alice%27%22",
+    )
+    .await;
     assert_eq!(s["result"]["total_count"], "1", "{s}");
 
     // abci_query: JSON (hex data) and URI
-    let q = rpc(addr, "abci_query", json!({"path": "/store", "data": hex::encode("alice")})).await;
+    let q = rpc(
+        addr,
+        "abci_query",
+        json!({"path": "/store", "data": hex::encode("alice")}),
+    )
+    .await;
     assert_eq!(q["response"]["value"], b64(b"100"));
     assert_eq!(q["response"]["height"], "1");
     let q = get(addr, "/abci_query?path=%22/store%22&data=0x626f62").await;
     assert_eq!(q["result"]["response"]["value"], b64(b"7"));
     let info = rpc(addr, "abci_info", json!({})).await;
     assert_eq!(info["response"]["last_block_height"], "1");
-    assert_eq!(info["response"]["last_block_app_hash"], b64(&app.app_hash()));
+    assert_eq!(
+        info["response"]["last_block_app_hash"],
+        b64(&app.app_hash())
+    );
 
     // broadcast_tx_commit waits for inclusion
-    let commit_task = tokio::spawn(async move { rpc(addr, "broadcast_tx_commit", json!({"tx": b64(b"dave=1")})).await });
+    let commit_task = tokio::spawn(async move {
+        rpc(addr, "broadcast_tx_commit", json!({"tx": b64(b"dave=1")})).await
+    });
     let mut got = None;
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -145,7 +195,9 @@ async fn txs_flow_through_broadcast_block_results_tx_and_search() {
     assert_ne!(c["height"], "0");
     // a tx failing in FinalizeBlock is still included, with its code
     let c = {
-        let t = tokio::spawn(async move { rpc(addr, "broadcast_tx_commit", json!({"tx": b64(b"fail=1")})).await });
+        let t = tokio::spawn(async move {
+            rpc(addr, "broadcast_tx_commit", json!({"tx": b64(b"fail=1")})).await
+        });
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             h.produce_block_now().await.unwrap();
@@ -163,11 +215,19 @@ async fn txs_flow_through_broadcast_block_results_tx_and_search() {
 
     // misc endpoints answer in shape
     assert_eq!(rpc(addr, "health", json!({})).await, json!({}));
-    assert_eq!(rpc(addr, "genesis", json!({})).await["genesis"]["chain_id"], "kiln-test");
+    assert_eq!(
+        rpc(addr, "genesis", json!({})).await["genesis"]["chain_id"],
+        "kiln-test"
+    );
     assert_eq!(rpc(addr, "net_info", json!({})).await["n_peers"], "0");
     let cp = rpc(addr, "consensus_params", json!({})).await;
     assert_eq!(cp["consensus_params"]["block"]["max_bytes"], "22020096");
-    let bc = rpc(addr, "blockchain", json!({"minHeight": "1", "maxHeight": "2"})).await;
+    let bc = rpc(
+        addr,
+        "blockchain",
+        json!({"minHeight": "1", "maxHeight": "2"}),
+    )
+    .await;
     assert_eq!(bc["block_metas"].as_array().unwrap().len(), 2);
     assert_eq!(bc["block_metas"][0]["header"]["height"], "2");
     let (status, metrics) = http(addr, "GET", "/metrics", None).await;
@@ -217,11 +277,28 @@ async fn malformed_requests_get_jsonrpc_errors_and_server_survives() {
     }
     let v = rpc_raw(addr, "block", json!({"height": 1000})).await;
     assert_eq!(v["error"]["code"], -32603);
-    assert!(v["error"]["data"].as_str().unwrap().contains("current blockchain height 1"), "{v}");
+    assert!(
+        v["error"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("current blockchain height 1"),
+        "{v}"
+    );
     let v = rpc_raw(addr, "tx_search", json!({"query": "tm.event = = 'x'"})).await;
     assert_eq!(v["error"]["code"], -32603);
-    let v = rpc_raw(addr, "tx_search", json!({"query": "tx.height=1", "page": 9})).await;
-    assert!(v["error"]["data"].as_str().unwrap().contains("page should be within"), "{v}");
+    let v = rpc_raw(
+        addr,
+        "tx_search",
+        json!({"query": "tx.height=1", "page": 9}),
+    )
+    .await;
+    assert!(
+        v["error"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("page should be within"),
+        "{v}"
+    );
 
     // URI: bad args and unknown method
     let v = get(addr, "/block?height=xyz").await;
@@ -263,7 +340,10 @@ async fn process_proposal_rejection_skips_the_block() {
     let st = rpc(addr, "status", json!({})).await;
     assert_eq!(st["sync_info"]["latest_block_height"], "1");
     let (_, metrics) = http(addr, "GET", "/metrics", None).await;
-    assert!(metrics.contains("kiln_node_blocks_rejected_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("kiln_node_blocks_rejected_total 1"),
+        "{metrics}"
+    );
     h.stop().await;
 }
 
@@ -274,10 +354,15 @@ async fn mempool_rechecks_after_commit_and_respects_block_bytes() {
     let app = KvApp::default();
     let mut cfg = config(dir.path());
     cfg.max_block_txs_bytes = Some(12);
-    let h = kiln_node::DevnetHandle::start(app.clone(), cfg).await.unwrap();
+    let h = kiln_node::DevnetHandle::start(app.clone(), cfg)
+        .await
+        .unwrap();
     let addr = h.rpc_addr();
     for tx in ["k1=aaaa", "k2=bbbb", "k3=cccc"] {
-        assert_eq!(rpc(addr, "broadcast_tx_sync", json!({"tx": b64(tx.as_bytes())})).await["code"], 0);
+        assert_eq!(
+            rpc(addr, "broadcast_tx_sync", json!({"tx": b64(tx.as_bytes())})).await["code"],
+            0
+        );
     }
     // k2 becomes invalid before the next block; only k1 fits (7 bytes of 12).
     app.s.lock().unwrap().invalid_keys.insert("k2".into());
@@ -290,8 +375,14 @@ async fn mempool_rechecks_after_commit_and_respects_block_bytes() {
     assert!(app.s.lock().unwrap().recheck_calls >= 2);
     // the dropped tx may be resubmitted (it left the cache), the committed one not
     let v = rpc_raw(addr, "broadcast_tx_sync", json!({"tx": b64(b"k1=aaaa")})).await;
-    assert!(v["error"]["data"].as_str().unwrap().contains("tx already exists in cache"));
+    assert!(v["error"]["data"]
+        .as_str()
+        .unwrap()
+        .contains("tx already exists in cache"));
     app.s.lock().unwrap().invalid_keys.clear();
-    assert_eq!(rpc(addr, "broadcast_tx_sync", json!({"tx": b64(b"k2=bbbb")})).await["code"], 0);
+    assert_eq!(
+        rpc(addr, "broadcast_tx_sync", json!({"tx": b64(b"k2=bbbb")})).await["code"],
+        0
+    );
     h.stop().await;
 }

@@ -8,7 +8,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tendermint::abci::types::ExecTxResult as DomainExecTxResult;
 use tendermint_abci::Application;
-use tendermint_proto::v0_38::abci::{CheckTxType, ExecTxResult, RequestCheckTx, RequestInfo, RequestQuery, ResponseCheckTx};
+use tendermint_proto::v0_38::abci::{
+    CheckTxType, ExecTxResult, RequestCheckTx, RequestInfo, RequestQuery, ResponseCheckTx,
+};
 use tendermint_rpc::query::{Operand, Operation};
 
 use super::{Params, RpcError, RpcResult};
@@ -36,7 +38,10 @@ pub const METHODS: &[(&str, &[&str])] = &[
     ("blockchain", &["minHeight", "maxHeight"]),
     ("commit", &["height"]),
     ("tx", &["hash", "prove"]),
-    ("tx_search", &["query", "prove", "page", "per_page", "order_by"]),
+    (
+        "tx_search",
+        &["query", "prove", "page", "per_page", "order_by"],
+    ),
     ("validators", &["height", "page", "per_page"]),
     ("consensus_params", &["height"]),
     ("unconfirmed_txs", &["limit"]),
@@ -54,9 +59,9 @@ pub fn arg_names(method: &str) -> Option<&'static [&'static str]> {
 pub async fn dispatch<A: Application>(node: Arc<Node<A>>, method: &str, p: Params) -> RpcResult {
     match method {
         "broadcast_tx_commit" => broadcast_tx_commit(node, p).await,
-        "subscribe" | "unsubscribe" | "unsubscribe_all" => {
-            Err(RpcError::internal(format!("{method} is only available over the websocket (/websocket)")))
-        }
+        "subscribe" | "unsubscribe" | "unsubscribe_all" => Err(RpcError::internal(format!(
+            "{method} is only available over the websocket (/websocket)"
+        ))),
         _ => {
             let m = method.to_string();
             match tokio::task::spawn_blocking(move || dispatch_blocking(&node, &m, &p)).await {
@@ -71,7 +76,9 @@ fn dispatch_blocking<A: Application>(node: &Node<A>, method: &str, p: &Params) -
     match method {
         "health" => Ok(json!({})),
         "status" => status(node),
-        "net_info" => Ok(json!({"listening": true, "listeners": ["Listener(@)"], "n_peers": "0", "peers": []})),
+        "net_info" => Ok(
+            json!({"listening": true, "listeners": ["Listener(@)"], "n_peers": "0", "peers": []}),
+        ),
         "genesis" => Ok(json!({"genesis": node.genesis_raw})),
         "abci_info" => abci_info(node),
         "abci_query" => abci_query(node, p),
@@ -80,19 +87,27 @@ fn dispatch_blocking<A: Application>(node: &Node<A>, method: &str, p: &Params) -
         "check_tx" => check_tx_only(node, p),
         "block" => block(node, p.i64("height")?),
         "block_by_hash" => {
-            let hash = p.hash("hash")?.ok_or_else(|| RpcError::invalid_params("missing hash"))?;
+            let hash = p
+                .hash("hash")?
+                .ok_or_else(|| RpcError::invalid_params("missing hash"))?;
             match node.store.height_by_hash(&hash)? {
                 Some(h) => block(node, Some(h as i64)),
-                None => Ok(json!({"block_id": {"hash": "", "parts": {"total": 0, "hash": ""}}, "block": null})),
+                None => Ok(
+                    json!({"block_id": {"hash": "", "parts": {"total": 0, "hash": ""}}, "block": null}),
+                ),
             }
         }
         "header" => {
             let h = height_param(node, p.i64("height")?)?;
-            let meta = node.store.block_meta(h)?.ok_or_else(|| RpcError::internal(format!("block meta not found for height {h}")))?;
+            let meta = node.store.block_meta(h)?.ok_or_else(|| {
+                RpcError::internal(format!("block meta not found for height {h}"))
+            })?;
             Ok(json!({"header": meta.header}))
         }
         "header_by_hash" => {
-            let hash = p.hash("hash")?.ok_or_else(|| RpcError::invalid_params("missing hash"))?;
+            let hash = p
+                .hash("hash")?
+                .ok_or_else(|| RpcError::invalid_params("missing hash"))?;
             match node.store.height_by_hash(&hash)? {
                 Some(h) => Ok(json!({"header": node.store.block_meta(h)?.map(|m| m.header)})),
                 None => Ok(json!({"header": null})),
@@ -109,7 +124,9 @@ fn dispatch_blocking<A: Application>(node: &Node<A>, method: &str, p: &Params) -
             let params = if h == node.height() || h == 0 {
                 node.state().consensus_params
             } else {
-                node.store.consensus_params(h)?.ok_or_else(|| RpcError::internal(format!("consensus params not found for height {h}")))?
+                node.store.consensus_params(h)?.ok_or_else(|| {
+                    RpcError::internal(format!("consensus params not found for height {h}"))
+                })?
             };
             Ok(json!({"block_height": h.to_string(), "consensus_params": params}))
         }
@@ -117,11 +134,15 @@ fn dispatch_blocking<A: Application>(node: &Node<A>, method: &str, p: &Params) -
             let limit = p.i64("limit")?.unwrap_or(30).clamp(1, 100) as usize;
             let mp = node.mempool.lock().unwrap_or_else(|e| e.into_inner());
             let txs: Vec<String> = mp.txs().take(limit).map(|t| B64.encode(&t.tx)).collect();
-            Ok(json!({"n_txs": txs.len().to_string(), "total": mp.len().to_string(), "total_bytes": mp.total_bytes().to_string(), "txs": txs}))
+            Ok(
+                json!({"n_txs": txs.len().to_string(), "total": mp.len().to_string(), "total_bytes": mp.total_bytes().to_string(), "txs": txs}),
+            )
         }
         "num_unconfirmed_txs" => {
             let mp = node.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(json!({"n_txs": mp.len().to_string(), "total": mp.len().to_string(), "total_bytes": mp.total_bytes().to_string(), "txs": null}))
+            Ok(
+                json!({"n_txs": mp.len().to_string(), "total": mp.len().to_string(), "total_bytes": mp.total_bytes().to_string(), "txs": null}),
+            )
         }
         other => Err(RpcError::method_not_found(other)),
     }
@@ -132,7 +153,9 @@ fn height_param<A: Application>(node: &Node<A>, h: Option<i64>) -> Result<u64, R
     let latest = node.height();
     match h {
         None | Some(0) => Ok(latest),
-        Some(h) if h < 0 => Err(RpcError::internal(format!("height {h} must be greater than 0, but got {h}"))),
+        Some(h) if h < 0 => Err(RpcError::internal(format!(
+            "height {h} must be greater than 0, but got {h}"
+        ))),
         Some(h) => {
             let h = h as u64;
             if h > latest {
@@ -142,7 +165,9 @@ fn height_param<A: Application>(node: &Node<A>, h: Option<i64>) -> Result<u64, R
             }
             let base = node.store.base().map_err(RpcError::from)?;
             if h < base {
-                return Err(RpcError::internal(format!("height {h} is not available, lowest height is {base}")));
+                return Err(RpcError::internal(format!(
+                    "height {h} is not available, lowest height is {base}"
+                )));
             }
             Ok(h)
         }
@@ -158,11 +183,29 @@ fn status<A: Application>(node: &Node<A>) -> RpcResult {
         None => (String::new(), st.last_block_time.to_rfc3339()),
     };
     let (ehash, etime, eapp) = match node.store.block_meta(base)? {
-        Some(m) => (m.block_id.hash.to_string(), m.header.time.to_rfc3339(), hex::encode_upper(m.header.app_hash.as_bytes())),
-        None => (String::new(), st.last_block_time.to_rfc3339(), String::new()),
+        Some(m) => (
+            m.block_id.hash.to_string(),
+            m.header.time.to_rfc3339(),
+            hex::encode_upper(m.header.app_hash.as_bytes()),
+        ),
+        None => (
+            String::new(),
+            st.last_block_time.to_rfc3339(),
+            String::new(),
+        ),
     };
-    let power = st.validators.iter().find(|v| v.address == node.key.address()).map(|v| v.power.value()).unwrap_or(0);
-    let rpc = node.rpc_addr.read().unwrap_or_else(|e| e.into_inner()).map(|a| format!("tcp://{a}")).unwrap_or_default();
+    let power = st
+        .validators
+        .iter()
+        .find(|v| v.address == node.key.address())
+        .map(|v| v.power.value())
+        .unwrap_or(0);
+    let rpc = node
+        .rpc_addr
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .map(|a| format!("tcp://{a}"))
+        .unwrap_or_default();
     Ok(json!({
         "node_info": {
             "protocol_version": {"p2p": crate::P2P_PROTOCOL.to_string(), "block": crate::BLOCK_PROTOCOL.to_string(), "app": st.app_version.to_string()},
@@ -217,7 +260,12 @@ fn abci_query<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
     if height < 0 {
         return Err(RpcError::invalid_params("height must be non-negative"));
     }
-    let r = node.app().query(RequestQuery { data: data.into(), path, height, prove });
+    let r = node.app().query(RequestQuery {
+        data: data.into(),
+        path,
+        height,
+        prove,
+    });
     let proof_ops = r.proof_ops.as_ref().map(|po| {
         json!({"ops": po.ops.iter().map(|o| json!({"type": o.r#type, "key": B64.encode(&o.key), "data": B64.encode(&o.data)})).collect::<Vec<_>>()})
     });
@@ -235,11 +283,16 @@ fn abci_query<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
 }
 
 fn get_tx(p: &Params) -> Result<Vec<u8>, RpcError> {
-    p.bytes_b64("tx")?.ok_or_else(|| RpcError::invalid_params("error converting json params to arguments: missing tx"))
+    p.bytes_b64("tx")?.ok_or_else(|| {
+        RpcError::invalid_params("error converting json params to arguments: missing tx")
+    })
 }
 
 /// Add a tx to the mempool (CheckTx). Errors are CometBFT's mempool errors.
-pub fn submit_tx<A: Application>(node: &Node<A>, tx: Vec<u8>) -> Result<ResponseCheckTx, MempoolError> {
+pub fn submit_tx<A: Application>(
+    node: &Node<A>,
+    tx: Vec<u8>,
+) -> Result<ResponseCheckTx, MempoolError> {
     let app = node.app();
     let mut mp = node.mempool.lock().unwrap_or_else(|e| e.into_inner());
     mp.check_tx(&app, tx)
@@ -251,7 +304,9 @@ fn broadcast_tx<A: Application>(node: &Node<A>, p: &Params, is_async: bool) -> R
     match submit_tx(node, tx) {
         Err(e) if is_async => Err(RpcError::internal(e.to_string())),
         Err(e) => Err(RpcError::internal(format!("error on broadcastTxSync: {e}"))),
-        Ok(_) if is_async => Ok(json!({"code": 0, "data": "", "log": "", "codespace": "", "hash": hash})),
+        Ok(_) if is_async => {
+            Ok(json!({"code": 0, "data": "", "log": "", "codespace": "", "hash": hash}))
+        }
         Ok(r) => Ok(json!({
             "code": r.code,
             "data": hex::encode_upper(&r.data),
@@ -277,7 +332,10 @@ fn check_tx_json(r: &ResponseCheckTx) -> Value {
 
 fn check_tx_only<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
     let tx = get_tx(p)?;
-    let r = node.app().check_tx(RequestCheckTx { tx: tx.into(), r#type: CheckTxType::New as i32 });
+    let r = node.app().check_tx(RequestCheckTx {
+        tx: tx.into(),
+        r#type: CheckTxType::New as i32,
+    });
     Ok(check_tx_json(&r))
 }
 
@@ -317,7 +375,9 @@ async fn broadcast_tx_commit<A: Application>(node: Arc<Node<A>>, p: Params) -> R
             "height": ev.height.to_string(),
         })),
         Ok(Err(_)) => Err(RpcError::internal("node is shutting down")),
-        Err(_) => Err(RpcError::internal("timed out waiting for tx to be included in a block")),
+        Err(_) => Err(RpcError::internal(
+            "timed out waiting for tx to be included in a block",
+        )),
     }
 }
 
@@ -332,16 +392,27 @@ pub fn exec_json(r: &ExecTxResult) -> Value {
 fn block<A: Application>(node: &Node<A>, h: Option<i64>) -> RpcResult {
     let h = height_param(node, h)?;
     if h == 0 {
-        return Ok(json!({"block_id": {"hash": "", "parts": {"total": 0, "hash": ""}}, "block": null}));
+        return Ok(
+            json!({"block_id": {"hash": "", "parts": {"total": 0, "hash": ""}}, "block": null}),
+        );
     }
-    let blk = node.store.block(h)?.ok_or_else(|| RpcError::internal(format!("block not found for height {h}")))?;
-    let meta = node.store.block_meta(h)?.ok_or_else(|| RpcError::internal(format!("block meta not found for height {h}")))?;
+    let blk = node
+        .store
+        .block(h)?
+        .ok_or_else(|| RpcError::internal(format!("block not found for height {h}")))?;
+    let meta = node
+        .store
+        .block_meta(h)?
+        .ok_or_else(|| RpcError::internal(format!("block meta not found for height {h}")))?;
     Ok(json!({"block_id": meta.block_id, "block": blk}))
 }
 
 fn block_results<A: Application>(node: &Node<A>, h: Option<i64>) -> RpcResult {
     let h = height_param(node, h)?;
-    let r = node.store.results(h)?.ok_or_else(|| RpcError::internal(format!("could not find results for height #{h}")))?;
+    let r = node
+        .store
+        .results(h)?
+        .ok_or_else(|| RpcError::internal(format!("could not find results for height #{h}")))?;
     let txs: Vec<Value> = r.tx_results.iter().map(exec_json).collect();
     let vus: Vec<Value> = r
         .validator_updates
@@ -350,8 +421,12 @@ fn block_results<A: Application>(node: &Node<A>, h: Option<i64>) -> RpcResult {
         .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
         .collect();
     let cpu = match &r.consensus_param_updates {
-        Some(_) => serde_json::to_value(node.store.consensus_params(h + 1)?.unwrap_or_else(|| node.state().consensus_params))
-            .unwrap_or(Value::Null),
+        Some(_) => serde_json::to_value(
+            node.store
+                .consensus_params(h + 1)?
+                .unwrap_or_else(|| node.state().consensus_params),
+        )
+        .unwrap_or(Value::Null),
         None => Value::Null,
     };
     Ok(json!({
@@ -369,16 +444,26 @@ fn blockchain<A: Application>(node: &Node<A>, min: Option<i64>, max: Option<i64>
     let base = node.store.base()?.max(1);
     let max_h = match max {
         None | Some(0) => latest,
-        Some(m) if m < 0 => return Err(RpcError::internal(format!("heights must be non-negative, got maxHeight {m}"))),
+        Some(m) if m < 0 => {
+            return Err(RpcError::internal(format!(
+                "heights must be non-negative, got maxHeight {m}"
+            )))
+        }
         Some(m) => (m as u64).min(latest),
     };
     let min_h = match min {
         None | Some(0) => base,
-        Some(m) if m < 0 => return Err(RpcError::internal(format!("heights must be non-negative, got minHeight {m}"))),
+        Some(m) if m < 0 => {
+            return Err(RpcError::internal(format!(
+                "heights must be non-negative, got minHeight {m}"
+            )))
+        }
         Some(m) => (m as u64).max(base),
     };
     if min_h > max_h && latest > 0 {
-        return Err(RpcError::internal(format!("min height {min_h} can't be greater than max height {max_h}")));
+        return Err(RpcError::internal(format!(
+            "min height {min_h} can't be greater than max height {max_h}"
+        )));
     }
     let lo = min_h.max(max_h.saturating_sub(19));
     let mut metas = vec![];
@@ -395,21 +480,38 @@ fn blockchain<A: Application>(node: &Node<A>, min: Option<i64>, max: Option<i64>
 fn commit<A: Application>(node: &Node<A>, h: Option<i64>) -> RpcResult {
     let h = height_param(node, h)?;
     let latest = node.height();
-    let meta = node.store.block_meta(h)?.ok_or_else(|| RpcError::internal(format!("block meta not found for height {h}")))?;
+    let meta = node
+        .store
+        .block_meta(h)?
+        .ok_or_else(|| RpcError::internal(format!("block meta not found for height {h}")))?;
     let (commit, canonical) = if h == latest {
         (node.store.seen_commit(h)?, false)
     } else {
         (node.store.block(h + 1)?.and_then(|b| b.last_commit), true)
     };
-    let commit = commit.ok_or_else(|| RpcError::internal(format!("commit not found for height {h}")))?;
+    let commit =
+        commit.ok_or_else(|| RpcError::internal(format!("commit not found for height {h}")))?;
     Ok(json!({"signed_header": {"header": meta.header, "commit": commit}, "canonical": canonical}))
 }
 
 fn tx_json<A: Application>(node: &Node<A>, h: u64, idx: u32) -> Result<Value, RpcError> {
-    let blk = node.store.block(h)?.ok_or_else(|| RpcError::internal(format!("block {h} not found")))?;
-    let res = node.store.results(h)?.ok_or_else(|| RpcError::internal(format!("results {h} not found")))?;
-    let tx = blk.data.get(idx as usize).ok_or_else(|| RpcError::internal("tx index out of range"))?;
-    let r = res.tx_results.get(idx as usize).cloned().unwrap_or_default();
+    let blk = node
+        .store
+        .block(h)?
+        .ok_or_else(|| RpcError::internal(format!("block {h} not found")))?;
+    let res = node
+        .store
+        .results(h)?
+        .ok_or_else(|| RpcError::internal(format!("results {h} not found")))?;
+    let tx = blk
+        .data
+        .get(idx as usize)
+        .ok_or_else(|| RpcError::internal("tx index out of range"))?;
+    let r = res
+        .tx_results
+        .get(idx as usize)
+        .cloned()
+        .unwrap_or_default();
     Ok(json!({
         "hash": hex::encode_upper(crate::tx_hash(tx)),
         "height": h.to_string(),
@@ -420,20 +522,29 @@ fn tx_json<A: Application>(node: &Node<A>, h: u64, idx: u32) -> Result<Value, Rp
 }
 
 fn tx<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
-    let hash = p.hash("hash")?.ok_or_else(|| RpcError::invalid_params("error converting json params to arguments: missing hash"))?;
+    let hash = p.hash("hash")?.ok_or_else(|| {
+        RpcError::invalid_params("error converting json params to arguments: missing hash")
+    })?;
     match node.store.tx_position(&hash)? {
         Some((h, i)) => tx_json(node, h, i),
-        None => Err(RpcError::internal(format!("tx ({}) not found", hex::encode_upper(hash)))),
+        None => Err(RpcError::internal(format!(
+            "tx ({}) not found",
+            hex::encode_upper(hash)
+        ))),
     }
 }
 
 fn validate_page(page: Option<i64>, per_page: usize, total: usize) -> Result<usize, RpcError> {
-    let pages = if total == 0 { 1 } else { total.div_ceil(per_page) };
+    let pages = if total == 0 {
+        1
+    } else {
+        total.div_ceil(per_page)
+    };
     match page {
         None => Ok(1),
-        Some(p) if p < 1 || p as usize > pages => {
-            Err(RpcError::internal(format!("page should be within [1, {pages}] range, given {p}")))
-        }
+        Some(p) if p < 1 || p as usize > pages => Err(RpcError::internal(format!(
+            "page should be within [1, {pages}] range, given {p}"
+        ))),
         Some(p) => Ok(p as usize),
     }
 }
@@ -447,13 +558,19 @@ fn per_page(v: Option<i64>) -> usize {
 }
 
 fn tx_search<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
-    let qs = p.string("query")?.ok_or_else(|| RpcError::invalid_params("error converting json params to arguments: missing query"))?;
+    let qs = p.string("query")?.ok_or_else(|| {
+        RpcError::invalid_params("error converting json params to arguments: missing query")
+    })?;
     let q = parse_query(&qs).map_err(RpcError::internal)?;
     let order = p.string("order_by")?.unwrap_or_default();
     let desc = match order.as_str() {
         "" | "asc" => false,
         "desc" => true,
-        _ => return Err(RpcError::internal("expected order_by to be either `asc` or `desc` or empty")),
+        _ => {
+            return Err(RpcError::internal(
+                "expected order_by to be either `asc` or `desc` or empty",
+            ))
+        }
     };
     let mut cand: Option<BTreeSet<(u64, u32)>> = None;
     let mut filters = vec![];
@@ -520,14 +637,19 @@ fn tx_search<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
             map.insert("tx.height".to_string(), vec![h.to_string()]);
             if let (Some(b), Some(r)) = (node.store.block(h)?, node.store.results(h)?) {
                 if let Some(tx) = b.data.get(i as usize) {
-                    map.insert("tx.hash".into(), vec![hex::encode_upper(crate::tx_hash(tx))]);
+                    map.insert(
+                        "tx.hash".into(),
+                        vec![hex::encode_upper(crate::tx_hash(tx))],
+                    );
                 }
                 if let Some(res) = r.tx_results.get(i as usize) {
                     crate::events::flatten_events(&res.events, &mut map);
                 }
             }
             let ok = filters.iter().all(|c| {
-                map.get(&c.key).map(|vals| vals.iter().any(|v| value_matches(&c.operation, v))).unwrap_or(false)
+                map.get(&c.key)
+                    .map(|vals| vals.iter().any(|v| value_matches(&c.operation, v)))
+                    .unwrap_or(false)
             });
             if !ok {
                 continue;
@@ -553,7 +675,11 @@ fn validators<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
     let st = node.state();
     let h = match p.i64("height")? {
         None | Some(0) => latest.max(st.initial_height),
-        Some(h) if h < 0 => return Err(RpcError::internal(format!("height {h} must be greater than 0, but got {h}"))),
+        Some(h) if h < 0 => {
+            return Err(RpcError::internal(format!(
+                "height {h} must be greater than 0, but got {h}"
+            )))
+        }
         Some(h) => h as u64,
     };
     // Known: stored sets up to `latest`, plus the next two from the state.
@@ -566,7 +692,9 @@ fn validators<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
             "height {h} must be less than or equal to the current blockchain height {latest}"
         )));
     } else {
-        node.store.validators(h)?.ok_or_else(|| RpcError::internal(format!("could not find validator set for height #{h}")))?
+        node.store.validators(h)?.ok_or_else(|| {
+            RpcError::internal(format!("could not find validator set for height #{h}"))
+        })?
     };
     let vals = crate::chain::sorted(&vals);
     let pp = per_page(p.i64("per_page")?);

@@ -37,19 +37,39 @@ pub struct RpcError {
 
 impl RpcError {
     pub fn parse(data: impl Into<String>) -> Self {
-        Self { code: -32700, message: "Parse error. Invalid JSON", data: data.into() }
+        Self {
+            code: -32700,
+            message: "Parse error. Invalid JSON",
+            data: data.into(),
+        }
     }
     pub fn invalid_request(data: impl Into<String>) -> Self {
-        Self { code: -32600, message: "Invalid Request", data: data.into() }
+        Self {
+            code: -32600,
+            message: "Invalid Request",
+            data: data.into(),
+        }
     }
     pub fn method_not_found(m: &str) -> Self {
-        Self { code: -32601, message: "Method not found", data: format!("method {m:?} not found") }
+        Self {
+            code: -32601,
+            message: "Method not found",
+            data: format!("method {m:?} not found"),
+        }
     }
     pub fn invalid_params(data: impl Into<String>) -> Self {
-        Self { code: -32602, message: "Invalid params", data: data.into() }
+        Self {
+            code: -32602,
+            message: "Invalid params",
+            data: data.into(),
+        }
     }
     pub fn internal(data: impl Into<String>) -> Self {
-        Self { code: -32603, message: "Internal error", data: data.into() }
+        Self {
+            code: -32603,
+            message: "Internal error",
+            data: data.into(),
+        }
     }
     pub fn to_json(&self) -> Value {
         json!({"code": self.code, "message": self.message, "data": self.data})
@@ -117,18 +137,25 @@ impl Params {
     }
 
     fn err(name: &str, what: &str) -> RpcError {
-        RpcError::invalid_params(format!("error converting json params to arguments: {name}: {what}"))
+        RpcError::invalid_params(format!(
+            "error converting json params to arguments: {name}: {what}"
+        ))
     }
 
     pub fn i64(&self, name: &str) -> Result<Option<i64>, RpcError> {
         match self.raw(name) {
             None => Ok(None),
-            Some(RawParam::Json(Value::Number(n))) => n.as_i64().map(Some).ok_or_else(|| Self::err(name, "expected an integer")),
+            Some(RawParam::Json(Value::Number(n))) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| Self::err(name, "expected an integer")),
             Some(RawParam::Json(Value::String(s))) => {
                 if s.is_empty() {
                     return Ok(None);
                 }
-                s.parse().map(Some).map_err(|_| Self::err(name, &format!("invalid integer {s:?}")))
+                s.parse()
+                    .map(Some)
+                    .map_err(|_| Self::err(name, &format!("invalid integer {s:?}")))
             }
             Some(RawParam::Json(_)) => Err(Self::err(name, "expected an integer")),
             Some(RawParam::Uri(s)) => {
@@ -136,7 +163,9 @@ impl Params {
                 if s.is_empty() {
                     return Ok(None);
                 }
-                s.parse().map(Some).map_err(|_| Self::err(name, &format!("invalid integer {s:?}")))
+                s.parse()
+                    .map(Some)
+                    .map_err(|_| Self::err(name, &format!("invalid integer {s:?}")))
             }
         }
     }
@@ -169,9 +198,10 @@ impl Params {
     pub fn bytes_b64(&self, name: &str) -> Result<Option<Vec<u8>>, RpcError> {
         match self.raw(name) {
             None => Ok(None),
-            Some(RawParam::Json(Value::String(s))) => {
-                B64.decode(s).map(Some).map_err(|e| Self::err(name, &format!("invalid base64: {e}")))
-            }
+            Some(RawParam::Json(Value::String(s))) => B64
+                .decode(s)
+                .map(Some)
+                .map_err(|e| Self::err(name, &format!("invalid base64: {e}"))),
             Some(RawParam::Json(_)) => Err(Self::err(name, "expected a base64 string")),
             Some(RawParam::Uri(s)) => uri_bytes(name, s).map(Some),
         }
@@ -183,7 +213,9 @@ impl Params {
             None => Ok(None),
             Some(RawParam::Json(Value::String(s))) => {
                 let s = s.strip_prefix("0x").unwrap_or(s);
-                hex::decode(s).map(Some).map_err(|e| Self::err(name, &format!("invalid hex: {e}")))
+                hex::decode(s)
+                    .map(Some)
+                    .map_err(|e| Self::err(name, &format!("invalid hex: {e}")))
             }
             Some(RawParam::Json(_)) => Err(Self::err(name, "expected a hex string")),
             Some(RawParam::Uri(s)) => uri_bytes(name, s).map(Some),
@@ -198,13 +230,17 @@ impl Params {
                 if s.len() == 64 {
                     hex::decode(s).map_err(|e| Self::err(name, &format!("invalid hex: {e}")))?
                 } else {
-                    B64.decode(s).map_err(|e| Self::err(name, &format!("invalid base64: {e}")))?
+                    B64.decode(s)
+                        .map_err(|e| Self::err(name, &format!("invalid base64: {e}")))?
                 }
             }
             Some(RawParam::Json(_)) => return Err(Self::err(name, "expected a string")),
             Some(RawParam::Uri(s)) => uri_bytes(name, s)?,
         };
-        bytes.try_into().map(Some).map_err(|b: Vec<u8>| Self::err(name, &format!("expected 32 bytes, got {}", b.len())))
+        bytes
+            .try_into()
+            .map(Some)
+            .map_err(|b: Vec<u8>| Self::err(name, &format!("expected 32 bytes, got {}", b.len())))
     }
 }
 
@@ -220,7 +256,10 @@ fn uri_bytes(name: &str, s: &str) -> Result<Vec<u8>, RpcError> {
     if let Some(q) = unquote(s) {
         return Ok(q.as_bytes().to_vec());
     }
-    Err(Params::err(name, "URI byte arguments must be 0x-prefixed hex or a \"quoted string\""))
+    Err(Params::err(
+        name,
+        "URI byte arguments must be 0x-prefixed hex or a \"quoted string\"",
+    ))
 }
 
 /// A JSON-RPC response object.
@@ -242,7 +281,11 @@ pub fn router<A: Application>(node: Arc<Node<A>>) -> Router {
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], serde_json::to_string_pretty(v).unwrap_or_default())
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string_pretty(v).unwrap_or_default(),
+    )
         .into_response()
 }
 
@@ -258,16 +301,31 @@ async fn index() -> Response {
 /// Handle one parsed JSON-RPC request object.
 pub async fn handle_request<A: Application>(node: &Arc<Node<A>>, req: Value) -> Value {
     let Value::Object(mut obj) = req else {
-        return response(&Value::Null, Err(RpcError::invalid_request("request must be a JSON object")));
+        return response(
+            &Value::Null,
+            Err(RpcError::invalid_request("request must be a JSON object")),
+        );
     };
     let id = obj.remove("id").unwrap_or(Value::Null);
     if !matches!(id, Value::Null | Value::Number(_) | Value::String(_)) {
-        return response(&Value::Null, Err(RpcError::invalid_request("id must be a string, a number or null")));
+        return response(
+            &Value::Null,
+            Err(RpcError::invalid_request(
+                "id must be a string, a number or null",
+            )),
+        );
     }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return response(&id, Err(RpcError::invalid_request("jsonrpc must be \"2.0\"")));
+        return response(
+            &id,
+            Err(RpcError::invalid_request("jsonrpc must be \"2.0\"")),
+        );
     }
-    let Some(method) = obj.get("method").and_then(Value::as_str).map(str::to_string) else {
+    let Some(method) = obj
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         return response(&id, Err(RpcError::invalid_request("missing method")));
     };
     let Some(names) = methods::arg_names(&method) else {
@@ -286,7 +344,10 @@ async fn post_handler<A: Application>(State(node): State<Arc<Node<A>>>, body: By
         Err(e) => {
             return json_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &response(&json!(-1), Err(RpcError::parse(format!("error unmarshaling request: {e}")))),
+                &response(
+                    &json!(-1),
+                    Err(RpcError::parse(format!("error unmarshaling request: {e}"))),
+                ),
             )
         }
     };
@@ -321,14 +382,23 @@ async fn uri_handler<A: Application>(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let id = json!(-1);
-    if methods::arg_names(&method).is_none() || method == "subscribe" || method.starts_with("unsubscribe") {
-        return json_response(StatusCode::NOT_FOUND, &response(&id, Err(RpcError::method_not_found(&method))));
+    if methods::arg_names(&method).is_none()
+        || method == "subscribe"
+        || method.starts_with("unsubscribe")
+    {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &response(&id, Err(RpcError::method_not_found(&method))),
+        );
     }
     let r = dispatch(node, &method, Params::Uri(q)).await;
     json_response(StatusCode::OK, &response(&id, r))
 }
 
-async fn ws_handler<A: Application>(State(node): State<Arc<Node<A>>>, ws: WebSocketUpgrade) -> Response {
+async fn ws_handler<A: Application>(
+    State(node): State<Arc<Node<A>>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     ws.on_upgrade(move |socket| ws::session(node, socket))
 }
 
@@ -340,18 +410,48 @@ async fn metrics_handler<A: Application>(State(node): State<Arc<Node<A>>>) -> Re
     };
     let mut s = String::new();
     let mut metric = |name: &str, ty: &str, help: &str, v: String| {
-        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {v}\n"));
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {v}\n"
+        ));
     };
-    metric("kiln_node_height", "gauge", "Latest committed block height.", m.height.load(Ordering::Relaxed).to_string());
-    metric("kiln_node_txs_total", "counter", "Transactions committed since start.", m.total_txs.load(Ordering::Relaxed).to_string());
-    metric("kiln_node_block_txs", "gauge", "Transactions in the latest block.", m.last_block_txs.load(Ordering::Relaxed).to_string());
-    metric("kiln_node_mempool_size", "gauge", "Transactions in the mempool.", mp_size.to_string());
-    metric("kiln_node_mempool_bytes", "gauge", "Total bytes of mempool transactions.", mp_bytes.to_string());
+    metric(
+        "kiln_node_height",
+        "gauge",
+        "Latest committed block height.",
+        m.height.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
+        "kiln_node_txs_total",
+        "counter",
+        "Transactions committed since start.",
+        m.total_txs.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
+        "kiln_node_block_txs",
+        "gauge",
+        "Transactions in the latest block.",
+        m.last_block_txs.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
+        "kiln_node_mempool_size",
+        "gauge",
+        "Transactions in the mempool.",
+        mp_size.to_string(),
+    );
+    metric(
+        "kiln_node_mempool_bytes",
+        "gauge",
+        "Total bytes of mempool transactions.",
+        mp_bytes.to_string(),
+    );
     metric(
         "kiln_node_block_interval_seconds",
         "gauge",
         "Time between the latest two blocks (block header times).",
-        format!("{:.3}", m.last_block_interval_ms.load(Ordering::Relaxed) as f64 / 1000.0),
+        format!(
+            "{:.3}",
+            m.last_block_interval_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        ),
     );
     metric(
         "kiln_node_blocks_rejected_total",
@@ -359,5 +459,10 @@ async fn metrics_handler<A: Application>(State(node): State<Arc<Node<A>>>) -> Re
         "Proposals rejected by ProcessProposal.",
         m.blocks_rejected.load(Ordering::Relaxed).to_string(),
     );
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s,
+    )
+        .into_response()
 }

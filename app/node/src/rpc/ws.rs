@@ -81,12 +81,25 @@ pub async fn session<A: Application>(node: Arc<Node<A>>, socket: WebSocket) {
     }
 }
 
-async fn handle_ws_message<A: Application>(node: &Arc<Node<A>>, subs: &mut Vec<Sub>, text: &str) -> Value {
+async fn handle_ws_message<A: Application>(
+    node: &Arc<Node<A>>,
+    subs: &mut Vec<Sub>,
+    text: &str,
+) -> Value {
     let req: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => return response(&json!(-1), Err(RpcError::parse(format!("error unmarshaling request: {e}")))),
+        Err(e) => {
+            return response(
+                &json!(-1),
+                Err(RpcError::parse(format!("error unmarshaling request: {e}"))),
+            )
+        }
     };
-    let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+    let method = req
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let id = req.get("id").cloned().unwrap_or(Value::Null);
     match method.as_str() {
         "subscribe" | "unsubscribe" => {
@@ -112,12 +125,26 @@ async fn handle_ws_message<A: Application>(node: &Arc<Node<A>>, subs: &mut Vec<S
                 Err(e) => return response(&id, Err(RpcError::internal(e))),
             };
             if subs.iter().any(|s| s.query == q) {
-                return response(&id, Err(RpcError::internal("failed to subscribe: already subscribed")));
+                return response(
+                    &id,
+                    Err(RpcError::internal(
+                        "failed to subscribe: already subscribed",
+                    )),
+                );
             }
             if subs.len() >= MAX_SUBSCRIPTIONS_PER_CLIENT {
-                return response(&id, Err(RpcError::internal("failed to subscribe: too many subscriptions")));
+                return response(
+                    &id,
+                    Err(RpcError::internal(
+                        "failed to subscribe: too many subscriptions",
+                    )),
+                );
             }
-            subs.push(Sub { query: q, parsed, id: id.clone() });
+            subs.push(Sub {
+                query: q,
+                parsed,
+                id: id.clone(),
+            });
             response(&id, Ok(json!({})))
         }
         "unsubscribe_all" => {

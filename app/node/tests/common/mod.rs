@@ -64,7 +64,11 @@ fn parse(tx: &[u8]) -> Option<(String, String)> {
 }
 
 fn attr(k: &str, v: &str) -> EventAttribute {
-    EventAttribute { key: k.into(), value: v.into(), index: true }
+    EventAttribute {
+        key: k.into(),
+        value: v.into(),
+        index: true,
+    }
 }
 
 impl KvApp {
@@ -121,14 +125,21 @@ impl Application for KvApp {
         s.committed = m.clone();
         let ah = s.app_hash.clone();
         s.history.insert(0, (m, ah));
-        ResponseInitChain { app_hash: s.app_hash.clone().into(), ..Default::default() }
+        ResponseInitChain {
+            app_hash: s.app_hash.clone().into(),
+            ..Default::default()
+        }
     }
 
     fn query(&self, r: RequestQuery) -> ResponseQuery {
         let s = self.s.lock().unwrap();
         let key = String::from_utf8_lossy(&r.data).to_string();
         if r.path != "/store" {
-            return ResponseQuery { code: 2, log: format!("unknown path {}", r.path), ..Default::default() };
+            return ResponseQuery {
+                code: 2,
+                log: format!("unknown path {}", r.path),
+                ..Default::default()
+            };
         }
         match s.committed.get(&key) {
             Some(v) => ResponseQuery {
@@ -138,7 +149,12 @@ impl Application for KvApp {
                 height: s.height,
                 ..Default::default()
             },
-            None => ResponseQuery { key: r.data.clone(), log: "does not exist".into(), height: s.height, ..Default::default() },
+            None => ResponseQuery {
+                key: r.data.clone(),
+                log: "does not exist".into(),
+                height: s.height,
+                ..Default::default()
+            },
         }
     }
 
@@ -148,16 +164,35 @@ impl Application for KvApp {
             s.recheck_calls += 1;
         }
         match parse(&r.tx) {
-            None => ResponseCheckTx { code: 1, log: "tx must be key=value".into(), codespace: "kv".into(), ..Default::default() },
+            None => ResponseCheckTx {
+                code: 1,
+                log: "tx must be key=value".into(),
+                codespace: "kv".into(),
+                ..Default::default()
+            },
             Some((k, _)) if k.starts_with("bad") || s.invalid_keys.contains(&k) => {
-                ResponseCheckTx { code: 3, log: format!("key {k} is not allowed"), codespace: "kv".into(), ..Default::default() }
+                ResponseCheckTx {
+                    code: 3,
+                    log: format!("key {k} is not allowed"),
+                    codespace: "kv".into(),
+                    ..Default::default()
+                }
             }
-            Some(_) => ResponseCheckTx { code: 0, gas_wanted: 1, data: b"ok".to_vec().into(), ..Default::default() },
+            Some(_) => ResponseCheckTx {
+                code: 0,
+                gas_wanted: 1,
+                data: b"ok".to_vec().into(),
+                ..Default::default()
+            },
         }
     }
 
     fn process_proposal(&self, r: RequestProcessProposal) -> ResponseProcessProposal {
-        let reject = r.txs.iter().any(|t| parse(t).map(|(k, _)| k.starts_with("poison")).unwrap_or(false));
+        let reject = r.txs.iter().any(|t| {
+            parse(t)
+                .map(|(k, _)| k.starts_with("poison"))
+                .unwrap_or(false)
+        });
         ResponseProcessProposal {
             status: if reject {
                 response_process_proposal::ProposalStatus::Reject as i32
@@ -188,7 +223,9 @@ impl Application for KvApp {
                         if let Some((pk, p)) = v.split_once('!') {
                             let pk = B64.decode(pk).unwrap_or_default();
                             vus.push(ValidatorUpdate {
-                                pub_key: Some(PublicKey { sum: Some(public_key::Sum::Ed25519(pk)) }),
+                                pub_key: Some(PublicKey {
+                                    sum: Some(public_key::Sum::Ed25519(pk)),
+                                }),
                                 power: p.parse().unwrap_or(0),
                             });
                         }
@@ -200,19 +237,32 @@ impl Application for KvApp {
                         gas_wanted: 1,
                         gas_used: 1,
                         events: vec![
-                            Event { r#type: "message".into(), attributes: vec![attr("sender", &k), attr("action", "set")] },
-                            Event { r#type: "transfer".into(), attributes: vec![attr("recipient", &v)] },
+                            Event {
+                                r#type: "message".into(),
+                                attributes: vec![attr("sender", &k), attr("action", "set")],
+                            },
+                            Event {
+                                r#type: "transfer".into(),
+                                attributes: vec![attr("recipient", &v)],
+                            },
                         ],
                         ..Default::default()
                     })
                 }
-                None => results.push(ExecTxResult { code: 1, log: "bad tx".into(), ..Default::default() }),
+                None => results.push(ExecTxResult {
+                    code: 1,
+                    log: "bad tx".into(),
+                    ..Default::default()
+                }),
             }
         }
         let hash = app_hash_of(&m);
         s.pending = Some((m, r.height, hash.clone()));
         ResponseFinalizeBlock {
-            events: vec![Event { r#type: "block".into(), attributes: vec![attr("height", &r.height.to_string())] }],
+            events: vec![Event {
+                r#type: "block".into(),
+                attributes: vec![attr("height", &r.height.to_string())],
+            }],
             tx_results: results,
             validator_updates: vus,
             consensus_param_updates: None,
@@ -233,7 +283,13 @@ impl Application for KvApp {
 }
 
 pub fn init_home(home: &Path) {
-    kiln_node::home::init_home(home, "kiln-test", "tester", json!({"kv": {"genesis": "yes"}})).unwrap();
+    kiln_node::home::init_home(
+        home,
+        "kiln-test",
+        "tester",
+        json!({"kv": {"genesis": "yes"}}),
+    )
+    .unwrap();
 }
 
 pub fn config(home: &Path) -> DevnetConfig {
@@ -258,11 +314,26 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![];
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await.expect("http timeout").unwrap();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+        .await
+        .expect("http timeout")
+        .unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
     (status, body)
 }
 
