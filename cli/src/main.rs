@@ -262,6 +262,25 @@ impl Ctx {
     fn rpc(&self) -> RpcClient {
         RpcClient::new(&self.node)
     }
+    /// The sending key: by name or address in the selected keyring, with a
+    /// hint when it lives in the other backend.
+    fn signer(&self, kr: &Keyring, from: &str) -> Result<KeyInfo> {
+        match kr.find(from) {
+            Ok(k) => Ok(k),
+            Err(e @ keyring::KeyringError::NotFound(..)) => {
+                let other = match self.backend {
+                    Backend::File => Backend::Test,
+                    Backend::Test => Backend::File,
+                };
+                if Keyring::open(&self.home, other).find(from).is_ok() {
+                    bail!("{e}; it is in the {other} keyring: add --keyring-backend {other}");
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// An address, or the address of a key in the keyring.
     fn resolve_address(&self, s: &str) -> Result<String> {
         if keyring::parse_address(s).is_ok() {
@@ -535,7 +554,7 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             amount,
             flags,
         }) => {
-            let key = kr.find(&from)?;
+            let key = ctx.signer(&kr, &from)?;
             tx::check_address("recipient", &to)?;
             let coins = if amount.contains(',') {
                 parse_coins(&amount)?
@@ -551,7 +570,7 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             from,
             flags,
         }) => {
-            let key = kr.find(&from)?;
+            let key = ctx.signer(&kr, &from)?;
             tx::check_address("HOT_ADDRESS", &hot_address)?;
             if hot_address == key.address {
                 bail!("the hot key must differ from the granter");
@@ -572,7 +591,7 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             from,
             flags,
         }) => {
-            let key = kr.find(&from)?;
+            let key = ctx.signer(&kr, &from)?;
             tx::check_address("HOT_ADDRESS", &hot_address)?;
             (
                 key.clone(),
@@ -585,7 +604,7 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             from,
             flags,
         }) => {
-            let key = kr.find(&from)?;
+            let key = ctx.signer(&kr, &from)?;
             let text = if msgs_file.as_os_str() == "-" {
                 let mut s = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)

@@ -746,6 +746,54 @@ fn tx_and_queries_against_mock_node() {
         .iter()
         .all(|m| m.type_url == "/cosmos.authz.v1beta1.MsgGrant"));
 
+    // --dry-run simulates and prints gas/fee; --generate-only needs no node.
+    let mut c = kiln(h);
+    c.args([
+        "tx",
+        "bank",
+        "send",
+        "dev",
+        &to,
+        "1ukiln",
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    base(&mut c);
+    let d = ok_json(&c.output().unwrap());
+    assert_eq!(d["gas_estimate"], 130_000);
+    assert_eq!(d["fee"][0], "3250ukiln");
+    let mut c = kiln(h);
+    c.args([
+        "tx",
+        "bank",
+        "send",
+        "dev",
+        &to,
+        "2kiln",
+        "--generate-only",
+        "--keyring-backend",
+        "test",
+        "--node",
+        "http://127.0.0.1:1",
+    ]);
+    let g = ok_json(&c.output().unwrap());
+    assert_eq!(g["body"]["messages"][0]["amount"][0]["amount"], "2000000");
+    assert_eq!(state.lock().unwrap().broadcast.len(), 2);
+
+    // A key of the other backend gets a hint.
+    let mut c = kiln(h);
+    c.args([
+        "tx", "bank", "send", "dev", &to, "1ukiln", "--yes", "--node", &node,
+    ]);
+    let o = c.output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--keyring-backend test"),
+        "{}",
+        stderr(&o)
+    );
+
     // Without --yes and with stdin closed nothing is broadcast.
     let mut c = kiln(h);
     c.args(["tx", "bank", "send", "dev", &to, "1ukiln"]);
