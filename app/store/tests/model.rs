@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use kiln_store::{verify_proof, Changes, StateRead, Storage, StorageConfig};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use tempfile::TempDir;
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -49,6 +50,13 @@ fn check_version(storage: &Storage, version: u64, model: &State) {
     }
     for absent in [&b"zz"[..], b"a\0\0\0\0"] {
         assert_eq!(snap.get_raw(absent).unwrap().as_ref(), model.get(absent));
+    }
+    // Every key (and an absent one) is provable against the version's root.
+    let root = storage.root_hash(version).unwrap();
+    for key in model.keys().map(Vec::as_slice).chain([&b"zz"[..]]) {
+        let (value, proof) = storage.get_with_proof(key, version).unwrap();
+        assert_eq!(value.as_ref(), model.get(key));
+        assert!(verify_proof(&root, key, value.as_deref(), &proof), "proof of {key:?} at {version}");
     }
 }
 
@@ -131,7 +139,11 @@ fn run(ops: Vec<Op>, keep_recent: u64, first_version: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        .. ProptestConfig::default()
+    })]
 
     #[test]
     fn store_matches_a_btreemap_model(
