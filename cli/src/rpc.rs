@@ -101,6 +101,12 @@ impl RpcClient {
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> anyhow::Error {
+        if self.url.starts_with("https://") {
+            return anyhow!(
+                "cannot reach node at {}: {e}\n  this build of kiln speaks plain http only; use an http:// address (e.g. through an SSH tunnel)",
+                self.url
+            );
+        }
         anyhow!(
             "cannot reach node at {}: {e}\n  is `kilnd devnet` running? (set the address with --node or KILN_NODE)",
             self.url

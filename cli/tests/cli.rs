@@ -282,6 +282,14 @@ fn keys_file_backend_passphrases() {
         .unwrap()
         .contains(alice["mnemonic"].as_str().unwrap()));
 
+    // The env passphrase decrypts it again.
+    let o = kiln(h)
+        .env("KILN_KEYRING_PASSPHRASE", "env passphrase 1")
+        .args(["keys", "export", "alice", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(ok_json(&o)["mnemonic"], alice["mnemonic"]);
+
     // Recover with mnemonic then passphrase on stdin.
     let mut c = kiln(h);
     c.args(["keys", "add", "bob", "--recover", "-o", "json"]);
@@ -414,6 +422,7 @@ struct MockState {
     simulated: usize,
     tx_polls: usize,
     check_tx_code: u32,
+    never_include: bool,
 }
 
 fn verify(state: &MockState, tx: &[u8]) -> Result<(), String> {
@@ -534,7 +543,7 @@ fn handle(state: &Mutex<MockState>, method: &str, params: &Value) -> Result<Valu
                 .find(|t| hex::encode_upper(<sha2::Sha256 as sha2::Digest>::digest(t)) == want)
                 .cloned();
             match found {
-                Some(tx) if st.tx_polls > 1 => Ok(json!({
+                Some(tx) if st.tx_polls > 1 && !st.never_include => Ok(json!({
                     "hash": want, "height": "6", "index": 0,
                     "tx_result": {"code": 0, "codespace": "", "log": "", "gas_wanted": "130000", "gas_used": "95000",
                         "events": [{"type": "transfer", "attributes": [{"key": "amount", "value": "1500000ukiln", "index": true}]}]},
@@ -802,6 +811,31 @@ fn tx_and_queries_against_mock_node() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not confirmed"), "{}", stderr(&o));
     assert_eq!(state.lock().unwrap().broadcast.len(), 2);
+
+    // Accepted but never included: clear timeout error.
+    state.lock().unwrap().never_include = true;
+    let mut c = kiln(h);
+    c.args([
+        "tx",
+        "bank",
+        "send",
+        "dev",
+        &to,
+        "1ukiln",
+        "--yes",
+        "--timeout",
+        "1s",
+    ]);
+    base(&mut c);
+    let o = c.output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not included within 1s"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("kiln query tx"), "{}", stderr(&o));
+    state.lock().unwrap().never_include = false;
 
     // CheckTx failure: code printed, non-zero exit.
     state.lock().unwrap().check_tx_code = 13;
