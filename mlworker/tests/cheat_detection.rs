@@ -91,6 +91,10 @@ fn fabricated_shares_flagged_and_honest_never() {
         },
     );
     honest.truncate(HONEST);
+    // Only nonces up to the last kept share, so the fabricated set does not
+    // depend on how far the sweep ran past it.
+    let last = honest.last().map(|l| l.0).unwrap_or(0);
+    non_shares.retain(|&n| n < last);
     println!("prover swept {swept} nonces for {HONEST} shares");
     // 2. Fabricated leaves: nonces the cheater skipped, with invented distances below r_target.
     let mut s = Stream::new(&sha256(b"cheater"));
@@ -189,4 +193,24 @@ fn fabricated_shares_flagged_and_honest_never() {
         "none",
     );
     assert_eq!(hb, 0);
+
+    // 7. Honest prover whose validators disagree at exactly the honest rate
+    // p0 = 5e-4 (10 of 20 000 leaves mismatch, placed at random): still never
+    // flagged in 10 000 challenges (per-challenge false-flag probability
+    // P[Bin(200, 5e-4) >= 5] ~ 7e-8).
+    let mut noisy = vec![false; big_n];
+    let mut s = Stream::new(&sha256(b"honest noise"));
+    let mut placed = 0;
+    while placed < big_n / 2000 {
+        let j = s.next_below(big_n as u32) as usize;
+        if !noisy[j] {
+            noisy[j] = true;
+            placed += 1;
+        }
+    }
+    let (nf, nn) = simulate(&noisy, &addr, 10_000, "noisy-honest");
+    println!(
+        "honest with p0-rate disagreement (count {big_n}, {placed} mismatching): flagged {nf}/{nn}"
+    );
+    assert_eq!(nf, 0);
 }
