@@ -1,7 +1,7 @@
 use clap::Parser;
 use kiln_mlworker::cli::{run, Cli};
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
@@ -17,5 +17,9 @@ fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
-    run(cli)
+    if let Err(e) = run(cli) {
+        // One line with the whole context chain, no backtrace dump.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }
