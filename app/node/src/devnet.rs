@@ -508,7 +508,7 @@ impl<A: Application> Node<A> {
         let data = json!({
             "type": "tendermint/event/NewBlock",
             "value": {
-                "block": blk,
+                "block": block_json(blk),
                 "block_id": bid,
                 "result_finalize_block": finalize_block_json(fin),
             }
@@ -547,6 +547,57 @@ impl<A: Application> Node<A> {
             }));
         }
     }
+}
+
+fn empty_block_id_json() -> Value {
+    json!({"hash": "", "parts": {"total": 0, "hash": ""}})
+}
+
+/// Patch a serialized header to CometBFT's shape (empty `last_block_id`
+/// object instead of null at the initial height).
+pub fn fix_header_json(h: &mut Value) {
+    if h.get("last_block_id").map(Value::is_null).unwrap_or(false) {
+        h["last_block_id"] = empty_block_id_json();
+    }
+}
+
+/// A header as CometBFT serializes it.
+pub fn header_json(h: &block::Header) -> Value {
+    let mut v = serde_json::to_value(h).unwrap_or(Value::Null);
+    fix_header_json(&mut v);
+    v
+}
+
+/// A block as CometBFT serializes it (`[]` rather than null for empty lists,
+/// the empty LastCommit object at the initial height).
+pub fn block_json(b: &Block) -> Value {
+    let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
+    if let Some(h) = v.get_mut("header") {
+        fix_header_json(h);
+    }
+    if v.pointer("/data/txs").map(Value::is_null).unwrap_or(false) {
+        v["data"]["txs"] = json!([]);
+    }
+    if v.pointer("/evidence/evidence")
+        .map(Value::is_null)
+        .unwrap_or(false)
+    {
+        v["evidence"]["evidence"] = json!([]);
+    }
+    if v.get("last_commit").map(Value::is_null).unwrap_or(false) {
+        v["last_commit"] =
+            json!({"height": "0", "round": 0, "block_id": empty_block_id_json(), "signatures": []});
+    }
+    v
+}
+
+/// A block meta as CometBFT serializes it.
+pub fn block_meta_json(m: &block::Meta) -> Value {
+    let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
+    if let Some(h) = v.get_mut("header") {
+        fix_header_json(h);
+    }
+    v
 }
 
 /// ABCI event JSON (CometBFT 0.38 shape).

@@ -99,3 +99,18 @@ fn cometbft_commit_signature_verifies_with_our_sign_bytes() {
     vk.verify(&bytes, &sig)
         .expect("CometBFT's own signature verifies over our sign bytes");
 }
+
+#[test]
+fn block_json_reproduces_cometbft_output_exactly() {
+    for text in [
+        include_str!("fixtures/block_at_height_1.json"),
+        include_str!("fixtures/block_at_height_10.json"),
+    ] {
+        let v: Value = serde_json::from_str(text).unwrap();
+        let want = v["result"]["block"].clone();
+        let blk: Block = serde_json::from_value(want.clone()).unwrap();
+        assert_eq!(kiln_node::devnet::block_json(&blk), want);
+        let id: block::Id = serde_json::from_value(v["result"]["block_id"].clone()).unwrap();
+        assert_eq!(serde_json::to_value(id).unwrap(), v["result"]["block_id"]);
+    }
+}

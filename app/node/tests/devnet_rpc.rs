@@ -386,3 +386,23 @@ async fn mempool_rechecks_after_commit_and_respects_block_bytes() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_block_json_has_cometbft_empty_last_block_id_and_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    init_home(dir.path());
+    let h = start(KvApp::default(), dir.path()).await;
+    h.produce_block_now().await.unwrap();
+    let b = rpc(h.rpc_addr(), "block", json!({"height": 1})).await;
+    assert_eq!(
+        b["block"]["header"]["last_block_id"],
+        json!({"hash": "", "parts": {"total": 0, "hash": ""}}),
+        "{b}"
+    );
+    assert_eq!(b["block"]["last_commit"]["height"], "0", "{b}");
+    assert_eq!(b["block"]["last_commit"]["signatures"], json!([]));
+    assert_eq!(b["block"]["evidence"], json!({"evidence": []}));
+    let bc = rpc(h.rpc_addr(), "blockchain", json!({})).await;
+    assert_eq!(bc["block_metas"][0]["header"]["last_block_id"]["hash"], "");
+    h.stop().await;
+}

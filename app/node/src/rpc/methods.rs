@@ -14,7 +14,7 @@ use tendermint_proto::v0_38::abci::{
 use tendermint_rpc::query::{Operand, Operation};
 
 use super::{Params, RpcError, RpcResult};
-use crate::devnet::{events_json, Node};
+use crate::devnet::{block_json, block_meta_json, events_json, header_json, Node};
 use crate::events::{parse_query, value_matches};
 use crate::mempool::MempoolError;
 
@@ -102,14 +102,16 @@ fn dispatch_blocking<A: Application>(node: &Node<A>, method: &str, p: &Params) -
             let meta = node.store.block_meta(h)?.ok_or_else(|| {
                 RpcError::internal(format!("block meta not found for height {h}"))
             })?;
-            Ok(json!({"header": meta.header}))
+            Ok(json!({"header": header_json(&meta.header)}))
         }
         "header_by_hash" => {
             let hash = p
                 .hash("hash")?
                 .ok_or_else(|| RpcError::invalid_params("missing hash"))?;
             match node.store.height_by_hash(&hash)? {
-                Some(h) => Ok(json!({"header": node.store.block_meta(h)?.map(|m| m.header)})),
+                Some(h) => {
+                    Ok(json!({"header": node.store.block_meta(h)?.map(|m| header_json(&m.header))}))
+                }
                 None => Ok(json!({"header": null})),
             }
         }
@@ -404,7 +406,7 @@ fn block<A: Application>(node: &Node<A>, h: Option<i64>) -> RpcResult {
         .store
         .block_meta(h)?
         .ok_or_else(|| RpcError::internal(format!("block meta not found for height {h}")))?;
-    Ok(json!({"block_id": meta.block_id, "block": blk}))
+    Ok(json!({"block_id": meta.block_id, "block": block_json(&blk)}))
 }
 
 fn block_results<A: Application>(node: &Node<A>, h: Option<i64>) -> RpcResult {
@@ -470,7 +472,7 @@ fn blockchain<A: Application>(node: &Node<A>, min: Option<i64>, max: Option<i64>
     if latest > 0 {
         for h in (lo..=max_h).rev() {
             if let Some(m) = node.store.block_meta(h)? {
-                metas.push(m);
+                metas.push(block_meta_json(&m));
             }
         }
     }
@@ -491,7 +493,9 @@ fn commit<A: Application>(node: &Node<A>, h: Option<i64>) -> RpcResult {
     };
     let commit =
         commit.ok_or_else(|| RpcError::internal(format!("commit not found for height {h}")))?;
-    Ok(json!({"signed_header": {"header": meta.header, "commit": commit}, "canonical": canonical}))
+    Ok(
+        json!({"signed_header": {"header": header_json(&meta.header), "commit": commit}, "canonical": canonical}),
+    )
 }
 
 fn tx_json<A: Application>(node: &Node<A>, h: u64, idx: u32) -> Result<Value, RpcError> {
