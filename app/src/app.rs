@@ -94,6 +94,37 @@ fn to_abci_events(events: &[Event]) -> Vec<abci::Event> {
         .collect()
 }
 
+/// Reads `changes` over `base`, exactly like `Overlay::with_changes(base,
+/// changes.clone())`, without copying the changes (CheckTx runs once per
+/// transaction over the whole mempool view).
+struct ChangesView<'a, B> {
+    base: B,
+    changes: &'a Changes,
+}
+
+impl<B: StateRead> StateRead for ChangesView<'_, B> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, kiln_store::StoreError> {
+        match self.changes.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.base.get_raw(key),
+        }
+    }
+
+    fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, kiln_store::StoreError> {
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = self.base.prefix_raw(prefix)?.into_iter().collect();
+        for (key, value) in self.changes.range(prefix.to_vec()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match value {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -159,7 +190,7 @@ impl KilnApp {
 
     /// Executes a block without persisting it; returns the tx results, block
     /// events and the prepared commit.
-    fn execute_block(&self, inner: &Inner, block: &BlockInfo, txs: &[Vec<u8>]) -> anyhow::Result<(Vec<TxOutcome>, Vec<Event>, PreparedCommit)> {
+    fn execute_block(&self, inner: &Inner, block: &BlockInfo, txs: &[Vec<u8>]) -> anyhow::Result<(Vec<TxOutcome>, Vec<Event>, Vec<kiln_sprint::hooks::PowerUpdate>, PreparedCommit)> {
         let latest = self.storage.latest();
         let mut state = Overlay::with_changes(latest, inner.genesis_base.clone());
         let decoded: Vec<TxResult<DecodedTx>> = txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
@@ -167,7 +198,7 @@ impl KilnApp {
 
         // Begin-block hooks, in a fixed order.
         let mut block_events = Vec::new();
-        let (_epoch, stage_event) = kiln_epochs::state::begin_block(&mut state, block.height, &block.hash).map_err(|e| anyhow::anyhow!(e.log))?;
+        let (epoch, stage_event) = kiln_epochs::state::begin_block(&mut state, block.height, &block.hash).map_err(|e| anyhow::anyhow!(e.log))?;
         block_events.extend(stage_event);
 
         let mut outcomes = Vec::with_capacity(txs.len());
@@ -178,12 +209,18 @@ impl KilnApp {
             };
             outcomes.push(outcome);
         }
-        // End-block hooks go here, in a fixed order, as later modules arrive.
+        // End-block hooks, in a fixed order.
+        let mut power_updates = Vec::new();
+        if epoch.stage == kiln_epochs::Stage::Settle && epoch.stage_start == block.height {
+            let settled = kiln_sprint::hooks::settle(&mut state, epoch.epoch).map_err(|e| anyhow::anyhow!(e.log))?;
+            block_events.extend(settled.events);
+            power_updates = settled.power_updates;
+        }
         let last = LastBlock { height: block.height, time_seconds: block.time_seconds, time_nanos: block.time_nanos };
         state.put_json(keys::LAST_BLOCK.to_vec(), &last).map_err(|e| anyhow::anyhow!(e.log))?;
         let changes = state.into_changes();
         let prepared = self.storage.prepare_commit(block.height, &changes)?;
-        Ok((outcomes, block_events, prepared))
+        Ok((outcomes, block_events, power_updates, prepared))
     }
 
     /// A read view of the latest committed state plus uncommitted genesis.
@@ -255,7 +292,9 @@ impl Application for KilnApp {
         let initial_height = u64::try_from(request.initial_height.max(1)).unwrap_or(1);
         let result = kiln_bank::genesis::init_genesis(&mut state, &genesis.auth, &genesis.bank)
             .and_then(|()| kiln_authz::genesis::init_genesis(&mut state, &genesis.authz))
-            .and_then(|()| kiln_epochs::state::init_genesis(&mut state, &genesis.epochs, initial_height));
+            .and_then(|()| kiln_epochs::state::init_genesis(&mut state, &genesis.epochs, initial_height))
+            .and_then(|()| kiln_sprint::genesis::init_genesis(&mut state, &genesis.sprint))
+            .and_then(|()| kiln_reputation::init_genesis(&mut state, &genesis.reputation.params));
         if let Err(e) = result {
             tracing::error!("refusing to start: invalid genesis: {e}");
             #[allow(clippy::panic)]
@@ -288,12 +327,15 @@ impl Application for KilnApp {
             Ok(tx) => tx,
             Err(e) => return check_response(&TxOutcome::failed(&e, 0, 0)),
         };
-        let committed = Overlay::with_changes(self.storage.latest(), inner.genesis_base.clone());
+        let committed = ChangesView { base: self.storage.latest(), changes: &inner.genesis_base };
         let block = {
             let last: LastBlock = committed.get_json(keys::LAST_BLOCK).ok().flatten().unwrap_or_default();
             BlockInfo { chain_id: inner.chain_id.clone(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos, hash: Vec::new() }
         };
-        let mut view = Overlay::with_changes(&committed, inner.check.clone());
+        // The tx's writes go to their own overlay over the mempool view, and
+        // are merged into it only if the tx is accepted.
+        let mempool = ChangesView { base: &committed, changes: &inner.check };
+        let mut view = Overlay::new(&mempool);
         let mut outcome = execute_decoded(&mut view, &block, &tx, &self.sig_cache, ExecMode::Check);
         if outcome.is_ok() {
             if let Some(max) = inner.max_block_gas {
@@ -306,7 +348,8 @@ impl Application for KilnApp {
         if outcome.is_ok() {
             // The mempool view keeps this tx's fee and sequence effects so the
             // same account's next tx is checked against them.
-            inner.check = view.into_changes();
+            let changes = view.into_changes();
+            inner.check.extend(changes);
         }
         check_response(&outcome)
     }
@@ -395,13 +438,13 @@ impl Application for KilnApp {
         block.hash = request.hash.to_vec();
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
         match self.execute_block(&inner, &block, &txs) {
-            Ok((outcomes, events, prepared)) => {
+            Ok((outcomes, events, power_updates, prepared)) => {
                 let app_hash = prepared.root.to_vec();
                 inner.pending = Some(PendingBlock { height, prepared });
                 ResponseFinalizeBlock {
                     events: to_abci_events(&events),
                     tx_results: outcomes.iter().map(exec_result).collect(),
-                    validator_updates: Vec::new(),
+                    validator_updates: power_updates.iter().map(validator_update).collect(),
                     consensus_param_updates: None,
                     app_hash: app_hash.into(),
                 }
@@ -416,6 +459,16 @@ impl Application for KilnApp {
                 }
             }
         }
+    }
+}
+
+/// A sprint power change as CometBFT's ValidatorUpdate (ed25519 key, power).
+fn validator_update(update: &kiln_sprint::hooks::PowerUpdate) -> abci::ValidatorUpdate {
+    abci::ValidatorUpdate {
+        pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
+            sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(update.consensus_pubkey.clone().into())),
+        }),
+        power: to_i64(update.power),
     }
 }
 

@@ -80,7 +80,9 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
             Err(e) => error(e, height),
         };
     }
-    let routed = kiln_bank::query::route(&snapshot, path, &request.data).or_else(|| kiln_authz::query::route(&snapshot, path, &request.data));
+    let routed = kiln_bank::query::route(&snapshot, path, &request.data)
+        .or_else(|| kiln_authz::query::route(&snapshot, path, &request.data))
+        .or_else(|| kiln_sprint::query::route(&snapshot, path, &request.data));
     match routed {
         Some(Ok(value)) => ResponseQuery { value: value.into(), height: i64::try_from(height).unwrap_or(0), ..Default::default() },
         Some(Err(e)) => error(e, height),

@@ -13,6 +13,12 @@ pub fn dispatch<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &Msg) 
         Msg::Send(m) => kiln_bank::handler::handle_send(state, ctx, m),
         Msg::Grant(m) => kiln_authz::handler::handle_grant(state, ctx, m),
         Msg::Revoke(m) => kiln_authz::handler::handle_revoke(state, ctx, m),
+        Msg::RegisterHost(m) => kiln_sprint::handler::handle_register_host(state, ctx, m),
+        Msg::UpdateHost(m) => kiln_sprint::handler::handle_update_host(state, ctx, m),
+        Msg::SprintCommit(m) => kiln_sprint::handler::handle_commit(state, ctx, m),
+        Msg::SprintOpen(m) => kiln_sprint::handler::handle_open(state, ctx, m),
+        Msg::SprintVoteCommit(m) => kiln_sprint::handler::handle_vote_commit(state, ctx, m),
+        Msg::SprintVoteReveal(m) => kiln_sprint::handler::handle_vote_reveal(state, ctx, m),
         Msg::Exec { exec, inner } => {
             let grantee = kiln_authz::handler::signer_of_exec(exec)?;
             for msg in inner {

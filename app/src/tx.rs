@@ -12,6 +12,11 @@ use cosmos_sdk_proto::Any;
 use kiln_authz::handler::{MSG_EXEC_TYPE_URL, MSG_GRANT_TYPE_URL, MSG_REVOKE_TYPE_URL};
 use kiln_bank::handler::MSG_SEND_TYPE_URL;
 use kiln_framework::{Address, TxError, TxResult};
+use kiln_sprint::msgs::{MsgRegisterHost, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal, MsgUpdateHost};
+
+fn addr(text: &str, what: &str) -> TxResult<Address> {
+    Address::parse(text).map_err(|e| TxError::invalid_address(format!("{what}: {e}")))
+}
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -26,6 +31,12 @@ pub enum Msg {
     Revoke(MsgRevoke),
     /// `MsgExec` with its inner messages decoded (one level; nesting is refused).
     Exec { exec: MsgExec, inner: Vec<Msg> },
+    RegisterHost(MsgRegisterHost),
+    UpdateHost(MsgUpdateHost),
+    SprintCommit(MsgSprintCommit),
+    SprintOpen(MsgSprintOpen),
+    SprintVoteCommit(MsgSprintVoteCommit),
+    SprintVoteReveal(MsgSprintVoteReveal),
 }
 
 impl Msg {
@@ -35,6 +46,12 @@ impl Msg {
             Msg::Grant(_) => MSG_GRANT_TYPE_URL,
             Msg::Revoke(_) => MSG_REVOKE_TYPE_URL,
             Msg::Exec { .. } => MSG_EXEC_TYPE_URL,
+            Msg::RegisterHost(_) => "/kiln.host.v1.MsgRegisterHost",
+            Msg::UpdateHost(_) => "/kiln.host.v1.MsgUpdateHost",
+            Msg::SprintCommit(_) => "/kiln.sprint.v1.MsgSprintCommit",
+            Msg::SprintOpen(_) => "/kiln.sprint.v1.MsgSprintOpen",
+            Msg::SprintVoteCommit(_) => "/kiln.sprint.v1.MsgSprintVoteCommit",
+            Msg::SprintVoteReveal(_) => "/kiln.sprint.v1.MsgSprintVoteReveal",
         }
     }
 
@@ -45,6 +62,12 @@ impl Msg {
             Msg::Grant(m) => kiln_authz::handler::signer_of_grant(m),
             Msg::Revoke(m) => kiln_authz::handler::signer_of_revoke(m),
             Msg::Exec { exec, .. } => kiln_authz::handler::signer_of_exec(exec),
+            Msg::RegisterHost(m) => addr(&m.owner, "owner"),
+            Msg::UpdateHost(m) => addr(&m.owner, "owner"),
+            Msg::SprintCommit(m) => addr(&m.host, "host"),
+            Msg::SprintOpen(m) => addr(&m.host, "host"),
+            Msg::SprintVoteCommit(m) => addr(&m.validator, "validator"),
+            Msg::SprintVoteReveal(m) => addr(&m.validator, "validator"),
         }
     }
 
@@ -72,6 +95,12 @@ impl Msg {
                 let inner = exec.msgs.iter().map(|m| Msg::from_any(m, depth + 1)).collect::<TxResult<Vec<_>>>()?;
                 Ok(Msg::Exec { exec, inner })
             }
+            "/kiln.host.v1.MsgRegisterHost" => Ok(Msg::RegisterHost(strict(any)?)),
+            "/kiln.host.v1.MsgUpdateHost" => Ok(Msg::UpdateHost(strict(any)?)),
+            "/kiln.sprint.v1.MsgSprintCommit" => Ok(Msg::SprintCommit(strict(any)?)),
+            "/kiln.sprint.v1.MsgSprintOpen" => Ok(Msg::SprintOpen(strict(any)?)),
+            "/kiln.sprint.v1.MsgSprintVoteCommit" => Ok(Msg::SprintVoteCommit(strict(any)?)),
+            "/kiln.sprint.v1.MsgSprintVoteReveal" => Ok(Msg::SprintVoteReveal(strict(any)?)),
             other => Err(TxError::unknown_request(format!("unrecognized message type {other:?}"))),
         }
     }

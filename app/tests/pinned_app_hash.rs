@@ -4,7 +4,7 @@
 
 use kiln_app::testkit::{msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "e9d2ede33411ea4a0b7d2929fe0e2c6eeabce8ad28c4cca04bd634b697499d48";
+const PINNED: &str = "b3d3b4b584692ca45da31f6ed724154cbc109b5c85bf218026c42b49956b6a6e";
 
 #[test]
 fn fixed_scenario_produces_the_pinned_app_hash() {

@@ -23,6 +23,18 @@ pub struct AppGenesis {
     pub authz: AuthzGenesis,
     #[serde(default)]
     pub epochs: EpochGenesis,
+    #[serde(default)]
+    pub sprint: kiln_sprint::SprintGenesis,
+    #[serde(default)]
+    pub reputation: ReputationGenesis,
+}
+
+/// `app_state.reputation`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReputationGenesis {
+    #[serde(default)]
+    pub params: kiln_reputation::ReputationParams,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +65,8 @@ impl AppGenesis {
         self.bank.validate().map_err(GenesisError::AppState)?;
         self.authz.validate().map_err(GenesisError::AppState)?;
         self.epochs.validate().map_err(GenesisError::AppState)?;
+        self.sprint.validate().map_err(GenesisError::AppState)?;
+        self.reputation.params.validate().map_err(GenesisError::AppState)?;
         Ok(())
     }
 
@@ -105,6 +119,8 @@ pub fn devnet_app_genesis(dev: Address, dev_funds: u128) -> AppGenesis {
     let mut genesis = AppGenesis::default();
     genesis.add_balance(dev, vec![Coin::new(kiln_framework::BASE_DENOM, dev_funds)]);
     genesis.epochs.params = kiln_epochs::EpochParams::devnet();
+    genesis.sprint.params = kiln_sprint::SprintParams::devnet();
+    genesis.reputation.params = kiln_reputation::ReputationParams::devnet();
     genesis
 }
 

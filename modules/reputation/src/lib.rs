@@ -1,0 +1,128 @@
+//! kiln-reputation: the host reputation of SPEC §6.
+//!
+//! Each host has a counter `good_epochs`; `reputation = min(100,
+//! ⌊100 · good_epochs / epochs_to_max⌋)`. Its inputs are a small explicit
+//! interface, [`EpochOutcome`], applied once per host per epoch at settle by
+//! whichever modules observed the epoch (the sprint today; inference misses and
+//! disputes later feed the same function).
+//!
+//! Keys: `reputation/params` (JSON [`ReputationParams`]), `reputation/good/{addr 20}` (u64 BE).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+use kiln_framework::{Address, Event, StateReadExt, StateWriteExt, TxResult};
+use kiln_store::{StateRead, StateWrite};
+
+pub const PARAMS_KEY: &[u8] = b"reputation/params";
+
+pub fn good_epochs_key(addr: &Address) -> Vec<u8> {
+    [b"reputation/good/".as_slice(), addr.as_bytes()].concat()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReputationParams {
+    /// Good epochs needed for reputation 100 (30 mainnet-like, 3 devnet).
+    pub epochs_to_max: u64,
+}
+
+impl Default for ReputationParams {
+    fn default() -> Self {
+        ReputationParams { epochs_to_max: 30 }
+    }
+}
+
+impl ReputationParams {
+    pub fn devnet() -> Self {
+        ReputationParams { epochs_to_max: 3 }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs_to_max == 0 {
+            return Err("reputation.params.epochs_to_max must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What happened to one host in one epoch, as far as reputation cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EpochOutcome {
+    /// Its sprint was accepted.
+    pub accepted: bool,
+    /// It committed but was rejected by validators, or never opened.
+    pub rejected_or_unopened: bool,
+    /// Sprint votes it committed and did not reveal.
+    pub unrevealed_votes: u64,
+    /// Inference misses above 1%, in whole percent (later issue; 0 now).
+    pub excess_miss_percent: u64,
+    /// An upheld inference dispute or INVALID status (later issue; false now).
+    pub invalid: bool,
+}
+
+pub fn good_epochs<S: StateRead + ?Sized>(state: &S, addr: &Address) -> TxResult<u64> {
+    Ok(state.get_u64(&good_epochs_key(addr))?.unwrap_or(0))
+}
+
+pub fn params<S: StateRead + ?Sized>(state: &S) -> TxResult<ReputationParams> {
+    Ok(state.get_json(PARAMS_KEY)?.unwrap_or_default())
+}
+
+/// The score in [0, 100].
+pub fn reputation<S: StateRead + ?Sized>(state: &S, addr: &Address) -> TxResult<u64> {
+    let good = good_epochs(state, addr)?;
+    let to_max = params(state)?.epochs_to_max.max(1);
+    Ok(good.saturating_mul(100).checked_div(to_max).unwrap_or(0).min(100))
+}
+
+/// Applies one epoch's outcome (SPEC §6) and returns an event describing it.
+pub fn apply_outcome<S: StateWrite>(state: &mut S, epoch: u64, addr: &Address, outcome: &EpochOutcome) -> TxResult<Event> {
+    let before = good_epochs(state, addr)?;
+    let mut good = before;
+    if outcome.invalid || outcome.rejected_or_unopened {
+        good = 0;
+    } else {
+        if outcome.accepted && outcome.excess_miss_percent == 0 {
+            good = good.saturating_add(1);
+        }
+        good = good.saturating_sub(outcome.excess_miss_percent);
+    }
+    good = good.saturating_sub(outcome.unrevealed_votes);
+    state.put_u64(good_epochs_key(addr), good);
+    let score = reputation(state, addr)?;
+    Ok(Event::new("kiln.reputation.v1.EventReputationUpdated")
+        .attr("epoch", epoch)
+        .attr("host", addr)
+        .attr("good_epochs_before", before)
+        .attr("good_epochs", good)
+        .attr("reputation", score))
+}
+
+pub fn init_genesis<S: StateWrite>(state: &mut S, params: &ReputationParams) -> Result<(), String> {
+    params.validate()?;
+    state.put_json(PARAMS_KEY.to_vec(), params).map_err(|e| e.log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_store::{EmptyState, Overlay};
+
+    #[test]
+    fn accepted_epochs_raise_rejection_resets_unrevealed_votes_cost_one() {
+        let mut s = Overlay::new(EmptyState);
+        init_genesis(&mut s, &ReputationParams::devnet()).unwrap();
+        let a = Address([3; 20]);
+        let ok = EpochOutcome { accepted: true, ..Default::default() };
+        apply_outcome(&mut s, 1, &a, &ok).unwrap();
+        assert_eq!(reputation(&s, &a).unwrap(), 33);
+        apply_outcome(&mut s, 2, &a, &ok).unwrap();
+        apply_outcome(&mut s, 3, &a, &ok).unwrap();
+        apply_outcome(&mut s, 4, &a, &ok).unwrap();
+        assert_eq!(reputation(&s, &a).unwrap(), 100, "capped at 100");
+        assert_eq!(good_epochs(&s, &a).unwrap(), 4);
+        apply_outcome(&mut s, 5, &a, &EpochOutcome { accepted: true, unrevealed_votes: 2, ..Default::default() }).unwrap();
+        assert_eq!(good_epochs(&s, &a).unwrap(), 3);
+        apply_outcome(&mut s, 6, &a, &EpochOutcome { rejected_or_unopened: true, ..Default::default() }).unwrap();
+        assert_eq!(reputation(&s, &a).unwrap(), 0);
+    }
+}

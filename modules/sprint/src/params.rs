@@ -1,0 +1,56 @@
+//! Sprint parameters (SPEC §4), mainnet-like defaults and devnet values.
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SprintParams {
+    /// Model preset workers must run this epoch (`devnet` or `mainnet`).
+    pub preset: String,
+    /// Leaves each host must open: `k = min(count, sprint_samples)`.
+    pub sprint_samples: u32,
+    /// Validators per opening; 0 = every host with weight.
+    pub sprint_committee: u32,
+    /// Share threshold on the distance, in millionths.
+    pub r_target_micro: u64,
+    /// Recomputation tolerance, in millionths (validators apply it).
+    pub sprint_tolerance_micro: u64,
+    /// The power cap applies once this many hosts have weight.
+    pub min_hosts_for_cap: u32,
+    /// Largest share of total weight one host may hold, in basis points.
+    pub max_power_share_bps: u32,
+}
+
+impl Default for SprintParams {
+    fn default() -> Self {
+        SprintParams {
+            preset: "mainnet".into(),
+            sprint_samples: 200,
+            sprint_committee: 8,
+            r_target_micro: 1_391_480,
+            sprint_tolerance_micro: 2_000,
+            min_hosts_for_cap: 5,
+            max_power_share_bps: 2_500,
+        }
+    }
+}
+
+impl SprintParams {
+    pub fn devnet() -> Self {
+        SprintParams { preset: "devnet".into(), sprint_samples: 16, sprint_committee: 0, r_target_micro: 1_346_000, ..Default::default() }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sprint_samples == 0 {
+            return Err("sprint.params.sprint_samples must be positive".into());
+        }
+        if self.max_power_share_bps == 0 || self.max_power_share_bps > 10_000 {
+            return Err("sprint.params.max_power_share_bps must be in 1..=10000".into());
+        }
+        if u64::from(self.max_power_share_bps) * u64::from(self.min_hosts_for_cap.max(1)) < 10_000 {
+            return Err("sprint.params: min_hosts_for_cap × max_power_share must reach 100%, or the cap cannot be met".into());
+        }
+        if self.preset.is_empty() {
+            return Err("sprint.params.preset must name a model preset".into());
+        }
+        Ok(())
+    }
+}

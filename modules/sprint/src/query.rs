@@ -1,0 +1,76 @@
+//! JSON queries: `/kiln.sprint.v1.Query/Hosts`, `/Host` (data: bech32 address),
+//! `/Weights`, `/Result` (data: `{"epoch":N,"host":"kiln1…"}`), and
+//! `/kiln.reputation.v1.Query/Reputation` (data: bech32 address).
+
+use kiln_framework::{Address, TxError, TxResult};
+use kiln_store::StateRead;
+
+use crate::state;
+
+#[derive(serde::Serialize)]
+pub struct WeightRow {
+    pub host: Address,
+    pub weight: u64,
+    /// Share of total weight in basis points.
+    pub share_bps: u64,
+    /// Consensus voting power (equal to the effective weight).
+    pub consensus_power: u64,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> TxResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| TxError::internal(e.to_string()))
+}
+
+fn addr_arg(data: &[u8]) -> TxResult<Address> {
+    let text = std::str::from_utf8(data).map_err(|_| TxError::invalid_request("address must be UTF-8"))?;
+    Address::parse(text.trim()).map_err(|e| TxError::invalid_address(e.to_string()))
+}
+
+pub fn route<S: StateRead + ?Sized>(state: &S, path: &str, data: &[u8]) -> Option<TxResult<Vec<u8>>> {
+    let result = match path {
+        "/kiln.sprint.v1.Query/Hosts" => state::hosts(state).and_then(|h| json(&h)),
+        "/kiln.sprint.v1.Query/Host" => addr_arg(data).and_then(|a| state::host(state, &a)).and_then(|h| match h {
+            Some(h) => json(&h),
+            None => Err(TxError::key_not_found("no such host")),
+        }),
+        "/kiln.sprint.v1.Query/Weights" => weights(state),
+        "/kiln.sprint.v1.Query/Params" => state::sprint_params(state).and_then(|p| json(&p)),
+        "/kiln.sprint.v1.Query/Result" => result(state, data),
+        "/kiln.reputation.v1.Query/Reputation" => addr_arg(data).and_then(|a| {
+            let good = kiln_reputation::good_epochs(state, &a)?;
+            let score = kiln_reputation::reputation(state, &a)?;
+            json(&serde_json::json!({"address": a, "good_epochs": good, "reputation": score}))
+        }),
+        _ => return None,
+    };
+    Some(result)
+}
+
+fn weights<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<u8>> {
+    let w = state::weights(state)?;
+    let total: u128 = w.values().map(|v| u128::from(*v)).sum();
+    let rows: Vec<WeightRow> = w
+        .iter()
+        .map(|(a, v)| WeightRow {
+            host: *a,
+            weight: *v,
+            share_bps: if total == 0 { 0 } else { u64::try_from(u128::from(*v) * 10_000 / total).unwrap_or(0) },
+            consensus_power: *v,
+        })
+        .collect();
+    json(&rows)
+}
+
+fn result<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Req {
+        epoch: u64,
+        host: Address,
+    }
+    let req: Req = serde_json::from_slice(data).map_err(|e| TxError::invalid_request(format!("expected {{\"epoch\":N,\"host\":\"kiln1…\"}}: {e}")))?;
+    let value: Option<state::EpochResult> = kiln_framework::StateReadExt::get_json(state, &crate::keys::result(req.epoch, &req.host))?;
+    match value {
+        Some(v) => json(&v),
+        None => Err(TxError::key_not_found(format!("no settled result for {} in epoch {}", req.host, req.epoch))),
+    }
+}
