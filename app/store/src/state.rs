@@ -83,7 +83,10 @@ pub struct Overlay<B> {
 
 impl<B: StateRead> Overlay<B> {
     pub fn new(base: B) -> Self {
-        Self { base, changes: Changes::new() }
+        Self {
+            base,
+            changes: Changes::new(),
+        }
     }
 
     /// An overlay that starts with `changes` already buffered.
@@ -118,7 +121,8 @@ impl<B: StateRead> StateRead for Overlay<B> {
     }
 
     fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.base.prefix_raw(prefix)?.into_iter().collect();
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.base.prefix_raw(prefix)?.into_iter().collect();
         for (key, value) in self.changes.range(prefix.to_vec()..) {
             if !key.starts_with(prefix) {
                 break;
@@ -160,7 +164,12 @@ mod tests {
             tx.into_changes()
         };
         block.apply(changes);
-        let keys: Vec<_> = block.prefix_raw(b"a/").unwrap().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<_> = block
+            .prefix_raw(b"a/")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, vec![b"a/2".to_vec(), b"a/3".to_vec()]);
     }
 }

@@ -133,7 +133,9 @@ pub struct Snapshot {
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot").field("version", &self.version).finish()
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -210,7 +212,9 @@ impl Storage {
             ));
         }
         *inner.head.get_mut().unwrap_or_else(PoisonError::into_inner) = Head { latest, earliest };
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The configuration the store was opened with.
@@ -231,7 +235,10 @@ impl Storage {
     /// The root hash (app hash) of a retained `version`.
     pub fn root_hash(&self, version: u64) -> Result<[u8; 32], StoreError> {
         self.inner.check_retained(version)?;
-        let reader = TreeDb { db: &self.inner.db, empty_root: None };
+        let reader = TreeDb {
+            db: &self.inner.db,
+            empty_root: None,
+        };
         let root = JellyfishMerkleTree::<_, Sha256>::new(&reader)
             .get_root_hash(version)
             .map_err(|e| db_err(&format!("reading the root of version {version}"), e))?;
@@ -242,7 +249,11 @@ impl Storage {
     /// A fast read view of the last committed version (the empty state before
     /// the first commit).
     pub fn latest(&self) -> Snapshot {
-        let head = self.inner.head.read().unwrap_or_else(PoisonError::into_inner);
+        let head = self
+            .inner
+            .head
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         Snapshot {
             inner: self.inner.clone(),
             version: head.latest,
@@ -252,11 +263,19 @@ impl Storage {
 
     /// A read view of a retained `version`; an error if it is pruned or unknown.
     pub fn snapshot(&self, version: u64) -> Result<Snapshot, StoreError> {
-        let head = self.inner.head.read().unwrap_or_else(PoisonError::into_inner);
+        let head = self
+            .inner
+            .head
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         check_head(&head, version)?;
-        let fast = (head.latest == Some(version))
-            .then(|| self.inner.generation.load(Ordering::SeqCst));
-        Ok(Snapshot { inner: self.inner.clone(), version: Some(version), fast })
+        let fast =
+            (head.latest == Some(version)).then(|| self.inner.generation.load(Ordering::SeqCst));
+        Ok(Snapshot {
+            inner: self.inner.clone(),
+            version: Some(version),
+            fast,
+        })
     }
 
     /// Computes the root of `changes` applied on top of the latest version,
@@ -285,7 +304,10 @@ impl Storage {
             (None, Some(previous)) => Some(root_node_key(previous)?),
             _ => None,
         };
-        let reader = TreeDb { db: &self.inner.db, empty_root };
+        let reader = TreeDb {
+            db: &self.inner.db,
+            empty_root,
+        };
         // Sorted by key hash: deterministic, and the tree is walked left to right.
         let value_set: BTreeMap<KeyHash, Option<Vec<u8>>> = changes
             .iter()
@@ -295,10 +317,12 @@ impl Storage {
         if let Some(previous) = base {
             // Every version has its own root node; jmt does not mark the previous
             // root stale when a version has no changes, so do it here.
-            tree_batch.stale_node_index_batch.insert(jmt::storage::StaleNodeIndex {
-                stale_since_version: version,
-                node_key: root_node_key(previous)?,
-            });
+            tree_batch
+                .stale_node_index_batch
+                .insert(jmt::storage::StaleNodeIndex {
+                    stale_since_version: version,
+                    node_key: root_node_key(previous)?,
+                });
         }
         Ok(PreparedCommit {
             version,
@@ -314,7 +338,11 @@ impl Storage {
     /// `Commit`), then prunes versions older than `latest - keep_recent` in a
     /// second batch. Fails if another commit landed since `prepared` was computed.
     pub fn commit(&self, prepared: PreparedCommit) -> Result<[u8; 32], StoreError> {
-        let _commit = self.inner.commit_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _commit = self
+            .inner
+            .commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let inner = &*self.inner;
         let head = inner.head();
         if head.latest != prepared.base {
@@ -344,7 +372,11 @@ impl Storage {
             stale.push(node_key_bytes(&entry.node_key)?);
         }
         if !stale.is_empty() {
-            batch.put_cf(cf_stale, version.to_be_bytes(), encode_list(stale.iter().map(Vec::as_slice))?);
+            batch.put_cf(
+                cf_stale,
+                version.to_be_bytes(),
+                encode_list(stale.iter().map(Vec::as_slice))?,
+            );
         }
         let (cf_state, cf_versioned) = (inner.cf(CF_STATE)?, inner.cf(CF_VERSIONED)?);
         let (cf_changelog, cf_preimage) = (inner.cf(CF_CHANGELOG)?, inner.cf(CF_PREIMAGE)?);
@@ -356,7 +388,11 @@ impl Storage {
                 }
                 None => batch.delete_cf(cf_state, key),
             }
-            batch.put_cf(cf_versioned, versioned_key(key, version), encode_value(value.as_deref()));
+            batch.put_cf(
+                cf_versioned,
+                versioned_key(key, version),
+                encode_value(value.as_deref()),
+            );
         }
         if !prepared.changes.is_empty() {
             let changed = encode_list(prepared.changes.keys().map(Vec::as_slice))?;
@@ -380,8 +416,14 @@ impl Storage {
             // Latest-version snapshots taken before this point stop trusting the
             // flat keyspace from now on (see `Inner::generation`).
             inner.generation.fetch_add(1, Ordering::SeqCst);
-            inner.db.write(batch).map_err(|e| db_err("writing a commit", e))?;
-            *head = Head { latest: Some(version), earliest: Some(earliest) };
+            inner
+                .db
+                .write(batch)
+                .map_err(|e| db_err("writing a commit", e))?;
+            *head = Head {
+                latest: Some(version),
+                earliest: Some(earliest),
+            };
         }
         if inner.config.keep_recent > 0 {
             let target = version.saturating_sub(inner.config.keep_recent);
@@ -399,7 +441,11 @@ impl Storage {
         let inner = &*self.inner;
         // Refuse new reads of the doomed versions first; reads in flight re-check
         // retention after they read.
-        inner.head.write().unwrap_or_else(PoisonError::into_inner).earliest = Some(new_earliest);
+        inner
+            .head
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .earliest = Some(new_earliest);
         let mut batch = WriteBatch::default();
 
         // 1. JMT nodes stale since a version <= new_earliest.
@@ -416,7 +462,8 @@ impl Storage {
             batch.delete_cf(cf_stale, key);
             it.next();
         }
-        it.status().map_err(|e| db_err("scanning the stale-node index", e))?;
+        it.status()
+            .map_err(|e| db_err("scanning the stale-node index", e))?;
         drop(it);
 
         // 2. Versioned values of every key changed at a version <= new_earliest
@@ -433,7 +480,8 @@ impl Storage {
             batch.delete_cf(cf_changelog, key);
             it.next();
         }
-        it.status().map_err(|e| db_err("scanning the changelog", e))?;
+        it.status()
+            .map_err(|e| db_err("scanning the changelog", e))?;
         drop(it);
 
         let (cf_versioned, cf_preimage) = (inner.cf(CF_VERSIONED)?, inner.cf(CF_PREIMAGE)?);
@@ -465,15 +513,23 @@ impl Storage {
                 }
                 it.next();
             }
-            it.status().map_err(|e| db_err("scanning versioned values", e))?;
+            it.status()
+                .map_err(|e| db_err("scanning versioned values", e))?;
             if !kept {
                 batch.delete_cf(cf_preimage, key_hash(raw));
             }
         }
         drop(it);
 
-        batch.put_cf(inner.cf(CF_META)?, META_EARLIEST, new_earliest.to_be_bytes());
-        inner.db.write(batch).map_err(|e| db_err("writing a prune batch", e))
+        batch.put_cf(
+            inner.cf(CF_META)?,
+            META_EARLIEST,
+            new_earliest.to_be_bytes(),
+        );
+        inner
+            .db
+            .write(batch)
+            .map_err(|e| db_err("writing a prune batch", e))
     }
 
     /// The value of `key` at a retained `version` and a serialized proof of it
@@ -485,7 +541,10 @@ impl Storage {
         version: u64,
     ) -> Result<(Option<Vec<u8>>, Vec<u8>), StoreError> {
         self.inner.check_retained(version)?;
-        let reader = TreeDb { db: &self.inner.db, empty_root: None };
+        let reader = TreeDb {
+            db: &self.inner.db,
+            empty_root: None,
+        };
         let (value, proof) = JellyfishMerkleTree::<_, Sha256>::new(&reader)
             .get_with_proof(KeyHash::with::<Sha256>(key), version)
             .map_err(|e| db_err(&format!("proving a key at version {version}"), e))?;
@@ -534,7 +593,10 @@ impl Snapshot {
     pub fn root_hash(&self) -> Result<[u8; 32], StoreError> {
         match self.version {
             None => Ok(EMPTY_ROOT),
-            Some(v) => Storage { inner: self.inner.clone() }.root_hash(v),
+            Some(v) => Storage {
+                inner: self.inner.clone(),
+            }
+            .root_hash(v),
         }
     }
 
@@ -582,7 +644,8 @@ impl Snapshot {
             }
             it.seek(next_group(&group));
         }
-        it.status().map_err(|e| db_err("scanning versioned values", e))?;
+        it.status()
+            .map_err(|e| db_err("scanning versioned values", e))?;
         self.inner.check_retained(version)?;
         Ok(out)
     }
@@ -622,7 +685,8 @@ impl StateRead for Snapshot {
                 out.push((k.to_vec(), v.to_vec()));
                 it.next();
             }
-            it.status().map_err(|e| db_err("scanning the latest state", e))?;
+            it.status()
+                .map_err(|e| db_err("scanning the latest state", e))?;
             if self.flat_is_current() {
                 return Ok(out);
             }
@@ -678,9 +742,14 @@ mod tests {
                 (None, Some(previous)) => Some(root_node_key(previous).unwrap()),
                 _ => None,
             };
-            let reader = TreeDb { db: &storage.inner.db, empty_root };
-            let value_set: BTreeMap<KeyHash, Option<Vec<u8>>> =
-                changes.iter().map(|(k, v)| (KeyHash::with::<Sha256>(k), v.clone())).collect();
+            let reader = TreeDb {
+                db: &storage.inner.db,
+                empty_root,
+            };
+            let value_set: BTreeMap<KeyHash, Option<Vec<u8>>> = changes
+                .iter()
+                .map(|(k, v)| (KeyHash::with::<Sha256>(k), v.clone()))
+                .collect();
             let (reference, _) = tree::sequential_update(&reader, &value_set, version).unwrap();
             let prepared = storage.prepare_commit(version, &changes).unwrap();
             assert_eq!(prepared.root, reference.0, "version {version}");

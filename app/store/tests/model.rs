@@ -41,12 +41,23 @@ fn check_version(storage: &Storage, version: u64, model: &State) {
     let snap = storage.snapshot(version).unwrap();
     let prefixes: [&[u8]; 6] = [b"", b"\0", b"a", b"a\0", b"\xff", b"\x01a"];
     for p in prefixes {
-        let want: Vec<_> =
-            model.iter().filter(|(k, _)| k.starts_with(p)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        assert_eq!(snap.prefix_raw(p).unwrap(), want, "prefix {p:?} at {version}");
+        let want: Vec<_> = model
+            .iter()
+            .filter(|(k, _)| k.starts_with(p))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(
+            snap.prefix_raw(p).unwrap(),
+            want,
+            "prefix {p:?} at {version}"
+        );
     }
     for (k, v) in model {
-        assert_eq!(snap.get_raw(k).unwrap().as_ref(), Some(v), "get {k:?} at {version}");
+        assert_eq!(
+            snap.get_raw(k).unwrap().as_ref(),
+            Some(v),
+            "get {k:?} at {version}"
+        );
     }
     for absent in [&b"zz"[..], b"a\0\0\0\0"] {
         assert_eq!(snap.get_raw(absent).unwrap().as_ref(), model.get(absent));
@@ -56,7 +67,10 @@ fn check_version(storage: &Storage, version: u64, model: &State) {
     for key in model.keys().map(Vec::as_slice).chain([&b"zz"[..]]) {
         let (value, proof) = storage.get_with_proof(key, version).unwrap();
         assert_eq!(value.as_ref(), model.get(key));
-        assert!(verify_proof(&root, key, value.as_deref(), &proof), "proof of {key:?} at {version}");
+        assert!(
+            verify_proof(&root, key, value.as_deref(), &proof),
+            "proof of {key:?} at {version}"
+        );
     }
 }
 
@@ -85,15 +99,26 @@ fn run(ops: Vec<Op>, keep_recent: u64, first_version: u64) {
                         None => current.remove(k),
                     };
                 }
-                let prepared = storage.prepare_commit(version, &std::mem::take(&mut pending)).unwrap();
+                let prepared = storage
+                    .prepare_commit(version, &std::mem::take(&mut pending))
+                    .unwrap();
                 let root = storage.commit(prepared).unwrap();
                 // Same state <=> same root.
                 let known = roots.entry(current.clone()).or_insert(root);
                 assert_eq!(*known, root);
-                assert_eq!(roots.values().filter(|r| **r == root).count(), 1, "root collision");
+                assert_eq!(
+                    roots.values().filter(|r| **r == root).count(),
+                    1,
+                    "root collision"
+                );
                 history.insert(version, current.clone());
                 // The latest view is always exact.
-                let latest: State = storage.latest().prefix_raw(b"").unwrap().into_iter().collect();
+                let latest: State = storage
+                    .latest()
+                    .prefix_raw(b"")
+                    .unwrap()
+                    .into_iter()
+                    .collect();
                 assert_eq!(latest, current);
             }
             Op::Reopen => {
@@ -106,7 +131,9 @@ fn run(ops: Vec<Op>, keep_recent: u64, first_version: u64) {
                 pending.clear(); // uncommitted writes die with the process
             }
             Op::Check(back) => {
-                let Some(latest) = storage.latest_version() else { continue };
+                let Some(latest) = storage.latest_version() else {
+                    continue;
+                };
                 let earliest = storage.earliest_version().unwrap();
                 let version = latest.saturating_sub(u64::from(back) % 8).max(earliest);
                 check_version(&storage, version, &history[&version]);

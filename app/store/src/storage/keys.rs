@@ -22,8 +22,16 @@ pub(crate) const CF_AUX: &str = "aux";
 /// Store bookkeeping: [`META_LATEST`], [`META_EARLIEST`] -> `be(u64)`.
 pub(crate) const CF_META: &str = "meta";
 
-pub(crate) const ALL_CFS: [&str; 8] =
-    [CF_STATE, CF_VERSIONED, CF_CHANGELOG, CF_PREIMAGE, CF_NODES, CF_STALE, CF_AUX, CF_META];
+pub(crate) const ALL_CFS: [&str; 8] = [
+    CF_STATE,
+    CF_VERSIONED,
+    CF_CHANGELOG,
+    CF_PREIMAGE,
+    CF_NODES,
+    CF_STALE,
+    CF_AUX,
+    CF_META,
+];
 
 /// The last committed version.
 pub(crate) const META_LATEST: &[u8] = b"latest_version";
@@ -86,7 +94,9 @@ pub(crate) fn unescape_prefix(enc: &[u8]) -> Result<(Vec<u8>, usize), StoreError
             _ => break,
         }
     }
-    Err(StoreError("corrupt versioned key: bad escape encoding".into()))
+    Err(StoreError(
+        "corrupt versioned key: bad escape encoding".into(),
+    ))
 }
 
 /// The key in [`CF_VERSIONED`] of `raw_key` at `version`. Versions of one key
@@ -142,7 +152,9 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<Option<Vec<u8>>, StoreError> 
 /// `list(items)`: each item as `be32(len) ‖ bytes`, concatenated. The value
 /// format of [`CF_CHANGELOG`] and [`CF_STALE`] (one rocksdb entry per version
 /// instead of one per key or node keeps commits cheap).
-pub(crate) fn encode_list<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_list<'a>(
+    items: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
     for item in items {
         let len = u32::try_from(item.len())
@@ -228,7 +240,11 @@ mod tests {
                 if a != b {
                     assert!(!eb.starts_with(&ea), "{a:?} encodes to a prefix of {b:?}");
                 }
-                assert_eq!(b.starts_with(a), eb.starts_with(&escaped_body(a)), "{a:?} / {b:?}");
+                assert_eq!(
+                    b.starts_with(a),
+                    eb.starts_with(&escaped_body(a)),
+                    "{a:?} / {b:?}"
+                );
             }
         }
     }

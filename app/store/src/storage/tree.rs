@@ -38,7 +38,8 @@ pub(crate) fn versioned_get(
         }
         return Ok(None);
     }
-    it.status().map_err(|e| db_err("reading a versioned value", e))?;
+    it.status()
+        .map_err(|e| db_err("reading a versioned value", e))?;
     Ok(None)
 }
 
@@ -107,7 +108,11 @@ struct PassOverlay<'a> {
 
 impl TreeReader for PassOverlay<'_> {
     fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        let key = if *node_key == self.previous_root { &self.new_root } else { node_key };
+        let key = if *node_key == self.previous_root {
+            &self.new_root
+        } else {
+            node_key
+        };
         match self.nodes.get(key) {
             Some(node) => Ok(Some(node.clone())),
             None if *node_key == self.previous_root => {
@@ -157,8 +162,10 @@ pub(crate) fn update(
     version: u64,
     base: Option<u64>,
 ) -> Result<(RootHash, TreeUpdateBatch), StoreError> {
-    let puts: Vec<(KeyHash, OwnedValue)> =
-        value_set.iter().filter_map(|(k, v)| v.clone().map(|v| (*k, v))).collect();
+    let puts: Vec<(KeyHash, OwnedValue)> = value_set
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
+        .collect();
     let has_deletes = puts.len() < value_set.len();
     if puts.is_empty() {
         return sequential_update(reader, value_set, version);
@@ -169,13 +176,20 @@ pub(crate) fn update(
         let (roots, batch) = JellyfishMerkleTree::<_, Sha256>::new(reader)
             .batch_put_value_sets(vec![puts], None, version)
             .map_err(err)?;
-        let root = roots.first().copied().ok_or_else(|| StoreError("jmt returned no root".into()))?;
+        let root = roots
+            .first()
+            .copied()
+            .ok_or_else(|| StoreError("jmt returned no root".into()))?;
         return Ok((root, batch));
     };
-    let deletes: Vec<(KeyHash, Option<OwnedValue>)> =
-        value_set.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| (*k, None)).collect();
-    let (_, first) =
-        JellyfishMerkleTree::<_, Sha256>::new(reader).put_value_set(deletes, version).map_err(err)?;
+    let deletes: Vec<(KeyHash, Option<OwnedValue>)> = value_set
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| (*k, None))
+        .collect();
+    let (_, first) = JellyfishMerkleTree::<_, Sha256>::new(reader)
+        .put_value_set(deletes, version)
+        .map_err(err)?;
     let overlay = PassOverlay {
         base: reader,
         nodes: first.node_batch.nodes(),
@@ -185,7 +199,10 @@ pub(crate) fn update(
     let (roots, second) = JellyfishMerkleTree::<_, Sha256>::new(&overlay)
         .batch_put_value_sets(vec![puts], None, version)
         .map_err(err)?;
-    let root = roots.first().copied().ok_or_else(|| StoreError("jmt returned no root".into()))?;
+    let root = roots
+        .first()
+        .copied()
+        .ok_or_else(|| StoreError("jmt returned no root".into()))?;
 
     let mut nodes = first.node_batch.nodes().clone();
     for stale in &second.stale_node_index_batch {
@@ -193,7 +210,13 @@ pub(crate) fn update(
             nodes.remove(&stale.node_key);
         }
     }
-    nodes.extend(second.node_batch.nodes().iter().map(|(k, n)| (k.clone(), n.clone())));
+    nodes.extend(
+        second
+            .node_batch
+            .nodes()
+            .iter()
+            .map(|(k, n)| (k.clone(), n.clone())),
+    );
     let stale_node_index_batch = first
         .stale_node_index_batch
         .into_iter()
