@@ -528,15 +528,16 @@ impl<A: Application> Node<A> {
             evmap.insert("tx.hash".to_string(), vec![hex::encode_upper(hash)]);
             evmap.insert("tx.height".to_string(), vec![h.to_string()]);
             flatten_events(&res.events, &mut evmap);
-            let data = json!({
-                "type": "tendermint/event/Tx",
-                "value": {"TxResult": {
-                    "height": h.to_string(),
-                    "index": i,
-                    "tx": B64.encode(tx),
-                    "result": exec_result_event_json(res),
-                }}
+            let mut txr = json!({
+                "height": h.to_string(),
+                "tx": B64.encode(tx),
+                "result": exec_result_event_json(res),
             });
+            if i > 0 {
+                // omitempty, as CometBFT
+                txr["index"] = json!(i);
+            }
+            let data = json!({"type": "tendermint/event/Tx", "value": {"TxResult": txr}});
             let _ = self.events.send(Arc::new(BusEvent {
                 kind: "Tx",
                 data,
@@ -596,6 +597,15 @@ pub fn block_meta_json(m: &block::Meta) -> Value {
     let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
     if let Some(h) = v.get_mut("header") {
         fix_header_json(h);
+    }
+    v
+}
+
+/// Consensus params as CometBFT 0.38 serializes them (no `time_iota_ms`).
+pub fn params_json(p: &consensus::Params) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Some(b) = v.get_mut("block").and_then(Value::as_object_mut) {
+        b.remove("time_iota_ms");
     }
     v
 }

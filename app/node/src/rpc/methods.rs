@@ -14,7 +14,7 @@ use tendermint_proto::v0_38::abci::{
 use tendermint_rpc::query::{Operand, Operation};
 
 use super::{Params, RpcError, RpcResult};
-use crate::devnet::{block_json, block_meta_json, events_json, header_json, Node};
+use crate::devnet::{block_json, block_meta_json, events_json, header_json, params_json, Node};
 use crate::events::{parse_query, value_matches};
 use crate::mempool::MempoolError;
 
@@ -130,7 +130,7 @@ fn dispatch_blocking<A: Application>(node: &Node<A>, method: &str, p: &Params) -
                     RpcError::internal(format!("consensus params not found for height {h}"))
                 })?
             };
-            Ok(json!({"block_height": h.to_string(), "consensus_params": params}))
+            Ok(json!({"block_height": h.to_string(), "consensus_params": params_json(&params)}))
         }
         "unconfirmed_txs" => {
             let limit = p.i64("limit")?.unwrap_or(30).clamp(1, 100) as usize;
