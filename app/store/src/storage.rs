@@ -1,6 +1,6 @@
 //! [`Storage`]: the authenticated, versioned store (rocksdb + Jellyfish Merkle
 //! Tree). The on-disk layout, what is verifiable and how pruning works are
-//! described in the crate-level docs; every key is built in [`keys`].
+//! described in the crate-level docs; every key is built in `storage/keys.rs`.
 
 mod keys;
 mod proof;
