@@ -43,6 +43,8 @@ test: setup
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+	# The chain builds the sprint protocol without floats: prove that build works.
+	$(CARGO) test -p kiln-sprint-protocol --no-default-features
 	@./scripts/e2e.sh
 
 bench: setup

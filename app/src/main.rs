@@ -215,10 +215,35 @@ fn prepare_devnet_home(home: &Path, chain_id: &str, dev_funds: u128) -> Result<(
     let dev_address = Address::parse(&dev.address)?;
     let app_state = kiln_genesis::devnet_app_genesis(dev_address, dev_funds);
     let out = kiln_node::home::init_home(home, chain_id, "kiln-devnet", serde_json::to_value(&app_state)?)?;
+    register_dev_host(home, dev_address)?;
     println!(
         "Initialized devnet home {} (chain-id {chain_id}, node {}); dev has {dev_funds}{BASE_DENOM}.",
         home.display(),
         out.node_id
     );
+    Ok(())
+}
+
+/// Makes `dev` a genesis host whose consensus key is this node's validator key,
+/// with the genesis validator's power (10) as its epoch-1 weight, so sprint
+/// weights and consensus power describe the same validator from block 1.
+fn register_dev_host(home: &Path, dev: Address) -> Result<()> {
+    const GENESIS_POWER: u64 = 10;
+    let key = kiln_node::home::load_priv_validator_key(home)?;
+    let path = kiln_node::home::genesis_path(home);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut genesis: serde_json::Value = serde_json::from_str(&text)?;
+    let mut app: kiln_genesis::AppGenesis = serde_json::from_value(genesis["app_state"].clone()).context("devnet app_state")?;
+    app.sprint.hosts.push(kiln_sprint::GenesisHost {
+        owner: dev,
+        worker_url: "http://127.0.0.1:8090".into(),
+        consensus_pubkey: hex::encode(key.verifying_key().as_bytes()),
+        models: Vec::new(),
+        hardware: "devnet".into(),
+        weight: GENESIS_POWER,
+    });
+    app.validate()?;
+    genesis["app_state"] = serde_json::to_value(&app)?;
+    std::fs::write(&path, serde_json::to_string_pretty(&genesis)?).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
