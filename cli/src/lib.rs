@@ -8,6 +8,8 @@ pub mod amount;
 pub mod keyring;
 
 #[cfg(feature = "cli")]
+pub mod host;
+#[cfg(feature = "cli")]
 pub mod output;
 #[cfg(feature = "cli")]
 pub mod prompt;

@@ -28,7 +28,7 @@ use kiln_cli::keyring::{self, Backend, KeyInfo, Keyring, TEST_KEYRING_WARNING};
 use kiln_cli::output::{self, OutputFormat};
 use kiln_cli::prompt::Prompter;
 use kiln_cli::rpc::{RpcClient, DEFAULT_NODE};
-use kiln_cli::{query, tx};
+use kiln_cli::{host, query, tx};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,6 +62,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Manage keys.
@@ -161,6 +163,58 @@ enum TxCmd {
     /// Authz transactions (ML operational key grants).
     #[command(subcommand)]
     Authz(AuthzTx),
+    /// Host registry: register or update the sending account as a compute host.
+    #[command(subcommand)]
+    Host(HostTx),
+}
+
+#[derive(Args, Debug, Clone)]
+struct HostFieldArgs {
+    /// Models served, comma separated (e.g. llama-3-8b,qwen2-7b).
+    #[arg(long)]
+    models: Option<String>,
+    /// Hardware summary (e.g. "1x RTX 4090, 64 GB").
+    #[arg(long)]
+    hardware: Option<String>,
+    /// The host's ed25519 consensus public key: base64 (as in
+    /// priv_validator_key.json) or 64 hex characters.
+    #[arg(long, conflicts_with = "consensus_key_file")]
+    consensus_pubkey: Option<String>,
+    /// Read the consensus public key from a CometBFT priv_validator_key.json
+    /// (only `pub_key` is read).
+    #[arg(long)]
+    consensus_key_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum HostTx {
+    /// Register the --from account as a host (MsgRegisterHost; owner = that account).
+    #[command(group(clap::ArgGroup::new("consensus_key").required(true).args(["consensus_pubkey", "consensus_key_file"])))]
+    Register {
+        /// Account key (name or address) that owns the host.
+        #[arg(long)]
+        from: String,
+        /// Public URL of the host's worker API (http:// or https://).
+        #[arg(long)]
+        worker_url: String,
+        #[command(flatten)]
+        fields: HostFieldArgs,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Update a host (MsgUpdateHost). Fields not given keep their on-chain
+    /// values; the consensus key changes only if given.
+    Update {
+        #[arg(long)]
+        from: String,
+        /// New worker URL (default: unchanged).
+        #[arg(long)]
+        worker_url: Option<String>,
+        #[command(flatten)]
+        fields: HostFieldArgs,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -230,6 +284,19 @@ enum QueryCmd {
     /// Authz grants.
     #[command(subcommand)]
     Authz(AuthzQuery),
+    /// Current epoch, stage and blocks to the next stage.
+    Epoch,
+    /// All registered hosts.
+    Hosts,
+    /// One host, by address or key name.
+    Host { address: String },
+    /// Voting weight, share and consensus power of each host, with the
+    /// CometBFT voting power of its consensus key (RPC `validators`).
+    Weights,
+    /// Reputation score (0–100) and good epochs of an address or key.
+    Reputation { address: String },
+    /// A host's settled sprint result in EPOCH.
+    SprintResult { epoch: u64, address: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -618,11 +685,90 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
                 .with_context(|| format!("in {}", msgs_file.display()))?;
             (key.clone(), vec![tx::msg_exec(&key.address, inner)], flags)
         }
+        TxCmd::Host(HostTx::Register {
+            from,
+            worker_url,
+            fields,
+            flags,
+        }) => {
+            let key = ctx.signer(&kr, &from)?;
+            let mut f = host_fields(&fields)?;
+            f.worker_url = worker_url;
+            if f.consensus_pubkey.is_empty() {
+                bail!("give the consensus key with --consensus-pubkey or --consensus-key-file");
+            }
+            let msg = host::msg_register_host(&key.address, &f)?;
+            (key, vec![msg], flags)
+        }
+        TxCmd::Host(HostTx::Update {
+            from,
+            worker_url,
+            fields,
+            flags,
+        }) => {
+            let key = ctx.signer(&kr, &from)?;
+            let mut f = host_fields(&fields)?;
+            let complete =
+                worker_url.is_some() && fields.models.is_some() && fields.hardware.is_some();
+            if complete {
+                f.worker_url = worker_url.unwrap_or_default();
+            } else {
+                // MsgUpdateHost replaces URL, models and hardware: keep the
+                // on-chain values of the fields not given.
+                if flags.generate_only {
+                    bail!("with --generate-only give --worker-url, --models and --hardware (the update replaces all three)");
+                }
+                let cur = query::host_opt(&ctx.rpc(), &key.address, 0)?.ok_or_else(|| {
+                    anyhow!(
+                        "{} is not a registered host: use `kiln tx host register`",
+                        key.address
+                    )
+                })?;
+                f.worker_url = worker_url
+                    .unwrap_or_else(|| cur["worker_url"].as_str().unwrap_or("").to_string());
+                if fields.models.is_none() {
+                    f.models = cur["models"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|m| m.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                }
+                if fields.hardware.is_none() {
+                    f.hardware = cur["hardware"].as_str().unwrap_or("").to_string();
+                }
+            }
+            let msg = host::msg_update_host(&key.address, &f)?;
+            (key, vec![msg], flags)
+        }
     };
     let opts = tx_options(ctx, &flags)?;
     let rpc = ctx.rpc();
     let mut ui = CliUi { ctx };
     tx::run_tx(&rpc, &mut ui, &from, msgs, &opts)
+}
+
+/// Models, hardware and consensus key from the flags (URL filled by the caller).
+fn host_fields(a: &HostFieldArgs) -> Result<host::HostFields> {
+    let consensus_pubkey = match (&a.consensus_pubkey, &a.consensus_key_file) {
+        (Some(k), _) => host::parse_consensus_pubkey(k).context("--consensus-pubkey")?,
+        (None, Some(p)) => host::read_consensus_key_file(p)?,
+        (None, None) => vec![],
+    };
+    let models = match &a.models {
+        Some(m) => host::parse_models(m).context("--models")?,
+        None => vec![],
+    };
+    let hardware = a.hardware.clone().unwrap_or_default();
+    host::check_hardware(&hardware)?;
+    Ok(host::HostFields {
+        worker_url: String::new(),
+        consensus_pubkey,
+        models,
+        hardware,
+    })
 }
 
 fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
@@ -666,6 +812,47 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
         QueryCmd::Authz(AuthzQuery::Grants { granter }) => {
             let a = ctx.resolve_address(&granter)?;
             query::granter_grants_json(&rpc, &a, h)?
+        }
+        QueryCmd::Epoch => {
+            let v = query::epoch_json(&rpc, h)?;
+            if !ctx.output.is_json() {
+                print!("{}", query::epoch_text(&v));
+                return Ok(());
+            }
+            v
+        }
+        QueryCmd::Hosts => {
+            let v = query::hosts_json(&rpc, h)?;
+            if !ctx.output.is_json() && v.as_array().is_some_and(|a| a.is_empty()) {
+                println!("no hosts registered");
+                return Ok(());
+            }
+            v
+        }
+        QueryCmd::Host { address } => {
+            let a = ctx.resolve_address(&address)?;
+            query::host_json(&rpc, &a, h)?
+        }
+        QueryCmd::Weights => {
+            let v = query::weights_json(&rpc, h)?;
+            if !ctx.output.is_json() {
+                print!("{}", query::weights_text(&v));
+                return Ok(());
+            }
+            v
+        }
+        QueryCmd::Reputation { address } => {
+            let a = ctx.resolve_address(&address)?;
+            let v = query::reputation_json(&rpc, &a, h)?;
+            if !ctx.output.is_json() {
+                print!("{}", query::reputation_text(&v));
+                return Ok(());
+            }
+            v
+        }
+        QueryCmd::SprintResult { epoch, address } => {
+            let a = ctx.resolve_address(&address)?;
+            query::sprint_result_json(&rpc, epoch, &a, h)?
         }
     };
     output::print(ctx.output, &v);

@@ -1,5 +1,5 @@
 //! Minimal blocking CometBFT 0.38 JSON-RPC client (`status`, `abci_query`,
-//! `broadcast_tx_sync`, `tx`) over plain HTTP.
+//! `validators`, `broadcast_tx_sync`, `tx`) over plain HTTP.
 
 use std::time::Duration;
 
@@ -206,6 +206,27 @@ impl RpcClient {
             value,
             height: json_u64(&r["height"]).unwrap_or(0),
         })
+    }
+
+    /// RPC `validators` at `height` (0 = latest), every page: the list of
+    /// `{address, pub_key: {type, value}, voting_power, proposer_priority}`.
+    pub fn validators(&self, height: u64) -> Result<Vec<Value>> {
+        let mut all = vec![];
+        for page in 1..=100u64 {
+            let mut params = json!({"page": page.to_string(), "per_page": "100"});
+            if height > 0 {
+                params["height"] = json!(height.to_string());
+            }
+            let res = self.call("validators", params)?;
+            let items = res["validators"].as_array().cloned().unwrap_or_default();
+            let total = json_u64(&res["total"]).unwrap_or(0) as usize;
+            let empty = items.is_empty();
+            all.extend(items);
+            if empty || all.len() >= total {
+                return Ok(all);
+            }
+        }
+        bail!("too many validator pages from {}", self.url)
     }
 
     /// RPC `broadcast_tx_sync`.

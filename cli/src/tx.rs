@@ -266,7 +266,7 @@ pub fn describe_any(any: &Any) -> Value {
             }
             Err(_) => raw(),
         },
-        _ => raw(),
+        _ => crate::host::describe(any).unwrap_or_else(raw),
     }
 }
 

@@ -1,0 +1,280 @@
+//! Host registry messages (`/kiln.host.v1.MsgRegisterHost`, `/MsgUpdateHost`)
+//! and their inputs: the ed25519 consensus public key (base64, hex, or
+//! CometBFT's `priv_validator_key.json`), model lists and worker URLs.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use cosmrs::Any;
+use kiln_sprint::msgs::{MsgRegisterHost, MsgUpdateHost, MAX_MODELS, MAX_TEXT_LEN, MAX_URL_LEN};
+use prost::{Message, Name};
+use serde_json::{json, Value};
+
+/// Length of an ed25519 public key.
+pub const ED25519_PUBKEY_LEN: usize = 32;
+
+pub fn msg_register_host_url() -> String {
+    MsgRegisterHost::type_url()
+}
+
+pub fn msg_update_host_url() -> String {
+    MsgUpdateHost::type_url()
+}
+
+/// Parses a consensus public key given as 64 hex characters or as base64
+/// (the form of `pub_key.value` in `priv_validator_key.json`).
+pub fn parse_consensus_pubkey(text: &str) -> Result<Vec<u8>> {
+    let t = text.trim();
+    if t.is_empty() {
+        bail!("the consensus public key is empty");
+    }
+    let hex_candidate = t.strip_prefix("0x").unwrap_or(t);
+    let bytes = if hex_candidate.len() == 2 * ED25519_PUBKEY_LEN
+        && hex_candidate.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        hex::decode(hex_candidate).map_err(|e| anyhow!("invalid hex consensus key: {e}"))?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(t))
+            .map_err(|e| {
+                anyhow!("consensus public key '{t}' is neither base64 nor 64 hex characters ({e})")
+            })?
+    };
+    check_len(&bytes)?;
+    Ok(bytes)
+}
+
+fn check_len(bytes: &[u8]) -> Result<()> {
+    if bytes.len() != ED25519_PUBKEY_LEN {
+        bail!(
+            "a consensus public key is a {ED25519_PUBKEY_LEN}-byte ed25519 key, got {} bytes",
+            bytes.len()
+        );
+    }
+    Ok(())
+}
+
+/// Reads the public key from a CometBFT `priv_validator_key.json`
+/// (`{"pub_key": {"type": "tendermint/PubKeyEd25519", "value": "<base64>"}}`).
+pub fn read_consensus_key_file(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read consensus key file {}", path.display()))?;
+    consensus_pubkey_from_key_json(&text).with_context(|| format!("in {}", path.display()))
+}
+
+pub fn consensus_pubkey_from_key_json(text: &str) -> Result<Vec<u8>> {
+    let v: Value = serde_json::from_str(text).context("not valid JSON")?;
+    let pk = v
+        .get("pub_key")
+        .ok_or_else(|| anyhow!("no \"pub_key\" (expected a CometBFT priv_validator_key.json)"))?;
+    if let Some(ty) = pk.get("type").and_then(|t| t.as_str()) {
+        if ty != "tendermint/PubKeyEd25519" {
+            bail!(
+                "pub_key.type is '{ty}'; Kiln hosts need an ed25519 key (tendermint/PubKeyEd25519)"
+            );
+        }
+    }
+    let value = pk
+        .get("value")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow!("no string \"pub_key.value\""))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|e| anyhow!("pub_key.value is not base64: {e}"))?;
+    check_len(&bytes)?;
+    Ok(bytes)
+}
+
+/// `--models m1,m2` → `["m1", "m2"]` (blank entries dropped; "" = none).
+pub fn parse_models(text: &str) -> Result<Vec<String>> {
+    let models: Vec<String> = text
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if models.len() > MAX_MODELS {
+        bail!("at most {MAX_MODELS} models, got {}", models.len());
+    }
+    if let Some(m) = models.iter().find(|m| m.len() > MAX_TEXT_LEN) {
+        bail!("model id '{m}' is longer than {MAX_TEXT_LEN} bytes");
+    }
+    Ok(models)
+}
+
+/// The chain's checks on a worker URL and hardware summary, done before signing.
+pub fn check_worker_url(url: &str) -> Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("--worker-url must start with http:// or https://, got '{url}'");
+    }
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
+    if rest.is_empty() || url.len() > MAX_URL_LEN {
+        bail!("--worker-url must be an http(s) URL with a host, of at most {MAX_URL_LEN} bytes");
+    }
+    Ok(())
+}
+
+pub fn check_hardware(hw: &str) -> Result<()> {
+    if hw.len() > MAX_TEXT_LEN {
+        bail!("--hardware is longer than {MAX_TEXT_LEN} bytes");
+    }
+    Ok(())
+}
+
+/// The fields of a register/update message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostFields {
+    pub worker_url: String,
+    /// Empty = unchanged (update only).
+    pub consensus_pubkey: Vec<u8>,
+    pub models: Vec<String>,
+    pub hardware: String,
+}
+
+pub fn msg_register_host(owner: &str, f: &HostFields) -> Result<Any> {
+    check_worker_url(&f.worker_url)?;
+    check_len(&f.consensus_pubkey)?;
+    check_hardware(&f.hardware)?;
+    let m = MsgRegisterHost {
+        owner: owner.into(),
+        worker_url: f.worker_url.clone(),
+        consensus_pubkey: f.consensus_pubkey.clone(),
+        models: f.models.clone(),
+        hardware: f.hardware.clone(),
+    };
+    Ok(Any {
+        type_url: MsgRegisterHost::type_url(),
+        value: m.encode_to_vec(),
+    })
+}
+
+pub fn msg_update_host(owner: &str, f: &HostFields) -> Result<Any> {
+    check_worker_url(&f.worker_url)?;
+    if !f.consensus_pubkey.is_empty() {
+        check_len(&f.consensus_pubkey)?;
+    }
+    check_hardware(&f.hardware)?;
+    let m = MsgUpdateHost {
+        owner: owner.into(),
+        worker_url: f.worker_url.clone(),
+        consensus_pubkey: f.consensus_pubkey.clone(),
+        models: f.models.clone(),
+        hardware: f.hardware.clone(),
+    };
+    Ok(Any {
+        type_url: MsgUpdateHost::type_url(),
+        value: m.encode_to_vec(),
+    })
+}
+
+/// JSON of a register/update message (for summaries and `--generate-only`);
+/// `None` if `any` is neither.
+pub fn describe(any: &Any) -> Option<Value> {
+    let fields = |owner: String, url: String, pk: Vec<u8>, models: Vec<String>, hw: String| {
+        json!({"@type": any.type_url, "owner": owner, "worker_url": url,
+            "consensus_pubkey": hex::encode(pk), "models": models, "hardware": hw})
+    };
+    if any.type_url == MsgRegisterHost::type_url() {
+        let m = MsgRegisterHost::decode(any.value.as_slice()).ok()?;
+        Some(fields(
+            m.owner,
+            m.worker_url,
+            m.consensus_pubkey,
+            m.models,
+            m.hardware,
+        ))
+    } else if any.type_url == MsgUpdateHost::type_url() {
+        let m = MsgUpdateHost::decode(any.value.as_slice()).ok()?;
+        Some(fields(
+            m.owner,
+            m.worker_url,
+            m.consensus_pubkey,
+            m.models,
+            m.hardware,
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consensus_keys() {
+        let key = [7u8; 32];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        assert_eq!(parse_consensus_pubkey(&b64).unwrap(), key);
+        assert_eq!(parse_consensus_pubkey(&hex::encode(key)).unwrap(), key);
+        assert_eq!(
+            parse_consensus_pubkey(&hex::encode_upper(key)).unwrap(),
+            key
+        );
+        let e = parse_consensus_pubkey("not base64!")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("neither base64 nor 64 hex"), "{e}");
+        let short = base64::engine::general_purpose::STANDARD.encode([1u8; 31]);
+        let e = parse_consensus_pubkey(&short).unwrap_err().to_string();
+        assert!(e.contains("32-byte ed25519 key, got 31 bytes"), "{e}");
+
+        let file = format!(
+            r#"{{"address":"AB","pub_key":{{"type":"tendermint/PubKeyEd25519","value":"{b64}"}},"priv_key":{{"type":"tendermint/PrivKeyEd25519","value":"x"}}}}"#
+        );
+        assert_eq!(consensus_pubkey_from_key_json(&file).unwrap(), key);
+        let secp = r#"{"pub_key":{"type":"tendermint/PubKeySecp256k1","value":"AA=="}}"#;
+        assert!(consensus_pubkey_from_key_json(secp)
+            .unwrap_err()
+            .to_string()
+            .contains("ed25519"));
+        assert!(consensus_pubkey_from_key_json("{}").is_err());
+    }
+
+    #[test]
+    fn models_and_messages() {
+        assert_eq!(parse_models("a, b,,c").unwrap(), ["a", "b", "c"]);
+        assert!(parse_models("").unwrap().is_empty());
+        let f = HostFields {
+            worker_url: "http://w:8080".into(),
+            consensus_pubkey: vec![1; 32],
+            models: vec!["m".into()],
+            hardware: "1x GPU".into(),
+        };
+        let any = msg_register_host("kiln1x", &f).unwrap();
+        assert_eq!(any.type_url, "/kiln.host.v1.MsgRegisterHost");
+        let m = MsgRegisterHost::decode(any.value.as_slice()).unwrap();
+        assert_eq!(m.owner, "kiln1x");
+        assert_eq!(m.consensus_pubkey, vec![1; 32]);
+        assert_eq!(
+            describe(&any).unwrap()["consensus_pubkey"],
+            hex::encode([1u8; 32])
+        );
+        let upd = msg_update_host(
+            "kiln1x",
+            &HostFields {
+                consensus_pubkey: vec![],
+                ..f.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(upd.type_url, "/kiln.host.v1.MsgUpdateHost");
+        assert!(msg_register_host(
+            "kiln1x",
+            &HostFields {
+                worker_url: "ftp://x".into(),
+                ..f.clone()
+            }
+        )
+        .is_err());
+        assert!(msg_register_host(
+            "kiln1x",
+            &HostFields {
+                consensus_pubkey: vec![],
+                ..f
+            }
+        )
+        .is_err());
+    }
+}

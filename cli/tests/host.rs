@@ -1,0 +1,597 @@
+//! `kiln tx host register|update` and the Kiln JSON queries (`epoch`, `hosts`,
+//! `host`, `weights`, `reputation`, `sprint-result`) against a small mock
+//! CometBFT JSON-RPC node (same approach as `tests/cli.rs`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use cosmrs::proto::cosmos::auth::v1beta1::{
+    BaseAccount, QueryAccountRequest, QueryAccountResponse,
+};
+use cosmrs::proto::cosmos::base::abci::v1beta1::GasInfo;
+use cosmrs::proto::cosmos::tx::v1beta1::{SimulateResponse, TxBody, TxRaw};
+use kiln_sprint::msgs::{MsgRegisterHost, MsgUpdateHost};
+use prost::Message;
+use serde_json::{json, Value};
+
+const COSMJS_24: &str = "economy stock theory fatal elder harbor betray wasp final emotion task crumble siren bottom lizard educate guess current outdoor pair theory focus wife stone";
+const COSMJS_12: &str =
+    "special sign fit simple patrol salute grocery chicken wheat radar tonight ceiling";
+const CHAIN: &str = "kiln-mock";
+const CONS_KEY: [u8; 32] = [0x42; 32];
+
+fn kiln(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.env("KILN_HOME", home)
+        .env_remove("KILN_KEYRING_PASSPHRASE")
+        .env_remove("KILN_NODE")
+        .env_remove("KILN_KEYRING_BACKEND")
+        .stdin(Stdio::null());
+    c
+}
+
+fn ok_json(o: &Output) -> Value {
+    assert!(
+        o.status.success(),
+        "command failed: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn ok_text(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn failed(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected failure, got stdout: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(o.status.code(), Some(1));
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Mock node: accounts, simulate, broadcast, tx, validators and the Kiln JSON
+// query paths. The host registry is filled by the MsgRegisterHost it receives.
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct MockState {
+    funded: String,
+    broadcast: Vec<Vec<u8>>,
+    /// JSON hosts, as the chain stores them.
+    hosts: Vec<Value>,
+    /// (owner, weight)
+    weights: Vec<(String, u64)>,
+    /// (pubkey bytes, power)
+    validators: Vec<(Vec<u8>, u64)>,
+    queries: Vec<(String, Vec<u8>)>,
+}
+
+fn handle(state: &Mutex<MockState>, method: &str, params: &Value) -> Result<Value, (i64, String)> {
+    let mut st = state.lock().unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match method {
+        "status" => Ok(json!({
+            "node_info": {"network": CHAIN, "moniker": "mock", "version": "0.38.0"},
+            "sync_info": {"latest_block_height": "15", "latest_block_hash": "AB", "latest_app_hash": "CD", "latest_block_time": "2026-01-01T00:00:00Z", "catching_up": false},
+            "validator_info": {"address": "EF", "pub_key": {"type": "tendermint/PubKeyEd25519", "value": "AA=="}, "voting_power": "10"},
+        })),
+        "validators" => {
+            let vals: Vec<Value> = st
+                .validators
+                .iter()
+                .enumerate()
+                .map(|(i, (pk, p))| {
+                    json!({"address": format!("VAL{i}"), "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64.encode(pk)},
+                        "voting_power": p.to_string(), "proposer_priority": "0"})
+                })
+                .collect();
+            Ok(
+                json!({"block_height": "15", "validators": vals, "count": vals.len().to_string(), "total": vals.len().to_string()}),
+            )
+        }
+        "abci_query" => {
+            let path = params["path"].as_str().unwrap().to_string();
+            let data = hex::decode(params["data"].as_str().unwrap()).unwrap();
+            st.queries.push((path.clone(), data.clone()));
+            let ok = |v: Vec<u8>| json!({"response": {"code": 0, "log": "", "value": b64.encode(v), "height": "15"}});
+            let not_found = |log: String| json!({"response": {"code": 22, "codespace": "sdk", "log": format!("key not found: {log}"), "height": "15"}});
+            let addr = String::from_utf8(data.clone()).unwrap_or_default();
+            match path.as_str() {
+                "/cosmos.auth.v1beta1.Query/Account" => {
+                    let req = QueryAccountRequest::decode(data.as_slice()).unwrap();
+                    if req.address != st.funded {
+                        return Ok(
+                            json!({"response": {"code": 22, "codespace": "sdk", "log": format!("account {} not found", req.address)}}),
+                        );
+                    }
+                    let acc = BaseAccount {
+                        address: req.address,
+                        pub_key: None,
+                        account_number: 4,
+                        sequence: 1,
+                    };
+                    let any = cosmrs::Any {
+                        type_url: "/cosmos.auth.v1beta1.BaseAccount".into(),
+                        value: acc.encode_to_vec(),
+                    };
+                    Ok(ok(
+                        QueryAccountResponse { account: Some(any) }.encode_to_vec()
+                    ))
+                }
+                "/cosmos.tx.v1beta1.Service/Simulate" => Ok(ok(SimulateResponse {
+                    gas_info: Some(GasInfo {
+                        gas_wanted: 0,
+                        gas_used: 80_000,
+                    }),
+                    result: None,
+                }
+                .encode_to_vec())),
+                "/kiln.epochs.v1.Query/Epoch" => Ok(ok(serde_json::to_vec(&json!({
+                    "height": 15, "epoch": 3, "start_height": 9, "stage": "open",
+                    "stage_start": 14, "next_stage_height": 17, "blocks_to_next_stage": 2
+                }))
+                .unwrap())),
+                "/kiln.sprint.v1.Query/Hosts" => Ok(ok(serde_json::to_vec(&Value::Array(
+                    st.hosts.clone(),
+                ))
+                .unwrap())),
+                "/kiln.sprint.v1.Query/Host" => {
+                    match st.hosts.iter().find(|h| h["owner"] == addr.as_str()) {
+                        Some(h) => Ok(ok(serde_json::to_vec(h).unwrap())),
+                        None => Ok(not_found("no such host".into())),
+                    }
+                }
+                "/kiln.sprint.v1.Query/Weights" => {
+                    let total: u64 = st.weights.iter().map(|w| w.1).sum();
+                    let rows: Vec<Value> = st
+                        .weights
+                        .iter()
+                        .map(|(h, w)| json!({"host": h, "weight": w, "share_bps": w * 10_000 / total.max(1), "consensus_power": w}))
+                        .collect();
+                    Ok(ok(serde_json::to_vec(&rows).unwrap()))
+                }
+                "/kiln.reputation.v1.Query/Reputation" => Ok(ok(serde_json::to_vec(
+                    &json!({"address": addr, "good_epochs": 2, "reputation": 66}),
+                )
+                .unwrap())),
+                "/kiln.sprint.v1.Query/Result" => {
+                    let req: Value = serde_json::from_slice(&data).unwrap();
+                    if req["epoch"] == 2 {
+                        Ok(ok(serde_json::to_vec(&json!({"accepted": true, "reason": "", "raw_weight": 900,
+                            "effective_weight": 900, "valid_vote_weight": 10, "committee_weight": 10}))
+                        .unwrap()))
+                    } else {
+                        Ok(not_found(format!(
+                            "no settled result for {} in epoch {}",
+                            req["host"], req["epoch"]
+                        )))
+                    }
+                }
+                _ => Ok(
+                    json!({"response": {"code": 6, "log": format!("unknown query path {path:?}")}}),
+                ),
+            }
+        }
+        "broadcast_tx_sync" => {
+            let tx = b64.decode(params["tx"].as_str().unwrap()).unwrap();
+            let hash = hex::encode_upper(<sha2::Sha256 as sha2::Digest>::digest(&tx));
+            // Apply MsgRegisterHost like the chain would, so later queries see it.
+            let raw = TxRaw::decode(tx.as_slice()).unwrap();
+            let body = TxBody::decode(raw.body_bytes.as_slice()).unwrap();
+            for m in &body.messages {
+                if m.type_url == "/kiln.host.v1.MsgRegisterHost" {
+                    let r = MsgRegisterHost::decode(m.value.as_slice()).unwrap();
+                    st.hosts
+                        .push(json!({"owner": r.owner, "worker_url": r.worker_url,
+                        "consensus_pubkey": hex::encode(&r.consensus_pubkey), "models": r.models,
+                        "hardware": r.hardware, "registered_height": 16}));
+                }
+            }
+            st.broadcast.push(tx);
+            Ok(json!({"code": 0, "codespace": "", "log": "", "hash": hash, "data": ""}))
+        }
+        "tx" => {
+            let want = params["hash"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x")
+                .to_uppercase();
+            let found = st
+                .broadcast
+                .iter()
+                .find(|t| hex::encode_upper(<sha2::Sha256 as sha2::Digest>::digest(t)) == want)
+                .cloned();
+            match found {
+                Some(tx) => Ok(json!({
+                    "hash": want, "height": "16", "index": 0,
+                    "tx_result": {"code": 0, "codespace": "", "log": "", "gas_wanted": "104000", "gas_used": "70000", "events": []},
+                    "tx": b64.encode(tx),
+                })),
+                None => Err((-32603, format!("tx ({want}) not found"))),
+            }
+        }
+        other => Err((-32601, format!("method {other} not found"))),
+    }
+}
+
+fn serve_one(state: &Mutex<MockState>, stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0u8; content_length];
+    reader.read_exact(&mut body).unwrap();
+    let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+    let (method, params) = if request_line.starts_with("GET") {
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let mut params = serde_json::Map::new();
+        for kv in query.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            params.insert(k.into(), Value::String(v.trim_matches('"').into()));
+        }
+        (
+            path.trim_start_matches('/').to_string(),
+            Value::Object(params),
+        )
+    } else {
+        let req: Value = serde_json::from_slice(&body).unwrap();
+        (
+            req["method"].as_str().unwrap().to_string(),
+            req["params"].clone(),
+        )
+    };
+    let resp = match handle(state, &method, &params) {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": 1, "result": result}),
+        Err((code, data)) => {
+            json!({"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": "Internal error", "data": data}})
+        }
+    };
+    let status = if resp.get("error").is_some() {
+        "500 Internal Server Error"
+    } else {
+        "200 OK"
+    };
+    let body = resp.to_string();
+    let mut s = stream;
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn mock_node(state: Arc<Mutex<MockState>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            serve_one(&state, stream);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn key_file(dir: &Path, key: &[u8]) -> std::path::PathBuf {
+    let p = dir.join("priv_validator_key.json");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    std::fs::write(
+        &p,
+        json!({
+            "address": "0123",
+            "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64.encode(key)},
+            "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64.encode([0u8; 64])},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    p
+}
+
+fn register_msg(tx: &[u8]) -> MsgRegisterHost {
+    let raw = TxRaw::decode(tx).unwrap();
+    let body = TxBody::decode(raw.body_bytes.as_slice()).unwrap();
+    assert_eq!(body.messages.len(), 1);
+    assert_eq!(body.messages[0].type_url, "/kiln.host.v1.MsgRegisterHost");
+    MsgRegisterHost::decode(body.messages[0].value.as_slice()).unwrap()
+}
+
+#[test]
+fn register_host_then_query_against_mock_node() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let dev = kiln_cli::write_test_key(h, "dev", COSMJS_24).unwrap();
+    let state = Arc::new(Mutex::new(MockState {
+        funded: dev.address.clone(),
+        ..Default::default()
+    }));
+    let node = mock_node(state.clone());
+    let run = |args: &[&str]| {
+        let mut c = kiln(h);
+        c.args(args)
+            .args(["--keyring-backend", "test", "--node", &node]);
+        c.output().unwrap()
+    };
+
+    // Register from priv_validator_key.json.
+    let kf = key_file(h, &CONS_KEY);
+    let r = ok_json(&run(&[
+        "tx",
+        "host",
+        "register",
+        "--from",
+        "dev",
+        "--worker-url",
+        "http://127.0.0.1:9000",
+        "--consensus-key-file",
+        kf.to_str().unwrap(),
+        "--models",
+        "llama-3-8b, qwen2-7b",
+        "--hardware",
+        "1x RTX 4090",
+        "--yes",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(r["code"], 0);
+    assert_eq!(r["height"], "16");
+    let tx = state.lock().unwrap().broadcast[0].clone();
+    let m = register_msg(&tx);
+    assert_eq!(m.owner, dev.address);
+    assert_eq!(m.consensus_pubkey, CONS_KEY.to_vec());
+    assert_eq!(m.worker_url, "http://127.0.0.1:9000");
+    assert_eq!(m.models, ["llama-3-8b", "qwen2-7b"]);
+    assert_eq!(m.hardware, "1x RTX 4090");
+
+    // The same key given inline, base64 and hex, builds the same message.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CONS_KEY);
+    for k in [b64.clone(), hex::encode(CONS_KEY)] {
+        let g = ok_json(&run(&[
+            "tx",
+            "host",
+            "register",
+            "--from",
+            "dev",
+            "--worker-url",
+            "https://w.example",
+            "--consensus-pubkey",
+            &k,
+            "--generate-only",
+        ]));
+        let msg = &g["body"]["messages"][0];
+        assert_eq!(msg["@type"], "/kiln.host.v1.MsgRegisterHost");
+        assert_eq!(msg["owner"], dev.address.as_str());
+        assert_eq!(msg["consensus_pubkey"], hex::encode(CONS_KEY));
+        assert_eq!(msg["models"], json!([]));
+    }
+
+    // Queries. hosts / host (by key name and by address).
+    let hosts = ok_json(&run(&["query", "hosts", "-o", "json"]));
+    assert_eq!(hosts.as_array().unwrap().len(), 1);
+    assert_eq!(hosts[0]["consensus_pubkey"], hex::encode(CONS_KEY));
+    let host = ok_json(&run(&["query", "host", "dev", "-o", "json"]));
+    assert_eq!(host["owner"], dev.address.as_str());
+    assert_eq!(host["models"], json!(["llama-3-8b", "qwen2-7b"]));
+    let q = state.lock().unwrap().queries.clone();
+    let (path, data) = q.last().unwrap();
+    assert_eq!(path, "/kiln.sprint.v1.Query/Host");
+    assert_eq!(data, dev.address.as_bytes(), "data is the bech32 address");
+    let t = ok_text(&run(&["q", "host", &dev.address]));
+    assert!(t.contains("worker_url: http://127.0.0.1:9000"), "{t}");
+    let other = kiln_cli::keyring::address_from_mnemonic(COSMJS_12).unwrap();
+    let e = failed(&run(&["query", "host", &other]));
+    assert!(
+        e.contains(&format!("{other} is not a registered host")),
+        "{e}"
+    );
+    let e = failed(&run(&["query", "host", "nobody"]));
+    assert!(e.contains("neither a kiln1… address nor a key"), "{e}");
+
+    // epoch: JSON fields and the one-line text form.
+    let ep = ok_json(&run(&["query", "epoch", "-o", "json"]));
+    assert_eq!(ep["epoch"], 3);
+    assert_eq!(ep["stage"], "open");
+    assert_eq!(ep["blocks_to_next_stage"], 2);
+    assert_eq!(
+        ok_text(&run(&["query", "epoch"])),
+        "epoch 3, stage open (blocks 14–16), 2 blocks to vote_commit\n"
+    );
+
+    // weights with CometBFT power matched by consensus key.
+    {
+        let mut st = state.lock().unwrap();
+        st.weights = vec![(dev.address.clone(), 300), (other.clone(), 900)];
+        st.validators = vec![(vec![9; 32], 5), (CONS_KEY.to_vec(), 300)];
+    }
+    let w = ok_json(&run(&["query", "weights", "-o", "json"]));
+    let rows = w["weights"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let dev_row = rows
+        .iter()
+        .find(|r| r["host"] == dev.address.as_str())
+        .unwrap();
+    assert_eq!(dev_row["weight"], 300);
+    assert_eq!(dev_row["share_bps"], 2500);
+    assert_eq!(dev_row["consensus_power"], 300);
+    assert_eq!(dev_row["cometbft_voting_power"], 300);
+    let other_row = rows.iter().find(|r| r["host"] == other.as_str()).unwrap();
+    assert_eq!(other_row["cometbft_voting_power"], Value::Null);
+    assert_eq!(w["other_validators"][0]["voting_power"], 5);
+    let t = ok_text(&run(&["query", "weights"]));
+    assert!(t.contains("SHARE"), "{t}");
+    let dev_line = t.lines().find(|l| l.starts_with(&dev.address)).unwrap();
+    assert!(dev_line.contains("25.00%"), "{t}");
+    assert!(dev_line.trim_end().ends_with("300"), "{t}");
+    assert!(t.contains("75.00%"), "{t}");
+
+    // reputation
+    let rep = ok_json(&run(&["query", "reputation", "dev", "-o", "json"]));
+    assert_eq!(rep["reputation"], 66);
+    assert_eq!(rep["good_epochs"], 2);
+    assert_eq!(
+        ok_text(&run(&["query", "reputation", "dev"])),
+        format!("{}: reputation 66/100 (2 good epochs)\n", dev.address)
+    );
+
+    // sprint-result: data is JSON {"epoch":N,"host":"kiln1…"}
+    let res = ok_json(&run(&[
+        "query",
+        "sprint-result",
+        "2",
+        &dev.address,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(res["accepted"], true);
+    assert_eq!(res["epoch"], 2);
+    assert_eq!(res["effective_weight"], 900);
+    let q = state.lock().unwrap().queries.clone();
+    let (path, data) = q.last().unwrap();
+    assert_eq!(path, "/kiln.sprint.v1.Query/Result");
+    let req: Value = serde_json::from_slice(data).unwrap();
+    assert_eq!(req, json!({"epoch": 2, "host": dev.address}));
+    let e = failed(&run(&["query", "sprint-result", "7", "dev"]));
+    assert!(e.contains("no settled sprint result"), "{e}");
+
+    // update: fields not given keep their on-chain values.
+    ok_json(&run(&[
+        "tx",
+        "host",
+        "update",
+        "--from",
+        "dev",
+        "--hardware",
+        "2x RTX 4090",
+        "--yes",
+        "-o",
+        "json",
+    ]));
+    let tx = state.lock().unwrap().broadcast.last().unwrap().clone();
+    let raw = TxRaw::decode(tx.as_slice()).unwrap();
+    let body = TxBody::decode(raw.body_bytes.as_slice()).unwrap();
+    assert_eq!(body.messages[0].type_url, "/kiln.host.v1.MsgUpdateHost");
+    let u = MsgUpdateHost::decode(body.messages[0].value.as_slice()).unwrap();
+    assert_eq!(u.owner, dev.address);
+    assert_eq!(u.worker_url, "http://127.0.0.1:9000");
+    assert_eq!(u.models, ["llama-3-8b", "qwen2-7b"]);
+    assert_eq!(u.hardware, "2x RTX 4090");
+    assert!(u.consensus_pubkey.is_empty(), "key unchanged unless given");
+
+    // update of an account that is not a host
+    kiln_cli::write_test_key(h, "other", COSMJS_12).unwrap();
+    let e = failed(&run(&[
+        "tx", "host", "update", "--from", "other", "--models", "x", "--yes",
+    ]));
+    assert!(e.contains("is not a registered host"), "{e}");
+}
+
+#[test]
+fn host_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    kiln_cli::write_test_key(h, "dev", COSMJS_24).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = kiln(h);
+        c.args(args)
+            .args(["--keyring-backend", "test", "--node", "http://127.0.0.1:1"]);
+        c.output().unwrap()
+    };
+    let reg = |key_args: &[&str]| {
+        let mut a = vec![
+            "tx",
+            "host",
+            "register",
+            "--from",
+            "dev",
+            "--worker-url",
+            "http://w:1",
+            "--yes",
+        ];
+        a.extend_from_slice(key_args);
+        run(&a)
+    };
+    // bad base64
+    let e = failed(&reg(&["--consensus-pubkey", "%%%not-base64%%%"]));
+    assert!(e.contains("neither base64 nor 64 hex"), "{e}");
+    // wrong length (31 bytes)
+    let short = base64::engine::general_purpose::STANDARD.encode([1u8; 31]);
+    let e = failed(&reg(&["--consensus-pubkey", &short]));
+    assert!(e.contains("32-byte ed25519 key, got 31 bytes"), "{e}");
+    // key file with a wrong-length key; missing key file
+    let kf = key_file(h, &[3u8; 33]);
+    let e = failed(&reg(&["--consensus-key-file", kf.to_str().unwrap()]));
+    assert!(e.contains("got 33 bytes"), "{e}");
+    let e = failed(&reg(&["--consensus-key-file", "/nonexistent/pvk.json"]));
+    assert!(e.contains("cannot read consensus key file"), "{e}");
+    // no consensus key at all (clap)
+    let o = reg(&[]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--consensus-pubkey"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // bad URL
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CONS_KEY);
+    let e = failed(&run(&[
+        "tx",
+        "host",
+        "register",
+        "--from",
+        "dev",
+        "--worker-url",
+        "w:1",
+        "--consensus-pubkey",
+        &b64,
+        "--yes",
+    ]));
+    assert!(e.contains("--worker-url must start with http://"), "{e}");
+    // Valid input, unreachable node: clear error.
+    let e = failed(&reg(&["--consensus-pubkey", &b64]));
+    assert!(e.contains("cannot reach node at http://127.0.0.1:1"), "{e}");
+    for q in [
+        vec!["query", "epoch"],
+        vec!["query", "hosts"],
+        vec!["query", "host", "dev"],
+        vec!["query", "weights", "-o", "json"],
+        vec!["query", "reputation", "dev"],
+        vec!["query", "sprint-result", "1", "dev"],
+    ] {
+        let e = failed(&run(&q));
+        assert!(e.contains("cannot reach node"), "{q:?}: {e}");
+        assert!(e.contains("kilnd devnet"), "{q:?}: {e}");
+    }
+}
