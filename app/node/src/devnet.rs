@@ -513,10 +513,20 @@ impl<A: Application> Node<A> {
                 "result_finalize_block": finalize_block_json(fin),
             }
         });
+        let mut hdr_events = evmap.clone();
+        hdr_events.insert("tm.event".to_string(), vec!["NewBlockHeader".to_string()]);
         let _ = self.events.send(Arc::new(BusEvent {
             kind: "NewBlock",
             data,
             events: evmap,
+            height: h,
+            tx_hash: None,
+            tx_result: None,
+        }));
+        let _ = self.events.send(Arc::new(BusEvent {
+            kind: "NewBlockHeader",
+            data: json!({"type": "tendermint/event/NewBlockHeader", "value": {"header": header_json(&blk.header)}}),
+            events: hdr_events,
             height: h,
             tx_hash: None,
             tx_result: None,
