@@ -19,6 +19,25 @@
 //!   Storage::latest() / snapshot(v) / get_with_proof(key, v) / get_aux(key)
 //! ```
 //!
+//! ```
+//! use kiln_store::{verify_proof, Overlay, StateRead, StateWrite, Storage, StorageConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let storage = Storage::open(dir.path(), StorageConfig { keep_recent: 100 })?;
+//! let mut block = Overlay::new(storage.latest());
+//! block.put_raw(b"bank/balance/alice".to_vec(), b"100".to_vec());
+//! // FinalizeBlock: the app hash, nothing written yet.
+//! let mut prepared = storage.prepare_commit(1, block.changes())?;
+//! prepared.put_aux(b"last_height".to_vec(), 1u64.to_be_bytes().to_vec());
+//! // Commit: one atomic write.
+//! let app_hash = storage.commit(prepared)?;
+//! assert_eq!(storage.latest_version(), Some(1));
+//! assert_eq!(storage.latest().get_raw(b"bank/balance/alice")?, Some(b"100".to_vec()));
+//! let (value, proof) = storage.get_with_proof(b"bank/balance/alice", 1)?;
+//! assert!(verify_proof(&app_hash, b"bank/balance/alice", value.as_deref(), &proof));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # What is verifiable
 //!
 //! * **Verifiable state** — every key written through [`Changes`]. Each
