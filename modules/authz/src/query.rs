@@ -33,6 +33,10 @@ pub fn route<S: StateRead + ?Sized>(state: &S, path: &str, data: &[u8]) -> Optio
     Some(result)
 }
 
+fn grant_authorization(granter: &Address, grantee: &Address, grant: Grant) -> GrantAuthorization {
+    GrantAuthorization { granter: granter.to_bech32(), grantee: grantee.to_bech32(), authorization: grant.authorization, expiration: grant.expiration }
+}
+
 fn decode_grant(bytes: &[u8]) -> TxResult<Grant> {
     Grant::decode(bytes).map_err(|e| TxError::internal(format!("corrupt grant: {e}")))
 }
@@ -61,13 +65,7 @@ fn granter_grants<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec
     for (key, value) in state.prefix_raw(&prefix)? {
         let rest = &key[prefix.len()..];
         let grantee = rest.get(..20).and_then(Address::from_bytes).ok_or_else(|| TxError::internal("corrupt grant key"))?;
-        let grant = decode_grant(&value)?;
-        out.push(GrantAuthorization {
-            granter: granter.to_bech32(),
-            grantee: grantee.to_bech32(),
-            authorization: grant.authorization,
-            expiration: grant.expiration,
-        });
+        out.push(grant_authorization(&granter, &grantee, decode_grant(&value)?));
     }
     let n = out.len();
     Ok(QueryGranterGrantsResponse { grants: out, pagination: page(n) }.encode_to_vec())
@@ -83,12 +81,7 @@ fn grantee_grants<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec
         let granter = rest.get(..20).and_then(Address::from_bytes).ok_or_else(|| TxError::internal("corrupt grant index"))?;
         let type_url = String::from_utf8_lossy(rest.get(20..).unwrap_or_default()).into_owned();
         if let Some(grant) = state.get_proto::<Grant>(&keys::grant(&granter, &grantee, &type_url))? {
-            out.push(GrantAuthorization {
-                granter: granter.to_bech32(),
-                grantee: grantee.to_bech32(),
-                authorization: grant.authorization,
-                expiration: grant.expiration,
-            });
+            out.push(grant_authorization(&granter, &grantee, grant));
         }
     }
     let n = out.len();
