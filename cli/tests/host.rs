@@ -579,6 +579,21 @@ fn host_errors() {
         "--yes",
     ]));
     assert!(e.contains("--worker-url must start with http://"), "{e}");
+    // update --generate-only cannot fill missing fields from the chain.
+    let e = failed(&run(&[
+        "tx",
+        "host",
+        "update",
+        "--from",
+        "dev",
+        "--hardware",
+        "x",
+        "--generate-only",
+    ]));
+    assert!(
+        e.contains("with --generate-only give --worker-url, --models and --hardware"),
+        "{e}"
+    );
     // Valid input, unreachable node: clear error.
     let e = failed(&reg(&["--consensus-pubkey", &b64]));
     assert!(e.contains("cannot reach node at http://127.0.0.1:1"), "{e}");
