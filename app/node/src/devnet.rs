@@ -254,6 +254,13 @@ impl<A: Application> Node<A> {
         std::fs::create_dir_all(home::data_dir(&cfg.home))?;
         let store = BlockStore::open(&home::blockstore_path(&cfg.home))?;
         let state = handshake(&app, &store, &genesis)?;
+        if !state.validators.iter().any(|v| v.address == key.address()) {
+            warn!(
+                address = %key.address(),
+                "our consensus key is not in the validator set; the devnet still produces blocks, \
+                 but their commits carry no validator signature"
+            );
+        }
         let (events, _) = broadcast::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let metrics = Metrics::default();
