@@ -336,7 +336,8 @@ impl Storage {
 
     /// Persists a prepared commit in one atomic rocksdb write batch (ABCI
     /// `Commit`), then prunes versions older than `latest - keep_recent` in a
-    /// second batch. Fails if another commit landed since `prepared` was computed.
+    /// second batch. Fails if another commit landed since `prepared` was
+    /// computed; a pruning failure is logged, not returned (the commit is durable).
     pub fn commit(&self, prepared: PreparedCommit) -> Result<[u8; 32], StoreError> {
         let _commit = self
             .inner
@@ -428,7 +429,12 @@ impl Storage {
         if inner.config.keep_recent > 0 {
             let target = version.saturating_sub(inner.config.keep_recent);
             if target > earliest {
-                self.prune(target)?;
+                // The commit is durable at this point: a failed prune is logged
+                // and redone by the next commit (pruning always scans from the
+                // oldest leftover), it does not fail the commit.
+                if let Err(e) = self.prune(target) {
+                    tracing::warn!(version, target, error = %e, "pruning old versions failed; retrying at the next commit");
+                }
             }
         }
         Ok(prepared.root)
