@@ -75,8 +75,11 @@ impl SigCheck {
 /// re-check; CheckTx and the parallel pre-verification fill it, block
 /// execution reads it. Bounded FIFO, no hash maps (deterministic by construction
 /// even though it cannot affect results).
+/// Verified keys plus their insertion order (for FIFO eviction).
+type SeenSignatures = (BTreeSet<[u8; 32]>, VecDeque<[u8; 32]>);
+
 pub struct SigCache {
-    inner: Mutex<(BTreeSet<[u8; 32]>, VecDeque<[u8; 32]>)>,
+    inner: Mutex<SeenSignatures>,
     capacity: usize,
 }
 

@@ -47,6 +47,10 @@ struct LastBlock {
     time_nanos: u32,
 }
 
+/// What FinalizeBlock computed: tx results, block events, validator power
+/// changes and the prepared (not yet persisted) commit.
+type ExecutedBlock = (Vec<TxOutcome>, Vec<Event>, Vec<kiln_sprint::hooks::PowerUpdate>, PreparedCommit);
+
 struct PendingBlock {
     height: u64,
     prepared: PreparedCommit,
@@ -190,7 +194,7 @@ impl KilnApp {
 
     /// Executes a block without persisting it; returns the tx results, block
     /// events and the prepared commit.
-    fn execute_block(&self, inner: &Inner, block: &BlockInfo, txs: &[Vec<u8>]) -> anyhow::Result<(Vec<TxOutcome>, Vec<Event>, Vec<kiln_sprint::hooks::PowerUpdate>, PreparedCommit)> {
+    fn execute_block(&self, inner: &Inner, block: &BlockInfo, txs: &[Vec<u8>]) -> anyhow::Result<ExecutedBlock> {
         let latest = self.storage.latest();
         let mut state = Overlay::with_changes(latest, inner.genesis_base.clone());
         let decoded: Vec<TxResult<DecodedTx>> = txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
@@ -466,7 +470,7 @@ impl Application for KilnApp {
 fn validator_update(update: &kiln_sprint::hooks::PowerUpdate) -> abci::ValidatorUpdate {
     abci::ValidatorUpdate {
         pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
-            sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(update.consensus_pubkey.clone().into())),
+            sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(update.consensus_pubkey.clone())),
         }),
         power: to_i64(update.power),
     }

@@ -5,6 +5,7 @@
 //! Consensus rules: no floats, no hash-map iteration, no wall clock, no panics
 //! on input (`app/clippy.toml`, `#![deny(clippy::unwrap_used)]`).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ante;
 pub mod app;

@@ -55,7 +55,7 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
                 Ok((value, proof)) => ResponseQuery {
                     key: key.clone().into(),
                     value: value.unwrap_or_default().into(),
-                    proof_ops: Some(ProofOps { ops: vec![ProofOp { r#type: PROOF_OP_TYPE.to_string(), key: key.into(), data: proof }] }),
+                    proof_ops: Some(ProofOps { ops: vec![ProofOp { r#type: PROOF_OP_TYPE.to_string(), key, data: proof }] }),
                     height: i64::try_from(height).unwrap_or(0),
                     ..Default::default()
                 },

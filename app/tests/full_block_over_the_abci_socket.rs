@@ -59,7 +59,9 @@ fn a_block_over_the_socket_commits_and_is_queryable() {
     let app = KilnApp::new(Storage::open(dir.path(), StorageConfig { keep_recent: 0 }).unwrap()).unwrap();
     let server = tendermint_abci::ServerBuilder::new(1 << 20).bind("127.0.0.1:0", app).unwrap();
     let addr = server.local_addr();
-    std::thread::spawn(move || server.listen());
+    std::thread::spawn(move || {
+        let _ = server.listen();
+    });
     let stream = TcpStream::connect(&addr).unwrap();
     let mut client = WireClient { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream) };
 

@@ -249,9 +249,10 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     assert_eq!(total, accepted_raw, "the cap redistributes, it does not destroy weight");
     assert_eq!(w(0), accepted_raw * 2_500 / 10_000, "the big host is capped at 25%");
     // Uncapped hosts keep proportions (within rounding).
-    let ratio = |a: usize, b: usize| w(a) as f64 / w(b) as f64;
+    // a/b ≈ num/den within 1%, in integers: |a·den − b·num| ≤ b·num/100.
+    let close = |a: usize, b: usize, num: u64, den: u64| (w(a) * den).abs_diff(w(b) * num) * 100 <= w(b) * num;
     assert!(weights.values().all(|v| *v <= accepted_raw * 2_500 / 10_000), "{weights:?}");
-    assert!((ratio(2, 5) - 1_000.0 / 700.0).abs() < 0.01 && (ratio(5, 6) - 700.0 / 500.0).abs() < 0.01, "{weights:?}");
+    assert!(close(2, 5, 1_000, 700) && close(5, 6, 700, 500), "{weights:?}");
     // Consensus power follows: the settle block's validator updates equal the effective weights.
     let powers: BTreeMap<Vec<u8>, i64> = power_updates
         .iter()

@@ -3,6 +3,7 @@
 //! devnet template. The node-level file (chain id, validators, consensus
 //! params) is CometBFT's format and is read by `kiln-node`.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::Path;
 

@@ -8,6 +8,7 @@
 //!
 //! Keys: `reputation/params` (JSON [`ReputationParams`]), `reputation/good/{addr 20}` (u64 BE).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use kiln_framework::{Address, Event, StateReadExt, StateWriteExt, TxResult};
 use kiln_store::{StateRead, StateWrite};

@@ -54,7 +54,7 @@ fn weights<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<u8>> {
         .map(|(a, v)| WeightRow {
             host: *a,
             weight: *v,
-            share_bps: if total == 0 { 0 } else { u64::try_from(u128::from(*v) * 10_000 / total).unwrap_or(0) },
+            share_bps: (u128::from(*v) * 10_000).checked_div(total).and_then(|b| u64::try_from(b).ok()).unwrap_or(0),
             consensus_power: *v,
         })
         .collect();
