@@ -12,7 +12,7 @@ pub const TOL: f64 = 2e-3;
 pub fn vectors() -> Value {
     let path = std::env::var("KILN_SPRINT_VECTORS").unwrap_or_else(|_| {
         format!(
-            "{}/../../shared/vectors/sprint-v1.json",
+            "{}/../modules/sprint-protocol/vectors/sprint-v1.json",
             env!("CARGO_MANIFEST_DIR")
         )
     });

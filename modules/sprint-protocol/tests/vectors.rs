@@ -14,12 +14,11 @@ use kiln_sprint_protocol::seed::nonce_key;
 use kiln_sprint_protocol::seed::sprint_seed;
 use serde_json::Value;
 
+/// The spec's vectors, vendored at `modules/sprint-protocol/vectors/` so a
+/// fresh clone is self-contained (`KILN_SPRINT_VECTORS` overrides).
 fn vectors() -> Value {
     let path = std::env::var("KILN_SPRINT_VECTORS").unwrap_or_else(|_| {
-        format!(
-            "{}/../../../shared/vectors/sprint-v1.json",
-            env!("CARGO_MANIFEST_DIR")
-        )
+        format!("{}/vectors/sprint-v1.json", env!("CARGO_MANIFEST_DIR"))
     });
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).unwrap()
@@ -181,4 +180,15 @@ fn challenge_indices() {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect();
     assert_eq!(got, want);
+}
+
+/// The vendored copy must stay identical to the spec's file when the spec
+/// folder sits beside the checkout (as in the development workspace).
+#[test]
+fn vendored_vectors_match_the_spec_copy_when_present() {
+    let spec = format!("{}/../../../shared/vectors/sprint-v1.json", env!("CARGO_MANIFEST_DIR"));
+    let vendored = format!("{}/vectors/sprint-v1.json", env!("CARGO_MANIFEST_DIR"));
+    if let Ok(spec_text) = std::fs::read_to_string(&spec) {
+        assert_eq!(spec_text, std::fs::read_to_string(&vendored).unwrap(), "vendored vectors drifted from {spec}");
+    }
 }
