@@ -119,7 +119,7 @@ fn main() {
     let (single, single_n) = verify_rate_single(&cases, verify_secs);
     let (parallel, parallel_n) = verify_rate_parallel(&cases, verify_secs);
     println!();
-    println!("raw secp256k1 (k256 {}) ECDSA verify over {doc_len}-byte SignDocs:", "0.13");
+    println!("raw secp256k1 (k256 0.13) ECDSA verify over {doc_len}-byte SignDocs:");
     println!("  1 thread : {single:>10.0} verifications/s  ({single_n} in {:.1}s)", verify_secs.as_secs_f64());
     println!("  {threads} threads: {parallel:>10.0} verifications/s  ({parallel_n} in {:.1}s)", verify_secs.as_secs_f64());
 
