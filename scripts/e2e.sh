@@ -15,9 +15,12 @@ BIN=${KILN_BIN_DIR:-$ROOT/target/debug}
 WORK=$(mktemp -d -t kiln-e2e.XXXXXX)
 NODE_PID=""
 cleanup() {
-  [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
+  local status=$?
+  set +e
+  if [ -n "$NODE_PID" ]; then kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null; fi
   if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/node.log" ]; then echo "--- node log (tail) ---"; tail -n 40 "$WORK/node.log"; fi
   rm -rf "$WORK"
+  exit "$status"
 }
 trap cleanup EXIT
 step() { printf '\033[1;32m[e2e]\033[0m %s\n' "$*"; }
