@@ -48,7 +48,7 @@ impl<T: StateWrite + ?Sized> AuthWriteExt for T {}
 
 pub trait BankExt: StateWrite {
     fn balance(&self, addr: &Address, denom: &str) -> TxResult<u128> {
-        Ok(self.get_u128(&keys::balance(addr, denom))?.unwrap_or(0))
+        balance_readonly(self, addr, denom)
     }
 
     fn supply_of(&self, denom: &str) -> TxResult<u128> {
@@ -128,11 +128,15 @@ impl<T: StateWrite + ?Sized> BankExt for T {}
 
 /// Read-only balance queries for views that cannot write (query snapshots).
 pub fn all_balances_readonly<S: StateRead + ?Sized>(state: &S, addr: &Address) -> TxResult<Vec<Coin>> {
-    let prefix = keys::balances_of(addr);
+    coins_under(state, &keys::balances_of(addr))
+}
+
+/// Every `{prefix}{denom}` → u128 entry as coins, sorted by denom.
+fn coins_under<S: StateRead + ?Sized>(state: &S, prefix: &[u8]) -> TxResult<Vec<Coin>> {
     let mut out = Vec::new();
-    for (key, value) in state.prefix_raw(&prefix)? {
+    for (key, value) in state.prefix_raw(prefix)? {
         let denom = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-        let amount = <[u8; 16]>::try_from(value.as_slice()).map(u128::from_be_bytes).map_err(|_| TxError::internal("corrupt balance"))?;
+        let amount = <[u8; 16]>::try_from(value.as_slice()).map(u128::from_be_bytes).map_err(|_| TxError::internal("corrupt coin amount"))?;
         out.push(Coin { denom, amount });
     }
     Ok(out)
@@ -143,11 +147,5 @@ pub fn balance_readonly<S: StateRead + ?Sized>(state: &S, addr: &Address, denom:
 }
 
 pub fn total_supply_readonly<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<Coin>> {
-    let mut out = Vec::new();
-    for (key, value) in state.prefix_raw(keys::SUPPLY_PREFIX)? {
-        let denom = String::from_utf8_lossy(&key[keys::SUPPLY_PREFIX.len()..]).into_owned();
-        let amount = <[u8; 16]>::try_from(value.as_slice()).map(u128::from_be_bytes).map_err(|_| TxError::internal("corrupt supply"))?;
-        out.push(Coin { denom, amount });
-    }
-    Ok(out)
+    coins_under(state, keys::SUPPLY_PREFIX)
 }
