@@ -1,11 +1,12 @@
 //! `kiln tx host register|update` and the Kiln JSON queries (`epoch`, `hosts`,
 //! `host`, `weights`, `reputation`, `sprint-result`) against a small mock
-//! CometBFT JSON-RPC node (same approach as `tests/cli.rs`).
+//! CometBFT JSON-RPC node (`tests/common`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+use common::{kiln, mock_node, ok_json, COSMJS_12, COSMJS_24};
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -18,33 +19,8 @@ use kiln_sprint::msgs::{MsgRegisterHost, MsgUpdateHost};
 use prost::Message;
 use serde_json::{json, Value};
 
-const COSMJS_24: &str = "economy stock theory fatal elder harbor betray wasp final emotion task crumble siren bottom lizard educate guess current outdoor pair theory focus wife stone";
-const COSMJS_12: &str =
-    "special sign fit simple patrol salute grocery chicken wheat radar tonight ceiling";
 const CHAIN: &str = "kiln-mock";
 const CONS_KEY: [u8; 32] = [0x42; 32];
-
-fn kiln(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.env("KILN_HOME", home)
-        .env_remove("KILN_KEYRING_PASSPHRASE")
-        .env_remove("KILN_NODE")
-        .env_remove("KILN_KEYRING_BACKEND")
-        .stdin(Stdio::null());
-    c
-}
-
-fn ok_json(o: &Output) -> Value {
-    assert!(
-        o.status.success(),
-        "command failed: {}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
-}
 
 fn ok_text(o: &Output) -> String {
     assert!(
@@ -233,78 +209,6 @@ fn handle(state: &Mutex<MockState>, method: &str, params: &Value) -> Result<Valu
     }
 }
 
-fn serve_one(state: &Mutex<MockState>, stream: TcpStream) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut content_length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                content_length = v.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut body = vec![0u8; content_length];
-    reader.read_exact(&mut body).unwrap();
-    let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
-    let (method, params) = if request_line.starts_with("GET") {
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        let mut params = serde_json::Map::new();
-        for kv in query.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            params.insert(k.into(), Value::String(v.trim_matches('"').into()));
-        }
-        (
-            path.trim_start_matches('/').to_string(),
-            Value::Object(params),
-        )
-    } else {
-        let req: Value = serde_json::from_slice(&body).unwrap();
-        (
-            req["method"].as_str().unwrap().to_string(),
-            req["params"].clone(),
-        )
-    };
-    let resp = match handle(state, &method, &params) {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": 1, "result": result}),
-        Err((code, data)) => {
-            json!({"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": "Internal error", "data": data}})
-        }
-    };
-    let status = if resp.get("error").is_some() {
-        "500 Internal Server Error"
-    } else {
-        "200 OK"
-    };
-    let body = resp.to_string();
-    let mut s = stream;
-    let _ = write!(
-        s,
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
-
-fn mock_node(state: Arc<Mutex<MockState>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            serve_one(&state, stream);
-        }
-    });
-    format!("http://{addr}")
-}
-
 fn key_file(dir: &Path, key: &[u8]) -> std::path::PathBuf {
     let p = dir.join("priv_validator_key.json");
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -338,7 +242,7 @@ fn register_host_then_query_against_mock_node() {
         funded: dev.address.clone(),
         ..Default::default()
     }));
-    let node = mock_node(state.clone());
+    let node = mock_node(state.clone(), handle);
     let run = |args: &[&str]| {
         let mut c = kiln(h);
         c.args(args)
