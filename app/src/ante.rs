@@ -20,7 +20,7 @@ use kiln_store::StateWrite;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::tx::DecodedTx;
+use crate::tx::{DecodedTx, Msg};
 
 pub const SECP256K1_PUBKEY_TYPE_URL: &str = "/cosmos.crypto.secp256k1.PubKey";
 
@@ -152,6 +152,43 @@ pub struct AnteOk {
     pub payer: Address,
 }
 
+/// A transaction that qualifies for the ML-ops fee allowance: whose host pays
+/// (in allowance) and where its counter stands.
+struct MlOpsAllowance {
+    host: Address,
+    epoch: u64,
+    used: u64,
+    limit: u64,
+}
+
+/// Whether `tx` may use the ML-ops fee allowance (SPEC §2): every message is a
+/// `MsgExec` whose grantee is the tx's only signer, and every inner message is
+/// an ML-ops type ([`kiln_authz::ML_OPS_MSG_TYPE_URLS`]) on behalf of one
+/// single host (the granter) that granted the signer that type, unexpired.
+/// Only called when the offered fee is below the floor, so paying
+/// transactions never consume allowance nor pay for these reads.
+fn ml_ops_allowance<S: StateWrite>(state: &S, block: &BlockInfo, tx: &DecodedTx, signers: &[Address]) -> TxResult<Option<MlOpsAllowance>> {
+    let [signer] = signers else { return Ok(None) };
+    let mut inner_msgs: Vec<(Address, &str)> = Vec::new();
+    for msg in &tx.msgs {
+        let Msg::Exec { exec, inner } = msg else { return Ok(None) };
+        if kiln_authz::handler::signer_of_exec(exec)? != *signer {
+            return Ok(None);
+        }
+        for m in inner {
+            // An inner message without a parsable signer cannot qualify (it
+            // fails in its handler anyway).
+            let Ok(granter) = m.signer() else { return Ok(None) };
+            inner_msgs.push((granter, m.type_url()));
+        }
+    }
+    let Some(host) = kiln_authz::state::ml_ops_host(state, block, signer, &inner_msgs)? else { return Ok(None) };
+    let epoch = kiln_epochs::EpochExt::epoch_info(state, block.height)?.epoch;
+    let limit = kiln_authz::state::authz_params(state)?.ml_ops_free_txs_per_epoch;
+    let used = kiln_authz::state::fee_allowance_used(state, epoch, &host)?;
+    Ok(Some(MlOpsAllowance { host, epoch, used, limit }))
+}
+
 /// Runs the ante on `state` (a per-transaction overlay). Consumes gas on
 /// `meter` for bytes and signatures; state reads/writes are charged by the
 /// caller's `Metered` wrapper.
@@ -204,17 +241,47 @@ pub fn run_ante<S: StateWrite>(
         return Err(TxError::invalid_request("fee payer and fee granter are not supported; the first signer pays"));
     }
 
-    // Fee floor.
-    let fee = Coins::from_proto(&fee_proto.amount)?;
+    // Fee floor, or the ML-ops fee allowance (SPEC §2).
+    let mut fee = Coins::from_proto(&fee_proto.amount)?;
     if mode == AnteMode::Full {
         let required = params.min_gas_price.required_fee(gas_limit)?;
         let offered = fee.amount_of(&params.min_gas_price.denom);
         if offered < required {
-            return Err(TxError::insufficient_fee(format!(
-                "got {offered}{denom}, required at least {required}{denom} (gas {gas_limit} × {price})",
-                denom = params.min_gas_price.denom,
-                price = params.min_gas_price
-            )));
+            let insufficient = |extra: &str| {
+                TxError::insufficient_fee(format!(
+                    "got {offered}{denom}, required at least {required}{denom} (gas {gas_limit} × {price}){extra}",
+                    denom = params.min_gas_price.denom,
+                    price = params.min_gas_price
+                ))
+            };
+            match ml_ops_allowance(state, block, tx, &signers)? {
+                None => return Err(insufficient("")),
+                Some(allowance) if allowance.used >= allowance.limit => {
+                    let why = if allowance.limit == 0 {
+                        "; the ML-ops fee allowance is disabled (authz param ml_ops_free_txs_per_epoch = 0)".to_string()
+                    } else {
+                        format!(
+                            "; the ML-ops fee allowance of host {} for epoch {} is exhausted ({} of {} fee-free txs used): pay the fee or wait for the next epoch",
+                            allowance.host, allowance.epoch, allowance.used, allowance.limit
+                        )
+                    };
+                    return Err(insufficient(&why));
+                }
+                Some(allowance) => {
+                    let used = allowance.used.checked_add(1).ok_or_else(|| TxError::internal("fee allowance counter overflow"))?;
+                    kiln_authz::state::set_fee_allowance_used(state, allowance.epoch, &allowance.host, used);
+                    ctx.emit(
+                        Event::new("kiln.authz.v1.EventFeeAllowanceUsed")
+                            .attr("host", allowance.host)
+                            .attr("epoch", allowance.epoch)
+                            .attr("used", used)
+                            .attr("limit", allowance.limit),
+                    );
+                    // Accepted fee-free: nothing is charged, not even an
+                    // offered amount below the floor.
+                    fee = Coins::default();
+                }
+            }
         }
     }
 

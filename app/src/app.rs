@@ -204,6 +204,9 @@ impl KilnApp {
         let mut block_events = Vec::new();
         let (epoch, stage_event) = kiln_epochs::state::begin_block(&mut state, block.height, &block.hash).map_err(|e| anyhow::anyhow!(e.log))?;
         block_events.extend(stage_event);
+        if epoch.start_height == block.height {
+            kiln_authz::state::prune_fee_allowances(&mut state, epoch.epoch).map_err(|e| anyhow::anyhow!(e.log))?;
+        }
 
         let mut outcomes = Vec::with_capacity(txs.len());
         for tx in &decoded {

@@ -4,7 +4,7 @@
 
 use kiln_app::testkit::{msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "b3d3b4b584692ca45da31f6ed724154cbc109b5c85bf218026c42b49956b6a6e";
+const PINNED: &str = "23510415e72987bf61e2361f9e032bf51093a8c77f070b30875db7a37b1f2c14";
 
 #[test]
 fn fixed_scenario_produces_the_pinned_app_hash() {

@@ -122,6 +122,7 @@ pub fn devnet_app_genesis(dev: Address, dev_funds: u128) -> AppGenesis {
     genesis.epochs.params = kiln_epochs::EpochParams::devnet();
     genesis.sprint.params = kiln_sprint::SprintParams::devnet();
     genesis.reputation.params = kiln_reputation::ReputationParams::devnet();
+    genesis.authz.params = kiln_authz::AuthzParams::devnet();
     genesis
 }
 

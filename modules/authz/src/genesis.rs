@@ -5,12 +5,16 @@ use cosmos_sdk_proto::{Any, Timestamp};
 use kiln_framework::Address;
 use kiln_store::StateWrite;
 use prost::Message;
+use kiln_bank::state::AuthWriteExt;
 
-use crate::state::{put_grant, GENERIC_AUTHORIZATION_TYPE_URL};
+use crate::params::AuthzParams;
+use crate::state::{put_grant, set_authz_params, GENERIC_AUTHORIZATION_TYPE_URL};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthzGenesis {
+    #[serde(default)]
+    pub params: AuthzParams,
     #[serde(default)]
     pub grants: Vec<GenesisGrant>,
 }
@@ -28,6 +32,7 @@ pub struct GenesisGrant {
 
 impl AuthzGenesis {
     pub fn validate(&self) -> Result<(), String> {
+        self.params.validate()?;
         for (i, g) in self.grants.iter().enumerate() {
             if g.granter == g.grantee {
                 return Err(format!("authz.grants[{i}]: granter and grantee are the same"));
@@ -42,6 +47,7 @@ impl AuthzGenesis {
 
 pub fn init_genesis<S: StateWrite>(state: &mut S, genesis: &AuthzGenesis) -> Result<(), String> {
     genesis.validate()?;
+    set_authz_params(state, &genesis.params).map_err(|e| e.log)?;
     for g in &genesis.grants {
         let authorization = Any {
             type_url: GENERIC_AUTHORIZATION_TYPE_URL.to_string(),
@@ -49,6 +55,10 @@ pub fn init_genesis<S: StateWrite>(state: &mut S, genesis: &AuthzGenesis) -> Res
         };
         let grant = Grant { authorization: Some(authorization), expiration: g.expiration_unix.map(|seconds| Timestamp { seconds, nanos: 0 }) };
         put_grant(state, &g.granter, &g.grantee, &g.msg_type_url, &grant);
+        // Like `MsgGrant` (see the handler): a brand-new hot key gets its
+        // account here, so it can sign from block 1 without being funded.
+        // Runs after bank genesis, in grant order, so numbers are deterministic.
+        state.ensure_account(&g.grantee).map_err(|e| format!("authz.grants: {}", e.log))?;
     }
     Ok(())
 }

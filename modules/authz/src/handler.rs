@@ -1,6 +1,7 @@
 //! `MsgGrant` and `MsgRevoke` execution. (`MsgExec` is routed by the app.)
 
 use cosmos_sdk_proto::cosmos::authz::v1beta1::{MsgExec, MsgGrant, MsgRevoke};
+use kiln_bank::state::AuthWriteExt;
 use kiln_framework::{Address, Event, ExecCtx, TxError, TxResult};
 use kiln_store::StateWrite;
 
@@ -41,6 +42,12 @@ pub fn handle_grant<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &M
         return Err(TxError::invalid_request("expiration must be after the current block time"));
     }
     put_grant(state, &granter, &grantee, &type_url, grant);
+    // Deviation from Cosmos authz: the grantee's account is created here if it
+    // does not exist yet. A transaction's signer needs an account (for its
+    // account number), and the ML operational key is usually brand new and
+    // unfunded; with the ML-ops fee allowance (SPEC §2) it can then send its
+    // grant's messages at once without ever receiving coins.
+    state.ensure_account(&grantee)?;
     ctx.emit(
         Event::new("cosmos.authz.v1beta1.EventGrant")
             .attr("msg_type_url", &type_url)

@@ -12,10 +12,12 @@
 pub mod genesis;
 pub mod handler;
 pub mod keys;
+pub mod params;
 pub mod query;
 pub mod state;
 
 pub use genesis::{AuthzGenesis, GenesisGrant};
+pub use params::AuthzParams;
 
 /// Type URLs of every message the ML worker sends through its grant (SPEC §1).
 /// The modules that handle them arrive in later issues; the list is fixed here

@@ -65,3 +65,61 @@ pub fn authorize<S: StateRead + ?Sized>(
     }
     Ok(())
 }
+
+pub fn authz_params<S: StateRead + ?Sized>(state: &S) -> TxResult<crate::AuthzParams> {
+    Ok(state.get_json(keys::PARAMS)?.unwrap_or_default())
+}
+
+pub fn set_authz_params<S: StateWrite + ?Sized>(state: &mut S, params: &crate::AuthzParams) -> TxResult<()> {
+    state.put_json(keys::PARAMS.to_vec(), params)
+}
+
+/// The single host (granter) on whose behalf `grantee` sends `inner` (pairs of
+/// granter and message type URL), if the set qualifies for the ML-ops fee
+/// allowance: non-empty, every type URL is an ML-ops type
+/// ([`crate::ML_OPS_MSG_TYPE_URLS`]), every granter is the same account other
+/// than the grantee, and the grantee holds an unexpired grant for each.
+/// `Ok(None)` when it does not qualify; errors only on storage failures.
+pub fn ml_ops_host<S: StateRead + ?Sized>(
+    state: &S,
+    block: &BlockInfo,
+    grantee: &Address,
+    inner: &[(Address, &str)],
+) -> TxResult<Option<Address>> {
+    let Some((host, _)) = inner.first() else { return Ok(None) };
+    for (granter, type_url) in inner {
+        if granter != host || granter == grantee || !crate::ML_OPS_MSG_TYPE_URLS.contains(type_url) {
+            return Ok(None);
+        }
+        match get_grant(state, granter, grantee, type_url)? {
+            Some(grant) if !is_expired(grant.expiration.as_ref(), block) => {}
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(*host))
+}
+
+/// Fee-exempt ML-ops transactions `host` has used in `epoch`.
+pub fn fee_allowance_used<S: StateRead + ?Sized>(state: &S, epoch: u64, host: &Address) -> TxResult<u64> {
+    Ok(state.get_u64(&keys::fee_allowance(epoch, host))?.unwrap_or(0))
+}
+
+pub fn set_fee_allowance_used<S: StateWrite + ?Sized>(state: &mut S, epoch: u64, host: &Address, used: u64) {
+    state.put_u64(keys::fee_allowance(epoch, host), used);
+}
+
+/// Deletes the allowance counters of every epoch before `epoch` (called at
+/// each epoch's first block, so at most one epoch's counters are ever pruned).
+pub fn prune_fee_allowances<S: StateWrite + ?Sized>(state: &mut S, epoch: u64) -> TxResult<()> {
+    for (key, _) in state.prefix_raw(keys::FEE_ALLOWANCE_PREFIX)? {
+        let counted = key
+            .get(keys::FEE_ALLOWANCE_PREFIX.len()..keys::FEE_ALLOWANCE_PREFIX.len() + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| TxError::internal("corrupt fee allowance key"))?;
+        if counted < epoch {
+            state.delete_raw(key);
+        }
+    }
+    Ok(())
+}
