@@ -4,6 +4,7 @@
 //! FinalizeBlock → Commit — with deterministic block times and hashes, so two
 //! drivers fed the same transactions must reach the same app hashes.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use cosmos_sdk_proto::cosmos::authz::v1beta1::{GenericAuthorization, Grant, MsgExec, MsgGrant, MsgRevoke};
@@ -15,13 +16,13 @@ use cosmos_sdk_proto::cosmos::tx::v1beta1::{mode_info, AuthInfo, Fee, ModeInfo, 
 use cosmos_sdk_proto::{Any, Timestamp};
 use k256::ecdsa::{signature::Signer, Signature, SigningKey};
 use kiln_framework::{Address, Coin};
-use kiln_store::{Storage, StorageConfig};
+use kiln_store::{StateRead, Storage, StorageConfig};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
     response_process_proposal::ProposalStatus, RequestFinalizeBlock, RequestInitChain, RequestPrepareProposal,
-    RequestProcessProposal, ResponseFinalizeBlock,
+    RequestProcessProposal, ResponseFinalizeBlock, ValidatorUpdate,
 };
 use tendermint_proto::v0_38::types::{BlockParams, ConsensusParams};
 
@@ -150,6 +151,17 @@ pub struct BlockDriver {
     pub last_app_hash: Vec<u8>,
     /// Transactions waiting for the next block (CheckTx-accepted).
     pub mempool: Vec<Vec<u8>>,
+    /// The CometBFT validator set as the app has asked for it: ed25519
+    /// consensus key → power, from InitChain (the response's validators, or
+    /// the request's when the response leaves them empty, as CometBFT does)
+    /// and every FinalizeBlock's `validator_updates` (power 0 removes).
+    /// Updates are applied as soon as they are emitted, not two blocks later:
+    /// the app writes the new weights in the same block that emits the
+    /// updates (`kiln_sprint::hooks::settle`) and does not model CometBFT's
+    /// delay, so "weights in force" and "set asked for" change together.
+    pub validators: BTreeMap<Vec<u8>, u64>,
+    /// Total supply per denom at genesis (from the genesis balances).
+    pub genesis_supply: BTreeMap<String, u128>,
 }
 
 pub struct BlockOutcome {
@@ -165,19 +177,130 @@ impl BlockDriver {
         let app = KilnApp::new(storage)?;
         let info = app.info(Default::default());
         let height = u64::try_from(info.last_block_height).unwrap_or(0);
-        let mut driver = BlockDriver { app, chain_id: chain_id.to_string(), height, last_app_hash: info.last_block_app_hash.to_vec(), mempool: Vec::new() };
+        let app_genesis: Option<kiln_genesis::AppGenesis> = serde_json::from_value(genesis_json.clone()).ok();
+        let mut genesis_supply: BTreeMap<String, u128> = BTreeMap::new();
+        for balance in app_genesis.iter().flat_map(|g| &g.bank.balances) {
+            for coin in &balance.coins {
+                let total = genesis_supply.entry(coin.denom.clone()).or_insert(0);
+                *total = total.checked_add(coin.amount).ok_or_else(|| anyhow::anyhow!("genesis supply of {} overflows", coin.denom))?;
+            }
+        }
+        let mut driver = BlockDriver {
+            app,
+            chain_id: chain_id.to_string(),
+            height,
+            last_app_hash: info.last_block_app_hash.to_vec(),
+            mempool: Vec::new(),
+            validators: BTreeMap::new(),
+            genesis_supply,
+        };
         if height == 0 {
+            // The genesis validators are the genesis hosts with weight, at
+            // power = weight (what `kilnd devnet` writes into genesis.json).
+            let genesis_validators: Vec<ValidatorUpdate> = app_genesis
+                .iter()
+                .flat_map(|g| &g.sprint.hosts)
+                .filter(|h| h.weight > 0)
+                .filter_map(|h| Some(ed25519_update(hex::decode(&h.consensus_pubkey).ok()?, i64::try_from(h.weight).ok()?)))
+                .collect();
             let response = driver.app.init_chain(RequestInitChain {
                 time: Some(Timestamp { seconds: GENESIS_TIME, nanos: 0 }),
                 chain_id: chain_id.to_string(),
                 consensus_params: Some(ConsensusParams { block: Some(BlockParams { max_bytes: 4 << 20, max_gas: 100_000_000 }), ..Default::default() }),
-                validators: Vec::new(),
+                validators: genesis_validators.clone(),
                 app_state_bytes: serde_json::to_vec(genesis_json)?.into(),
                 initial_height: 1,
             });
             driver.last_app_hash = response.app_hash.to_vec();
+            let initial = if response.validators.is_empty() { genesis_validators } else { response.validators };
+            driver.apply_validator_updates(&initial)?;
+        } else {
+            // A reopened driver has not seen the earlier updates; it starts
+            // from the set the weights in force describe (CometBFT would
+            // restore its own persisted set), and tracks changes from here.
+            let view = driver.app.latest_view();
+            driver.validators = expected_validator_set(&view)?;
         }
         Ok(driver)
+    }
+
+    /// Applies CometBFT validator updates to [`Self::validators`].
+    pub fn apply_validator_updates(&mut self, updates: &[ValidatorUpdate]) -> anyhow::Result<()> {
+        for update in updates {
+            let key = match update.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
+                Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(key)) => key.to_vec(),
+                _ => anyhow::bail!("validator update without an ed25519 key: {update:?}"),
+            };
+            let power = u64::try_from(update.power).map_err(|_| anyhow::anyhow!("negative validator power {}", update.power))?;
+            if power == 0 {
+                self.validators.remove(&key);
+            } else {
+                self.validators.insert(key, power);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the SPEC §11 invariants on the latest committed state (see
+    /// [`Self::check_invariants_on`]).
+    pub fn check_invariants(&self) -> anyhow::Result<()> {
+        self.check_invariants_on(&self.app.latest_view())
+    }
+
+    /// Checks the SPEC §11 invariants on `state`:
+    /// * supply: the bank's supply record equals the sum of all balances, per
+    ///   denom, with no overflow and no malformed (or stored zero) balance —
+    ///   balances are u128, so "no negative balance" means exactly this; and
+    ///   it equals the genesis supply (the bank keeps no minted/burned totals
+    ///   and nothing mints or burns yet, so the supply must be unchanged);
+    /// * consensus power: the tracked validator set equals the effective
+    ///   weights in force, host by host through each host's consensus key
+    ///   (so the totals agree), and once `min_hosts_for_cap` hosts have weight
+    ///   no host holds more than `max_power_share_bps` of the total;
+    /// * escrow: skipped — there is no inference module (and so no escrow) yet.
+    pub fn check_invariants_on<S: StateRead>(&self, state: &S) -> anyhow::Result<()> {
+        let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
+
+        // Supply = sum of balances = genesis supply.
+        let prefix = kiln_bank::keys::BALANCE_PREFIX;
+        let mut balances: BTreeMap<String, u128> = BTreeMap::new();
+        for (key, value) in state.prefix_raw(prefix)? {
+            let rest = &key[prefix.len()..];
+            let (addr, denom) = (rest.get(..20), rest.get(20..).map(|d| String::from_utf8_lossy(d).into_owned()));
+            let (Some(addr), Some(denom)) = (addr.and_then(Address::from_bytes), denom) else { anyhow::bail!("malformed balance key {}", hex::encode(&key)) };
+            let amount = <[u8; 16]>::try_from(value.as_slice()).map(u128::from_be_bytes).map_err(|_| anyhow::anyhow!("balance of {addr} in {denom} is not a u128"))?;
+            anyhow::ensure!(amount > 0, "zero balance of {addr} in {denom} is stored (zero balances must be deleted)");
+            let total = balances.entry(denom.clone()).or_insert(0);
+            *total = total.checked_add(amount).ok_or_else(|| anyhow::anyhow!("sum of {denom} balances overflows u128"))?;
+        }
+        let supply: BTreeMap<String, u128> = kiln_bank::state::total_supply_readonly(state).map_err(err)?.into_iter().filter(|c| c.amount > 0).map(|c| (c.denom, c.amount)).collect();
+        anyhow::ensure!(supply == balances, "total supply {supply:?} differs from the sum of balances {balances:?}");
+        let genesis: BTreeMap<String, u128> = self.genesis_supply.iter().filter(|(_, a)| **a > 0).map(|(d, a)| (d.clone(), *a)).collect();
+        anyhow::ensure!(supply == genesis, "total supply {supply:?} differs from genesis supply {genesis:?} (nothing mints or burns yet)");
+
+        // Consensus power = effective weights; power cap.
+        let expected = expected_validator_set(state)?;
+        anyhow::ensure!(
+            expected == self.validators,
+            "consensus validator set {} differs from the effective weights in force {}",
+            show_set(&self.validators),
+            show_set(&expected)
+        );
+        let weights = kiln_sprint::state::weights(state).map_err(err)?;
+        let params = kiln_sprint::state::sprint_params(state).map_err(err)?;
+        let total: u128 = weights.values().map(|w| u128::from(*w)).sum();
+        if weights.len() >= params.min_hosts_for_cap as usize {
+            for (host, w) in &weights {
+                anyhow::ensure!(
+                    u128::from(*w) * 10_000 <= total * u128::from(params.max_power_share_bps),
+                    "host {host} holds {w} of {total} weight, above the power cap of {} bps",
+                    params.max_power_share_bps
+                );
+            }
+        }
+
+        // Escrow total = sum of open inferences' escrows: no inference module yet.
+        Ok(())
     }
 
     /// Genesis JSON funding each key with `amount` ukiln.
@@ -228,6 +351,7 @@ impl BlockDriver {
         self.app.commit();
         self.height = height;
         self.last_app_hash = response.app_hash.to_vec();
+        self.apply_validator_updates(&response.validator_updates)?;
         Ok(BlockOutcome { height, response, included: txs })
     }
 
@@ -246,5 +370,121 @@ impl BlockDriver {
     pub fn opts_for(&self, key: &TestKey) -> TxOptions {
         let (number, sequence) = self.account(&key.address).unwrap_or((0, 0));
         TxOptions::new(&self.chain_id, number, sequence)
+    }
+}
+
+fn ed25519_update(key: Vec<u8>, power: i64) -> ValidatorUpdate {
+    ValidatorUpdate {
+        pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey { sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(key)) }),
+        power,
+    }
+}
+
+/// The validator set the effective weights in force describe: each host with
+/// weight, at power = weight, under its consensus key.
+fn expected_validator_set<S: StateRead>(state: &S) -> anyhow::Result<BTreeMap<Vec<u8>, u64>> {
+    let mut out = BTreeMap::new();
+    for (host, weight) in kiln_sprint::state::weights(state).map_err(|e| anyhow::anyhow!(e.log))? {
+        let record = kiln_sprint::state::host(state, &host).map_err(|e| anyhow::anyhow!(e.log))?.ok_or_else(|| anyhow::anyhow!("host {host} has weight {weight} but no host record"))?;
+        let key = record.consensus_key_bytes();
+        anyhow::ensure!(key.len() == 32, "host {host} has no valid ed25519 consensus key");
+        anyhow::ensure!(out.insert(key, weight).is_none(), "two hosts with weight share the consensus key of {host}");
+    }
+    Ok(out)
+}
+
+fn show_set(set: &BTreeMap<Vec<u8>, u64>) -> String {
+    let total: u128 = set.values().map(|p| u128::from(*p)).sum();
+    let entries: Vec<String> = set.iter().map(|(k, p)| format!("{}…={p}", hex::encode(k.get(..4).unwrap_or(k)))).collect();
+    format!("[{}] (total {total})", entries.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_store::{Overlay, StateWrite};
+
+    use super::*;
+
+    fn driver(dir: &Path) -> (BlockDriver, TestKey) {
+        let alice = TestKey::from_label("invariants-alice");
+        let mut genesis = kiln_genesis::AppGenesis::default();
+        genesis.add_balance(alice.address, vec![Coin::new(kiln_framework::BASE_DENOM, 1_000_000)]);
+        genesis.sprint.hosts.push(kiln_sprint::GenesisHost {
+            owner: alice.address,
+            worker_url: "http://alice.example:8080".into(),
+            consensus_pubkey: hex::encode([3u8; 32]),
+            models: vec![],
+            hardware: "test".into(),
+            weight: 10,
+        });
+        let mut d = BlockDriver::open(dir, "kiln-invariants", &serde_json::to_value(genesis).unwrap(), 0).unwrap();
+        d.deliver(vec![]).unwrap();
+        (d, alice)
+    }
+
+    #[test]
+    fn a_consistent_chain_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _) = driver(dir.path());
+        assert_eq!(d.validators, [(vec![3u8; 32], 10)].into_iter().collect());
+        d.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_balance_written_without_supply_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, alice) = driver(dir.path());
+        let view = d.app.latest_view();
+        let mut broken = Overlay::new(&view);
+        broken.put_raw(kiln_bank::keys::balance(&alice.address, kiln_framework::BASE_DENOM), 1_000_001u128.to_be_bytes().to_vec());
+        let e = d.check_invariants_on(&broken).unwrap_err().to_string();
+        assert!(e.contains("differs from the sum of balances"), "{e}");
+
+        // Minting "properly" (supply and balance together) still breaks genesis + minted − burned.
+        let mut minted = Overlay::new(&view);
+        kiln_bank::state::BankExt::mint(&mut minted, &alice.address, &kiln_framework::Coins::normalize(vec![Coin::new("ukiln", 5)]).unwrap()).unwrap();
+        let e = d.check_invariants_on(&minted).unwrap_err().to_string();
+        assert!(e.contains("differs from genesis supply"), "{e}");
+
+        let mut zero = Overlay::new(&view);
+        zero.put_raw(kiln_bank::keys::balance(&alice.address, "uother"), 0u128.to_be_bytes().to_vec());
+        assert!(d.check_invariants_on(&zero).unwrap_err().to_string().contains("zero balance"));
+    }
+
+    #[test]
+    fn a_validator_set_that_does_not_follow_the_weights_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, alice) = driver(dir.path());
+        d.apply_validator_updates(&[ed25519_update(vec![3u8; 32], 11)]).unwrap();
+        let e = d.check_invariants().unwrap_err().to_string();
+        assert!(e.contains("validator set"), "{e}");
+        d.apply_validator_updates(&[ed25519_update(vec![3u8; 32], 10)]).unwrap();
+        d.check_invariants().unwrap();
+
+        // Weight written directly without a matching validator update.
+        let view = d.app.latest_view();
+        let mut broken = Overlay::new(&view);
+        broken.put_raw(kiln_sprint::keys::weight(&alice.address), 12u64.to_be_bytes().to_vec());
+        assert!(d.check_invariants_on(&broken).is_err());
+    }
+
+    #[test]
+    fn a_host_above_the_power_cap_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _) = driver(dir.path());
+        let view = d.app.latest_view();
+        let mut broken = Overlay::new(&view);
+        // Five more hosts with weight 1 next to alice's 10: 10 of 15 > 25%.
+        let mut validators = d.validators.clone();
+        for i in 0..5u8 {
+            let owner = Address([100 + i; 20]);
+            let host = kiln_sprint::state::Host { owner, worker_url: "http://x.example".into(), consensus_pubkey: hex::encode([50 + i; 32]), models: vec![], hardware: String::new(), registered_height: 0 };
+            broken.put_raw(kiln_sprint::keys::host(&owner), serde_json::to_vec(&host).unwrap());
+            broken.put_raw(kiln_sprint::keys::weight(&owner), 1u64.to_be_bytes().to_vec());
+            validators.insert(vec![50 + i; 32], 1);
+        }
+        let d = BlockDriver { validators, ..d };
+        let e = d.check_invariants_on(&broken).unwrap_err().to_string();
+        assert!(e.contains("power cap"), "{e}");
     }
 }

@@ -150,6 +150,7 @@ fn the_allowance_runs_out_pays_nothing_when_fees_are_paid_and_resets_next_epoch(
     let epoch_length = kiln_epochs::EpochParams::devnet().epoch_length;
     while driver.height + 1 < 1 + epoch_length {
         driver.deliver(vec![]).unwrap();
+        driver.check_invariants().unwrap();
     }
     let seq = driver.account(&hot.address).unwrap().1;
     let tx = zero_fee_exec(&driver, &hot, vec![commit_msg(&host.address, 2)], seq);
@@ -159,6 +160,7 @@ fn the_allowance_runs_out_pays_nothing_when_fees_are_paid_and_resets_next_epoch(
     assert_eq!(out.response.tx_results[0].code, 0, "{}", out.response.tx_results[0].log);
     assert_eq!(used(&driver, 2, &host.address), 1);
     assert_eq!(used(&driver, 1, &host.address), 0, "epoch 1's counter was pruned");
+    driver.check_invariants().unwrap();
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Determinism (ARCHITECTURE.md testing layer 3): three replicas fed the same
 //! 200+ blocks of random valid and invalid transactions agree on the app hash
 //! at every height; a replica killed mid-run — once after a commit, once
-//! between FinalizeBlock and Commit — reopens from disk and converges.
+//! between FinalizeBlock and Commit — reopens from disk and converges; the
+//! SPEC §11 invariants hold on every replica after every block.
 
 use kiln_app::testkit::{msg_exec, msg_grant, msg_revoke, msg_send, sign_tx, BlockDriver, TestKey};
 use rand::rngs::StdRng;
@@ -101,6 +102,12 @@ fn three_replicas_and_a_crashing_one_agree_on_every_app_hash() {
         // Committed root equals the hash FinalizeBlock announced.
         let committed = replicas[0].app.info(Default::default());
         assert_eq!(committed.last_block_app_hash.to_vec(), hashes[0]);
+        // SPEC §11 invariants on every replica (including the reopened one).
+        for r in &replicas {
+            if let Err(e) = r.check_invariants() {
+                panic!("invariant broken at height {height}: {e:#}");
+            }
+        }
     }
     assert!(successes > 200 && failures > 200, "the random mix must exercise both paths: {successes} ok, {failures} failed");
 }
