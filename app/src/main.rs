@@ -5,8 +5,9 @@
 //! * `kilnd genesis add-account|validate` edit and check the genesis file.
 //! * `kilnd start` serves the application on the ABCI socket for CometBFT 0.38.
 //! * `kilnd devnet` runs the application under the embedded single-validator
-//!   block producer with a CometBFT-compatible JSON-RPC (creating a funded
-//!   `dev` key on first start).
+//!   block producer with a CometBFT-compatible JSON-RPC (creating, on first
+//!   start, a funded `dev` key and its ML operational key `dev-ml`, funded and
+//!   granted the ML-ops messages by `dev`, both in `<home>/keyring-test/`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -194,16 +195,21 @@ fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {
     Ok(())
 }
 
-/// First `kilnd devnet` on a home: create the `dev` key (test keyring), a
-/// genesis funding it, and the consensus/node keys.
+/// Name of the devnet ML operational ("hot") key in the test keyring.
+const DEV_ML_KEY: &str = "dev-ml";
+
+/// First `kilnd devnet` on a home: create the `dev` key and its ML operational
+/// key `dev-ml` (test keyring), a genesis funding both with `dev` granting
+/// `dev-ml` the ML-ops messages, and the consensus/node keys.
 fn prepare_devnet_home(home: &Path, chain_id: &str, dev_funds: u128) -> Result<()> {
     let genesis_path = kiln_node::home::genesis_path(home);
     if genesis_path.exists() {
         return Ok(());
     }
     let keyring = kiln_cli::keyring::Keyring::open(home, kiln_cli::keyring::Backend::Test);
-    let dev = match keyring.list()?.into_iter().find(|k| k.name == "dev") {
-        Some(existing) => existing,
+    let existing = keyring.list()?;
+    let dev = match existing.iter().find(|k| k.name == "dev") {
+        Some(existing) => existing.clone(),
         None => {
             let mnemonic = kiln_cli::keyring::generate_mnemonic();
             let info = keyring.add("dev", &mnemonic, None)?;
@@ -212,14 +218,30 @@ fn prepare_devnet_home(home: &Path, chain_id: &str, dev_funds: u128) -> Result<(
             info
         }
     };
+    // The worker's hot key. Its mnemonic is not printed (the line above is
+    // the one scripts read as dev's); it stays in the keyring file.
+    let dev_ml = match existing.iter().find(|k| k.name == DEV_ML_KEY) {
+        Some(existing) => existing.clone(),
+        None => {
+            let mnemonic = kiln_cli::keyring::generate_mnemonic();
+            let info = kiln_cli::write_test_key(home, DEV_ML_KEY, &mnemonic)?;
+            println!(
+                "Created the devnet ML operational key `{DEV_ML_KEY}` ({}) in the same test keyring; `dev` grants it the ML-ops messages at genesis.",
+                info.address
+            );
+            info
+        }
+    };
     let dev_address = Address::parse(&dev.address)?;
-    let app_state = kiln_genesis::devnet_app_genesis(dev_address, dev_funds);
+    let dev_ml_address = Address::parse(&dev_ml.address)?;
+    let app_state = kiln_genesis::devnet_app_genesis(dev_address, dev_funds, dev_ml_address);
     let out = kiln_node::home::init_home(home, chain_id, "kiln-devnet", serde_json::to_value(&app_state)?)?;
     register_dev_host(home, dev_address)?;
     println!(
-        "Initialized devnet home {} (chain-id {chain_id}, node {}); dev has {dev_funds}{BASE_DENOM}.",
+        "Initialized devnet home {} (chain-id {chain_id}, node {}); dev {dev_address} has {dev_funds}{BASE_DENOM}, {DEV_ML_KEY} {dev_ml_address} has {}{BASE_DENOM} and dev's ML-ops grant.",
         home.display(),
-        out.node_id
+        out.node_id,
+        kiln_genesis::DEVNET_ML_FUNDS
     );
     Ok(())
 }
@@ -246,4 +268,42 @@ fn register_dev_host(home: &Path, dev: Address) -> Result<()> {
     genesis["app_state"] = serde_json::to_value(&app)?;
     std::fs::write(&path, serde_json::to_string_pretty(&genesis)?).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_devnet_start_creates_dev_and_dev_ml_with_grants_and_funds() {
+        let home = tempfile::tempdir().unwrap();
+        prepare_devnet_home(home.path(), "kiln-devnet-test", 1_000_000_000).unwrap();
+        let keys = kiln_cli::keyring::Keyring::open(home.path(), kiln_cli::keyring::Backend::Test).list().unwrap();
+        let address = |name: &str| Address::parse(&keys.iter().find(|k| k.name == name).unwrap_or_else(|| panic!("no key {name}")).address).unwrap();
+        let (dev, dev_ml) = (address("dev"), address(DEV_ML_KEY));
+        assert_ne!(dev, dev_ml);
+
+        let (chain_id, app) = kiln_genesis::validate_genesis_file(&kiln_node::home::genesis_path(home.path())).unwrap();
+        assert_eq!(chain_id, "kiln-devnet-test");
+        let funds = |a: Address| app.bank.balances.iter().find(|b| b.address == a).map(|b| b.coins.clone()).unwrap_or_default();
+        assert_eq!(funds(dev), vec![Coin::new(BASE_DENOM, 1_000_000_000)]);
+        assert_eq!(funds(dev_ml), vec![Coin::new(BASE_DENOM, 10_000_000)]);
+        let urls: Vec<&str> = app.authz.grants.iter().filter(|g| g.granter == dev && g.grantee == dev_ml && g.expiration_unix.is_none()).map(|g| g.msg_type_url.as_str()).collect();
+        assert_eq!(urls, kiln_authz::ML_OPS_MSG_TYPE_URLS);
+        assert_eq!(app.sprint.hosts.len(), 1, "dev is still the genesis host");
+        assert_eq!(app.sprint.hosts[0].owner, dev);
+
+        // A second start keeps the home as it is.
+        let before = std::fs::read(kiln_node::home::genesis_path(home.path())).unwrap();
+        prepare_devnet_home(home.path(), "kiln-devnet-test", 5).unwrap();
+        assert_eq!(std::fs::read(kiln_node::home::genesis_path(home.path())).unwrap(), before);
+
+        // The chain starts from it: dev-ml has its account and funds, invariants hold.
+        let data = tempfile::tempdir().unwrap();
+        let mut d = kiln_app::testkit::BlockDriver::open(data.path(), "kiln-devnet-test", &serde_json::to_value(&app).unwrap(), 0).unwrap();
+        d.deliver(vec![]).unwrap();
+        assert!(d.account(&dev_ml).is_some());
+        assert_eq!(d.balance(&dev_ml), 10_000_000);
+        d.check_invariants().unwrap();
+    }
 }

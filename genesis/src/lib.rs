@@ -115,10 +115,29 @@ pub fn validate_genesis_file(path: &Path) -> Result<(String, AppGenesis), Genesi
     Ok((chain_id, app))
 }
 
-/// The devnet `app_state`: `dev` funded with `dev_funds` ukiln, default params.
-pub fn devnet_app_genesis(dev: Address, dev_funds: u128) -> AppGenesis {
+/// ukiln given at devnet genesis to the `dev-ml` operational key (enough for
+/// fees beyond the ML-ops fee allowance).
+pub const DEVNET_ML_FUNDS: u128 = 10_000_000;
+
+impl AppGenesis {
+    /// Grants `hot` every ML-ops message type ([`kiln_authz::ML_OPS_MSG_TYPE_URLS`])
+    /// on behalf of `host`, without expiry (what `kiln tx authz grant-ml-ops`
+    /// does on a running chain). The grantee's account is created at genesis.
+    pub fn add_ml_ops_grants(&mut self, host: Address, hot: Address) {
+        for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
+            self.authz.grants.push(kiln_authz::GenesisGrant { granter: host, grantee: hot, msg_type_url: url.to_string(), expiration_unix: None });
+        }
+    }
+}
+
+/// The devnet `app_state`: `dev` funded with `dev_funds` ukiln, its ML
+/// operational key `dev_ml` funded with [`DEVNET_ML_FUNDS`] and granted the
+/// ML-ops messages by `dev`, devnet params.
+pub fn devnet_app_genesis(dev: Address, dev_funds: u128, dev_ml: Address) -> AppGenesis {
     let mut genesis = AppGenesis::default();
     genesis.add_balance(dev, vec![Coin::new(kiln_framework::BASE_DENOM, dev_funds)]);
+    genesis.add_balance(dev_ml, vec![Coin::new(kiln_framework::BASE_DENOM, DEVNET_ML_FUNDS)]);
+    genesis.add_ml_ops_grants(dev, dev_ml);
     genesis.epochs.params = kiln_epochs::EpochParams::devnet();
     genesis.sprint.params = kiln_sprint::SprintParams::devnet();
     genesis.reputation.params = kiln_reputation::ReputationParams::devnet();
@@ -143,5 +162,22 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("invalid amount"), "{err}");
         assert_eq!(AppGenesis::from_json_bytes(b"").unwrap(), AppGenesis::default());
+    }
+
+    #[test]
+    fn devnet_genesis_funds_dev_ml_and_grants_it_the_ml_ops_messages() {
+        let (dev, dev_ml) = (Address([1; 20]), Address([2; 20]));
+        let g = devnet_app_genesis(dev, 5_000, dev_ml);
+        g.validate().unwrap();
+        let funds = |a: Address| g.bank.balances.iter().find(|b| b.address == a).map(|b| b.coins.clone());
+        assert_eq!(funds(dev), Some(vec![Coin::new("ukiln", 5_000)]));
+        assert_eq!(funds(dev_ml), Some(vec![Coin::new("ukiln", DEVNET_ML_FUNDS)]));
+        let urls: Vec<&str> = g.authz.grants.iter().map(|gr| gr.msg_type_url.as_str()).collect();
+        assert_eq!(urls, kiln_authz::ML_OPS_MSG_TYPE_URLS);
+        assert!(g.authz.grants.iter().all(|gr| gr.granter == dev && gr.grantee == dev_ml && gr.expiration_unix.is_none()));
+        assert_eq!(g.authz.params.ml_ops_free_txs_per_epoch, 500);
+        // Round-trips through genesis.json.
+        let json = serde_json::to_vec(&g).unwrap();
+        assert_eq!(AppGenesis::from_json_bytes(&json).unwrap(), g);
     }
 }
