@@ -73,8 +73,10 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
         };
     }
     if path == "/kiln.epochs.v1.Query/Epoch" {
-        // JSON response: the schedule position of the queried height.
-        let info = kiln_epochs::EpochExt::epoch_info(&snapshot, height);
+        // JSON response: the schedule position of the queried height, the
+        // params (so a worker can compute every later boundary itself) and
+        // the epoch's seed and challenge block hashes once they exist.
+        let info = epoch_json(&snapshot, height);
         return match info.and_then(|i| serde_json::to_vec(&i).map_err(|e| TxError::internal(e.to_string()))) {
             Ok(value) => ResponseQuery { value: value.into(), height: i64::try_from(height).unwrap_or(0), ..Default::default() },
             Err(e) => error(e, height),
@@ -88,6 +90,21 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
         Some(Err(e)) => error(e, height),
         None => error(TxError::unknown_request(format!("unknown query path {path:?}")), height),
     }
+}
+
+fn epoch_json<S: kiln_store::StateRead + ?Sized>(state: &S, height: u64) -> TxResult<serde_json::Value> {
+    use kiln_epochs::EpochExt;
+    let info = state.epoch_info(height)?;
+    let seed = state.seed_block_hash(info.epoch)?.map(hex::encode);
+    let challenge = state.challenge_block_hash(info.epoch)?.map(hex::encode);
+    let mut value = serde_json::to_value(&info).map_err(|e| TxError::internal(e.to_string()))?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("first_height".into(), serde_json::json!(state.first_height()?));
+        map.insert("seed_hash".into(), serde_json::json!(seed));
+        map.insert("challenge_hash".into(), serde_json::json!(challenge));
+        map.insert("params".into(), serde_json::to_value(state.epoch_params()?).map_err(|e| TxError::internal(e.to_string()))?);
+    }
+    Ok(value)
 }
 
 fn simulate(app: &KilnApp, data: &[u8]) -> TxResult<Vec<u8>> {

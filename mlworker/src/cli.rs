@@ -1,5 +1,6 @@
-//! Command line of `kiln-mlworker`. Later issues add `serve` (HTTP API,
-//! inference engine) and the chain client next to `sprint`.
+//! Command line of `kiln-mlworker`: `run` (follow the chain and do the host's
+//! sprint duties), `status` (ask a running worker), and the offline `sprint`
+//! tools. A later issue adds `serve` (inference engine, OpenAI-compatible API).
 
 use crate::address;
 use crate::sprint::bench::{dense_matmul_flops, run_reference, sprint_throughput};
@@ -33,9 +34,62 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    /// Follow the chain and do the host's sprint duties every epoch: sprint,
+    /// commit, open, validate and vote, signed by the ML operational key.
+    Run(WorkerRunArgs),
+    /// Show a running worker's stage, progress and last transaction.
+    Status(StatusArgs),
     /// The sprint: the proof-of-compute transformer (SPEC §4).
     #[command(subcommand)]
     Sprint(SprintCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerRunArgs {
+    /// CometBFT RPC address of the host's node.
+    #[arg(long, env = "KILN_NODE", default_value = "http://127.0.0.1:26657")]
+    pub node: String,
+    /// The host's account address (the registered host the worker works for).
+    #[arg(long)]
+    pub host: String,
+    /// Name (or address) of the ML operational key in the keyring; the host
+    /// must have granted it the ML-ops messages (`kiln tx authz grant-ml-ops`).
+    #[arg(long)]
+    pub key: String,
+    /// Home directory holding the keyrings (default ~/.kiln).
+    #[arg(long, env = "KILN_HOME")]
+    pub home: Option<PathBuf>,
+    /// Keyring backend: file (encrypted; passphrase from KILN_KEYRING_PASSPHRASE
+    /// or stdin) or test (unencrypted, devnets only).
+    #[arg(long, env = "KILN_KEYRING_BACKEND", default_value = "file")]
+    pub keyring_backend: kiln_cli::Backend,
+    /// Journal directory (default <home>/worker/<host>).
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// Address of the /health, /metrics and /status endpoints.
+    #[arg(long, default_value = "127.0.0.1:8547")]
+    pub http: String,
+    /// Re-commit the growing share tree at most every this many blocks.
+    #[arg(long, default_value_t = 3)]
+    pub commit_every: u64,
+    /// Seconds of compute between chain polls during the sprint.
+    #[arg(long, default_value_t = 0.5)]
+    pub slice_seconds: f64,
+    /// Stop after this epoch has settled (default: run until killed).
+    #[arg(long)]
+    pub until_epoch: Option<u64>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The worker's --http address.
+    #[arg(long, default_value = "127.0.0.1:8547")]
+    pub http: String,
+    /// Print the raw JSON status.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,6 +321,8 @@ pub const BENCH_ADDR: &str = "00112233445566778899aabbccddeeff00112233";
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Run(a) => cmd_worker_run(a),
+        Cmd::Status(a) => cmd_status(a),
         Cmd::Sprint(c) => match c {
             SprintCmd::Bench(a) => cmd_bench(a),
             SprintCmd::Run(a) => cmd_run(a),
@@ -613,4 +669,132 @@ pub fn calibrate(ds: &[f64], rate: f64) -> u64 {
     let m = ((rate * v.len() as f64).round() as usize).clamp(1, v.len() - 1);
     let r = (v[m - 1] + v[m]) / 2.0;
     (r * 1e6).round() as u64
+}
+
+fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
+    use crate::worker::{chain::RpcChain, http, journal::Journal, Misbehaviour, Pace, Tick, Worker, WorkerConfig};
+    let home = a.home.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".kiln")
+    });
+    kiln_cli::keyring::parse_address(&a.host).with_context(|| format!("--host {}", a.host))?;
+    let keyring = kiln_cli::Keyring::open(&home, a.keyring_backend);
+    let info = keyring.find(&a.key).with_context(|| format!("ML operational key {:?} in {}", a.key, keyring.dir().display()))?;
+    let passphrase = match a.keyring_backend {
+        kiln_cli::Backend::Test => None,
+        kiln_cli::Backend::File => Some(kiln_cli::prompt::Prompter::new().passphrase(&info.name)?),
+    };
+    let key = keyring.signing_key(&info.name, passphrase.as_deref().map(|p| p.as_str()))?;
+    if info.address == a.host {
+        eprintln!("warning: --key is the host's account key itself; use a separate ML operational key with a grant (`kiln tx authz grant-ml-ops`)");
+    }
+    let threads = configure_threads(a.dev.threads);
+    let device = a.dev.resolve()?;
+    let journal_dir = a.journal.clone().unwrap_or_else(|| home.join("worker").join(&a.host));
+    let journal = Journal::open(&journal_dir)?;
+    let cfg = WorkerConfig {
+        host: a.host.clone(),
+        operator: info.address.clone(),
+        device,
+        threads,
+        batch: a.dev.batch,
+        pace: Pace::Continuous { slice_seconds: a.slice_seconds.clamp(0.05, 30.0) },
+        commit_every_blocks: a.commit_every.max(1),
+        misbehaviour: Misbehaviour::default(),
+    };
+    let mut worker = Worker::new(cfg, journal)?;
+    let mut chain = RpcChain::new(&a.node, key);
+    let bound = http::serve(&a.http, worker.status())?;
+    eprintln!(
+        "kiln-mlworker: host {} with ML key {} ({}) on {device}; node {}; journal {}; http://{bound}/status",
+        a.host,
+        info.name,
+        info.address,
+        a.node,
+        journal_dir.display()
+    );
+    // Wait for the node, then check the host is registered.
+    let mut waited = 0;
+    loop {
+        match worker.preflight(&mut chain) {
+            Ok(()) => break,
+            Err(e) if format!("{e:#}").contains("not a registered host") => return Err(e),
+            Err(e) => {
+                if waited % 10 == 0 {
+                    eprintln!("waiting for the node: {e:#}");
+                }
+                waited += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    let status = worker.status();
+    loop {
+        match worker.tick(&mut chain) {
+            Ok(Tick::Busy) => {}
+            Ok(Tick::Idle) => std::thread::sleep(Duration::from_millis(250)),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "tick failed; retrying");
+                eprintln!("worker: {e:#}");
+                if let Ok(mut s) = status.lock() {
+                    s.last_error = Some(format!("{e:#}"));
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+        if let Some(until) = a.until_epoch {
+            let done = status.lock().map(|s| s.last_result.as_ref().and_then(|r| r["epoch"].as_u64()).is_some_and(|e| e >= until)).unwrap_or(false);
+            if done {
+                eprintln!("epoch {until} settled; stopping (--until-epoch)");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn cmd_status(a: StatusArgs) -> Result<()> {
+    let (code, body) = crate::worker::http::get(&a.http, "/status")?;
+    if code != 200 {
+        bail!("the worker at {} answered HTTP {code}: {}", a.http, body.trim());
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).context("the worker's /status is not JSON")?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    println!("host      {}  (ML key {})", v["host"].as_str().unwrap_or(""), v["operator"].as_str().unwrap_or(""));
+    println!("chain     {} at height {}, epoch {}, next block's stage: {}", v["chain_id"].as_str().unwrap_or(""), n("height"), n("epoch"), v["stage"].as_str().unwrap_or(""));
+    println!(
+        "sprint    {} nonces, {} shares ({} committed on chain), {:.1} nonces/s on {}",
+        n("nonces_done"),
+        n("shares"),
+        n("committed_shares"),
+        v["nonces_per_second"].as_f64().unwrap_or(0.0),
+        v["device"].as_str().unwrap_or("")
+    );
+    println!(
+        "duties    opened: {}, validating {} opening(s): {} vote(s) committed, {} revealed",
+        if v["opened"].as_bool() == Some(true) { "yes" } else { "no" },
+        n("duties"),
+        n("votes_committed"),
+        n("votes_revealed")
+    );
+    println!("txs       {} accepted, {} refused", n("txs_accepted"), n("txs_refused"));
+    if let Some(t) = v["last_tx"].as_object() {
+        println!(
+            "last tx   {} at height {} code {} {}{}",
+            t.get("kind").and_then(|x| x.as_str()).unwrap_or(""),
+            t.get("height").and_then(|x| x.as_u64()).unwrap_or(0),
+            t.get("code").and_then(|x| x.as_u64()).unwrap_or(0),
+            t.get("hash").and_then(|x| x.as_str()).unwrap_or(""),
+            t.get("log").and_then(|x| x.as_str()).filter(|l| !l.is_empty()).map(|l| format!(" ({l})")).unwrap_or_default()
+        );
+    }
+    if !v["last_result"].is_null() {
+        println!("settled   {}", v["last_result"]);
+    }
+    if let Some(e) = v["last_error"].as_str() {
+        println!("error     {e}");
+    }
+    Ok(())
 }

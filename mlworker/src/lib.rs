@@ -1,7 +1,10 @@
-//! kiln-mlworker: the worker's engines over libtorch. This crate currently
-//! holds the sprint engine (SPEC §4); the inference engine, HTTP API and chain
-//! client are added next to it.
+//! kiln-mlworker: the worker's engines over libtorch and the chain-following
+//! worker. `sprint` holds the sprint engine (SPEC §4); `worker` follows the
+//! chain and does the host's sprint duties each epoch (commit, open,
+//! validate, vote) through its ML operational key. The inference engine and
+//! its HTTP API are added next to them.
 
 pub mod address;
 pub mod cli;
 pub mod sprint;
+pub mod worker;

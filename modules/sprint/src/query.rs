@@ -1,5 +1,7 @@
 //! JSON queries: `/kiln.sprint.v1.Query/Hosts`, `/Host` (data: bech32 address),
-//! `/Weights`, `/Result` (data: `{"epoch":N,"host":"kiln1…"}`), and
+//! `/Weights`, `/Result` (data: `{"epoch":N,"host":"kiln1…"}`), `/Duties`
+//! (data: `{"epoch":N,"address":"kiln1…"}`: everything a worker needs to
+//! resume an epoch from chain state alone), and
 //! `/kiln.reputation.v1.Query/Reputation` (data: bech32 address).
 
 use kiln_framework::{Address, TxError, TxResult};
@@ -36,6 +38,7 @@ pub fn route<S: StateRead + ?Sized>(state: &S, path: &str, data: &[u8]) -> Optio
         "/kiln.sprint.v1.Query/Weights" => weights(state),
         "/kiln.sprint.v1.Query/Params" => state::sprint_params(state).and_then(|p| json(&p)),
         "/kiln.sprint.v1.Query/Result" => result(state, data),
+        "/kiln.sprint.v1.Query/Duties" => duties(state, data),
         "/kiln.reputation.v1.Query/Reputation" => addr_arg(data).and_then(|a| {
             let good = kiln_reputation::good_epochs(state, &a)?;
             let score = kiln_reputation::reputation(state, &a)?;
@@ -73,4 +76,55 @@ fn result<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
         Some(v) => json(&v),
         None => Err(TxError::key_not_found(format!("no settled result for {} in epoch {}", req.host, req.epoch))),
     }
+}
+
+/// One opening a validator must vote on.
+#[derive(serde::Serialize)]
+pub struct Duty {
+    pub host: Address,
+    pub leaves: Vec<state::Opened>,
+    pub vote_committed: bool,
+    pub vote_revealed: bool,
+}
+
+/// A host's own progress in an epoch and the openings it must validate.
+#[derive(serde::Serialize)]
+pub struct Duties {
+    pub epoch: u64,
+    pub address: Address,
+    pub commitment: Option<state::Commitment>,
+    pub opened: bool,
+    pub duties: Vec<Duty>,
+    pub result: Option<state::EpochResult>,
+}
+
+fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Req {
+        epoch: u64,
+        address: Address,
+    }
+    let req: Req = serde_json::from_slice(data).map_err(|e| TxError::invalid_request(format!("expected {{\"epoch\":N,\"address\":\"kiln1…\"}}: {e}")))?;
+    let mut duties = Vec::new();
+    for host in state::committed_hosts(state, req.epoch)? {
+        let Some(leaves) = state::opened(state, req.epoch, &host)? else { continue };
+        if !crate::handler::committee_of(state, req.epoch, &host)?.contains(&req.address) {
+            continue;
+        }
+        duties.push(Duty {
+            host,
+            leaves,
+            vote_committed: state.get_raw(&crate::keys::vote_commit(req.epoch, &host, &req.address))?.is_some(),
+            vote_revealed: state.get_raw(&crate::keys::vote_reveal(req.epoch, &host, &req.address))?.is_some(),
+        });
+    }
+    let value = Duties {
+        epoch: req.epoch,
+        address: req.address,
+        commitment: state::commitment(state, req.epoch, &req.address)?,
+        opened: state::opened(state, req.epoch, &req.address)?.is_some(),
+        duties,
+        result: kiln_framework::StateReadExt::get_json(state, &crate::keys::result(req.epoch, &req.address))?,
+    };
+    json(&value)
 }

@@ -1,0 +1,154 @@
+//! How the worker talks to the chain: a small trait ([`ChainClient`]) with a
+//! CometBFT JSON-RPC implementation ([`RpcChain`]). Tests implement the same
+//! trait over the in-process block driver, so the worker logic under test is
+//! exactly the one that runs against a node.
+
+use anyhow::{anyhow, bail, Context, Result};
+use cosmrs::Any;
+use k256::ecdsa::SigningKey;
+use kiln_cli::rpc::RpcClient;
+use kiln_cli::tx::{build_signed_tx, simulate, SignerData};
+use serde_json::Value;
+
+/// Outcome of a CheckTx (broadcast_tx_sync).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TxReceipt {
+    pub hash: String,
+    pub code: u32,
+    pub codespace: String,
+    pub log: String,
+}
+
+impl TxReceipt {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// The chain as the worker needs it.
+pub trait ChainClient {
+    /// Chain id the signatures bind to.
+    fn chain_id(&mut self) -> Result<String>;
+    /// A JSON ABCI query against the latest committed state; a non-zero
+    /// response code is an error carrying the node's reason.
+    fn query_json(&mut self, path: &str, data: &[u8]) -> Result<Value>;
+    /// Signs `msgs` with the worker's ML operational key and submits them;
+    /// returns CheckTx's verdict (a refused tx is `Ok` with a non-zero code).
+    fn broadcast(&mut self, msgs: Vec<Any>) -> Result<TxReceipt>;
+}
+
+/// Gas price the worker pays when it pays a fee (the chain's default
+/// `min_gas_price`, 0.025 ukiln per gas, as a fraction).
+const GAS_PRICE_NUM: u64 = 25;
+const GAS_PRICE_DEN: u64 = 1000;
+/// Gas limit used when simulation refuses the tx.
+const FALLBACK_GAS: u64 = 400_000;
+/// CheckTx code of an insufficient fee and of insufficient funds (Cosmos SDK).
+const CODE_INSUFFICIENT_FEE: u32 = 13;
+const CODE_INSUFFICIENT_FUNDS: u32 = 5;
+/// CheckTx code of a wrong sequence.
+const CODE_WRONG_SEQUENCE: u32 = 32;
+
+/// A node reached over CometBFT JSON-RPC.
+pub struct RpcChain {
+    rpc: RpcClient,
+    key: SigningKey,
+    address: String,
+    chain_id: Option<String>,
+    account: Option<(u64, u64)>,
+}
+
+impl RpcChain {
+    pub fn new(node_url: &str, key: SigningKey) -> Self {
+        let pubkey = kiln_cli::keyring::compressed_pubkey(&key);
+        let address = kiln_cli::keyring::address_from_pubkey(&pubkey);
+        RpcChain { rpc: RpcClient::new(node_url), key, address, chain_id: None, account: None }
+    }
+
+    /// Bech32 address of the ML operational key.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn rpc(&self) -> &RpcClient {
+        &self.rpc
+    }
+
+    fn signer(&mut self) -> Result<SignerData> {
+        let chain_id = self.chain_id()?;
+        if self.account.is_none() {
+            let (number, sequence, _) = kiln_cli::tx::fetch_account(&self.rpc, &self.address).with_context(|| {
+                format!("the ML operational key {} has no account yet: the host's grant-ml-ops creates it (or send it some ukiln)", self.address)
+            })?;
+            self.account = Some((number, sequence));
+        }
+        let (account_number, sequence) = self.account.unwrap_or_default();
+        Ok(SignerData { chain_id, account_number, sequence })
+    }
+
+    fn sign_and_send(&mut self, msgs: &[Any], pay_fee: bool) -> Result<TxReceipt> {
+        let signer = self.signer()?;
+        // Simulate with an unlimited gas limit, then add a margin. A message
+        // the chain would refuse fails simulation: send it with a fixed gas
+        // limit anyway so CheckTx reports the real code and reason.
+        let probe = build_signed_tx(&self.key, msgs.to_vec(), "", 0, &[], 0, &signer)?;
+        let gas = match simulate(&self.rpc, &probe.tx_bytes) {
+            Ok(used) => used.saturating_mul(13) / 10 + 20_000,
+            Err(_) => FALLBACK_GAS,
+        };
+        let fee_amount = if pay_fee { gas.saturating_mul(GAS_PRICE_NUM).div_ceil(GAS_PRICE_DEN) } else { 0 };
+        let fees = if fee_amount > 0 { vec![kiln_cli::amount::Coin { denom: "ukiln".into(), amount: u128::from(fee_amount) }] } else { vec![] };
+        let tx = build_signed_tx(&self.key, msgs.to_vec(), "", 0, &fees, gas, &signer)?;
+        let res = self.rpc.broadcast_tx_sync(&tx.tx_bytes)?;
+        Ok(TxReceipt { hash: if res.hash.is_empty() { tx.hash() } else { res.hash }, code: res.code, codespace: res.codespace, log: res.log })
+    }
+}
+
+impl ChainClient for RpcChain {
+    fn chain_id(&mut self) -> Result<String> {
+        if let Some(id) = &self.chain_id {
+            return Ok(id.clone());
+        }
+        let id = self.rpc.chain_id()?;
+        self.chain_id = Some(id.clone());
+        Ok(id)
+    }
+
+    fn query_json(&mut self, path: &str, data: &[u8]) -> Result<Value> {
+        let res = self.rpc.abci_query(path, data, 0)?;
+        if res.code != 0 {
+            bail!("query {path} failed (code {}): {}", res.code, res.log);
+        }
+        serde_json::from_slice(&res.value).with_context(|| format!("query {path}: the node's answer is not JSON"))
+    }
+
+    fn broadcast(&mut self, msgs: Vec<Any>) -> Result<TxReceipt> {
+        // Pay the normal fee while the hot wallet can; when it runs dry the
+        // chain's per-epoch ML-ops allowance carries fee-free txs (SPEC §2).
+        let mut receipt = self.sign_and_send(&msgs, true);
+        if let Ok(r) = &receipt {
+            if r.code == CODE_INSUFFICIENT_FUNDS || r.code == CODE_INSUFFICIENT_FEE {
+                receipt = self.sign_and_send(&msgs, false);
+            }
+        }
+        match receipt {
+            Ok(r) if r.code == 0 => {
+                if let Some((_, seq)) = self.account.as_mut() {
+                    *seq += 1;
+                }
+                Ok(r)
+            }
+            Ok(r) => {
+                if r.code == CODE_WRONG_SEQUENCE {
+                    // Another process used the key, or a tx was dropped: re-read it.
+                    self.account = None;
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                self.account = None;
+                Err(anyhow!("{e:#}"))
+            }
+        }
+    }
+}

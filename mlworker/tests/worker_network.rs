@@ -1,0 +1,367 @@
+//! Whole-network scenarios of the worker (issue 4): several `Worker`
+//! instances — the same code `kiln-mlworker run` runs, with the real libtorch
+//! sprint engine on the devnet preset — follow one chain driven block by block
+//! by the in-process block driver. Every worker message goes through the
+//! host's ML operational key inside `MsgExec`, through CheckTx, into blocks.
+//!
+//! Checked: weights follow compute budgets (statistical bound below), a host
+//! fabricating 10% of its shares is voted invalid (weight 0, reputation
+//! reset), a host that does not open gets 0, a reveal that differs from its
+//! commitment is refused, no nonce is computed or counted twice, consensus
+//! power equals the sum of effective weights with no host above 25%, SPEC §11
+//! invariants every block; and a worker killed mid-sprint and mid-validation
+//! ends with the same outcome as an uninterrupted run.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use anyhow::{bail, Result};
+use kiln_app::testkit::{sign_tx, BlockDriver, TestKey};
+use kiln_framework::Address;
+use kiln_mlworker::sprint::device::ComputeDevice;
+use kiln_mlworker::worker::chain::{ChainClient, TxReceipt};
+use kiln_mlworker::worker::journal::Journal;
+use kiln_mlworker::worker::{Misbehaviour, Pace, Tick, Worker, WorkerConfig};
+use serde_json::{json, Value};
+use tendermint_abci::Application;
+
+const CHAIN: &str = "kiln-worker-sim";
+/// Sprint blocks over which each budget is spread (the devnet sprint has 10).
+const SPRINT_SLICES: u64 = 4;
+
+/// The chain as one worker sees it: queries and CheckTx on the shared driver.
+struct SimChain {
+    driver: Rc<RefCell<BlockDriver>>,
+    hot: TestKey,
+    next_sequence: u64,
+}
+
+impl ChainClient for SimChain {
+    fn chain_id(&mut self) -> Result<String> {
+        Ok(self.driver.borrow().chain_id.clone())
+    }
+
+    fn query_json(&mut self, path: &str, data: &[u8]) -> Result<Value> {
+        let res = self.driver.borrow().app.query(tendermint_proto::v0_38::abci::RequestQuery { data: data.to_vec().into(), path: path.into(), height: 0, prove: false });
+        if res.code != 0 {
+            bail!("query {path} failed (code {}): {}", res.code, res.log);
+        }
+        Ok(serde_json::from_slice(&res.value)?)
+    }
+
+    fn broadcast(&mut self, msgs: Vec<cosmrs::Any>) -> Result<TxReceipt> {
+        let mut driver = self.driver.borrow_mut();
+        let mut opts = driver.opts_for(&self.hot);
+        opts.sequence = opts.sequence.max(self.next_sequence);
+        opts.gas_limit = 4_000_000;
+        opts.fee = 100_000;
+        let tx = sign_tx(&self.hot, msgs, &opts);
+        let res = driver.submit(tx.clone());
+        if res.code == 0 {
+            self.next_sequence = opts.sequence + 1;
+        }
+        Ok(TxReceipt { hash: kiln_cli::tx::tx_hash(&tx), code: res.code, codespace: res.codespace, log: res.log })
+    }
+}
+
+struct HostSpec {
+    label: &'static str,
+    budget: u64,
+    misbehaviour: Misbehaviour,
+}
+
+struct Host {
+    key: TestKey,
+    hot: TestKey,
+    spec: HostSpec,
+    journal_dir: std::path::PathBuf,
+    worker: Option<Worker>,
+    chain: SimChain,
+    /// Nonces computed by every incarnation of the worker.
+    nonces_computed: u64,
+    txs_refused_logs: Vec<String>,
+}
+
+impl Host {
+    fn start_worker(&mut self) {
+        let cfg = WorkerConfig {
+            host: self.key.address.to_string(),
+            operator: self.hot.address.to_string(),
+            device: ComputeDevice::cpu_f32(),
+            threads: 2,
+            batch: Some(32),
+            pace: Pace::PerBlock { nonces_per_block: self.spec.budget.div_ceil(SPRINT_SLICES), budget: self.spec.budget },
+            commit_every_blocks: 2,
+            misbehaviour: self.spec.misbehaviour,
+        };
+        self.worker = Some(Worker::new(cfg, Journal::open(&self.journal_dir).unwrap()).unwrap());
+    }
+
+    /// Kills the worker (drops it with whatever it had in memory).
+    fn kill_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            self.account_for(&w);
+        }
+    }
+
+    fn account_for(&mut self, w: &Worker) {
+        let s = w.status();
+        let s = s.lock().unwrap();
+        self.nonces_computed += s.nonces_total;
+    }
+
+    fn tick_until_idle(&mut self) {
+        let Some(w) = self.worker.as_mut() else { return };
+        for _ in 0..64 {
+            match w.tick(&mut self.chain) {
+                Ok(Tick::Idle) => break,
+                Ok(Tick::Busy) => {}
+                Err(e) => panic!("{} worker failed: {e:#}", self.spec.label),
+            }
+        }
+        let s = w.status();
+        let s = s.lock().unwrap();
+        if let Some(t) = &s.last_tx {
+            if t.code != 0 && !self.txs_refused_logs.contains(&t.log) {
+                self.txs_refused_logs.push(t.log.clone());
+            }
+        }
+    }
+}
+
+struct Network {
+    driver: Rc<RefCell<BlockDriver>>,
+    /// (height, code, log) of every transaction that failed in a block.
+    failed_txs: Vec<(u64, u32, String)>,
+    hosts: Vec<Host>,
+    _dir: tempfile::TempDir,
+}
+
+fn network(specs: Vec<HostSpec>) -> Network {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<(TestKey, TestKey)> = specs.iter().map(|s| (TestKey::from_label(&format!("{}-account", s.label)), TestKey::from_label(&format!("{}-ml", s.label)))).collect();
+    let mut g = kiln_genesis::AppGenesis::default();
+    g.epochs.params = kiln_epochs::EpochParams::devnet();
+    // Every leaf is opened (samples ≥ any count here), so a fabricating host
+    // cannot hope its fakes go unsampled; the sampling odds at k = 200 are
+    // measured by the engine's cheat-detection test.
+    g.sprint.params = kiln_sprint::SprintParams { sprint_samples: 256, ..kiln_sprint::SprintParams::devnet() };
+    g.reputation.params = kiln_reputation::ReputationParams::devnet();
+    for (i, (account, hot)) in keys.iter().enumerate() {
+        g.add_balance(account.address, vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)]);
+        g.add_balance(hot.address, vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)]);
+        g.sprint.hosts.push(kiln_sprint::GenesisHost {
+            owner: account.address,
+            worker_url: format!("http://host{i}.example:8547"),
+            consensus_pubkey: hex::encode([i as u8 + 1; 32]),
+            models: vec![],
+            hardware: "cpu".into(),
+            weight: 10,
+        });
+        for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
+            g.authz.grants.push(kiln_authz::GenesisGrant { granter: account.address, grantee: hot.address, msg_type_url: url.to_string(), expiration_unix: None });
+        }
+    }
+    let driver = BlockDriver::open(&dir.path().join("chain"), CHAIN, &serde_json::to_value(g).unwrap(), 0).unwrap();
+    let driver = Rc::new(RefCell::new(driver));
+    let hosts = specs
+        .into_iter()
+        .zip(keys)
+        .map(|(spec, (key, hot))| {
+            let mut h = Host {
+                journal_dir: dir.path().join(format!("journal-{}", spec.label)),
+                chain: SimChain { driver: driver.clone(), hot: hot.clone(), next_sequence: 0 },
+                key,
+                hot,
+                spec,
+                worker: None,
+                nonces_computed: 0,
+                txs_refused_logs: Vec::new(),
+            };
+            h.start_worker();
+            h
+        })
+        .collect();
+    Network { driver, hosts, failed_txs: Vec::new(), _dir: dir }
+}
+
+fn query(driver: &BlockDriver, path: &str, data: &str) -> Value {
+    let res = driver.app.query(tendermint_proto::v0_38::abci::RequestQuery { data: data.as_bytes().to_vec().into(), path: path.into(), height: 0, prove: false });
+    assert_eq!(res.code, 0, "{path}: {}", res.log);
+    serde_json::from_slice(&res.value).unwrap()
+}
+
+/// Power side of SPEC §11 on the latest state: total consensus power = sum
+/// of effective weights, nobody above the power cap once 5 hosts have weight.
+fn check_invariants(driver: &BlockDriver) {
+    let weights = query(driver, "/kiln.sprint.v1.Query/Weights", "");
+    let rows = weights.as_array().unwrap();
+    let total: u64 = rows.iter().map(|r| r["weight"].as_u64().unwrap()).sum();
+    let power: u64 = rows.iter().map(|r| r["consensus_power"].as_u64().unwrap()).sum();
+    assert_eq!(total, power, "consensus power must equal the sum of effective weights");
+    let with_weight = rows.iter().filter(|r| r["weight"].as_u64().unwrap() > 0).count();
+    if with_weight >= 5 {
+        for r in rows {
+            assert!(r["weight"].as_u64().unwrap() * 10_000 <= total * 2_500, "host above the 25% cap: {r}");
+        }
+    }
+}
+
+/// Runs blocks until `last_height`, every worker ticking before each block;
+/// `before_block(height_about_to_be_produced, network)` may kill/restart workers.
+fn run(net: &mut Network, last_height: u64, mut before_block: impl FnMut(u64, &mut Network)) {
+    loop {
+        let next = net.driver.borrow().height + 1;
+        if next > last_height {
+            break;
+        }
+        if next > 1 {
+            for h in net.hosts.iter_mut() {
+                h.tick_until_idle();
+            }
+        }
+        before_block(next, net);
+        let outcome = net.driver.borrow_mut().produce_block().unwrap();
+        for r in &outcome.response.tx_results {
+            if r.code != 0 {
+                net.failed_txs.push((outcome.height, r.code, r.log.clone()));
+            }
+        }
+        check_invariants(&net.driver.borrow());
+    }
+    for h in net.hosts.iter_mut() {
+        h.tick_until_idle();
+        if let Some(w) = h.worker.take() {
+            h.account_for(&w);
+            h.worker = Some(w);
+        }
+    }
+}
+
+fn result(driver: &BlockDriver, epoch: u64, host: &Address) -> Value {
+    query(driver, "/kiln.sprint.v1.Query/Result", &json!({"epoch": epoch, "host": host}).to_string())
+}
+
+fn honest(label: &'static str, budget: u64) -> HostSpec {
+    HostSpec { label, budget, misbehaviour: Misbehaviour::default() }
+}
+
+/// The devnet epoch settles at height 23 (SPEC §3 devnet table); run a little past it.
+const SETTLED: u64 = 25;
+
+#[test]
+fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing() {
+    let mut specs = vec![honest("a", 320), honest("b", 480), honest("c", 640), honest("d", 800), honest("e", 960)];
+    specs.push(HostSpec { label: "fabricator", budget: 640, misbehaviour: Misbehaviour { fabricate_permille: 100, ..Default::default() } });
+    specs.push(HostSpec { label: "silent", budget: 480, misbehaviour: Misbehaviour { skip_open: true, ..Default::default() } });
+    // Host "e" also reveals the opposite of what it committed, as a validator.
+    specs[4].misbehaviour.flip_reveal = true;
+    let mut net = network(specs);
+    run(&mut net, SETTLED, |_, _| {});
+    let d = net.driver.borrow();
+
+    // Journals: strictly increasing nonces (a nonce can never count twice),
+    // exactly the budget computed.
+    let mut counts = BTreeMap::new();
+    for h in &net.hosts {
+        let j = Journal::open(&h.journal_dir).unwrap().load(1).unwrap().expect("journal of epoch 1");
+        assert!(j.leaves.windows(2).all(|w| w[0].0 < w[1].0), "{}: leaves not strictly increasing", h.spec.label);
+        assert_eq!(j.next_nonce, h.spec.budget, "{}", h.spec.label);
+        assert_eq!(h.nonces_computed, h.spec.budget, "{}: every nonce computed exactly once", h.spec.label);
+        counts.insert(h.spec.label, j.leaves.len() as u64);
+    }
+
+    // Honest hosts: accepted with raw weight = shares found; shares follow the
+    // budgets. Each count is Binomial(budget, p) with p the share rate;
+    // estimating p from all honest hosts, every count must lie within 4.5
+    // standard deviations of budget·p (a false failure has probability < 1e-4).
+    let honest_hosts = &net.hosts[..5];
+    let total_budget: u64 = honest_hosts.iter().map(|h| h.spec.budget).sum();
+    let total_shares: u64 = honest_hosts.iter().map(|h| counts[h.spec.label]).sum();
+    let p = total_shares as f64 / total_budget as f64;
+    assert!(p > 1.0 / 40.0 && p < 1.0 / 8.0, "devnet share rate should be near 1/16, got {p}");
+    for h in honest_hosts {
+        let r = result(&d, 1, &h.key.address);
+        assert_eq!(r["accepted"], true, "{}: {r}", h.spec.label);
+        assert_eq!(r["raw_weight"].as_u64().unwrap(), counts[h.spec.label], "{}: raw weight = committed shares", h.spec.label);
+        let expected = h.spec.budget as f64 * p;
+        let sd = (h.spec.budget as f64 * p * (1.0 - p)).sqrt();
+        let got = counts[h.spec.label] as f64;
+        assert!((got - expected).abs() <= 4.5 * sd + 1.0, "{}: {got} shares for budget {}, expected {expected:.1} ± {:.1}", h.spec.label, h.spec.budget, 4.5 * sd);
+    }
+    // Larger budgets earned more on the whole: the biggest honest budget beats the smallest.
+    assert!(counts["e"] > counts["a"], "{counts:?}");
+
+    // The fabricator is voted invalid: weight 0 and its reputation reset.
+    let fab = &net.hosts[5];
+    let r = result(&d, 1, &fab.key.address);
+    assert_eq!((r["accepted"].clone(), r["reason"].clone(), r["effective_weight"].clone()), (json!(false), json!("rejected"), json!(0)), "{r}");
+    let fab_journal = Journal::open(&fab.journal_dir).unwrap().load(1).unwrap().unwrap();
+    assert!(fab_journal.fabricated * 100 >= fab_journal.leaves.len() as u64 * 8, "about 10% fabricated: {} of {}", fab_journal.fabricated, fab_journal.leaves.len());
+    let rep = |a: &Address| query(&d, "/kiln.reputation.v1.Query/Reputation", &a.to_string());
+    assert_eq!(rep(&fab.key.address)["good_epochs"], 0);
+    assert_eq!(rep(&net.hosts[0].key.address)["good_epochs"], 1, "an accepted honest host gains a good epoch");
+
+    // The silent host committed but never opened: 0.
+    let silent = &net.hosts[6];
+    let r = result(&d, 1, &silent.key.address);
+    assert_eq!((r["accepted"].clone(), r["reason"].clone(), r["effective_weight"].clone()), (json!(false), json!("unopened"), json!(0)), "{r}");
+
+    // The flipped reveal was refused by the chain and never counted.
+    let e = &net.hosts[4];
+    assert!(net.failed_txs.iter().any(|(h, _, l)| (21..=22).contains(h) && l.contains("does not match its commitment")), "failed txs: {:?}", net.failed_txs);
+    assert_eq!(net.failed_txs.len(), 1, "only the flipped reveal fails: {:?}", net.failed_txs);
+    let duties = query(&d, "/kiln.sprint.v1.Query/Duties", &json!({"epoch": 1, "address": e.key.address}).to_string());
+    assert!(duties["duties"].as_array().unwrap().iter().all(|x| x["vote_committed"] == true && x["vote_revealed"] == false), "{duties}");
+    assert!(rep(&e.key.address)["good_epochs"].as_u64().unwrap() < 1, "a validator that did not reveal loses its good epoch");
+
+    // Power: weights in force = effective weights of epoch 1, capped at 25%.
+    let weights = query(&d, "/kiln.sprint.v1.Query/Weights", "");
+    let rows = weights.as_array().unwrap();
+    let in_force: BTreeMap<String, u64> = rows.iter().map(|r| (r["host"].as_str().unwrap().to_string(), r["weight"].as_u64().unwrap())).collect();
+    for h in &net.hosts {
+        let eff = result(&d, 1, &h.key.address)["effective_weight"].as_u64().unwrap();
+        assert_eq!(in_force.get(&h.key.address.to_string()).copied().unwrap_or(0), eff, "{}", h.spec.label);
+    }
+    let total: u64 = in_force.values().sum();
+    assert_eq!(total, total_shares, "the cap redistributes, it does not destroy weight");
+    assert!(in_force.values().all(|w| w * 4 <= total), "no host above 25%: {in_force:?}");
+}
+
+/// Same outcome whether or not workers are killed and restarted mid-sprint
+/// (between sprint slices) and mid-validation (right after sending their vote
+/// commitments, before the block that includes them).
+#[test]
+fn worker_restarts_mid_sprint_and_mid_validation_change_nothing() {
+    let specs = || vec![honest("r1", 320), honest("r2", 480), honest("r3", 400)];
+    let mut baseline = network(specs());
+    run(&mut baseline, SETTLED, |_, _| {});
+
+    let mut restarted = network(specs());
+    let mut restarts = 0;
+    run(&mut restarted, SETTLED, |next, net| {
+        // Before block 3: mid-sprint (2 of 4 slices done, a commit in flight);
+        // before 19: vote commitments in the mempool; before 21: reveals in the mempool.
+        if next == 3 || next == 19 || next == 21 {
+            for h in net.hosts.iter_mut().take(2) {
+                h.kill_worker();
+                h.start_worker();
+                h.tick_until_idle();
+                restarts += 1;
+            }
+        }
+    });
+    assert_eq!(restarts, 6);
+
+    let (a, b) = (baseline.driver.borrow(), restarted.driver.borrow());
+    for (x, y) in baseline.hosts.iter().zip(&restarted.hosts) {
+        let (ra, rb) = (result(&a, 1, &x.key.address), result(&b, 1, &y.key.address));
+        assert_eq!(ra, rb, "{}: restarted run must settle the same", x.spec.label);
+        assert_eq!(ra["accepted"], true, "{ra}");
+        assert_eq!(y.nonces_computed, y.spec.budget, "{}: no nonce computed twice across restarts", y.spec.label);
+        assert!(y.txs_refused_logs.is_empty(), "{}: a restart must not double-submit: {:?}", y.spec.label, y.txs_refused_logs);
+    }
+    assert!(restarted.failed_txs.is_empty(), "a restart must not double-submit: {:?}", restarted.failed_txs);
+    assert_eq!(query(&a, "/kiln.sprint.v1.Query/Weights", ""), query(&b, "/kiln.sprint.v1.Query/Weights", ""));
+}
