@@ -192,9 +192,11 @@ fn query(driver: &BlockDriver, path: &str, data: &str) -> Value {
     serde_json::from_slice(&res.value).unwrap()
 }
 
-/// Power side of SPEC §11 on the latest state: total consensus power = sum
-/// of effective weights, nobody above the power cap once 5 hosts have weight.
+/// SPEC §11 on the latest state: the testkit's checker (supply, balances,
+/// the CometBFT validator set the app emitted = effective weights, the cap),
+/// plus the same power rules through the public weights query.
 fn check_invariants(driver: &BlockDriver) {
+    driver.check_invariants().unwrap_or_else(|e| panic!("SPEC §11 invariant broken at height {}: {e:#}", driver.height));
     let weights = query(driver, "/kiln.sprint.v1.Query/Weights", "");
     let rows = weights.as_array().unwrap();
     let total: u64 = rows.iter().map(|r| r["weight"].as_u64().unwrap()).sum();
