@@ -717,7 +717,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     loop {
         match worker.preflight(&mut chain) {
             Ok(()) => break,
-            Err(e) if format!("{e:#}").contains("not a registered host") => return Err(e),
+            Err(e) if e.downcast_ref::<crate::worker::PreflightError>().is_some() => return Err(e),
             Err(e) => {
                 if waited % 10 == 0 {
                     eprintln!("waiting for the node: {e:#}");

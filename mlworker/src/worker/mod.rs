@@ -41,6 +41,12 @@ use crate::sprint::engine::SprintEngine;
 use chain::{ChainClient, TxReceipt};
 use journal::{EpochJournal, Journal, VoteRecord};
 
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("{0} is not a registered host: register it with `kiln tx host register` (account key), then grant this worker's key with `kiln tx authz grant-ml-ops`")]
+    NotRegistered(String),
+}
+
 /// How much the worker computes.
 #[derive(Clone, Copy, Debug)]
 pub enum Pace {
@@ -209,15 +215,18 @@ impl Worker {
         }
     }
 
-    /// Checks that the host is registered; a clear error otherwise.
+    /// Checks that the node answers and the host is registered. `Err` when
+    /// the node cannot answer yet (retry); [`PreflightError::NotRegistered`]
+    /// inside it when the host does not exist (do not retry).
     pub fn preflight(&mut self, chain: &mut dyn ChainClient) -> Result<()> {
         let id = chain.chain_id()?;
         self.chain_id = Some(id.clone());
         self.set_status(|s| s.chain_id = id);
-        chain.query_json("/kiln.sprint.v1.Query/Host", self.cfg.host.as_bytes()).map_err(|e| {
-            anyhow!("{e:#}\n  {} is not a registered host: register it with `kiln tx host register` (account key)", self.cfg.host)
-        })?;
-        Ok(())
+        match chain.query_json("/kiln.sprint.v1.Query/Host", self.cfg.host.as_bytes()) {
+            Ok(_) => Ok(()),
+            Err(e) if format!("{e:#}").contains("no such host") => Err(PreflightError::NotRegistered(self.cfg.host.clone()).into()),
+            Err(e) => Err(e),
+        }
     }
 
     fn read_view(&mut self, chain: &mut dyn ChainClient) -> Result<Option<View>> {
