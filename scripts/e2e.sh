@@ -6,7 +6,10 @@
 #   3. CLI tour: keys (file keyring + wrong passphrase), send, balances,
 #      grant-ml-ops, grants query, the hot key trying to move funds, revoke;
 #   4. cosmjs queries a balance and sends tokens with simulated gas;
-#   5. the node is killed and restarted and resumes from disk.
+#   5. `kiln-mlworker run` for the dev host (ML key dev-ml) sprints, commits,
+#      opens, validates and votes; the settled weight becomes consensus power;
+#      killed -9 mid-sprint and restarted, it resumes from its journal;
+#   6. the node is killed and restarted and resumes from disk.
 # Uses the binaries in target/debug (make test builds them); KILN_BIN_DIR overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +17,12 @@ ROOT=$(pwd)
 BIN=${KILN_BIN_DIR:-$ROOT/target/debug}
 WORK=$(mktemp -d -t kiln-e2e.XXXXXX)
 NODE_PID=""
+WORKER_PID=""
 cleanup() {
   local status=$?
   set +e
+  if [ -n "$WORKER_PID" ]; then kill "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null; fi
+  if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/worker.log" ]; then echo "--- worker log (tail) ---"; tail -n 40 "$WORK/worker.log"; fi
   if [ -n "$NODE_PID" ]; then kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null; fi
   if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/node.log" ]; then echo "--- node log (tail) ---"; tail -n 40 "$WORK/node.log"; fi
   rm -rf "$WORK"
@@ -121,6 +127,56 @@ R=$(curl -sf "$RPC/broadcast_tx_sync?tx=0xdeadbeef" | json_field '["result"]["co
 step "cosmjs (unchanged) queries and sends"
 if [ ! -d tests/cosmjs/node_modules ]; then (cd tests/cosmjs && npm ci --no-audit --no-fund --loglevel=error); fi
 (cd tests/cosmjs && KILN_RPC="$RPC" KILN_MNEMONIC="$MNEMONIC" node send_and_query.mjs)
+
+WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_worker() {
+  RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key dev-ml --keyring-backend test \
+    --http "127.0.0.1:$WPORT" --journal "$WORK/journal" >>"$WORK/worker.log" 2>&1 &
+  WORKER_PID=$!
+}
+worker_status() { curl -sf "http://127.0.0.1:$WPORT/status"; }
+# Waits (up to $2 s) until the worker reports a settled result for an epoch >= $1; prints that epoch.
+wait_settled() {
+  for _ in $(seq 1 $(( $2 * 2 ))); do
+    e=$(worker_status 2>/dev/null | json_field '.get("last_result") and d["last_result"]["epoch"] or 0' 2>/dev/null || echo 0)
+    if [ "$e" -ge "$1" ]; then echo "$e"; return 0; fi
+    kill -0 "$WORKER_PID" 2>/dev/null || fail "the worker exited"
+    sleep 0.5
+  done
+  fail "no epoch >= $1 settled for the worker within $2 s"
+}
+
+step "kiln-mlworker run: the dev host's worker earns weight, and weight becomes consensus power"
+start_worker
+E1=$(wait_settled 1 120)
+worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "dev not accepted: $(worker_status)"
+"$BIN/kiln-mlworker" status --http "127.0.0.1:$WPORT" | sed 's/^/   /'
+wait_height $(( $(curl -sf "$RPC/status" | json_field '["result"]["sync_info"]["latest_block_height"]') + 3 ))
+W=$(kiln query weights --output json | json_field '["weights"][0]["weight"]')
+P=$(kiln query weights --output json | json_field '["weights"][0]["cometbft_voting_power"]')
+V=$(curl -sf "$RPC/validators" | json_field '["result"]["validators"][0]["voting_power"]')
+R=$(kiln query sprint-result "$E1" "$DEV" --output json | json_field '["effective_weight"]')
+[ "$W" -gt 0 ] && [ "$W" = "$P" ] && [ "$W" = "$V" ] && [ "$W" = "$R" ] || fail "weight $W, power $P, CometBFT power $V, epoch $E1 result $R must agree"
+echo "   -> epoch $E1: dev weight $W = consensus power $P = CometBFT voting power $V"
+curl -sf "http://127.0.0.1:$WPORT/health" | grep -q '"ok"' || fail "/health not ok"
+curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_worker_nonces_total' || fail "/metrics lacks counters"
+
+step "the worker killed -9 mid-sprint resumes from its journal"
+for _ in $(seq 1 200); do
+  S=$(worker_status | json_field '["stage"] + " " + str(d["nonces_done"])')
+  case "$S" in sprint\ 0) ;; sprint\ *) break ;; esac
+  sleep 0.1
+done
+case "$S" in sprint\ *) ;; *) fail "never saw the worker mid-sprint: $S" ;; esac
+EK=$(worker_status | json_field '["epoch"]')
+kill -9 "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
+echo "   -> killed in epoch $EK at '$S'"
+start_worker
+E2=$(wait_settled "$EK" 120)
+[ "$E2" = "$EK" ] || fail "the restarted worker settled epoch $E2, expected $EK"
+grep -q "resuming the epoch from the journal" "$WORK/worker.log" || fail "the restarted worker did not resume from its journal"
+worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "dev not accepted after the restart: $(worker_status)"
+kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
 
 step "kill and restart: the node resumes from disk"
 H1=$(curl -sf "$RPC/status" | json_field '["result"]["sync_info"]["latest_block_height"]')

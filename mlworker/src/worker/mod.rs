@@ -243,6 +243,16 @@ impl Worker {
         let same_epoch = num("epoch")? == next.epoch;
         let (seed_hash, challenge_hash) = if same_epoch { (unhex("seed_hash"), unhex("challenge_hash")) } else { (None, None) };
         self.set_status(|s| {
+            if s.epoch != next.epoch {
+                // A new epoch: per-epoch progress starts from zero.
+                s.nonces_done = 0;
+                s.shares = 0;
+                s.committed_shares = 0;
+                s.opened = false;
+                s.duties = 0;
+                s.votes_committed = 0;
+                s.votes_revealed = 0;
+            }
             s.height = height;
             s.epoch = next.epoch;
             s.stage = next.stage.as_str().to_string();
