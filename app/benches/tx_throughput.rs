@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use k256::ecdsa::signature::Verifier;
 use k256::ecdsa::{Signature, VerifyingKey};
-use kiln_app::testkit::{msg_send, sign_parts, tx_parts, BlockDriver, TestKey, TxOptions, GENESIS_TIME};
+use kiln_app::testkit::{
+    msg_send, sign_parts, tx_parts, BlockDriver, TestKey, TxOptions, GENESIS_TIME,
+};
 use kiln_app::KilnApp;
 use kiln_store::{Storage, StorageConfig};
 use prost::Message;
@@ -29,15 +31,18 @@ use rayon::prelude::*;
 use tendermint_abci::Application;
 use tendermint_proto::google::protobuf::Timestamp;
 use tendermint_proto::v0_38::abci::{
-    response_process_proposal::ProposalStatus, RequestCheckTx, RequestFinalizeBlock, RequestInitChain,
-    RequestPrepareProposal, RequestProcessProposal,
+    response_process_proposal::ProposalStatus, RequestCheckTx, RequestFinalizeBlock,
+    RequestInitChain, RequestPrepareProposal, RequestProcessProposal,
 };
 use tendermint_proto::v0_38::types::{BlockParams, ConsensusParams};
 
 const CHAIN_ID: &str = "kiln-bench";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct VerifyCase {
@@ -61,7 +66,11 @@ fn verify_case(i: usize) -> VerifyCase {
         account_number: i as u64,
     }
     .encode_to_vec();
-    VerifyCase { key: VerifyingKey::from(&from.signing), msg, sig: Signature::from_slice(&sig).expect("64-byte signature") }
+    VerifyCase {
+        key: VerifyingKey::from(&from.signing),
+        msg,
+        sig: Signature::from_slice(&sig).expect("64-byte signature"),
+    }
 }
 
 /// Runs `f` over `cases` repeatedly for at least `secs`; returns verifications/s.
@@ -81,7 +90,9 @@ fn verify_rate_parallel(cases: &[VerifyCase], secs: Duration) -> (f64, usize) {
     let start = Instant::now();
     let mut n = 0usize;
     while start.elapsed() < secs {
-        cases.par_iter().for_each(|c| c.key.verify(&c.msg, &c.sig).expect("valid signature"));
+        cases
+            .par_iter()
+            .for_each(|c| c.key.verify(&c.msg, &c.sig).expect("valid signature"));
         n += cases.len();
     }
     (n as f64 / start.elapsed().as_secs_f64(), n)
@@ -109,7 +120,11 @@ fn main() {
     let threads = rayon::current_num_threads();
 
     println!("kiln tx_throughput benchmark");
-    println!("  machine: {} rayon threads ({} logical CPUs)", threads, std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "  machine: {} rayon threads ({} logical CPUs)",
+        threads,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     // ---- 1. raw secp256k1 verification ---------------------------------
     let cases: Vec<VerifyCase> = (0..256).into_par_iter().map(verify_case).collect();
@@ -120,26 +135,45 @@ fn main() {
     let (parallel, parallel_n) = verify_rate_parallel(&cases, verify_secs);
     println!();
     println!("raw secp256k1 (k256 0.13) ECDSA verify over {doc_len}-byte SignDocs:");
-    println!("  1 thread : {single:>10.0} verifications/s  ({single_n} in {:.1}s)", verify_secs.as_secs_f64());
-    println!("  {threads} threads: {parallel:>10.0} verifications/s  ({parallel_n} in {:.1}s)", verify_secs.as_secs_f64());
+    println!(
+        "  1 thread : {single:>10.0} verifications/s  ({single_n} in {:.1}s)",
+        verify_secs.as_secs_f64()
+    );
+    println!(
+        "  {threads} threads: {parallel:>10.0} verifications/s  ({parallel_n} in {:.1}s)",
+        verify_secs.as_secs_f64()
+    );
 
     // ---- 2. the pipeline ------------------------------------------------
     // Two halves of accounts alternate blocks, so every block's txs come from
     // distinct senders and each sender's sequence advances every other block.
     let n_accounts = block_txs * 2;
     let t = Instant::now();
-    let keys: Vec<TestKey> = (0..n_accounts).into_par_iter().map(|i| TestKey::from_label(&format!("bench-account-{i}"))).collect();
+    let keys: Vec<TestKey> = (0..n_accounts)
+        .into_par_iter()
+        .map(|i| TestKey::from_label(&format!("bench-account-{i}")))
+        .collect();
     let key_refs: Vec<&TestKey> = keys.iter().collect();
     let genesis = BlockDriver::genesis_funding(&key_refs, 1_000_000_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage = Storage::open(dir.path(), StorageConfig { keep_recent: 0 }).expect("open storage");
+    let storage =
+        Storage::open(dir.path(), StorageConfig { keep_recent: 0 }).expect("open storage");
     let app = KilnApp::new(storage).expect("app");
     app.init_chain(RequestInitChain {
-        time: Some(Timestamp { seconds: GENESIS_TIME, nanos: 0 }),
+        time: Some(Timestamp {
+            seconds: GENESIS_TIME,
+            nanos: 0,
+        }),
         chain_id: CHAIN_ID.to_string(),
         // Block gas high enough for the whole block (the driver's default
         // 100M would cap PrepareProposal at a few hundred txs).
-        consensus_params: Some(ConsensusParams { block: Some(BlockParams { max_bytes: 64 << 20, max_gas: -1 }), ..Default::default() }),
+        consensus_params: Some(ConsensusParams {
+            block: Some(BlockParams {
+                max_bytes: 64 << 20,
+                max_gas: -1,
+            }),
+            ..Default::default()
+        }),
         validators: Vec::new(),
         app_state_bytes: serde_json::to_vec(&genesis).expect("genesis json").into(),
         initial_height: 1,
@@ -147,11 +181,19 @@ fn main() {
     let view = app.latest_view();
     let numbers: Vec<u64> = keys
         .iter()
-        .map(|k| kiln_bank::state::AuthExt::account(&view, &k.address).expect("read").expect("funded account").account_number)
+        .map(|k| {
+            kiln_bank::state::AuthExt::account(&view, &k.address)
+                .expect("read")
+                .expect("funded account")
+                .account_number
+        })
         .collect();
     drop(view);
     println!();
-    println!("pipeline setup: {n_accounts} funded accounts, genesis in {:.1}s", t.elapsed().as_secs_f64());
+    println!(
+        "pipeline setup: {n_accounts} funded accounts, genesis in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Sign every block's txs up front (not timed).
     let t = Instant::now();
@@ -167,46 +209,92 @@ fn main() {
                     let mut opts = TxOptions::new(CHAIN_ID, numbers[from], sequence);
                     opts.gas_limit = 200_000;
                     opts.fee = 5_000;
-                    let (body, auth) = tx_parts(&keys[from], vec![msg_send(&keys[from].address, &keys[to].address, 1)], &opts);
+                    let (body, auth) = tx_parts(
+                        &keys[from],
+                        vec![msg_send(&keys[from].address, &keys[to].address, 1)],
+                        &opts,
+                    );
                     let signature = sign_parts(&keys[from], &body, &auth, &opts);
-                    cosmos_sdk_proto::cosmos::tx::v1beta1::TxRaw { body_bytes: body, auth_info_bytes: auth, signatures: vec![signature] }.encode_to_vec()
+                    cosmos_sdk_proto::cosmos::tx::v1beta1::TxRaw {
+                        body_bytes: body,
+                        auth_info_bytes: auth,
+                        signatures: vec![signature],
+                    }
+                    .encode_to_vec()
                 })
                 .collect()
         })
         .collect();
     let tx_len = all_blocks[0][0].len();
-    println!("signed {} txs ({tx_len} bytes each) in {:.1}s (not timed)", blocks * block_txs, t.elapsed().as_secs_f64());
+    println!(
+        "signed {} txs ({tx_len} bytes each) in {:.1}s (not timed)",
+        blocks * block_txs,
+        t.elapsed().as_secs_f64()
+    );
     println!();
-    println!("{:>6} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}", "height", "txs", "checktx", "finalize", "commit", "total", "tx/s", "gas/tx");
+    println!(
+        "{:>6} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "height", "txs", "checktx", "finalize", "commit", "total", "tx/s", "gas/tx"
+    );
 
     let mut per_block: Vec<BlockTimes> = Vec::new();
     let mut total_ok = 0usize;
     for (b, txs) in all_blocks.into_iter().enumerate() {
         let height = b as i64 + 1;
-        let time = Some(Timestamp { seconds: GENESIS_TIME + height, nanos: 0 });
+        let time = Some(Timestamp {
+            seconds: GENESIS_TIME + height,
+            nanos: 0,
+        });
         let mut times = BlockTimes::default();
 
         let t = Instant::now();
         for tx in &txs {
-            let r = app.check_tx(RequestCheckTx { tx: tx.clone().into(), r#type: 0 });
-            assert_eq!(r.code, 0, "CheckTx rejected a valid tx at height {height}: {}", r.log);
+            let r = app.check_tx(RequestCheckTx {
+                tx: tx.clone().into(),
+                r#type: 0,
+            });
+            assert_eq!(
+                r.code, 0,
+                "CheckTx rejected a valid tx at height {height}: {}",
+                r.log
+            );
         }
         times.check = t.elapsed();
 
         let block_txs_bytes: Vec<prost::bytes::Bytes> = txs.into_iter().map(Into::into).collect();
         if with_proposal {
             let t = Instant::now();
-            let prepared = app.prepare_proposal(RequestPrepareProposal { max_tx_bytes: 64 << 20, txs: block_txs_bytes.clone(), height, time, ..Default::default() });
+            let prepared = app.prepare_proposal(RequestPrepareProposal {
+                max_tx_bytes: 64 << 20,
+                txs: block_txs_bytes.clone(),
+                height,
+                time,
+                ..Default::default()
+            });
             times.prepare = t.elapsed();
-            assert_eq!(prepared.txs.len(), block_txs_bytes.len(), "PrepareProposal dropped txs");
+            assert_eq!(
+                prepared.txs.len(),
+                block_txs_bytes.len(),
+                "PrepareProposal dropped txs"
+            );
             let t = Instant::now();
-            let status = app.process_proposal(RequestProcessProposal { txs: prepared.txs, height, time, ..Default::default() });
+            let status = app.process_proposal(RequestProcessProposal {
+                txs: prepared.txs,
+                height,
+                time,
+                ..Default::default()
+            });
             times.process = t.elapsed();
             assert_eq!(status.status, ProposalStatus::Accept as i32);
         }
 
         let t = Instant::now();
-        let response = app.finalize_block(RequestFinalizeBlock { txs: block_txs_bytes, height, time, ..Default::default() });
+        let response = app.finalize_block(RequestFinalizeBlock {
+            txs: block_txs_bytes,
+            height,
+            time,
+            ..Default::default()
+        });
         times.finalize = t.elapsed();
         let t = Instant::now();
         app.commit();
@@ -217,7 +305,8 @@ fn main() {
             panic!("block {height}: a tx failed: code {} {}", bad.code, bad.log);
         }
         total_ok += ok;
-        let gas: i64 = response.tx_results.iter().map(|r| r.gas_used).sum::<i64>() / ok.max(1) as i64;
+        let gas: i64 =
+            response.tx_results.iter().map(|r| r.gas_used).sum::<i64>() / ok.max(1) as i64;
         let total = times.check + times.finalize + times.commit;
         println!(
             "{height:>6} {ok:>6} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>10.0} {gas:>10}",
@@ -238,8 +327,18 @@ fn main() {
     let per_tx_us = |d: Duration| d.as_secs_f64() * 1e6 / total_ok as f64;
     println!();
     println!("pipeline: {total_ok} signed MsgSend txs in {blocks} blocks of {block_txs}, rocksdb in a temp dir");
-    println!("  per block (mean): CheckTx {:.1}ms, FinalizeBlock {:.1}ms, Commit {:.1}ms", ms(check) / n, ms(finalize) / n, ms(commit) / n);
-    println!("  per tx          : CheckTx {:.1}µs, FinalizeBlock {:.1}µs, Commit {:.1}µs", per_tx_us(check), per_tx_us(finalize), per_tx_us(commit));
+    println!(
+        "  per block (mean): CheckTx {:.1}ms, FinalizeBlock {:.1}ms, Commit {:.1}ms",
+        ms(check) / n,
+        ms(finalize) / n,
+        ms(commit) / n
+    );
+    println!(
+        "  per tx          : CheckTx {:.1}µs, FinalizeBlock {:.1}µs, Commit {:.1}µs",
+        per_tx_us(check),
+        per_tx_us(finalize),
+        per_tx_us(commit)
+    );
     if with_proposal {
         let (prepare, process) = (sum(|t| t.prepare), sum(|t| t.process));
         println!(
@@ -254,7 +353,14 @@ fn main() {
     println!(
         "RESULT ratio pipeline/raw_verify_1thread = {:.2} (target >= 0.50) {}",
         tps / single,
-        if tps / single >= 0.5 { "OK" } else { "BELOW TARGET" }
+        if tps / single >= 0.5 {
+            "OK"
+        } else {
+            "BELOW TARGET"
+        }
     );
-    println!("RESULT ratio pipeline/raw_verify_all_cores = {:.2}", tps / parallel);
+    println!(
+        "RESULT ratio pipeline/raw_verify_all_cores = {:.2}",
+        tps / parallel
+    );
 }

@@ -57,16 +57,24 @@ impl SigCheck {
     /// Verifies without the cache. High-S signatures are rejected explicitly
     /// (they are malleable twins of valid low-S ones).
     pub fn verify(&self) -> TxResult<()> {
-        let key = VerifyingKey::from_sec1_bytes(&self.pubkey).map_err(|_| TxError::invalid_pubkey("not a valid secp256k1 public key"))?;
+        let key = VerifyingKey::from_sec1_bytes(&self.pubkey)
+            .map_err(|_| TxError::invalid_pubkey("not a valid secp256k1 public key"))?;
         if self.signature.len() != 64 {
-            return Err(TxError::signature_failed(format!("signature must be 64 bytes (r||s), got {}", self.signature.len())));
+            return Err(TxError::signature_failed(format!(
+                "signature must be 64 bytes (r||s), got {}",
+                self.signature.len()
+            )));
         }
-        let sig = Signature::from_slice(&self.signature).map_err(|_| TxError::signature_failed("malformed signature"))?;
+        let sig = Signature::from_slice(&self.signature)
+            .map_err(|_| TxError::signature_failed("malformed signature"))?;
         if sig.normalize_s().is_some() {
-            return Err(TxError::signature_failed("high-S signature; only low-S signatures are accepted"));
+            return Err(TxError::signature_failed(
+                "high-S signature; only low-S signatures are accepted",
+            ));
         }
-        key.verify(&self.sign_bytes, &sig)
-            .map_err(|_| TxError::signature_failed("please check the account number, sequence and chain-id"))
+        key.verify(&self.sign_bytes, &sig).map_err(|_| {
+            TxError::signature_failed("please check the account number, sequence and chain-id")
+        })
     }
 }
 
@@ -85,7 +93,10 @@ pub struct SigCache {
 
 impl SigCache {
     pub fn new(capacity: usize) -> Self {
-        SigCache { inner: Mutex::new((BTreeSet::new(), VecDeque::new())), capacity }
+        SigCache {
+            inner: Mutex::new((BTreeSet::new(), VecDeque::new())),
+            capacity,
+        }
     }
 
     pub fn verify(&self, check: &SigCheck) -> TxResult<()> {
@@ -122,26 +133,51 @@ pub fn sign_bytes(tx: &DecodedTx, chain_id: &str, account_number: u64) -> Vec<u8
 
 fn decode_pubkey(any: &Any) -> TxResult<Vec<u8>> {
     if any.type_url != SECP256K1_PUBKEY_TYPE_URL {
-        return Err(TxError::invalid_pubkey(format!("unsupported key type {:?}; Kiln accounts use {SECP256K1_PUBKEY_TYPE_URL}", any.type_url)));
+        return Err(TxError::invalid_pubkey(format!(
+            "unsupported key type {:?}; Kiln accounts use {SECP256K1_PUBKEY_TYPE_URL}",
+            any.type_url
+        )));
     }
-    let pk = Secp256k1PubKey::decode(any.value.as_slice()).map_err(|e| TxError::invalid_pubkey(e.to_string()))?;
+    let pk = Secp256k1PubKey::decode(any.value.as_slice())
+        .map_err(|e| TxError::invalid_pubkey(e.to_string()))?;
     if pk.key.len() != 33 {
-        return Err(TxError::invalid_pubkey("secp256k1 keys must be 33-byte compressed points"));
+        return Err(TxError::invalid_pubkey(
+            "secp256k1 keys must be 33-byte compressed points",
+        ));
     }
     Ok(pk.key)
 }
 
 /// The signature checks of a transaction, given each signer's account as of
 /// now. Used both inside the ante and for parallel pre-verification.
-pub fn signature_checks(tx: &DecodedTx, chain_id: &str, accounts: &[BaseAccount]) -> TxResult<Vec<SigCheck>> {
+pub fn signature_checks(
+    tx: &DecodedTx,
+    chain_id: &str,
+    accounts: &[BaseAccount],
+) -> TxResult<Vec<SigCheck>> {
     let mut checks = Vec::with_capacity(accounts.len());
-    for ((info, account), signature) in tx.auth_info.signer_infos.iter().zip(accounts).zip(&tx.raw.signatures) {
+    for ((info, account), signature) in tx
+        .auth_info
+        .signer_infos
+        .iter()
+        .zip(accounts)
+        .zip(&tx.raw.signatures)
+    {
         let pubkey = match (&info.public_key, &account.pub_key) {
             (Some(any), _) => decode_pubkey(any)?,
             (None, Some(stored)) => decode_pubkey(stored)?,
-            (None, None) => return Err(TxError::invalid_pubkey(format!("account {} has no public key yet; include it in signer_infos", account.address))),
+            (None, None) => {
+                return Err(TxError::invalid_pubkey(format!(
+                    "account {} has no public key yet; include it in signer_infos",
+                    account.address
+                )))
+            }
         };
-        checks.push(SigCheck { pubkey, sign_bytes: sign_bytes(tx, chain_id, account.account_number), signature: signature.clone() });
+        checks.push(SigCheck {
+            pubkey,
+            sign_bytes: sign_bytes(tx, chain_id, account.account_number),
+            signature: signature.clone(),
+        });
     }
     Ok(checks)
 }
@@ -167,26 +203,42 @@ struct MlOpsAllowance {
 /// single host (the granter) that granted the signer that type, unexpired.
 /// Only called when the offered fee is below the floor, so paying
 /// transactions never consume allowance nor pay for these reads.
-fn ml_ops_allowance<S: StateWrite>(state: &S, block: &BlockInfo, tx: &DecodedTx, signers: &[Address]) -> TxResult<Option<MlOpsAllowance>> {
+fn ml_ops_allowance<S: StateWrite>(
+    state: &S,
+    block: &BlockInfo,
+    tx: &DecodedTx,
+    signers: &[Address],
+) -> TxResult<Option<MlOpsAllowance>> {
     let [signer] = signers else { return Ok(None) };
     let mut inner_msgs: Vec<(Address, &str)> = Vec::new();
     for msg in &tx.msgs {
-        let Msg::Exec { exec, inner } = msg else { return Ok(None) };
+        let Msg::Exec { exec, inner } = msg else {
+            return Ok(None);
+        };
         if kiln_authz::handler::signer_of_exec(exec)? != *signer {
             return Ok(None);
         }
         for m in inner {
             // An inner message without a parsable signer cannot qualify (it
             // fails in its handler anyway).
-            let Ok(granter) = m.signer() else { return Ok(None) };
+            let Ok(granter) = m.signer() else {
+                return Ok(None);
+            };
             inner_msgs.push((granter, m.type_url()));
         }
     }
-    let Some(host) = kiln_authz::state::ml_ops_host(state, block, signer, &inner_msgs)? else { return Ok(None) };
+    let Some(host) = kiln_authz::state::ml_ops_host(state, block, signer, &inner_msgs)? else {
+        return Ok(None);
+    };
     let epoch = kiln_epochs::EpochExt::epoch_info(state, block.height)?.epoch;
     let limit = kiln_authz::state::authz_params(state)?.ml_ops_free_txs_per_epoch;
     let used = kiln_authz::state::fee_allowance_used(state, epoch, &host)?;
-    Ok(Some(MlOpsAllowance { host, epoch, used, limit }))
+    Ok(Some(MlOpsAllowance {
+        host,
+        epoch,
+        used,
+        limit,
+    }))
 }
 
 /// Runs the ante on `state` (a per-transaction overlay). Consumes gas on
@@ -209,16 +261,30 @@ pub fn run_ante<S: StateWrite>(
             return Err(TxError::invalid_gas_limit("gas limit must be positive"));
         }
         if gas_limit > params.max_tx_gas {
-            return Err(TxError::invalid_gas_limit(format!("gas limit {gas_limit} exceeds the maximum of {}", params.max_tx_gas)));
+            return Err(TxError::invalid_gas_limit(format!(
+                "gas limit {gas_limit} exceeds the maximum of {}",
+                params.max_tx_gas
+            )));
         }
     }
     if tx.body.timeout_height != 0 && block.height > tx.body.timeout_height {
-        return Err(TxError::tx_timeout_height(format!("block height {} is past the timeout height {}", block.height, tx.body.timeout_height)));
+        return Err(TxError::tx_timeout_height(format!(
+            "block height {} is past the timeout height {}",
+            block.height, tx.body.timeout_height
+        )));
     }
-    if u64::try_from(tx.body.memo.chars().count()).unwrap_or(u64::MAX) > params.max_memo_characters {
-        return Err(TxError::memo_too_large(format!("memo has more than {} characters", params.max_memo_characters)));
+    if u64::try_from(tx.body.memo.chars().count()).unwrap_or(u64::MAX) > params.max_memo_characters
+    {
+        return Err(TxError::memo_too_large(format!(
+            "memo has more than {} characters",
+            params.max_memo_characters
+        )));
     }
-    meter.consume(params.tx_size_cost_per_byte.saturating_mul(u64::try_from(tx.size).unwrap_or(u64::MAX)));
+    meter.consume(
+        params
+            .tx_size_cost_per_byte
+            .saturating_mul(u64::try_from(tx.size).unwrap_or(u64::MAX)),
+    );
 
     // Signers, signer infos and signatures line up one to one.
     let signers = tx.signers()?;
@@ -227,7 +293,11 @@ pub fn run_ante<S: StateWrite>(
         return Err(TxError::no_signatures(""));
     }
     if u64::try_from(signers.len()).unwrap_or(u64::MAX) > params.tx_sig_limit {
-        return Err(TxError::too_many_signatures(format!("{} signers; the limit is {}", signers.len(), params.tx_sig_limit)));
+        return Err(TxError::too_many_signatures(format!(
+            "{} signers; the limit is {}",
+            signers.len(),
+            params.tx_sig_limit
+        )));
     }
     if infos.len() != signers.len() || tx.raw.signatures.len() != signers.len() {
         return Err(TxError::unauthorized(format!(
@@ -238,7 +308,9 @@ pub fn run_ante<S: StateWrite>(
         )));
     }
     if !fee_proto.payer.is_empty() || !fee_proto.granter.is_empty() {
-        return Err(TxError::invalid_request("fee payer and fee granter are not supported; the first signer pays"));
+        return Err(TxError::invalid_request(
+            "fee payer and fee granter are not supported; the first signer pays",
+        ));
     }
 
     // Fee floor, or the ML-ops fee allowance (SPEC §2).
@@ -268,8 +340,16 @@ pub fn run_ante<S: StateWrite>(
                     return Err(insufficient(&why));
                 }
                 Some(allowance) => {
-                    let used = allowance.used.checked_add(1).ok_or_else(|| TxError::internal("fee allowance counter overflow"))?;
-                    kiln_authz::state::set_fee_allowance_used(state, allowance.epoch, &allowance.host, used);
+                    let used = allowance
+                        .used
+                        .checked_add(1)
+                        .ok_or_else(|| TxError::internal("fee allowance counter overflow"))?;
+                    kiln_authz::state::set_fee_allowance_used(
+                        state,
+                        allowance.epoch,
+                        &allowance.host,
+                        used,
+                    );
                     ctx.emit(
                         Event::new("kiln.authz.v1.EventFeeAllowanceUsed")
                             .attr("host", allowance.host)
@@ -288,28 +368,41 @@ pub fn run_ante<S: StateWrite>(
     // Accounts, sequences, keys.
     let mut accounts = Vec::with_capacity(signers.len());
     for (signer, info) in signers.iter().zip(infos) {
-        let account = state
-            .account(signer)?
-            .ok_or_else(|| TxError::unknown_address(format!("account {signer} does not exist; it must receive funds first")))?;
+        let account = state.account(signer)?.ok_or_else(|| {
+            TxError::unknown_address(format!(
+                "account {signer} does not exist; it must receive funds first"
+            ))
+        })?;
         // Simulations come unsigned (cosmjs sends SIGN_MODE_UNSPECIFIED), so
         // the sign mode is only enforced when signatures are checked.
         if mode == AnteMode::Full {
             match &info.mode_info.as_ref().and_then(|m| m.sum.clone()) {
                 Some(mode_info::Sum::Single(single)) if single.mode == SignMode::Direct as i32 => {}
-                _ => return Err(TxError::invalid_request("only SIGN_MODE_DIRECT single signatures are supported")),
+                _ => {
+                    return Err(TxError::invalid_request(
+                        "only SIGN_MODE_DIRECT single signatures are supported",
+                    ))
+                }
             }
         }
         if info.sequence != account.sequence {
-            return Err(TxError::wrong_sequence(format!("account sequence mismatch, expected {}, got {}", account.sequence, info.sequence)));
+            return Err(TxError::wrong_sequence(format!(
+                "account sequence mismatch, expected {}, got {}",
+                account.sequence, info.sequence
+            )));
         }
         if let Some(any) = &info.public_key {
             let key = decode_pubkey(any)?;
             if Address::from_pubkey(&key) != *signer {
-                return Err(TxError::invalid_pubkey(format!("public key does not belong to signer {signer}")));
+                return Err(TxError::invalid_pubkey(format!(
+                    "public key does not belong to signer {signer}"
+                )));
             }
             if let Some(stored) = &account.pub_key {
                 if decode_pubkey(stored)? != key {
-                    return Err(TxError::invalid_pubkey(format!("public key differs from the one registered for {signer}")));
+                    return Err(TxError::invalid_pubkey(format!(
+                        "public key differs from the one registered for {signer}"
+                    )));
                 }
             }
         }
@@ -324,10 +417,15 @@ pub fn run_ante<S: StateWrite>(
     }
 
     // Effects: fee to the collector, keys recorded, sequences bumped.
-    let payer = signers.first().copied().ok_or_else(|| TxError::no_signatures(""))?;
+    let payer = signers
+        .first()
+        .copied()
+        .ok_or_else(|| TxError::no_signatures(""))?;
     if !fee.is_empty() {
         let collector = Address::module(kiln_bank::FEE_COLLECTOR);
-        state.sub_coins(&payer, &fee).map_err(|e| TxError::insufficient_funds(format!("cannot pay fee {fee}: {}", e.log)))?;
+        state
+            .sub_coins(&payer, &fee)
+            .map_err(|e| TxError::insufficient_funds(format!("cannot pay fee {fee}: {}", e.log)))?;
         state.ensure_account(&collector)?;
         state.add_coins(&collector, &fee)?;
     }
@@ -335,10 +433,17 @@ pub fn run_ante<S: StateWrite>(
         if account.pub_key.is_none() {
             account.pub_key = info.public_key.clone();
         }
-        account.sequence = account.sequence.checked_add(1).ok_or_else(|| TxError::internal("sequence overflow"))?;
+        account.sequence = account
+            .sequence
+            .checked_add(1)
+            .ok_or_else(|| TxError::internal("sequence overflow"))?;
         state.set_account(signer, &account);
         ctx.emit(Event::new("tx").attr("acc_seq", format!("{signer}/{}", info.sequence)));
     }
-    ctx.emit(Event::new("tx").attr("fee", fee.to_string()).attr("fee_payer", payer));
+    ctx.emit(
+        Event::new("tx")
+            .attr("fee", fee.to_string())
+            .attr("fee_payer", payer),
+    );
     Ok(AnteOk { fee, payer })
 }

@@ -17,10 +17,10 @@ use kiln_store::{Changes, Overlay, PreparedCommit, StateRead, StateWrite, Storag
 use rayon::prelude::*;
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
-    self as abci, response_process_proposal::ProposalStatus, RequestCheckTx, RequestFinalizeBlock, RequestInfo,
-    RequestInitChain, RequestPrepareProposal, RequestProcessProposal, RequestQuery, ResponseCheckTx, ResponseCommit,
-    ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponsePrepareProposal, ResponseProcessProposal,
-    ResponseQuery,
+    self as abci, response_process_proposal::ProposalStatus, RequestCheckTx, RequestFinalizeBlock,
+    RequestInfo, RequestInitChain, RequestPrepareProposal, RequestProcessProposal, RequestQuery,
+    ResponseCheckTx, ResponseCommit, ResponseFinalizeBlock, ResponseInfo, ResponseInitChain,
+    ResponsePrepareProposal, ResponseProcessProposal, ResponseQuery,
 };
 
 use crate::ante::{signature_checks, SigCache};
@@ -49,7 +49,12 @@ struct LastBlock {
 
 /// What FinalizeBlock computed: tx results, block events, validator power
 /// changes and the prepared (not yet persisted) commit.
-type ExecutedBlock = (Vec<TxOutcome>, Vec<Event>, Vec<kiln_sprint::hooks::PowerUpdate>, PreparedCommit);
+type ExecutedBlock = (
+    Vec<TxOutcome>,
+    Vec<Event>,
+    Vec<kiln_sprint::hooks::PowerUpdate>,
+    PreparedCommit,
+);
 
 struct PendingBlock {
     height: u64,
@@ -74,7 +79,11 @@ pub struct KilnApp {
     sig_cache: Arc<SigCache>,
 }
 
-fn now_block(chain_id: &str, height: u64, time: Option<&tendermint_proto::google::protobuf::Timestamp>) -> BlockInfo {
+fn now_block(
+    chain_id: &str,
+    height: u64,
+    time: Option<&tendermint_proto::google::protobuf::Timestamp>,
+) -> BlockInfo {
     BlockInfo {
         hash: Vec::new(),
         chain_id: chain_id.to_string(),
@@ -92,7 +101,11 @@ fn to_abci_events(events: &[Event]) -> Vec<abci::Event> {
             attributes: e
                 .attributes
                 .iter()
-                .map(|(k, v)| abci::EventAttribute { key: k.clone(), value: v.clone(), index: true })
+                .map(|(k, v)| abci::EventAttribute {
+                    key: k.clone(),
+                    value: v.clone(),
+                    index: true,
+                })
                 .collect(),
         })
         .collect()
@@ -115,7 +128,8 @@ impl<B: StateRead> StateRead for ChangesView<'_, B> {
     }
 
     fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, kiln_store::StoreError> {
-        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = self.base.prefix_raw(prefix)?.into_iter().collect();
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+            self.base.prefix_raw(prefix)?.into_iter().collect();
         for (key, value) in self.changes.range(prefix.to_vec()..) {
             if !key.starts_with(prefix) {
                 break;
@@ -137,7 +151,10 @@ impl KilnApp {
     /// Opens (or creates) the application state in `storage`.
     pub fn new(storage: Storage) -> anyhow::Result<Self> {
         let latest = storage.latest();
-        let chain_id = latest.get_raw(keys::CHAIN_ID)?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let chain_id = latest
+            .get_raw(keys::CHAIN_ID)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let max_block_gas = read_max_gas(&latest).map_err(|e| anyhow::anyhow!(e.log))?;
         Ok(KilnApp {
             storage,
@@ -159,7 +176,9 @@ impl KilnApp {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock means a previous call panicked mid-update; the state
         // in memory is still the last consistent one we wrote, so keep going.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn chain_id(&self) -> String {
@@ -170,7 +189,12 @@ impl KilnApp {
     /// the signature cache. Transactions whose signers do not exist yet are
     /// skipped here (they are verified during execution). Returns the index of
     /// the first transaction with a definitely invalid signature, if any.
-    fn preverify<S: StateRead + Sync>(&self, base: &S, chain_id: &str, txs: &[TxResult<DecodedTx>]) -> Option<usize> {
+    fn preverify<S: StateRead + Sync>(
+        &self,
+        base: &S,
+        chain_id: &str,
+        txs: &[TxResult<DecodedTx>],
+    ) -> Option<usize> {
         let cache = &self.sig_cache;
         let bad: Vec<usize> = txs
             .par_iter()
@@ -182,7 +206,9 @@ impl KilnApp {
                 for signer in &signers {
                     accounts.push(kiln_bank::state::AuthExt::account(base, signer).ok()??);
                 }
-                if tx.auth_info.signer_infos.len() != accounts.len() || tx.raw.signatures.len() != accounts.len() {
+                if tx.auth_info.signer_infos.len() != accounts.len()
+                    || tx.raw.signatures.len() != accounts.len()
+                {
                     return None;
                 }
                 let checks = signature_checks(tx, chain_id, &accounts).ok()?;
@@ -194,37 +220,55 @@ impl KilnApp {
 
     /// Executes a block without persisting it; returns the tx results, block
     /// events and the prepared commit.
-    fn execute_block(&self, inner: &Inner, block: &BlockInfo, txs: &[Vec<u8>]) -> anyhow::Result<ExecutedBlock> {
+    fn execute_block(
+        &self,
+        inner: &Inner,
+        block: &BlockInfo,
+        txs: &[Vec<u8>],
+    ) -> anyhow::Result<ExecutedBlock> {
         let latest = self.storage.latest();
         let mut state = Overlay::with_changes(latest, inner.genesis_base.clone());
-        let decoded: Vec<TxResult<DecodedTx>> = txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
+        let decoded: Vec<TxResult<DecodedTx>> =
+            txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
         let _ = self.preverify(&state, &block.chain_id, &decoded);
 
         // Begin-block hooks, in a fixed order.
         let mut block_events = Vec::new();
-        let (epoch, stage_event) = kiln_epochs::state::begin_block(&mut state, block.height, &block.hash).map_err(|e| anyhow::anyhow!(e.log))?;
+        let (epoch, stage_event) =
+            kiln_epochs::state::begin_block(&mut state, block.height, &block.hash)
+                .map_err(|e| anyhow::anyhow!(e.log))?;
         block_events.extend(stage_event);
         if epoch.start_height == block.height {
-            kiln_authz::state::prune_fee_allowances(&mut state, epoch.epoch).map_err(|e| anyhow::anyhow!(e.log))?;
+            kiln_authz::state::prune_fee_allowances(&mut state, epoch.epoch)
+                .map_err(|e| anyhow::anyhow!(e.log))?;
         }
 
         let mut outcomes = Vec::with_capacity(txs.len());
         for tx in &decoded {
             let outcome = match tx {
                 Err(e) => TxOutcome::failed(e, 0, 0),
-                Ok(tx) => execute_decoded(&mut state, block, tx, &self.sig_cache, ExecMode::Deliver),
+                Ok(tx) => {
+                    execute_decoded(&mut state, block, tx, &self.sig_cache, ExecMode::Deliver)
+                }
             };
             outcomes.push(outcome);
         }
         // End-block hooks, in a fixed order.
         let mut power_updates = Vec::new();
         if epoch.stage == kiln_epochs::Stage::Settle && epoch.stage_start == block.height {
-            let settled = kiln_sprint::hooks::settle(&mut state, epoch.epoch).map_err(|e| anyhow::anyhow!(e.log))?;
+            let settled = kiln_sprint::hooks::settle(&mut state, epoch.epoch)
+                .map_err(|e| anyhow::anyhow!(e.log))?;
             block_events.extend(settled.events);
             power_updates = settled.power_updates;
         }
-        let last = LastBlock { height: block.height, time_seconds: block.time_seconds, time_nanos: block.time_nanos };
-        state.put_json(keys::LAST_BLOCK.to_vec(), &last).map_err(|e| anyhow::anyhow!(e.log))?;
+        let last = LastBlock {
+            height: block.height,
+            time_seconds: block.time_seconds,
+            time_nanos: block.time_nanos,
+        };
+        state
+            .put_json(keys::LAST_BLOCK.to_vec(), &last)
+            .map_err(|e| anyhow::anyhow!(e.log))?;
         let changes = state.into_changes();
         let prepared = self.storage.prepare_commit(block.height, &changes)?;
         Ok((outcomes, block_events, power_updates, prepared))
@@ -238,8 +282,18 @@ impl KilnApp {
 
     fn last_block_info(&self, chain_id: &str) -> BlockInfo {
         let view = self.latest_view();
-        let last: LastBlock = view.get_json(keys::LAST_BLOCK).ok().flatten().unwrap_or_default();
-        BlockInfo { chain_id: chain_id.to_string(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos, hash: Vec::new() }
+        let last: LastBlock = view
+            .get_json(keys::LAST_BLOCK)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        BlockInfo {
+            chain_id: chain_id.to_string(),
+            height: last.height.saturating_add(1),
+            time_seconds: last.time_seconds,
+            time_nanos: last.time_nanos,
+            hash: Vec::new(),
+        }
     }
 
     /// Runs a transaction against the latest state without keeping anything
@@ -253,19 +307,36 @@ impl KilnApp {
         if outcome.is_ok() {
             Ok(outcome)
         } else {
-            Err(kiln_framework::TxError { codespace: if outcome.codespace == "sdk" { "sdk" } else { "kiln" }, code: outcome.code, log: outcome.log })
+            Err(kiln_framework::TxError {
+                codespace: if outcome.codespace == "sdk" {
+                    "sdk"
+                } else {
+                    "kiln"
+                },
+                code: outcome.code,
+                log: outcome.log,
+            })
         }
     }
 }
 
 fn read_max_gas<S: StateRead>(state: &S) -> TxResult<Option<u64>> {
-    Ok(state.get_u64(keys::MAX_BLOCK_GAS)?.filter(|g| *g != u64::MAX))
+    Ok(state
+        .get_u64(keys::MAX_BLOCK_GAS)?
+        .filter(|g| *g != u64::MAX))
 }
 
 impl Application for KilnApp {
     fn info(&self, _request: RequestInfo) -> ResponseInfo {
         let height = self.storage.latest_version().unwrap_or(0);
-        let app_hash = if height == 0 { Vec::new() } else { self.storage.root_hash(height).map(|h| h.to_vec()).unwrap_or_default() };
+        let app_hash = if height == 0 {
+            Vec::new()
+        } else {
+            self.storage
+                .root_hash(height)
+                .map(|h| h.to_vec())
+                .unwrap_or_default()
+        };
         ResponseInfo {
             data: "kiln".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -293,13 +364,25 @@ impl Application for KilnApp {
             }
         };
         let mut state = Overlay::new(self.storage.latest());
-        state.put_raw(keys::CHAIN_ID.to_vec(), request.chain_id.as_bytes().to_vec());
-        let max_gas = request.consensus_params.as_ref().and_then(|p| p.block.as_ref()).map_or(-1, |b| b.max_gas);
-        state.put_u64(keys::MAX_BLOCK_GAS.to_vec(), u64::try_from(max_gas).unwrap_or(u64::MAX));
+        state.put_raw(
+            keys::CHAIN_ID.to_vec(),
+            request.chain_id.as_bytes().to_vec(),
+        );
+        let max_gas = request
+            .consensus_params
+            .as_ref()
+            .and_then(|p| p.block.as_ref())
+            .map_or(-1, |b| b.max_gas);
+        state.put_u64(
+            keys::MAX_BLOCK_GAS.to_vec(),
+            u64::try_from(max_gas).unwrap_or(u64::MAX),
+        );
         let initial_height = u64::try_from(request.initial_height.max(1)).unwrap_or(1);
         let result = kiln_bank::genesis::init_genesis(&mut state, &genesis.auth, &genesis.bank)
             .and_then(|()| kiln_authz::genesis::init_genesis(&mut state, &genesis.authz))
-            .and_then(|()| kiln_epochs::state::init_genesis(&mut state, &genesis.epochs, initial_height))
+            .and_then(|()| {
+                kiln_epochs::state::init_genesis(&mut state, &genesis.epochs, initial_height)
+            })
             .and_then(|()| kiln_sprint::genesis::init_genesis(&mut state, &genesis.sprint))
             .and_then(|()| kiln_reputation::init_genesis(&mut state, &genesis.reputation.params));
         if let Err(e) = result {
@@ -321,7 +404,11 @@ impl Application for KilnApp {
         inner.max_block_gas = u64::try_from(max_gas).ok();
         inner.genesis_base = changes;
         inner.check = Changes::new();
-        ResponseInitChain { consensus_params: None, validators: Vec::new(), app_hash: app_hash.into() }
+        ResponseInitChain {
+            consensus_params: None,
+            validators: Vec::new(),
+            app_hash: app_hash.into(),
+        }
     }
 
     fn query(&self, request: RequestQuery) -> ResponseQuery {
@@ -334,20 +421,39 @@ impl Application for KilnApp {
             Ok(tx) => tx,
             Err(e) => return check_response(&TxOutcome::failed(&e, 0, 0)),
         };
-        let committed = ChangesView { base: self.storage.latest(), changes: &inner.genesis_base };
+        let committed = ChangesView {
+            base: self.storage.latest(),
+            changes: &inner.genesis_base,
+        };
         let block = {
-            let last: LastBlock = committed.get_json(keys::LAST_BLOCK).ok().flatten().unwrap_or_default();
-            BlockInfo { chain_id: inner.chain_id.clone(), height: last.height.saturating_add(1), time_seconds: last.time_seconds, time_nanos: last.time_nanos, hash: Vec::new() }
+            let last: LastBlock = committed
+                .get_json(keys::LAST_BLOCK)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            BlockInfo {
+                chain_id: inner.chain_id.clone(),
+                height: last.height.saturating_add(1),
+                time_seconds: last.time_seconds,
+                time_nanos: last.time_nanos,
+                hash: Vec::new(),
+            }
         };
         // The tx's writes go to their own overlay over the mempool view, and
         // are merged into it only if the tx is accepted.
-        let mempool = ChangesView { base: &committed, changes: &inner.check };
+        let mempool = ChangesView {
+            base: &committed,
+            changes: &inner.check,
+        };
         let mut view = Overlay::new(&mempool);
         let mut outcome = execute_decoded(&mut view, &block, &tx, &self.sig_cache, ExecMode::Check);
         if outcome.is_ok() {
             if let Some(max) = inner.max_block_gas {
                 if outcome.gas_wanted > max {
-                    let e = kiln_framework::TxError::invalid_gas_limit(format!("gas wanted {} exceeds the block gas limit {max}", outcome.gas_wanted));
+                    let e = kiln_framework::TxError::invalid_gas_limit(format!(
+                        "gas wanted {} exceeds the block gas limit {max}",
+                        outcome.gas_wanted
+                    ));
                     outcome = TxOutcome::failed(&e, outcome.gas_wanted, outcome.gas_used);
                 }
             }
@@ -368,7 +474,9 @@ impl Application for KilnApp {
             return ResponseCommit { retain_height: 0 };
         };
         match self.storage.commit(pending.prepared) {
-            Ok(root) => tracing::debug!(height = pending.height, app_hash = %hex::encode(root), "committed"),
+            Ok(root) => {
+                tracing::debug!(height = pending.height, app_hash = %hex::encode(root), "committed")
+            }
             Err(e) => {
                 // Losing a commit would fork this node from the network; stop
                 // loudly so the operator sees it (CometBFT will replay on restart).
@@ -397,13 +505,19 @@ impl Application for KilnApp {
             if bytes_used.saturating_add(tx_bytes.len()) > max_bytes {
                 continue;
             }
-            let Ok(tx) = decode_tx(&tx_bytes) else { continue };
+            let Ok(tx) = decode_tx(&tx_bytes) else {
+                continue;
+            };
             let gas = tx.gas_limit();
-            if inner.max_block_gas.is_some_and(|max| gas_used.saturating_add(gas) > max) {
+            if inner
+                .max_block_gas
+                .is_some_and(|max| gas_used.saturating_add(gas) > max)
+            {
                 continue;
             }
             let mut scratch = Overlay::new(&view);
-            let outcome = execute_decoded(&mut scratch, &block, &tx, &self.sig_cache, ExecMode::Check);
+            let outcome =
+                execute_decoded(&mut scratch, &block, &tx, &self.sig_cache, ExecMode::Check);
             if !outcome.is_ok() {
                 continue;
             }
@@ -419,23 +533,41 @@ impl Application for KilnApp {
     fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
         let inner = self.lock();
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
-        let decoded: Vec<TxResult<DecodedTx>> = txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
-        let reject = ResponseProcessProposal { status: ProposalStatus::Reject as i32 };
+        let decoded: Vec<TxResult<DecodedTx>> =
+            txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
+        let reject = ResponseProcessProposal {
+            status: ProposalStatus::Reject as i32,
+        };
         if let Some((i, Err(e))) = decoded.iter().enumerate().find(|(_, d)| d.is_err()) {
-            tracing::warn!("rejecting proposal at height {}: tx {i} does not decode: {}", request.height, e.log);
+            tracing::warn!(
+                "rejecting proposal at height {}: tx {i} does not decode: {}",
+                request.height,
+                e.log
+            );
             return reject;
         }
-        let total_gas = decoded.iter().flatten().fold(0u64, |acc, tx| acc.saturating_add(tx.gas_limit()));
+        let total_gas = decoded
+            .iter()
+            .flatten()
+            .fold(0u64, |acc, tx| acc.saturating_add(tx.gas_limit()));
         if inner.max_block_gas.is_some_and(|max| total_gas > max) {
-            tracing::warn!("rejecting proposal at height {}: gas {total_gas} over the block limit", request.height);
+            tracing::warn!(
+                "rejecting proposal at height {}: gas {total_gas} over the block limit",
+                request.height
+            );
             return reject;
         }
         let view = Overlay::with_changes(self.storage.latest(), inner.genesis_base.clone());
         if let Some(i) = self.preverify(&view, &inner.chain_id, &decoded) {
-            tracing::warn!("rejecting proposal at height {}: tx {i} has an invalid signature", request.height);
+            tracing::warn!(
+                "rejecting proposal at height {}: tx {i} has an invalid signature",
+                request.height
+            );
             return reject;
         }
-        ResponseProcessProposal { status: ProposalStatus::Accept as i32 }
+        ResponseProcessProposal {
+            status: ProposalStatus::Accept as i32,
+        }
     }
 
     fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
@@ -473,7 +605,9 @@ impl Application for KilnApp {
 fn validator_update(update: &kiln_sprint::hooks::PowerUpdate) -> abci::ValidatorUpdate {
     abci::ValidatorUpdate {
         pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
-            sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(update.consensus_pubkey.clone())),
+            sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(
+                update.consensus_pubkey.clone(),
+            )),
         }),
         power: to_i64(update.power),
     }

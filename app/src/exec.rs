@@ -22,7 +22,14 @@ pub struct TxOutcome {
 
 impl TxOutcome {
     pub fn failed(error: &TxError, gas_wanted: u64, gas_used: u64) -> Self {
-        TxOutcome { code: error.code, codespace: error.codespace.to_string(), log: error.log.clone(), gas_wanted, gas_used, events: Vec::new() }
+        TxOutcome {
+            code: error.code,
+            codespace: error.codespace.to_string(),
+            log: error.log.clone(),
+            gas_wanted,
+            gas_used,
+            events: Vec::new(),
+        }
     }
 
     pub fn is_ok(&self) -> bool {
@@ -64,21 +71,40 @@ pub fn execute_decoded<S: StateRead + StateWrite>(
     mode: ExecMode,
 ) -> TxOutcome {
     let gas_wanted = tx.gas_limit();
-    let meter = if mode == ExecMode::Simulate { GasMeter::infinite() } else { GasMeter::new(gas_wanted) };
+    let meter = if mode == ExecMode::Simulate {
+        GasMeter::infinite()
+    } else {
+        GasMeter::new(gas_wanted)
+    };
     let mut ctx = ExecCtx::new(block);
-    let ante_mode = if mode == ExecMode::Simulate { AnteMode::Simulate } else { AnteMode::Full };
+    let ante_mode = if mode == ExecMode::Simulate {
+        AnteMode::Simulate
+    } else {
+        AnteMode::Full
+    };
 
     let ante_changes = {
         let mut overlay = Overlay::new(&*state);
         let result = {
             let mut metered = Metered::new(&mut overlay, &meter);
-            run_ante(&mut metered, &mut ctx, block, tx, &meter, sig_cache, ante_mode)
+            run_ante(
+                &mut metered,
+                &mut ctx,
+                block,
+                tx,
+                &meter,
+                sig_cache,
+                ante_mode,
+            )
         };
         if let Err(e) = result {
             return TxOutcome::failed(&e, gas_wanted, meter.used());
         }
         if meter.is_out_of_gas() {
-            let e = TxError::out_of_gas(format!("gas wanted {gas_wanted}, used {} in the ante", meter.used()));
+            let e = TxError::out_of_gas(format!(
+                "gas wanted {gas_wanted}, used {} in the ante",
+                meter.used()
+            ));
             return TxOutcome::failed(&e, gas_wanted, meter.used());
         }
         overlay.into_changes()
@@ -86,7 +112,12 @@ pub fn execute_decoded<S: StateRead + StateWrite>(
     apply(state, ante_changes);
     let ante_events = std::mem::take(&mut ctx.events);
     if mode == ExecMode::Check {
-        return TxOutcome { gas_wanted, gas_used: meter.used(), events: ante_events, ..Default::default() };
+        return TxOutcome {
+            gas_wanted,
+            gas_used: meter.used(),
+            events: ante_events,
+            ..Default::default()
+        };
     }
 
     let msg_result = {
@@ -100,7 +131,10 @@ pub fn execute_decoded<S: StateRead + StateWrite>(
                     break;
                 }
                 if meter.is_out_of_gas() {
-                    result = Err(TxError::out_of_gas(format!("gas wanted {gas_wanted}, used {}", meter.used())));
+                    result = Err(TxError::out_of_gas(format!(
+                        "gas wanted {gas_wanted}, used {}",
+                        meter.used()
+                    )));
                     break;
                 }
             }
@@ -112,7 +146,12 @@ pub fn execute_decoded<S: StateRead + StateWrite>(
             apply(state, changes);
             let mut events = ante_events;
             events.append(&mut ctx.events);
-            TxOutcome { gas_wanted, gas_used: meter.used(), events, ..Default::default() }
+            TxOutcome {
+                gas_wanted,
+                gas_used: meter.used(),
+                events,
+                ..Default::default()
+            }
         }
         Err(e) => {
             let mut outcome = TxOutcome::failed(&e, gas_wanted, meter.used());

@@ -20,7 +20,11 @@ use kiln_framework::{Address, Coin, BASE_DENOM};
 use kiln_store::{Storage, StorageConfig};
 
 #[derive(Parser)]
-#[command(name = "kilnd", version, about = "Kiln node: a proof-of-compute app-chain for AI hosts")]
+#[command(
+    name = "kilnd",
+    version,
+    about = "Kiln node: a proof-of-compute app-chain for AI hosts"
+)]
 struct Cli {
     /// Node home directory.
     #[arg(long, global = true, env = "KILN_HOME")]
@@ -83,24 +87,42 @@ enum GenesisCommand {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
-    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}; use e.g. 1s or 500ms"))?;
+    let (number, unit) = text.trim().split_at(
+        text.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.trim().len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}; use e.g. 1s or 500ms"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!("invalid duration unit in {text:?}; use ms, s or m")),
     }
-    .and_then(|d| if d.is_zero() { Err("duration must be positive".to_string()) } else { Ok(d) })
+    .and_then(|d| {
+        if d.is_zero() {
+            Err("duration must be positive".to_string())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 fn default_home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".kiln")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".kiln")
 }
 
 fn init_logging(format: &str, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -121,33 +143,62 @@ fn run(cli: Cli) -> Result<()> {
     let home = cli.home.clone().unwrap_or_else(default_home);
     match cli.command {
         Command::Init { chain_id, moniker } => {
-            let out = kiln_node::home::init_home(&home, &chain_id, &moniker, serde_json::to_value(kiln_genesis::AppGenesis::default())?)?;
-            println!("initialized {} (chain-id {chain_id}, node id {})", home.display(), out.node_id);
+            let out = kiln_node::home::init_home(
+                &home,
+                &chain_id,
+                &moniker,
+                serde_json::to_value(kiln_genesis::AppGenesis::default())?,
+            )?;
+            println!(
+                "initialized {} (chain-id {chain_id}, node id {})",
+                home.display(),
+                out.node_id
+            );
             if !out.genesis_written {
-                println!("kept the existing {}", kiln_node::home::genesis_path(&home).display());
+                println!(
+                    "kept the existing {}",
+                    kiln_node::home::genesis_path(&home).display()
+                );
             }
             Ok(())
         }
-        Command::Genesis(GenesisCommand::AddAccount { address, coins }) => genesis_add_account(&home, &address, &coins),
+        Command::Genesis(GenesisCommand::AddAccount { address, coins }) => {
+            genesis_add_account(&home, &address, &coins)
+        }
         Command::Genesis(GenesisCommand::Validate) => {
             let path = kiln_node::home::genesis_path(&home);
             let (chain_id, app) = kiln_genesis::validate_genesis_file(&path)?;
             kiln_node::home::load_genesis(&home)?;
-            println!("{} is valid: chain-id {chain_id}, {} funded accounts", path.display(), app.bank.balances.len());
+            println!(
+                "{} is valid: chain-id {chain_id}, {} funded accounts",
+                path.display(),
+                app.bank.balances.len()
+            );
             Ok(())
         }
-        Command::Start { abci, pruning_keep_recent } => {
+        Command::Start {
+            abci,
+            pruning_keep_recent,
+        } => {
             let app = open_app(&home, pruning_keep_recent)?;
             tracing::info!(%abci, home = %home.display(), "serving ABCI for CometBFT 0.38");
             kiln_node::abci_server::serve_abci(app, abci)
         }
-        Command::Devnet { chain_id, block_time, rpc, dev_funds, pruning_keep_recent } => {
+        Command::Devnet {
+            chain_id,
+            block_time,
+            rpc,
+            dev_funds,
+            pruning_keep_recent,
+        } => {
             prepare_devnet_home(&home, &chain_id, dev_funds)?;
             let app = open_app(&home, pruning_keep_recent)?;
             let mut config = kiln_node::devnet::DevnetConfig::new(&home);
             config.rpc_listen = rpc;
             config.block_time = block_time;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async move {
                 let shutdown = async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -163,12 +214,18 @@ fn run(cli: Cli) -> Result<()> {
 fn open_app(home: &Path, keep_recent: u64) -> Result<KilnApp> {
     let genesis_path = kiln_node::home::genesis_path(home);
     if !genesis_path.exists() {
-        bail!("{} not found: run `kilnd init` (or `kilnd devnet`) first", genesis_path.display());
+        bail!(
+            "{} not found: run `kilnd init` (or `kilnd devnet`) first",
+            genesis_path.display()
+        );
     }
-    kiln_genesis::validate_genesis_file(&genesis_path).with_context(|| format!("refusing to start with {}", genesis_path.display()))?;
-    kiln_node::home::load_genesis(home).with_context(|| format!("refusing to start with {}", genesis_path.display()))?;
+    kiln_genesis::validate_genesis_file(&genesis_path)
+        .with_context(|| format!("refusing to start with {}", genesis_path.display()))?;
+    kiln_node::home::load_genesis(home)
+        .with_context(|| format!("refusing to start with {}", genesis_path.display()))?;
     let data = kiln_node::home::data_dir(home).join("application.db");
-    let storage = Storage::open(&data, StorageConfig { keep_recent }).with_context(|| format!("opening {}", data.display()))?;
+    let storage = Storage::open(&data, StorageConfig { keep_recent })
+        .with_context(|| format!("opening {}", data.display()))?;
     KilnApp::new(storage)
 }
 
@@ -176,21 +233,31 @@ fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {
     let address = Address::parse(address)?;
     let mut parsed = Vec::new();
     for part in coins.split(',') {
-        let split = part.find(|c: char| !c.is_ascii_digit()).with_context(|| format!("coin {part:?} has no denom; write e.g. 1000000ukiln"))?;
+        let split = part
+            .find(|c: char| !c.is_ascii_digit())
+            .with_context(|| format!("coin {part:?} has no denom; write e.g. 1000000ukiln"))?;
         let (amount, denom) = part.split_at(split);
         let amount = kiln_framework::coin::parse_amount(amount).map_err(anyhow::Error::msg)?;
         kiln_framework::coin::validate_denom(denom).map_err(anyhow::Error::msg)?;
         parsed.push(Coin::new(denom, amount));
     }
     let path = kiln_node::home::genesis_path(home);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut genesis: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let app_state = genesis.get("app_state").cloned().filter(|v| !v.is_null()).unwrap_or_else(|| serde_json::json!({}));
-    let mut app: kiln_genesis::AppGenesis = serde_json::from_value(app_state).context("genesis app_state is invalid")?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut genesis: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let app_state = genesis
+        .get("app_state")
+        .cloned()
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let mut app: kiln_genesis::AppGenesis =
+        serde_json::from_value(app_state).context("genesis app_state is invalid")?;
     app.add_balance(address, parsed);
     app.validate()?;
     genesis["app_state"] = serde_json::to_value(&app)?;
-    std::fs::write(&path, serde_json::to_string_pretty(&genesis)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&genesis)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     println!("added {address} with {coins} to {}", path.display());
     Ok(())
 }
@@ -213,8 +280,15 @@ fn prepare_devnet_home(home: &Path, chain_id: &str, dev_funds: u128) -> Result<(
         None => {
             let mnemonic = kiln_cli::keyring::generate_mnemonic();
             let info = keyring.add("dev", &mnemonic, None)?;
-            println!("Created the devnet key `dev` ({}) in the UNENCRYPTED test keyring at {}.", info.address, keyring.dir().display());
-            println!("Its mnemonic is shown once — it only protects devnet coins:\n\n  {}\n", mnemonic.as_str());
+            println!(
+                "Created the devnet key `dev` ({}) in the UNENCRYPTED test keyring at {}.",
+                info.address,
+                keyring.dir().display()
+            );
+            println!(
+                "Its mnemonic is shown once — it only protects devnet coins:\n\n  {}\n",
+                mnemonic.as_str()
+            );
             info
         }
     };
@@ -235,7 +309,12 @@ fn prepare_devnet_home(home: &Path, chain_id: &str, dev_funds: u128) -> Result<(
     let dev_address = Address::parse(&dev.address)?;
     let dev_ml_address = Address::parse(&dev_ml.address)?;
     let app_state = kiln_genesis::devnet_app_genesis(dev_address, dev_funds, dev_ml_address);
-    let out = kiln_node::home::init_home(home, chain_id, "kiln-devnet", serde_json::to_value(&app_state)?)?;
+    let out = kiln_node::home::init_home(
+        home,
+        chain_id,
+        "kiln-devnet",
+        serde_json::to_value(&app_state)?,
+    )?;
     register_dev_host(home, dev_address)?;
     println!(
         "Initialized devnet home {} (chain-id {chain_id}, node {}); dev {dev_address} has {dev_funds}{BASE_DENOM}, {DEV_ML_KEY} {dev_ml_address} has {}{BASE_DENOM} and dev's ML-ops grant.",
@@ -253,9 +332,11 @@ fn register_dev_host(home: &Path, dev: Address) -> Result<()> {
     const GENESIS_POWER: u64 = 10;
     let key = kiln_node::home::load_priv_validator_key(home)?;
     let path = kiln_node::home::genesis_path(home);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut genesis: serde_json::Value = serde_json::from_str(&text)?;
-    let mut app: kiln_genesis::AppGenesis = serde_json::from_value(genesis["app_state"].clone()).context("devnet app_state")?;
+    let mut app: kiln_genesis::AppGenesis =
+        serde_json::from_value(genesis["app_state"].clone()).context("devnet app_state")?;
     app.sprint.hosts.push(kiln_sprint::GenesisHost {
         owner: dev,
         worker_url: "http://127.0.0.1:8090".into(),
@@ -266,7 +347,8 @@ fn register_dev_host(home: &Path, dev: Address) -> Result<()> {
     });
     app.validate()?;
     genesis["app_state"] = serde_json::to_value(&app)?;
-    std::fs::write(&path, serde_json::to_string_pretty(&genesis)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&genesis)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -278,17 +360,43 @@ mod tests {
     fn first_devnet_start_creates_dev_and_dev_ml_with_grants_and_funds() {
         let home = tempfile::tempdir().unwrap();
         prepare_devnet_home(home.path(), "kiln-devnet-test", 1_000_000_000).unwrap();
-        let keys = kiln_cli::keyring::Keyring::open(home.path(), kiln_cli::keyring::Backend::Test).list().unwrap();
-        let address = |name: &str| Address::parse(&keys.iter().find(|k| k.name == name).unwrap_or_else(|| panic!("no key {name}")).address).unwrap();
+        let keys = kiln_cli::keyring::Keyring::open(home.path(), kiln_cli::keyring::Backend::Test)
+            .list()
+            .unwrap();
+        let address = |name: &str| {
+            Address::parse(
+                &keys
+                    .iter()
+                    .find(|k| k.name == name)
+                    .unwrap_or_else(|| panic!("no key {name}"))
+                    .address,
+            )
+            .unwrap()
+        };
         let (dev, dev_ml) = (address("dev"), address(DEV_ML_KEY));
         assert_ne!(dev, dev_ml);
 
-        let (chain_id, app) = kiln_genesis::validate_genesis_file(&kiln_node::home::genesis_path(home.path())).unwrap();
+        let (chain_id, app) =
+            kiln_genesis::validate_genesis_file(&kiln_node::home::genesis_path(home.path()))
+                .unwrap();
         assert_eq!(chain_id, "kiln-devnet-test");
-        let funds = |a: Address| app.bank.balances.iter().find(|b| b.address == a).map(|b| b.coins.clone()).unwrap_or_default();
+        let funds = |a: Address| {
+            app.bank
+                .balances
+                .iter()
+                .find(|b| b.address == a)
+                .map(|b| b.coins.clone())
+                .unwrap_or_default()
+        };
         assert_eq!(funds(dev), vec![Coin::new(BASE_DENOM, 1_000_000_000)]);
         assert_eq!(funds(dev_ml), vec![Coin::new(BASE_DENOM, 10_000_000)]);
-        let urls: Vec<&str> = app.authz.grants.iter().filter(|g| g.granter == dev && g.grantee == dev_ml && g.expiration_unix.is_none()).map(|g| g.msg_type_url.as_str()).collect();
+        let urls: Vec<&str> = app
+            .authz
+            .grants
+            .iter()
+            .filter(|g| g.granter == dev && g.grantee == dev_ml && g.expiration_unix.is_none())
+            .map(|g| g.msg_type_url.as_str())
+            .collect();
         assert_eq!(urls, kiln_authz::ML_OPS_MSG_TYPE_URLS);
         assert_eq!(app.sprint.hosts.len(), 1, "dev is still the genesis host");
         assert_eq!(app.sprint.hosts[0].owner, dev);
@@ -296,11 +404,20 @@ mod tests {
         // A second start keeps the home as it is.
         let before = std::fs::read(kiln_node::home::genesis_path(home.path())).unwrap();
         prepare_devnet_home(home.path(), "kiln-devnet-test", 5).unwrap();
-        assert_eq!(std::fs::read(kiln_node::home::genesis_path(home.path())).unwrap(), before);
+        assert_eq!(
+            std::fs::read(kiln_node::home::genesis_path(home.path())).unwrap(),
+            before
+        );
 
         // The chain starts from it: dev-ml has its account and funds, invariants hold.
         let data = tempfile::tempdir().unwrap();
-        let mut d = kiln_app::testkit::BlockDriver::open(data.path(), "kiln-devnet-test", &serde_json::to_value(&app).unwrap(), 0).unwrap();
+        let mut d = kiln_app::testkit::BlockDriver::open(
+            data.path(),
+            "kiln-devnet-test",
+            &serde_json::to_value(&app).unwrap(),
+            0,
+        )
+        .unwrap();
         d.deliver(vec![]).unwrap();
         assert!(d.account(&dev_ml).is_some());
         assert_eq!(d.balance(&dev_ml), 10_000_000);

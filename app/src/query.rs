@@ -23,7 +23,11 @@ pub const PROOF_OP_TYPE: &str = "kiln:jmt:v1";
 pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
     let storage = app.storage();
     let latest = storage.latest_version().unwrap_or(0);
-    let height = if request.height <= 0 { latest } else { u64::try_from(request.height).unwrap_or(0) };
+    let height = if request.height <= 0 {
+        latest
+    } else {
+        u64::try_from(request.height).unwrap_or(0)
+    };
     let error = |e: TxError, height: u64| ResponseQuery {
         code: e.code,
         log: e.log,
@@ -32,21 +36,38 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
         ..Default::default()
     };
     if height > latest {
-        return error(TxError::invalid_request(format!("height {height} is in the future; the latest height is {latest}")), latest);
+        return error(
+            TxError::invalid_request(format!(
+                "height {height} is in the future; the latest height is {latest}"
+            )),
+            latest,
+        );
     }
     let path = request.path.as_str();
     if path == "/cosmos.tx.v1beta1.Service/Simulate" {
         return match simulate(app, &request.data) {
-            Ok(value) => ResponseQuery { value: value.into(), height: i64::try_from(latest).unwrap_or(0), ..Default::default() },
+            Ok(value) => ResponseQuery {
+                value: value.into(),
+                height: i64::try_from(latest).unwrap_or(0),
+                ..Default::default()
+            },
             Err(e) => error(e, latest),
         };
     }
     if latest == 0 {
-        return error(TxError::invalid_request("no block has been committed yet"), 0);
+        return error(
+            TxError::invalid_request("no block has been committed yet"),
+            0,
+        );
     }
     let snapshot = match storage.snapshot(height) {
         Ok(s) => s,
-        Err(e) => return error(TxError::invalid_request(format!("height {height} is not available: {e}")), height),
+        Err(e) => {
+            return error(
+                TxError::invalid_request(format!("height {height} is not available: {e}")),
+                height,
+            )
+        }
     };
     if path == "/store/kiln/key" || path == "/store/key" {
         let key = request.data.to_vec();
@@ -55,7 +76,13 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
                 Ok((value, proof)) => ResponseQuery {
                     key: key.clone().into(),
                     value: value.unwrap_or_default().into(),
-                    proof_ops: Some(ProofOps { ops: vec![ProofOp { r#type: PROOF_OP_TYPE.to_string(), key, data: proof }] }),
+                    proof_ops: Some(ProofOps {
+                        ops: vec![ProofOp {
+                            r#type: PROOF_OP_TYPE.to_string(),
+                            key,
+                            data: proof,
+                        }],
+                    }),
                     height: i64::try_from(height).unwrap_or(0),
                     ..Default::default()
                 },
@@ -77,8 +104,14 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
         // params (so a worker can compute every later boundary itself) and
         // the epoch's seed and challenge block hashes once they exist.
         let info = epoch_json(&snapshot, height);
-        return match info.and_then(|i| serde_json::to_vec(&i).map_err(|e| TxError::internal(e.to_string()))) {
-            Ok(value) => ResponseQuery { value: value.into(), height: i64::try_from(height).unwrap_or(0), ..Default::default() },
+        return match info
+            .and_then(|i| serde_json::to_vec(&i).map_err(|e| TxError::internal(e.to_string())))
+        {
+            Ok(value) => ResponseQuery {
+                value: value.into(),
+                height: i64::try_from(height).unwrap_or(0),
+                ..Default::default()
+            },
             Err(e) => error(e, height),
         };
     }
@@ -86,31 +119,51 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
         .or_else(|| kiln_authz::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_sprint::query::route(&snapshot, path, &request.data));
     match routed {
-        Some(Ok(value)) => ResponseQuery { value: value.into(), height: i64::try_from(height).unwrap_or(0), ..Default::default() },
+        Some(Ok(value)) => ResponseQuery {
+            value: value.into(),
+            height: i64::try_from(height).unwrap_or(0),
+            ..Default::default()
+        },
         Some(Err(e)) => error(e, height),
-        None => error(TxError::unknown_request(format!("unknown query path {path:?}")), height),
+        None => error(
+            TxError::unknown_request(format!("unknown query path {path:?}")),
+            height,
+        ),
     }
 }
 
-fn epoch_json<S: kiln_store::StateRead + ?Sized>(state: &S, height: u64) -> TxResult<serde_json::Value> {
+fn epoch_json<S: kiln_store::StateRead + ?Sized>(
+    state: &S,
+    height: u64,
+) -> TxResult<serde_json::Value> {
     use kiln_epochs::EpochExt;
     let info = state.epoch_info(height)?;
     let seed = state.seed_block_hash(info.epoch)?.map(hex::encode);
     let challenge = state.challenge_block_hash(info.epoch)?.map(hex::encode);
     let mut value = serde_json::to_value(&info).map_err(|e| TxError::internal(e.to_string()))?;
     if let Some(map) = value.as_object_mut() {
-        map.insert("first_height".into(), serde_json::json!(state.first_height()?));
+        map.insert(
+            "first_height".into(),
+            serde_json::json!(state.first_height()?),
+        );
         map.insert("seed_hash".into(), serde_json::json!(seed));
         map.insert("challenge_hash".into(), serde_json::json!(challenge));
-        map.insert("params".into(), serde_json::to_value(state.epoch_params()?).map_err(|e| TxError::internal(e.to_string()))?);
+        map.insert(
+            "params".into(),
+            serde_json::to_value(state.epoch_params()?)
+                .map_err(|e| TxError::internal(e.to_string()))?,
+        );
     }
     Ok(value)
 }
 
 fn simulate(app: &KilnApp, data: &[u8]) -> TxResult<Vec<u8>> {
-    let request = SimulateRequest::decode(data).map_err(|e| TxError::tx_decode(format!("SimulateRequest: {e}")))?;
+    let request = SimulateRequest::decode(data)
+        .map_err(|e| TxError::tx_decode(format!("SimulateRequest: {e}")))?;
     if request.tx_bytes.is_empty() {
-        return Err(TxError::invalid_request("SimulateRequest.tx_bytes is empty (the deprecated `tx` field is not supported)"));
+        return Err(TxError::invalid_request(
+            "SimulateRequest.tx_bytes is empty (the deprecated `tx` field is not supported)",
+        ));
     }
     let outcome = app.simulate(&request.tx_bytes)?;
     let events = outcome
@@ -121,14 +174,26 @@ fn simulate(app: &KilnApp, data: &[u8]) -> TxResult<Vec<u8>> {
             attributes: e
                 .attributes
                 .iter()
-                .map(|(k, v)| tendermint_proto::v0_38::abci::EventAttribute { key: k.clone(), value: v.clone(), index: true })
+                .map(|(k, v)| tendermint_proto::v0_38::abci::EventAttribute {
+                    key: k.clone(),
+                    value: v.clone(),
+                    index: true,
+                })
                 .collect(),
         })
         .collect();
     #[allow(deprecated)]
     let response = SimulateResponse {
-        gas_info: Some(GasInfo { gas_wanted: outcome.gas_wanted, gas_used: outcome.gas_used }),
-        result: Some(AbciResult { data: Vec::new(), log: outcome.log, events, msg_responses: Vec::new() }),
+        gas_info: Some(GasInfo {
+            gas_wanted: outcome.gas_wanted,
+            gas_used: outcome.gas_used,
+        }),
+        result: Some(AbciResult {
+            data: Vec::new(),
+            log: outcome.log,
+            events,
+            msg_responses: Vec::new(),
+        }),
     };
     Ok(response.encode_to_vec())
 }

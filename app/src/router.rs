@@ -24,11 +24,22 @@ pub fn dispatch<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &Msg) 
             for msg in inner {
                 let granter = msg.signer()?;
                 if granter != grantee {
-                    kiln_authz::state::authorize(state, ctx.block, &granter, &grantee, msg.type_url())?;
+                    kiln_authz::state::authorize(
+                        state,
+                        ctx.block,
+                        &granter,
+                        &grantee,
+                        msg.type_url(),
+                    )?;
                 }
                 dispatch(state, ctx, msg)?;
             }
-            ctx.emit(kiln_framework::Event::new("message").attr("action", msg.type_url()).attr("sender", grantee).attr("module", "authz"));
+            ctx.emit(
+                kiln_framework::Event::new("message")
+                    .attr("action", msg.type_url())
+                    .attr("sender", grantee)
+                    .attr("module", "authz"),
+            );
             Ok(())
         }
     }

@@ -7,12 +7,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cosmos_sdk_proto::cosmos::authz::v1beta1::{GenericAuthorization, Grant, MsgExec, MsgGrant, MsgRevoke};
+use cosmos_sdk_proto::cosmos::authz::v1beta1::{
+    GenericAuthorization, Grant, MsgExec, MsgGrant, MsgRevoke,
+};
 use cosmos_sdk_proto::cosmos::bank::v1beta1::MsgSend;
 use cosmos_sdk_proto::cosmos::base::v1beta1::Coin as ProtoCoin;
 use cosmos_sdk_proto::cosmos::crypto::secp256k1::PubKey;
 use cosmos_sdk_proto::cosmos::tx::signing::v1beta1::SignMode;
-use cosmos_sdk_proto::cosmos::tx::v1beta1::{mode_info, AuthInfo, Fee, ModeInfo, SignDoc, SignerInfo, TxBody, TxRaw};
+use cosmos_sdk_proto::cosmos::tx::v1beta1::{
+    mode_info, AuthInfo, Fee, ModeInfo, SignDoc, SignerInfo, TxBody, TxRaw,
+};
 use cosmos_sdk_proto::{Any, Timestamp};
 use k256::ecdsa::{signature::Signer, Signature, SigningKey};
 use kiln_framework::{Address, Coin};
@@ -21,8 +25,8 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
-    response_process_proposal::ProposalStatus, RequestFinalizeBlock, RequestInitChain, RequestPrepareProposal,
-    RequestProcessProposal, ResponseFinalizeBlock, ValidatorUpdate,
+    response_process_proposal::ProposalStatus, RequestFinalizeBlock, RequestInitChain,
+    RequestPrepareProposal, RequestProcessProposal, ResponseFinalizeBlock, ValidatorUpdate,
 };
 use tendermint_proto::v0_38::types::{BlockParams, ConsensusParams};
 
@@ -41,7 +45,9 @@ impl TestKey {
         let mut seed: [u8; 32] = Sha256::digest(label.as_bytes()).into();
         loop {
             if let Ok(signing) = SigningKey::from_bytes(&seed.into()) {
-                let address = Address::from_pubkey(&signing.verifying_key().to_encoded_point(true).to_bytes());
+                let address = Address::from_pubkey(
+                    &signing.verifying_key().to_encoded_point(true).to_bytes(),
+                );
                 return TestKey { signing, address };
             }
             seed = Sha256::digest(seed).into();
@@ -49,11 +55,21 @@ impl TestKey {
     }
 
     pub fn pubkey_bytes(&self) -> Vec<u8> {
-        self.signing.verifying_key().to_encoded_point(true).as_bytes().to_vec()
+        self.signing
+            .verifying_key()
+            .to_encoded_point(true)
+            .as_bytes()
+            .to_vec()
     }
 
     pub fn pubkey_any(&self) -> Any {
-        Any { type_url: SECP256K1_PUBKEY_TYPE_URL.to_string(), value: PubKey { key: self.pubkey_bytes() }.encode_to_vec() }
+        Any {
+            type_url: SECP256K1_PUBKEY_TYPE_URL.to_string(),
+            value: PubKey {
+                key: self.pubkey_bytes(),
+            }
+            .encode_to_vec(),
+        }
     }
 }
 
@@ -71,50 +87,101 @@ pub struct TxOptions {
 
 impl TxOptions {
     pub fn new(chain_id: &str, account_number: u64, sequence: u64) -> Self {
-        TxOptions { chain_id: chain_id.to_string(), account_number, sequence, gas_limit: 200_000, fee: 5_000, memo: String::new(), timeout_height: 0 }
+        TxOptions {
+            chain_id: chain_id.to_string(),
+            account_number,
+            sequence,
+            gas_limit: 200_000,
+            fee: 5_000,
+            memo: String::new(),
+            timeout_height: 0,
+        }
     }
 }
 
 pub fn any_of<M: prost::Name>(msg: &M) -> Any {
-    Any { type_url: M::type_url(), value: msg.encode_to_vec() }
+    Any {
+        type_url: M::type_url(),
+        value: msg.encode_to_vec(),
+    }
 }
 
 pub fn msg_send(from: &Address, to: &Address, amount: u128) -> Any {
     any_of(&MsgSend {
         from_address: from.to_bech32(),
         to_address: to.to_bech32(),
-        amount: vec![ProtoCoin { denom: kiln_framework::BASE_DENOM.into(), amount: amount.to_string() }],
+        amount: vec![ProtoCoin {
+            denom: kiln_framework::BASE_DENOM.into(),
+            amount: amount.to_string(),
+        }],
     })
 }
 
-pub fn msg_grant(granter: &Address, grantee: &Address, type_url: &str, expiration: Option<i64>) -> Any {
-    let authorization = Any { type_url: kiln_authz::state::GENERIC_AUTHORIZATION_TYPE_URL.to_string(), value: GenericAuthorization { msg: type_url.to_string() }.encode_to_vec() };
+pub fn msg_grant(
+    granter: &Address,
+    grantee: &Address,
+    type_url: &str,
+    expiration: Option<i64>,
+) -> Any {
+    let authorization = Any {
+        type_url: kiln_authz::state::GENERIC_AUTHORIZATION_TYPE_URL.to_string(),
+        value: GenericAuthorization {
+            msg: type_url.to_string(),
+        }
+        .encode_to_vec(),
+    };
     any_of(&MsgGrant {
         granter: granter.to_bech32(),
         grantee: grantee.to_bech32(),
-        grant: Some(Grant { authorization: Some(authorization), expiration: expiration.map(|seconds| Timestamp { seconds, nanos: 0 }) }),
+        grant: Some(Grant {
+            authorization: Some(authorization),
+            expiration: expiration.map(|seconds| Timestamp { seconds, nanos: 0 }),
+        }),
     })
 }
 
 pub fn msg_revoke(granter: &Address, grantee: &Address, type_url: &str) -> Any {
-    any_of(&MsgRevoke { granter: granter.to_bech32(), grantee: grantee.to_bech32(), msg_type_url: type_url.to_string() })
+    any_of(&MsgRevoke {
+        granter: granter.to_bech32(),
+        grantee: grantee.to_bech32(),
+        msg_type_url: type_url.to_string(),
+    })
 }
 
 pub fn msg_exec(grantee: &Address, msgs: Vec<Any>) -> Any {
-    any_of(&MsgExec { grantee: grantee.to_bech32(), msgs })
+    any_of(&MsgExec {
+        grantee: grantee.to_bech32(),
+        msgs,
+    })
 }
 
 /// The body and auth-info bytes of an unsigned transaction.
 pub fn tx_parts(key: &TestKey, msgs: Vec<Any>, opts: &TxOptions) -> (Vec<u8>, Vec<u8>) {
-    let body = TxBody { messages: msgs, memo: opts.memo.clone(), timeout_height: opts.timeout_height, ..Default::default() };
+    let body = TxBody {
+        messages: msgs,
+        memo: opts.memo.clone(),
+        timeout_height: opts.timeout_height,
+        ..Default::default()
+    };
     let auth_info = AuthInfo {
         signer_infos: vec![SignerInfo {
             public_key: Some(key.pubkey_any()),
-            mode_info: Some(ModeInfo { sum: Some(mode_info::Sum::Single(mode_info::Single { mode: SignMode::Direct as i32 })) }),
+            mode_info: Some(ModeInfo {
+                sum: Some(mode_info::Sum::Single(mode_info::Single {
+                    mode: SignMode::Direct as i32,
+                })),
+            }),
             sequence: opts.sequence,
         }],
         fee: Some(Fee {
-            amount: if opts.fee == 0 { vec![] } else { vec![ProtoCoin { denom: kiln_framework::BASE_DENOM.into(), amount: opts.fee.to_string() }] },
+            amount: if opts.fee == 0 {
+                vec![]
+            } else {
+                vec![ProtoCoin {
+                    denom: kiln_framework::BASE_DENOM.into(),
+                    amount: opts.fee.to_string(),
+                }]
+            },
             gas_limit: opts.gas_limit,
             payer: String::new(),
             granter: String::new(),
@@ -126,8 +193,18 @@ pub fn tx_parts(key: &TestKey, msgs: Vec<Any>, opts: &TxOptions) -> (Vec<u8>, Ve
 }
 
 /// The SIGN_MODE_DIRECT signature (low-S, as k256 produces) over the parts.
-pub fn sign_parts(key: &TestKey, body_bytes: &[u8], auth_info_bytes: &[u8], opts: &TxOptions) -> Vec<u8> {
-    let doc = SignDoc { body_bytes: body_bytes.to_vec(), auth_info_bytes: auth_info_bytes.to_vec(), chain_id: opts.chain_id.clone(), account_number: opts.account_number };
+pub fn sign_parts(
+    key: &TestKey,
+    body_bytes: &[u8],
+    auth_info_bytes: &[u8],
+    opts: &TxOptions,
+) -> Vec<u8> {
+    let doc = SignDoc {
+        body_bytes: body_bytes.to_vec(),
+        auth_info_bytes: auth_info_bytes.to_vec(),
+        chain_id: opts.chain_id.clone(),
+        account_number: opts.account_number,
+    };
     let signature: Signature = key.signing.sign(&doc.encode_to_vec());
     signature.to_bytes().to_vec()
 }
@@ -136,7 +213,12 @@ pub fn sign_parts(key: &TestKey, body_bytes: &[u8], auth_info_bytes: &[u8], opts
 pub fn sign_tx(key: &TestKey, msgs: Vec<Any>, opts: &TxOptions) -> Vec<u8> {
     let (body_bytes, auth_info_bytes) = tx_parts(key, msgs, opts);
     let signature = sign_parts(key, &body_bytes, &auth_info_bytes, opts);
-    TxRaw { body_bytes, auth_info_bytes, signatures: vec![signature] }.encode_to_vec()
+    TxRaw {
+        body_bytes,
+        auth_info_bytes,
+        signatures: vec![signature],
+    }
+    .encode_to_vec()
 }
 
 /// Genesis time of test chains (2026-01-01T00:00:00Z) and seconds per block.
@@ -172,17 +254,25 @@ pub struct BlockOutcome {
 
 impl BlockDriver {
     /// Opens (or re-opens) an app at `path`. A fresh app gets `InitChain` with `genesis_json`.
-    pub fn open(path: &Path, chain_id: &str, genesis_json: &serde_json::Value, keep_recent: u64) -> anyhow::Result<Self> {
+    pub fn open(
+        path: &Path,
+        chain_id: &str,
+        genesis_json: &serde_json::Value,
+        keep_recent: u64,
+    ) -> anyhow::Result<Self> {
         let storage = Storage::open(path, StorageConfig { keep_recent })?;
         let app = KilnApp::new(storage)?;
         let info = app.info(Default::default());
         let height = u64::try_from(info.last_block_height).unwrap_or(0);
-        let app_genesis: Option<kiln_genesis::AppGenesis> = serde_json::from_value(genesis_json.clone()).ok();
+        let app_genesis: Option<kiln_genesis::AppGenesis> =
+            serde_json::from_value(genesis_json.clone()).ok();
         let mut genesis_supply: BTreeMap<String, u128> = BTreeMap::new();
         for balance in app_genesis.iter().flat_map(|g| &g.bank.balances) {
             for coin in &balance.coins {
                 let total = genesis_supply.entry(coin.denom.clone()).or_insert(0);
-                *total = total.checked_add(coin.amount).ok_or_else(|| anyhow::anyhow!("genesis supply of {} overflows", coin.denom))?;
+                *total = total
+                    .checked_add(coin.amount)
+                    .ok_or_else(|| anyhow::anyhow!("genesis supply of {} overflows", coin.denom))?;
             }
         }
         let mut driver = BlockDriver {
@@ -201,18 +291,36 @@ impl BlockDriver {
                 .iter()
                 .flat_map(|g| &g.sprint.hosts)
                 .filter(|h| h.weight > 0)
-                .filter_map(|h| Some(ed25519_update(hex::decode(&h.consensus_pubkey).ok()?, i64::try_from(h.weight).ok()?)))
+                .filter_map(|h| {
+                    Some(ed25519_update(
+                        hex::decode(&h.consensus_pubkey).ok()?,
+                        i64::try_from(h.weight).ok()?,
+                    ))
+                })
                 .collect();
             let response = driver.app.init_chain(RequestInitChain {
-                time: Some(Timestamp { seconds: GENESIS_TIME, nanos: 0 }),
+                time: Some(Timestamp {
+                    seconds: GENESIS_TIME,
+                    nanos: 0,
+                }),
                 chain_id: chain_id.to_string(),
-                consensus_params: Some(ConsensusParams { block: Some(BlockParams { max_bytes: 4 << 20, max_gas: 100_000_000 }), ..Default::default() }),
+                consensus_params: Some(ConsensusParams {
+                    block: Some(BlockParams {
+                        max_bytes: 4 << 20,
+                        max_gas: 100_000_000,
+                    }),
+                    ..Default::default()
+                }),
                 validators: genesis_validators.clone(),
                 app_state_bytes: serde_json::to_vec(genesis_json)?.into(),
                 initial_height: 1,
             });
             driver.last_app_hash = response.app_hash.to_vec();
-            let initial = if response.validators.is_empty() { genesis_validators } else { response.validators };
+            let initial = if response.validators.is_empty() {
+                genesis_validators
+            } else {
+                response.validators
+            };
             driver.apply_validator_updates(&initial)?;
         } else {
             // A reopened driver has not seen the earlier updates; it starts
@@ -228,10 +336,13 @@ impl BlockDriver {
     pub fn apply_validator_updates(&mut self, updates: &[ValidatorUpdate]) -> anyhow::Result<()> {
         for update in updates {
             let key = match update.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
-                Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(key)) => key.to_vec(),
+                Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(key)) => {
+                    key.to_vec()
+                }
                 _ => anyhow::bail!("validator update without an ed25519 key: {update:?}"),
             };
-            let power = u64::try_from(update.power).map_err(|_| anyhow::anyhow!("negative validator power {}", update.power))?;
+            let power = u64::try_from(update.power)
+                .map_err(|_| anyhow::anyhow!("negative validator power {}", update.power))?;
             if power == 0 {
                 self.validators.remove(&key);
             } else {
@@ -266,16 +377,42 @@ impl BlockDriver {
         let mut balances: BTreeMap<String, u128> = BTreeMap::new();
         for (key, value) in state.prefix_raw(prefix)? {
             let rest = &key[prefix.len()..];
-            let (addr, denom) = (rest.get(..20), rest.get(20..).map(|d| String::from_utf8_lossy(d).into_owned()));
-            let (Some(addr), Some(denom)) = (addr.and_then(Address::from_bytes), denom) else { anyhow::bail!("malformed balance key {}", hex::encode(&key)) };
-            let amount = <[u8; 16]>::try_from(value.as_slice()).map(u128::from_be_bytes).map_err(|_| anyhow::anyhow!("balance of {addr} in {denom} is not a u128"))?;
-            anyhow::ensure!(amount > 0, "zero balance of {addr} in {denom} is stored (zero balances must be deleted)");
+            let (addr, denom) = (
+                rest.get(..20),
+                rest.get(20..)
+                    .map(|d| String::from_utf8_lossy(d).into_owned()),
+            );
+            let (Some(addr), Some(denom)) = (addr.and_then(Address::from_bytes), denom) else {
+                anyhow::bail!("malformed balance key {}", hex::encode(&key))
+            };
+            let amount = <[u8; 16]>::try_from(value.as_slice())
+                .map(u128::from_be_bytes)
+                .map_err(|_| anyhow::anyhow!("balance of {addr} in {denom} is not a u128"))?;
+            anyhow::ensure!(
+                amount > 0,
+                "zero balance of {addr} in {denom} is stored (zero balances must be deleted)"
+            );
             let total = balances.entry(denom.clone()).or_insert(0);
-            *total = total.checked_add(amount).ok_or_else(|| anyhow::anyhow!("sum of {denom} balances overflows u128"))?;
+            *total = total
+                .checked_add(amount)
+                .ok_or_else(|| anyhow::anyhow!("sum of {denom} balances overflows u128"))?;
         }
-        let supply: BTreeMap<String, u128> = kiln_bank::state::total_supply_readonly(state).map_err(err)?.into_iter().filter(|c| c.amount > 0).map(|c| (c.denom, c.amount)).collect();
-        anyhow::ensure!(supply == balances, "total supply {supply:?} differs from the sum of balances {balances:?}");
-        let genesis: BTreeMap<String, u128> = self.genesis_supply.iter().filter(|(_, a)| **a > 0).map(|(d, a)| (d.clone(), *a)).collect();
+        let supply: BTreeMap<String, u128> = kiln_bank::state::total_supply_readonly(state)
+            .map_err(err)?
+            .into_iter()
+            .filter(|c| c.amount > 0)
+            .map(|c| (c.denom, c.amount))
+            .collect();
+        anyhow::ensure!(
+            supply == balances,
+            "total supply {supply:?} differs from the sum of balances {balances:?}"
+        );
+        let genesis: BTreeMap<String, u128> = self
+            .genesis_supply
+            .iter()
+            .filter(|(_, a)| **a > 0)
+            .map(|(d, a)| (d.clone(), *a))
+            .collect();
         anyhow::ensure!(supply == genesis, "total supply {supply:?} differs from genesis supply {genesis:?} (nothing mints or burns yet)");
 
         // Consensus power = effective weights; power cap.
@@ -307,14 +444,22 @@ impl BlockDriver {
     pub fn genesis_funding(keys: &[&TestKey], amount: u128) -> serde_json::Value {
         let mut genesis = kiln_genesis::AppGenesis::default();
         for key in keys {
-            genesis.add_balance(key.address, vec![Coin::new(kiln_framework::BASE_DENOM, amount)]);
+            genesis.add_balance(
+                key.address,
+                vec![Coin::new(kiln_framework::BASE_DENOM, amount)],
+            );
         }
         serde_json::to_value(genesis).unwrap_or_default()
     }
 
     /// CheckTx; accepted transactions wait in the driver's mempool.
     pub fn submit(&mut self, tx: Vec<u8>) -> tendermint_proto::v0_38::abci::ResponseCheckTx {
-        let response = self.app.check_tx(tendermint_proto::v0_38::abci::RequestCheckTx { tx: tx.clone().into(), r#type: 0 });
+        let response = self
+            .app
+            .check_tx(tendermint_proto::v0_38::abci::RequestCheckTx {
+                tx: tx.clone().into(),
+                r#type: 0,
+            });
         if response.code == 0 {
             self.mempool.push(tx);
         }
@@ -322,25 +467,54 @@ impl BlockDriver {
     }
 
     fn block_hash(&self, height: u64) -> Vec<u8> {
-        Sha256::new().chain_update(self.chain_id.as_bytes()).chain_update(height.to_le_bytes()).chain_update(&self.last_app_hash).finalize().to_vec()
+        Sha256::new()
+            .chain_update(self.chain_id.as_bytes())
+            .chain_update(height.to_le_bytes())
+            .chain_update(&self.last_app_hash)
+            .finalize()
+            .to_vec()
     }
 
     /// Produces one block from the mempool through PrepareProposal and ProcessProposal.
     pub fn produce_block(&mut self) -> anyhow::Result<BlockOutcome> {
         let height = self.height + 1;
-        let time = Timestamp { seconds: GENESIS_TIME + BLOCK_SECONDS * i64::try_from(height)?, nanos: 0 };
-        let candidates: Vec<_> = std::mem::take(&mut self.mempool).into_iter().map(Into::into).collect();
-        let prepared = self.app.prepare_proposal(RequestPrepareProposal { max_tx_bytes: 4 << 20, txs: candidates, height: i64::try_from(height)?, time: Some(time), ..Default::default() });
+        let time = Timestamp {
+            seconds: GENESIS_TIME + BLOCK_SECONDS * i64::try_from(height)?,
+            nanos: 0,
+        };
+        let candidates: Vec<_> = std::mem::take(&mut self.mempool)
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        let prepared = self.app.prepare_proposal(RequestPrepareProposal {
+            max_tx_bytes: 4 << 20,
+            txs: candidates,
+            height: i64::try_from(height)?,
+            time: Some(time),
+            ..Default::default()
+        });
         let txs: Vec<Vec<u8>> = prepared.txs.iter().map(|t| t.to_vec()).collect();
-        let status = self.app.process_proposal(RequestProcessProposal { txs: prepared.txs.clone(), height: i64::try_from(height)?, time: Some(time), hash: self.block_hash(height).into(), ..Default::default() });
-        anyhow::ensure!(status.status == ProposalStatus::Accept as i32, "the app rejected its own proposal at height {height}");
+        let status = self.app.process_proposal(RequestProcessProposal {
+            txs: prepared.txs.clone(),
+            height: i64::try_from(height)?,
+            time: Some(time),
+            hash: self.block_hash(height).into(),
+            ..Default::default()
+        });
+        anyhow::ensure!(
+            status.status == ProposalStatus::Accept as i32,
+            "the app rejected its own proposal at height {height}"
+        );
         self.deliver(txs)
     }
 
     /// Executes a block with exactly `txs` (no PrepareProposal filtering), then commits.
     pub fn deliver(&mut self, txs: Vec<Vec<u8>>) -> anyhow::Result<BlockOutcome> {
         let height = self.height + 1;
-        let time = Timestamp { seconds: GENESIS_TIME + BLOCK_SECONDS * i64::try_from(height)?, nanos: 0 };
+        let time = Timestamp {
+            seconds: GENESIS_TIME + BLOCK_SECONDS * i64::try_from(height)?,
+            nanos: 0,
+        };
         let response = self.app.finalize_block(RequestFinalizeBlock {
             txs: txs.iter().cloned().map(Into::into).collect(),
             hash: self.block_hash(height).into(),
@@ -352,13 +526,20 @@ impl BlockDriver {
         self.height = height;
         self.last_app_hash = response.app_hash.to_vec();
         self.apply_validator_updates(&response.validator_updates)?;
-        Ok(BlockOutcome { height, response, included: txs })
+        Ok(BlockOutcome {
+            height,
+            response,
+            included: txs,
+        })
     }
 
     /// The current state of an account (number, sequence), if it exists.
     pub fn account(&self, addr: &Address) -> Option<(u64, u64)> {
         let snapshot = self.app.latest_view();
-        kiln_bank::state::AuthExt::account(&snapshot, addr).ok().flatten().map(|a| (a.account_number, a.sequence))
+        kiln_bank::state::AuthExt::account(&snapshot, addr)
+            .ok()
+            .flatten()
+            .map(|a| (a.account_number, a.sequence))
     }
 
     pub fn balance(&self, addr: &Address) -> u128 {
@@ -375,7 +556,11 @@ impl BlockDriver {
 
 fn ed25519_update(key: Vec<u8>, power: i64) -> ValidatorUpdate {
     ValidatorUpdate {
-        pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey { sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(key)) }),
+        pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
+            sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(
+                key,
+            )),
+        }),
         power,
     }
 }
@@ -385,17 +570,28 @@ fn ed25519_update(key: Vec<u8>, power: i64) -> ValidatorUpdate {
 fn expected_validator_set<S: StateRead>(state: &S) -> anyhow::Result<BTreeMap<Vec<u8>, u64>> {
     let mut out = BTreeMap::new();
     for (host, weight) in kiln_sprint::state::weights(state).map_err(|e| anyhow::anyhow!(e.log))? {
-        let record = kiln_sprint::state::host(state, &host).map_err(|e| anyhow::anyhow!(e.log))?.ok_or_else(|| anyhow::anyhow!("host {host} has weight {weight} but no host record"))?;
+        let record = kiln_sprint::state::host(state, &host)
+            .map_err(|e| anyhow::anyhow!(e.log))?
+            .ok_or_else(|| anyhow::anyhow!("host {host} has weight {weight} but no host record"))?;
         let key = record.consensus_key_bytes();
-        anyhow::ensure!(key.len() == 32, "host {host} has no valid ed25519 consensus key");
-        anyhow::ensure!(out.insert(key, weight).is_none(), "two hosts with weight share the consensus key of {host}");
+        anyhow::ensure!(
+            key.len() == 32,
+            "host {host} has no valid ed25519 consensus key"
+        );
+        anyhow::ensure!(
+            out.insert(key, weight).is_none(),
+            "two hosts with weight share the consensus key of {host}"
+        );
     }
     Ok(out)
 }
 
 fn show_set(set: &BTreeMap<Vec<u8>, u64>) -> String {
     let total: u128 = set.values().map(|p| u128::from(*p)).sum();
-    let entries: Vec<String> = set.iter().map(|(k, p)| format!("{}…={p}", hex::encode(k.get(..4).unwrap_or(k)))).collect();
+    let entries: Vec<String> = set
+        .iter()
+        .map(|(k, p)| format!("{}…={p}", hex::encode(k.get(..4).unwrap_or(k))))
+        .collect();
     format!("[{}] (total {total})", entries.join(", "))
 }
 
@@ -408,7 +604,10 @@ mod tests {
     fn driver(dir: &Path) -> (BlockDriver, TestKey) {
         let alice = TestKey::from_label("invariants-alice");
         let mut genesis = kiln_genesis::AppGenesis::default();
-        genesis.add_balance(alice.address, vec![Coin::new(kiln_framework::BASE_DENOM, 1_000_000)]);
+        genesis.add_balance(
+            alice.address,
+            vec![Coin::new(kiln_framework::BASE_DENOM, 1_000_000)],
+        );
         genesis.sprint.hosts.push(kiln_sprint::GenesisHost {
             owner: alice.address,
             worker_url: "http://alice.example:8080".into(),
@@ -417,7 +616,13 @@ mod tests {
             hardware: "test".into(),
             weight: 10,
         });
-        let mut d = BlockDriver::open(dir, "kiln-invariants", &serde_json::to_value(genesis).unwrap(), 0).unwrap();
+        let mut d = BlockDriver::open(
+            dir,
+            "kiln-invariants",
+            &serde_json::to_value(genesis).unwrap(),
+            0,
+        )
+        .unwrap();
         d.deliver(vec![]).unwrap();
         (d, alice)
     }
@@ -436,35 +641,55 @@ mod tests {
         let (d, alice) = driver(dir.path());
         let view = d.app.latest_view();
         let mut broken = Overlay::new(&view);
-        broken.put_raw(kiln_bank::keys::balance(&alice.address, kiln_framework::BASE_DENOM), 1_000_001u128.to_be_bytes().to_vec());
+        broken.put_raw(
+            kiln_bank::keys::balance(&alice.address, kiln_framework::BASE_DENOM),
+            1_000_001u128.to_be_bytes().to_vec(),
+        );
         let e = d.check_invariants_on(&broken).unwrap_err().to_string();
         assert!(e.contains("differs from the sum of balances"), "{e}");
 
         // Minting "properly" (supply and balance together) still breaks genesis + minted − burned.
         let mut minted = Overlay::new(&view);
-        kiln_bank::state::BankExt::mint(&mut minted, &alice.address, &kiln_framework::Coins::normalize(vec![Coin::new("ukiln", 5)]).unwrap()).unwrap();
+        kiln_bank::state::BankExt::mint(
+            &mut minted,
+            &alice.address,
+            &kiln_framework::Coins::normalize(vec![Coin::new("ukiln", 5)]).unwrap(),
+        )
+        .unwrap();
         let e = d.check_invariants_on(&minted).unwrap_err().to_string();
         assert!(e.contains("differs from genesis supply"), "{e}");
 
         let mut zero = Overlay::new(&view);
-        zero.put_raw(kiln_bank::keys::balance(&alice.address, "uother"), 0u128.to_be_bytes().to_vec());
-        assert!(d.check_invariants_on(&zero).unwrap_err().to_string().contains("zero balance"));
+        zero.put_raw(
+            kiln_bank::keys::balance(&alice.address, "uother"),
+            0u128.to_be_bytes().to_vec(),
+        );
+        assert!(d
+            .check_invariants_on(&zero)
+            .unwrap_err()
+            .to_string()
+            .contains("zero balance"));
     }
 
     #[test]
     fn a_validator_set_that_does_not_follow_the_weights_is_caught() {
         let dir = tempfile::tempdir().unwrap();
         let (mut d, alice) = driver(dir.path());
-        d.apply_validator_updates(&[ed25519_update(vec![3u8; 32], 11)]).unwrap();
+        d.apply_validator_updates(&[ed25519_update(vec![3u8; 32], 11)])
+            .unwrap();
         let e = d.check_invariants().unwrap_err().to_string();
         assert!(e.contains("validator set"), "{e}");
-        d.apply_validator_updates(&[ed25519_update(vec![3u8; 32], 10)]).unwrap();
+        d.apply_validator_updates(&[ed25519_update(vec![3u8; 32], 10)])
+            .unwrap();
         d.check_invariants().unwrap();
 
         // Weight written directly without a matching validator update.
         let view = d.app.latest_view();
         let mut broken = Overlay::new(&view);
-        broken.put_raw(kiln_sprint::keys::weight(&alice.address), 12u64.to_be_bytes().to_vec());
+        broken.put_raw(
+            kiln_sprint::keys::weight(&alice.address),
+            12u64.to_be_bytes().to_vec(),
+        );
         assert!(d.check_invariants_on(&broken).is_err());
     }
 
@@ -478,9 +703,22 @@ mod tests {
         let mut validators = d.validators.clone();
         for i in 0..5u8 {
             let owner = Address([100 + i; 20]);
-            let host = kiln_sprint::state::Host { owner, worker_url: "http://x.example".into(), consensus_pubkey: hex::encode([50 + i; 32]), models: vec![], hardware: String::new(), registered_height: 0 };
-            broken.put_raw(kiln_sprint::keys::host(&owner), serde_json::to_vec(&host).unwrap());
-            broken.put_raw(kiln_sprint::keys::weight(&owner), 1u64.to_be_bytes().to_vec());
+            let host = kiln_sprint::state::Host {
+                owner,
+                worker_url: "http://x.example".into(),
+                consensus_pubkey: hex::encode([50 + i; 32]),
+                models: vec![],
+                hardware: String::new(),
+                registered_height: 0,
+            };
+            broken.put_raw(
+                kiln_sprint::keys::host(&owner),
+                serde_json::to_vec(&host).unwrap(),
+            );
+            broken.put_raw(
+                kiln_sprint::keys::weight(&owner),
+                1u64.to_be_bytes().to_vec(),
+            );
             validators.insert(vec![50 + i; 32], 1);
         }
         let d = BlockDriver { validators, ..d };

@@ -12,7 +12,10 @@ use cosmos_sdk_proto::Any;
 use kiln_authz::handler::{MSG_EXEC_TYPE_URL, MSG_GRANT_TYPE_URL, MSG_REVOKE_TYPE_URL};
 use kiln_bank::handler::MSG_SEND_TYPE_URL;
 use kiln_framework::{Address, TxError, TxResult};
-use kiln_sprint::msgs::{MsgRegisterHost, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal, MsgUpdateHost};
+use kiln_sprint::msgs::{
+    MsgRegisterHost, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
+    MsgUpdateHost,
+};
 
 fn addr(text: &str, what: &str) -> TxResult<Address> {
     Address::parse(text).map_err(|e| TxError::invalid_address(format!("{what}: {e}")))
@@ -30,7 +33,10 @@ pub enum Msg {
     Grant(MsgGrant),
     Revoke(MsgRevoke),
     /// `MsgExec` with its inner messages decoded (one level; nesting is refused).
-    Exec { exec: MsgExec, inner: Vec<Msg> },
+    Exec {
+        exec: MsgExec,
+        inner: Vec<Msg>,
+    },
     RegisterHost(MsgRegisterHost),
     UpdateHost(MsgUpdateHost),
     SprintCommit(MsgSprintCommit),
@@ -74,9 +80,13 @@ impl Msg {
     /// Decodes an `Any` into a known message, canonically.
     pub fn from_any(any: &Any, depth: u32) -> TxResult<Msg> {
         fn strict<M: Message + Default>(any: &Any) -> TxResult<M> {
-            let msg = M::decode(any.value.as_slice()).map_err(|e| TxError::tx_decode(format!("{}: {e}", any.type_url)))?;
+            let msg = M::decode(any.value.as_slice())
+                .map_err(|e| TxError::tx_decode(format!("{}: {e}", any.type_url)))?;
             if msg.encode_to_vec() != any.value {
-                return Err(TxError::tx_decode(format!("{}: non-canonical encoding or unknown fields", any.type_url)));
+                return Err(TxError::tx_decode(format!(
+                    "{}: non-canonical encoding or unknown fields",
+                    any.type_url
+                )));
             }
             Ok(msg)
         }
@@ -92,7 +102,11 @@ impl Msg {
                 if exec.msgs.is_empty() {
                     return Err(TxError::invalid_request("MsgExec carries no messages"));
                 }
-                let inner = exec.msgs.iter().map(|m| Msg::from_any(m, depth + 1)).collect::<TxResult<Vec<_>>>()?;
+                let inner = exec
+                    .msgs
+                    .iter()
+                    .map(|m| Msg::from_any(m, depth + 1))
+                    .collect::<TxResult<Vec<_>>>()?;
                 Ok(Msg::Exec { exec, inner })
             }
             "/kiln.host.v1.MsgRegisterHost" => Ok(Msg::RegisterHost(strict(any)?)),
@@ -101,7 +115,9 @@ impl Msg {
             "/kiln.sprint.v1.MsgSprintOpen" => Ok(Msg::SprintOpen(strict(any)?)),
             "/kiln.sprint.v1.MsgSprintVoteCommit" => Ok(Msg::SprintVoteCommit(strict(any)?)),
             "/kiln.sprint.v1.MsgSprintVoteReveal" => Ok(Msg::SprintVoteReveal(strict(any)?)),
-            other => Err(TxError::unknown_request(format!("unrecognized message type {other:?}"))),
+            other => Err(TxError::unknown_request(format!(
+                "unrecognized message type {other:?}"
+            ))),
         }
     }
 }
@@ -121,7 +137,9 @@ pub struct DecodedTx {
 fn canonical<M: Message + Default>(bytes: &[u8], what: &str) -> TxResult<M> {
     let msg = M::decode(bytes).map_err(|e| TxError::tx_decode(format!("{what}: {e}")))?;
     if msg.encode_to_vec() != bytes {
-        return Err(TxError::tx_decode(format!("{what}: non-canonical encoding or unknown fields")));
+        return Err(TxError::tx_decode(format!(
+            "{what}: non-canonical encoding or unknown fields"
+        )));
     }
     Ok(msg)
 }
@@ -136,7 +154,10 @@ pub fn decode_tx(bytes: &[u8]) -> TxResult<DecodedTx> {
         return Err(TxError::tx_decode("empty transaction"));
     }
     if bytes.len() > MAX_TX_BYTES {
-        return Err(TxError::tx_too_large(format!("{} bytes exceeds the limit of {MAX_TX_BYTES}", bytes.len())));
+        return Err(TxError::tx_too_large(format!(
+            "{} bytes exceeds the limit of {MAX_TX_BYTES}",
+            bytes.len()
+        )));
     }
     let raw: TxRaw = canonical(bytes, "TxRaw")?;
     let body: TxBody = canonical(&raw.body_bytes, "TxBody")?;
@@ -145,7 +166,9 @@ pub fn decode_tx(bytes: &[u8]) -> TxResult<DecodedTx> {
         return Err(TxError::invalid_request("transaction has no messages"));
     }
     if !body.extension_options.is_empty() || !body.non_critical_extension_options.is_empty() {
-        return Err(TxError::unknown_extension_options("Kiln accepts no extension options"));
+        return Err(TxError::unknown_extension_options(
+            "Kiln accepts no extension options",
+        ));
     }
     #[allow(deprecated)]
     let has_tip = auth_info.tip.is_some();
@@ -155,8 +178,19 @@ pub fn decode_tx(bytes: &[u8]) -> TxResult<DecodedTx> {
     if auth_info.fee.is_none() {
         return Err(TxError::insufficient_fee("transaction has no fee"));
     }
-    let msgs = body.messages.iter().map(|any| Msg::from_any(any, 0)).collect::<TxResult<Vec<_>>>()?;
-    Ok(DecodedTx { hash: tx_hash(bytes), size: bytes.len(), raw, body, auth_info, msgs })
+    let msgs = body
+        .messages
+        .iter()
+        .map(|any| Msg::from_any(any, 0))
+        .collect::<TxResult<Vec<_>>>()?;
+    Ok(DecodedTx {
+        hash: tx_hash(bytes),
+        size: bytes.len(),
+        raw,
+        body,
+        auth_info,
+        msgs,
+    })
 }
 
 impl DecodedTx {

@@ -23,26 +23,60 @@ fn fixture() -> Fixture {
     let hot = TestKey::from_label("alice-hot");
     let genesis = BlockDriver::genesis_funding(&[&alice, &bob, &hot], 1_000_000_000);
     let driver = BlockDriver::open(dir.path(), CHAIN, &genesis, 0).unwrap();
-    Fixture { _dir: dir, driver, alice, bob, hot }
+    Fixture {
+        _dir: dir,
+        driver,
+        alice,
+        bob,
+        hot,
+    }
 }
 
 /// Delivers `tx` in a block of its own and returns (code, codespace, log),
 /// asserting that balances and the sender's sequence did not change.
-fn deliver_expect_failure(sender: kiln_framework::Address, f: &mut Fixture, tx: Vec<u8>) -> (u32, String, String) {
-    let before = (f.driver.balance(&f.alice.address), f.driver.balance(&f.bob.address), f.driver.balance(&f.hot.address), f.driver.account(&sender));
-    let check = f.driver.app.check_tx(tendermint_proto::v0_38::abci::RequestCheckTx { tx: tx.clone().into(), r#type: 0 });
+fn deliver_expect_failure(
+    sender: kiln_framework::Address,
+    f: &mut Fixture,
+    tx: Vec<u8>,
+) -> (u32, String, String) {
+    let before = (
+        f.driver.balance(&f.alice.address),
+        f.driver.balance(&f.bob.address),
+        f.driver.balance(&f.hot.address),
+        f.driver.account(&sender),
+    );
+    let check = f
+        .driver
+        .app
+        .check_tx(tendermint_proto::v0_38::abci::RequestCheckTx {
+            tx: tx.clone().into(),
+            r#type: 0,
+        });
     assert_ne!(check.code, 0, "CheckTx must refuse it too: {}", check.log);
     let out = f.driver.deliver(vec![tx]).unwrap();
     let result = &out.response.tx_results[0];
     assert_ne!(result.code, 0);
     assert!(!result.log.is_empty() && !result.codespace.is_empty());
-    let after = (f.driver.balance(&f.alice.address), f.driver.balance(&f.bob.address), f.driver.balance(&f.hot.address), f.driver.account(&sender));
-    assert_eq!(before, after, "state changed after a failed tx: {}", result.log);
+    let after = (
+        f.driver.balance(&f.alice.address),
+        f.driver.balance(&f.bob.address),
+        f.driver.balance(&f.hot.address),
+        f.driver.account(&sender),
+    );
+    assert_eq!(
+        before, after,
+        "state changed after a failed tx: {}",
+        result.log
+    );
     (result.code, result.codespace.clone(), result.log.clone())
 }
 
 fn good_send(f: &Fixture, opts: &TxOptions) -> Vec<u8> {
-    sign_tx(&f.alice, vec![msg_send(&f.alice.address, &f.bob.address, 10)], opts)
+    sign_tx(
+        &f.alice,
+        vec![msg_send(&f.alice.address, &f.bob.address, 10)],
+        opts,
+    )
 }
 
 #[test]
@@ -81,7 +115,11 @@ fn non_canonical_encodings_and_unknown_fields_are_rejected() {
     padded_body.push(msg_len | 0x80);
     padded_body.push(0x00);
     padded_body.extend_from_slice(&raw.body_bytes[2..]);
-    let bad = TxRaw { body_bytes: padded_body, ..raw.clone() }.encode_to_vec();
+    let bad = TxRaw {
+        body_bytes: padded_body,
+        ..raw.clone()
+    }
+    .encode_to_vec();
     let (code, _, log) = deliver_expect_failure(f.alice.address, &mut f, bad);
     assert_eq!(code, 2, "{log}");
 }
@@ -103,7 +141,11 @@ fn replayed_sequence_is_refused() {
     let opts = f.driver.opts_for(&f.alice);
     let tx = good_send(&f, &opts);
     let out = f.driver.deliver(vec![tx.clone()]).unwrap();
-    assert_eq!(out.response.tx_results[0].code, 0, "{}", out.response.tx_results[0].log);
+    assert_eq!(
+        out.response.tx_results[0].code, 0,
+        "{}",
+        out.response.tx_results[0].log
+    );
     let (code, _, log) = deliver_expect_failure(f.alice.address, &mut f, tx);
     assert_eq!(code, 32, "{log}");
     assert!(log.contains("expected 1, got 0"), "{log}");
@@ -119,7 +161,10 @@ fn high_s_signature_is_refused() {
     let sig = k256::ecdsa::Signature::from_slice(&raw.signatures[0]).unwrap();
     let (r, s) = sig.split_scalars();
     let high = k256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
-    assert!(high.normalize_s().is_some(), "constructed signature must be high-S");
+    assert!(
+        high.normalize_s().is_some(),
+        "constructed signature must be high-S"
+    );
     raw.signatures[0] = high.to_bytes().to_vec();
     let (code, _, log) = deliver_expect_failure(f.alice.address, &mut f, raw.encode_to_vec());
     assert_eq!(code, 4, "{log}");
@@ -141,20 +186,41 @@ fn insufficient_fee_is_refused() {
 fn hot_key_cannot_move_granter_funds_through_exec() {
     let mut f = fixture();
     // Alice grants the hot key every ML-ops message type, and nothing else.
-    let grants: Vec<_> = kiln_authz::ML_OPS_MSG_TYPE_URLS.iter().map(|url| msg_grant(&f.alice.address, &f.hot.address, url, None)).collect();
+    let grants: Vec<_> = kiln_authz::ML_OPS_MSG_TYPE_URLS
+        .iter()
+        .map(|url| msg_grant(&f.alice.address, &f.hot.address, url, None))
+        .collect();
     let opts = f.driver.opts_for(&f.alice);
-    let out = f.driver.deliver(vec![sign_tx(&f.alice, grants, &opts)]).unwrap();
-    assert_eq!(out.response.tx_results[0].code, 0, "{}", out.response.tx_results[0].log);
+    let out = f
+        .driver
+        .deliver(vec![sign_tx(&f.alice, grants, &opts)])
+        .unwrap();
+    assert_eq!(
+        out.response.tx_results[0].code, 0,
+        "{}",
+        out.response.tx_results[0].log
+    );
 
-    let steal = msg_exec(&f.hot.address, vec![msg_send(&f.alice.address, &f.hot.address, 1_000)]);
+    let steal = msg_exec(
+        &f.hot.address,
+        vec![msg_send(&f.alice.address, &f.hot.address, 1_000)],
+    );
     let hot_opts = f.driver.opts_for(&f.hot);
     let tx = sign_tx(&f.hot, vec![steal], &hot_opts);
     let alice_before = f.driver.balance(&f.alice.address);
     let out = f.driver.deliver(vec![tx]).unwrap();
     let result = &out.response.tx_results[0];
     assert_eq!(result.code, 4, "{}", result.log);
-    assert!(result.log.contains("authorization not found"), "{}", result.log);
-    assert_eq!(f.driver.balance(&f.alice.address), alice_before, "the granter's funds moved");
+    assert!(
+        result.log.contains("authorization not found"),
+        "{}",
+        result.log
+    );
+    assert_eq!(
+        f.driver.balance(&f.alice.address),
+        alice_before,
+        "the granter's funds moved"
+    );
 }
 
 #[test]
@@ -164,18 +230,47 @@ fn expired_grant_is_refused() {
     // Expires two seconds (= two blocks) after the next block.
     let expiry = kiln_app::testkit::GENESIS_TIME + 3;
     let opts = f.driver.opts_for(&f.alice);
-    let out = f.driver.deliver(vec![sign_tx(&f.alice, vec![msg_grant(&f.alice.address, &f.bob.address, send_url, Some(expiry))], &opts)]).unwrap();
-    assert_eq!(out.response.tx_results[0].code, 0, "{}", out.response.tx_results[0].log);
+    let out = f
+        .driver
+        .deliver(vec![sign_tx(
+            &f.alice,
+            vec![msg_grant(
+                &f.alice.address,
+                &f.bob.address,
+                send_url,
+                Some(expiry),
+            )],
+            &opts,
+        )])
+        .unwrap();
+    assert_eq!(
+        out.response.tx_results[0].code, 0,
+        "{}",
+        out.response.tx_results[0].log
+    );
     // While valid, the grant works.
     let bob_opts = f.driver.opts_for(&f.bob);
-    let exec = msg_exec(&f.bob.address, vec![msg_send(&f.alice.address, &f.bob.address, 7)]);
-    let out = f.driver.deliver(vec![sign_tx(&f.bob, vec![exec.clone()], &bob_opts)]).unwrap();
-    assert_eq!(out.response.tx_results[0].code, 0, "{}", out.response.tx_results[0].log);
+    let exec = msg_exec(
+        &f.bob.address,
+        vec![msg_send(&f.alice.address, &f.bob.address, 7)],
+    );
+    let out = f
+        .driver
+        .deliver(vec![sign_tx(&f.bob, vec![exec.clone()], &bob_opts)])
+        .unwrap();
+    assert_eq!(
+        out.response.tx_results[0].code, 0,
+        "{}",
+        out.response.tx_results[0].log
+    );
     f.driver.deliver(vec![]).unwrap();
     // After expiry: refused, nothing moves.
     let bob_opts = f.driver.opts_for(&f.bob);
     let alice_before = f.driver.balance(&f.alice.address);
-    let out = f.driver.deliver(vec![sign_tx(&f.bob, vec![exec], &bob_opts)]).unwrap();
+    let out = f
+        .driver
+        .deliver(vec![sign_tx(&f.bob, vec![exec], &bob_opts)])
+        .unwrap();
     let result = &out.response.tx_results[0];
     assert_eq!(result.code, 4, "{}", result.log);
     assert!(result.log.contains("expired"), "{}", result.log);
@@ -186,7 +281,10 @@ fn expired_grant_is_refused() {
 fn a_successful_send_moves_coins_and_charges_the_fee() {
     let mut f = fixture();
     let opts = f.driver.opts_for(&f.alice);
-    let (a0, b0) = (f.driver.balance(&f.alice.address), f.driver.balance(&f.bob.address));
+    let (a0, b0) = (
+        f.driver.balance(&f.alice.address),
+        f.driver.balance(&f.bob.address),
+    );
     let out = f.driver.deliver(vec![good_send(&f, &opts)]).unwrap();
     let r = &out.response.tx_results[0];
     assert_eq!(r.code, 0, "{}", r.log);
@@ -218,7 +316,11 @@ fn message_failure_keeps_fee_and_sequence_but_reverts_the_message() {
     let mut f = fixture();
     let opts = f.driver.opts_for(&f.alice);
     let a0 = f.driver.balance(&f.alice.address);
-    let tx = sign_tx(&f.alice, vec![msg_send(&f.alice.address, &f.bob.address, 10_000_000_000)], &opts);
+    let tx = sign_tx(
+        &f.alice,
+        vec![msg_send(&f.alice.address, &f.bob.address, 10_000_000_000)],
+        &opts,
+    );
     let out = f.driver.deliver(vec![tx]).unwrap();
     let r = &out.response.tx_results[0];
     assert_eq!(r.code, 5, "{}", r.log);
@@ -228,6 +330,10 @@ fn message_failure_keeps_fee_and_sequence_but_reverts_the_message() {
 
 #[test]
 fn malformed_genesis_is_a_clear_error() {
-    let err = kiln_genesis::AppGenesis::from_json_bytes(br#"{"bank": {"balances": 7}}"#).unwrap_err();
-    assert!(err.to_string().contains("genesis app_state is invalid"), "{err}");
+    let err =
+        kiln_genesis::AppGenesis::from_json_bytes(br#"{"bank": {"balances": 7}}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("genesis app_state is invalid"),
+        "{err}"
+    );
 }

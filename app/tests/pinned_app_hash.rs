@@ -14,11 +14,39 @@ fn fixed_scenario_produces_the_pinned_app_hash() {
     let genesis = BlockDriver::genesis_funding(&[&alice, &bob], 1_000_000_000);
     let mut d = BlockDriver::open(dir.path(), "kiln-pinned", &genesis, 0).unwrap();
     let o = d.opts_for(&alice);
-    d.deliver(vec![sign_tx(&alice, vec![msg_send(&alice.address, &bob.address, 12_345)], &o)]).unwrap();
+    d.deliver(vec![sign_tx(
+        &alice,
+        vec![msg_send(&alice.address, &bob.address, 12_345)],
+        &o,
+    )])
+    .unwrap();
     let o = d.opts_for(&alice);
-    d.deliver(vec![sign_tx(&alice, vec![msg_grant(&alice.address, &bob.address, kiln_bank::handler::MSG_SEND_TYPE_URL, None)], &o)]).unwrap();
+    d.deliver(vec![sign_tx(
+        &alice,
+        vec![msg_grant(
+            &alice.address,
+            &bob.address,
+            kiln_bank::handler::MSG_SEND_TYPE_URL,
+            None,
+        )],
+        &o,
+    )])
+    .unwrap();
     let o = d.opts_for(&bob);
-    let out = d.deliver(vec![sign_tx(&bob, vec![msg_exec(&bob.address, vec![msg_send(&alice.address, &bob.address, 55)])], &o)]).unwrap();
+    let out = d
+        .deliver(vec![sign_tx(
+            &bob,
+            vec![msg_exec(
+                &bob.address,
+                vec![msg_send(&alice.address, &bob.address, 55)],
+            )],
+            &o,
+        )])
+        .unwrap();
     assert!(out.response.tx_results.iter().all(|r| r.code == 0));
-    assert_eq!(hex::encode(&d.last_app_hash), PINNED, "state layout changed: this is a state-breaking change");
+    assert_eq!(
+        hex::encode(&d.last_app_hash),
+        PINNED,
+        "state layout changed: this is a state-breaking change"
+    );
 }

@@ -13,7 +13,10 @@ const CHAIN: &str = "kiln-determinism";
 const BLOCKS: u64 = 210;
 
 fn random_block(rng: &mut StdRng, keys: &[TestKey], reference: &BlockDriver) -> Vec<Vec<u8>> {
-    let mut sequences: Vec<(u64, u64)> = keys.iter().map(|k| reference.account(&k.address).unwrap_or((0, 0))).collect();
+    let mut sequences: Vec<(u64, u64)> = keys
+        .iter()
+        .map(|k| reference.account(&k.address).unwrap_or((0, 0)))
+        .collect();
     let mut txs = Vec::new();
     for _ in 0..rng.gen_range(0..8) {
         let from = rng.gen_range(0..keys.len());
@@ -24,28 +27,81 @@ fn random_block(rng: &mut StdRng, keys: &[TestKey], reference: &BlockDriver) -> 
         opts.sequence = sequence;
         let kind = rng.gen_range(0..100);
         let tx = match kind {
-            0..=49 => sign_tx(&keys[from], vec![msg_send(&keys[from].address, &keys[to].address, rng.gen_range(1..50_000))], &opts),
+            0..=49 => sign_tx(
+                &keys[from],
+                vec![msg_send(
+                    &keys[from].address,
+                    &keys[to].address,
+                    rng.gen_range(1..50_000),
+                )],
+                &opts,
+            ),
             50..=54 => (0..rng.gen_range(1..200)).map(|_| rng.gen()).collect(), // garbage
             55..=59 => {
                 opts.sequence += rng.gen_range(1..3); // wrong sequence
-                sign_tx(&keys[from], vec![msg_send(&keys[from].address, &keys[to].address, 1)], &opts)
+                sign_tx(
+                    &keys[from],
+                    vec![msg_send(&keys[from].address, &keys[to].address, 1)],
+                    &opts,
+                )
             }
             60..=64 => {
                 opts.fee = rng.gen_range(0..5_000); // below the floor
-                sign_tx(&keys[from], vec![msg_send(&keys[from].address, &keys[to].address, 1)], &opts)
+                sign_tx(
+                    &keys[from],
+                    vec![msg_send(&keys[from].address, &keys[to].address, 1)],
+                    &opts,
+                )
             }
-            65..=69 => sign_tx(&keys[from], vec![msg_send(&keys[from].address, &keys[to].address, 10u128.pow(15))], &opts), // overspend
-            70..=79 => sign_tx(&keys[from], vec![msg_grant(&keys[from].address, &keys[to].address, kiln_bank::handler::MSG_SEND_TYPE_URL, None)], &opts),
-            80..=84 => sign_tx(&keys[from], vec![msg_revoke(&keys[from].address, &keys[to].address, kiln_bank::handler::MSG_SEND_TYPE_URL)], &opts),
+            65..=69 => sign_tx(
+                &keys[from],
+                vec![msg_send(
+                    &keys[from].address,
+                    &keys[to].address,
+                    10u128.pow(15),
+                )],
+                &opts,
+            ), // overspend
+            70..=79 => sign_tx(
+                &keys[from],
+                vec![msg_grant(
+                    &keys[from].address,
+                    &keys[to].address,
+                    kiln_bank::handler::MSG_SEND_TYPE_URL,
+                    None,
+                )],
+                &opts,
+            ),
+            80..=84 => sign_tx(
+                &keys[from],
+                vec![msg_revoke(
+                    &keys[from].address,
+                    &keys[to].address,
+                    kiln_bank::handler::MSG_SEND_TYPE_URL,
+                )],
+                &opts,
+            ),
             85..=94 => {
                 let victim = rng.gen_range(0..keys.len());
-                let inner = msg_send(&keys[victim].address, &keys[from].address, rng.gen_range(1..1_000));
-                sign_tx(&keys[from], vec![msg_exec(&keys[from].address, vec![inner])], &opts)
+                let inner = msg_send(
+                    &keys[victim].address,
+                    &keys[from].address,
+                    rng.gen_range(1..1_000),
+                );
+                sign_tx(
+                    &keys[from],
+                    vec![msg_exec(&keys[from].address, vec![inner])],
+                    &opts,
+                )
             }
             _ => {
                 opts.gas_limit = rng.gen_range(1_000..20_000); // out of gas
                 opts.fee = 1_000;
-                sign_tx(&keys[from], vec![msg_send(&keys[from].address, &keys[to].address, 1)], &opts)
+                sign_tx(
+                    &keys[from],
+                    vec![msg_send(&keys[from].address, &keys[to].address, 1)],
+                    &opts,
+                )
             }
         };
         // Only transactions that would pass the ante advance the expected sequence.
@@ -59,11 +115,21 @@ fn random_block(rng: &mut StdRng, keys: &[TestKey], reference: &BlockDriver) -> 
 
 #[test]
 fn three_replicas_and_a_crashing_one_agree_on_every_app_hash() {
-    let keys: Vec<TestKey> = (0..8).map(|i| TestKey::from_label(&format!("replica-key-{i}"))).collect();
+    let keys: Vec<TestKey> = (0..8)
+        .map(|i| TestKey::from_label(&format!("replica-key-{i}")))
+        .collect();
     let genesis = BlockDriver::genesis_funding(&keys.iter().collect::<Vec<_>>(), 10_000_000_000);
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut replicas: Vec<BlockDriver> = dirs.iter().map(|d| BlockDriver::open(d.path(), CHAIN, &genesis, 20).unwrap()).collect();
-    assert!(replicas.windows(2).all(|w| w[0].last_app_hash == w[1].last_app_hash), "genesis hashes differ");
+    let mut replicas: Vec<BlockDriver> = dirs
+        .iter()
+        .map(|d| BlockDriver::open(d.path(), CHAIN, &genesis, 20).unwrap())
+        .collect();
+    assert!(
+        replicas
+            .windows(2)
+            .all(|w| w[0].last_app_hash == w[1].last_app_hash),
+        "genesis hashes differ"
+    );
 
     let mut rng = StdRng::seed_from_u64(0x6b69_6c6e);
     let mut successes = 0usize;
@@ -91,13 +157,32 @@ fn three_replicas_and_a_crashing_one_agree_on_every_app_hash() {
             replicas.push(BlockDriver::open(path, CHAIN, &genesis, 20).unwrap());
             assert_eq!(replicas[2].height, 139);
         }
-        let outcomes: Vec<_> = replicas.iter_mut().map(|r| r.deliver(txs.clone()).unwrap()).collect();
-        let hashes: Vec<_> = outcomes.iter().map(|o| o.response.app_hash.to_vec()).collect();
-        assert!(hashes.windows(2).all(|w| w[0] == w[1]), "app hashes diverge at height {height}");
-        let results: Vec<_> = outcomes.iter().map(|o| o.response.tx_results.clone()).collect();
-        assert!(results.windows(2).all(|w| w[0] == w[1]), "tx results diverge at height {height}");
+        let outcomes: Vec<_> = replicas
+            .iter_mut()
+            .map(|r| r.deliver(txs.clone()).unwrap())
+            .collect();
+        let hashes: Vec<_> = outcomes
+            .iter()
+            .map(|o| o.response.app_hash.to_vec())
+            .collect();
+        assert!(
+            hashes.windows(2).all(|w| w[0] == w[1]),
+            "app hashes diverge at height {height}"
+        );
+        let results: Vec<_> = outcomes
+            .iter()
+            .map(|o| o.response.tx_results.clone())
+            .collect();
+        assert!(
+            results.windows(2).all(|w| w[0] == w[1]),
+            "tx results diverge at height {height}"
+        );
         for r in &outcomes[0].response.tx_results {
-            if r.code == 0 { successes += 1 } else { failures += 1 }
+            if r.code == 0 {
+                successes += 1
+            } else {
+                failures += 1
+            }
         }
         // Committed root equals the hash FinalizeBlock announced.
         let committed = replicas[0].app.info(Default::default());
@@ -109,5 +194,8 @@ fn three_replicas_and_a_crashing_one_agree_on_every_app_hash() {
             }
         }
     }
-    assert!(successes > 200 && failures > 200, "the random mix must exercise both paths: {successes} ok, {failures} failed");
+    assert!(
+        successes > 200 && failures > 200,
+        "the random mix must exercise both paths: {successes} ok, {failures} failed"
+    );
 }

@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 
 use kiln_app::testkit::{any_of, msg_exec, sign_tx, BlockDriver, TestKey};
 use kiln_framework::Address;
-use kiln_sprint::msgs::{vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal, OpenedLeaf};
+use kiln_sprint::msgs::{
+    vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
+    OpenedLeaf,
+};
 use kiln_sprint_protocol::{challenge, leaf, merkle, verdict};
 use prost::Message;
 
@@ -32,23 +35,46 @@ struct Host {
 
 impl Host {
     fn tree(&self) -> merkle::MerkleTree {
-        merkle::MerkleTree::new(self.leaves.iter().map(|(n, d, _)| leaf::leaf_hash(*n, *d)).collect()).unwrap()
+        merkle::MerkleTree::new(
+            self.leaves
+                .iter()
+                .map(|(n, d, _)| leaf::leaf_hash(*n, *d))
+                .collect(),
+        )
+        .unwrap()
     }
 }
 
 /// `count` shares with strictly increasing nonces; every `fabricate_every`-th one is fabricated.
 fn leaves(count: u64, seed: u64, fabricate_every: Option<u64>) -> Vec<(u64, u32, bool)> {
-    (0..count).map(|i| (i * 16 + (seed % 16), 12_000 + ((i * 7 + seed) % 1_400) as u32, fabricate_every.is_some_and(|k| i % k == 0))).collect()
+    (0..count)
+        .map(|i| {
+            (
+                i * 16 + (seed % 16),
+                12_000 + ((i * 7 + seed) % 1_400) as u32,
+                fabricate_every.is_some_and(|k| i % k == 0),
+            )
+        })
+        .collect()
 }
 
 fn genesis(hosts: &[Host]) -> serde_json::Value {
     let mut g = kiln_genesis::AppGenesis::default();
     g.epochs.params = kiln_epochs::EpochParams::devnet();
-    g.sprint.params = kiln_sprint::SprintParams { sprint_samples: SAMPLES, ..kiln_sprint::SprintParams::devnet() };
+    g.sprint.params = kiln_sprint::SprintParams {
+        sprint_samples: SAMPLES,
+        ..kiln_sprint::SprintParams::devnet()
+    };
     g.reputation.params = kiln_reputation::ReputationParams::devnet();
     for (i, h) in hosts.iter().enumerate() {
-        g.add_balance(h.key.address, vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)]);
-        g.add_balance(h.hot.address, vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)]);
+        g.add_balance(
+            h.key.address,
+            vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
+        );
+        g.add_balance(
+            h.hot.address,
+            vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
+        );
         g.sprint.hosts.push(kiln_sprint::GenesisHost {
             owner: h.key.address,
             worker_url: format!("http://host{i}.example:8080"),
@@ -58,7 +84,12 @@ fn genesis(hosts: &[Host]) -> serde_json::Value {
             weight: 100,
         });
         for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
-            g.authz.grants.push(kiln_authz::GenesisGrant { granter: h.key.address, grantee: h.hot.address, msg_type_url: url.to_string(), expiration_unix: None });
+            g.authz.grants.push(kiln_authz::GenesisGrant {
+                granter: h.key.address,
+                grantee: h.hot.address,
+                msg_type_url: url.to_string(),
+                expiration_unix: None,
+            });
         }
     }
     serde_json::to_value(g).unwrap()
@@ -76,7 +107,10 @@ mod prost_types_any {
     pub use cosmos_sdk_proto::Any;
 }
 
-fn deliver_all(d: &mut BlockDriver, txs: Vec<Vec<u8>>) -> Vec<tendermint_proto::v0_38::abci::ExecTxResult> {
+fn deliver_all(
+    d: &mut BlockDriver,
+    txs: Vec<Vec<u8>>,
+) -> Vec<tendermint_proto::v0_38::abci::ExecTxResult> {
     let out = d.deliver(txs).unwrap();
     // SPEC §11, every block: supply, consensus power = weights, power cap.
     d.check_invariants().unwrap();
@@ -90,11 +124,11 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
             let key = TestKey::from_label(&format!("host-{i}"));
             let hot = TestKey::from_label(&format!("host-{i}-hot"));
             let leaves = match i {
-                0 => leaves(4_000, 0, None),      // big host: must be capped
+                0 => leaves(4_000, 0, None), // big host: must be capped
                 1 => leaves(1_500, 1, None),
                 2 => leaves(1_000, 2, None),
-                3 => leaves(800, 3, Some(10)),    // fabricates 10% of its shares
-                4 => leaves(600, 4, None),        // will not open
+                3 => leaves(800, 3, Some(10)), // fabricates 10% of its shares
+                4 => leaves(600, 4, None),     // will not open
                 5 => leaves(700, 5, None),
                 _ => leaves(500, 6, None),
             };
@@ -108,14 +142,37 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     let at = |stage| params.stage_height(1, 1, stage);
 
     // Sprint: every host commits (height 1).
-    let txs = hosts.iter().map(|h| exec(&d, h, any_of(&MsgSprintCommit { host: h.key.address.to_bech32(), epoch: 1, root: h.tree().root().to_vec(), count: h.leaves.len() as u64 }))).collect();
+    let txs = hosts
+        .iter()
+        .map(|h| {
+            exec(
+                &d,
+                h,
+                any_of(&MsgSprintCommit {
+                    host: h.key.address.to_bech32(),
+                    epoch: 1,
+                    root: h.tree().root().to_vec(),
+                    count: h.leaves.len() as u64,
+                }),
+            )
+        })
+        .collect();
     assert!(deliver_all(&mut d, txs).iter().all(|r| r.code == 0));
 
     // A commit after the deadline is refused.
     while d.height + 1 < at(kiln_epochs::Stage::Challenge) {
         deliver_all(&mut d, vec![]);
     }
-    let late = exec(&d, &hosts[0], any_of(&MsgSprintCommit { host: hosts[0].key.address.to_bech32(), epoch: 1, root: vec![0; 32], count: 1 }));
+    let late = exec(
+        &d,
+        &hosts[0],
+        any_of(&MsgSprintCommit {
+            host: hosts[0].key.address.to_bech32(),
+            epoch: 1,
+            root: vec![0; 32],
+            count: 1,
+        }),
+    );
     let r = deliver_all(&mut d, vec![late]);
     assert_ne!(r[0].code, 0);
     assert!(r[0].log.contains("deadline"), "{}", r[0].log);
@@ -124,7 +181,9 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     }
 
     // Open: everyone but host 4 opens the challenged leaves.
-    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1).unwrap().unwrap();
+    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
+        .unwrap()
+        .unwrap();
     let mut opened: BTreeMap<Address, Vec<(u64, u32, bool)>> = BTreeMap::new();
     let mut txs = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
@@ -138,29 +197,64 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
             .iter()
             .map(|&ix| {
                 let (nonce, d_q, _) = h.leaves[ix as usize];
-                OpenedLeaf { index: u64::from(ix), nonce, distance_q: d_q, proof: tree.proof(u64::from(ix)).unwrap().iter().map(|p| p.to_vec()).collect() }
+                OpenedLeaf {
+                    index: u64::from(ix),
+                    nonce,
+                    distance_q: d_q,
+                    proof: tree
+                        .proof(u64::from(ix))
+                        .unwrap()
+                        .iter()
+                        .map(|p| p.to_vec())
+                        .collect(),
+                }
             })
             .collect();
-        opened.insert(h.key.address, indices.iter().map(|&ix| h.leaves[ix as usize]).collect());
+        opened.insert(
+            h.key.address,
+            indices.iter().map(|&ix| h.leaves[ix as usize]).collect(),
+        );
         // A wrong proof is refused first (tampered sibling).
         if i == 0 {
             let mut bad = leaves.clone();
             bad[0].proof[0][0] ^= 1;
-            let tx = exec(&d, h, any_of(&MsgSprintOpen { host: h.key.address.to_bech32(), epoch: 1, leaves: bad }));
+            let tx = exec(
+                &d,
+                h,
+                any_of(&MsgSprintOpen {
+                    host: h.key.address.to_bech32(),
+                    epoch: 1,
+                    leaves: bad,
+                }),
+            );
             let r = deliver_all(&mut d, vec![tx]);
             assert_eq!(r[0].codespace, "sprint", "{}", r[0].log);
         }
-        txs.push(exec(&d, h, any_of(&MsgSprintOpen { host: h.key.address.to_bech32(), epoch: 1, leaves })));
+        txs.push(exec(
+            &d,
+            h,
+            any_of(&MsgSprintOpen {
+                host: h.key.address.to_bech32(),
+                epoch: 1,
+                leaves,
+            }),
+        ));
     }
     let r = deliver_all(&mut d, txs);
-    assert!(r.iter().all(|r| r.code == 0), "{:?}", r.iter().map(|r| &r.log).collect::<Vec<_>>());
+    assert!(
+        r.iter().all(|r| r.code == 0),
+        "{:?}",
+        r.iter().map(|r| &r.log).collect::<Vec<_>>()
+    );
 
     // Vote commit: every validator (all hosts with weight, committee = all) votes on every opened host,
     // deciding by the spec's verdict: invalid when mismatches ≥ critical count.
     while d.height + 1 < at(kiln_epochs::Stage::VoteCommit) {
         deliver_all(&mut d, vec![]);
     }
-    let critical = verdict::critical_count(SAMPLES, verdict::P0_DEFAULT, verdict::ALPHA_DEFAULT).unwrap().unwrap();
+    let critical = verdict::critical_count(SAMPLES, verdict::P0_DEFAULT, verdict::ALPHA_DEFAULT)
+        .unwrap()
+        .unwrap();
     let mut votes: BTreeMap<(usize, Address), (bool, Vec<u8>)> = BTreeMap::new();
     let mut pending: Vec<Vec<Vec<u8>>> = vec![Vec::new(); hosts.len()];
     for (v, validator) in hosts.iter().enumerate() {
@@ -168,10 +262,18 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
             if *host == validator.key.address {
                 continue;
             }
-            let mismatches = leaves.iter().filter(|(_, _, fabricated)| *fabricated).count() as u32;
+            let mismatches = leaves
+                .iter()
+                .filter(|(_, _, fabricated)| *fabricated)
+                .count() as u32;
             let valid = mismatches < critical;
             let salt = format!("salt-{v}-{host}").into_bytes();
-            let msg = MsgSprintVoteCommit { validator: validator.key.address.to_bech32(), epoch: 1, host: host.to_bech32(), commitment: vote_commitment(valid, &salt).to_vec() };
+            let msg = MsgSprintVoteCommit {
+                validator: validator.key.address.to_bech32(),
+                epoch: 1,
+                host: host.to_bech32(),
+                commitment: vote_commitment(valid, &salt).to_vec(),
+            };
             votes.insert((v, *host), (valid, salt));
             pending[v].push(any_of(&msg).encode_to_vec());
         }
@@ -181,33 +283,19 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
         .iter()
         .enumerate()
         .map(|(v, h)| {
-            let msgs = pending[v].iter().map(|b| cosmos_sdk_proto::Any { type_url: "/kiln.sprint.v1.MsgSprintVoteCommit".into(), value: MsgSprintVoteCommit::decode(cosmos_sdk_proto::Any::decode(b.as_slice()).unwrap().value.as_slice()).unwrap().encode_to_vec() }).collect();
-            let mut opts = d.opts_for(&h.hot);
-            opts.gas_limit = 5_000_000;
-            opts.fee = 150_000;
-            sign_tx(&h.hot, vec![msg_exec(&h.hot.address, msgs)], &opts)
-        })
-        .collect();
-    let r = deliver_all(&mut d, txs);
-    assert!(r.iter().all(|r| r.code == 0), "{:?}", r.iter().map(|r| &r.log).collect::<Vec<_>>());
-
-    // Reveal: validator 5 tries to reveal a vote different from its commitment: refused.
-    while d.height + 1 < at(kiln_epochs::Stage::VoteReveal) {
-        deliver_all(&mut d, vec![]);
-    }
-    let target = hosts[1].key.address;
-    let (valid, salt) = votes[&(5, target)].clone();
-    let flipped = exec(&d, &hosts[5], any_of(&MsgSprintVoteReveal { validator: hosts[5].key.address.to_bech32(), epoch: 1, host: target.to_bech32(), valid: !valid, salt: salt.clone() }));
-    let r = deliver_all(&mut d, vec![flipped]);
-    assert_eq!((r[0].codespace.as_str(), r[0].code), ("sprint", 21), "{}", r[0].log);
-    let txs: Vec<Vec<u8>> = hosts
-        .iter()
-        .enumerate()
-        .map(|(v, h)| {
-            let msgs: Vec<_> = votes
+            let msgs = pending[v]
                 .iter()
-                .filter(|((vv, _), _)| *vv == v)
-                .map(|((_, host), (valid, salt))| any_of(&MsgSprintVoteReveal { validator: h.key.address.to_bech32(), epoch: 1, host: host.to_bech32(), valid: *valid, salt: salt.clone() }))
+                .map(|b| cosmos_sdk_proto::Any {
+                    type_url: "/kiln.sprint.v1.MsgSprintVoteCommit".into(),
+                    value: MsgSprintVoteCommit::decode(
+                        cosmos_sdk_proto::Any::decode(b.as_slice())
+                            .unwrap()
+                            .value
+                            .as_slice(),
+                    )
+                    .unwrap()
+                    .encode_to_vec(),
+                })
                 .collect();
             let mut opts = d.opts_for(&h.hot);
             opts.gas_limit = 5_000_000;
@@ -216,7 +304,65 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
         })
         .collect();
     let r = deliver_all(&mut d, txs);
-    assert!(r.iter().all(|r| r.code == 0), "{:?}", r.iter().map(|r| &r.log).collect::<Vec<_>>());
+    assert!(
+        r.iter().all(|r| r.code == 0),
+        "{:?}",
+        r.iter().map(|r| &r.log).collect::<Vec<_>>()
+    );
+
+    // Reveal: validator 5 tries to reveal a vote different from its commitment: refused.
+    while d.height + 1 < at(kiln_epochs::Stage::VoteReveal) {
+        deliver_all(&mut d, vec![]);
+    }
+    let target = hosts[1].key.address;
+    let (valid, salt) = votes[&(5, target)].clone();
+    let flipped = exec(
+        &d,
+        &hosts[5],
+        any_of(&MsgSprintVoteReveal {
+            validator: hosts[5].key.address.to_bech32(),
+            epoch: 1,
+            host: target.to_bech32(),
+            valid: !valid,
+            salt: salt.clone(),
+        }),
+    );
+    let r = deliver_all(&mut d, vec![flipped]);
+    assert_eq!(
+        (r[0].codespace.as_str(), r[0].code),
+        ("sprint", 21),
+        "{}",
+        r[0].log
+    );
+    let txs: Vec<Vec<u8>> = hosts
+        .iter()
+        .enumerate()
+        .map(|(v, h)| {
+            let msgs: Vec<_> = votes
+                .iter()
+                .filter(|((vv, _), _)| *vv == v)
+                .map(|((_, host), (valid, salt))| {
+                    any_of(&MsgSprintVoteReveal {
+                        validator: h.key.address.to_bech32(),
+                        epoch: 1,
+                        host: host.to_bech32(),
+                        valid: *valid,
+                        salt: salt.clone(),
+                    })
+                })
+                .collect();
+            let mut opts = d.opts_for(&h.hot);
+            opts.gas_limit = 5_000_000;
+            opts.fee = 150_000;
+            sign_tx(&h.hot, vec![msg_exec(&h.hot.address, msgs)], &opts)
+        })
+        .collect();
+    let r = deliver_all(&mut d, txs);
+    assert!(
+        r.iter().all(|r| r.code == 0),
+        "{:?}",
+        r.iter().map(|r| &r.log).collect::<Vec<_>>()
+    );
 
     // Settle.
     let mut power_updates = Vec::new();
@@ -224,7 +370,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
         let out = d.deliver(vec![]).unwrap();
         d.check_invariants().unwrap();
         power_updates.extend(out.response.validator_updates);
-        }
+    }
     let view = d.app.latest_view();
     let weights = kiln_sprint::state::weights(&view).unwrap();
     let w = |i: usize| weights.get(&hosts[i].key.address).copied().unwrap_or(0);
@@ -232,18 +378,37 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     assert_eq!(w(4), 0, "the host that did not open must get no weight");
     let accepted_raw: u64 = [4_000u64, 1_500, 1_000, 700, 500].iter().sum();
     let total: u64 = weights.values().sum();
-    assert_eq!(total, accepted_raw, "the cap redistributes, it does not destroy weight");
-    assert_eq!(w(0), accepted_raw * 2_500 / 10_000, "the big host is capped at 25%");
+    assert_eq!(
+        total, accepted_raw,
+        "the cap redistributes, it does not destroy weight"
+    );
+    assert_eq!(
+        w(0),
+        accepted_raw * 2_500 / 10_000,
+        "the big host is capped at 25%"
+    );
     // Uncapped hosts keep proportions (within rounding).
     // a/b ≈ num/den within 1%, in integers: |a·den − b·num| ≤ b·num/100.
-    let close = |a: usize, b: usize, num: u64, den: u64| (w(a) * den).abs_diff(w(b) * num) * 100 <= w(b) * num;
-    assert!(weights.values().all(|v| *v <= accepted_raw * 2_500 / 10_000), "{weights:?}");
-    assert!(close(2, 5, 1_000, 700) && close(5, 6, 700, 500), "{weights:?}");
+    let close = |a: usize, b: usize, num: u64, den: u64| {
+        (w(a) * den).abs_diff(w(b) * num) * 100 <= w(b) * num
+    };
+    assert!(
+        weights
+            .values()
+            .all(|v| *v <= accepted_raw * 2_500 / 10_000),
+        "{weights:?}"
+    );
+    assert!(
+        close(2, 5, 1_000, 700) && close(5, 6, 700, 500),
+        "{weights:?}"
+    );
     // Consensus power follows: the settle block's validator updates equal the effective weights.
     let powers: BTreeMap<Vec<u8>, i64> = power_updates
         .iter()
         .map(|u| match &u.pub_key.as_ref().unwrap().sum {
-            Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(k)) => (k.to_vec(), u.power),
+            Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(k)) => {
+                (k.to_vec(), u.power)
+            }
             _ => panic!("not ed25519"),
         })
         .collect();
@@ -252,8 +417,14 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     assert_eq!(powers[&vec![4u8; 32]], 0, "host 3 removed from consensus");
     // Reputation: accepted hosts gained, rejected and unopened were reset.
     assert!(kiln_reputation::reputation(&view, &hosts[0].key.address).unwrap() > 0);
-    assert_eq!(kiln_reputation::reputation(&view, &hosts[3].key.address).unwrap(), 0);
-    assert_eq!(kiln_reputation::reputation(&view, &hosts[4].key.address).unwrap(), 0);
+    assert_eq!(
+        kiln_reputation::reputation(&view, &hosts[3].key.address).unwrap(),
+        0
+    );
+    assert_eq!(
+        kiln_reputation::reputation(&view, &hosts[4].key.address).unwrap(),
+        0
+    );
 }
 
 #[test]
@@ -261,24 +432,63 @@ fn a_tree_that_counts_a_nonce_twice_cannot_be_opened() {
     let key = TestKey::from_label("dup-host");
     let hot = TestKey::from_label("dup-host-hot");
     // Every leaf repeats nonce 7: any two opened leaves expose it.
-    let host = Host { key, hot, leaves: (0..50).map(|i| (7, 12_000 + i, false)).collect() };
+    let host = Host {
+        key,
+        hot,
+        leaves: (0..50).map(|i| (7, 12_000 + i, false)).collect(),
+    };
     let dir = tempfile::tempdir().unwrap();
-    let mut d = BlockDriver::open(dir.path(), CHAIN, &genesis(std::slice::from_ref(&host)), 0).unwrap();
+    let mut d =
+        BlockDriver::open(dir.path(), CHAIN, &genesis(std::slice::from_ref(&host)), 0).unwrap();
     let params = kiln_epochs::EpochParams::devnet();
-    let commit = exec(&d, &host, any_of(&MsgSprintCommit { host: host.key.address.to_bech32(), epoch: 1, root: host.tree().root().to_vec(), count: 50 }));
+    let commit = exec(
+        &d,
+        &host,
+        any_of(&MsgSprintCommit {
+            host: host.key.address.to_bech32(),
+            epoch: 1,
+            root: host.tree().root().to_vec(),
+            count: 50,
+        }),
+    );
     assert_eq!(deliver_all(&mut d, vec![commit])[0].code, 0);
     while d.height + 1 < params.stage_height(1, 1, kiln_epochs::Stage::Open) {
         deliver_all(&mut d, vec![]);
     }
-    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1).unwrap().unwrap();
+    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
+        .unwrap()
+        .unwrap();
     let seed = challenge::challenge_seed(&challenge_hash, host.key.address.as_bytes());
     let indices = challenge::sample_indices(&seed, 50, SAMPLES);
     let tree = host.tree();
     let leaves = indices
         .iter()
-        .map(|&ix| OpenedLeaf { index: u64::from(ix), nonce: 7, distance_q: host.leaves[ix as usize].1, proof: tree.proof(u64::from(ix)).unwrap().iter().map(|p| p.to_vec()).collect() })
+        .map(|&ix| OpenedLeaf {
+            index: u64::from(ix),
+            nonce: 7,
+            distance_q: host.leaves[ix as usize].1,
+            proof: tree
+                .proof(u64::from(ix))
+                .unwrap()
+                .iter()
+                .map(|p| p.to_vec())
+                .collect(),
+        })
         .collect();
-    let open = exec(&d, &host, any_of(&MsgSprintOpen { host: host.key.address.to_bech32(), epoch: 1, leaves }));
+    let open = exec(
+        &d,
+        &host,
+        any_of(&MsgSprintOpen {
+            host: host.key.address.to_bech32(),
+            epoch: 1,
+            leaves,
+        }),
+    );
     let r = deliver_all(&mut d, vec![open]);
-    assert_eq!((r[0].codespace.as_str(), r[0].code), ("sprint", 15), "{}", r[0].log);
+    assert_eq!(
+        (r[0].codespace.as_str(), r[0].code),
+        ("sprint", 15),
+        "{}",
+        r[0].log
+    );
 }

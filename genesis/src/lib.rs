@@ -41,9 +41,15 @@ pub struct ReputationGenesis {
 #[derive(Debug, thiserror::Error)]
 pub enum GenesisError {
     #[error("cannot read genesis file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("genesis file {path} is not valid JSON: {source}")]
-    Json { path: String, source: serde_json::Error },
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("genesis app_state is invalid: {0}")]
     AppState(String),
     #[error("genesis is invalid: {0}")]
@@ -56,7 +62,8 @@ impl AppGenesis {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(AppGenesis::default());
         }
-        let genesis: AppGenesis = serde_json::from_slice(bytes).map_err(|e| GenesisError::AppState(e.to_string()))?;
+        let genesis: AppGenesis =
+            serde_json::from_slice(bytes).map_err(|e| GenesisError::AppState(e.to_string()))?;
         genesis.validate()?;
         Ok(genesis)
     }
@@ -67,7 +74,10 @@ impl AppGenesis {
         self.authz.validate().map_err(GenesisError::AppState)?;
         self.epochs.validate().map_err(GenesisError::AppState)?;
         self.sprint.validate().map_err(GenesisError::AppState)?;
-        self.reputation.params.validate().map_err(GenesisError::AppState)?;
+        self.reputation
+            .params
+            .validate()
+            .map_err(GenesisError::AppState)?;
         Ok(())
     }
 
@@ -78,7 +88,9 @@ impl AppGenesis {
             None => self.bank.balances.push(GenesisBalance { address, coins }),
         }
         for entry in &mut self.bank.balances {
-            let merged = kiln_framework::Coins::normalize(std::mem::take(&mut entry.coins)).map(|c| c.into_vec()).unwrap_or_default();
+            let merged = kiln_framework::Coins::normalize(std::mem::take(&mut entry.coins))
+                .map(|c| c.into_vec())
+                .unwrap_or_default();
             entry.coins = merged;
         }
     }
@@ -88,27 +100,39 @@ impl AppGenesis {
 /// checks the top-level fields Kiln relies on. Used by `kilnd genesis validate`
 /// and at start-up so a malformed genesis stops the node with a clear message.
 pub fn validate_genesis_file(path: &Path) -> Result<(String, AppGenesis), GenesisError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| GenesisError::Json { path: path.display().to_string(), source })?;
+        serde_json::from_str(&text).map_err(|source| GenesisError::Json {
+            path: path.display().to_string(),
+            source,
+        })?;
     let chain_id = value
         .get("chain_id")
         .and_then(|v| v.as_str())
         .ok_or_else(|| GenesisError::Invalid("missing string field \"chain_id\"".into()))?
         .to_string();
     if chain_id.is_empty() || chain_id.len() > 50 {
-        return Err(GenesisError::Invalid(format!("chain_id {chain_id:?} must be 1 to 50 characters")));
+        return Err(GenesisError::Invalid(format!(
+            "chain_id {chain_id:?} must be 1 to 50 characters"
+        )));
     }
     for field in ["genesis_time", "initial_height"] {
         if value.get(field).is_none() {
             return Err(GenesisError::Invalid(format!("missing field {field:?}")));
         }
     }
-    let app_state = value.get("app_state").cloned().unwrap_or(serde_json::Value::Null);
+    let app_state = value
+        .get("app_state")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
     let app = if app_state.is_null() {
         AppGenesis::default()
     } else {
-        let app: AppGenesis = serde_json::from_value(app_state).map_err(|e| GenesisError::AppState(e.to_string()))?;
+        let app: AppGenesis =
+            serde_json::from_value(app_state).map_err(|e| GenesisError::AppState(e.to_string()))?;
         app.validate()?;
         app
     };
@@ -125,7 +149,12 @@ impl AppGenesis {
     /// does on a running chain). The grantee's account is created at genesis.
     pub fn add_ml_ops_grants(&mut self, host: Address, hot: Address) {
         for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
-            self.authz.grants.push(kiln_authz::GenesisGrant { granter: host, grantee: hot, msg_type_url: url.to_string(), expiration_unix: None });
+            self.authz.grants.push(kiln_authz::GenesisGrant {
+                granter: host,
+                grantee: hot,
+                msg_type_url: url.to_string(),
+                expiration_unix: None,
+            });
         }
     }
 }
@@ -136,7 +165,10 @@ impl AppGenesis {
 pub fn devnet_app_genesis(dev: Address, dev_funds: u128, dev_ml: Address) -> AppGenesis {
     let mut genesis = AppGenesis::default();
     genesis.add_balance(dev, vec![Coin::new(kiln_framework::BASE_DENOM, dev_funds)]);
-    genesis.add_balance(dev_ml, vec![Coin::new(kiln_framework::BASE_DENOM, DEVNET_ML_FUNDS)]);
+    genesis.add_balance(
+        dev_ml,
+        vec![Coin::new(kiln_framework::BASE_DENOM, DEVNET_ML_FUNDS)],
+    );
     genesis.add_ml_ops_grants(dev, dev_ml);
     genesis.epochs.params = kiln_epochs::EpochParams::devnet();
     genesis.sprint.params = kiln_sprint::SprintParams::devnet();
@@ -151,7 +183,10 @@ mod tests {
 
     #[test]
     fn malformed_app_state_is_a_clear_error() {
-        let err = AppGenesis::from_json_bytes(br#"{"bank":{"balances":[{"address":"kiln1xyz","coins":[]}]}}"#).unwrap_err();
+        let err = AppGenesis::from_json_bytes(
+            br#"{"bank":{"balances":[{"address":"kiln1xyz","coins":[]}]}}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("invalid address"), "{err}");
         let err = AppGenesis::from_json_bytes(br#"{"bank":{"balancez":[]}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
@@ -161,7 +196,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("invalid amount"), "{err}");
-        assert_eq!(AppGenesis::from_json_bytes(b"").unwrap(), AppGenesis::default());
+        assert_eq!(
+            AppGenesis::from_json_bytes(b"").unwrap(),
+            AppGenesis::default()
+        );
     }
 
     #[test]
@@ -169,12 +207,30 @@ mod tests {
         let (dev, dev_ml) = (Address([1; 20]), Address([2; 20]));
         let g = devnet_app_genesis(dev, 5_000, dev_ml);
         g.validate().unwrap();
-        let funds = |a: Address| g.bank.balances.iter().find(|b| b.address == a).map(|b| b.coins.clone());
+        let funds = |a: Address| {
+            g.bank
+                .balances
+                .iter()
+                .find(|b| b.address == a)
+                .map(|b| b.coins.clone())
+        };
         assert_eq!(funds(dev), Some(vec![Coin::new("ukiln", 5_000)]));
-        assert_eq!(funds(dev_ml), Some(vec![Coin::new("ukiln", DEVNET_ML_FUNDS)]));
-        let urls: Vec<&str> = g.authz.grants.iter().map(|gr| gr.msg_type_url.as_str()).collect();
+        assert_eq!(
+            funds(dev_ml),
+            Some(vec![Coin::new("ukiln", DEVNET_ML_FUNDS)])
+        );
+        let urls: Vec<&str> = g
+            .authz
+            .grants
+            .iter()
+            .map(|gr| gr.msg_type_url.as_str())
+            .collect();
         assert_eq!(urls, kiln_authz::ML_OPS_MSG_TYPE_URLS);
-        assert!(g.authz.grants.iter().all(|gr| gr.granter == dev && gr.grantee == dev_ml && gr.expiration_unix.is_none()));
+        assert!(g
+            .authz
+            .grants
+            .iter()
+            .all(|gr| gr.granter == dev && gr.grantee == dev_ml && gr.expiration_unix.is_none()));
         assert_eq!(g.authz.params.ml_ops_free_txs_per_epoch, 500);
         // Round-trips through genesis.json.
         let json = serde_json::to_vec(&g).unwrap();

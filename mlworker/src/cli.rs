@@ -672,13 +672,24 @@ pub fn calibrate(ds: &[f64], rate: f64) -> u64 {
 }
 
 fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
-    use crate::worker::{chain::RpcChain, http, journal::Journal, Misbehaviour, Pace, Tick, Worker, WorkerConfig};
+    use crate::worker::{
+        chain::RpcChain, http, journal::Journal, Misbehaviour, Pace, Tick, Worker, WorkerConfig,
+    };
     let home = a.home.clone().unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".kiln")
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".kiln")
     });
     kiln_cli::keyring::parse_address(&a.host).with_context(|| format!("--host {}", a.host))?;
     let keyring = kiln_cli::Keyring::open(&home, a.keyring_backend);
-    let info = keyring.find(&a.key).with_context(|| format!("ML operational key {:?} in {}", a.key, keyring.dir().display()))?;
+    let info = keyring.find(&a.key).with_context(|| {
+        format!(
+            "ML operational key {:?} in {}",
+            a.key,
+            keyring.dir().display()
+        )
+    })?;
     let passphrase = match a.keyring_backend {
         kiln_cli::Backend::Test => None,
         kiln_cli::Backend::File => Some(kiln_cli::prompt::Prompter::new().passphrase(&info.name)?),
@@ -689,7 +700,10 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     }
     let threads = configure_threads(a.dev.threads);
     let device = a.dev.resolve()?;
-    let journal_dir = a.journal.clone().unwrap_or_else(|| home.join("worker").join(&a.host));
+    let journal_dir = a
+        .journal
+        .clone()
+        .unwrap_or_else(|| home.join("worker").join(&a.host));
     let journal = Journal::open(&journal_dir)?;
     let cfg = WorkerConfig {
         host: a.host.clone(),
@@ -697,7 +711,9 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         device,
         threads,
         batch: a.dev.batch,
-        pace: Pace::Continuous { slice_seconds: a.slice_seconds.clamp(0.05, 30.0) },
+        pace: Pace::Continuous {
+            slice_seconds: a.slice_seconds.clamp(0.05, 30.0),
+        },
         commit_every_blocks: a.commit_every.max(1),
         misbehaviour: Misbehaviour::default(),
     };
@@ -742,7 +758,15 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
             }
         }
         if let Some(until) = a.until_epoch {
-            let done = status.lock().map(|s| s.last_result.as_ref().and_then(|r| r["epoch"].as_u64()).is_some_and(|e| e >= until)).unwrap_or(false);
+            let done = status
+                .lock()
+                .map(|s| {
+                    s.last_result
+                        .as_ref()
+                        .and_then(|r| r["epoch"].as_u64())
+                        .is_some_and(|e| e >= until)
+                })
+                .unwrap_or(false);
             if done {
                 eprintln!("epoch {until} settled; stopping (--until-epoch)");
                 return Ok(());
@@ -754,16 +778,31 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
 fn cmd_status(a: StatusArgs) -> Result<()> {
     let (code, body) = crate::worker::http::get(&a.http, "/status")?;
     if code != 200 {
-        bail!("the worker at {} answered HTTP {code}: {}", a.http, body.trim());
+        bail!(
+            "the worker at {} answered HTTP {code}: {}",
+            a.http,
+            body.trim()
+        );
     }
-    let v: serde_json::Value = serde_json::from_str(&body).context("the worker's /status is not JSON")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).context("the worker's /status is not JSON")?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
-    println!("host      {}  (ML key {})", v["host"].as_str().unwrap_or(""), v["operator"].as_str().unwrap_or(""));
-    println!("chain     {} at height {}, epoch {}, next block's stage: {}", v["chain_id"].as_str().unwrap_or(""), n("height"), n("epoch"), v["stage"].as_str().unwrap_or(""));
+    println!(
+        "host      {}  (ML key {})",
+        v["host"].as_str().unwrap_or(""),
+        v["operator"].as_str().unwrap_or("")
+    );
+    println!(
+        "chain     {} at height {}, epoch {}, next block's stage: {}",
+        v["chain_id"].as_str().unwrap_or(""),
+        n("height"),
+        n("epoch"),
+        v["stage"].as_str().unwrap_or("")
+    );
     println!(
         "sprint    {} nonces, {} shares ({} committed on chain), {:.1} nonces/s on {}",
         n("nonces_done"),
@@ -774,12 +813,20 @@ fn cmd_status(a: StatusArgs) -> Result<()> {
     );
     println!(
         "duties    opened: {}, validating {} opening(s): {} vote(s) committed, {} revealed",
-        if v["opened"].as_bool() == Some(true) { "yes" } else { "no" },
+        if v["opened"].as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        },
         n("duties"),
         n("votes_committed"),
         n("votes_revealed")
     );
-    println!("txs       {} accepted, {} refused", n("txs_accepted"), n("txs_refused"));
+    println!(
+        "txs       {} accepted, {} refused",
+        n("txs_accepted"),
+        n("txs_refused")
+    );
     if let Some(t) = v["last_tx"].as_object() {
         println!(
             "last tx   {} at height {} code {} {}{}",
@@ -787,7 +834,11 @@ fn cmd_status(a: StatusArgs) -> Result<()> {
             t.get("height").and_then(|x| x.as_u64()).unwrap_or(0),
             t.get("code").and_then(|x| x.as_u64()).unwrap_or(0),
             t.get("hash").and_then(|x| x.as_str()).unwrap_or(""),
-            t.get("log").and_then(|x| x.as_str()).filter(|l| !l.is_empty()).map(|l| format!(" ({l})")).unwrap_or_default()
+            t.get("log")
+                .and_then(|x| x.as_str())
+                .filter(|l| !l.is_empty())
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default()
         );
     }
     if !v["last_result"].is_null() {

@@ -185,8 +185,14 @@ fn fabricated_shares_flagged_and_honest_never() {
     );
     let sigma = (exact_big * (1.0 - exact_big) / bn as f64).sqrt();
     assert!((rate_big - exact_big).abs() <= 5.0 * sigma + 1e-3);
-    assert!(exact_big >= 0.99, "large-count detection {exact_big:.4} below 99%");
-    assert!(rate_big >= 0.985, "large-count simulated detection {rate_big:.4}");
+    assert!(
+        exact_big >= 0.99,
+        "large-count detection {exact_big:.4} below 99%"
+    );
+    assert!(
+        rate_big >= 0.985,
+        "large-count simulated detection {rate_big:.4}"
+    );
     let (hb, _) = simulate(
         &big.iter().map(|_| false).collect::<Vec<_>>(),
         &addr,

@@ -43,7 +43,16 @@ impl ChainClient for SimChain {
     }
 
     fn query_json(&mut self, path: &str, data: &[u8]) -> Result<Value> {
-        let res = self.driver.borrow().app.query(tendermint_proto::v0_38::abci::RequestQuery { data: data.to_vec().into(), path: path.into(), height: 0, prove: false });
+        let res = self
+            .driver
+            .borrow()
+            .app
+            .query(tendermint_proto::v0_38::abci::RequestQuery {
+                data: data.to_vec().into(),
+                path: path.into(),
+                height: 0,
+                prove: false,
+            });
         if res.code != 0 {
             bail!("query {path} failed (code {}): {}", res.code, res.log);
         }
@@ -61,7 +70,12 @@ impl ChainClient for SimChain {
         if res.code == 0 {
             self.next_sequence = opts.sequence + 1;
         }
-        Ok(TxReceipt { hash: kiln_cli::tx::tx_hash(&tx), code: res.code, codespace: res.codespace, log: res.log })
+        Ok(TxReceipt {
+            hash: kiln_cli::tx::tx_hash(&tx),
+            code: res.code,
+            codespace: res.codespace,
+            log: res.log,
+        })
     }
 }
 
@@ -91,7 +105,10 @@ impl Host {
             device: ComputeDevice::cpu_f32(),
             threads: 2,
             batch: Some(32),
-            pace: Pace::PerBlock { nonces_per_block: self.spec.budget.div_ceil(SPRINT_SLICES), budget: self.spec.budget },
+            pace: Pace::PerBlock {
+                nonces_per_block: self.spec.budget.div_ceil(SPRINT_SLICES),
+                budget: self.spec.budget,
+            },
             commit_every_blocks: 2,
             misbehaviour: self.spec.misbehaviour,
         };
@@ -112,7 +129,9 @@ impl Host {
     }
 
     fn tick_until_idle(&mut self) {
-        let Some(w) = self.worker.as_mut() else { return };
+        let Some(w) = self.worker.as_mut() else {
+            return;
+        };
         for _ in 0..64 {
             match w.tick(&mut self.chain) {
                 Ok(Tick::Idle) => break,
@@ -140,17 +159,34 @@ struct Network {
 
 fn network(specs: Vec<HostSpec>) -> Network {
     let dir = tempfile::tempdir().unwrap();
-    let keys: Vec<(TestKey, TestKey)> = specs.iter().map(|s| (TestKey::from_label(&format!("{}-account", s.label)), TestKey::from_label(&format!("{}-ml", s.label)))).collect();
+    let keys: Vec<(TestKey, TestKey)> = specs
+        .iter()
+        .map(|s| {
+            (
+                TestKey::from_label(&format!("{}-account", s.label)),
+                TestKey::from_label(&format!("{}-ml", s.label)),
+            )
+        })
+        .collect();
     let mut g = kiln_genesis::AppGenesis::default();
     g.epochs.params = kiln_epochs::EpochParams::devnet();
     // Every leaf is opened (samples ≥ any count here), so a fabricating host
     // cannot hope its fakes go unsampled; the sampling odds at k = 200 are
     // measured by the engine's cheat-detection test.
-    g.sprint.params = kiln_sprint::SprintParams { sprint_samples: 256, ..kiln_sprint::SprintParams::devnet() };
+    g.sprint.params = kiln_sprint::SprintParams {
+        sprint_samples: 256,
+        ..kiln_sprint::SprintParams::devnet()
+    };
     g.reputation.params = kiln_reputation::ReputationParams::devnet();
     for (i, (account, hot)) in keys.iter().enumerate() {
-        g.add_balance(account.address, vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)]);
-        g.add_balance(hot.address, vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)]);
+        g.add_balance(
+            account.address,
+            vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
+        );
+        g.add_balance(
+            hot.address,
+            vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
+        );
         g.sprint.hosts.push(kiln_sprint::GenesisHost {
             owner: account.address,
             worker_url: format!("http://host{i}.example:8547"),
@@ -160,10 +196,21 @@ fn network(specs: Vec<HostSpec>) -> Network {
             weight: 10,
         });
         for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
-            g.authz.grants.push(kiln_authz::GenesisGrant { granter: account.address, grantee: hot.address, msg_type_url: url.to_string(), expiration_unix: None });
+            g.authz.grants.push(kiln_authz::GenesisGrant {
+                granter: account.address,
+                grantee: hot.address,
+                msg_type_url: url.to_string(),
+                expiration_unix: None,
+            });
         }
     }
-    let driver = BlockDriver::open(&dir.path().join("chain"), CHAIN, &serde_json::to_value(g).unwrap(), 0).unwrap();
+    let driver = BlockDriver::open(
+        &dir.path().join("chain"),
+        CHAIN,
+        &serde_json::to_value(g).unwrap(),
+        0,
+    )
+    .unwrap();
     let driver = Rc::new(RefCell::new(driver));
     let hosts = specs
         .into_iter()
@@ -171,7 +218,11 @@ fn network(specs: Vec<HostSpec>) -> Network {
         .map(|(spec, (key, hot))| {
             let mut h = Host {
                 journal_dir: dir.path().join(format!("journal-{}", spec.label)),
-                chain: SimChain { driver: driver.clone(), hot: hot.clone(), next_sequence: 0 },
+                chain: SimChain {
+                    driver: driver.clone(),
+                    hot: hot.clone(),
+                    next_sequence: 0,
+                },
                 key,
                 hot,
                 spec,
@@ -183,11 +234,23 @@ fn network(specs: Vec<HostSpec>) -> Network {
             h
         })
         .collect();
-    Network { driver, hosts, failed_txs: Vec::new(), _dir: dir }
+    Network {
+        driver,
+        hosts,
+        failed_txs: Vec::new(),
+        _dir: dir,
+    }
 }
 
 fn query(driver: &BlockDriver, path: &str, data: &str) -> Value {
-    let res = driver.app.query(tendermint_proto::v0_38::abci::RequestQuery { data: data.as_bytes().to_vec().into(), path: path.into(), height: 0, prove: false });
+    let res = driver
+        .app
+        .query(tendermint_proto::v0_38::abci::RequestQuery {
+            data: data.as_bytes().to_vec().into(),
+            path: path.into(),
+            height: 0,
+            prove: false,
+        });
     assert_eq!(res.code, 0, "{path}: {}", res.log);
     serde_json::from_slice(&res.value).unwrap()
 }
@@ -196,16 +259,33 @@ fn query(driver: &BlockDriver, path: &str, data: &str) -> Value {
 /// the CometBFT validator set the app emitted = effective weights, the cap),
 /// plus the same power rules through the public weights query.
 fn check_invariants(driver: &BlockDriver) {
-    driver.check_invariants().unwrap_or_else(|e| panic!("SPEC §11 invariant broken at height {}: {e:#}", driver.height));
+    driver.check_invariants().unwrap_or_else(|e| {
+        panic!(
+            "SPEC §11 invariant broken at height {}: {e:#}",
+            driver.height
+        )
+    });
     let weights = query(driver, "/kiln.sprint.v1.Query/Weights", "");
     let rows = weights.as_array().unwrap();
     let total: u64 = rows.iter().map(|r| r["weight"].as_u64().unwrap()).sum();
-    let power: u64 = rows.iter().map(|r| r["consensus_power"].as_u64().unwrap()).sum();
-    assert_eq!(total, power, "consensus power must equal the sum of effective weights");
-    let with_weight = rows.iter().filter(|r| r["weight"].as_u64().unwrap() > 0).count();
+    let power: u64 = rows
+        .iter()
+        .map(|r| r["consensus_power"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        total, power,
+        "consensus power must equal the sum of effective weights"
+    );
+    let with_weight = rows
+        .iter()
+        .filter(|r| r["weight"].as_u64().unwrap() > 0)
+        .count();
     if with_weight >= 5 {
         for r in rows {
-            assert!(r["weight"].as_u64().unwrap() * 10_000 <= total * 2_500, "host above the 25% cap: {r}");
+            assert!(
+                r["weight"].as_u64().unwrap() * 10_000 <= total * 2_500,
+                "host above the 25% cap: {r}"
+            );
         }
     }
 }
@@ -242,11 +322,19 @@ fn run(net: &mut Network, last_height: u64, mut before_block: impl FnMut(u64, &m
 }
 
 fn result(driver: &BlockDriver, epoch: u64, host: &Address) -> Value {
-    query(driver, "/kiln.sprint.v1.Query/Result", &json!({"epoch": epoch, "host": host}).to_string())
+    query(
+        driver,
+        "/kiln.sprint.v1.Query/Result",
+        &json!({"epoch": epoch, "host": host}).to_string(),
+    )
 }
 
 fn honest(label: &'static str, budget: u64) -> HostSpec {
-    HostSpec { label, budget, misbehaviour: Misbehaviour::default() }
+    HostSpec {
+        label,
+        budget,
+        misbehaviour: Misbehaviour::default(),
+    }
 }
 
 /// The devnet epoch settles at height 23 (SPEC §3 devnet table); run a little past it.
@@ -254,9 +342,29 @@ const SETTLED: u64 = 25;
 
 #[test]
 fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing() {
-    let mut specs = vec![honest("a", 320), honest("b", 480), honest("c", 640), honest("d", 800), honest("e", 960)];
-    specs.push(HostSpec { label: "fabricator", budget: 640, misbehaviour: Misbehaviour { fabricate_permille: 100, ..Default::default() } });
-    specs.push(HostSpec { label: "silent", budget: 480, misbehaviour: Misbehaviour { skip_open: true, ..Default::default() } });
+    let mut specs = vec![
+        honest("a", 320),
+        honest("b", 480),
+        honest("c", 640),
+        honest("d", 800),
+        honest("e", 960),
+    ];
+    specs.push(HostSpec {
+        label: "fabricator",
+        budget: 640,
+        misbehaviour: Misbehaviour {
+            fabricate_permille: 100,
+            ..Default::default()
+        },
+    });
+    specs.push(HostSpec {
+        label: "silent",
+        budget: 480,
+        misbehaviour: Misbehaviour {
+            skip_open: true,
+            ..Default::default()
+        },
+    });
     // Host "e" also reveals the opposite of what it committed, as a validator.
     specs[4].misbehaviour.flip_reveal = true;
     let mut net = network(specs);
@@ -267,10 +375,22 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     // exactly the budget computed.
     let mut counts = BTreeMap::new();
     for h in &net.hosts {
-        let j = Journal::open(&h.journal_dir).unwrap().load(1).unwrap().expect("journal of epoch 1");
-        assert!(j.leaves.windows(2).all(|w| w[0].0 < w[1].0), "{}: leaves not strictly increasing", h.spec.label);
+        let j = Journal::open(&h.journal_dir)
+            .unwrap()
+            .load(1)
+            .unwrap()
+            .expect("journal of epoch 1");
+        assert!(
+            j.leaves.windows(2).all(|w| w[0].0 < w[1].0),
+            "{}: leaves not strictly increasing",
+            h.spec.label
+        );
         assert_eq!(j.next_nonce, h.spec.budget, "{}", h.spec.label);
-        assert_eq!(h.nonces_computed, h.spec.budget, "{}: every nonce computed exactly once", h.spec.label);
+        assert_eq!(
+            h.nonces_computed, h.spec.budget,
+            "{}: every nonce computed exactly once",
+            h.spec.label
+        );
         counts.insert(h.spec.label, j.leaves.len() as u64);
     }
 
@@ -282,15 +402,29 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     let total_budget: u64 = honest_hosts.iter().map(|h| h.spec.budget).sum();
     let total_shares: u64 = honest_hosts.iter().map(|h| counts[h.spec.label]).sum();
     let p = total_shares as f64 / total_budget as f64;
-    assert!(p > 1.0 / 40.0 && p < 1.0 / 8.0, "devnet share rate should be near 1/16, got {p}");
+    assert!(
+        p > 1.0 / 40.0 && p < 1.0 / 8.0,
+        "devnet share rate should be near 1/16, got {p}"
+    );
     for h in honest_hosts {
         let r = result(&d, 1, &h.key.address);
         assert_eq!(r["accepted"], true, "{}: {r}", h.spec.label);
-        assert_eq!(r["raw_weight"].as_u64().unwrap(), counts[h.spec.label], "{}: raw weight = committed shares", h.spec.label);
+        assert_eq!(
+            r["raw_weight"].as_u64().unwrap(),
+            counts[h.spec.label],
+            "{}: raw weight = committed shares",
+            h.spec.label
+        );
         let expected = h.spec.budget as f64 * p;
         let sd = (h.spec.budget as f64 * p * (1.0 - p)).sqrt();
         let got = counts[h.spec.label] as f64;
-        assert!((got - expected).abs() <= 4.5 * sd + 1.0, "{}: {got} shares for budget {}, expected {expected:.1} ± {:.1}", h.spec.label, h.spec.budget, 4.5 * sd);
+        assert!(
+            (got - expected).abs() <= 4.5 * sd + 1.0,
+            "{}: {got} shares for budget {}, expected {expected:.1} ± {:.1}",
+            h.spec.label,
+            h.spec.budget,
+            4.5 * sd
+        );
     }
     // Larger budgets earned more on the whole: the biggest honest budget beats the smallest.
     assert!(counts["e"] > counts["a"], "{counts:?}");
@@ -298,37 +432,115 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     // The fabricator is voted invalid: weight 0 and its reputation reset.
     let fab = &net.hosts[5];
     let r = result(&d, 1, &fab.key.address);
-    assert_eq!((r["accepted"].clone(), r["reason"].clone(), r["effective_weight"].clone()), (json!(false), json!("rejected"), json!(0)), "{r}");
-    let fab_journal = Journal::open(&fab.journal_dir).unwrap().load(1).unwrap().unwrap();
-    assert!(fab_journal.fabricated * 100 >= fab_journal.leaves.len() as u64 * 8, "about 10% fabricated: {} of {}", fab_journal.fabricated, fab_journal.leaves.len());
+    assert_eq!(
+        (
+            r["accepted"].clone(),
+            r["reason"].clone(),
+            r["effective_weight"].clone()
+        ),
+        (json!(false), json!("rejected"), json!(0)),
+        "{r}"
+    );
+    let fab_journal = Journal::open(&fab.journal_dir)
+        .unwrap()
+        .load(1)
+        .unwrap()
+        .unwrap();
+    assert!(
+        fab_journal.fabricated * 100 >= fab_journal.leaves.len() as u64 * 8,
+        "about 10% fabricated: {} of {}",
+        fab_journal.fabricated,
+        fab_journal.leaves.len()
+    );
     let rep = |a: &Address| query(&d, "/kiln.reputation.v1.Query/Reputation", &a.to_string());
     assert_eq!(rep(&fab.key.address)["good_epochs"], 0);
-    assert_eq!(rep(&net.hosts[0].key.address)["good_epochs"], 1, "an accepted honest host gains a good epoch");
+    assert_eq!(
+        rep(&net.hosts[0].key.address)["good_epochs"],
+        1,
+        "an accepted honest host gains a good epoch"
+    );
 
     // The silent host committed but never opened: 0.
     let silent = &net.hosts[6];
     let r = result(&d, 1, &silent.key.address);
-    assert_eq!((r["accepted"].clone(), r["reason"].clone(), r["effective_weight"].clone()), (json!(false), json!("unopened"), json!(0)), "{r}");
+    assert_eq!(
+        (
+            r["accepted"].clone(),
+            r["reason"].clone(),
+            r["effective_weight"].clone()
+        ),
+        (json!(false), json!("unopened"), json!(0)),
+        "{r}"
+    );
 
     // The flipped reveal was refused by the chain and never counted.
     let e = &net.hosts[4];
-    assert!(net.failed_txs.iter().any(|(h, _, l)| (21..=22).contains(h) && l.contains("does not match its commitment")), "failed txs: {:?}", net.failed_txs);
-    assert_eq!(net.failed_txs.len(), 1, "only the flipped reveal fails: {:?}", net.failed_txs);
-    let duties = query(&d, "/kiln.sprint.v1.Query/Duties", &json!({"epoch": 1, "address": e.key.address}).to_string());
-    assert!(duties["duties"].as_array().unwrap().iter().all(|x| x["vote_committed"] == true && x["vote_revealed"] == false), "{duties}");
-    assert!(rep(&e.key.address)["good_epochs"].as_u64().unwrap() < 1, "a validator that did not reveal loses its good epoch");
+    assert!(
+        net.failed_txs
+            .iter()
+            .any(|(h, _, l)| (21..=22).contains(h) && l.contains("does not match its commitment")),
+        "failed txs: {:?}",
+        net.failed_txs
+    );
+    assert_eq!(
+        net.failed_txs.len(),
+        1,
+        "only the flipped reveal fails: {:?}",
+        net.failed_txs
+    );
+    let duties = query(
+        &d,
+        "/kiln.sprint.v1.Query/Duties",
+        &json!({"epoch": 1, "address": e.key.address}).to_string(),
+    );
+    assert!(
+        duties["duties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["vote_committed"] == true && x["vote_revealed"] == false),
+        "{duties}"
+    );
+    assert!(
+        rep(&e.key.address)["good_epochs"].as_u64().unwrap() < 1,
+        "a validator that did not reveal loses its good epoch"
+    );
 
     // Power: weights in force = effective weights of epoch 1, capped at 25%.
     let weights = query(&d, "/kiln.sprint.v1.Query/Weights", "");
     let rows = weights.as_array().unwrap();
-    let in_force: BTreeMap<String, u64> = rows.iter().map(|r| (r["host"].as_str().unwrap().to_string(), r["weight"].as_u64().unwrap())).collect();
+    let in_force: BTreeMap<String, u64> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect();
     for h in &net.hosts {
-        let eff = result(&d, 1, &h.key.address)["effective_weight"].as_u64().unwrap();
-        assert_eq!(in_force.get(&h.key.address.to_string()).copied().unwrap_or(0), eff, "{}", h.spec.label);
+        let eff = result(&d, 1, &h.key.address)["effective_weight"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            in_force
+                .get(&h.key.address.to_string())
+                .copied()
+                .unwrap_or(0),
+            eff,
+            "{}",
+            h.spec.label
+        );
     }
     let total: u64 = in_force.values().sum();
-    assert_eq!(total, total_shares, "the cap redistributes, it does not destroy weight");
-    assert!(in_force.values().all(|w| w * 4 <= total), "no host above 25%: {in_force:?}");
+    assert_eq!(
+        total, total_shares,
+        "the cap redistributes, it does not destroy weight"
+    );
+    assert!(
+        in_force.values().all(|w| w * 4 <= total),
+        "no host above 25%: {in_force:?}"
+    );
 }
 
 /// Same outcome whether or not workers are killed and restarted mid-sprint
@@ -359,11 +571,31 @@ fn worker_restarts_mid_sprint_and_mid_validation_change_nothing() {
     let (a, b) = (baseline.driver.borrow(), restarted.driver.borrow());
     for (x, y) in baseline.hosts.iter().zip(&restarted.hosts) {
         let (ra, rb) = (result(&a, 1, &x.key.address), result(&b, 1, &y.key.address));
-        assert_eq!(ra, rb, "{}: restarted run must settle the same", x.spec.label);
+        assert_eq!(
+            ra, rb,
+            "{}: restarted run must settle the same",
+            x.spec.label
+        );
         assert_eq!(ra["accepted"], true, "{ra}");
-        assert_eq!(y.nonces_computed, y.spec.budget, "{}: no nonce computed twice across restarts", y.spec.label);
-        assert!(y.txs_refused_logs.is_empty(), "{}: a restart must not double-submit: {:?}", y.spec.label, y.txs_refused_logs);
+        assert_eq!(
+            y.nonces_computed, y.spec.budget,
+            "{}: no nonce computed twice across restarts",
+            y.spec.label
+        );
+        assert!(
+            y.txs_refused_logs.is_empty(),
+            "{}: a restart must not double-submit: {:?}",
+            y.spec.label,
+            y.txs_refused_logs
+        );
     }
-    assert!(restarted.failed_txs.is_empty(), "a restart must not double-submit: {:?}", restarted.failed_txs);
-    assert_eq!(query(&a, "/kiln.sprint.v1.Query/Weights", ""), query(&b, "/kiln.sprint.v1.Query/Weights", ""));
+    assert!(
+        restarted.failed_txs.is_empty(),
+        "a restart must not double-submit: {:?}",
+        restarted.failed_txs
+    );
+    assert_eq!(
+        query(&a, "/kiln.sprint.v1.Query/Weights", ""),
+        query(&b, "/kiln.sprint.v1.Query/Weights", "")
+    );
 }

@@ -62,7 +62,13 @@ impl RpcChain {
     pub fn new(node_url: &str, key: SigningKey) -> Self {
         let pubkey = kiln_cli::keyring::compressed_pubkey(&key);
         let address = kiln_cli::keyring::address_from_pubkey(&pubkey);
-        RpcChain { rpc: RpcClient::new(node_url), key, address, chain_id: None, account: None }
+        RpcChain {
+            rpc: RpcClient::new(node_url),
+            key,
+            address,
+            chain_id: None,
+            account: None,
+        }
     }
 
     /// Bech32 address of the ML operational key.
@@ -83,7 +89,11 @@ impl RpcChain {
             self.account = Some((number, sequence));
         }
         let (account_number, sequence) = self.account.unwrap_or_default();
-        Ok(SignerData { chain_id, account_number, sequence })
+        Ok(SignerData {
+            chain_id,
+            account_number,
+            sequence,
+        })
     }
 
     fn sign_and_send(&mut self, msgs: &[Any], pay_fee: bool) -> Result<TxReceipt> {
@@ -96,11 +106,31 @@ impl RpcChain {
             Ok(used) => used.saturating_mul(13) / 10 + 20_000,
             Err(_) => FALLBACK_GAS,
         };
-        let fee_amount = if pay_fee { gas.saturating_mul(GAS_PRICE_NUM).div_ceil(GAS_PRICE_DEN) } else { 0 };
-        let fees = if fee_amount > 0 { vec![kiln_cli::amount::Coin { denom: "ukiln".into(), amount: u128::from(fee_amount) }] } else { vec![] };
+        let fee_amount = if pay_fee {
+            gas.saturating_mul(GAS_PRICE_NUM).div_ceil(GAS_PRICE_DEN)
+        } else {
+            0
+        };
+        let fees = if fee_amount > 0 {
+            vec![kiln_cli::amount::Coin {
+                denom: "ukiln".into(),
+                amount: u128::from(fee_amount),
+            }]
+        } else {
+            vec![]
+        };
         let tx = build_signed_tx(&self.key, msgs.to_vec(), "", 0, &fees, gas, &signer)?;
         let res = self.rpc.broadcast_tx_sync(&tx.tx_bytes)?;
-        Ok(TxReceipt { hash: if res.hash.is_empty() { tx.hash() } else { res.hash }, code: res.code, codespace: res.codespace, log: res.log })
+        Ok(TxReceipt {
+            hash: if res.hash.is_empty() {
+                tx.hash()
+            } else {
+                res.hash
+            },
+            code: res.code,
+            codespace: res.codespace,
+            log: res.log,
+        })
     }
 }
 
@@ -119,7 +149,8 @@ impl ChainClient for RpcChain {
         if res.code != 0 {
             bail!("query {path} failed (code {}): {}", res.code, res.log);
         }
-        serde_json::from_slice(&res.value).with_context(|| format!("query {path}: the node's answer is not JSON"))
+        serde_json::from_slice(&res.value)
+            .with_context(|| format!("query {path}: the node's answer is not JSON"))
     }
 
     fn broadcast(&mut self, msgs: Vec<Any>) -> Result<TxReceipt> {

@@ -57,8 +57,11 @@ const KEEP_EPOCHS: usize = 4;
 
 impl Journal {
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the journal directory {}", dir.display()))?;
-        Ok(Journal { dir: dir.to_path_buf() })
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the journal directory {}", dir.display()))?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -90,20 +93,27 @@ impl Journal {
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(j)?;
         {
-            let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+            let mut f = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
             f.write_all(&bytes)?;
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
         Ok(())
     }
 
     /// Deletes journals of epochs older than the newest `KEEP_EPOCHS`.
     pub fn prune(&self, current_epoch: u64) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            let epoch = name.strip_prefix("epoch-").and_then(|s| s.strip_suffix(".json")).and_then(|s| s.parse::<u64>().ok());
+            let epoch = name
+                .strip_prefix("epoch-")
+                .and_then(|s| s.strip_suffix(".json"))
+                .and_then(|s| s.parse::<u64>().ok());
             if let Some(e) = epoch {
                 if e.saturating_add(KEEP_EPOCHS as u64) <= current_epoch {
                     let _ = std::fs::remove_file(entry.path());
@@ -122,13 +132,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         assert!(j.load(3).unwrap().is_none());
-        let mut e = EpochJournal { epoch: 3, seed: "ab".into(), next_nonce: 9, leaves: vec![(1, 2), (5, 6)], ..Default::default() };
-        e.votes.insert("kiln1x".into(), VoteRecord { valid: true, mismatches: 0, opened: 2, salt: "00".into(), commit_sent_height: Some(4), reveal_sent_height: None });
+        let mut e = EpochJournal {
+            epoch: 3,
+            seed: "ab".into(),
+            next_nonce: 9,
+            leaves: vec![(1, 2), (5, 6)],
+            ..Default::default()
+        };
+        e.votes.insert(
+            "kiln1x".into(),
+            VoteRecord {
+                valid: true,
+                mismatches: 0,
+                opened: 2,
+                salt: "00".into(),
+                commit_sent_height: Some(4),
+                reveal_sent_height: None,
+            },
+        );
         j.save(&e).unwrap();
         assert_eq!(j.load(3).unwrap().unwrap(), e);
-        j.save(&EpochJournal { epoch: 9, ..Default::default() }).unwrap();
+        j.save(&EpochJournal {
+            epoch: 9,
+            ..Default::default()
+        })
+        .unwrap();
         j.prune(9);
-        assert!(j.load(3).unwrap().is_none(), "epoch 3 is more than 4 epochs old");
+        assert!(
+            j.load(3).unwrap().is_none(),
+            "epoch 3 is more than 4 epochs old"
+        );
         assert!(j.load(9).unwrap().is_some());
         std::fs::write(dir.path().join("epoch-9.json"), b"{not json").unwrap();
         let err = j.load(9).unwrap_err().to_string();

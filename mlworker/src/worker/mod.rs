@@ -24,7 +24,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use cosmrs::Any;
 use kiln_epochs::{EpochParams, Stage};
-use kiln_sprint::msgs::{vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal, OpenedLeaf};
+use kiln_sprint::msgs::{
+    vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
+    OpenedLeaf,
+};
 use kiln_sprint::SprintParams;
 use kiln_sprint_protocol::challenge::{challenge_seed, sample_indices};
 use kiln_sprint_protocol::leaf::{claims_share, leaf_hash, quantize_distance};
@@ -141,11 +144,17 @@ pub struct WorkerStatus {
 pub type SharedStatus = Arc<Mutex<WorkerStatus>>;
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn any_of<M: prost::Name>(msg: &M) -> Any {
-    Any { type_url: M::type_url(), value: msg.encode_to_vec() }
+    Any {
+        type_url: M::type_url(),
+        value: msg.encode_to_vec(),
+    }
 }
 
 /// The chain's view of one epoch, read at the start of a tick.
@@ -184,7 +193,8 @@ impl Worker {
             .with_context(|| format!("--host {}", cfg.host))?
             .try_into()
             .map_err(|_| anyhow!("--host must be a 20-byte account address"))?;
-        kiln_cli::keyring::parse_address(&cfg.operator).with_context(|| format!("operator key address {}", cfg.operator))?;
+        kiln_cli::keyring::parse_address(&cfg.operator)
+            .with_context(|| format!("operator key address {}", cfg.operator))?;
         let status = WorkerStatus {
             host: cfg.host.clone(),
             operator: cfg.operator.clone(),
@@ -224,7 +234,9 @@ impl Worker {
         self.set_status(|s| s.chain_id = id);
         match chain.query_json("/kiln.sprint.v1.Query/Host", self.cfg.host.as_bytes()) {
             Ok(_) => Ok(()),
-            Err(e) if format!("{e:#}").contains("no such host") => Err(PreflightError::NotRegistered(self.cfg.host.clone()).into()),
+            Err(e) if format!("{e:#}").contains("no such host") => {
+                Err(PreflightError::NotRegistered(self.cfg.host.clone()).into())
+            }
             Err(e) => Err(e),
         }
     }
@@ -234,14 +246,23 @@ impl Worker {
             self.chain_id = Some(chain.chain_id()?);
         }
         let ep = chain.query_json("/kiln.epochs.v1.Query/Epoch", b"")?;
-        let num = |k: &str| ep[k].as_u64().ok_or_else(|| anyhow!("epoch query: missing {k}"));
+        let num = |k: &str| {
+            ep[k]
+                .as_u64()
+                .ok_or_else(|| anyhow!("epoch query: missing {k}"))
+        };
         let height = num("height")?;
         let first = num("first_height")?;
-        let params: EpochParams = serde_json::from_value(ep["params"].clone()).context("epoch query: params")?;
+        let params: EpochParams =
+            serde_json::from_value(ep["params"].clone()).context("epoch query: params")?;
         let next = params.info(first, height.saturating_add(1));
         let unhex = |k: &str| ep[k].as_str().and_then(|s| hex::decode(s).ok());
         let same_epoch = num("epoch")? == next.epoch;
-        let (seed_hash, challenge_hash) = if same_epoch { (unhex("seed_hash"), unhex("challenge_hash")) } else { (None, None) };
+        let (seed_hash, challenge_hash) = if same_epoch {
+            (unhex("seed_hash"), unhex("challenge_hash"))
+        } else {
+            (None, None)
+        };
         self.set_status(|s| {
             if s.epoch != next.epoch {
                 // A new epoch: per-epoch progress starts from zero.
@@ -264,7 +285,15 @@ impl Worker {
         }
         let req = json!({"epoch": next.epoch, "address": self.cfg.host}).to_string();
         let duties = chain.query_json("/kiln.sprint.v1.Query/Duties", req.as_bytes())?;
-        Ok(Some(View { height, epoch: next.epoch, stage: next.stage, start_height: next.start_height, seed_hash, challenge_hash, duties }))
+        Ok(Some(View {
+            height,
+            epoch: next.epoch,
+            stage: next.stage,
+            start_height: next.start_height,
+            seed_hash,
+            challenge_hash,
+            duties,
+        }))
     }
 
     fn sprint_params(&mut self, chain: &mut dyn ChainClient, epoch: u64) -> Result<SprintParams> {
@@ -273,16 +302,24 @@ impl Worker {
                 return Ok(p.clone());
             }
         }
-        let p: SprintParams = serde_json::from_value(chain.query_json("/kiln.sprint.v1.Query/Params", b"")?).context("sprint params")?;
+        let p: SprintParams =
+            serde_json::from_value(chain.query_json("/kiln.sprint.v1.Query/Params", b"")?)
+                .context("sprint params")?;
         self.params = Some((epoch, p.clone()));
         Ok(p)
     }
 
     /// One step of work; see the module docs.
     pub fn tick(&mut self, chain: &mut dyn ChainClient) -> Result<Tick> {
-        let Some(view) = self.read_view(chain)? else { return Ok(Tick::Idle) };
+        let Some(view) = self.read_view(chain)? else {
+            return Ok(Tick::Idle);
+        };
         let chain_id = self.chain_id.clone().unwrap_or_default();
-        let seed = sprint_seed(&chain_id, view.epoch, view.seed_hash.as_deref().unwrap_or_default());
+        let seed = sprint_seed(
+            &chain_id,
+            view.epoch,
+            view.seed_hash.as_deref().unwrap_or_default(),
+        );
         self.load_epoch(view.epoch, &seed)?;
         let params = self.sprint_params(chain, view.epoch)?;
         self.refresh_status(&view);
@@ -318,19 +355,40 @@ impl Worker {
 
     fn load_epoch(&mut self, epoch: u64, seed: &Hash32) -> Result<()> {
         let seed_hex = hex::encode(seed);
-        if self.current.as_ref().is_some_and(|j| j.epoch == epoch && j.seed == seed_hex) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|j| j.epoch == epoch && j.seed == seed_hex)
+        {
             return Ok(());
         }
         let journal = match self.journal.load(epoch)? {
             Some(j) if j.seed == seed_hex => {
-                tracing::info!(epoch, next_nonce = j.next_nonce, leaves = j.leaves.len(), votes = j.votes.len(), "resuming the epoch from the journal");
+                tracing::info!(
+                    epoch,
+                    next_nonce = j.next_nonce,
+                    leaves = j.leaves.len(),
+                    votes = j.votes.len(),
+                    "resuming the epoch from the journal"
+                );
                 j
             }
             Some(_) => {
-                tracing::warn!(epoch, "journal is for another chain or seed; starting the epoch afresh");
-                EpochJournal { epoch, seed: seed_hex, ..Default::default() }
+                tracing::warn!(
+                    epoch,
+                    "journal is for another chain or seed; starting the epoch afresh"
+                );
+                EpochJournal {
+                    epoch,
+                    seed: seed_hex,
+                    ..Default::default()
+                }
             }
-            None => EpochJournal { epoch, seed: seed_hex, ..Default::default() },
+            None => EpochJournal {
+                epoch,
+                seed: seed_hex,
+                ..Default::default()
+            },
         };
         self.journal.save(&journal)?;
         self.journal.prune(epoch);
@@ -339,7 +397,9 @@ impl Worker {
     }
 
     fn journal_mut(&mut self) -> Result<&mut EpochJournal> {
-        self.current.as_mut().ok_or_else(|| anyhow!("no epoch loaded"))
+        self.current
+            .as_mut()
+            .ok_or_else(|| anyhow!("no epoch loaded"))
     }
 
     fn save(&self) -> Result<()> {
@@ -351,8 +411,16 @@ impl Worker {
 
     fn refresh_status(&self, view: &View) {
         let Some(j) = &self.current else { return };
-        let duties = view.duties["duties"].as_array().cloned().unwrap_or_default();
-        let flag = |k: &str| duties.iter().filter(|d| d[k].as_bool() == Some(true)).count() as u64;
+        let duties = view.duties["duties"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let flag = |k: &str| {
+            duties
+                .iter()
+                .filter(|d| d[k].as_bool() == Some(true))
+                .count() as u64
+        };
         let committed = view.duties["commitment"]["count"].as_u64().unwrap_or(0);
         let (next, shares) = (j.next_nonce, j.leaves.len() as u64);
         let opened = view.duties["opened"].as_bool() == Some(true);
@@ -371,27 +439,53 @@ impl Worker {
     fn engine(&mut self, seed: &Hash32, params: &SprintParams) -> Result<&mut SprintEngine> {
         if self.engine.as_ref().map(|s| s.seed) != Some(*seed) {
             self.engine = None;
-            let cfg = ModelConfig::preset(&params.preset).ok_or_else(|| anyhow!("the chain asks for model preset {:?}, which this worker does not know", params.preset))?;
+            let cfg = ModelConfig::preset(&params.preset).ok_or_else(|| {
+                anyhow!(
+                    "the chain asks for model preset {:?}, which this worker does not know",
+                    params.preset
+                )
+            })?;
             // Earlier engines set torch's pool to one thread per stream; give the new one the full pool.
             tch::set_num_threads(self.cfg.threads.max(1) as i32);
             let t0 = Instant::now();
-            let engine = SprintEngine::new(*seed, self.host_bytes, cfg, self.cfg.device, self.cfg.batch)?;
+            let engine =
+                SprintEngine::new(*seed, self.host_bytes, cfg, self.cfg.device, self.cfg.batch)?;
             tracing::info!(seed = %hex::encode(seed), preset = %params.preset, device = %self.cfg.device, seconds = t0.elapsed().as_secs_f64(), "sprint model ready");
-            self.engine = Some(EngineSlot { seed: *seed, engine });
+            self.engine = Some(EngineSlot {
+                seed: *seed,
+                engine,
+            });
         }
-        Ok(&mut self.engine.as_mut().ok_or_else(|| anyhow!("engine missing"))?.engine)
+        Ok(&mut self
+            .engine
+            .as_mut()
+            .ok_or_else(|| anyhow!("engine missing"))?
+            .engine)
     }
 
     /// Computes the next slice of nonces; true when more remains right now.
     fn compute(&mut self, view: &View, seed: &Hash32, params: &SprintParams) -> Result<bool> {
         let next = self.journal_mut()?.next_nonce;
         let (target, more_after) = match self.cfg.pace {
-            Pace::PerBlock { nonces_per_block, budget } => {
-                let blocks = view.height.saturating_sub(view.start_height).saturating_add(1);
+            Pace::PerBlock {
+                nonces_per_block,
+                budget,
+            } => {
+                let blocks = view
+                    .height
+                    .saturating_sub(view.start_height)
+                    .saturating_add(1);
                 (nonces_per_block.saturating_mul(blocks).min(budget), false)
             }
             Pace::Continuous { slice_seconds } => {
-                let rate = if self.compute_seconds > 0.5 { self.status.lock().map(|s| s.nonces_per_second).unwrap_or(0.0) } else { 0.0 };
+                let rate = if self.compute_seconds > 0.5 {
+                    self.status
+                        .lock()
+                        .map(|s| s.nonces_per_second)
+                        .unwrap_or(0.0)
+                } else {
+                    0.0
+                };
                 let engine = self.engine(seed, params)?;
                 let min_slice = (engine.batch * engine.workers()) as u64;
                 let slice = ((rate * slice_seconds) as u64).max(min_slice);
@@ -407,7 +501,11 @@ impl Worker {
         let t0 = Instant::now();
         let distances = self.engine(seed, params)?.distances(&nonces);
         if distances.len() != nonces.len() {
-            bail!("the engine returned {} distances for {} nonces", distances.len(), nonces.len());
+            bail!(
+                "the engine returned {} distances for {} nonces",
+                distances.len(),
+                nonces.len()
+            );
         }
         let seconds = t0.elapsed().as_secs_f64();
         let j = self.journal_mut()?;
@@ -415,9 +513,12 @@ impl Worker {
             let d_q = quantize_distance(d);
             if claims_share(d_q, r_target) {
                 j.leaves.push((n, d_q));
-            } else if fabricate > 0 && (j.fabricated + 1) * 1000 <= u64::from(fabricate) * (j.leaves.len() as u64 + 1) {
+            } else if fabricate > 0
+                && (j.fabricated + 1) * 1000 <= u64::from(fabricate) * (j.leaves.len() as u64 + 1)
+            {
                 // Misbehaviour (tests): claim a non-share as a share.
-                j.leaves.push((n, u32::try_from(r_target / 200).unwrap_or(0)));
+                j.leaves
+                    .push((n, u32::try_from(r_target / 200).unwrap_or(0)));
                 j.fabricated += 1;
             }
         }
@@ -430,16 +531,32 @@ impl Worker {
             s.nonces_total = s.nonces_total.saturating_add(computed);
             if seconds > 0.0 {
                 let now = computed as f64 / seconds;
-                s.nonces_per_second = if s.nonces_per_second > 0.0 { 0.7 * s.nonces_per_second + 0.3 * now } else { now };
+                s.nonces_per_second = if s.nonces_per_second > 0.0 {
+                    0.7 * s.nonces_per_second + 0.3 * now
+                } else {
+                    now
+                };
             }
             s.nonces_done = done;
             s.shares = shares as u64;
         });
-        tracing::debug!(epoch = view.epoch, height = view.height, nonces = done, shares, "sprint slice");
+        tracing::debug!(
+            epoch = view.epoch,
+            height = view.height,
+            nonces = done,
+            shares,
+            "sprint slice"
+        );
         Ok(more_after)
     }
 
-    fn send(&mut self, chain: &mut dyn ChainClient, kind: &str, view: &View, msgs: Vec<Any>) -> Result<TxReceipt> {
+    fn send(
+        &mut self,
+        chain: &mut dyn ChainClient,
+        kind: &str,
+        view: &View,
+        msgs: Vec<Any>,
+    ) -> Result<TxReceipt> {
         let exec = kiln_cli::tx::msg_exec(&self.cfg.operator, msgs);
         let receipt = chain.broadcast(vec![exec])?;
         if receipt.ok() {
@@ -447,7 +564,14 @@ impl Worker {
         } else {
             tracing::warn!(kind, epoch = view.epoch, height = view.height, code = receipt.code, log = %receipt.log, "tx refused");
         }
-        let last = LastTx { kind: kind.into(), epoch: view.epoch, height: view.height, hash: receipt.hash.clone(), code: receipt.code, log: receipt.log.clone() };
+        let last = LastTx {
+            kind: kind.into(),
+            epoch: view.epoch,
+            height: view.height,
+            hash: receipt.hash.clone(),
+            code: receipt.code,
+            log: receipt.log.clone(),
+        };
         let ok = receipt.ok();
         self.set_status(|s| {
             if ok {
@@ -460,8 +584,16 @@ impl Worker {
         Ok(receipt)
     }
 
-    fn maybe_commit(&mut self, chain: &mut dyn ChainClient, view: &View, deadline_stage: bool) -> Result<()> {
-        let j = self.current.as_ref().ok_or_else(|| anyhow!("no epoch loaded"))?;
+    fn maybe_commit(
+        &mut self,
+        chain: &mut dyn ChainClient,
+        view: &View,
+        deadline_stage: bool,
+    ) -> Result<()> {
+        let j = self
+            .current
+            .as_ref()
+            .ok_or_else(|| anyhow!("no epoch loaded"))?;
         let count = j.leaves.len() as u64;
         if count == 0 {
             return Ok(());
@@ -470,19 +602,29 @@ impl Worker {
         if on_chain == Some(count) {
             return Ok(());
         }
-        let budget_spent = matches!(self.cfg.pace, Pace::PerBlock { budget, .. } if j.next_nonce >= budget);
+        let budget_spent =
+            matches!(self.cfg.pace, Pace::PerBlock { budget, .. } if j.next_nonce >= budget);
         if let Some((sent_count, sent_height)) = j.commit_sent {
             let in_flight = view.height < sent_height.saturating_add(RESEND_AFTER_BLOCKS);
             if sent_count == count && in_flight {
                 return Ok(());
             }
-            let due = deadline_stage || budget_spent || view.height.saturating_add(1) >= sent_height.saturating_add(self.cfg.commit_every_blocks.max(1));
+            let due = deadline_stage
+                || budget_spent
+                || view.height.saturating_add(1)
+                    >= sent_height.saturating_add(self.cfg.commit_every_blocks.max(1));
             if !due && in_flight {
                 return Ok(());
             }
         }
-        let tree = MerkleTree::new(j.leaves.iter().map(|(n, d)| leaf_hash(*n, *d)).collect()).ok_or_else(|| anyhow!("empty tree"))?;
-        let msg = MsgSprintCommit { host: self.cfg.host.clone(), epoch: view.epoch, root: tree.root().to_vec(), count };
+        let tree = MerkleTree::new(j.leaves.iter().map(|(n, d)| leaf_hash(*n, *d)).collect())
+            .ok_or_else(|| anyhow!("empty tree"))?;
+        let msg = MsgSprintCommit {
+            host: self.cfg.host.clone(),
+            epoch: view.epoch,
+            root: tree.root().to_vec(),
+            count,
+        };
         let receipt = self.send(chain, "sprint_commit", view, vec![any_of(&msg)])?;
         if receipt.ok() {
             self.journal_mut()?.commit_sent = Some((count, view.height));
@@ -491,16 +633,27 @@ impl Worker {
         Ok(())
     }
 
-    fn maybe_open(&mut self, chain: &mut dyn ChainClient, view: &View, params: &SprintParams) -> Result<()> {
+    fn maybe_open(
+        &mut self,
+        chain: &mut dyn ChainClient,
+        view: &View,
+        params: &SprintParams,
+    ) -> Result<()> {
         if view.duties["opened"].as_bool() == Some(true) || self.cfg.misbehaviour.skip_open {
             return Ok(());
         }
         let commitment = &view.duties["commitment"];
-        let (Some(count), Some(root)) = (commitment["count"].as_u64(), commitment["root"].as_str()) else {
+        let (Some(count), Some(root)) = (commitment["count"].as_u64(), commitment["root"].as_str())
+        else {
             return Ok(()); // nothing committed this epoch
         };
-        let j = self.current.as_ref().ok_or_else(|| anyhow!("no epoch loaded"))?;
-        if j.open_sent_height.is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS)) {
+        let j = self
+            .current
+            .as_ref()
+            .ok_or_else(|| anyhow!("no epoch loaded"))?;
+        if j.open_sent_height
+            .is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS))
+        {
             return Ok(());
         }
         let count_usize = usize::try_from(count)?;
@@ -509,20 +662,35 @@ impl Worker {
         }
         // Leaves only grow, so the committed tree is the first `count` leaves.
         let leaves = &j.leaves[..count_usize];
-        let tree = MerkleTree::new(leaves.iter().map(|(n, d)| leaf_hash(*n, *d)).collect()).ok_or_else(|| anyhow!("empty tree"))?;
+        let tree = MerkleTree::new(leaves.iter().map(|(n, d)| leaf_hash(*n, *d)).collect())
+            .ok_or_else(|| anyhow!("empty tree"))?;
         if hex::encode(tree.root()) != root {
             bail!("the chain's commitment root {root} is not the root of the journal's first {count} leaves; cannot open");
         }
-        let challenge_hash = view.challenge_hash.as_deref().ok_or_else(|| anyhow!("challenge block hash not on chain yet"))?;
+        let challenge_hash = view
+            .challenge_hash
+            .as_deref()
+            .ok_or_else(|| anyhow!("challenge block hash not on chain yet"))?;
         let ch = challenge_seed(challenge_hash, &self.host_bytes);
         let indices = sample_indices(&ch, u32::try_from(count)?, params.sprint_samples);
         let mut opened = Vec::with_capacity(indices.len());
         for i in indices {
             let (nonce, d_q) = leaves[i as usize];
-            let proof = tree.proof(u64::from(i)).ok_or_else(|| anyhow!("no proof for index {i}"))?;
-            opened.push(OpenedLeaf { index: u64::from(i), nonce, distance_q: d_q, proof: proof.iter().map(|h| h.to_vec()).collect() });
+            let proof = tree
+                .proof(u64::from(i))
+                .ok_or_else(|| anyhow!("no proof for index {i}"))?;
+            opened.push(OpenedLeaf {
+                index: u64::from(i),
+                nonce,
+                distance_q: d_q,
+                proof: proof.iter().map(|h| h.to_vec()).collect(),
+            });
         }
-        let msg = MsgSprintOpen { host: self.cfg.host.clone(), epoch: view.epoch, leaves: opened };
+        let msg = MsgSprintOpen {
+            host: self.cfg.host.clone(),
+            epoch: view.epoch,
+            leaves: opened,
+        };
         let receipt = self.send(chain, "sprint_open", view, vec![any_of(&msg)])?;
         if receipt.ok() {
             self.journal_mut()?.open_sent_height = Some(view.height);
@@ -532,13 +700,29 @@ impl Worker {
     }
 
     /// Recomputes `leaves` of `host` and applies the binomial verdict.
-    fn judge(&mut self, seed: &Hash32, params: &SprintParams, host: &str, leaves: &[Value]) -> Result<VoteRecord> {
-        let host_bytes: [u8; 20] = kiln_cli::keyring::parse_address(host)?.try_into().map_err(|_| anyhow!("bad host address"))?;
+    fn judge(
+        &mut self,
+        seed: &Hash32,
+        params: &SprintParams,
+        host: &str,
+        leaves: &[Value],
+    ) -> Result<VoteRecord> {
+        let host_bytes: [u8; 20] = kiln_cli::keyring::parse_address(host)?
+            .try_into()
+            .map_err(|_| anyhow!("bad host address"))?;
         let mut nonces = Vec::with_capacity(leaves.len());
         let mut claimed = Vec::with_capacity(leaves.len());
         for l in leaves {
-            nonces.push(l["nonce"].as_u64().ok_or_else(|| anyhow!("opened leaf without nonce"))?);
-            claimed.push(u32::try_from(l["distance_q"].as_u64().ok_or_else(|| anyhow!("opened leaf without distance_q"))?)?);
+            nonces.push(
+                l["nonce"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("opened leaf without nonce"))?,
+            );
+            claimed.push(u32::try_from(
+                l["distance_q"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("opened leaf without distance_q"))?,
+            )?);
         }
         let own = self.host_bytes;
         let engine = self.engine(seed, params)?;
@@ -547,21 +731,50 @@ impl Worker {
         engine.addr = own;
         let mut mismatches = 0u32;
         for (d, c) in distances.iter().zip(&claimed) {
-            if verdict::is_mismatch(verdict::distance_to_micro(*d), *c, params.r_target_micro, params.sprint_tolerance_micro) {
+            if verdict::is_mismatch(
+                verdict::distance_to_micro(*d),
+                *c,
+                params.r_target_micro,
+                params.sprint_tolerance_micro,
+            ) {
                 mismatches += 1;
             }
         }
         let k = u32::try_from(nonces.len())?;
-        let critical = verdict::critical_count(k, verdict::P0_DEFAULT, verdict::ALPHA_DEFAULT).map_err(|e| anyhow!("{e}"))?;
-        let invalid = verdict::invalid_by_critical(mismatches, critical) || distances.len() != nonces.len();
+        let critical = verdict::critical_count(k, verdict::P0_DEFAULT, verdict::ALPHA_DEFAULT)
+            .map_err(|e| anyhow!("{e}"))?;
+        let invalid =
+            verdict::invalid_by_critical(mismatches, critical) || distances.len() != nonces.len();
         let mut salt = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
-        tracing::info!(host, opened = k, mismatches, valid = !invalid, "validated an opening");
-        Ok(VoteRecord { valid: !invalid, mismatches, opened: k, salt: hex::encode(salt), commit_sent_height: None, reveal_sent_height: None })
+        tracing::info!(
+            host,
+            opened = k,
+            mismatches,
+            valid = !invalid,
+            "validated an opening"
+        );
+        Ok(VoteRecord {
+            valid: !invalid,
+            mismatches,
+            opened: k,
+            salt: hex::encode(salt),
+            commit_sent_height: None,
+            reveal_sent_height: None,
+        })
     }
 
-    fn commit_votes(&mut self, chain: &mut dyn ChainClient, view: &View, seed: &Hash32, params: &SprintParams) -> Result<()> {
-        let duties = view.duties["duties"].as_array().cloned().unwrap_or_default();
+    fn commit_votes(
+        &mut self,
+        chain: &mut dyn ChainClient,
+        view: &View,
+        seed: &Hash32,
+        params: &SprintParams,
+    ) -> Result<()> {
+        let duties = view.duties["duties"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut msgs = Vec::new();
         let mut hosts = Vec::new();
         for duty in &duties {
@@ -581,11 +794,19 @@ impl Worker {
                     v
                 }
             };
-            if vote.commit_sent_height.is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS)) {
+            if vote
+                .commit_sent_height
+                .is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS))
+            {
                 continue;
             }
             let salt = hex::decode(&vote.salt)?;
-            msgs.push(any_of(&MsgSprintVoteCommit { validator: self.cfg.host.clone(), epoch: view.epoch, host: host.clone(), commitment: vote_commitment(vote.valid, &salt).to_vec() }));
+            msgs.push(any_of(&MsgSprintVoteCommit {
+                validator: self.cfg.host.clone(),
+                epoch: view.epoch,
+                host: host.clone(),
+                commitment: vote_commitment(vote.valid, &salt).to_vec(),
+            }));
             hosts.push(host);
         }
         if msgs.is_empty() {
@@ -605,23 +826,37 @@ impl Worker {
     }
 
     fn reveal_votes(&mut self, chain: &mut dyn ChainClient, view: &View) -> Result<()> {
-        let duties = view.duties["duties"].as_array().cloned().unwrap_or_default();
+        let duties = view.duties["duties"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let flip = self.cfg.misbehaviour.flip_reveal;
         let mut msgs = Vec::new();
         let mut hosts = Vec::new();
         for duty in &duties {
             let host = duty["host"].as_str().unwrap_or_default().to_string();
-            if duty["vote_committed"].as_bool() != Some(true) || duty["vote_revealed"].as_bool() == Some(true) {
+            if duty["vote_committed"].as_bool() != Some(true)
+                || duty["vote_revealed"].as_bool() == Some(true)
+            {
                 continue;
             }
             let Some(vote) = self.journal_mut()?.votes.get(&host).cloned() else {
                 tracing::error!(host, epoch = view.epoch, "a committed vote has no salt in the journal (journal lost?); it cannot be revealed");
                 continue;
             };
-            if vote.reveal_sent_height.is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS)) {
+            if vote
+                .reveal_sent_height
+                .is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS))
+            {
                 continue;
             }
-            msgs.push(any_of(&MsgSprintVoteReveal { validator: self.cfg.host.clone(), epoch: view.epoch, host: host.clone(), valid: vote.valid != flip, salt: hex::decode(&vote.salt)? }));
+            msgs.push(any_of(&MsgSprintVoteReveal {
+                validator: self.cfg.host.clone(),
+                epoch: view.epoch,
+                host: host.clone(),
+                valid: vote.valid != flip,
+                salt: hex::decode(&vote.salt)?,
+            }));
             hosts.push(host);
         }
         if msgs.is_empty() {

@@ -2,10 +2,10 @@
 
 use cosmos_sdk_proto::cosmos::authz::v1beta1::{GenericAuthorization, Grant};
 use cosmos_sdk_proto::{Any, Timestamp};
+use kiln_bank::state::AuthWriteExt;
 use kiln_framework::Address;
 use kiln_store::StateWrite;
 use prost::Message;
-use kiln_bank::state::AuthWriteExt;
 
 use crate::params::AuthzParams;
 use crate::state::{put_grant, set_authz_params, GENERIC_AUTHORIZATION_TYPE_URL};
@@ -35,10 +35,15 @@ impl AuthzGenesis {
         self.params.validate()?;
         for (i, g) in self.grants.iter().enumerate() {
             if g.granter == g.grantee {
-                return Err(format!("authz.grants[{i}]: granter and grantee are the same"));
+                return Err(format!(
+                    "authz.grants[{i}]: granter and grantee are the same"
+                ));
             }
             if !g.msg_type_url.starts_with('/') {
-                return Err(format!("authz.grants[{i}]: msg_type_url {:?} must start with '/'", g.msg_type_url));
+                return Err(format!(
+                    "authz.grants[{i}]: msg_type_url {:?} must start with '/'",
+                    g.msg_type_url
+                ));
             }
         }
         Ok(())
@@ -51,14 +56,24 @@ pub fn init_genesis<S: StateWrite>(state: &mut S, genesis: &AuthzGenesis) -> Res
     for g in &genesis.grants {
         let authorization = Any {
             type_url: GENERIC_AUTHORIZATION_TYPE_URL.to_string(),
-            value: GenericAuthorization { msg: g.msg_type_url.clone() }.encode_to_vec(),
+            value: GenericAuthorization {
+                msg: g.msg_type_url.clone(),
+            }
+            .encode_to_vec(),
         };
-        let grant = Grant { authorization: Some(authorization), expiration: g.expiration_unix.map(|seconds| Timestamp { seconds, nanos: 0 }) };
+        let grant = Grant {
+            authorization: Some(authorization),
+            expiration: g
+                .expiration_unix
+                .map(|seconds| Timestamp { seconds, nanos: 0 }),
+        };
         put_grant(state, &g.granter, &g.grantee, &g.msg_type_url, &grant);
         // Like `MsgGrant` (see the handler): a brand-new hot key gets its
         // account here, so it can sign from block 1 without being funded.
         // Runs after bank genesis, in grant order, so numbers are deterministic.
-        state.ensure_account(&g.grantee).map_err(|e| format!("authz.grants: {}", e.log))?;
+        state
+            .ensure_account(&g.grantee)
+            .map_err(|e| format!("authz.grants: {}", e.log))?;
     }
     Ok(())
 }

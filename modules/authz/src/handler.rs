@@ -27,19 +27,32 @@ pub fn signer_of_exec(msg: &MsgExec) -> TxResult<Address> {
     addr(&msg.grantee, "grantee")
 }
 
-pub fn handle_grant<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &MsgGrant) -> TxResult<()> {
+pub fn handle_grant<S: StateWrite>(
+    state: &mut S,
+    ctx: &mut ExecCtx<'_>,
+    msg: &MsgGrant,
+) -> TxResult<()> {
     let granter = addr(&msg.granter, "granter")?;
     let grantee = addr(&msg.grantee, "grantee")?;
     if granter == grantee {
-        return Err(TxError::invalid_request("granter and grantee cannot be the same"));
+        return Err(TxError::invalid_request(
+            "granter and grantee cannot be the same",
+        ));
     }
-    let grant = msg.grant.as_ref().ok_or_else(|| TxError::invalid_request("MsgGrant has no grant"))?;
+    let grant = msg
+        .grant
+        .as_ref()
+        .ok_or_else(|| TxError::invalid_request("MsgGrant has no grant"))?;
     let type_url = authorized_type_url(grant)?;
     if type_url == MSG_EXEC_TYPE_URL {
-        return Err(TxError::invalid_request("granting MsgExec itself is not allowed"));
+        return Err(TxError::invalid_request(
+            "granting MsgExec itself is not allowed",
+        ));
     }
     if is_expired(grant.expiration.as_ref(), ctx.block) {
-        return Err(TxError::invalid_request("expiration must be after the current block time"));
+        return Err(TxError::invalid_request(
+            "expiration must be after the current block time",
+        ));
     }
     put_grant(state, &granter, &grantee, &type_url, grant);
     // Deviation from Cosmos authz: the grantee's account is created here if it
@@ -54,15 +67,27 @@ pub fn handle_grant<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &M
             .attr("granter", granter)
             .attr("grantee", grantee),
     );
-    ctx.emit(Event::new("message").attr("action", MSG_GRANT_TYPE_URL).attr("sender", granter).attr("module", "authz"));
+    ctx.emit(
+        Event::new("message")
+            .attr("action", MSG_GRANT_TYPE_URL)
+            .attr("sender", granter)
+            .attr("module", "authz"),
+    );
     Ok(())
 }
 
-pub fn handle_revoke<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &MsgRevoke) -> TxResult<()> {
+pub fn handle_revoke<S: StateWrite>(
+    state: &mut S,
+    ctx: &mut ExecCtx<'_>,
+    msg: &MsgRevoke,
+) -> TxResult<()> {
     let granter = addr(&msg.granter, "granter")?;
     let grantee = addr(&msg.grantee, "grantee")?;
     if get_grant(state, &granter, &grantee, &msg.msg_type_url)?.is_none() {
-        return Err(TxError::key_not_found(format!("no grant from {granter} to {grantee} for {}", msg.msg_type_url)));
+        return Err(TxError::key_not_found(format!(
+            "no grant from {granter} to {grantee} for {}",
+            msg.msg_type_url
+        )));
     }
     delete_grant(state, &granter, &grantee, &msg.msg_type_url);
     ctx.emit(
@@ -71,6 +96,11 @@ pub fn handle_revoke<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &
             .attr("granter", granter)
             .attr("grantee", grantee),
     );
-    ctx.emit(Event::new("message").attr("action", MSG_REVOKE_TYPE_URL).attr("sender", granter).attr("module", "authz"));
+    ctx.emit(
+        Event::new("message")
+            .attr("action", MSG_REVOKE_TYPE_URL)
+            .attr("sender", granter)
+            .attr("module", "authz"),
+    );
     Ok(())
 }

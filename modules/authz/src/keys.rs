@@ -15,11 +15,23 @@ pub const PARAMS: &[u8] = b"authz/params";
 pub const FEE_ALLOWANCE_PREFIX: &[u8] = b"authz/fee_allowance/";
 
 pub fn fee_allowance(epoch: u64, host: &Address) -> Vec<u8> {
-    [FEE_ALLOWANCE_PREFIX, &epoch.to_be_bytes(), b"/", host.as_bytes()].concat()
+    [
+        FEE_ALLOWANCE_PREFIX,
+        &epoch.to_be_bytes(),
+        b"/",
+        host.as_bytes(),
+    ]
+    .concat()
 }
 
 pub fn grant(granter: &Address, grantee: &Address, type_url: &str) -> Vec<u8> {
-    [GRANT_PREFIX, granter.as_bytes(), grantee.as_bytes(), type_url.as_bytes()].concat()
+    [
+        GRANT_PREFIX,
+        granter.as_bytes(),
+        grantee.as_bytes(),
+        type_url.as_bytes(),
+    ]
+    .concat()
 }
 
 pub fn grants_of_granter(granter: &Address) -> Vec<u8> {
@@ -31,7 +43,13 @@ pub fn grants_between(granter: &Address, grantee: &Address) -> Vec<u8> {
 }
 
 pub fn by_grantee(grantee: &Address, granter: &Address, type_url: &str) -> Vec<u8> {
-    [BY_GRANTEE_PREFIX, grantee.as_bytes(), granter.as_bytes(), type_url.as_bytes()].concat()
+    [
+        BY_GRANTEE_PREFIX,
+        grantee.as_bytes(),
+        granter.as_bytes(),
+        type_url.as_bytes(),
+    ]
+    .concat()
 }
 
 pub fn grants_of_grantee(grantee: &Address) -> Vec<u8> {

@@ -12,13 +12,17 @@ pub struct AuthzParams {
 impl Default for AuthzParams {
     /// Mainnet-like default.
     fn default() -> Self {
-        AuthzParams { ml_ops_free_txs_per_epoch: 2_000 }
+        AuthzParams {
+            ml_ops_free_txs_per_epoch: 2_000,
+        }
     }
 }
 
 impl AuthzParams {
     pub fn devnet() -> Self {
-        AuthzParams { ml_ops_free_txs_per_epoch: 500 }
+        AuthzParams {
+            ml_ops_free_txs_per_epoch: 500,
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -1,8 +1,8 @@
 //! `cosmos.authz.v1beta1.Query/{Grants,GranterGrants,GranteeGrants}`.
 
 use cosmos_sdk_proto::cosmos::authz::v1beta1::{
-    Grant, GrantAuthorization, QueryGranteeGrantsRequest, QueryGranteeGrantsResponse, QueryGranterGrantsRequest,
-    QueryGranterGrantsResponse, QueryGrantsRequest, QueryGrantsResponse,
+    Grant, GrantAuthorization, QueryGranteeGrantsRequest, QueryGranteeGrantsResponse,
+    QueryGranterGrantsRequest, QueryGranterGrantsResponse, QueryGrantsRequest, QueryGrantsResponse,
 };
 use cosmos_sdk_proto::cosmos::base::query::v1beta1::PageResponse;
 use kiln_framework::{Address, StateReadExt, TxError, TxResult};
@@ -20,10 +20,17 @@ fn parse(text: &str) -> TxResult<Address> {
 }
 
 fn page(n: usize) -> Option<PageResponse> {
-    Some(PageResponse { next_key: Vec::new(), total: u64::try_from(n).unwrap_or(u64::MAX) })
+    Some(PageResponse {
+        next_key: Vec::new(),
+        total: u64::try_from(n).unwrap_or(u64::MAX),
+    })
 }
 
-pub fn route<S: StateRead + ?Sized>(state: &S, path: &str, data: &[u8]) -> Option<TxResult<Vec<u8>>> {
+pub fn route<S: StateRead + ?Sized>(
+    state: &S,
+    path: &str,
+    data: &[u8],
+) -> Option<TxResult<Vec<u8>>> {
     let result = match path {
         "/cosmos.authz.v1beta1.Query/Grants" => grants(state, data),
         "/cosmos.authz.v1beta1.Query/GranterGrants" => granter_grants(state, data),
@@ -34,7 +41,12 @@ pub fn route<S: StateRead + ?Sized>(state: &S, path: &str, data: &[u8]) -> Optio
 }
 
 fn grant_authorization(granter: &Address, grantee: &Address, grant: Grant) -> GrantAuthorization {
-    GrantAuthorization { granter: granter.to_bech32(), grantee: grantee.to_bech32(), authorization: grant.authorization, expiration: grant.expiration }
+    GrantAuthorization {
+        granter: granter.to_bech32(),
+        grantee: grantee.to_bech32(),
+        authorization: grant.authorization,
+        expiration: grant.expiration,
+    }
 }
 
 fn decode_grant(bytes: &[u8]) -> TxResult<Grant> {
@@ -50,11 +62,17 @@ fn grants<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
         for (_, value) in state.prefix_raw(&keys::grants_between(&granter, &grantee))? {
             out.push(decode_grant(&value)?);
         }
-    } else if let Some(grant) = state.get_proto::<Grant>(&keys::grant(&granter, &grantee, &request.msg_type_url))? {
+    } else if let Some(grant) =
+        state.get_proto::<Grant>(&keys::grant(&granter, &grantee, &request.msg_type_url))?
+    {
         out.push(grant);
     }
     let n = out.len();
-    Ok(QueryGrantsResponse { grants: out, pagination: page(n) }.encode_to_vec())
+    Ok(QueryGrantsResponse {
+        grants: out,
+        pagination: page(n),
+    }
+    .encode_to_vec())
 }
 
 fn granter_grants<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
@@ -64,11 +82,22 @@ fn granter_grants<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec
     let mut out = Vec::new();
     for (key, value) in state.prefix_raw(&prefix)? {
         let rest = &key[prefix.len()..];
-        let grantee = rest.get(..20).and_then(Address::from_bytes).ok_or_else(|| TxError::internal("corrupt grant key"))?;
-        out.push(grant_authorization(&granter, &grantee, decode_grant(&value)?));
+        let grantee = rest
+            .get(..20)
+            .and_then(Address::from_bytes)
+            .ok_or_else(|| TxError::internal("corrupt grant key"))?;
+        out.push(grant_authorization(
+            &granter,
+            &grantee,
+            decode_grant(&value)?,
+        ));
     }
     let n = out.len();
-    Ok(QueryGranterGrantsResponse { grants: out, pagination: page(n) }.encode_to_vec())
+    Ok(QueryGranterGrantsResponse {
+        grants: out,
+        pagination: page(n),
+    }
+    .encode_to_vec())
 }
 
 fn grantee_grants<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
@@ -78,12 +107,21 @@ fn grantee_grants<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec
     let mut out = Vec::new();
     for (key, _) in state.prefix_raw(&prefix)? {
         let rest = &key[prefix.len()..];
-        let granter = rest.get(..20).and_then(Address::from_bytes).ok_or_else(|| TxError::internal("corrupt grant index"))?;
+        let granter = rest
+            .get(..20)
+            .and_then(Address::from_bytes)
+            .ok_or_else(|| TxError::internal("corrupt grant index"))?;
         let type_url = String::from_utf8_lossy(rest.get(20..).unwrap_or_default()).into_owned();
-        if let Some(grant) = state.get_proto::<Grant>(&keys::grant(&granter, &grantee, &type_url))? {
+        if let Some(grant) =
+            state.get_proto::<Grant>(&keys::grant(&granter, &grantee, &type_url))?
+        {
             out.push(grant_authorization(&granter, &grantee, grant));
         }
     }
     let n = out.len();
-    Ok(QueryGranteeGrantsResponse { grants: out, pagination: page(n) }.encode_to_vec())
+    Ok(QueryGranteeGrantsResponse {
+        grants: out,
+        pagination: page(n),
+    }
+    .encode_to_vec())
 }

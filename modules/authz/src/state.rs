@@ -12,7 +12,10 @@ pub const GENERIC_AUTHORIZATION_TYPE_URL: &str = "/cosmos.authz.v1beta1.GenericA
 
 /// The one message type a grant authorizes (its GenericAuthorization.msg).
 pub fn authorized_type_url(grant: &Grant) -> TxResult<String> {
-    let any = grant.authorization.as_ref().ok_or_else(|| TxError::invalid_request("grant has no authorization"))?;
+    let any = grant
+        .authorization
+        .as_ref()
+        .ok_or_else(|| TxError::invalid_request("grant has no authorization"))?;
     if any.type_url != GENERIC_AUTHORIZATION_TYPE_URL {
         return Err(TxError::invalid_type(format!(
             "unsupported authorization {:?}: Kiln supports only {GENERIC_AUTHORIZATION_TYPE_URL}",
@@ -22,7 +25,10 @@ pub fn authorized_type_url(grant: &Grant) -> TxResult<String> {
     let generic = GenericAuthorization::decode(any.value.as_slice())
         .map_err(|e| TxError::tx_decode(format!("GenericAuthorization: {e}")))?;
     if generic.msg.is_empty() || !generic.msg.starts_with('/') {
-        return Err(TxError::invalid_request(format!("authorization msg {:?} must be a type URL like /cosmos.bank.v1beta1.MsgSend", generic.msg)));
+        return Err(TxError::invalid_request(format!(
+            "authorization msg {:?} must be a type URL like /cosmos.bank.v1beta1.MsgSend",
+            generic.msg
+        )));
     }
     Ok(generic.msg)
 }
@@ -31,20 +37,42 @@ pub fn authorized_type_url(grant: &Grant) -> TxResult<String> {
 pub fn is_expired(expiration: Option<&Timestamp>, block: &BlockInfo) -> bool {
     match expiration {
         None => false,
-        Some(t) => (t.seconds, t.nanos) <= (block.time_seconds, i32::try_from(block.time_nanos).unwrap_or(i32::MAX)),
+        Some(t) => {
+            (t.seconds, t.nanos)
+                <= (
+                    block.time_seconds,
+                    i32::try_from(block.time_nanos).unwrap_or(i32::MAX),
+                )
+        }
     }
 }
 
-pub fn get_grant<S: StateRead + ?Sized>(state: &S, granter: &Address, grantee: &Address, type_url: &str) -> TxResult<Option<Grant>> {
+pub fn get_grant<S: StateRead + ?Sized>(
+    state: &S,
+    granter: &Address,
+    grantee: &Address,
+    type_url: &str,
+) -> TxResult<Option<Grant>> {
     state.get_proto(&keys::grant(granter, grantee, type_url))
 }
 
-pub fn put_grant<S: StateWrite + ?Sized>(state: &mut S, granter: &Address, grantee: &Address, type_url: &str, grant: &Grant) {
+pub fn put_grant<S: StateWrite + ?Sized>(
+    state: &mut S,
+    granter: &Address,
+    grantee: &Address,
+    type_url: &str,
+    grant: &Grant,
+) {
     state.put_proto(keys::grant(granter, grantee, type_url), grant);
     state.put_raw(keys::by_grantee(grantee, granter, type_url), Vec::new());
 }
 
-pub fn delete_grant<S: StateWrite + ?Sized>(state: &mut S, granter: &Address, grantee: &Address, type_url: &str) {
+pub fn delete_grant<S: StateWrite + ?Sized>(
+    state: &mut S,
+    granter: &Address,
+    grantee: &Address,
+    type_url: &str,
+) {
     state.delete_raw(keys::grant(granter, grantee, type_url));
     state.delete_raw(keys::by_grantee(grantee, granter, type_url));
 }
@@ -70,7 +98,10 @@ pub fn authz_params<S: StateRead + ?Sized>(state: &S) -> TxResult<crate::AuthzPa
     Ok(state.get_json(keys::PARAMS)?.unwrap_or_default())
 }
 
-pub fn set_authz_params<S: StateWrite + ?Sized>(state: &mut S, params: &crate::AuthzParams) -> TxResult<()> {
+pub fn set_authz_params<S: StateWrite + ?Sized>(
+    state: &mut S,
+    params: &crate::AuthzParams,
+) -> TxResult<()> {
     state.put_json(keys::PARAMS.to_vec(), params)
 }
 
@@ -86,9 +117,12 @@ pub fn ml_ops_host<S: StateRead + ?Sized>(
     grantee: &Address,
     inner: &[(Address, &str)],
 ) -> TxResult<Option<Address>> {
-    let Some((host, _)) = inner.first() else { return Ok(None) };
+    let Some((host, _)) = inner.first() else {
+        return Ok(None);
+    };
     for (granter, type_url) in inner {
-        if granter != host || granter == grantee || !crate::ML_OPS_MSG_TYPE_URLS.contains(type_url) {
+        if granter != host || granter == grantee || !crate::ML_OPS_MSG_TYPE_URLS.contains(type_url)
+        {
             return Ok(None);
         }
         match get_grant(state, granter, grantee, type_url)? {
@@ -100,11 +134,22 @@ pub fn ml_ops_host<S: StateRead + ?Sized>(
 }
 
 /// Fee-exempt ML-ops transactions `host` has used in `epoch`.
-pub fn fee_allowance_used<S: StateRead + ?Sized>(state: &S, epoch: u64, host: &Address) -> TxResult<u64> {
-    Ok(state.get_u64(&keys::fee_allowance(epoch, host))?.unwrap_or(0))
+pub fn fee_allowance_used<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<u64> {
+    Ok(state
+        .get_u64(&keys::fee_allowance(epoch, host))?
+        .unwrap_or(0))
 }
 
-pub fn set_fee_allowance_used<S: StateWrite + ?Sized>(state: &mut S, epoch: u64, host: &Address, used: u64) {
+pub fn set_fee_allowance_used<S: StateWrite + ?Sized>(
+    state: &mut S,
+    epoch: u64,
+    host: &Address,
+    used: u64,
+) {
     state.put_u64(keys::fee_allowance(epoch, host), used);
 }
 

@@ -43,7 +43,10 @@ impl AuthGenesis {
         let mut seen = std::collections::BTreeSet::new();
         for account in &self.accounts {
             if !seen.insert(account.address) {
-                return Err(format!("auth.accounts: duplicate account {}", account.address));
+                return Err(format!(
+                    "auth.accounts: duplicate account {}",
+                    account.address
+                ));
             }
         }
         Ok(())
@@ -56,12 +59,18 @@ impl BankGenesis {
         let mut supply: std::collections::BTreeMap<&str, u128> = std::collections::BTreeMap::new();
         for balance in &self.balances {
             if !seen.insert(balance.address) {
-                return Err(format!("bank.balances: duplicate entry for {}", balance.address));
+                return Err(format!(
+                    "bank.balances: duplicate entry for {}",
+                    balance.address
+                ));
             }
             for coin in &balance.coins {
-                kiln_framework::coin::validate_denom(&coin.denom).map_err(|e| format!("bank.balances[{}]: {e}", balance.address))?;
+                kiln_framework::coin::validate_denom(&coin.denom)
+                    .map_err(|e| format!("bank.balances[{}]: {e}", balance.address))?;
                 let total = supply.entry(coin.denom.as_str()).or_insert(0);
-                *total = total.checked_add(coin.amount).ok_or_else(|| format!("bank.balances: total supply of {} overflows", coin.denom))?;
+                *total = total.checked_add(coin.amount).ok_or_else(|| {
+                    format!("bank.balances: total supply of {} overflows", coin.denom)
+                })?;
             }
         }
         Ok(())
@@ -71,7 +80,11 @@ impl BankGenesis {
 /// Writes auth and bank genesis into `state`. Accounts are numbered in the
 /// order they appear (explicit accounts first, then balances), so every node
 /// assigns the same numbers.
-pub fn init_genesis<S: StateWrite>(state: &mut S, auth: &AuthGenesis, bank: &BankGenesis) -> Result<(), String> {
+pub fn init_genesis<S: StateWrite>(
+    state: &mut S,
+    auth: &AuthGenesis,
+    bank: &BankGenesis,
+) -> Result<(), String> {
     auth.validate()?;
     bank.validate()?;
     state.set_auth_params(&auth.params).map_err(|e| e.log)?;
@@ -80,8 +93,12 @@ pub fn init_genesis<S: StateWrite>(state: &mut S, auth: &AuthGenesis, bank: &Ban
     }
     for balance in &bank.balances {
         let coins = Coins::normalize(balance.coins.clone()).map_err(|e| e.log)?;
-        state.mint(&balance.address, &coins).map_err(|e| format!("bank.balances[{}]: {}", balance.address, e.log))?;
+        state
+            .mint(&balance.address, &coins)
+            .map_err(|e| format!("bank.balances[{}]: {}", balance.address, e.log))?;
     }
-    state.ensure_account(&Address::module(crate::FEE_COLLECTOR)).map_err(|e| e.log)?;
+    state
+        .ensure_account(&Address::module(crate::FEE_COLLECTOR))
+        .map_err(|e| e.log)?;
     Ok(())
 }

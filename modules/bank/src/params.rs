@@ -16,29 +16,47 @@ const ATTO: u128 = 1_000_000_000_000_000_000;
 
 impl GasPrice {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| format!("gas price {text:?} has no denom"))?;
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("gas price {text:?} has no denom"))?;
         let (number, denom) = text.split_at(split);
         validate_denom(denom)?;
         let (int_part, frac_part) = match number.split_once('.') {
             Some((i, f)) => (i, f),
             None => (number, ""),
         };
-        if int_part.is_empty() || frac_part.len() > 18 || !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+        if int_part.is_empty()
+            || frac_part.len() > 18
+            || !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(format!("invalid gas price {text:?}: expected a decimal with at most 18 places, like 0.025ukiln"));
         }
-        let int: u128 = int_part.parse().map_err(|_| format!("gas price {text:?} too large"))?;
+        let int: u128 = int_part
+            .parse()
+            .map_err(|_| format!("gas price {text:?} too large"))?;
         let mut frac_padded = frac_part.to_string();
         while frac_padded.len() < 18 {
             frac_padded.push('0');
         }
-        let frac: u128 = frac_padded.parse().map_err(|_| format!("invalid gas price {text:?}"))?;
-        let amount_atto = int.checked_mul(ATTO).and_then(|v| v.checked_add(frac)).ok_or_else(|| format!("gas price {text:?} too large"))?;
-        Ok(GasPrice { denom: denom.to_string(), amount_atto })
+        let frac: u128 = frac_padded
+            .parse()
+            .map_err(|_| format!("invalid gas price {text:?}"))?;
+        let amount_atto = int
+            .checked_mul(ATTO)
+            .and_then(|v| v.checked_add(frac))
+            .ok_or_else(|| format!("gas price {text:?} too large"))?;
+        Ok(GasPrice {
+            denom: denom.to_string(),
+            amount_atto,
+        })
     }
 
     /// The smallest fee for `gas` units: ceil(gas × price).
     pub fn required_fee(&self, gas: u64) -> TxResult<u128> {
-        let total = u128::from(gas).checked_mul(self.amount_atto).ok_or_else(|| TxError::invalid_gas_limit("gas × price overflows"))?;
+        let total = u128::from(gas)
+            .checked_mul(self.amount_atto)
+            .ok_or_else(|| TxError::invalid_gas_limit("gas × price overflows"))?;
         Ok(total.div_ceil(ATTO))
     }
 }
@@ -89,7 +107,10 @@ impl Default for AuthParams {
             tx_size_cost_per_byte: 10,
             sig_verify_cost_secp256k1: 1_000,
             max_tx_gas: 50_000_000,
-            min_gas_price: GasPrice { denom: kiln_framework::BASE_DENOM.to_string(), amount_atto: 25_000_000_000_000_000 },
+            min_gas_price: GasPrice {
+                denom: kiln_framework::BASE_DENOM.to_string(),
+                amount_atto: 25_000_000_000_000_000,
+            },
         }
     }
 }
@@ -120,6 +141,9 @@ mod tests {
         assert!(GasPrice::parse("ukiln").is_err());
         assert!(GasPrice::parse("0.1").is_err());
         assert!(GasPrice::parse("-1ukiln").is_err());
-        assert_eq!(GasPrice::parse("2ukiln").unwrap().required_fee(3).unwrap(), 6);
+        assert_eq!(
+            GasPrice::parse("2ukiln").unwrap().required_fee(3).unwrap(),
+            6
+        );
     }
 }

@@ -3,7 +3,9 @@
 //! are enforced here with checked arithmetic.
 
 use cosmos_sdk_proto::cosmos::auth::v1beta1::BaseAccount;
-use kiln_framework::{Address, Coin, Coins, Event, ExecCtx, StateReadExt, StateWriteExt, TxError, TxResult};
+use kiln_framework::{
+    Address, Coin, Coins, Event, ExecCtx, StateReadExt, StateWriteExt, TxError, TxResult,
+};
 use kiln_store::{StateRead, StateWrite};
 
 use crate::keys;
@@ -36,9 +38,16 @@ pub trait AuthWriteExt: StateWrite {
             return Ok(existing);
         }
         let number = self.get_u64(keys::NEXT_ACCOUNT_NUMBER)?.unwrap_or(0);
-        let next = number.checked_add(1).ok_or_else(|| TxError::internal("account numbers exhausted"))?;
+        let next = number
+            .checked_add(1)
+            .ok_or_else(|| TxError::internal("account numbers exhausted"))?;
         self.put_u64(keys::NEXT_ACCOUNT_NUMBER.to_vec(), next);
-        let account = BaseAccount { address: addr.to_bech32(), pub_key: None, account_number: number, sequence: 0 };
+        let account = BaseAccount {
+            address: addr.to_bech32(),
+            pub_key: None,
+            account_number: number,
+            sequence: 0,
+        };
         self.set_account(addr, &account);
         Ok(account)
     }
@@ -67,7 +76,10 @@ pub trait BankExt: StateWrite {
         for coin in coins.iter() {
             let have = self.balance(addr, &coin.denom)?;
             let left = have.checked_sub(coin.amount).ok_or_else(|| {
-                TxError::insufficient_funds(format!("{addr} has {have}{} but needs {coin}", coin.denom))
+                TxError::insufficient_funds(format!(
+                    "{addr} has {have}{} but needs {coin}",
+                    coin.denom
+                ))
             })?;
             self.set_balance(addr, &coin.denom, left);
         }
@@ -77,7 +89,9 @@ pub trait BankExt: StateWrite {
     fn add_coins(&mut self, addr: &Address, coins: &Coins) -> TxResult<()> {
         for coin in coins.iter() {
             let have = self.balance(addr, &coin.denom)?;
-            let total = have.checked_add(coin.amount).ok_or_else(|| TxError::invalid_coins("balance overflow"))?;
+            let total = have
+                .checked_add(coin.amount)
+                .ok_or_else(|| TxError::invalid_coins("balance overflow"))?;
             self.set_balance(addr, &coin.denom, total);
         }
         Ok(())
@@ -85,14 +99,33 @@ pub trait BankExt: StateWrite {
 
     /// Moves coins between accounts, creating the recipient's account if new,
     /// and emits the SDK's `coin_spent`, `coin_received` and `transfer` events.
-    fn transfer(&mut self, ctx: &mut ExecCtx<'_>, from: &Address, to: &Address, coins: &Coins) -> TxResult<()> {
+    fn transfer(
+        &mut self,
+        ctx: &mut ExecCtx<'_>,
+        from: &Address,
+        to: &Address,
+        coins: &Coins,
+    ) -> TxResult<()> {
         self.sub_coins(from, coins)?;
         crate::state::AuthWriteExt::ensure_account(self, to)?;
         self.add_coins(to, coins)?;
         let amount = coins.to_string();
-        ctx.emit(Event::new("coin_spent").attr("spender", from).attr("amount", &amount));
-        ctx.emit(Event::new("coin_received").attr("receiver", to).attr("amount", &amount));
-        ctx.emit(Event::new("transfer").attr("recipient", to).attr("sender", from).attr("amount", &amount));
+        ctx.emit(
+            Event::new("coin_spent")
+                .attr("spender", from)
+                .attr("amount", &amount),
+        );
+        ctx.emit(
+            Event::new("coin_received")
+                .attr("receiver", to)
+                .attr("amount", &amount),
+        );
+        ctx.emit(
+            Event::new("transfer")
+                .attr("recipient", to)
+                .attr("sender", from)
+                .attr("amount", &amount),
+        );
         Ok(())
     }
 
@@ -100,7 +133,9 @@ pub trait BankExt: StateWrite {
     fn mint(&mut self, to: &Address, coins: &Coins) -> TxResult<()> {
         for coin in coins.iter() {
             let supply = self.supply_of(&coin.denom)?;
-            let next = supply.checked_add(coin.amount).ok_or_else(|| TxError::invalid_coins("supply overflow"))?;
+            let next = supply
+                .checked_add(coin.amount)
+                .ok_or_else(|| TxError::invalid_coins("supply overflow"))?;
             self.put_u128(keys::supply(&coin.denom), next);
         }
         crate::state::AuthWriteExt::ensure_account(self, to)?;
@@ -112,7 +147,9 @@ pub trait BankExt: StateWrite {
         self.sub_coins(from, coins)?;
         for coin in coins.iter() {
             let supply = self.supply_of(&coin.denom)?;
-            let next = supply.checked_sub(coin.amount).ok_or_else(|| TxError::internal("supply underflow"))?;
+            let next = supply
+                .checked_sub(coin.amount)
+                .ok_or_else(|| TxError::internal("supply underflow"))?;
             self.put_u128(keys::supply(&coin.denom), next);
         }
         Ok(())
@@ -127,7 +164,10 @@ pub trait BankExt: StateWrite {
 impl<T: StateWrite + ?Sized> BankExt for T {}
 
 /// Read-only balance queries for views that cannot write (query snapshots).
-pub fn all_balances_readonly<S: StateRead + ?Sized>(state: &S, addr: &Address) -> TxResult<Vec<Coin>> {
+pub fn all_balances_readonly<S: StateRead + ?Sized>(
+    state: &S,
+    addr: &Address,
+) -> TxResult<Vec<Coin>> {
     coins_under(state, &keys::balances_of(addr))
 }
 
@@ -136,13 +176,19 @@ fn coins_under<S: StateRead + ?Sized>(state: &S, prefix: &[u8]) -> TxResult<Vec<
     let mut out = Vec::new();
     for (key, value) in state.prefix_raw(prefix)? {
         let denom = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-        let amount = <[u8; 16]>::try_from(value.as_slice()).map(u128::from_be_bytes).map_err(|_| TxError::internal("corrupt coin amount"))?;
+        let amount = <[u8; 16]>::try_from(value.as_slice())
+            .map(u128::from_be_bytes)
+            .map_err(|_| TxError::internal("corrupt coin amount"))?;
         out.push(Coin { denom, amount });
     }
     Ok(out)
 }
 
-pub fn balance_readonly<S: StateRead + ?Sized>(state: &S, addr: &Address, denom: &str) -> TxResult<u128> {
+pub fn balance_readonly<S: StateRead + ?Sized>(
+    state: &S,
+    addr: &Address,
+    denom: &str,
+) -> TxResult<u128> {
     Ok(state.get_u128(&keys::balance(addr, denom))?.unwrap_or(0))
 }
 

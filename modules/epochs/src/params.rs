@@ -12,13 +12,25 @@ pub struct EpochParams {
 
 impl Default for EpochParams {
     fn default() -> Self {
-        EpochParams { epoch_length: 17_280, sprint_blocks: 60, commit_grace: 5, open_blocks: 10, validation_blocks: 20 }
+        EpochParams {
+            epoch_length: 17_280,
+            sprint_blocks: 60,
+            commit_grace: 5,
+            open_blocks: 10,
+            validation_blocks: 20,
+        }
     }
 }
 
 impl EpochParams {
     pub fn devnet() -> Self {
-        EpochParams { epoch_length: 60, sprint_blocks: 10, commit_grace: 2, open_blocks: 3, validation_blocks: 5 }
+        EpochParams {
+            epoch_length: 60,
+            sprint_blocks: 10,
+            commit_grace: 2,
+            open_blocks: 3,
+            validation_blocks: 5,
+        }
     }
 
     /// Blocks used by the sprint-to-settle stages; the rest is inference.
@@ -36,7 +48,10 @@ impl EpochParams {
             return Err("epochs.params: sprint_blocks and open_blocks must be positive".into());
         }
         if self.validation_blocks < 2 {
-            return Err("epochs.params: validation_blocks must be at least 2 (vote commit, then reveal)".into());
+            return Err(
+                "epochs.params: validation_blocks must be at least 2 (vote commit, then reveal)"
+                    .into(),
+            );
         }
         match self.busy_blocks() {
             Some(busy) if busy <= self.epoch_length => Ok(()),

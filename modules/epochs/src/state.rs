@@ -59,10 +59,14 @@ impl EpochParams {
     /// is (stage, first offset). Saturating arithmetic: params are validated.
     fn boundaries(&self) -> [(Stage, u64); 8] {
         let commit_grace = self.sprint_blocks;
-        let challenge = self.sprint_blocks.saturating_add(self.commit_grace).saturating_add(1);
+        let challenge = self
+            .sprint_blocks
+            .saturating_add(self.commit_grace)
+            .saturating_add(1);
         let open = challenge.saturating_add(1);
         let vote_commit = open.saturating_add(self.open_blocks);
-        let vote_reveal = vote_commit.saturating_add(self.validation_blocks.saturating_sub(self.reveal_blocks()));
+        let vote_reveal =
+            vote_commit.saturating_add(self.validation_blocks.saturating_sub(self.reveal_blocks()));
         let settle = vote_commit.saturating_add(self.validation_blocks);
         let inference = settle.saturating_add(1);
         [
@@ -79,8 +83,13 @@ impl EpochParams {
 
     /// The height (within epoch `epoch`) at which `stage` begins.
     pub fn stage_height(&self, first_height: u64, epoch: u64, stage: Stage) -> u64 {
-        let start = first_height.saturating_add(epoch.saturating_sub(1).saturating_mul(self.epoch_length));
-        let offset = self.boundaries().iter().find(|(s, _)| *s == stage).map_or(0, |(_, o)| *o);
+        let start =
+            first_height.saturating_add(epoch.saturating_sub(1).saturating_mul(self.epoch_length));
+        let offset = self
+            .boundaries()
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map_or(0, |(_, o)| *o);
         start.saturating_add(offset)
     }
 
@@ -151,21 +160,33 @@ pub trait EpochExt: StateRead {
 
 impl<T: StateRead + ?Sized> EpochExt for T {}
 
-pub fn init_genesis<S: StateWrite>(state: &mut S, genesis: &EpochGenesis, first_height: u64) -> Result<(), String> {
+pub fn init_genesis<S: StateWrite>(
+    state: &mut S,
+    genesis: &EpochGenesis,
+    first_height: u64,
+) -> Result<(), String> {
     genesis.validate()?;
-    state.put_json(keys::PARAMS.to_vec(), &genesis.params).map_err(|e| e.log)?;
+    state
+        .put_json(keys::PARAMS.to_vec(), &genesis.params)
+        .map_err(|e| e.log)?;
     state.put_u64(keys::FIRST_HEIGHT.to_vec(), first_height);
     Ok(())
 }
 
 /// Begin-block hook: records the seed and challenge block hashes and returns
 /// the block's schedule position plus a `stage_changed` event when a stage begins.
-pub fn begin_block<S: StateWrite>(state: &mut S, height: u64, block_hash: &[u8]) -> TxResult<(EpochInfo, Option<Event>)> {
+pub fn begin_block<S: StateWrite>(
+    state: &mut S,
+    height: u64,
+    block_hash: &[u8],
+) -> TxResult<(EpochInfo, Option<Event>)> {
     let info = state.epoch_info(height)?;
     if info.stage_start == height {
         match info.stage {
             Stage::Sprint => state.put_raw(keys::seed_hash(info.epoch), block_hash.to_vec()),
-            Stage::Challenge => state.put_raw(keys::challenge_hash(info.epoch), block_hash.to_vec()),
+            Stage::Challenge => {
+                state.put_raw(keys::challenge_hash(info.epoch), block_hash.to_vec())
+            }
             _ => {}
         }
         let event = Event::new("kiln.epochs.v1.EventStageChanged")
@@ -193,12 +214,21 @@ mod tests {
         assert_eq!(stage(13), Stage::CommitGrace); // deadline = S + 10 + 2
         assert_eq!(stage(14), Stage::Challenge);
         assert_eq!((stage(15), stage(17)), (Stage::Open, Stage::Open));
-        assert_eq!((stage(18), stage(20)), (Stage::VoteCommit, Stage::VoteCommit));
-        assert_eq!((stage(21), stage(22)), (Stage::VoteReveal, Stage::VoteReveal));
+        assert_eq!(
+            (stage(18), stage(20)),
+            (Stage::VoteCommit, Stage::VoteCommit)
+        );
+        assert_eq!(
+            (stage(21), stage(22)),
+            (Stage::VoteReveal, Stage::VoteReveal)
+        );
         assert_eq!(stage(23), Stage::Settle);
         assert_eq!((stage(24), stage(60)), (Stage::Inference, Stage::Inference));
         let next = p.info(1, 61);
-        assert_eq!((next.epoch, next.stage, next.start_height), (2, Stage::Sprint, 61));
+        assert_eq!(
+            (next.epoch, next.stage, next.start_height),
+            (2, Stage::Sprint, 61)
+        );
         let i = p.info(1, 5);
         assert_eq!((i.next_stage_height, i.blocks_to_next_stage), (11, 6));
         assert_eq!(p.stage_height(1, 2, Stage::Challenge), 74);

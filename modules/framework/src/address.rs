@@ -53,12 +53,16 @@ impl Address {
         }
         let (hrp, data) = bech32::decode(text).map_err(|e| invalid(e.to_string()))?;
         if hrp.as_str() != ADDRESS_PREFIX {
-            return Err(invalid(format!("expected prefix {ADDRESS_PREFIX:?}, got {:?}", hrp.as_str())));
+            return Err(invalid(format!(
+                "expected prefix {ADDRESS_PREFIX:?}, got {:?}",
+                hrp.as_str()
+            )));
         }
         if text.chars().any(|c| c.is_ascii_uppercase()) {
             return Err(invalid("addresses are lower case".into()));
         }
-        Address::from_bytes(&data).ok_or_else(|| invalid(format!("expected 20 bytes, got {}", data.len())))
+        Address::from_bytes(&data)
+            .ok_or_else(|| invalid(format!("expected 20 bytes, got {}", data.len())))
     }
 
     pub fn to_bech32(&self) -> String {

@@ -35,7 +35,8 @@ pub fn parse_amount(text: &str) -> Result<u128, String> {
     if text.len() > 1 && text.starts_with('0') {
         return Err(format!("invalid amount {text:?}: leading zeros"));
     }
-    text.parse::<u128>().map_err(|_| format!("invalid amount {text:?}: too large"))
+    text.parse::<u128>()
+        .map_err(|_| format!("invalid amount {text:?}: too large"))
 }
 
 /// Cosmos SDK denom rule: `[a-zA-Z][a-zA-Z0-9/:._-]{2,127}`.
@@ -43,7 +44,9 @@ pub fn validate_denom(denom: &str) -> Result<(), String> {
     let bytes = denom.as_bytes();
     let ok_len = (3..=128).contains(&bytes.len());
     let ok_first = bytes.first().is_some_and(|b| b.is_ascii_alphabetic());
-    let ok_rest = bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"/:._-".contains(b));
+    let ok_rest = bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"/:._-".contains(b));
     if ok_len && ok_first && ok_rest {
         Ok(())
     } else {
@@ -53,17 +56,26 @@ pub fn validate_denom(denom: &str) -> Result<(), String> {
 
 impl Coin {
     pub fn new(denom: impl Into<String>, amount: u128) -> Self {
-        Coin { denom: denom.into(), amount }
+        Coin {
+            denom: denom.into(),
+            amount,
+        }
     }
 
     pub fn from_proto(proto: &ProtoCoin) -> Result<Self, TxError> {
         validate_denom(&proto.denom).map_err(TxError::invalid_coins)?;
         let amount = parse_amount(&proto.amount).map_err(TxError::invalid_coins)?;
-        Ok(Coin { denom: proto.denom.clone(), amount })
+        Ok(Coin {
+            denom: proto.denom.clone(),
+            amount,
+        })
     }
 
     pub fn to_proto(&self) -> ProtoCoin {
-        ProtoCoin { denom: self.denom.clone(), amount: self.amount.to_string() }
+        ProtoCoin {
+            denom: self.denom.clone(),
+            amount: self.amount.to_string(),
+        }
     }
 }
 
@@ -89,12 +101,17 @@ impl Coins {
         for proto in list {
             let coin = Coin::from_proto(proto)?;
             if coin.amount == 0 {
-                return Err(TxError::invalid_coins(format!("zero amount of {}", coin.denom)));
+                return Err(TxError::invalid_coins(format!(
+                    "zero amount of {}",
+                    coin.denom
+                )));
             }
             if let Some(prev) = coins.last() {
                 let prev: &Coin = prev;
                 if prev.denom >= coin.denom {
-                    return Err(TxError::invalid_coins("coins must be sorted by denom without duplicates".to_string()));
+                    return Err(TxError::invalid_coins(
+                        "coins must be sorted by denom without duplicates".to_string(),
+                    ));
                 }
             }
             coins.push(coin);
@@ -108,9 +125,17 @@ impl Coins {
         let mut merged: BTreeMap<String, u128> = BTreeMap::new();
         for coin in list {
             let entry = merged.entry(coin.denom).or_insert(0);
-            *entry = entry.checked_add(coin.amount).ok_or_else(|| TxError::invalid_coins("amount overflow".to_string()))?;
+            *entry = entry
+                .checked_add(coin.amount)
+                .ok_or_else(|| TxError::invalid_coins("amount overflow".to_string()))?;
         }
-        Ok(Coins(merged.into_iter().filter(|(_, a)| *a > 0).map(|(denom, amount)| Coin { denom, amount }).collect()))
+        Ok(Coins(
+            merged
+                .into_iter()
+                .filter(|(_, a)| *a > 0)
+                .map(|(denom, amount)| Coin { denom, amount })
+                .collect(),
+        ))
     }
 
     pub fn to_proto(&self) -> Vec<ProtoCoin> {
@@ -126,7 +151,11 @@ impl Coins {
     }
 
     pub fn amount_of(&self, denom: &str) -> u128 {
-        self.0.iter().find(|c| c.denom == denom).map(|c| c.amount).unwrap_or(0)
+        self.0
+            .iter()
+            .find(|c| c.denom == denom)
+            .map(|c| c.amount)
+            .unwrap_or(0)
     }
 
     pub fn into_vec(self) -> Vec<Coin> {
@@ -146,7 +175,10 @@ mod tests {
     use super::*;
 
     fn pc(d: &str, a: &str) -> ProtoCoin {
-        ProtoCoin { denom: d.into(), amount: a.into() }
+        ProtoCoin {
+            denom: d.into(),
+            amount: a.into(),
+        }
     }
 
     #[test]
@@ -158,6 +190,8 @@ mod tests {
         assert!(Coins::from_proto(&[pc("ukiln", "-1")]).is_err());
         assert!(Coins::from_proto(&[pc("ukiln", "01")]).is_err());
         assert!(Coins::from_proto(&[pc("u", "1")]).is_err());
-        assert!(Coins::from_proto(&[pc("ukiln", "340282366920938463463374607431768211456")]).is_err());
+        assert!(
+            Coins::from_proto(&[pc("ukiln", "340282366920938463463374607431768211456")]).is_err()
+        );
     }
 }

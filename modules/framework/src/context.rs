@@ -24,7 +24,10 @@ pub struct ExecCtx<'a> {
 
 impl<'a> ExecCtx<'a> {
     pub fn new(block: &'a BlockInfo) -> Self {
-        ExecCtx { block, events: Vec::new() }
+        ExecCtx {
+            block,
+            events: Vec::new(),
+        }
     }
 
     pub fn emit(&mut self, event: Event) {

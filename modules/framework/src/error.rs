@@ -62,7 +62,11 @@ sdk_errors! {
 impl TxError {
     /// An error in a module's own codespace.
     pub fn module(codespace: &'static str, code: u32, log: impl Into<String>) -> Self {
-        TxError { codespace, code, log: log.into() }
+        TxError {
+            codespace,
+            code,
+            log: log.into(),
+        }
     }
 
     /// Signature verification failed (SDK code 4 with a precise reason).

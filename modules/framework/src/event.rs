@@ -9,7 +9,10 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: impl Into<String>) -> Self {
-        Event { kind: kind.into(), attributes: Vec::new() }
+        Event {
+            kind: kind.into(),
+            attributes: Vec::new(),
+        }
     }
 
     pub fn attr(mut self, key: impl Into<String>, value: impl ToString) -> Self {

@@ -24,7 +24,10 @@ pub struct GasMeter {
 
 impl GasMeter {
     pub fn new(limit: u64) -> Self {
-        GasMeter { limit, used: Cell::new(0) }
+        GasMeter {
+            limit,
+            used: Cell::new(0),
+        }
     }
 
     /// A meter that never runs out (genesis, block hooks).
@@ -73,7 +76,8 @@ impl<S: StateRead> StateRead for Metered<'_, S> {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self.inner.get_raw(key)?;
         let bytes = len64(key.len()).saturating_add(len64(value.as_ref().map_or(0, Vec::len)));
-        self.meter.consume(READ_COST_FLAT.saturating_add(READ_COST_PER_BYTE.saturating_mul(bytes)));
+        self.meter
+            .consume(READ_COST_FLAT.saturating_add(READ_COST_PER_BYTE.saturating_mul(bytes)));
         Ok(value)
     }
 
@@ -82,7 +86,9 @@ impl<S: StateRead> StateRead for Metered<'_, S> {
         let mut cost = READ_COST_FLAT;
         for (k, v) in &entries {
             let bytes = len64(k.len()).saturating_add(len64(v.len()));
-            cost = cost.saturating_add(ITER_NEXT_COST_FLAT).saturating_add(READ_COST_PER_BYTE.saturating_mul(bytes));
+            cost = cost
+                .saturating_add(ITER_NEXT_COST_FLAT)
+                .saturating_add(READ_COST_PER_BYTE.saturating_mul(bytes));
         }
         self.meter.consume(cost);
         Ok(entries)
@@ -92,7 +98,8 @@ impl<S: StateRead> StateRead for Metered<'_, S> {
 impl<S: StateWrite> StateWrite for Metered<'_, S> {
     fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
         let bytes = len64(key.len()).saturating_add(len64(value.len()));
-        self.meter.consume(WRITE_COST_FLAT.saturating_add(WRITE_COST_PER_BYTE.saturating_mul(bytes)));
+        self.meter
+            .consume(WRITE_COST_FLAT.saturating_add(WRITE_COST_PER_BYTE.saturating_mul(bytes)));
         self.inner.put_raw(key, value)
     }
 

@@ -10,9 +10,9 @@ pub trait StateReadExt: StateRead {
     fn get_proto<M: prost::Message + Default>(&self, key: &[u8]) -> TxResult<Option<M>> {
         match self.get_raw(key)? {
             None => Ok(None),
-            Some(bytes) => M::decode(bytes.as_slice())
-                .map(Some)
-                .map_err(|e| TxError::internal(format!("corrupt stored value at {}: {e}", hex_key(key)))),
+            Some(bytes) => M::decode(bytes.as_slice()).map(Some).map_err(|e| {
+                TxError::internal(format!("corrupt stored value at {}: {e}", hex_key(key)))
+            }),
         }
     }
 
@@ -37,9 +37,9 @@ pub trait StateReadExt: StateRead {
     fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> TxResult<Option<T>> {
         match self.get_raw(key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| TxError::internal(format!("corrupt stored json at {}: {e}", hex_key(key)))),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                TxError::internal(format!("corrupt stored json at {}: {e}", hex_key(key)))
+            }),
         }
     }
 }

@@ -72,11 +72,20 @@ pub fn params<S: StateRead + ?Sized>(state: &S) -> TxResult<ReputationParams> {
 pub fn reputation<S: StateRead + ?Sized>(state: &S, addr: &Address) -> TxResult<u64> {
     let good = good_epochs(state, addr)?;
     let to_max = params(state)?.epochs_to_max.max(1);
-    Ok(good.saturating_mul(100).checked_div(to_max).unwrap_or(0).min(100))
+    Ok(good
+        .saturating_mul(100)
+        .checked_div(to_max)
+        .unwrap_or(0)
+        .min(100))
 }
 
 /// Applies one epoch's outcome (SPEC §6) and returns an event describing it.
-pub fn apply_outcome<S: StateWrite>(state: &mut S, epoch: u64, addr: &Address, outcome: &EpochOutcome) -> TxResult<Event> {
+pub fn apply_outcome<S: StateWrite>(
+    state: &mut S,
+    epoch: u64,
+    addr: &Address,
+    outcome: &EpochOutcome,
+) -> TxResult<Event> {
     let before = good_epochs(state, addr)?;
     let mut good = before;
     if outcome.invalid || outcome.rejected_or_unopened {
@@ -100,7 +109,9 @@ pub fn apply_outcome<S: StateWrite>(state: &mut S, epoch: u64, addr: &Address, o
 
 pub fn init_genesis<S: StateWrite>(state: &mut S, params: &ReputationParams) -> Result<(), String> {
     params.validate()?;
-    state.put_json(PARAMS_KEY.to_vec(), params).map_err(|e| e.log)
+    state
+        .put_json(PARAMS_KEY.to_vec(), params)
+        .map_err(|e| e.log)
 }
 
 #[cfg(test)]
@@ -113,7 +124,10 @@ mod tests {
         let mut s = Overlay::new(EmptyState);
         init_genesis(&mut s, &ReputationParams::devnet()).unwrap();
         let a = Address([3; 20]);
-        let ok = EpochOutcome { accepted: true, ..Default::default() };
+        let ok = EpochOutcome {
+            accepted: true,
+            ..Default::default()
+        };
         apply_outcome(&mut s, 1, &a, &ok).unwrap();
         assert_eq!(reputation(&s, &a).unwrap(), 33);
         apply_outcome(&mut s, 2, &a, &ok).unwrap();
@@ -121,9 +135,28 @@ mod tests {
         apply_outcome(&mut s, 4, &a, &ok).unwrap();
         assert_eq!(reputation(&s, &a).unwrap(), 100, "capped at 100");
         assert_eq!(good_epochs(&s, &a).unwrap(), 4);
-        apply_outcome(&mut s, 5, &a, &EpochOutcome { accepted: true, unrevealed_votes: 2, ..Default::default() }).unwrap();
+        apply_outcome(
+            &mut s,
+            5,
+            &a,
+            &EpochOutcome {
+                accepted: true,
+                unrevealed_votes: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(good_epochs(&s, &a).unwrap(), 3);
-        apply_outcome(&mut s, 6, &a, &EpochOutcome { rejected_or_unopened: true, ..Default::default() }).unwrap();
+        apply_outcome(
+            &mut s,
+            6,
+            &a,
+            &EpochOutcome {
+                rejected_or_unopened: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(reputation(&s, &a).unwrap(), 0);
     }
 }

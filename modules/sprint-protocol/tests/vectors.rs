@@ -17,9 +17,8 @@ use serde_json::Value;
 /// The spec's vectors, vendored at `modules/sprint-protocol/vectors/` so a
 /// fresh clone is self-contained (`KILN_SPRINT_VECTORS` overrides).
 fn vectors() -> Value {
-    let path = std::env::var("KILN_SPRINT_VECTORS").unwrap_or_else(|_| {
-        format!("{}/vectors/sprint-v1.json", env!("CARGO_MANIFEST_DIR"))
-    });
+    let path = std::env::var("KILN_SPRINT_VECTORS")
+        .unwrap_or_else(|_| format!("{}/vectors/sprint-v1.json", env!("CARGO_MANIFEST_DIR")));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
@@ -186,9 +185,16 @@ fn challenge_indices() {
 /// folder sits beside the checkout (as in the development workspace).
 #[test]
 fn vendored_vectors_match_the_spec_copy_when_present() {
-    let spec = format!("{}/../../../shared/vectors/sprint-v1.json", env!("CARGO_MANIFEST_DIR"));
+    let spec = format!(
+        "{}/../../../shared/vectors/sprint-v1.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let vendored = format!("{}/vectors/sprint-v1.json", env!("CARGO_MANIFEST_DIR"));
     if let Ok(spec_text) = std::fs::read_to_string(&spec) {
-        assert_eq!(spec_text, std::fs::read_to_string(&vendored).unwrap(), "vendored vectors drifted from {spec}");
+        assert_eq!(
+            spec_text,
+            std::fs::read_to_string(&vendored).unwrap(),
+            "vendored vectors drifted from {spec}"
+        );
     }
 }

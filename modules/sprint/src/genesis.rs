@@ -37,10 +37,14 @@ impl SprintGenesis {
         let mut owners = std::collections::BTreeSet::new();
         let mut keys = std::collections::BTreeSet::new();
         for (i, h) in self.hosts.iter().enumerate() {
-            let key = hex::decode(&h.consensus_pubkey).map_err(|_| format!("sprint.hosts[{i}].consensus_pubkey is not hex"))?;
-            crate::msgs::validate_host_fields(&h.worker_url, &key, &h.models, &h.hardware, true).map_err(|e| format!("sprint.hosts[{i}]: {}", e.log))?;
+            let key = hex::decode(&h.consensus_pubkey)
+                .map_err(|_| format!("sprint.hosts[{i}].consensus_pubkey is not hex"))?;
+            crate::msgs::validate_host_fields(&h.worker_url, &key, &h.models, &h.hardware, true)
+                .map_err(|e| format!("sprint.hosts[{i}]: {}", e.log))?;
             if !owners.insert(h.owner) || !keys.insert(key) {
-                return Err(format!("sprint.hosts[{i}]: duplicate owner or consensus key"));
+                return Err(format!(
+                    "sprint.hosts[{i}]: duplicate owner or consensus key"
+                ));
             }
         }
         Ok(())
@@ -49,7 +53,9 @@ impl SprintGenesis {
 
 pub fn init_genesis<S: StateWrite>(state: &mut S, genesis: &SprintGenesis) -> Result<(), String> {
     genesis.validate()?;
-    state.put_json(keys::PARAMS.to_vec(), &genesis.params).map_err(|e| e.log)?;
+    state
+        .put_json(keys::PARAMS.to_vec(), &genesis.params)
+        .map_err(|e| e.log)?;
     for h in &genesis.hosts {
         let host = Host {
             owner: h.owner,
@@ -59,8 +65,13 @@ pub fn init_genesis<S: StateWrite>(state: &mut S, genesis: &SprintGenesis) -> Re
             hardware: h.hardware.clone(),
             registered_height: 0,
         };
-        state.put_json(keys::host(&h.owner), &host).map_err(|e| e.log)?;
-        state.put_raw(keys::by_consensus(&host.consensus_key_bytes()), h.owner.as_bytes().to_vec());
+        state
+            .put_json(keys::host(&h.owner), &host)
+            .map_err(|e| e.log)?;
+        state.put_raw(
+            keys::by_consensus(&host.consensus_key_bytes()),
+            h.owner.as_bytes().to_vec(),
+        );
         if h.weight > 0 {
             state.put_u64(keys::weight(&h.owner), h.weight);
         }

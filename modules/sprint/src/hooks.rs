@@ -35,7 +35,9 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput
     let mut results: BTreeMap<Address, EpochResult> = BTreeMap::new();
 
     for host in state::committed_hosts(state, epoch)? {
-        let Some(commit) = state::commitment(state, epoch, &host)? else { continue };
+        let Some(commit) = state::commitment(state, epoch, &host)? else {
+            continue;
+        };
         let committee = committee_of(state, epoch, &host)?;
         let mut committee_weight: u64 = 0;
         let mut valid_weight: u64 = 0;
@@ -44,7 +46,9 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput
             // Every member counts with its weight in force (1 when none is set yet).
             let w = previous.get(validator).copied().unwrap_or(1);
             committee_weight = committee_weight.saturating_add(w);
-            let committed = state.get_raw(&keys::vote_commit(epoch, &host, validator))?.is_some();
+            let committed = state
+                .get_raw(&keys::vote_commit(epoch, &host, validator))?
+                .is_some();
             match state.get_raw(&keys::vote_reveal(epoch, &host, validator))? {
                 Some(v) if v.first() == Some(&1) => {
                     valid_weight = valid_weight.saturating_add(w);
@@ -56,7 +60,8 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput
             }
         }
         let opened = state::opened(state, epoch, &host)?.is_some();
-        let accepted = opened && committee_weight > 0 && valid_weight.saturating_mul(2) > committee_weight;
+        let accepted =
+            opened && committee_weight > 0 && valid_weight.saturating_mul(2) > committee_weight;
         let reason = if !opened {
             "unopened"
         } else if accepted {
@@ -72,7 +77,14 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput
         }
         results.insert(
             host,
-            EpochResult { accepted, reason: reason.to_string(), raw_weight: if accepted { commit.count } else { 0 }, effective_weight: 0, valid_vote_weight: valid_weight, committee_weight },
+            EpochResult {
+                accepted,
+                reason: reason.to_string(),
+                raw_weight: if accepted { commit.count } else { 0 },
+                effective_weight: 0,
+                valid_vote_weight: valid_weight,
+                committee_weight,
+            },
         );
         events.push(
             Event::new("kiln.sprint.v1.EventSprintTally")
@@ -86,7 +98,8 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput
         );
     }
 
-    let effective = state::apply_power_cap(&raw, params.min_hosts_for_cap, params.max_power_share_bps);
+    let effective =
+        state::apply_power_cap(&raw, params.min_hosts_for_cap, params.max_power_share_bps);
     for (host, result) in results.iter_mut() {
         result.effective_weight = effective.get(host).copied().unwrap_or(0);
         state.put_json(keys::result(epoch, host), result)?;
@@ -96,7 +109,11 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput
     let total: u64 = effective.values().sum();
     if total == 0 {
         // Never empty the validator set: keep the weights in force and say so.
-        events.push(Event::new("kiln.sprint.v1.EventWeightsKept").attr("epoch", epoch).attr("reason", "no host was accepted this epoch"));
+        events.push(
+            Event::new("kiln.sprint.v1.EventWeightsKept")
+                .attr("epoch", epoch)
+                .attr("reason", "no host was accepted this epoch"),
+        );
     } else {
         let mut everyone: std::collections::BTreeSet<Address> = previous.keys().copied().collect();
         everyone.extend(effective.keys().copied());
@@ -106,15 +123,28 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput
             state.put_u64(keys::weight(&host), new);
             if new != old {
                 if let Some(record) = state::host(state, &host)? {
-                    power_updates.push(PowerUpdate { host, consensus_pubkey: record.consensus_key_bytes(), power: new });
+                    power_updates.push(PowerUpdate {
+                        host,
+                        consensus_pubkey: record.consensus_key_bytes(),
+                        power: new,
+                    });
                 }
             }
-            events.push(Event::new("kiln.sprint.v1.EventWeightSet").attr("epoch", epoch).attr("host", host).attr("weight", new).attr("previous", old));
+            events.push(
+                Event::new("kiln.sprint.v1.EventWeightSet")
+                    .attr("epoch", epoch)
+                    .attr("host", host)
+                    .attr("weight", new)
+                    .attr("previous", old),
+            );
         }
     }
 
     for (addr, outcome) in &outcomes {
         events.push(kiln_reputation::apply_outcome(state, epoch, addr, outcome)?);
     }
-    Ok(SettleOutput { events, power_updates })
+    Ok(SettleOutput {
+        events,
+        power_updates,
+    })
 }

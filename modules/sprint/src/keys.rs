@@ -40,21 +40,46 @@ pub fn commit(epoch: u64, addr: &Address) -> Vec<u8> {
 }
 
 pub fn open(epoch: u64, addr: &Address) -> Vec<u8> {
-    [b"sprint/open/".as_slice(), &epoch.to_be_bytes(), addr.as_bytes()].concat()
+    [
+        b"sprint/open/".as_slice(),
+        &epoch.to_be_bytes(),
+        addr.as_bytes(),
+    ]
+    .concat()
 }
 
 pub fn vote_commits_for(epoch: u64, host: &Address) -> Vec<u8> {
-    [b"sprint/vote_commit/".as_slice(), &epoch.to_be_bytes(), host.as_bytes()].concat()
+    [
+        b"sprint/vote_commit/".as_slice(),
+        &epoch.to_be_bytes(),
+        host.as_bytes(),
+    ]
+    .concat()
 }
 
 pub fn vote_commit(epoch: u64, host: &Address, validator: &Address) -> Vec<u8> {
-    [vote_commits_for(epoch, host).as_slice(), validator.as_bytes()].concat()
+    [
+        vote_commits_for(epoch, host).as_slice(),
+        validator.as_bytes(),
+    ]
+    .concat()
 }
 
 pub fn vote_reveal(epoch: u64, host: &Address, validator: &Address) -> Vec<u8> {
-    [b"sprint/vote_reveal/".as_slice(), &epoch.to_be_bytes(), host.as_bytes(), validator.as_bytes()].concat()
+    [
+        b"sprint/vote_reveal/".as_slice(),
+        &epoch.to_be_bytes(),
+        host.as_bytes(),
+        validator.as_bytes(),
+    ]
+    .concat()
 }
 
 pub fn result(epoch: u64, addr: &Address) -> Vec<u8> {
-    [b"sprint/result/".as_slice(), &epoch.to_be_bytes(), addr.as_bytes()].concat()
+    [
+        b"sprint/result/".as_slice(),
+        &epoch.to_be_bytes(),
+        addr.as_bytes(),
+    ]
+    .concat()
 }

@@ -139,18 +139,40 @@ pub const MAX_URL_LEN: usize = 256;
 pub const MAX_MODELS: usize = 32;
 pub const MAX_TEXT_LEN: usize = 256;
 
-pub(crate) fn validate_host_fields(worker_url: &str, pubkey: &[u8], models: &[String], hardware: &str, pubkey_required: bool) -> TxResult<()> {
-    if worker_url.is_empty() || worker_url.len() > MAX_URL_LEN || !(worker_url.starts_with("http://") || worker_url.starts_with("https://")) {
-        return Err(TxError::invalid_request(format!("worker_url must be an http(s) URL of at most {MAX_URL_LEN} bytes")));
+pub(crate) fn validate_host_fields(
+    worker_url: &str,
+    pubkey: &[u8],
+    models: &[String],
+    hardware: &str,
+    pubkey_required: bool,
+) -> TxResult<()> {
+    if worker_url.is_empty()
+        || worker_url.len() > MAX_URL_LEN
+        || !(worker_url.starts_with("http://") || worker_url.starts_with("https://"))
+    {
+        return Err(TxError::invalid_request(format!(
+            "worker_url must be an http(s) URL of at most {MAX_URL_LEN} bytes"
+        )));
     }
     if (pubkey_required || !pubkey.is_empty()) && pubkey.len() != 32 {
-        return Err(TxError::invalid_pubkey(format!("consensus_pubkey must be a 32-byte ed25519 key, got {} bytes", pubkey.len())));
+        return Err(TxError::invalid_pubkey(format!(
+            "consensus_pubkey must be a 32-byte ed25519 key, got {} bytes",
+            pubkey.len()
+        )));
     }
-    if models.len() > MAX_MODELS || models.iter().any(|m| m.is_empty() || m.len() > MAX_TEXT_LEN) {
-        return Err(TxError::invalid_request(format!("models: at most {MAX_MODELS} non-empty ids")));
+    if models.len() > MAX_MODELS
+        || models
+            .iter()
+            .any(|m| m.is_empty() || m.len() > MAX_TEXT_LEN)
+    {
+        return Err(TxError::invalid_request(format!(
+            "models: at most {MAX_MODELS} non-empty ids"
+        )));
     }
     if hardware.len() > MAX_TEXT_LEN {
-        return Err(TxError::invalid_request(format!("hardware summary longer than {MAX_TEXT_LEN} bytes")));
+        return Err(TxError::invalid_request(format!(
+            "hardware summary longer than {MAX_TEXT_LEN} bytes"
+        )));
     }
     Ok(())
 }

@@ -35,7 +35,13 @@ impl Default for SprintParams {
 
 impl SprintParams {
     pub fn devnet() -> Self {
-        SprintParams { preset: "devnet".into(), sprint_samples: 16, sprint_committee: 0, r_target_micro: 1_346_000, ..Default::default() }
+        SprintParams {
+            preset: "devnet".into(),
+            sprint_samples: 16,
+            sprint_committee: 0,
+            r_target_micro: 1_346_000,
+            ..Default::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {

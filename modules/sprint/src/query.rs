@@ -24,17 +24,24 @@ fn json<T: serde::Serialize>(value: &T) -> TxResult<Vec<u8>> {
 }
 
 fn addr_arg(data: &[u8]) -> TxResult<Address> {
-    let text = std::str::from_utf8(data).map_err(|_| TxError::invalid_request("address must be UTF-8"))?;
+    let text =
+        std::str::from_utf8(data).map_err(|_| TxError::invalid_request("address must be UTF-8"))?;
     Address::parse(text.trim()).map_err(|e| TxError::invalid_address(e.to_string()))
 }
 
-pub fn route<S: StateRead + ?Sized>(state: &S, path: &str, data: &[u8]) -> Option<TxResult<Vec<u8>>> {
+pub fn route<S: StateRead + ?Sized>(
+    state: &S,
+    path: &str,
+    data: &[u8],
+) -> Option<TxResult<Vec<u8>>> {
     let result = match path {
         "/kiln.sprint.v1.Query/Hosts" => state::hosts(state).and_then(|h| json(&h)),
-        "/kiln.sprint.v1.Query/Host" => addr_arg(data).and_then(|a| state::host(state, &a)).and_then(|h| match h {
-            Some(h) => json(&h),
-            None => Err(TxError::key_not_found("no such host")),
-        }),
+        "/kiln.sprint.v1.Query/Host" => addr_arg(data)
+            .and_then(|a| state::host(state, &a))
+            .and_then(|h| match h {
+                Some(h) => json(&h),
+                None => Err(TxError::key_not_found("no such host")),
+            }),
         "/kiln.sprint.v1.Query/Weights" => weights(state),
         "/kiln.sprint.v1.Query/Params" => state::sprint_params(state).and_then(|p| json(&p)),
         "/kiln.sprint.v1.Query/Result" => result(state, data),
@@ -57,7 +64,10 @@ fn weights<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<u8>> {
         .map(|(a, v)| WeightRow {
             host: *a,
             weight: *v,
-            share_bps: (u128::from(*v) * 10_000).checked_div(total).and_then(|b| u64::try_from(b).ok()).unwrap_or(0),
+            share_bps: (u128::from(*v) * 10_000)
+                .checked_div(total)
+                .and_then(|b| u64::try_from(b).ok())
+                .unwrap_or(0),
             consensus_power: *v,
         })
         .collect();
@@ -70,11 +80,17 @@ fn result<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
         epoch: u64,
         host: Address,
     }
-    let req: Req = serde_json::from_slice(data).map_err(|e| TxError::invalid_request(format!("expected {{\"epoch\":N,\"host\":\"kiln1…\"}}: {e}")))?;
-    let value: Option<state::EpochResult> = kiln_framework::StateReadExt::get_json(state, &crate::keys::result(req.epoch, &req.host))?;
+    let req: Req = serde_json::from_slice(data).map_err(|e| {
+        TxError::invalid_request(format!("expected {{\"epoch\":N,\"host\":\"kiln1…\"}}: {e}"))
+    })?;
+    let value: Option<state::EpochResult> =
+        kiln_framework::StateReadExt::get_json(state, &crate::keys::result(req.epoch, &req.host))?;
     match value {
         Some(v) => json(&v),
-        None => Err(TxError::key_not_found(format!("no settled result for {} in epoch {}", req.host, req.epoch))),
+        None => Err(TxError::key_not_found(format!(
+            "no settled result for {} in epoch {}",
+            req.host, req.epoch
+        ))),
     }
 }
 
@@ -104,18 +120,28 @@ fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
         epoch: u64,
         address: Address,
     }
-    let req: Req = serde_json::from_slice(data).map_err(|e| TxError::invalid_request(format!("expected {{\"epoch\":N,\"address\":\"kiln1…\"}}: {e}")))?;
+    let req: Req = serde_json::from_slice(data).map_err(|e| {
+        TxError::invalid_request(format!(
+            "expected {{\"epoch\":N,\"address\":\"kiln1…\"}}: {e}"
+        ))
+    })?;
     let mut duties = Vec::new();
     for host in state::committed_hosts(state, req.epoch)? {
-        let Some(leaves) = state::opened(state, req.epoch, &host)? else { continue };
+        let Some(leaves) = state::opened(state, req.epoch, &host)? else {
+            continue;
+        };
         if !crate::handler::committee_of(state, req.epoch, &host)?.contains(&req.address) {
             continue;
         }
         duties.push(Duty {
             host,
             leaves,
-            vote_committed: state.get_raw(&crate::keys::vote_commit(req.epoch, &host, &req.address))?.is_some(),
-            vote_revealed: state.get_raw(&crate::keys::vote_reveal(req.epoch, &host, &req.address))?.is_some(),
+            vote_committed: state
+                .get_raw(&crate::keys::vote_commit(req.epoch, &host, &req.address))?
+                .is_some(),
+            vote_revealed: state
+                .get_raw(&crate::keys::vote_reveal(req.epoch, &host, &req.address))?
+                .is_some(),
         });
     }
     let value = Duties {
@@ -124,7 +150,10 @@ fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
         commitment: state::commitment(state, req.epoch, &req.address)?,
         opened: state::opened(state, req.epoch, &req.address)?.is_some(),
         duties,
-        result: kiln_framework::StateReadExt::get_json(state, &crate::keys::result(req.epoch, &req.address))?,
+        result: kiln_framework::StateReadExt::get_json(
+            state,
+            &crate::keys::result(req.epoch, &req.address),
+        )?,
     };
     json(&value)
 }

@@ -67,7 +67,9 @@ pub fn hosts<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<Host>> {
     state
         .prefix_raw(keys::HOST_PREFIX)?
         .into_iter()
-        .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| TxError::internal(format!("corrupt host: {e}"))))
+        .map(|(_, v)| {
+            serde_json::from_slice(&v).map_err(|e| TxError::internal(format!("corrupt host: {e}")))
+        })
         .collect()
 }
 
@@ -75,8 +77,11 @@ pub fn hosts<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<Host>> {
 pub fn weights<S: StateRead + ?Sized>(state: &S) -> TxResult<BTreeMap<Address, u64>> {
     let mut out = BTreeMap::new();
     for (key, value) in state.prefix_raw(keys::WEIGHT_PREFIX)? {
-        let addr = Address::from_bytes(&key[keys::WEIGHT_PREFIX.len()..]).ok_or_else(|| TxError::internal("corrupt weight key"))?;
-        let w = <[u8; 8]>::try_from(value.as_slice()).map(u64::from_be_bytes).map_err(|_| TxError::internal("corrupt weight"))?;
+        let addr = Address::from_bytes(&key[keys::WEIGHT_PREFIX.len()..])
+            .ok_or_else(|| TxError::internal("corrupt weight key"))?;
+        let w = <[u8; 8]>::try_from(value.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| TxError::internal("corrupt weight"))?;
         if w > 0 {
             out.insert(addr, w);
         }
@@ -84,28 +89,56 @@ pub fn weights<S: StateRead + ?Sized>(state: &S) -> TxResult<BTreeMap<Address, u
     Ok(out)
 }
 
-pub fn commitment<S: StateRead + ?Sized>(state: &S, epoch: u64, addr: &Address) -> TxResult<Option<Commitment>> {
+pub fn commitment<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    addr: &Address,
+) -> TxResult<Option<Commitment>> {
     state.get_json(&keys::commit(epoch, addr))
 }
 
-pub fn opened<S: StateRead + ?Sized>(state: &S, epoch: u64, addr: &Address) -> TxResult<Option<Vec<Opened>>> {
+pub fn opened<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    addr: &Address,
+) -> TxResult<Option<Vec<Opened>>> {
     state.get_json(&keys::open(epoch, addr))
 }
 
 /// Hosts that committed in `epoch`, in address order.
 pub fn committed_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult<Vec<Address>> {
     let prefix = keys::commits_of_epoch(epoch);
-    state.prefix_raw(&prefix)?.into_iter().map(|(k, _)| Address::from_bytes(&k[prefix.len()..]).ok_or_else(|| TxError::internal("corrupt commit key"))).collect()
+    state
+        .prefix_raw(&prefix)?
+        .into_iter()
+        .map(|(k, _)| {
+            Address::from_bytes(&k[prefix.len()..])
+                .ok_or_else(|| TxError::internal("corrupt commit key"))
+        })
+        .collect()
 }
 
 /// The validators assigned to `host`'s opening (SPEC §4 "Validation"): drawn
 /// by weight without replacement from the weights in force, seeded by the
 /// host's challenge; never the host itself unless it is the only host with
 /// weight. `sprint_committee = 0` assigns every eligible host. Sorted.
-pub fn committee(weights: &BTreeMap<Address, u64>, host: &Address, challenge: &[u8; 32], size: u32) -> Vec<Address> {
-    let mut pool: Vec<(Address, u64)> = weights.iter().filter(|(a, w)| *a != host && **w > 0).map(|(a, w)| (*a, *w)).collect();
+pub fn committee(
+    weights: &BTreeMap<Address, u64>,
+    host: &Address,
+    challenge: &[u8; 32],
+    size: u32,
+) -> Vec<Address> {
+    let mut pool: Vec<(Address, u64)> = weights
+        .iter()
+        .filter(|(a, w)| *a != host && **w > 0)
+        .map(|(a, w)| (*a, *w))
+        .collect();
     if pool.is_empty() {
-        return if weights.get(host).copied().unwrap_or(0) > 0 { vec![*host] } else { Vec::new() };
+        return if weights.get(host).copied().unwrap_or(0) > 0 {
+            vec![*host]
+        } else {
+            Vec::new()
+        };
     }
     if size == 0 || usize::try_from(size).map_or(true, |s| s >= pool.len()) {
         return pool.into_iter().map(|(a, _)| a).collect();
@@ -114,7 +147,11 @@ pub fn committee(weights: &BTreeMap<Address, u64>, host: &Address, challenge: &[
     let mut counter: u64 = 0;
     while chosen.len() < size as usize && !pool.is_empty() {
         let total: u128 = pool.iter().map(|(_, w)| u128::from(*w)).sum();
-        let digest = Sha256::new().chain_update(b"kiln/committee/v1").chain_update(challenge).chain_update(counter.to_le_bytes()).finalize();
+        let digest = Sha256::new()
+            .chain_update(b"kiln/committee/v1")
+            .chain_update(challenge)
+            .chain_update(counter.to_le_bytes())
+            .finalize();
         counter = counter.wrapping_add(1);
         let mut word = [0u8; 16];
         word.copy_from_slice(&digest[..16]);
@@ -138,11 +175,22 @@ pub fn committee(weights: &BTreeMap<Address, u64>, host: &Address, challenge: &[
 /// pro rata among uncapped hosts, repeated until none is above the cap.
 /// Integer arithmetic; rounding remainders go to the lowest addresses. The
 /// total is preserved whenever the cap is feasible.
-pub fn apply_power_cap(raw: &BTreeMap<Address, u64>, min_hosts: u32, max_bps: u32) -> BTreeMap<Address, u64> {
-    let mut w: BTreeMap<Address, u128> = raw.iter().filter(|(_, v)| **v > 0).map(|(a, v)| (*a, u128::from(*v))).collect();
+pub fn apply_power_cap(
+    raw: &BTreeMap<Address, u64>,
+    min_hosts: u32,
+    max_bps: u32,
+) -> BTreeMap<Address, u64> {
+    let mut w: BTreeMap<Address, u128> = raw
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(a, v)| (*a, u128::from(*v)))
+        .collect();
     let total: u128 = w.values().sum();
     if w.len() < min_hosts as usize || total == 0 || max_bps >= 10_000 {
-        return w.into_iter().map(|(a, v)| (a, u64::try_from(v).unwrap_or(u64::MAX))).collect();
+        return w
+            .into_iter()
+            .map(|(a, v)| (a, u64::try_from(v).unwrap_or(u64::MAX)))
+            .collect();
     }
     let cap = total * u128::from(max_bps) / 10_000;
     let mut capped: std::collections::BTreeSet<Address> = std::collections::BTreeSet::new();
@@ -182,7 +230,9 @@ pub fn apply_power_cap(raw: &BTreeMap<Address, u64>, min_hosts: u32, max_bps: u3
             remainder -= 1;
         }
     }
-    w.into_iter().map(|(a, v)| (a, u64::try_from(v).unwrap_or(u64::MAX))).collect()
+    w.into_iter()
+        .map(|(a, v)| (a, u64::try_from(v).unwrap_or(u64::MAX)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -195,19 +245,32 @@ mod tests {
 
     #[test]
     fn power_cap_with_skewed_weights_keeps_total_and_caps_everyone() {
-        let raw: BTreeMap<Address, u64> = [(addr(1), 9_000), (addr(2), 500), (addr(3), 300), (addr(4), 150), (addr(5), 50)].into_iter().collect();
+        let raw: BTreeMap<Address, u64> = [
+            (addr(1), 9_000),
+            (addr(2), 500),
+            (addr(3), 300),
+            (addr(4), 150),
+            (addr(5), 50),
+        ]
+        .into_iter()
+        .collect();
         let out = apply_power_cap(&raw, 5, 2_500);
         let total: u64 = out.values().sum();
         assert_eq!(total, 10_000);
         assert!(out.values().all(|v| *v <= 2_500), "{out:?}");
         assert_eq!(out[&addr(1)], 2_500);
         // Uncapped hosts keep their order.
-        assert!(out[&addr(2)] >= out[&addr(3)] && out[&addr(3)] >= out[&addr(4)] && out[&addr(4)] >= out[&addr(5)]);
+        assert!(
+            out[&addr(2)] >= out[&addr(3)]
+                && out[&addr(3)] >= out[&addr(4)]
+                && out[&addr(4)] >= out[&addr(5)]
+        );
     }
 
     #[test]
     fn power_cap_not_applied_below_min_hosts() {
-        let raw: BTreeMap<Address, u64> = [(addr(1), 9_000), (addr(2), 1_000)].into_iter().collect();
+        let raw: BTreeMap<Address, u64> =
+            [(addr(1), 9_000), (addr(2), 1_000)].into_iter().collect();
         assert_eq!(apply_power_cap(&raw, 5, 2_500), raw);
     }
 
