@@ -487,8 +487,9 @@ impl Worker {
                     0.0
                 };
                 let engine = self.engine(seed, params)?;
-                let min_slice = (engine.batch * engine.workers()) as u64;
-                let slice = ((rate * slice_seconds) as u64).max(min_slice);
+                // Whole rounds of batches: every CPU stream busy until the slice ends.
+                let round = (engine.batch * engine.workers()).max(1) as u64;
+                let slice = ((rate * slice_seconds) as u64).div_ceil(round).max(1) * round;
                 (next.saturating_add(slice), true)
             }
         };
