@@ -823,9 +823,10 @@ fn cmd_status(a: StatusArgs) -> Result<()> {
         n("votes_revealed")
     );
     println!(
-        "txs       {} accepted, {} refused",
+        "txs       {} accepted, {} refused by CheckTx, {} failed in their block",
         n("txs_accepted"),
-        n("txs_refused")
+        n("txs_refused"),
+        n("txs_failed_in_block")
     );
     if let Some(t) = v["last_tx"].as_object() {
         println!(
@@ -839,6 +840,15 @@ fn cmd_status(a: StatusArgs) -> Result<()> {
                 .filter(|l| !l.is_empty())
                 .map(|l| format!(" ({l})"))
                 .unwrap_or_default()
+        );
+    }
+    if let Some(t) = v["last_failure"].as_object() {
+        println!(
+            "failure   {} in epoch {} code {}: {}",
+            t.get("kind").and_then(|x| x.as_str()).unwrap_or(""),
+            t.get("epoch").and_then(|x| x.as_u64()).unwrap_or(0),
+            t.get("code").and_then(|x| x.as_u64()).unwrap_or(0),
+            t.get("log").and_then(|x| x.as_str()).unwrap_or("")
         );
     }
     if !v["last_result"].is_null() {

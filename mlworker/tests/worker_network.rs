@@ -33,16 +33,24 @@ const SPRINT_SLICES: u64 = 4;
 /// The chain as one worker sees it: queries and CheckTx on the shared driver.
 struct SimChain {
     driver: Rc<RefCell<BlockDriver>>,
+    /// Block results by tx hash, filled by the network as blocks are made.
+    tx_results: TxResults,
     hot: TestKey,
     next_sequence: u64,
 }
+
+type TxResults = Rc<RefCell<BTreeMap<String, (u32, String)>>>;
 
 impl ChainClient for SimChain {
     fn chain_id(&mut self) -> Result<String> {
         Ok(self.driver.borrow().chain_id.clone())
     }
 
-    fn query_json(&mut self, path: &str, data: &[u8]) -> Result<Value> {
+    fn tx_result(&mut self, hash: &str) -> Result<Option<(u32, String)>> {
+        Ok(self.tx_results.borrow().get(hash).cloned())
+    }
+
+    fn query_raw(&mut self, path: &str, data: &[u8]) -> Result<Vec<u8>> {
         let res = self
             .driver
             .borrow()
@@ -56,7 +64,7 @@ impl ChainClient for SimChain {
         if res.code != 0 {
             bail!("query {path} failed (code {}): {}", res.code, res.log);
         }
-        Ok(serde_json::from_slice(&res.value)?)
+        Ok(res.value.to_vec())
     }
 
     fn broadcast(&mut self, msgs: Vec<cosmrs::Any>) -> Result<TxReceipt> {
@@ -112,7 +120,12 @@ impl Host {
             commit_every_blocks: 2,
             misbehaviour: self.spec.misbehaviour,
         };
-        self.worker = Some(Worker::new(cfg, Journal::open(&self.journal_dir).unwrap()).unwrap());
+        let mut worker = Worker::new(cfg, Journal::open(&self.journal_dir).unwrap()).unwrap();
+        // As `kiln-mlworker run` does before its loop (from block 1 on).
+        if self.chain.driver.borrow().height > 0 {
+            worker.preflight(&mut self.chain).unwrap();
+        }
+        self.worker = Some(worker);
     }
 
     /// Kills the worker (drops it with whatever it had in memory).
@@ -153,6 +166,7 @@ struct Network {
     driver: Rc<RefCell<BlockDriver>>,
     /// (height, code, log) of every transaction that failed in a block.
     failed_txs: Vec<(u64, u32, String)>,
+    tx_results: TxResults,
     hosts: Vec<Host>,
     _dir: tempfile::TempDir,
 }
@@ -212,6 +226,7 @@ fn network(specs: Vec<HostSpec>) -> Network {
     )
     .unwrap();
     let driver = Rc::new(RefCell::new(driver));
+    let tx_results: TxResults = Rc::new(RefCell::new(BTreeMap::new()));
     let hosts = specs
         .into_iter()
         .zip(keys)
@@ -220,6 +235,7 @@ fn network(specs: Vec<HostSpec>) -> Network {
                 journal_dir: dir.path().join(format!("journal-{}", spec.label)),
                 chain: SimChain {
                     driver: driver.clone(),
+                    tx_results: tx_results.clone(),
                     hot: hot.clone(),
                     next_sequence: 0,
                 },
@@ -238,6 +254,7 @@ fn network(specs: Vec<HostSpec>) -> Network {
         driver,
         hosts,
         failed_txs: Vec::new(),
+        tx_results,
         _dir: dir,
     }
 }
@@ -305,10 +322,13 @@ fn run(net: &mut Network, last_height: u64, mut before_block: impl FnMut(u64, &m
         }
         before_block(next, net);
         let outcome = net.driver.borrow_mut().produce_block().unwrap();
-        for r in &outcome.response.tx_results {
+        for (tx, r) in outcome.included.iter().zip(&outcome.response.tx_results) {
             if r.code != 0 {
                 net.failed_txs.push((outcome.height, r.code, r.log.clone()));
             }
+            net.tx_results
+                .borrow_mut()
+                .insert(kiln_cli::tx::tx_hash(tx), (r.code, r.log.clone()));
         }
         check_invariants(&net.driver.borrow());
     }
@@ -488,6 +508,22 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
         "only the flipped reveal fails: {:?}",
         net.failed_txs
     );
+    // The worker itself noticed: its status names the failure and the chain's reason.
+    {
+        let status = e.worker.as_ref().unwrap().status();
+        let status = status.lock().unwrap();
+        assert_eq!(status.txs_failed_in_block, 1, "{status:?}");
+        let failure = status.last_failure.as_ref().expect("last_failure");
+        assert_eq!(failure.kind, "vote_reveal");
+        assert!(
+            failure.log.contains("does not match its commitment"),
+            "{failure:?}"
+        );
+        for h in &net.hosts[..4] {
+            let s = h.worker.as_ref().unwrap().status();
+            assert_eq!(s.lock().unwrap().txs_failed_in_block, 0, "{}", h.spec.label);
+        }
+    }
     let duties = query(
         &d,
         "/kiln.sprint.v1.Query/Duties",
@@ -597,5 +633,53 @@ fn worker_restarts_mid_sprint_and_mid_validation_change_nothing() {
     assert_eq!(
         query(&a, "/kiln.sprint.v1.Query/Weights", ""),
         query(&b, "/kiln.sprint.v1.Query/Weights", "")
+    );
+}
+
+/// `kiln-mlworker run` refuses to start, with instructions, when its host is
+/// not registered or has not granted its ML key the worker messages.
+#[test]
+fn preflight_names_a_missing_registration_or_grant() {
+    let mut net = network(vec![honest("p1", 16)]);
+    net.driver.borrow_mut().produce_block().unwrap();
+    let h = &mut net.hosts[0];
+    let cfg = |host: &Address, operator: &Address| WorkerConfig {
+        host: host.to_string(),
+        operator: operator.to_string(),
+        device: ComputeDevice::cpu_f32(),
+        threads: 1,
+        batch: Some(8),
+        pace: Pace::PerBlock {
+            nonces_per_block: 1,
+            budget: 1,
+        },
+        commit_every_blocks: 1,
+        misbehaviour: Misbehaviour::default(),
+    };
+    let journal = Journal::open(&h.journal_dir).unwrap();
+    let mut ok = Worker::new(cfg(&h.key.address, &h.hot.address), journal.clone()).unwrap();
+    ok.preflight(&mut h.chain).unwrap();
+
+    let stranger = TestKey::from_label("not-a-host");
+    let mut w = Worker::new(cfg(&stranger.address, &h.hot.address), journal.clone()).unwrap();
+    let e = w.preflight(&mut h.chain).unwrap_err();
+    assert!(
+        matches!(
+            e.downcast_ref::<kiln_mlworker::worker::PreflightError>(),
+            Some(kiln_mlworker::worker::PreflightError::NotRegistered(_))
+        ),
+        "{e:#}"
+    );
+    assert!(format!("{e}").contains("kiln tx host register"), "{e}");
+
+    let ungranted = TestKey::from_label("other-ml-key");
+    let mut w = Worker::new(cfg(&h.key.address, &ungranted.address), journal).unwrap();
+    let e = w.preflight(&mut h.chain).unwrap_err();
+    let text = format!("{e}");
+    assert!(
+        text.contains("has not granted")
+            && text.contains("MsgSprintCommit")
+            && text.contains("grant-ml-ops"),
+        "{text}"
     );
 }

@@ -29,9 +29,18 @@ impl TxReceipt {
 pub trait ChainClient {
     /// Chain id the signatures bind to.
     fn chain_id(&mut self) -> Result<String>;
-    /// A JSON ABCI query against the latest committed state; a non-zero
+    /// An ABCI query against the latest committed state; a non-zero
     /// response code is an error carrying the node's reason.
-    fn query_json(&mut self, path: &str, data: &[u8]) -> Result<Value>;
+    fn query_raw(&mut self, path: &str, data: &[u8]) -> Result<Vec<u8>>;
+    /// [`ChainClient::query_raw`] for Kiln's JSON queries.
+    fn query_json(&mut self, path: &str, data: &[u8]) -> Result<Value> {
+        let bytes = self.query_raw(path, data)?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("query {path}: the node's answer is not JSON"))
+    }
+    /// The block result `(code, log)` of a transaction, `None` while it is
+    /// not in a block (yet).
+    fn tx_result(&mut self, hash: &str) -> Result<Option<(u32, String)>>;
     /// Signs `msgs` with the worker's ML operational key and submits them;
     /// returns CheckTx's verdict (a refused tx is `Ok` with a non-zero code).
     fn broadcast(&mut self, msgs: Vec<Any>) -> Result<TxReceipt>;
@@ -144,13 +153,26 @@ impl ChainClient for RpcChain {
         Ok(id)
     }
 
-    fn query_json(&mut self, path: &str, data: &[u8]) -> Result<Value> {
+    fn query_raw(&mut self, path: &str, data: &[u8]) -> Result<Vec<u8>> {
         let res = self.rpc.abci_query(path, data, 0)?;
         if res.code != 0 {
             bail!("query {path} failed (code {}): {}", res.code, res.log);
         }
-        serde_json::from_slice(&res.value)
-            .with_context(|| format!("query {path}: the node's answer is not JSON"))
+        Ok(res.value)
+    }
+
+    fn tx_result(&mut self, hash: &str) -> Result<Option<(u32, String)>> {
+        Ok(self.rpc.tx(hash)?.map(|v| {
+            let r = &v["tx_result"];
+            let code = r["code"]
+                .as_u64()
+                .or_else(|| r["code"].as_str().and_then(|c| c.parse().ok()))
+                .unwrap_or(0);
+            (
+                u32::try_from(code).unwrap_or(u32::MAX),
+                r["log"].as_str().unwrap_or_default().to_string(),
+            )
+        }))
     }
 
     fn broadcast(&mut self, msgs: Vec<Any>) -> Result<TxReceipt> {

@@ -187,6 +187,12 @@ pub fn metrics(s: &WorkerStatus) -> String {
         s.txs_refused.to_string(),
     );
     gauge(
+        "kiln_worker_txs_failed_in_block_total",
+        "Transactions accepted by CheckTx that failed in their block.",
+        "counter",
+        s.txs_failed_in_block.to_string(),
+    );
+    gauge(
         "kiln_worker_last_chain_contact_seconds",
         "Unix time of the last successful chain read.",
         "gauge",

@@ -36,6 +36,7 @@ use kiln_sprint_protocol::model::ModelConfig;
 use kiln_sprint_protocol::seed::sprint_seed;
 use kiln_sprint_protocol::verdict;
 use kiln_sprint_protocol::Hash32;
+use prost::Message;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -48,7 +49,24 @@ use journal::{EpochJournal, Journal, VoteRecord};
 pub enum PreflightError {
     #[error("{0} is not a registered host: register it with `kiln tx host register` (account key), then grant this worker's key with `kiln tx authz grant-ml-ops`")]
     NotRegistered(String),
+    #[error("host {host} has not granted the worker's ML key {operator} {missing}: run `kiln tx authz grant-ml-ops {operator} --from <host key>`")]
+    NotGranted {
+        host: String,
+        operator: String,
+        missing: String,
+    },
 }
+
+/// The messages the worker sends; the host must have granted all of them.
+const WORKER_MSG_TYPE_URLS: [&str; 4] = [
+    "/kiln.sprint.v1.MsgSprintCommit",
+    "/kiln.sprint.v1.MsgSprintOpen",
+    "/kiln.sprint.v1.MsgSprintVoteCommit",
+    "/kiln.sprint.v1.MsgSprintVoteReveal",
+];
+
+/// Blocks to look for a sent tx's block result before giving up on it.
+const TRACK_TX_BLOCKS: u64 = 10;
 
 /// How much the worker computes.
 #[derive(Clone, Copy, Debug)]
@@ -132,9 +150,15 @@ pub struct WorkerStatus {
     pub votes_revealed: u64,
     pub nonces_total: u64,
     pub nonces_per_second: f64,
+    /// Accepted by CheckTx.
     pub txs_accepted: u64,
+    /// Refused by CheckTx.
     pub txs_refused: u64,
+    /// Accepted by CheckTx, then failed when the block executed it.
+    pub txs_failed_in_block: u64,
     pub last_tx: Option<LastTx>,
+    /// The last tx that was refused or failed in its block, with the chain's reason.
+    pub last_failure: Option<LastTx>,
     pub last_result: Option<Value>,
     pub last_chain_contact_unix: u64,
     pub last_error: Option<String>,
@@ -185,6 +209,8 @@ pub struct Worker {
     status: SharedStatus,
     /// Seconds spent computing and nonces computed, for the rate.
     compute_seconds: f64,
+    /// Txs accepted by CheckTx whose block result is not known yet.
+    pending_txs: Vec<LastTx>,
 }
 
 impl Worker {
@@ -212,6 +238,7 @@ impl Worker {
             chain_id: None,
             status: Arc::new(Mutex::new(status)),
             compute_seconds: 0.0,
+            pending_txs: Vec::new(),
         })
     }
 
@@ -233,12 +260,88 @@ impl Worker {
         self.chain_id = Some(id.clone());
         self.set_status(|s| s.chain_id = id);
         match chain.query_json("/kiln.sprint.v1.Query/Host", self.cfg.host.as_bytes()) {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if format!("{e:#}").contains("no such host") => {
-                Err(PreflightError::NotRegistered(self.cfg.host.clone()).into())
+                return Err(PreflightError::NotRegistered(self.cfg.host.clone()).into())
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        let granted = self.granted_types(chain)?;
+        let missing: Vec<&str> = WORKER_MSG_TYPE_URLS
+            .iter()
+            .copied()
+            .filter(|t| !granted.iter().any(|g| g == t))
+            .collect();
+        if !missing.is_empty() {
+            return Err(PreflightError::NotGranted {
+                host: self.cfg.host.clone(),
+                operator: self.cfg.operator.clone(),
+                missing: missing.join(", "),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Message types the host granted the operator key (generic grants).
+    fn granted_types(&self, chain: &mut dyn ChainClient) -> Result<Vec<String>> {
+        use cosmrs::proto::cosmos::authz::v1beta1::{
+            GenericAuthorization, QueryGrantsRequest, QueryGrantsResponse,
+        };
+        let request = QueryGrantsRequest {
+            granter: self.cfg.host.clone(),
+            grantee: self.cfg.operator.clone(),
+            msg_type_url: String::new(),
+            pagination: None,
+        };
+        let bytes = chain.query_raw(
+            "/cosmos.authz.v1beta1.Query/Grants",
+            &request.encode_to_vec(),
+        )?;
+        let response = QueryGrantsResponse::decode(bytes.as_slice())
+            .context("cannot decode the Grants query answer")?;
+        Ok(response
+            .grants
+            .into_iter()
+            .filter_map(|g| g.authorization)
+            .filter(|a| a.type_url == "/cosmos.authz.v1beta1.GenericAuthorization")
+            .filter_map(|a| GenericAuthorization::decode(a.value.as_slice()).ok())
+            .map(|a| a.msg)
+            .collect())
+    }
+
+    /// Reads the block results of txs CheckTx accepted: a tx that failed in
+    /// its block is counted and logged with the chain's reason.
+    fn track_sent_txs(&mut self, chain: &mut dyn ChainClient, height: u64) {
+        let mut still_pending = Vec::new();
+        for tx in std::mem::take(&mut self.pending_txs) {
+            if height <= tx.height {
+                still_pending.push(tx);
+                continue;
+            }
+            match chain.tx_result(&tx.hash) {
+                Ok(Some((0, _))) => {}
+                Ok(Some((code, log))) => {
+                    tracing::warn!(kind = %tx.kind, epoch = tx.epoch, hash = %tx.hash, code, log = %log, "tx failed in its block");
+                    let failed = LastTx { code, log, ..tx };
+                    self.set_status(|s| {
+                        s.txs_failed_in_block += 1;
+                        s.last_failure = Some(failed);
+                    });
+                }
+                Ok(None) if height < tx.height.saturating_add(TRACK_TX_BLOCKS) => {
+                    still_pending.push(tx)
+                }
+                Ok(None) => {
+                    tracing::warn!(kind = %tx.kind, hash = %tx.hash, "tx never reached a block (dropped from the mempool?); the worker re-sends what the chain still lacks")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %format!("{e:#}"), "cannot read a tx result yet");
+                    still_pending.push(tx);
+                }
+            }
+        }
+        self.pending_txs = still_pending;
     }
 
     fn read_view(&mut self, chain: &mut dyn ChainClient) -> Result<Option<View>> {
@@ -311,7 +414,11 @@ impl Worker {
 
     /// One step of work; see the module docs.
     pub fn tick(&mut self, chain: &mut dyn ChainClient) -> Result<Tick> {
-        let Some(view) = self.read_view(chain)? else {
+        let view = self.read_view(chain)?;
+        if let Some(h) = self.status.lock().ok().map(|s| s.height) {
+            self.track_sent_txs(chain, h);
+        }
+        let Some(view) = view else {
             return Ok(Tick::Idle);
         };
         let chain_id = self.chain_id.clone().unwrap_or_default();
@@ -574,11 +681,15 @@ impl Worker {
             log: receipt.log.clone(),
         };
         let ok = receipt.ok();
+        if ok {
+            self.pending_txs.push(last.clone());
+        }
         self.set_status(|s| {
             if ok {
                 s.txs_accepted += 1;
             } else {
                 s.txs_refused += 1;
+                s.last_failure = Some(last.clone());
             }
             s.last_tx = Some(last);
         });
