@@ -256,7 +256,7 @@ impl KilnApp {
         // End-block hooks, in a fixed order.
         let mut power_updates = Vec::new();
         if epoch.stage == kiln_epochs::Stage::Settle && epoch.stage_start == block.height {
-            let settled = kiln_sprint::hooks::settle(&mut state, epoch.epoch)
+            let settled = kiln_sprint::hooks::settle(&mut state, epoch.epoch, block.height)
                 .map_err(|e| anyhow::anyhow!(e.log))?;
             block_events.extend(settled.events);
             power_updates = settled.power_updates;

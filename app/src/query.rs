@@ -117,7 +117,7 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
     }
     let routed = kiln_bank::query::route(&snapshot, path, &request.data)
         .or_else(|| kiln_authz::query::route(&snapshot, path, &request.data))
-        .or_else(|| kiln_sprint::query::route(&snapshot, path, &request.data));
+        .or_else(|| kiln_sprint::query::route(&snapshot, path, &request.data, height));
     match routed {
         Some(Ok(value)) => ResponseQuery {
             value: value.into(),

@@ -25,8 +25,8 @@ pub struct SettleOutput {
     pub power_updates: Vec<PowerUpdate>,
 }
 
-/// Settles `epoch`. Called once, at the epoch's settle block.
-pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput> {
+/// Settles `epoch`. Called once, at the epoch's settle block `height`.
+pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult<SettleOutput> {
     let mut events = Vec::new();
     let params = state::sprint_params(state)?;
     let previous = state::weights(state)?;
@@ -115,6 +115,15 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<SettleOutput
                 .attr("reason", "no host was accepted this epoch"),
         );
     } else {
+        // CometBFT applies these updates two blocks later; remember what signs until then.
+        state.put_json(
+            keys::POWER_SCHEDULE.to_vec(),
+            &state::PowerSchedule {
+                settle_height: height,
+                effective_height: height.saturating_add(2),
+                previous: previous.clone(),
+            },
+        )?;
         let mut everyone: std::collections::BTreeSet<Address> = previous.keys().copied().collect();
         everyone.extend(effective.keys().copied());
         for host in everyone {

@@ -12,12 +12,14 @@
 //! | `sprint/vote_commit/{epoch}/{host}/{validator}` | 32-byte vote commitment |
 //! | `sprint/vote_reveal/{epoch}/{host}/{validator}` | 1 byte: 1 valid, 0 invalid |
 //! | `sprint/result/{epoch}/{addr}` | JSON [`crate::state::EpochResult`] written at settle |
+//! | `sprint/power_schedule` | JSON [`crate::state::PowerSchedule`]: the last settle's power change and when CometBFT applies it |
 
 use kiln_framework::Address;
 
 pub const PARAMS: &[u8] = b"sprint/params";
 pub const HOST_PREFIX: &[u8] = b"hosts/host/";
 pub const WEIGHT_PREFIX: &[u8] = b"sprint/weight/";
+pub const POWER_SCHEDULE: &[u8] = b"sprint/power_schedule";
 
 pub fn host(addr: &Address) -> Vec<u8> {
     [HOST_PREFIX, addr.as_bytes()].concat()

@@ -15,7 +15,9 @@ pub struct WeightRow {
     pub weight: u64,
     /// Share of total weight in basis points.
     pub share_bps: u64,
-    /// Consensus voting power (equal to the effective weight).
+    /// CometBFT voting power at the queried height: the effective weight,
+    /// except in the two blocks after a settle (CometBFT applies validator
+    /// updates at `H + 2`), when the previous power still signs.
     pub consensus_power: u64,
 }
 
@@ -29,10 +31,12 @@ fn addr_arg(data: &[u8]) -> TxResult<Address> {
     Address::parse(text.trim()).map_err(|e| TxError::invalid_address(e.to_string()))
 }
 
+/// `height` is the height of `state` (consensus power depends on it).
 pub fn route<S: StateRead + ?Sized>(
     state: &S,
     path: &str,
     data: &[u8],
+    height: u64,
 ) -> Option<TxResult<Vec<u8>>> {
     let result = match path {
         "/kiln.sprint.v1.Query/Hosts" => state::hosts(state).and_then(|h| json(&h)),
@@ -42,7 +46,7 @@ pub fn route<S: StateRead + ?Sized>(
                 Some(h) => json(&h),
                 None => Err(TxError::key_not_found("no such host")),
             }),
-        "/kiln.sprint.v1.Query/Weights" => weights(state),
+        "/kiln.sprint.v1.Query/Weights" => weights(state, height),
         "/kiln.sprint.v1.Query/Params" => state::sprint_params(state).and_then(|p| json(&p)),
         "/kiln.sprint.v1.Query/Result" => result(state, data),
         "/kiln.sprint.v1.Query/Duties" => duties(state, data),
@@ -56,19 +60,26 @@ pub fn route<S: StateRead + ?Sized>(
     Some(result)
 }
 
-fn weights<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<u8>> {
+fn weights<S: StateRead + ?Sized>(state: &S, height: u64) -> TxResult<Vec<u8>> {
     let w = state::weights(state)?;
+    let powers = state::consensus_powers(state, height)?;
     let total: u128 = w.values().map(|v| u128::from(*v)).sum();
-    let rows: Vec<WeightRow> = w
-        .iter()
-        .map(|(a, v)| WeightRow {
-            host: *a,
-            weight: *v,
-            share_bps: (u128::from(*v) * 10_000)
-                .checked_div(total)
-                .and_then(|b| u64::try_from(b).ok())
-                .unwrap_or(0),
-            consensus_power: *v,
+    // Hosts with weight, and hosts that still sign with their old power.
+    let mut hosts: std::collections::BTreeSet<Address> = w.keys().copied().collect();
+    hosts.extend(powers.keys().copied());
+    let rows: Vec<WeightRow> = hosts
+        .into_iter()
+        .map(|a| {
+            let v = w.get(&a).copied().unwrap_or(0);
+            WeightRow {
+                host: a,
+                weight: v,
+                share_bps: (u128::from(v) * 10_000)
+                    .checked_div(total)
+                    .and_then(|b| u64::try_from(b).ok())
+                    .unwrap_or(0),
+                consensus_power: powers.get(&a).copied().unwrap_or(0),
+            }
         })
         .collect();
     json(&rows)

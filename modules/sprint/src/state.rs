@@ -55,6 +55,37 @@ pub struct EpochResult {
     pub committee_weight: u64,
 }
 
+/// Validator updates returned at height `H` take effect in CometBFT at
+/// `H + 2`. Settle records the powers in force before it, so consensus power
+/// at any height can be answered exactly (see [`consensus_powers`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PowerSchedule {
+    pub settle_height: u64,
+    /// First height whose validator set has the new powers.
+    pub effective_height: u64,
+    /// Powers in force before the settle (effective until `effective_height`).
+    pub previous: BTreeMap<Address, u64>,
+}
+
+/// CometBFT's voting power of each host at `height`: the weights in force,
+/// except in the two blocks after a settle, when the previous powers still
+/// sign. Hosts with zero power are left out.
+pub fn consensus_powers<S: StateRead + ?Sized>(
+    state: &S,
+    height: u64,
+) -> TxResult<BTreeMap<Address, u64>> {
+    let schedule: Option<PowerSchedule> = state.get_json(keys::POWER_SCHEDULE)?;
+    match schedule {
+        Some(s) if height < s.effective_height => {
+            Ok(s.previous.into_iter().filter(|(_, w)| *w > 0).collect())
+        }
+        _ => Ok(weights(state)?
+            .into_iter()
+            .filter(|(_, w)| *w > 0)
+            .collect()),
+    }
+}
+
 pub fn sprint_params<S: StateRead + ?Sized>(state: &S) -> TxResult<SprintParams> {
     Ok(state.get_json(keys::PARAMS)?.unwrap_or_default())
 }
