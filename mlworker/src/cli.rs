@@ -745,7 +745,14 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     }
     let status = worker.status();
     loop {
-        match worker.tick(&mut chain) {
+        let result = worker.tick(&mut chain);
+        if result.is_ok() {
+            // Recovered: the status shows current problems only.
+            if let Ok(mut s) = status.lock() {
+                s.last_error = None;
+            }
+        }
+        match result {
             Ok(Tick::Busy) => {}
             Ok(Tick::Idle) => std::thread::sleep(Duration::from_millis(250)),
             Err(e) => {
