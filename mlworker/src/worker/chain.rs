@@ -65,6 +65,8 @@ pub struct RpcChain {
     address: String,
     chain_id: Option<String>,
     account: Option<(u64, u64)>,
+    /// The hot wallet could not pay last time: try the fee-free allowance first.
+    prefer_fee_free: bool,
 }
 
 impl RpcChain {
@@ -77,6 +79,7 @@ impl RpcChain {
             address,
             chain_id: None,
             account: None,
+            prefer_fee_free: false,
         }
     }
 
@@ -178,10 +181,15 @@ impl ChainClient for RpcChain {
     fn broadcast(&mut self, msgs: Vec<Any>) -> Result<TxReceipt> {
         // Pay the normal fee while the hot wallet can; when it runs dry the
         // chain's per-epoch ML-ops allowance carries fee-free txs (SPEC §2).
-        let mut receipt = self.sign_and_send(&msgs, true);
+        // The worker remembers which way worked last and tries that first.
+        let first_pays = !self.prefer_fee_free;
+        let mut receipt = self.sign_and_send(&msgs, first_pays);
         if let Ok(r) = &receipt {
             if r.code == CODE_INSUFFICIENT_FUNDS || r.code == CODE_INSUFFICIENT_FEE {
-                receipt = self.sign_and_send(&msgs, false);
+                receipt = self.sign_and_send(&msgs, !first_pays);
+                if receipt.as_ref().is_ok_and(|r| r.code == 0) {
+                    self.prefer_fee_free = first_pays;
+                }
             }
         }
         match receipt {

@@ -49,7 +49,7 @@ use journal::{EpochJournal, Journal, VoteRecord};
 pub enum PreflightError {
     #[error("{0} is not a registered host: register it with `kiln tx host register` (account key), then grant this worker's key with `kiln tx authz grant-ml-ops`")]
     NotRegistered(String),
-    #[error("host {host} has not granted the worker's ML key {operator} {missing}: run `kiln tx authz grant-ml-ops {operator} --from <host key>`")]
+    #[error("host {host} has not granted the worker's ML key {operator} the messages {missing}: run `kiln tx authz grant-ml-ops {operator} --from <host key>`")]
     NotGranted {
         host: String,
         operator: String,
