@@ -200,7 +200,8 @@ struct MlOpsAllowance {
 /// Whether `tx` may use the ML-ops fee allowance (SPEC §2): every message is a
 /// `MsgExec` whose grantee is the tx's only signer, and every inner message is
 /// an ML-ops type ([`kiln_authz::ML_OPS_MSG_TYPE_URLS`]) on behalf of one
-/// single host (the granter) that granted the signer that type, unexpired.
+/// single registered host (the granter) that granted the signer that type,
+/// unexpired.
 /// Only called when the offered fee is below the floor, so paying
 /// transactions never consume allowance nor pay for these reads.
 fn ml_ops_allowance<S: StateWrite>(
@@ -230,6 +231,12 @@ fn ml_ops_allowance<S: StateWrite>(
     let Some(host) = kiln_authz::state::ml_ops_host(state, block, signer, &inner_msgs)? else {
         return Ok(None);
     };
+    // The allowance is per *host*: an account that merely granted a key (and
+    // never registered) gets none, or one paid grant would buy a stream of
+    // free transactions every epoch.
+    if kiln_sprint::state::host(state, &host)?.is_none() {
+        return Ok(None);
+    }
     let epoch = kiln_epochs::EpochExt::epoch_info(state, block.height)?.epoch;
     let limit = kiln_authz::state::authz_params(state)?.ml_ops_free_txs_per_epoch;
     let used = kiln_authz::state::fee_allowance_used(state, epoch, &host)?;

@@ -441,3 +441,56 @@ fn an_expired_grant_or_a_zero_allowance_gives_no_exemption() {
     assert_eq!(r.code, INSUFFICIENT_FEE, "{}", r.log);
     assert!(r.log.contains("disabled"), "{}", r.log);
 }
+
+#[test]
+fn an_account_that_is_not_a_registered_host_gets_no_allowance() {
+    let Setup {
+        mut driver, host, ..
+    } = setup();
+    // A funded account that never registered as a host grants a fresh key.
+    let outsider = TestKey::from_label("allowance-outsider");
+    let outsider_hot = TestKey::from_label("allowance-outsider-hot");
+    let opts = driver.opts_for(&host);
+    let fund = sign_tx(
+        &host,
+        vec![msg_send(&host.address, &outsider.address, 10_000_000)],
+        &opts,
+    );
+    let r = driver.deliver(vec![fund]).unwrap();
+    assert_eq!(
+        r.response.tx_results[0].code, 0,
+        "{}",
+        r.response.tx_results[0].log
+    );
+    let opts = driver.opts_for(&outsider);
+    let grant = sign_tx(
+        &outsider,
+        vec![msg_grant(
+            &outsider.address,
+            &outsider_hot.address,
+            "/kiln.sprint.v1.MsgSprintCommit",
+            None,
+        )],
+        &opts,
+    );
+    let r = driver.deliver(vec![grant]).unwrap();
+    assert_eq!(
+        r.response.tx_results[0].code, 0,
+        "{}",
+        r.response.tx_results[0].log
+    );
+
+    let tx = zero_fee_exec(
+        &driver,
+        &outsider_hot,
+        vec![commit_msg(&outsider.address, 1)],
+        0,
+    );
+    let check = driver.submit(tx);
+    assert_eq!(
+        check.code, 13,
+        "insufficient fee, not an exemption: {}",
+        check.log
+    );
+    assert_eq!(used(&driver, 1, &outsider.address), 0);
+}
