@@ -73,8 +73,15 @@ impl ChainClient for SimChain {
         opts.sequence = opts.sequence.max(self.next_sequence);
         opts.gas_limit = 4_000_000;
         opts.fee = 100_000;
-        let tx = sign_tx(&self.hot, msgs, &opts);
-        let res = driver.submit(tx.clone());
+        let mut tx = sign_tx(&self.hot, msgs.clone(), &opts);
+        let mut res = driver.submit(tx.clone());
+        if res.code == 5 {
+            // An unfunded ML key: as the RPC client does, fall back to the
+            // host's fee-free ML-ops allowance.
+            opts.fee = 0;
+            tx = sign_tx(&self.hot, msgs, &opts);
+            res = driver.submit(tx.clone());
+        }
         if res.code == 0 {
             self.next_sequence = opts.sequence + 1;
         }
@@ -702,5 +709,115 @@ fn preflight_names_a_missing_registration_or_grant() {
             && text.contains("MsgSprintCommit")
             && text.contains("grant-ml-ops"),
         "{text}"
+    );
+}
+
+/// SPEC §10: a host that joins a running chain — funded, registered with its
+/// account key and its ML key granted by ordinary transactions, no genesis
+/// weight — is validated by the hosts with weight, earns weight at the first
+/// settle and becomes a CometBFT validator automatically.
+#[test]
+fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
+    use kiln_app::testkit::{any_of, msg_grant, msg_send};
+    let mut net = network(vec![
+        honest("g1", 320),
+        honest("g2", 320),
+        honest("g3", 320),
+    ]);
+    let newcomer = TestKey::from_label("newcomer-account");
+    let newcomer_hot = TestKey::from_label("newcomer-ml");
+    let consensus_key = [99u8; 32];
+    run(&mut net, SETTLED, |next, net| {
+        let mut d = net.driver.borrow_mut();
+        match next {
+            // Block 2: a genesis host funds the newcomer's account.
+            2 => {
+                let g1 = &net.hosts[0].key;
+                let opts = d.opts_for(g1);
+                let tx = sign_tx(
+                    g1,
+                    vec![msg_send(&g1.address, &newcomer.address, 50_000_000)],
+                    &opts,
+                );
+                assert_eq!(d.submit(tx).code, 0);
+            }
+            // Block 3: it registers and grants its ML key, with its account key.
+            3 => {
+                let mut msgs = vec![any_of(&kiln_sprint::msgs::MsgRegisterHost {
+                    owner: newcomer.address.to_string(),
+                    worker_url: "http://newcomer.example:8547".into(),
+                    consensus_pubkey: consensus_key.to_vec(),
+                    models: vec![],
+                    hardware: "cpu".into(),
+                })];
+                for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
+                    msgs.push(msg_grant(
+                        &newcomer.address,
+                        &newcomer_hot.address,
+                        url,
+                        None,
+                    ));
+                }
+                let mut opts = d.opts_for(&newcomer);
+                opts.gas_limit = 2_000_000;
+                opts.fee = 50_000;
+                let check = d.submit(sign_tx(&newcomer, msgs, &opts));
+                assert_eq!(check.code, 0, "{}", check.log);
+            }
+            // Block 4: its worker starts (preflight passes only now).
+            4 => {
+                drop(d);
+                let mut host = Host {
+                    key: newcomer.clone(),
+                    hot: newcomer_hot.clone(),
+                    spec: honest("newcomer", 480),
+                    journal_dir: net._dir.path().join("journal-newcomer"),
+                    worker: None,
+                    chain: SimChain {
+                        driver: net.driver.clone(),
+                        tx_results: net.tx_results.clone(),
+                        hot: newcomer_hot.clone(),
+                        next_sequence: 0,
+                    },
+                    nonces_computed: 0,
+                    txs_refused_logs: Vec::new(),
+                };
+                host.start_worker();
+                host.tick_until_idle();
+                net.hosts.push(host);
+            }
+            _ => {}
+        }
+    });
+    assert!(net.failed_txs.is_empty(), "{:?}", net.failed_txs);
+    let newcomer_host = net.hosts.last().unwrap();
+    assert!(
+        newcomer_host.txs_refused_logs.is_empty(),
+        "{:?}",
+        newcomer_host.txs_refused_logs
+    );
+    let d = net.driver.borrow();
+    let r = result(&d, 1, &newcomer.address);
+    assert_eq!(r["accepted"], true, "{r}");
+    let journal = Journal::open(&newcomer_host.journal_dir)
+        .unwrap()
+        .load(1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        journal.next_nonce, 480,
+        "it computed its whole budget despite joining late"
+    );
+    assert_eq!(
+        r["raw_weight"].as_u64().unwrap(),
+        journal.leaves.len() as u64
+    );
+    // Its consensus key is in the validator set the app gave CometBFT, with its weight as power.
+    let power = d.validators.get(consensus_key.as_slice()).copied();
+    assert_eq!(
+        power,
+        Some(r["effective_weight"].as_u64().unwrap()),
+        "validators: {:?}",
+        d.validators
     );
 }
