@@ -211,6 +211,9 @@ pub struct Worker {
     compute_seconds: f64,
     /// Txs accepted by CheckTx whose block result is not known yet.
     pending_txs: Vec<LastTx>,
+    /// Height at which CheckTx last refused each kind of tx: a refused
+    /// message is tried again at the next block, not on every tick.
+    refused_at: std::collections::BTreeMap<String, u64>,
 }
 
 impl Worker {
@@ -239,6 +242,7 @@ impl Worker {
             status: Arc::new(Mutex::new(status)),
             compute_seconds: 0.0,
             pending_txs: Vec::new(),
+            refused_at: std::collections::BTreeMap::new(),
         })
     }
 
@@ -665,6 +669,15 @@ impl Worker {
         view: &View,
         msgs: Vec<Any>,
     ) -> Result<TxReceipt> {
+        if self.refused_at.get(kind) == Some(&view.height) {
+            // Refused at this height already: the next block may change the answer.
+            return Ok(TxReceipt {
+                hash: String::new(),
+                code: u32::MAX,
+                codespace: String::new(),
+                log: "held back until the next block after a refusal".into(),
+            });
+        }
         let exec = kiln_cli::tx::msg_exec(&self.cfg.operator, msgs);
         let receipt = chain.broadcast(vec![exec])?;
         if receipt.ok() {
@@ -680,6 +693,9 @@ impl Worker {
             code: receipt.code,
             log: receipt.log.clone(),
         };
+        if !receipt.ok() {
+            self.refused_at.insert(kind.to_string(), view.height);
+        }
         let ok = receipt.ok();
         if ok {
             self.pending_txs.push(last.clone());
@@ -975,14 +991,15 @@ impl Worker {
             return Ok(());
         }
         let receipt = self.send(chain, "vote_reveal", view, msgs)?;
+        if !receipt.ok() {
+            return Ok(());
+        }
         let j = self.journal_mut()?;
         for h in hosts {
             if let Some(v) = j.votes.get_mut(&h) {
-                // A refused reveal is not retried before the resend delay either.
                 v.reveal_sent_height = Some(view.height);
             }
         }
-        let _ = receipt;
         self.save()
     }
 
