@@ -861,6 +861,18 @@ fn cmd_status(a: StatusArgs) -> Result<()> {
     if !v["last_result"].is_null() {
         println!("settled   {}", v["last_result"]);
     }
+    if let Some(st) = v["standing"].as_object() {
+        let g = |k: &str| st.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        println!(
+            "standing  weight {} ({}.{:02}% of total), consensus power {}, reputation {}/100 ({} good epochs)",
+            g("weight"),
+            g("share_bps") / 100,
+            g("share_bps") % 100,
+            g("consensus_power"),
+            g("reputation"),
+            g("good_epochs")
+        );
+    }
     if let Some(e) = v["last_error"].as_str() {
         println!("error     {e}");
     }

@@ -565,6 +565,33 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
         "no host above 25%: {in_force:?}"
     );
 
+    // Each worker's status shows its host's standing once the new powers sign.
+    for h in &net.hosts {
+        let status = h.worker.as_ref().unwrap().status();
+        let status = status.lock().unwrap();
+        let standing = status
+            .standing
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no standing in {status:?}", h.spec.label));
+        let w = in_force
+            .get(&h.key.address.to_string())
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            standing["weight"].as_u64(),
+            Some(w),
+            "{}: {standing}",
+            h.spec.label
+        );
+        assert_eq!(
+            standing["consensus_power"].as_u64(),
+            Some(w),
+            "{}: {standing}",
+            h.spec.label
+        );
+        assert_eq!(status.last_result.as_ref().unwrap()["epoch"], 1);
+    }
+
     // CometBFT applies the settle's validator updates two blocks later (SPEC
     // §3): the weights query's consensus power at the settle height and the
     // next still shows the genesis powers, from settle + 2 the new weights.

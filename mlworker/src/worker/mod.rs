@@ -160,6 +160,8 @@ pub struct WorkerStatus {
     /// The last tx that was refused or failed in its block, with the chain's reason.
     pub last_failure: Option<LastTx>,
     pub last_result: Option<Value>,
+    /// Weight in force, share, consensus power and reputation, read at the last settle.
+    pub standing: Option<Value>,
     pub last_chain_contact_unix: u64,
     pub last_error: Option<String>,
     pub started_unix: u64,
@@ -188,6 +190,8 @@ struct View {
     /// Stage of block `height + 1`.
     stage: Stage,
     start_height: u64,
+    /// The epoch's settle block; its validator updates sign from `settle_height + 2`.
+    settle_height: u64,
     seed_hash: Option<Vec<u8>>,
     challenge_hash: Option<Vec<u8>>,
     duties: Value,
@@ -211,6 +215,8 @@ pub struct Worker {
     compute_seconds: f64,
     /// Txs accepted by CheckTx whose block result is not known yet.
     pending_txs: Vec<LastTx>,
+    /// Epoch whose standing (weight, power, reputation) the status shows.
+    standing_epoch: u64,
     /// Height at which CheckTx last refused each kind of tx: a refused
     /// message is tried again at the next block, not on every tick.
     refused_at: std::collections::BTreeMap<String, u64>,
@@ -243,6 +249,7 @@ impl Worker {
             compute_seconds: 0.0,
             pending_txs: Vec::new(),
             refused_at: std::collections::BTreeMap::new(),
+            standing_epoch: 0,
         })
     }
 
@@ -397,6 +404,7 @@ impl Worker {
             epoch: next.epoch,
             stage: next.stage,
             start_height: next.start_height,
+            settle_height: params.stage_height(first, next.epoch, Stage::Settle),
             seed_hash,
             challenge_hash,
             duties,
@@ -459,6 +467,7 @@ impl Worker {
             }
             Stage::Settle | Stage::Inference => {
                 self.record_result(&view)?;
+                self.refresh_standing(chain, &view);
                 Ok(Tick::Idle)
             }
         }
@@ -1008,16 +1017,62 @@ impl Worker {
         if result.is_null() {
             return Ok(());
         }
-        let j = self.journal_mut()?;
-        if j.result.as_ref() == Some(result) {
+        let epoch = view.epoch;
+        let shown = self
+            .status
+            .lock()
+            .ok()
+            .and_then(|s| s.last_result.as_ref().and_then(|r| r["epoch"].as_u64()));
+        if shown == Some(epoch) {
             return Ok(());
         }
-        j.result = Some(result.clone());
-        tracing::info!(epoch = view.epoch, result = %result, "epoch settled");
-        self.save()?;
+        let j = self.journal_mut()?;
+        if j.result.as_ref() != Some(result) {
+            j.result = Some(result.clone());
+            tracing::info!(epoch, result = %result, "epoch settled");
+            self.save()?;
+        }
         let r = result.clone();
-        let epoch = view.epoch;
         self.set_status(|s| s.last_result = Some(json!({"epoch": epoch, "result": r})));
         Ok(())
+    }
+
+    /// Once the settle's power updates sign (settle + 2), shows the host's
+    /// standing in the status.
+    fn refresh_standing(&mut self, chain: &mut dyn ChainClient, view: &View) {
+        if self.standing_epoch == view.epoch || view.height < view.settle_height.saturating_add(2) {
+            return;
+        }
+        match self.standing(chain) {
+            Ok(v) => {
+                self.standing_epoch = view.epoch;
+                self.set_status(|s| s.standing = Some(v));
+            }
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "cannot read the host's standing"),
+        }
+    }
+
+    /// The host's weight in force, share, consensus power and reputation.
+    fn standing(&self, chain: &mut dyn ChainClient) -> Result<Value> {
+        let weights = chain.query_json("/kiln.sprint.v1.Query/Weights", b"")?;
+        let row = weights
+            .as_array()
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|r| r["host"].as_str() == Some(self.cfg.host.as_str()))
+            })
+            .cloned()
+            .unwrap_or(Value::Null);
+        let rep = chain.query_json(
+            "/kiln.reputation.v1.Query/Reputation",
+            self.cfg.host.as_bytes(),
+        )?;
+        Ok(json!({
+            "weight": row["weight"].as_u64().unwrap_or(0),
+            "share_bps": row["share_bps"].as_u64().unwrap_or(0),
+            "consensus_power": row["consensus_power"].as_u64().unwrap_or(0),
+            "reputation": rep["reputation"].as_u64().unwrap_or(0),
+            "good_epochs": rep["good_epochs"].as_u64().unwrap_or(0),
+        }))
     }
 }
