@@ -77,6 +77,23 @@ pub struct KilnApp {
     storage: Storage,
     inner: Arc<Mutex<Inner>>,
     sig_cache: Arc<SigCache>,
+    /// Node configuration (Cosmos SDK's `min-retain-blocks`), not consensus
+    /// state: only decides the `retain_height` Commit returns.
+    min_retain_blocks: u64,
+}
+
+/// The `retain_height` Commit at `height` returns when the node keeps the last
+/// `min_retain_blocks` blocks: `height - min_retain_blocks + 1`, or 0 (keep
+/// everything) when `min_retain_blocks` is 0 or the chain is still shorter.
+pub fn retain_height(height: u64, min_retain_blocks: u64) -> i64 {
+    if min_retain_blocks == 0 || height < min_retain_blocks {
+        return 0;
+    }
+    height
+        .checked_sub(min_retain_blocks)
+        .and_then(|h| h.checked_add(1))
+        .and_then(|h| i64::try_from(h).ok())
+        .unwrap_or(0)
 }
 
 fn now_block(
@@ -166,7 +183,21 @@ impl KilnApp {
                 max_block_gas,
             })),
             sig_cache: Arc::new(SigCache::new(200_000)),
+            min_retain_blocks: 0,
         })
+    }
+
+    /// Ask the node to keep only the last `n` blocks (0 = keep every block,
+    /// the default): Commit answers with [`retain_height`]. Does not touch
+    /// the state or the app hash.
+    pub fn with_min_retain_blocks(mut self, n: u64) -> Self {
+        self.min_retain_blocks = n;
+        self
+    }
+
+    /// The configured `min_retain_blocks` (0 = keep every block).
+    pub fn min_retain_blocks(&self) -> u64 {
+        self.min_retain_blocks
     }
 
     pub fn storage(&self) -> &Storage {
@@ -489,7 +520,9 @@ impl Application for KilnApp {
         }
         inner.genesis_base.clear();
         inner.check.clear();
-        ResponseCommit { retain_height: 0 }
+        ResponseCommit {
+            retain_height: retain_height(pending.height, self.min_retain_blocks),
+        }
     }
 
     fn prepare_proposal(&self, request: RequestPrepareProposal) -> ResponsePrepareProposal {
@@ -636,5 +669,30 @@ fn exec_result(outcome: &TxOutcome) -> abci::ExecTxResult {
         gas_used: to_i64(outcome.gas_used),
         events: to_abci_events(&outcome.events),
         codespace: outcome.codespace.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retain_height;
+
+    #[test]
+    fn retain_height_keeps_the_last_min_retain_blocks() {
+        // 0 = keep every block.
+        assert_eq!(retain_height(1, 0), 0);
+        assert_eq!(retain_height(1_000_000, 0), 0);
+        // Chain shorter than the window: keep everything.
+        assert_eq!(retain_height(1, 10), 0);
+        assert_eq!(retain_height(9, 10), 0);
+        // From H = min_retain_blocks on: H - N + 1, never below 1.
+        assert_eq!(retain_height(10, 10), 1);
+        assert_eq!(retain_height(11, 10), 2);
+        assert_eq!(retain_height(30, 10), 21);
+        assert_eq!(retain_height(1, 1), 1);
+        assert_eq!(retain_height(7, 1), 7);
+        // Extremes: no overflow, no panic.
+        assert_eq!(retain_height(u64::MAX, u64::MAX), 1);
+        assert_eq!(retain_height(u64::MAX, 1), 0); // does not fit in i64
+        assert_eq!(retain_height(i64::MAX as u64, 1), i64::MAX);
     }
 }

@@ -59,6 +59,10 @@ enum Command {
         /// Keep this many past state versions for queries (0 = keep all).
         #[arg(long, default_value_t = 1000)]
         pruning_keep_recent: u64,
+        /// Ask CometBFT to keep only the last N blocks: Commit returns
+        /// `retain_height = H - N + 1` (0 = keep all blocks).
+        #[arg(long, default_value_t = 0)]
+        min_retain_blocks: u64,
     },
     /// Run a single-node devnet with the embedded block producer and JSON-RPC.
     Devnet {
@@ -75,6 +79,9 @@ enum Command {
         dev_funds: u128,
         #[arg(long, default_value_t = 1000)]
         pruning_keep_recent: u64,
+        /// Keep only the last N blocks in the block store (0 = keep all).
+        #[arg(long, default_value_t = 0)]
+        min_retain_blocks: u64,
     },
 }
 
@@ -179,8 +186,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Start {
             abci,
             pruning_keep_recent,
+            min_retain_blocks,
         } => {
-            let app = open_app(&home, pruning_keep_recent)?;
+            let app =
+                open_app(&home, pruning_keep_recent)?.with_min_retain_blocks(min_retain_blocks);
             tracing::info!(%abci, home = %home.display(), "serving ABCI for CometBFT 0.38");
             kiln_node::abci_server::serve_abci(app, abci)
         }
@@ -190,9 +199,11 @@ fn run(cli: Cli) -> Result<()> {
             rpc,
             dev_funds,
             pruning_keep_recent,
+            min_retain_blocks,
         } => {
             prepare_devnet_home(&home, &chain_id, dev_funds)?;
-            let app = open_app(&home, pruning_keep_recent)?;
+            let app =
+                open_app(&home, pruning_keep_recent)?.with_min_retain_blocks(min_retain_blocks);
             let mut config = kiln_node::devnet::DevnetConfig::new(&home);
             config.rpc_listen = rpc;
             config.block_time = block_time;

@@ -17,6 +17,11 @@
 //! s/latest               -> JSON ChainState after the latest stored block
 //! s/genesis              -> JSON ChainState after InitChain
 //! ```
+//!
+//! Pruning ([`BlockStore::prune`], driven by the app's Commit `retain_height`)
+//! deletes `b/ i/ c/ r/ h/ v/ p/` below the retain height and advances
+//! `m/base`; the tx and event indexes (`t/`, `e/`) are kept, like CometBFT
+//! 0.38 keeps its indexer, and the `s/` states are never pruned.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -185,6 +190,34 @@ impl BlockStore {
         }
         self.db.write(wb)?;
         Ok(())
+    }
+
+    /// Delete every per-height record (block, meta, seen commit, results,
+    /// hash → height entry, validators, params) below `retain_height`, at
+    /// most `max_heights` heights per call, in one write batch, and advance
+    /// the base. Never prunes the latest block. Returns the new base.
+    pub fn prune(&self, retain_height: u64, max_heights: u64) -> anyhow::Result<u64> {
+        let base = self.base()?;
+        let latest = self.height()?;
+        let target = retain_height.min(latest);
+        if base == 0 || target <= base || max_heights == 0 {
+            return Ok(base);
+        }
+        let new_base = target.min(base.saturating_add(max_heights));
+        let mut wb = WriteBatch::default();
+        for h in base..new_base {
+            if let Some(meta) = self.block_meta(h)? {
+                let mut hkey = b"h/".to_vec();
+                hkey.extend_from_slice(meta.block_id.hash.as_bytes());
+                wb.delete(hkey);
+            }
+            for prefix in [b"b/", b"i/", b"c/", b"r/", b"v/", b"p/"] {
+                wb.delete(hk(prefix, h));
+            }
+        }
+        wb.put(b"m/base", new_base.to_be_bytes());
+        self.db.write(wb)?;
+        Ok(new_base)
     }
 
     /// Save the state after InitChain (before any block).

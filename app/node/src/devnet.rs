@@ -40,13 +40,17 @@ use tendermint_proto::v0_38::abci::{
 };
 use tendermint_proto::v0_38::types::{BlockIdFlag, ConsensusParams as RawParams};
 use tokio::sync::{broadcast, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::blockstore::{BlockRecord, BlockStore, ChainState};
 use crate::chain::{self as cb};
 use crate::events::{flatten_events, BusEvent};
 use crate::home::{self, Genesis, PrivValidatorKey};
 use crate::mempool::{Mempool, MempoolConfig};
+
+/// At most this many heights are pruned from the block store per committed
+/// block, so a large first prune does not stall block production.
+pub const PRUNE_BATCH: u64 = 2000;
 
 /// Devnet configuration.
 #[derive(Debug, Clone)]
@@ -472,7 +476,7 @@ impl<A: Application> Node<A> {
             validators: &st.validators,
             params: &params,
         })?;
-        app.commit();
+        let retain_height = app.commit().retain_height;
         let _ = home::write_priv_validator_state(
             &self.home,
             &home::PrivValidatorState {
@@ -500,8 +504,43 @@ impl<A: Application> Node<A> {
                 .store(d.as_millis() as u64, Ordering::Relaxed);
         }
         info!(height = h, txs = txs.len(), app_hash = %hex::encode_upper(&fin.app_hash), "committed block");
+        self.prune_blocks(retain_height);
         self.publish(&blk, &bid, &fin);
         Ok(Some(h))
+    }
+
+    /// Prune the block store below the app's Commit `retain_height` (0 = keep
+    /// everything), at most [`PRUNE_BATCH`] heights per block so a large first
+    /// prune is spread over the next blocks. The block is already committed:
+    /// a failure here is logged, not returned.
+    fn prune_blocks(&self, retain_height: i64) {
+        let Ok(retain) = u64::try_from(retain_height) else {
+            return;
+        };
+        if retain == 0 {
+            return;
+        }
+        let base = match self.store.base() {
+            Ok(b) => b,
+            Err(e) => {
+                warn!("block pruning: reading the base: {e:#}");
+                return;
+            }
+        };
+        if retain <= base {
+            return;
+        }
+        match self.store.prune(retain, PRUNE_BATCH) {
+            Ok(new_base) => {
+                debug!(
+                    old_base = base,
+                    new_base,
+                    retain_height = retain,
+                    "pruned blocks"
+                )
+            }
+            Err(e) => warn!("block pruning below {retain}: {e:#}"),
+        }
     }
 
     fn publish(&self, blk: &Block, bid: &block::Id, fin: &ResponseFinalizeBlock) {
@@ -721,6 +760,18 @@ fn handshake<A: Application>(
         );
     }
     let mut replay_from = app_h + 1;
+    let first_needed = if app_h == 0 {
+        u64::try_from(genesis.initial_height).unwrap_or(1).max(1)
+    } else {
+        replay_from
+    };
+    if store_h > 0 && first_needed <= store_h && first_needed < base {
+        bail!(
+            "the app is at height {app_h} but the block store was pruned: its lowest height \
+             is {base} and replaying needs block {first_needed}; restore the app state or \
+             wipe the node home"
+        );
+    }
     if app_h == 0 {
         let gst = init_chain(app, genesis, info.app_version)?;
         if store_h == 0 {

@@ -530,7 +530,18 @@ fn tx<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
         RpcError::invalid_params("error converting json params to arguments: missing hash")
     })?;
     match node.store.tx_position(&hash)? {
-        Some((h, i)) => tx_json(node, h, i),
+        Some((h, i)) => {
+            // The tx index outlives block pruning (as in CometBFT 0.38); the
+            // block holding the tx may be gone.
+            let base = node.store.base()?;
+            if h < base {
+                return Err(RpcError::internal(format!(
+                    "tx ({}) is in a pruned block: height {h} is not available, lowest height is {base}",
+                    hex::encode_upper(hash)
+                )));
+            }
+            tx_json(node, h, i)
+        }
         None => Err(RpcError::internal(format!(
             "tx ({}) not found",
             hex::encode_upper(hash)
@@ -634,8 +645,13 @@ fn tx_search<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
             all
         }
     };
+    // Index entries of pruned blocks are kept but their txs are gone.
+    let base = node.store.base()?;
     let mut hits: Vec<(u64, u32)> = vec![];
     for (h, i) in cand {
+        if h < base {
+            continue;
+        }
         if !filters.is_empty() {
             let mut map = std::collections::BTreeMap::new();
             map.insert("tx.height".to_string(), vec![h.to_string()]);
@@ -696,6 +712,12 @@ fn validators<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
             "height {h} must be less than or equal to the current blockchain height {latest}"
         )));
     } else {
+        let base = node.store.base()?;
+        if h < base {
+            return Err(RpcError::internal(format!(
+                "height {h} is not available, lowest height is {base}"
+            )));
+        }
         node.store.validators(h)?.ok_or_else(|| {
             RpcError::internal(format!("could not find validator set for height #{h}"))
         })?

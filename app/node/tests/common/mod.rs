@@ -33,6 +33,9 @@ pub struct KvState {
     pub init_chain_request: Option<RequestInitChain>,
     pub finalize_calls: u32,
     pub recheck_calls: u32,
+    /// Like Cosmos SDK's `min-retain-blocks`: Commit at height H returns
+    /// `retain_height = H - n + 1` (0 = keep every block).
+    pub min_retain_blocks: i64,
 }
 
 /// Txs are `key=value`. Special keys: `bad*` fails CheckTx, `fail*` fails in
@@ -278,7 +281,13 @@ impl Application for KvApp {
             s.app_hash = hash.clone();
             s.history.insert(h, (m, hash));
         }
-        ResponseCommit { retain_height: 0 }
+        let n = s.min_retain_blocks;
+        let retain_height = if n > 0 && s.height >= n {
+            s.height - n + 1
+        } else {
+            0
+        };
+        ResponseCommit { retain_height }
     }
 }
 
