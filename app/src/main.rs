@@ -434,4 +434,50 @@ mod tests {
         assert_eq!(d.balance(&dev_ml), 10_000_000);
         d.check_invariants().unwrap();
     }
+
+    #[test]
+    fn min_retain_blocks_flag_defaults_to_zero_and_prunes_the_devnet_block_store() {
+        let retain = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Start {
+                min_retain_blocks, ..
+            }
+            | Command::Devnet {
+                min_retain_blocks, ..
+            } => min_retain_blocks,
+            _ => unreachable!(),
+        };
+        assert_eq!(retain(&["kilnd", "start"]), 0);
+        assert_eq!(retain(&["kilnd", "devnet"]), 0);
+        assert_eq!(retain(&["kilnd", "start", "--min-retain-blocks", "5"]), 5);
+        assert_eq!(
+            retain(&["kilnd", "devnet", "--min-retain-blocks", "10"]),
+            10
+        );
+
+        // What `kilnd devnet --min-retain-blocks 10` runs, with blocks on demand.
+        let home = tempfile::tempdir().unwrap();
+        prepare_devnet_home(home.path(), "kiln-prune-test", 1_000_000_000).unwrap();
+        let app = open_app(home.path(), 1000)
+            .unwrap()
+            .with_min_retain_blocks(10);
+        let mut config = kiln_node::devnet::DevnetConfig::new(home.path());
+        config.rpc_listen = "127.0.0.1:0".parse().unwrap();
+        config.manual_blocks = true;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let h = kiln_node::DevnetHandle::start(app, config).await.unwrap();
+            for _ in 0..30 {
+                assert!(h.produce_block_now().await.unwrap().is_some());
+            }
+            assert_eq!(h.height(), 30);
+            assert_eq!(h.node().store.base().unwrap(), 21);
+            assert!(h.node().store.block(20).unwrap().is_none());
+            assert!(h.node().store.block(21).unwrap().is_some());
+            h.stop().await;
+        });
+    }
 }
