@@ -159,6 +159,7 @@ R=$(kiln query sprint-result "$E1" "$DEV" --output json | json_field '["effectiv
 [ "$W" -gt 0 ] && [ "$W" = "$P" ] && [ "$W" = "$V" ] && [ "$W" = "$R" ] || fail "weight $W, power $P, CometBFT power $V, epoch $E1 result $R must agree"
 echo "   -> epoch $E1: dev weight $W = consensus power $P = CometBFT voting power $V"
 curl -sf "http://127.0.0.1:$WPORT/health" | grep -q '"ok"' || fail "/health not ok"
+grep -q "subscribed to new blocks" "$WORK/worker.log" || fail "the worker did not subscribe to new blocks over the websocket"
 curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_worker_nonces_total' || fail "/metrics lacks counters"
 
 step "the worker killed -9 mid-sprint resumes from its journal"

@@ -744,6 +744,9 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         }
     }
     let status = worker.status();
+    // Wake up as soon as the node announces a block; poll when it cannot.
+    let new_blocks = crate::worker::follow::spawn(&a.node);
+    let mut blocks_seen = new_blocks.blocks();
     loop {
         let result = worker.tick(&mut chain);
         if result.is_ok() {
@@ -754,7 +757,18 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         }
         match result {
             Ok(Tick::Busy) => {}
-            Ok(Tick::Idle) => std::thread::sleep(Duration::from_millis(250)),
+            Ok(Tick::Idle) => {
+                let poll = if new_blocks.connected() {
+                    Duration::from_secs(2)
+                } else {
+                    Duration::from_millis(250)
+                };
+                blocks_seen = new_blocks.wait_after(blocks_seen, poll);
+                if let Ok(mut s) = status.lock() {
+                    s.websocket = new_blocks.connected();
+                    s.new_block_events = blocks_seen;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "tick failed; retrying");
                 eprintln!("worker: {e:#}");
@@ -828,6 +842,17 @@ fn cmd_status(a: StatusArgs) -> Result<()> {
         n("duties"),
         n("votes_committed"),
         n("votes_revealed")
+    );
+    println!(
+        "follows   {}",
+        if v["websocket"].as_bool() == Some(true) {
+            format!(
+                "new blocks over the websocket ({} seen)",
+                n("new_block_events")
+            )
+        } else {
+            "the node by polling (no websocket)".to_string()
+        }
     );
     println!(
         "txs       {} accepted, {} refused by CheckTx, {} failed in their block",

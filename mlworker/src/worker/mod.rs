@@ -15,6 +15,7 @@
 //! double-submits.
 
 pub mod chain;
+pub mod follow;
 pub mod http;
 pub mod journal;
 
@@ -163,6 +164,10 @@ pub struct WorkerStatus {
     /// Weight in force, share, consensus power and reputation, read at the last settle.
     pub standing: Option<Value>,
     pub last_chain_contact_unix: u64,
+    /// Whether the node's websocket announces new blocks (else the worker polls).
+    pub websocket: bool,
+    /// New-block events received over the websocket.
+    pub new_block_events: u64,
     pub last_error: Option<String>,
     pub started_unix: u64,
 }
