@@ -117,13 +117,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-fn default_home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".kiln")
-}
-
 fn init_logging(format: &str, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -147,7 +140,10 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let home = cli.home.clone().unwrap_or_else(default_home);
+    let home = cli
+        .home
+        .clone()
+        .unwrap_or_else(kiln_cli::keyring::default_home);
     match cli.command {
         Command::Init { chain_id, moniker } => {
             let out = kiln_node::home::init_home(

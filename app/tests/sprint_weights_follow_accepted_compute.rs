@@ -83,14 +83,7 @@ fn genesis(hosts: &[Host]) -> serde_json::Value {
             hardware: "test".into(),
             weight: 100,
         });
-        for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
-            g.authz.grants.push(kiln_authz::GenesisGrant {
-                granter: h.key.address,
-                grantee: h.hot.address,
-                msg_type_url: url.to_string(),
-                expiration_unix: None,
-            });
-        }
+        g.add_ml_ops_grants(h.key.address, h.hot.address);
     }
     serde_json::to_value(g).unwrap()
 }

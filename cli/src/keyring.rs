@@ -173,6 +173,15 @@ impl KeyInfo {
 // Key material
 // ---------------------------------------------------------------------------
 
+/// The default Kiln home holding the keyrings: `~/.kiln` (`$HOME/.kiln`),
+/// shared by `kiln`, `kilnd` and `kiln-mlworker`.
+pub fn default_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".kiln")
+}
+
 /// Generates a fresh 24-word English BIP-39 mnemonic from the OS RNG.
 pub fn generate_mnemonic() -> Zeroizing<String> {
     let mut entropy = Zeroizing::new([0u8; 32]);

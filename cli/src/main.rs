@@ -372,13 +372,6 @@ impl Ctx {
     }
 }
 
-fn default_home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".kiln")
-}
-
 fn key_json(k: &KeyInfo) -> Value {
     let mut v = json!({
         "name": k.name,
@@ -861,7 +854,7 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx {
-        home: cli.home.clone().unwrap_or_else(default_home),
+        home: cli.home.clone().unwrap_or_else(keyring::default_home),
         backend: cli.keyring_backend,
         output: cli.output,
         node: cli.node.clone(),

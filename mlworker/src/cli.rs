@@ -675,12 +675,10 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     use crate::worker::{
         chain::RpcChain, http, journal::Journal, Misbehaviour, Pace, Tick, Worker, WorkerConfig,
     };
-    let home = a.home.clone().unwrap_or_else(|| {
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join(".kiln")
-    });
+    let home = a
+        .home
+        .clone()
+        .unwrap_or_else(kiln_cli::keyring::default_home);
     kiln_cli::keyring::parse_address(&a.host).with_context(|| format!("--host {}", a.host))?;
     let keyring = kiln_cli::Keyring::open(&home, a.keyring_backend);
     let info = keyring.find(&a.key).with_context(|| {

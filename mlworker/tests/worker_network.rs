@@ -51,16 +51,7 @@ impl ChainClient for SimChain {
     }
 
     fn query_raw(&mut self, path: &str, data: &[u8]) -> Result<Vec<u8>> {
-        let res = self
-            .driver
-            .borrow()
-            .app
-            .query(tendermint_proto::v0_38::abci::RequestQuery {
-                data: data.to_vec().into(),
-                path: path.into(),
-                height: 0,
-                prove: false,
-            });
+        let res = abci_query(&self.driver.borrow(), path, data, 0);
         if res.code != 0 {
             bail!("query {path} failed (code {}): {}", res.code, res.log);
         }
@@ -216,14 +207,7 @@ fn network(specs: Vec<HostSpec>) -> Network {
             hardware: "cpu".into(),
             weight: 10,
         });
-        for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
-            g.authz.grants.push(kiln_authz::GenesisGrant {
-                granter: account.address,
-                grantee: hot.address,
-                msg_type_url: url.to_string(),
-                expiration_unix: None,
-            });
-        }
+        g.add_ml_ops_grants(account.address, hot.address);
     }
     let driver = BlockDriver::open(
         &dir.path().join("chain"),
@@ -271,16 +255,26 @@ fn query(driver: &BlockDriver, path: &str, data: &str) -> Value {
 }
 
 fn query_at(driver: &BlockDriver, path: &str, data: &str, height: i64) -> Value {
-    let res = driver
+    let res = abci_query(driver, path, data.as_bytes(), height);
+    assert_eq!(res.code, 0, "{path}: {}", res.log);
+    serde_json::from_slice(&res.value).unwrap()
+}
+
+/// An ABCI query as the node would pass it to the app (`height` 0 = latest).
+fn abci_query(
+    driver: &BlockDriver,
+    path: &str,
+    data: &[u8],
+    height: i64,
+) -> tendermint_proto::v0_38::abci::ResponseQuery {
+    driver
         .app
         .query(tendermint_proto::v0_38::abci::RequestQuery {
-            data: data.as_bytes().to_vec().into(),
+            data: data.to_vec().into(),
             path: path.into(),
             height,
             prove: false,
-        });
-    assert_eq!(res.code, 0, "{path}: {}", res.log);
-    serde_json::from_slice(&res.value).unwrap()
+        })
 }
 
 /// SPEC §11 on the latest state: the testkit's checker (supply, balances,
@@ -745,7 +739,7 @@ fn preflight_names_a_missing_registration_or_grant() {
 /// settle and becomes a CometBFT validator automatically.
 #[test]
 fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
-    use kiln_app::testkit::{any_of, msg_grant, msg_send};
+    use kiln_app::testkit::{any_of, msg_send};
     let mut net = network(vec![
         honest("g1", 320),
         honest("g2", 320),
@@ -777,14 +771,11 @@ fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
                     models: vec![],
                     hardware: "cpu".into(),
                 })];
-                for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
-                    msgs.push(msg_grant(
-                        &newcomer.address,
-                        &newcomer_hot.address,
-                        url,
-                        None,
-                    ));
-                }
+                msgs.extend(kiln_cli::tx::msgs_grant_ml_ops(
+                    &newcomer.address.to_string(),
+                    &newcomer_hot.address.to_string(),
+                    None,
+                ));
                 let mut opts = d.opts_for(&newcomer);
                 opts.gas_limit = 2_000_000;
                 opts.fee = 50_000;
