@@ -28,7 +28,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use prost::Message;
-use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use tendermint::{block, consensus, validator, Block, Time};
 use tendermint_proto::v0_38::abci::ResponseFinalizeBlock;
@@ -124,6 +124,16 @@ impl BlockStore {
         Ok(Self { db })
     }
 
+    /// Blocks and the state after them are fsynced before the app commits:
+    /// the app's own store is not, because the handshake replays any block the
+    /// app lost from here — but only if this store did not lose it too.
+    fn write_durably(&self, wb: WriteBatch) -> anyhow::Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(wb, &opts)?;
+        Ok(())
+    }
+
     fn get(&self, k: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(self.db.get(k)?)
     }
@@ -188,7 +198,7 @@ impl BlockStore {
         if self.base()? == 0 {
             wb.put(b"m/base", h.to_be_bytes());
         }
-        self.db.write(wb)?;
+        self.write_durably(wb)?;
         Ok(())
     }
 
@@ -227,7 +237,7 @@ impl BlockStore {
         if self.height()? == 0 {
             wb.put(b"s/latest", serde_json::to_vec(st)?);
         }
-        self.db.write(wb)?;
+        self.write_durably(wb)?;
         Ok(())
     }
 
