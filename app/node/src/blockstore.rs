@@ -11,6 +11,8 @@
 //! r/<h>                  -> tendermint.abci.ResponseFinalizeBlock (proto)
 //! h/<block hash>         -> u64   height
 //! t/<tx hash>            -> u64 height ++ u32 index
+//! x/<h><idx>             -> tendermint.abci.TxResult (proto): the tx and its result, as
+//!                           CometBFT's kv indexer keeps them (u32 index, big-endian)
 //! e/<type.key>\0<value>\0<h><idx> -> ""   event index (every attribute is indexed)
 //! v/<h>                  -> JSON [validator::Info]  validator set at height h
 //! p/<h>                  -> JSON consensus::Params in force at height h
@@ -20,8 +22,9 @@
 //!
 //! Pruning ([`BlockStore::prune`], driven by the app's Commit `retain_height`)
 //! deletes `b/ i/ c/ r/ h/ v/ p/` below the retain height and advances
-//! `m/base`; the tx and event indexes (`t/`, `e/`) are kept, like CometBFT
-//! 0.38 keeps its indexer, and the `s/` states are never pruned.
+//! `m/base`; the tx and event indexes (`t/`, `x/`, `e/`) are kept, like
+//! CometBFT 0.38 keeps its indexer, so `tx` and `tx_search` still answer for
+//! txs in pruned blocks; the `s/` states are never pruned.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,7 +34,7 @@ use prost::Message;
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use tendermint::{block, consensus, validator, Block, Time};
-use tendermint_proto::v0_38::abci::ResponseFinalizeBlock;
+use tendermint_proto::v0_38::abci::{ResponseFinalizeBlock, TxResult};
 use tendermint_proto::v0_38::types::{
     Block as RawBlock, BlockMeta as RawBlockMeta, Commit as RawCommit,
 };
@@ -180,6 +183,15 @@ impl BlockStore {
             let mut tk = b"t/".to_vec();
             tk.extend_from_slice(&crate::tx_hash(tx));
             wb.put(tk, &pos);
+            let indexed = TxResult {
+                height: i64::try_from(h)?,
+                index: idx,
+                tx: tx.clone().into(),
+                result: rec.results.tx_results.get(i).cloned(),
+            };
+            let mut xk = b"x/".to_vec();
+            xk.extend_from_slice(&pos);
+            wb.put(xk, indexed.encode_to_vec());
             if let Some(res) = rec.results.tx_results.get(i) {
                 for ev in &res.events {
                     for attr in &ev.attributes {
@@ -327,6 +339,41 @@ impl BlockStore {
             Some(_) => Err(anyhow!("corrupt tx index entry")),
             None => Ok(None),
         }
+    }
+
+    /// The indexed tx at (height, index) with its result; kept when the block
+    /// is pruned. `None` for stores written before the index held txs.
+    pub fn indexed_tx(&self, h: u64, idx: u32) -> anyhow::Result<Option<TxResult>> {
+        let mut k = b"x/".to_vec();
+        k.extend_from_slice(&h.to_be_bytes());
+        k.extend_from_slice(&idx.to_be_bytes());
+        match self.get(&k)? {
+            Some(b) => Ok(Some(TxResult::decode(b.as_slice())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Positions of the indexed txs at height `h`, or at every height.
+    pub fn indexed_positions(&self, h: Option<u64>) -> anyhow::Result<BTreeSet<(u64, u32)>> {
+        let mut prefix = b"x/".to_vec();
+        if let Some(h) = h {
+            prefix.extend_from_slice(&h.to_be_bytes());
+        }
+        let mut out = BTreeSet::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&prefix, Direction::Forward))
+        {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let pos = &k[2..];
+            if pos.len() == 12 {
+                out.insert((u64_of(pos)?, u32::from_be_bytes(pos[8..12].try_into()?)));
+            }
+        }
+        Ok(out)
     }
 
     /// Validator set in force at height `h`.

@@ -104,14 +104,12 @@ async fn min_retain_blocks_prunes_old_heights_and_keeps_the_base_across_restarts
         v["error"]["data"],
         "height 3 is not available, lowest height is 21"
     );
-    // A tx in a pruned block: the index survives, the block does not.
-    let e = rpc_err(addr, "tx", json!({"hash": old_tx})).await;
-    assert_eq!(
-        e["data"],
-        format!(
-            "tx ({old_tx}) is in a pruned block: height 2 is not available, lowest height is 21"
-        )
-    );
+    // A tx in a pruned block: the tx index keeps the tx and its result (as
+    // CometBFT 0.38's indexer does), the block is gone.
+    let t = rpc(addr, "tx", json!({"hash": old_tx})).await;
+    assert_eq!(t["height"], "2", "{t}");
+    assert_eq!(t["tx"], b64(b"old=1"));
+    assert_eq!(t["tx_result"]["code"], 0);
     // A pruned block's hash is unknown.
     let by_hash = rpc(addr, "block_by_hash", json!({"hash": old_hash})).await;
     assert!(by_hash["block"].is_null(), "{by_hash}");
@@ -129,10 +127,21 @@ async fn min_retain_blocks_prunes_old_heights_and_keeps_the_base_across_restarts
     }
     let t = rpc(addr, "tx", json!({"hash": new_tx})).await;
     assert_eq!(t["height"], "25");
-    // tx_search only finds txs whose block is still stored.
+    // tx_search finds txs in pruned blocks too, by event, height and hash.
     let found = rpc(addr, "tx_search", json!({"query": "message.action='set'"})).await;
-    assert_eq!(found["total_count"], "1", "{found}");
-    assert_eq!(found["txs"][0]["hash"], new_tx.as_str());
+    assert_eq!(found["total_count"], "2", "{found}");
+    assert_eq!(found["txs"][0]["hash"], old_tx.as_str());
+    assert_eq!(found["txs"][1]["hash"], new_tx.as_str());
+    let at2 = rpc(addr, "tx_search", json!({"query": "tx.height=2"})).await;
+    assert_eq!(at2["total_count"], "1", "{at2}");
+    assert_eq!(at2["txs"][0]["hash"], old_tx.as_str());
+    let by_hash_and_event = rpc(
+        addr,
+        "tx_search",
+        json!({"query": format!("tx.hash='{old_tx}' AND tx.height<10"), "order_by": "desc"}),
+    )
+    .await;
+    assert_eq!(by_hash_and_event["total_count"], "1", "{by_hash_and_event}");
 
     // blockchain clamps to the base.
     let bc = rpc(

@@ -498,7 +498,22 @@ fn commit<A: Application>(node: &Node<A>, h: Option<i64>) -> RpcResult {
     )
 }
 
-fn tx_json<A: Application>(node: &Node<A>, h: u64, idx: u32) -> Result<Value, RpcError> {
+/// A tx with its result, from the tx index (which outlives block pruning);
+/// stores written before the index held txs fall back to the block.
+fn indexed_tx<A: Application>(
+    node: &Node<A>,
+    h: u64,
+    idx: u32,
+) -> Result<(Vec<u8>, ExecTxResult), RpcError> {
+    if let Some(t) = node.store.indexed_tx(h, idx)? {
+        return Ok((t.tx.to_vec(), t.result.unwrap_or_default()));
+    }
+    let base = node.store.base()?;
+    if h < base {
+        return Err(RpcError::internal(format!(
+            "height {h} is not available, lowest height is {base}"
+        )));
+    }
     let blk = node
         .store
         .block(h)?
@@ -516,12 +531,17 @@ fn tx_json<A: Application>(node: &Node<A>, h: u64, idx: u32) -> Result<Value, Rp
         .get(idx as usize)
         .cloned()
         .unwrap_or_default();
+    Ok((tx.clone(), r))
+}
+
+fn tx_json<A: Application>(node: &Node<A>, h: u64, idx: u32) -> Result<Value, RpcError> {
+    let (tx, r) = indexed_tx(node, h, idx)?;
     Ok(json!({
-        "hash": hex::encode_upper(crate::tx_hash(tx)),
+        "hash": hex::encode_upper(crate::tx_hash(&tx)),
         "height": h.to_string(),
         "index": idx,
         "tx_result": exec_json(&r),
-        "tx": B64.encode(tx),
+        "tx": B64.encode(&tx),
     }))
 }
 
@@ -530,18 +550,8 @@ fn tx<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
         RpcError::invalid_params("error converting json params to arguments: missing hash")
     })?;
     match node.store.tx_position(&hash)? {
-        Some((h, i)) => {
-            // The tx index outlives block pruning (as in CometBFT 0.38); the
-            // block holding the tx may be gone.
-            let base = node.store.base()?;
-            if h < base {
-                return Err(RpcError::internal(format!(
-                    "tx ({}) is in a pruned block: height {h} is not available, lowest height is {base}",
-                    hex::encode_upper(hash)
-                )));
-            }
-            tx_json(node, h, i)
-        }
+        // The tx index outlives block pruning (as in CometBFT 0.38).
+        Some((h, i)) => tx_json(node, h, i),
         None => Err(RpcError::internal(format!(
             "tx ({}) not found",
             hex::encode_upper(hash)
@@ -617,8 +627,9 @@ fn tx_search<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
                     Operand::String(s) => s.parse().unwrap_or(0),
                     _ => 0,
                 };
-                let n = node.store.num_txs(h)?;
-                intersect(&mut cand, (0..n).map(|i| (h, i)).collect());
+                let mut set = node.store.indexed_positions(Some(h))?;
+                set.extend((0..node.store.num_txs(h)?).map(|i| (h, i)));
+                intersect(&mut cand, set);
             }
             (key, Operation::Eq(o)) if key != "tm.event" => {
                 let v = match o {
@@ -635,7 +646,7 @@ fn tx_search<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
     let cand = match cand {
         Some(c) => c,
         None => {
-            let mut all = BTreeSet::new();
+            let mut all = node.store.indexed_positions(None)?;
             let latest = node.height();
             for h in node.store.base()?.max(1)..=latest {
                 for i in 0..node.store.num_txs(h)? {
@@ -645,27 +656,23 @@ fn tx_search<A: Application>(node: &Node<A>, p: &Params) -> RpcResult {
             all
         }
     };
-    // Index entries of pruned blocks are kept but their txs are gone.
     let base = node.store.base()?;
     let mut hits: Vec<(u64, u32)> = vec![];
     for (h, i) in cand {
-        if h < base {
+        // A pruned block's tx is served from the index; stores written before
+        // the index held txs have nothing left to serve for it.
+        if h < base && node.store.indexed_tx(h, i)?.is_none() {
             continue;
         }
         if !filters.is_empty() {
             let mut map = std::collections::BTreeMap::new();
             map.insert("tx.height".to_string(), vec![h.to_string()]);
-            if let (Some(b), Some(r)) = (node.store.block(h)?, node.store.results(h)?) {
-                if let Some(tx) = b.data.get(i as usize) {
-                    map.insert(
-                        "tx.hash".into(),
-                        vec![hex::encode_upper(crate::tx_hash(tx))],
-                    );
-                }
-                if let Some(res) = r.tx_results.get(i as usize) {
-                    crate::events::flatten_events(&res.events, &mut map);
-                }
-            }
+            let (tx, res) = indexed_tx(node, h, i)?;
+            map.insert(
+                "tx.hash".into(),
+                vec![hex::encode_upper(crate::tx_hash(&tx))],
+            );
+            crate::events::flatten_events(&res.events, &mut map);
             let ok = filters.iter().all(|c| {
                 map.get(&c.key)
                     .map(|vals| vals.iter().any(|v| value_matches(&c.operation, v)))
