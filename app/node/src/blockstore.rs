@@ -359,21 +359,7 @@ impl BlockStore {
         if let Some(h) = h {
             prefix.extend_from_slice(&h.to_be_bytes());
         }
-        let mut out = BTreeSet::new();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(&prefix, Direction::Forward))
-        {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let pos = &k[2..];
-            if pos.len() == 12 {
-                out.insert((u64_of(pos)?, u32::from_be_bytes(pos[8..12].try_into()?)));
-            }
-        }
-        Ok(out)
+        self.positions_after(b"x/", &prefix)
     }
 
     /// Validator set in force at height `h`.
@@ -395,18 +381,24 @@ impl BlockStore {
     /// Positions (height, index) of txs with an event attribute `key` (`type.attr`) = `value`.
     pub fn search_event(&self, key: &str, value: &str) -> anyhow::Result<BTreeSet<(u64, u32)>> {
         let prefix = ev_prefix(key, value);
+        self.positions_after(&prefix, &prefix)
+    }
+
+    /// Every (height, index) encoded right after `head` in the keys that
+    /// start with `prefix` (which begins with `head`).
+    fn positions_after(&self, head: &[u8], prefix: &[u8]) -> anyhow::Result<BTreeSet<(u64, u32)>> {
         let mut out = BTreeSet::new();
         for item in self
             .db
-            .iterator(IteratorMode::From(&prefix, Direction::Forward))
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
         {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) {
+            if !k.starts_with(prefix) {
                 break;
             }
-            let rest = &k[prefix.len()..];
-            if rest.len() == 12 {
-                out.insert((u64_of(rest)?, u32::from_be_bytes(rest[8..12].try_into()?)));
+            let pos = &k[head.len()..];
+            if pos.len() == 12 {
+                out.insert((u64_of(pos)?, u32::from_be_bytes(pos[8..12].try_into()?)));
             }
         }
         Ok(out)
