@@ -533,6 +533,27 @@ impl BlockDriver {
         })
     }
 
+    /// Signs `msgs` as one tx from `key` at its committed sequence, executes it
+    /// alone in the next block and fails with the tx's log unless it succeeded:
+    /// the one-liner for a scenario's setup steps (fund, grant, register).
+    pub fn deliver_ok(&mut self, key: &TestKey, msgs: Vec<Any>) -> anyhow::Result<BlockOutcome> {
+        let opts = self.opts_for(key);
+        let outcome = self.deliver(vec![sign_tx(key, msgs, &opts)])?;
+        let result = outcome
+            .response
+            .tx_results
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("the block has no tx result"))?;
+        anyhow::ensure!(
+            result.code == 0,
+            "tx from {} failed with code {}: {}",
+            key.address,
+            result.code,
+            result.log
+        );
+        Ok(outcome)
+    }
+
     /// The current state of an account (number, sequence), if it exists.
     pub fn account(&self, addr: &Address) -> Option<(u64, u64)> {
         let snapshot = self.app.latest_view();

@@ -156,23 +156,17 @@ fn a_grant_by_msg_grant_creates_the_hot_key_account_so_it_works_immediately() {
     } = setup();
     let fresh = TestKey::from_label("allowance-fresh-hot");
     assert!(driver.account(&fresh.address).is_none());
-    let opts = driver.opts_for(&host);
-    let grant = sign_tx(
-        &host,
-        vec![msg_grant(
-            &host.address,
-            &fresh.address,
-            "/kiln.sprint.v1.MsgSprintCommit",
-            None,
-        )],
-        &opts,
-    );
-    let r = driver.deliver(vec![grant]).unwrap();
-    assert_eq!(
-        r.response.tx_results[0].code, 0,
-        "{}",
-        r.response.tx_results[0].log
-    );
+    driver
+        .deliver_ok(
+            &host,
+            vec![msg_grant(
+                &host.address,
+                &fresh.address,
+                "/kiln.sprint.v1.MsgSprintCommit",
+                None,
+            )],
+        )
+        .unwrap();
     assert_eq!(
         driver.account(&fresh.address).map(|a| a.1),
         Some(0),
@@ -251,16 +245,12 @@ fn the_allowance_runs_out_pays_nothing_when_fees_are_paid_and_resets_next_epoch(
     );
 
     // Paying the fee works and consumes no allowance.
-    let opts = driver.opts_for(&host);
-    let fund = sign_tx(
-        &host,
-        vec![msg_send(&host.address, &hot.address, 1_000_000)],
-        &opts,
-    );
-    assert_eq!(
-        driver.deliver(vec![fund]).unwrap().response.tx_results[0].code,
-        0
-    );
+    driver
+        .deliver_ok(
+            &host,
+            vec![msg_send(&host.address, &hot.address, 1_000_000)],
+        )
+        .unwrap();
     let mut opts = driver.opts_for(&hot);
     opts.gas_limit = 400_000;
     opts.fee = 10_000;
@@ -312,21 +302,17 @@ fn zero_fee_exec_of_a_non_ml_ops_message_is_refused() {
         _dir,
     } = setup();
     // Even with a MsgSend grant, a MsgSend through MsgExec pays the fee.
-    let opts = driver.opts_for(&host);
-    let grant = sign_tx(
-        &host,
-        vec![msg_grant(
-            &host.address,
-            &hot.address,
-            kiln_bank::handler::MSG_SEND_TYPE_URL,
-            None,
-        )],
-        &opts,
-    );
-    assert_eq!(
-        driver.deliver(vec![grant]).unwrap().response.tx_results[0].code,
-        0
-    );
+    driver
+        .deliver_ok(
+            &host,
+            vec![msg_grant(
+                &host.address,
+                &hot.address,
+                kiln_bank::handler::MSG_SEND_TYPE_URL,
+                None,
+            )],
+        )
+        .unwrap();
 
     let send = zero_fee_exec(
         &driver,
@@ -382,16 +368,9 @@ fn zero_fee_tx_from_a_key_without_a_grant_is_refused() {
     } = setup();
     // A key with an account (funded once) but no grant from the host.
     let stranger = TestKey::from_label("allowance-stranger");
-    let opts = driver.opts_for(&host);
-    let fund = sign_tx(
-        &host,
-        vec![msg_send(&host.address, &stranger.address, 1)],
-        &opts,
-    );
-    assert_eq!(
-        driver.deliver(vec![fund]).unwrap().response.tx_results[0].code,
-        0
-    );
+    driver
+        .deliver_ok(&host, vec![msg_send(&host.address, &stranger.address, 1)])
+        .unwrap();
     let tx = zero_fee_exec(&driver, &stranger, vec![commit_msg(&host.address, 1)], 0);
     let r = driver.submit(tx.clone());
     assert_eq!(
@@ -450,35 +429,23 @@ fn an_account_that_is_not_a_registered_host_gets_no_allowance() {
     // A funded account that never registered as a host grants a fresh key.
     let outsider = TestKey::from_label("allowance-outsider");
     let outsider_hot = TestKey::from_label("allowance-outsider-hot");
-    let opts = driver.opts_for(&host);
-    let fund = sign_tx(
-        &host,
-        vec![msg_send(&host.address, &outsider.address, 10_000_000)],
-        &opts,
-    );
-    let r = driver.deliver(vec![fund]).unwrap();
-    assert_eq!(
-        r.response.tx_results[0].code, 0,
-        "{}",
-        r.response.tx_results[0].log
-    );
-    let opts = driver.opts_for(&outsider);
-    let grant = sign_tx(
-        &outsider,
-        vec![msg_grant(
-            &outsider.address,
-            &outsider_hot.address,
-            "/kiln.sprint.v1.MsgSprintCommit",
-            None,
-        )],
-        &opts,
-    );
-    let r = driver.deliver(vec![grant]).unwrap();
-    assert_eq!(
-        r.response.tx_results[0].code, 0,
-        "{}",
-        r.response.tx_results[0].log
-    );
+    driver
+        .deliver_ok(
+            &host,
+            vec![msg_send(&host.address, &outsider.address, 10_000_000)],
+        )
+        .unwrap();
+    driver
+        .deliver_ok(
+            &outsider,
+            vec![msg_grant(
+                &outsider.address,
+                &outsider_hot.address,
+                "/kiln.sprint.v1.MsgSprintCommit",
+                None,
+            )],
+        )
+        .unwrap();
 
     let tx = zero_fee_exec(
         &driver,
