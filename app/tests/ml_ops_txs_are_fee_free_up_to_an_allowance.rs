@@ -104,6 +104,13 @@ fn zero_fee_exec(
     sign_tx(signer, vec![msg_exec(&signer.address, inner)], &opts)
 }
 
+/// The refusal every fee-less tx outside the allowance gets, in CheckTx and
+/// in a block alike: the SDK's insufficient-fee code.
+#[track_caller]
+fn assert_insufficient_fee(codespace: &str, code: u32, log: &str) {
+    assert_eq!((codespace, code), ("sdk", INSUFFICIENT_FEE), "{log}");
+}
+
 fn used(d: &BlockDriver, epoch: u64, host: &Address) -> u64 {
     kiln_authz::state::fee_allowance_used(&d.app.latest_view(), epoch, host).unwrap()
 }
@@ -202,12 +209,7 @@ fn the_allowance_runs_out_pays_nothing_when_fees_are_paid_and_resets_next_epoch(
     }
     let over = zero_fee_exec(&driver, &hot, vec![commit_msg(&host.address, 1)], ALLOWANCE);
     let r = driver.submit(over.clone());
-    assert_eq!(
-        (r.codespace.as_str(), r.code),
-        ("sdk", INSUFFICIENT_FEE),
-        "{}",
-        r.log
-    );
+    assert_insufficient_fee(&r.codespace, r.code, &r.log);
     assert!(
         r.log.contains("allowance") && r.log.contains("exhausted"),
         "{}",
@@ -227,12 +229,7 @@ fn the_allowance_runs_out_pays_nothing_when_fees_are_paid_and_resets_next_epoch(
     // Block execution refuses the next zero-fee tx with the same clear reason.
     let out = driver.deliver(vec![over]).unwrap();
     let r = &out.response.tx_results[0];
-    assert_eq!(
-        (r.codespace.as_str(), r.code),
-        ("sdk", INSUFFICIENT_FEE),
-        "{}",
-        r.log
-    );
+    assert_insufficient_fee(&r.codespace, r.code, &r.log);
     assert!(
         r.log.contains(&format!("{ALLOWANCE} of {ALLOWANCE}")) && r.log.contains("exhausted"),
         "{}",
@@ -321,12 +318,7 @@ fn zero_fee_exec_of_a_non_ml_ops_message_is_refused() {
         0,
     );
     let r = driver.submit(send.clone());
-    assert_eq!(
-        (r.codespace.as_str(), r.code),
-        ("sdk", INSUFFICIENT_FEE),
-        "{}",
-        r.log
-    );
+    assert_insufficient_fee(&r.codespace, r.code, &r.log);
     assert!(
         !r.log.contains("allowance"),
         "a non-ML-ops tx is not about the allowance: {}",
@@ -373,12 +365,7 @@ fn zero_fee_tx_from_a_key_without_a_grant_is_refused() {
         .unwrap();
     let tx = zero_fee_exec(&driver, &stranger, vec![commit_msg(&host.address, 1)], 0);
     let r = driver.submit(tx.clone());
-    assert_eq!(
-        (r.codespace.as_str(), r.code),
-        ("sdk", INSUFFICIENT_FEE),
-        "{}",
-        r.log
-    );
+    assert_insufficient_fee(&r.codespace, r.code, &r.log);
     assert!(!r.log.contains("allowance"), "{}", r.log);
     assert_eq!(
         driver.deliver(vec![tx]).unwrap().response.tx_results[0].code,

@@ -110,6 +110,13 @@ fn deliver_all(
     out.response.tx_results
 }
 
+/// Empty blocks (invariants checked after each) until the next block is `height`.
+fn empty_blocks_until(d: &mut BlockDriver, height: u64) {
+    while d.height + 1 < height {
+        deliver_all(d, vec![]);
+    }
+}
+
 #[test]
 fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     let hosts: Vec<Host> = (0..7)
@@ -153,9 +160,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     assert!(deliver_all(&mut d, txs).iter().all(|r| r.code == 0));
 
     // A commit after the deadline is refused.
-    while d.height + 1 < at(kiln_epochs::Stage::Challenge) {
-        deliver_all(&mut d, vec![]);
-    }
+    empty_blocks_until(&mut d, at(kiln_epochs::Stage::Challenge));
     let late = exec(
         &d,
         &hosts[0],
@@ -169,9 +174,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     let r = deliver_all(&mut d, vec![late]);
     assert_ne!(r[0].code, 0);
     assert!(r[0].log.contains("deadline"), "{}", r[0].log);
-    while d.height + 1 < at(kiln_epochs::Stage::Open) {
-        deliver_all(&mut d, vec![]);
-    }
+    empty_blocks_until(&mut d, at(kiln_epochs::Stage::Open));
 
     // Open: everyone but host 4 opens the challenged leaves.
     let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
@@ -242,9 +245,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
 
     // Vote commit: every validator (all hosts with weight, committee = all) votes on every opened host,
     // deciding by the spec's verdict: invalid when mismatches ≥ critical count.
-    while d.height + 1 < at(kiln_epochs::Stage::VoteCommit) {
-        deliver_all(&mut d, vec![]);
-    }
+    empty_blocks_until(&mut d, at(kiln_epochs::Stage::VoteCommit));
     let critical = verdict::critical_count(SAMPLES, verdict::P0_DEFAULT, verdict::ALPHA_DEFAULT)
         .unwrap()
         .unwrap();
@@ -304,9 +305,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     );
 
     // Reveal: validator 5 tries to reveal a vote different from its commitment: refused.
-    while d.height + 1 < at(kiln_epochs::Stage::VoteReveal) {
-        deliver_all(&mut d, vec![]);
-    }
+    empty_blocks_until(&mut d, at(kiln_epochs::Stage::VoteReveal));
     let target = hosts[1].key.address;
     let (valid, salt) = votes[&(5, target)].clone();
     let flipped = exec(
@@ -445,9 +444,7 @@ fn a_tree_that_counts_a_nonce_twice_cannot_be_opened() {
         }),
     );
     assert_eq!(deliver_all(&mut d, vec![commit])[0].code, 0);
-    while d.height + 1 < params.stage_height(1, 1, kiln_epochs::Stage::Open) {
-        deliver_all(&mut d, vec![]);
-    }
+    empty_blocks_until(&mut d, params.stage_height(1, 1, kiln_epochs::Stage::Open));
     let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
         .unwrap()
         .unwrap();
