@@ -123,10 +123,12 @@
 // `Result<Vec<(Vec<u8>, Vec<u8>)>, _>` is the seam's `prefix_raw` type; spelled out on purpose.
 #![allow(clippy::type_complexity)]
 
-pub mod state;
+/// The state traits live in `kiln-state` (no storage engine) so modules and clients
+/// need not link rocksdb; re-exported here for the app.
+pub use kiln_state as state;
 pub mod storage;
 
-pub use state::{Changes, EmptyState, Overlay, StateRead, StateWrite, StoreError};
+pub use kiln_state::{Changes, EmptyState, Overlay, StateRead, StateWrite, StoreError};
 pub use storage::{
     key_hash, verify_proof, PreparedCommit, Snapshot, Storage, StorageConfig, EMPTY_ROOT,
 };

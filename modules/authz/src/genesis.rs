@@ -4,7 +4,7 @@ use cosmos_sdk_proto::cosmos::authz::v1beta1::{GenericAuthorization, Grant};
 use cosmos_sdk_proto::{Any, Timestamp};
 use kiln_bank::state::AuthWriteExt;
 use kiln_framework::Address;
-use kiln_store::StateWrite;
+use kiln_state::StateWrite;
 use prost::Message;
 
 use crate::params::AuthzParams;

@@ -3,7 +3,7 @@
 use cosmos_sdk_proto::cosmos::authz::v1beta1::{MsgExec, MsgGrant, MsgRevoke};
 use kiln_bank::state::AuthWriteExt;
 use kiln_framework::{Address, Event, ExecCtx, TxError, TxResult};
-use kiln_store::StateWrite;
+use kiln_state::StateWrite;
 
 use crate::state::{authorized_type_url, delete_grant, get_grant, is_expired, put_grant};
 

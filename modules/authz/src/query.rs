@@ -6,7 +6,7 @@ use cosmos_sdk_proto::cosmos::authz::v1beta1::{
 };
 use cosmos_sdk_proto::cosmos::base::query::v1beta1::PageResponse;
 use kiln_framework::{Address, StateReadExt, TxError, TxResult};
-use kiln_store::StateRead;
+use kiln_state::StateRead;
 use prost::Message;
 
 use crate::keys;

@@ -3,7 +3,7 @@
 use cosmos_sdk_proto::cosmos::authz::v1beta1::{GenericAuthorization, Grant};
 use cosmos_sdk_proto::Timestamp;
 use kiln_framework::{Address, BlockInfo, StateReadExt, StateWriteExt, TxError, TxResult};
-use kiln_store::{StateRead, StateWrite};
+use kiln_state::{StateRead, StateWrite};
 use prost::Message;
 
 use crate::keys;

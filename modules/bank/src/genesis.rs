@@ -2,7 +2,7 @@
 //! `app_state.bank` in genesis.json.
 
 use kiln_framework::{Address, Coin, Coins};
-use kiln_store::StateWrite;
+use kiln_state::StateWrite;
 
 use crate::params::AuthParams;
 use crate::state::{AuthWriteExt, BankExt};

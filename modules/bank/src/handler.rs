@@ -2,7 +2,7 @@
 
 use cosmos_sdk_proto::cosmos::bank::v1beta1::MsgSend;
 use kiln_framework::{Address, Coins, Event, ExecCtx, TxError, TxResult};
-use kiln_store::StateWrite;
+use kiln_state::StateWrite;
 
 use crate::state::BankExt;
 

@@ -9,7 +9,7 @@ use cosmos_sdk_proto::cosmos::bank::v1beta1::{
 use cosmos_sdk_proto::cosmos::base::query::v1beta1::PageResponse;
 use cosmos_sdk_proto::Any;
 use kiln_framework::{Address, Coin, StateReadExt, TxError, TxResult};
-use kiln_store::StateRead;
+use kiln_state::StateRead;
 use prost::Message;
 
 use crate::keys;

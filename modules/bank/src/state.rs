@@ -6,7 +6,7 @@ use cosmos_sdk_proto::cosmos::auth::v1beta1::BaseAccount;
 use kiln_framework::{
     Address, Coin, Coins, Event, ExecCtx, StateReadExt, StateWriteExt, TxError, TxResult,
 };
-use kiln_store::{StateRead, StateWrite};
+use kiln_state::{StateRead, StateWrite};
 
 use crate::keys;
 use crate::params::AuthParams;

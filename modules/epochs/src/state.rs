@@ -1,7 +1,7 @@
 //! The stage machine and its typed state access.
 
 use kiln_framework::{Event, StateReadExt, StateWriteExt, TxResult};
-use kiln_store::{StateRead, StateWrite};
+use kiln_state::{StateRead, StateWrite};
 
 use crate::keys;
 use crate::params::EpochParams;

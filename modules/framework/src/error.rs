@@ -2,7 +2,7 @@
 //! ABCI code, a codespace and a one-line reason. Codes in the `sdk` codespace
 //! follow the Cosmos SDK's numbering so existing wallets show familiar errors.
 
-use kiln_store::StoreError;
+use kiln_state::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{codespace} error {code}: {log}")]

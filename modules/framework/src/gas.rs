@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 
-use kiln_store::{StateRead, StateWrite, StoreError};
+use kiln_state::{StateRead, StateWrite, StoreError};
 
 /// Costs in gas units (the Cosmos SDK's KV gas config).
 pub const READ_COST_FLAT: u64 = 1_000;

@@ -1,6 +1,6 @@
 //! kiln-framework: the vocabulary every Kiln module shares — addresses, coins,
 //! the per-transaction execution context (block info, gas meter, events), typed
-//! errors with ABCI codes, and typed state helpers over `kiln-store`.
+//! errors with ABCI codes, and typed state helpers over `kiln-state`.
 //!
 //! It owns no state of its own. Modules depend on it; the app wires them.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +20,7 @@ pub use context::{BlockInfo, ExecCtx};
 pub use error::{TxError, TxResult};
 pub use event::Event;
 pub use gas::{GasMeter, Metered};
+pub use kiln_state::{Changes, EmptyState, Overlay, StateRead, StateWrite, StoreError};
 pub use state_ext::{StateReadExt, StateWriteExt};
 
 /// The base denomination (6 decimals: 1 KILN = 1 000 000 ukiln).

@@ -2,7 +2,7 @@
 //! JSON-encoded parameter structs. Decoding failures of stored values are
 //! internal errors (state written by the chain itself is always well formed).
 
-use kiln_store::{StateRead, StateWrite};
+use kiln_state::{StateRead, StateWrite};
 
 use crate::error::{TxError, TxResult};
 

@@ -11,7 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use kiln_framework::{Address, Event, StateReadExt, StateWriteExt, TxResult};
-use kiln_store::{StateRead, StateWrite};
+use kiln_state::{StateRead, StateWrite};
 
 pub const PARAMS_KEY: &[u8] = b"reputation/params";
 
@@ -117,7 +117,7 @@ pub fn init_genesis<S: StateWrite>(state: &mut S, params: &ReputationParams) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_store::{EmptyState, Overlay};
+    use kiln_state::{EmptyState, Overlay};
 
     #[test]
     fn accepted_epochs_raise_rejection_resets_unrevealed_votes_cost_one() {

@@ -1,7 +1,7 @@
 //! `app_state.sprint`: params, genesis hosts and their epoch-1 weights.
 
 use kiln_framework::{Address, StateWriteExt};
-use kiln_store::StateWrite;
+use kiln_state::StateWrite;
 
 use crate::keys;
 use crate::params::SprintParams;

@@ -4,7 +4,7 @@
 use kiln_epochs::{EpochExt, Stage};
 use kiln_framework::{Address, Event, ExecCtx, StateWriteExt, TxError, TxResult};
 use kiln_sprint_protocol::{challenge, leaf, merkle};
-use kiln_store::StateWrite;
+use kiln_state::StateWrite;
 
 use crate::keys;
 use crate::msgs::*;
@@ -106,13 +106,13 @@ pub fn handle_update_host<S: StateWrite>(
     Ok(())
 }
 
-fn registered(state: &impl kiln_store::StateRead, addr: &Address, role: &str) -> TxResult<Host> {
+fn registered(state: &impl kiln_state::StateRead, addr: &Address, role: &str) -> TxResult<Host> {
     state::host(state, addr)?
         .ok_or_else(|| err(4, format!("{role} {addr} is not a registered host")))
 }
 
 fn current_epoch(
-    state: &impl kiln_store::StateRead,
+    state: &impl kiln_state::StateRead,
     ctx: &ExecCtx<'_>,
     epoch: u64,
 ) -> TxResult<kiln_epochs::EpochInfo> {
@@ -278,7 +278,7 @@ pub fn handle_open<S: StateWrite>(
 }
 
 /// The committee for `host` in `epoch`, from the weights in force.
-pub fn committee_of<S: kiln_store::StateRead + ?Sized>(
+pub fn committee_of<S: kiln_state::StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     host: &Address,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use kiln_framework::{Address, Event, StateWriteExt, TxResult};
 use kiln_reputation::EpochOutcome;
-use kiln_store::StateWrite;
+use kiln_state::StateWrite;
 
 use crate::handler::committee_of;
 use crate::keys;

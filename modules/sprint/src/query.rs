@@ -5,7 +5,7 @@
 //! `/kiln.reputation.v1.Query/Reputation` (data: bech32 address).
 
 use kiln_framework::{Address, TxError, TxResult};
-use kiln_store::StateRead;
+use kiln_state::StateRead;
 
 use crate::state;
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use kiln_framework::{Address, StateReadExt, TxError, TxResult};
-use kiln_store::StateRead;
+use kiln_state::StateRead;
 use sha2::{Digest, Sha256};
 
 use crate::keys;

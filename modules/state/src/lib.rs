@@ -1,11 +1,17 @@
-//! The state-access seam every module uses: [`StateRead`] / [`StateWrite`] and the
-//! in-memory [`Overlay`] that stacks uncommitted writes on top of a read view.
+//! kiln-state: the state-access seam every module uses — [`StateRead`] /
+//! [`StateWrite`] and the in-memory [`Overlay`] that stacks uncommitted writes
+//! on top of a read view. It owns no storage: `kiln-store` implements
+//! [`StateRead`] over rocksdb for the app, so module crates (and the clients
+//! that use their domain types) build without a storage engine.
 //!
 //! Consensus code never talks to rocksdb directly. A block executes in an
 //! `Overlay` over the last committed snapshot; each transaction's messages run
 //! in a nested `Overlay` over the block's overlay, whose changes are applied to
 //! the block only if every message succeeded. All maps are `BTreeMap`, so every
 //! iteration order is the byte order of keys (deterministic).
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use std::collections::BTreeMap;
 
