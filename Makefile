@@ -34,13 +34,16 @@ help:
 setup:
 	@./scripts/setup.sh
 
+# One build for the two commands: `make test` and `make devnet` share the dev
+# profile (optimised enough for a devnet, see Cargo.toml), so a newcomer
+# compiles rocksdb and the workspace once. `make bench` keeps release.
 build: setup
-	$(CARGO) build --workspace
+	$(CARGO) build --workspace --bins
 
 release: setup
 	$(CARGO) build --release --workspace
 
-devnet: release
+devnet: build
 	@./scripts/devnet.sh
 
 test: setup

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a single-node Kiln devnet and one ML worker for the `dev` host, from
-# the release build (make devnet builds it first). The home is $KILN_HOME
+# the dev-profile build that `make test` also uses (make devnet builds it
+# first; KILN_BIN_DIR=target/release runs a release build instead). The home is $KILN_HOME
 # (default ~/.kiln); the first start creates the `dev` account key and its ML
 # operational key `dev-ml` (test keyring), a genesis funding both, registering
 # dev as a host on the node's consensus key and granting dev-ml the ML-ops
@@ -9,7 +10,7 @@
 # $KILN_HOME/worker.log and its status port KILN_WORKER_HTTP (127.0.0.1:8547).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${KILN_BIN_DIR:-$(pwd)/target/release}
+BIN=${KILN_BIN_DIR:-$(pwd)/target/debug}
 export KILN_HOME=${KILN_HOME:-$HOME/.kiln}
 RPC=http://127.0.0.1:26657
 WORKER_HTTP=${KILN_WORKER_HTTP:-127.0.0.1:8547}

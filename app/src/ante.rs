@@ -199,7 +199,7 @@ struct MlOpsAllowance {
 
 /// Whether `tx` may use the ML-ops fee allowance (SPEC §2): every message is a
 /// `MsgExec` whose grantee is the tx's only signer, and every inner message is
-/// an ML-ops type ([`kiln_authz::ML_OPS_MSG_TYPE_URLS`]) on behalf of one
+/// an ML-ops message (the message list's `MsgKind::ML_OPS`) on behalf of one
 /// single registered host (the granter) that granted the signer that type,
 /// unexpired.
 /// Only called when the offered fee is below the floor, so paying
@@ -225,6 +225,9 @@ fn ml_ops_allowance<S: StateWrite>(
             let Ok(granter) = m.signer() else {
                 return Ok(None);
             };
+            if !m.is_ml_ops() {
+                return Ok(None);
+            }
             inner_msgs.push((granter, m.type_url()));
         }
     }
@@ -234,7 +237,7 @@ fn ml_ops_allowance<S: StateWrite>(
     // The allowance is per *host*: an account that merely granted a key (and
     // never registered) gets none, or one paid grant would buy a stream of
     // free transactions every epoch.
-    if kiln_sprint::state::host(state, &host)?.is_none() {
+    if !kiln_hosts::HostsExt::is_host(state, &host)? {
         return Ok(None);
     }
     let epoch = kiln_epochs::EpochExt::epoch_info(state, block.height)?.epoch;

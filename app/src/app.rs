@@ -32,27 +32,30 @@ pub const APP_VERSION: u64 = 1;
 
 /// Keys the app itself owns in the verifiable state.
 pub mod keys {
+    /// The one prefix the app itself owns.
+    pub const PREFIX: &[u8] = b"app/";
     /// The chain id (UTF-8), written at InitChain.
     pub const CHAIN_ID: &[u8] = b"app/chain_id";
     /// Consensus max gas per block (i64 BE as u64; `-1` stored as u64::MAX = unlimited).
     pub const MAX_BLOCK_GAS: &[u8] = b"app/max_block_gas";
-    /// Height and time of the last executed block (JSON), for simulations and queries.
+    /// Height and time of the last executed block (versioned value), for simulations and queries.
     pub const LAST_BLOCK: &[u8] = b"app/last_block";
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, borsh::BorshSerialize, borsh::BorshDeserialize)]
 struct LastBlock {
     height: u64,
     time_seconds: i64,
     time_nanos: u32,
 }
+kiln_framework::stored_value!(LastBlock, "last block", 1);
 
 /// What FinalizeBlock computed: tx results, block events, validator power
 /// changes and the prepared (not yet persisted) commit.
 type ExecutedBlock = (
     Vec<TxOutcome>,
     Vec<Event>,
-    Vec<kiln_sprint::hooks::PowerUpdate>,
+    Vec<kiln_staking::PowerUpdate>,
     PreparedCommit,
 );
 
@@ -263,16 +266,9 @@ impl KilnApp {
             txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
         let _ = self.preverify(&state, &block.chain_id, &decoded);
 
-        // Begin-block hooks, in a fixed order.
-        let mut block_events = Vec::new();
-        let (epoch, stage_event) =
-            kiln_epochs::state::begin_block(&mut state, block.height, &block.hash)
-                .map_err(|e| anyhow::anyhow!(e.log))?;
-        block_events.extend(stage_event);
-        if epoch.start_height == block.height {
-            kiln_authz::state::prune_fee_allowances(&mut state, epoch.epoch)
-                .map_err(|e| anyhow::anyhow!(e.log))?;
-        }
+        // Begin-block hooks, in the fixed component order (components.rs).
+        let (epoch, mut block_events) = crate::components::begin_block(&mut state, block)
+            .map_err(|e| anyhow::anyhow!(e.log))?;
 
         let mut outcomes = Vec::with_capacity(txs.len());
         for tx in &decoded {
@@ -284,21 +280,18 @@ impl KilnApp {
             };
             outcomes.push(outcome);
         }
-        // End-block hooks, in a fixed order.
-        let mut power_updates = Vec::new();
-        if epoch.stage == kiln_epochs::Stage::Settle && epoch.stage_start == block.height {
-            let settled = kiln_sprint::hooks::settle(&mut state, epoch.epoch, block.height)
-                .map_err(|e| anyhow::anyhow!(e.log))?;
-            block_events.extend(settled.events);
-            power_updates = settled.power_updates;
-        }
+        // End-block hooks and, on the settle block, the settle pipeline.
+        let ended = crate::components::end_block(&mut state, block, &epoch)
+            .map_err(|e| anyhow::anyhow!(e.log))?;
+        block_events.extend(ended.events);
+        let power_updates = ended.power_updates;
         let last = LastBlock {
             height: block.height,
             time_seconds: block.time_seconds,
             time_nanos: block.time_nanos,
         };
         state
-            .put_json(keys::LAST_BLOCK.to_vec(), &last)
+            .put_value(keys::LAST_BLOCK.to_vec(), &last)
             .map_err(|e| anyhow::anyhow!(e.log))?;
         let changes = state.into_changes();
         let prepared = self.storage.prepare_commit(block.height, &changes)?;
@@ -314,7 +307,7 @@ impl KilnApp {
     fn last_block_info(&self, chain_id: &str) -> BlockInfo {
         let view = self.latest_view();
         let last: LastBlock = view
-            .get_json(keys::LAST_BLOCK)
+            .get_value(keys::LAST_BLOCK)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -409,13 +402,11 @@ impl Application for KilnApp {
             u64::try_from(max_gas).unwrap_or(u64::MAX),
         );
         let initial_height = u64::try_from(request.initial_height.max(1)).unwrap_or(1);
-        let result = kiln_bank::genesis::init_genesis(&mut state, &genesis.auth, &genesis.bank)
-            .and_then(|()| kiln_authz::genesis::init_genesis(&mut state, &genesis.authz))
-            .and_then(|()| {
-                kiln_epochs::state::init_genesis(&mut state, &genesis.epochs, initial_height)
-            })
-            .and_then(|()| kiln_sprint::genesis::init_genesis(&mut state, &genesis.sprint))
-            .and_then(|()| kiln_reputation::init_genesis(&mut state, &genesis.reputation.params));
+        let ctx = kiln_framework::GenesisCtx {
+            chain_id: request.chain_id.clone(),
+            initial_height,
+        };
+        let result = crate::components::init_genesis(&mut state, &genesis, &ctx).map_err(|e| e.log);
         if let Err(e) = result {
             tracing::error!("refusing to start: invalid genesis: {e}");
             #[allow(clippy::panic)]
@@ -458,7 +449,7 @@ impl Application for KilnApp {
         };
         let block = {
             let last: LastBlock = committed
-                .get_json(keys::LAST_BLOCK)
+                .get_value(keys::LAST_BLOCK)
                 .ok()
                 .flatten()
                 .unwrap_or_default();
@@ -634,8 +625,8 @@ impl Application for KilnApp {
     }
 }
 
-/// A sprint power change as CometBFT's ValidatorUpdate (ed25519 key, power).
-fn validator_update(update: &kiln_sprint::hooks::PowerUpdate) -> abci::ValidatorUpdate {
+/// A consensus power change as CometBFT's ValidatorUpdate (ed25519 key, power).
+fn validator_update(update: &kiln_staking::PowerUpdate) -> abci::ValidatorUpdate {
     abci::ValidatorUpdate {
         pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
             sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(

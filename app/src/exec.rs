@@ -6,8 +6,8 @@ use kiln_framework::{BlockInfo, Event, ExecCtx, GasMeter, Metered, TxError};
 use kiln_store::{Overlay, StateRead, StateWrite};
 
 use crate::ante::{run_ante, AnteMode, SigCache};
-use crate::router::dispatch;
 use crate::tx::{decode_tx, DecodedTx};
+use kiln_messages::dispatch;
 
 /// The result CometBFT records for a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1,5 +1,6 @@
 //! kiln-app: the Kiln ABCI application ([`KilnApp`]) — transaction decoding,
-//! the ante pipeline, message routing, queries — and the `kilnd` binary that
+//! the ante pipeline, the fixed component order and settle pipeline
+//! ([`components`]), queries — and the `kilnd` binary that
 //! runs it under the devnet block producer or a real CometBFT.
 //!
 //! Consensus rules: no floats, no hash-map iteration, no wall clock, no panics
@@ -9,9 +10,9 @@
 
 pub mod ante;
 pub mod app;
+pub mod components;
 pub mod exec;
 pub mod query;
-pub mod router;
 pub mod testkit;
 pub mod tx;
 

@@ -344,7 +344,7 @@ fn register_dev_host(home: &Path, dev: Address) -> Result<()> {
     let mut genesis: serde_json::Value = serde_json::from_str(&text)?;
     let mut app: kiln_genesis::AppGenesis =
         serde_json::from_value(genesis["app_state"].clone()).context("devnet app_state")?;
-    app.sprint.hosts.push(kiln_sprint::GenesisHost {
+    app.hosts.hosts.push(kiln_hosts::GenesisHost {
         owner: dev,
         worker_url: "http://127.0.0.1:8090".into(),
         consensus_pubkey: hex::encode(key.verifying_key().as_bytes()),
@@ -404,9 +404,9 @@ mod tests {
             .filter(|g| g.granter == dev && g.grantee == dev_ml && g.expiration_unix.is_none())
             .map(|g| g.msg_type_url.as_str())
             .collect();
-        assert_eq!(urls, kiln_authz::ML_OPS_MSG_TYPE_URLS);
-        assert_eq!(app.sprint.hosts.len(), 1, "dev is still the genesis host");
-        assert_eq!(app.sprint.hosts[0].owner, dev);
+        assert_eq!(urls, kiln_messages::ml_ops_type_urls());
+        assert_eq!(app.hosts.hosts.len(), 1, "dev is still the genesis host");
+        assert_eq!(app.hosts.hosts[0].owner, dev);
 
         // A second start keeps the home as it is.
         let before = std::fs::read(kiln_node::home::genesis_path(home.path())).unwrap();

@@ -239,7 +239,7 @@ pub struct BlockDriver {
     /// and every FinalizeBlock's `validator_updates` (power 0 removes).
     /// Updates are applied as soon as they are emitted, not two blocks later:
     /// the app writes the new weights in the same block that emits the
-    /// updates (`kiln_sprint::hooks::settle`) and does not model CometBFT's
+    /// updates (the settle pipeline, `kiln_app::components::settle`) and does not model CometBFT's
     /// delay, so "weights in force" and "set asked for" change together.
     pub validators: BTreeMap<Vec<u8>, u64>,
     /// Total supply per denom at genesis (from the genesis balances).
@@ -289,7 +289,7 @@ impl BlockDriver {
             // power = weight (what `kilnd devnet` writes into genesis.json).
             let genesis_validators: Vec<ValidatorUpdate> = app_genesis
                 .iter()
-                .flat_map(|g| &g.sprint.hosts)
+                .flat_map(|g| &g.hosts.hosts)
                 .filter(|h| h.weight > 0)
                 .filter_map(|h| {
                     Some(ed25519_update(
@@ -423,8 +423,8 @@ impl BlockDriver {
             show_set(&self.validators),
             show_set(&expected)
         );
-        let weights = kiln_sprint::state::weights(state).map_err(err)?;
-        let params = kiln_sprint::state::sprint_params(state).map_err(err)?;
+        let weights = kiln_staking::StakingExt::weights_in_force(state).map_err(err)?;
+        let params = kiln_staking::StakingExt::staking_params(state).map_err(err)?;
         let total: u128 = weights.values().map(|w| u128::from(*w)).sum();
         if weights.len() >= params.min_hosts_for_cap as usize {
             for (host, w) in &weights {
@@ -590,8 +590,10 @@ fn ed25519_update(key: Vec<u8>, power: i64) -> ValidatorUpdate {
 /// weight, at power = weight, under its consensus key.
 fn expected_validator_set<S: StateRead>(state: &S) -> anyhow::Result<BTreeMap<Vec<u8>, u64>> {
     let mut out = BTreeMap::new();
-    for (host, weight) in kiln_sprint::state::weights(state).map_err(|e| anyhow::anyhow!(e.log))? {
-        let record = kiln_sprint::state::host(state, &host)
+    for (host, weight) in
+        kiln_staking::StakingExt::weights_in_force(state).map_err(|e| anyhow::anyhow!(e.log))?
+    {
+        let record = kiln_hosts::HostsExt::host(state, &host)
             .map_err(|e| anyhow::anyhow!(e.log))?
             .ok_or_else(|| anyhow::anyhow!("host {host} has weight {weight} but no host record"))?;
         let key = record.consensus_key_bytes();
@@ -629,7 +631,7 @@ mod tests {
             alice.address,
             vec![Coin::new(kiln_framework::BASE_DENOM, 1_000_000)],
         );
-        genesis.sprint.hosts.push(kiln_sprint::GenesisHost {
+        genesis.hosts.hosts.push(kiln_hosts::GenesisHost {
             owner: alice.address,
             worker_url: "http://alice.example:8080".into(),
             consensus_pubkey: hex::encode([3u8; 32]),
@@ -708,7 +710,7 @@ mod tests {
         let view = d.app.latest_view();
         let mut broken = Overlay::new(&view);
         broken.put_raw(
-            kiln_sprint::keys::weight(&alice.address),
+            kiln_staking::keys::weight(&alice.address),
             12u64.to_be_bytes().to_vec(),
         );
         assert!(d.check_invariants_on(&broken).is_err());
@@ -724,7 +726,7 @@ mod tests {
         let mut validators = d.validators.clone();
         for i in 0..5u8 {
             let owner = Address([100 + i; 20]);
-            let host = kiln_sprint::state::Host {
+            let host = kiln_hosts::Host {
                 owner,
                 worker_url: "http://x.example".into(),
                 consensus_pubkey: hex::encode([50 + i; 32]),
@@ -732,12 +734,14 @@ mod tests {
                 hardware: String::new(),
                 registered_height: 0,
             };
+            kiln_framework::StateWriteExt::put_value(
+                &mut broken,
+                kiln_hosts::keys::host(&owner),
+                &host,
+            )
+            .unwrap();
             broken.put_raw(
-                kiln_sprint::keys::host(&owner),
-                serde_json::to_vec(&host).unwrap(),
-            );
-            broken.put_raw(
-                kiln_sprint::keys::weight(&owner),
+                kiln_staking::keys::weight(&owner),
                 1u64.to_be_bytes().to_vec(),
             );
             validators.insert(vec![50 + i; 32], 1);

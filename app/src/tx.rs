@@ -1,126 +1,20 @@
 //! Transaction decoding (SPEC §2): `TxRaw` → body, auth info and typed
-//! messages. Decoding is strict: every protobuf layer must be the canonical
-//! encoding of what it decodes to (re-encoding gives the same bytes), which
-//! rejects unknown fields, out-of-order fields, duplicated fields and
-//! non-minimal varints in one rule. Signatures are later checked over the
-//! bytes exactly as received.
+//! messages (the message list is `kiln-messages`). Decoding is strict: every
+//! protobuf layer must be the canonical encoding of what it decodes to
+//! (re-encoding gives the same bytes), which rejects unknown fields,
+//! out-of-order fields, duplicated fields and non-minimal varints in one rule;
+//! each message's stateless checks run here too, so CheckTx and
+//! ProcessProposal refuse a malformed message before it reaches a block.
+//! Signatures are later checked over the bytes exactly as received.
 
-use cosmos_sdk_proto::cosmos::authz::v1beta1::{MsgExec, MsgGrant, MsgRevoke};
-use cosmos_sdk_proto::cosmos::bank::v1beta1::MsgSend;
 use cosmos_sdk_proto::cosmos::tx::v1beta1::{AuthInfo, TxBody, TxRaw};
-use cosmos_sdk_proto::Any;
-use kiln_authz::handler::{MSG_EXEC_TYPE_URL, MSG_GRANT_TYPE_URL, MSG_REVOKE_TYPE_URL};
-use kiln_bank::handler::MSG_SEND_TYPE_URL;
 use kiln_framework::{Address, TxError, TxResult};
-use kiln_sprint::msgs::{
-    MsgRegisterHost, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
-    MsgUpdateHost,
-};
-
-fn addr(text: &str, what: &str) -> TxResult<Address> {
-    Address::parse(text).map_err(|e| TxError::invalid_address(format!("{what}: {e}")))
-}
+pub use kiln_messages::Msg;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
 /// Largest transaction the chain accepts, in bytes.
 pub const MAX_TX_BYTES: usize = 1 << 20;
-
-/// A message the chain knows how to execute.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Msg {
-    Send(MsgSend),
-    Grant(MsgGrant),
-    Revoke(MsgRevoke),
-    /// `MsgExec` with its inner messages decoded (one level; nesting is refused).
-    Exec {
-        exec: MsgExec,
-        inner: Vec<Msg>,
-    },
-    RegisterHost(MsgRegisterHost),
-    UpdateHost(MsgUpdateHost),
-    SprintCommit(MsgSprintCommit),
-    SprintOpen(MsgSprintOpen),
-    SprintVoteCommit(MsgSprintVoteCommit),
-    SprintVoteReveal(MsgSprintVoteReveal),
-}
-
-impl Msg {
-    pub fn type_url(&self) -> &'static str {
-        match self {
-            Msg::Send(_) => MSG_SEND_TYPE_URL,
-            Msg::Grant(_) => MSG_GRANT_TYPE_URL,
-            Msg::Revoke(_) => MSG_REVOKE_TYPE_URL,
-            Msg::Exec { .. } => MSG_EXEC_TYPE_URL,
-            Msg::RegisterHost(_) => "/kiln.host.v1.MsgRegisterHost",
-            Msg::UpdateHost(_) => "/kiln.host.v1.MsgUpdateHost",
-            Msg::SprintCommit(_) => "/kiln.sprint.v1.MsgSprintCommit",
-            Msg::SprintOpen(_) => "/kiln.sprint.v1.MsgSprintOpen",
-            Msg::SprintVoteCommit(_) => "/kiln.sprint.v1.MsgSprintVoteCommit",
-            Msg::SprintVoteReveal(_) => "/kiln.sprint.v1.MsgSprintVoteReveal",
-        }
-    }
-
-    /// The account that must sign this message.
-    pub fn signer(&self) -> TxResult<Address> {
-        match self {
-            Msg::Send(m) => kiln_bank::handler::signer_of_send(m),
-            Msg::Grant(m) => kiln_authz::handler::signer_of_grant(m),
-            Msg::Revoke(m) => kiln_authz::handler::signer_of_revoke(m),
-            Msg::Exec { exec, .. } => kiln_authz::handler::signer_of_exec(exec),
-            Msg::RegisterHost(m) => addr(&m.owner, "owner"),
-            Msg::UpdateHost(m) => addr(&m.owner, "owner"),
-            Msg::SprintCommit(m) => addr(&m.host, "host"),
-            Msg::SprintOpen(m) => addr(&m.host, "host"),
-            Msg::SprintVoteCommit(m) => addr(&m.validator, "validator"),
-            Msg::SprintVoteReveal(m) => addr(&m.validator, "validator"),
-        }
-    }
-
-    /// Decodes an `Any` into a known message, canonically.
-    pub fn from_any(any: &Any, depth: u32) -> TxResult<Msg> {
-        fn strict<M: Message + Default>(any: &Any) -> TxResult<M> {
-            let msg = M::decode(any.value.as_slice())
-                .map_err(|e| TxError::tx_decode(format!("{}: {e}", any.type_url)))?;
-            if msg.encode_to_vec() != any.value {
-                return Err(TxError::tx_decode(format!(
-                    "{}: non-canonical encoding or unknown fields",
-                    any.type_url
-                )));
-            }
-            Ok(msg)
-        }
-        match any.type_url.as_str() {
-            MSG_SEND_TYPE_URL => Ok(Msg::Send(strict(any)?)),
-            MSG_GRANT_TYPE_URL => Ok(Msg::Grant(strict(any)?)),
-            MSG_REVOKE_TYPE_URL => Ok(Msg::Revoke(strict(any)?)),
-            MSG_EXEC_TYPE_URL => {
-                if depth > 0 {
-                    return Err(TxError::invalid_request("nested MsgExec is not allowed"));
-                }
-                let exec: MsgExec = strict(any)?;
-                if exec.msgs.is_empty() {
-                    return Err(TxError::invalid_request("MsgExec carries no messages"));
-                }
-                let inner = exec
-                    .msgs
-                    .iter()
-                    .map(|m| Msg::from_any(m, depth + 1))
-                    .collect::<TxResult<Vec<_>>>()?;
-                Ok(Msg::Exec { exec, inner })
-            }
-            "/kiln.host.v1.MsgRegisterHost" => Ok(Msg::RegisterHost(strict(any)?)),
-            "/kiln.host.v1.MsgUpdateHost" => Ok(Msg::UpdateHost(strict(any)?)),
-            "/kiln.sprint.v1.MsgSprintCommit" => Ok(Msg::SprintCommit(strict(any)?)),
-            "/kiln.sprint.v1.MsgSprintOpen" => Ok(Msg::SprintOpen(strict(any)?)),
-            "/kiln.sprint.v1.MsgSprintVoteCommit" => Ok(Msg::SprintVoteCommit(strict(any)?)),
-            "/kiln.sprint.v1.MsgSprintVoteReveal" => Ok(Msg::SprintVoteReveal(strict(any)?)),
-            other => Err(TxError::unknown_request(format!(
-                "unrecognized message type {other:?}"
-            ))),
-        }
-    }
-}
 
 /// A decoded transaction, with its raw parts kept for signature checks.
 #[derive(Debug, Clone)]

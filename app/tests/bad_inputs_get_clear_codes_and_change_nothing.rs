@@ -186,7 +186,7 @@ fn insufficient_fee_is_refused() {
 fn hot_key_cannot_move_granter_funds_through_exec() {
     let mut f = fixture();
     // Alice grants the hot key every ML-ops message type, and nothing else.
-    let grants: Vec<_> = kiln_authz::ML_OPS_MSG_TYPE_URLS
+    let grants: Vec<_> = kiln_messages::ml_ops_type_urls()
         .iter()
         .map(|url| msg_grant(&f.alice.address, &f.hot.address, url, None))
         .collect();

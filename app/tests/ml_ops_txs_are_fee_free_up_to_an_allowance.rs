@@ -37,7 +37,7 @@ fn genesis(
         host.address,
         vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
     );
-    g.sprint.hosts.push(kiln_sprint::GenesisHost {
+    g.hosts.hosts.push(kiln_hosts::GenesisHost {
         owner: host.address,
         worker_url: "http://host.example:8080".into(),
         consensus_pubkey: hex::encode([7u8; 32]),
@@ -45,7 +45,7 @@ fn genesis(
         hardware: "test".into(),
         weight: 100,
     });
-    for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
+    for url in kiln_messages::ml_ops_type_urls() {
         g.authz.grants.push(kiln_authz::GenesisGrant {
             granter: host.address,
             grantee: hot.address,

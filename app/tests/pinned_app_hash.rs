@@ -1,52 +1,272 @@
-//! Freezes the state layout: a fixed scenario must produce this exact app hash.
+//! Freezes the state layout: a fixed scenario that crosses every module
+//! through one whole epoch, settle included, must produce this exact app hash.
 //! If a change makes this fail, it is state-breaking — update the constant in
-//! the same commit and say so in the commit message.
+//! the same commit, say so in the commit message and in the README.
+//!
+//! The scenario: bank sends, an authz grant used through `MsgExec`, a genesis
+//! host (alice) and a host registered by transaction (bob), ML-ops grants to
+//! both hosts' hot keys, sprint commits and openings sent by the hot keys,
+//! alice's commit-reveal votes on both openings, the settle (raw weights →
+//! power cap → weights in force and validator updates → reputation), and two
+//! more blocks so CometBFT's H+2 validator set takes over.
 
-use kiln_app::testkit::{msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
+use kiln_app::testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
+use kiln_epochs::Stage;
+use kiln_framework::Address;
+use kiln_sprint::msgs::{
+    vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
+    OpenedLeaf,
+};
+use kiln_sprint_protocol::{challenge, leaf, merkle};
 
-const PINNED: &str = "23510415e72987bf61e2361f9e032bf51093a8c77f070b30875db7a37b1f2c14";
+const PINNED: &str = "51d740189137294046837ae2edae72961b8e177125f681f3141b1e3f31091da9";
+const CHAIN: &str = "kiln-pinned";
+
+/// `count` share leaves (nonce, d_q) with strictly increasing nonces.
+fn leaves(count: u64, seed: u64) -> Vec<(u64, u32)> {
+    (0..count)
+        .map(|i| (i * 16 + seed, 12_000 + ((i * 7 + seed) % 1_400) as u32))
+        .collect()
+}
+
+fn tree(leaves: &[(u64, u32)]) -> merkle::MerkleTree {
+    merkle::MerkleTree::new(
+        leaves
+            .iter()
+            .map(|(n, d)| leaf::leaf_hash(*n, *d))
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn deliver_ok(d: &mut BlockDriver, txs: Vec<Vec<u8>>) {
+    let out = d.deliver(txs).unwrap();
+    for r in &out.response.tx_results {
+        assert_eq!(r.code, 0, "{}", r.log);
+    }
+    d.check_invariants().unwrap();
+}
+
+fn blocks_until(d: &mut BlockDriver, height: u64) {
+    while d.height + 1 < height {
+        deliver_ok(d, vec![]);
+    }
+}
+
+/// `hot` sends `msgs` through `MsgExec`, fee-free (its host's ML-ops allowance).
+fn exec(d: &BlockDriver, hot: &TestKey, msgs: Vec<cosmos_sdk_proto::Any>) -> Vec<u8> {
+    let mut opts = d.opts_for(hot);
+    opts.gas_limit = 3_000_000;
+    opts.fee = 0;
+    sign_tx(hot, vec![msg_exec(&hot.address, msgs)], &opts)
+}
 
 #[test]
 fn fixed_scenario_produces_the_pinned_app_hash() {
     let dir = tempfile::tempdir().unwrap();
     let alice = TestKey::from_label("pinned-alice");
+    let alice_hot = TestKey::from_label("pinned-alice-hot");
     let bob = TestKey::from_label("pinned-bob");
-    let genesis = BlockDriver::genesis_funding(&[&alice, &bob], 1_000_000_000);
-    let mut d = BlockDriver::open(dir.path(), "kiln-pinned", &genesis, 0).unwrap();
+    let bob_hot = TestKey::from_label("pinned-bob-hot");
+    let mut g = kiln_genesis::AppGenesis::default();
+    for k in [&alice, &bob] {
+        g.add_balance(
+            k.address,
+            vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
+        );
+    }
+    g.epochs.params = kiln_epochs::EpochParams::devnet();
+    g.sprint.params = kiln_sprint::SprintParams::devnet();
+    g.reputation.params = kiln_reputation::ReputationParams::devnet();
+    g.hosts.hosts.push(kiln_hosts::GenesisHost {
+        owner: alice.address,
+        worker_url: "http://alice.example:8547".into(),
+        consensus_pubkey: hex::encode([1u8; 32]),
+        models: vec!["smollm2-135m".into()],
+        hardware: "cpu".into(),
+        weight: 10,
+    });
+    let mut d =
+        BlockDriver::open(dir.path(), CHAIN, &serde_json::to_value(&g).unwrap(), 0).unwrap();
+    let at = |stage| kiln_epochs::EpochParams::devnet().stage_height(1, 1, stage);
+
+    // Block 1: a send, a MsgSend grant, bob's registration, both ML-ops grants.
     let o = d.opts_for(&alice);
-    d.deliver(vec![sign_tx(
-        &alice,
-        vec![msg_send(&alice.address, &bob.address, 12_345)],
-        &o,
-    )])
-    .unwrap();
-    let o = d.opts_for(&alice);
-    d.deliver(vec![sign_tx(
-        &alice,
-        vec![msg_grant(
+    let mut alice_msgs = vec![
+        msg_send(&alice.address, &bob.address, 12_345),
+        msg_grant(
             &alice.address,
             &bob.address,
             kiln_bank::handler::MSG_SEND_TYPE_URL,
             None,
+        ),
+    ];
+    alice_msgs.extend(
+        kiln_messages::ml_ops_type_urls()
+            .iter()
+            .map(|url| msg_grant(&alice.address, &alice_hot.address, url, None)),
+    );
+    let mut o_big = o.clone();
+    o_big.gas_limit = 2_000_000;
+    o_big.fee = 50_000;
+    let alice_tx = sign_tx(&alice, alice_msgs, &o_big);
+    let mut bob_msgs = vec![any_of(&kiln_hosts::msgs::MsgRegisterHost {
+        owner: bob.address.to_bech32(),
+        worker_url: "http://bob.example:8547".into(),
+        consensus_pubkey: vec![2u8; 32],
+        models: vec!["smollm2-135m".into()],
+        hardware: "cpu".into(),
+    })];
+    bob_msgs.extend(
+        kiln_messages::ml_ops_type_urls()
+            .iter()
+            .map(|url| msg_grant(&bob.address, &bob_hot.address, url, None)),
+    );
+    let mut ob = d.opts_for(&bob);
+    ob.gas_limit = 2_000_000;
+    ob.fee = 50_000;
+    let bob_tx = sign_tx(&bob, bob_msgs, &ob);
+    deliver_ok(&mut d, vec![alice_tx, bob_tx]);
+
+    // Block 2: bob spends alice's coins through his MsgSend grant; both hosts commit.
+    let host_leaves: Vec<(TestKey, TestKey, Vec<(u64, u32)>)> = vec![
+        (alice.clone(), alice_hot.clone(), leaves(40, 1)),
+        (bob.clone(), bob_hot.clone(), leaves(30, 2)),
+    ];
+    let ob = d.opts_for(&bob);
+    let mut txs = vec![sign_tx(
+        &bob,
+        vec![msg_exec(
+            &bob.address,
+            vec![msg_send(&alice.address, &bob.address, 55)],
         )],
-        &o,
-    )])
-    .unwrap();
-    let o = d.opts_for(&bob);
-    let out = d
-        .deliver(vec![sign_tx(
-            &bob,
-            vec![msg_exec(
-                &bob.address,
-                vec![msg_send(&alice.address, &bob.address, 55)],
-            )],
-            &o,
-        )])
+        &ob,
+    )];
+    for (host, hot, l) in &host_leaves {
+        txs.push(exec(
+            &d,
+            hot,
+            vec![any_of(&MsgSprintCommit {
+                host: host.address.to_bech32(),
+                epoch: 1,
+                root: tree(l).root().to_vec(),
+                count: l.len() as u64,
+            })],
+        ));
+    }
+    deliver_ok(&mut d, txs);
+
+    // Open: both hosts open their challenged leaves.
+    blocks_until(&mut d, at(Stage::Open));
+    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
+        .unwrap()
         .unwrap();
-    assert!(out.response.tx_results.iter().all(|r| r.code == 0));
+    let samples = kiln_sprint::SprintParams::devnet().sprint_samples;
+    let mut txs = Vec::new();
+    for (host, hot, l) in &host_leaves {
+        let seed = challenge::challenge_seed(&challenge_hash, host.address.as_bytes());
+        let t = tree(l);
+        let opened: Vec<OpenedLeaf> = challenge::sample_indices(&seed, l.len() as u32, samples)
+            .iter()
+            .map(|&ix| OpenedLeaf {
+                index: u64::from(ix),
+                nonce: l[ix as usize].0,
+                distance_q: l[ix as usize].1,
+                proof: t
+                    .proof(u64::from(ix))
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.to_vec())
+                    .collect(),
+            })
+            .collect();
+        txs.push(exec(
+            &d,
+            hot,
+            vec![any_of(&MsgSprintOpen {
+                host: host.address.to_bech32(),
+                epoch: 1,
+                leaves: opened,
+            })],
+        ));
+    }
+    deliver_ok(&mut d, txs);
+
+    // Votes: alice, the only host with weight, is on both committees.
+    let hosts: Vec<Address> = host_leaves.iter().map(|(h, _, _)| h.address).collect();
+    blocks_until(&mut d, at(Stage::VoteCommit));
+    let salt = |h: &Address| format!("pinned-salt-{h}").into_bytes();
+    let commits = hosts
+        .iter()
+        .map(|h| {
+            any_of(&MsgSprintVoteCommit {
+                voter: alice.address.to_bech32(),
+                epoch: 1,
+                host: h.to_bech32(),
+                commitment: vote_commitment(true, &salt(h)).to_vec(),
+            })
+        })
+        .collect();
+    let tx = exec(&d, &alice_hot, commits);
+    deliver_ok(&mut d, vec![tx]);
+    blocks_until(&mut d, at(Stage::VoteReveal));
+    let reveals = hosts
+        .iter()
+        .map(|h| {
+            any_of(&MsgSprintVoteReveal {
+                voter: alice.address.to_bech32(),
+                epoch: 1,
+                host: h.to_bech32(),
+                valid: true,
+                salt: salt(h),
+            })
+        })
+        .collect();
+    let tx = exec(&d, &alice_hot, reveals);
+    deliver_ok(&mut d, vec![tx]);
+
+    // Settle, then two blocks for CometBFT's H+2.
+    blocks_until(&mut d, at(Stage::Settle) + 3);
+    let weights = kiln_staking::StakingExt::weights_in_force(&d.app.latest_view()).unwrap();
+    assert_eq!(weights.get(&alice.address), Some(&40));
+    assert_eq!(weights.get(&bob.address), Some(&30));
+    assert_eq!(d.validators.len(), 2, "bob joined the validator set");
+    assert!(
+        kiln_reputation::reputation(&d.app.latest_view(), &bob.address).unwrap() > 0,
+        "an accepted epoch raises reputation"
+    );
+    // Every key belongs to exactly one module's prefix.
+    let state = kiln_store::StateRead::prefix_raw(&d.app.latest_view(), b"").unwrap();
+    assert!(state.len() > 40, "the scenario wrote {} keys", state.len());
+    for (key, _) in &state {
+        let owners: Vec<&str> = kiln_app::components::KEY_PREFIXES
+            .iter()
+            .filter(|(_, p)| key.starts_with(p))
+            .map(|(m, _)| *m)
+            .collect();
+        assert_eq!(
+            owners.len(),
+            1,
+            "key {:?} is owned by {owners:?}",
+            String::from_utf8_lossy(key)
+        );
+    }
     assert_eq!(
         hex::encode(&d.last_app_hash),
         PINNED,
         "state layout changed: this is a state-breaking change"
     );
+}
+
+#[test]
+fn module_key_prefixes_are_disjoint() {
+    let prefixes = kiln_app::components::KEY_PREFIXES;
+    for (i, (a, pa)) in prefixes.iter().enumerate() {
+        for (b, pb) in &prefixes[i + 1..] {
+            assert!(
+                !pa.starts_with(pb) && !pb.starts_with(pa),
+                "{a} and {b} overlap"
+            );
+        }
+    }
 }

@@ -75,7 +75,7 @@ fn genesis(hosts: &[Host]) -> serde_json::Value {
             h.hot.address,
             vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
         );
-        g.sprint.hosts.push(kiln_sprint::GenesisHost {
+        g.hosts.hosts.push(kiln_hosts::GenesisHost {
             owner: h.key.address,
             worker_url: format!("http://host{i}.example:8080"),
             consensus_pubkey: hex::encode([i as u8 + 1; 32]),
@@ -263,7 +263,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
             let valid = mismatches < critical;
             let salt = format!("salt-{v}-{host}").into_bytes();
             let msg = MsgSprintVoteCommit {
-                validator: validator.key.address.to_bech32(),
+                voter: validator.key.address.to_bech32(),
                 epoch: 1,
                 host: host.to_bech32(),
                 commitment: vote_commitment(valid, &salt).to_vec(),
@@ -312,7 +312,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
         &d,
         &hosts[5],
         any_of(&MsgSprintVoteReveal {
-            validator: hosts[5].key.address.to_bech32(),
+            voter: hosts[5].key.address.to_bech32(),
             epoch: 1,
             host: target.to_bech32(),
             valid: !valid,
@@ -335,7 +335,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
                 .filter(|((vv, _), _)| *vv == v)
                 .map(|((_, host), (valid, salt))| {
                     any_of(&MsgSprintVoteReveal {
-                        validator: h.key.address.to_bech32(),
+                        voter: h.key.address.to_bech32(),
                         epoch: 1,
                         host: host.to_bech32(),
                         valid: *valid,
@@ -364,7 +364,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
         power_updates.extend(out.response.validator_updates);
     }
     let view = d.app.latest_view();
-    let weights = kiln_sprint::state::weights(&view).unwrap();
+    let weights = kiln_staking::StakingExt::weights_in_force(&view).unwrap();
     let w = |i: usize| weights.get(&hosts[i].key.address).copied().unwrap_or(0);
     assert_eq!(w(3), 0, "the fabricating host must get no weight");
     assert_eq!(w(4), 0, "the host that did not open must get no weight");

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use cosmrs::Any;
-use kiln_sprint::msgs::{MsgRegisterHost, MsgUpdateHost, MAX_MODELS, MAX_TEXT_LEN, MAX_URL_LEN};
+use kiln_hosts::msgs::{MsgRegisterHost, MsgUpdateHost, MAX_MODELS, MAX_TEXT_LEN, MAX_URL_LEN};
 use prost::{Message, Name};
 use serde_json::{json, Value};
 

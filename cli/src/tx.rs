@@ -72,7 +72,7 @@ pub fn msg_send(from: &str, to: &str, amount: &[Coin]) -> Any {
 
 /// One `MsgGrant` with a `GenericAuthorization` per ML-ops type URL.
 pub fn msgs_grant_ml_ops(granter: &str, grantee: &str, expiration: Option<Timestamp>) -> Vec<Any> {
-    kiln_authz::ML_OPS_MSG_TYPE_URLS
+    kiln_messages::ml_ops_type_urls()
         .iter()
         .map(|url| {
             let auth = any_of(
@@ -98,7 +98,7 @@ pub fn msgs_grant_ml_ops(granter: &str, grantee: &str, expiration: Option<Timest
 
 /// One `MsgRevoke` per ML-ops type URL.
 pub fn msgs_revoke_ml_ops(granter: &str, grantee: &str) -> Vec<Any> {
-    kiln_authz::ML_OPS_MSG_TYPE_URLS
+    kiln_messages::ml_ops_type_urls()
         .iter()
         .map(|url| {
             any_of(
@@ -903,8 +903,8 @@ mod tests {
             nanos: 0,
         };
         let grants = msgs_grant_ml_ops(&g, &h, Some(exp));
-        assert_eq!(grants.len(), kiln_authz::ML_OPS_MSG_TYPE_URLS.len());
-        for (any, url) in grants.iter().zip(kiln_authz::ML_OPS_MSG_TYPE_URLS) {
+        assert_eq!(grants.len(), kiln_messages::ml_ops_type_urls().len());
+        for (any, url) in grants.iter().zip(kiln_messages::ml_ops_type_urls()) {
             assert_eq!(any.type_url, MSG_GRANT_URL);
             let m = MsgGrant::decode(any.value.as_slice()).unwrap();
             assert_eq!(
@@ -927,7 +927,7 @@ mod tests {
             .iter()
             .map(|a| MsgRevoke::decode(a.value.as_slice()).unwrap().msg_type_url)
             .collect();
-        assert_eq!(urls, kiln_authz::ML_OPS_MSG_TYPE_URLS);
+        assert_eq!(urls, kiln_messages::ml_ops_type_urls());
         assert!(!urls.iter().any(|u| u.contains("bank")));
     }
 

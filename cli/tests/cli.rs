@@ -651,7 +651,7 @@ fn tx_and_queries_against_mock_node() {
     drop(st);
     let body =
         cosmrs::proto::cosmos::tx::v1beta1::TxBody::decode(raw.body_bytes.as_slice()).unwrap();
-    assert_eq!(body.messages.len(), kiln_authz::ML_OPS_MSG_TYPE_URLS.len());
+    assert_eq!(body.messages.len(), kiln_messages::ml_ops_type_urls().len());
     assert!(body
         .messages
         .iter()

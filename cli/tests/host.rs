@@ -15,7 +15,7 @@ use cosmrs::proto::cosmos::auth::v1beta1::{
 };
 use cosmrs::proto::cosmos::base::abci::v1beta1::GasInfo;
 use cosmrs::proto::cosmos::tx::v1beta1::{SimulateResponse, TxBody, TxRaw};
-use kiln_sprint::msgs::{MsgRegisterHost, MsgUpdateHost};
+use kiln_hosts::msgs::{MsgRegisterHost, MsgUpdateHost};
 use prost::Message;
 use serde_json::{json, Value};
 

@@ -25,18 +25,16 @@ pub struct AppGenesis {
     #[serde(default)]
     pub epochs: EpochGenesis,
     #[serde(default)]
+    pub hosts: kiln_hosts::HostsGenesis,
+    #[serde(default)]
+    pub staking: kiln_staking::StakingGenesis,
+    #[serde(default)]
     pub sprint: kiln_sprint::SprintGenesis,
     #[serde(default)]
-    pub reputation: ReputationGenesis,
+    pub reputation: kiln_reputation::ReputationGenesis,
 }
 
-/// `app_state.reputation`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReputationGenesis {
-    #[serde(default)]
-    pub params: kiln_reputation::ReputationParams,
-}
+pub use kiln_reputation::ReputationGenesis;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenesisError {
@@ -73,6 +71,8 @@ impl AppGenesis {
         self.bank.validate().map_err(GenesisError::AppState)?;
         self.authz.validate().map_err(GenesisError::AppState)?;
         self.epochs.validate().map_err(GenesisError::AppState)?;
+        self.hosts.validate().map_err(GenesisError::AppState)?;
+        self.staking.validate().map_err(GenesisError::AppState)?;
         self.sprint.validate().map_err(GenesisError::AppState)?;
         self.reputation
             .params
@@ -144,11 +144,11 @@ pub fn validate_genesis_file(path: &Path) -> Result<(String, AppGenesis), Genesi
 pub const DEVNET_ML_FUNDS: u128 = 10_000_000;
 
 impl AppGenesis {
-    /// Grants `hot` every ML-ops message type ([`kiln_authz::ML_OPS_MSG_TYPE_URLS`])
+    /// Grants `hot` every ML-ops message type ([`kiln_messages::ml_ops_type_urls`])
     /// on behalf of `host`, without expiry (what `kiln tx authz grant-ml-ops`
     /// does on a running chain). The grantee's account is created at genesis.
     pub fn add_ml_ops_grants(&mut self, host: Address, hot: Address) {
-        for url in kiln_authz::ML_OPS_MSG_TYPE_URLS {
+        for url in kiln_messages::ml_ops_type_urls() {
             self.authz.grants.push(kiln_authz::GenesisGrant {
                 granter: host,
                 grantee: hot,
@@ -225,7 +225,7 @@ mod tests {
             .iter()
             .map(|gr| gr.msg_type_url.as_str())
             .collect();
-        assert_eq!(urls, kiln_authz::ML_OPS_MSG_TYPE_URLS);
+        assert_eq!(urls, kiln_messages::ml_ops_type_urls());
         assert!(g
             .authz
             .grants

@@ -199,7 +199,7 @@ fn network(specs: Vec<HostSpec>) -> Network {
             hot.address,
             vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
         );
-        g.sprint.hosts.push(kiln_sprint::GenesisHost {
+        g.hosts.hosts.push(kiln_hosts::GenesisHost {
             owner: account.address,
             worker_url: format!("http://host{i}.example:8547"),
             consensus_pubkey: hex::encode([i as u8 + 1; 32]),
@@ -764,7 +764,7 @@ fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
             }
             // Block 3: it registers and grants its ML key, with its account key.
             3 => {
-                let mut msgs = vec![any_of(&kiln_sprint::msgs::MsgRegisterHost {
+                let mut msgs = vec![any_of(&kiln_hosts::msgs::MsgRegisterHost {
                     owner: newcomer.address.to_string(),
                     worker_url: "http://newcomer.example:8547".into(),
                     consensus_pubkey: consensus_key.to_vec(),

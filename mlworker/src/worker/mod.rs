@@ -58,14 +58,6 @@ pub enum PreflightError {
     },
 }
 
-/// The messages the worker sends; the host must have granted all of them.
-const WORKER_MSG_TYPE_URLS: [&str; 4] = [
-    "/kiln.sprint.v1.MsgSprintCommit",
-    "/kiln.sprint.v1.MsgSprintOpen",
-    "/kiln.sprint.v1.MsgSprintVoteCommit",
-    "/kiln.sprint.v1.MsgSprintVoteReveal",
-];
-
 /// Blocks to look for a sent tx's block result before giving up on it.
 const TRACK_TX_BLOCKS: u64 = 10;
 
@@ -283,7 +275,7 @@ impl Worker {
             Err(e) => return Err(e),
         }
         let granted = self.granted_types(chain)?;
-        let missing: Vec<&str> = WORKER_MSG_TYPE_URLS
+        let missing: Vec<&str> = kiln_messages::ml_ops_type_urls()
             .iter()
             .copied()
             .filter(|t| !granted.iter().any(|g| g == t))
@@ -944,7 +936,7 @@ impl Worker {
             }
             let salt = hex::decode(&vote.salt)?;
             msgs.push(any_of(&MsgSprintVoteCommit {
-                validator: self.cfg.host.clone(),
+                voter: self.cfg.host.clone(),
                 epoch: view.epoch,
                 host: host.clone(),
                 commitment: vote_commitment(vote.valid, &salt).to_vec(),
@@ -993,7 +985,7 @@ impl Worker {
                 continue;
             }
             msgs.push(any_of(&MsgSprintVoteReveal {
-                validator: self.cfg.host.clone(),
+                voter: self.cfg.host.clone(),
                 epoch: view.epoch,
                 host: host.clone(),
                 valid: vote.valid != flip,

@@ -77,3 +77,31 @@ pub fn init_genesis<S: StateWrite>(state: &mut S, genesis: &AuthzGenesis) -> Res
     }
     Ok(())
 }
+
+/// Authz as a component: genesis, and at each epoch's first block the
+/// previous epochs' fee-allowance counters are pruned.
+pub struct Authz;
+
+impl kiln_framework::Component for Authz {
+    const NAME: &'static str = "authz";
+    type Genesis = AuthzGenesis;
+
+    fn init_genesis<S: StateWrite>(
+        state: &mut S,
+        genesis: &AuthzGenesis,
+        _ctx: &kiln_framework::GenesisCtx,
+    ) -> kiln_framework::TxResult<()> {
+        init_genesis(state, genesis).map_err(kiln_framework::TxError::invalid_request)
+    }
+
+    fn begin_block<S: StateWrite>(
+        state: &mut S,
+        block: &kiln_framework::BlockInfo,
+        epoch: &kiln_framework::EpochInfo,
+    ) -> kiln_framework::TxResult<Vec<kiln_framework::Event>> {
+        if epoch.start_height == block.height {
+            crate::state::prune_fee_allowances(state, epoch.epoch)?;
+        }
+        Ok(Vec::new())
+    }
+}

@@ -2,7 +2,16 @@
 
 /// The ML-ops fee allowance of SPEC §2: transactions the ML operational key
 /// sends through its grant are fee-exempt up to this many per epoch per host.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct AuthzParams {
     /// Fee-exempt ML-ops transactions per host per epoch; 0 disables the allowance.

@@ -95,21 +95,21 @@ pub fn authorize<S: StateRead + ?Sized>(
 }
 
 pub fn authz_params<S: StateRead + ?Sized>(state: &S) -> TxResult<crate::AuthzParams> {
-    Ok(state.get_json(keys::PARAMS)?.unwrap_or_default())
+    Ok(state.get_value(keys::PARAMS)?.unwrap_or_default())
 }
 
 pub fn set_authz_params<S: StateWrite + ?Sized>(
     state: &mut S,
     params: &crate::AuthzParams,
 ) -> TxResult<()> {
-    state.put_json(keys::PARAMS.to_vec(), params)
+    state.put_value(keys::PARAMS.to_vec(), params)
 }
 
 /// The single host (granter) on whose behalf `grantee` sends `inner` (pairs of
 /// granter and message type URL), if the set qualifies for the ML-ops fee
-/// allowance: non-empty, every type URL is an ML-ops type
-/// ([`crate::ML_OPS_MSG_TYPE_URLS`]), every granter is the same account other
-/// than the grantee, and the grantee holds an unexpired grant for each.
+/// allowance: non-empty, every granter is the same account other than the
+/// grantee, and the grantee holds an unexpired grant for each. The caller has
+/// already checked that every type URL is an ML-ops message.
 /// `Ok(None)` when it does not qualify; errors only on storage failures.
 pub fn ml_ops_host<S: StateRead + ?Sized>(
     state: &S,
@@ -121,8 +121,7 @@ pub fn ml_ops_host<S: StateRead + ?Sized>(
         return Ok(None);
     };
     for (granter, type_url) in inner {
-        if granter != host || granter == grantee || !crate::ML_OPS_MSG_TYPE_URLS.contains(type_url)
-        {
+        if granter != host || granter == grantee {
             return Ok(None);
         }
         match get_grant(state, granter, grantee, type_url)? {

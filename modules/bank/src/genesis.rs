@@ -102,3 +102,27 @@ pub fn init_genesis<S: StateWrite>(
         .map_err(|e| e.log)?;
     Ok(())
 }
+
+/// Auth and bank as one component: genesis only (no block hooks).
+pub struct Bank;
+
+/// `app_state.auth` and `app_state.bank`, which the bank component writes together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BankInit {
+    pub auth: AuthGenesis,
+    pub bank: BankGenesis,
+}
+
+impl kiln_framework::Component for Bank {
+    const NAME: &'static str = "bank";
+    type Genesis = BankInit;
+
+    fn init_genesis<S: StateWrite>(
+        state: &mut S,
+        genesis: &BankInit,
+        _ctx: &kiln_framework::GenesisCtx,
+    ) -> kiln_framework::TxResult<()> {
+        init_genesis(state, &genesis.auth, &genesis.bank)
+            .map_err(kiln_framework::TxError::invalid_request)
+    }
+}

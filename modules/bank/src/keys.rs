@@ -2,13 +2,17 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `auth/params` | JSON [`crate::AuthParams`] |
+//! | `auth/params` | [`crate::AuthParams`] (versioned, see [`crate::values`]) |
 //! | `auth/next_account_number` | u64 BE |
 //! | `auth/acc/{addr 20 bytes}` | protobuf `cosmos.auth.v1beta1.BaseAccount` |
 //! | `bank/bal/{addr 20 bytes}{denom}` | u128 BE (absent = 0; zero balances are deleted) |
 //! | `bank/supply/{denom}` | u128 BE |
 
 use kiln_framework::Address;
+
+/// The two prefixes this crate owns: the Cosmos `auth` and `bank` modules it implements.
+pub const AUTH_PREFIX: &[u8] = b"auth/";
+pub const BANK_PREFIX: &[u8] = b"bank/";
 
 pub const AUTH_PARAMS: &[u8] = b"auth/params";
 pub const NEXT_ACCOUNT_NUMBER: &[u8] = b"auth/next_account_number";

@@ -10,11 +10,13 @@
 pub mod genesis;
 pub mod handler;
 pub mod keys;
+pub mod msgs;
 pub mod params;
 pub mod query;
 pub mod state;
+pub mod values;
 
-pub use genesis::{AuthGenesis, BankGenesis, GenesisAccount, GenesisBalance};
+pub use genesis::{AuthGenesis, Bank, BankGenesis, BankInit, GenesisAccount, GenesisBalance};
 pub use params::{AuthParams, GasPrice};
 pub use state::{AuthExt, BankExt};
 

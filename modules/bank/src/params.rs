@@ -6,7 +6,7 @@ use kiln_framework::{coin::validate_denom, TxError, TxResult};
 
 /// A price per unit of gas with 18 decimal places: `amount_atto / 10^18` of
 /// `denom` per gas. Written as a decimal string like `0.025ukiln`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct GasPrice {
     pub denom: String,
     pub amount_atto: u128,
@@ -87,7 +87,16 @@ impl<'de> serde::Deserialize<'de> for GasPrice {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct AuthParams {
     pub max_memo_characters: u64,

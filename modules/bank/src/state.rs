@@ -13,7 +13,7 @@ use crate::params::AuthParams;
 
 pub trait AuthExt: StateRead {
     fn auth_params(&self) -> TxResult<AuthParams> {
-        Ok(self.get_json(keys::AUTH_PARAMS)?.unwrap_or_default())
+        Ok(self.get_value(keys::AUTH_PARAMS)?.unwrap_or_default())
     }
 
     fn account(&self, addr: &Address) -> TxResult<Option<BaseAccount>> {
@@ -25,7 +25,7 @@ impl<T: StateRead + ?Sized> AuthExt for T {}
 
 pub trait AuthWriteExt: StateWrite {
     fn set_auth_params(&mut self, params: &AuthParams) -> TxResult<()> {
-        self.put_json(keys::AUTH_PARAMS.to_vec(), params)
+        self.put_value(keys::AUTH_PARAMS.to_vec(), params)
     }
 
     fn set_account(&mut self, addr: &Address, account: &BaseAccount) {

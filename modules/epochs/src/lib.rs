@@ -23,6 +23,7 @@
 pub mod keys;
 pub mod params;
 pub mod state;
+pub mod values;
 
 pub use params::EpochParams;
-pub use state::{EpochExt, EpochGenesis, EpochInfo, Stage};
+pub use state::{EpochExt, EpochGenesis, EpochInfo, Epochs, Stage};

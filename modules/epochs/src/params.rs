@@ -1,6 +1,15 @@
 //! Epoch parameters (SPEC §3): mainnet-like defaults, devnet values via [`EpochParams::devnet`].
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct EpochParams {
     pub epoch_length: u64,

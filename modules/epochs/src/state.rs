@@ -6,53 +6,7 @@ use kiln_state::{StateRead, StateWrite};
 use crate::keys;
 use crate::params::EpochParams;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Sprint,
-    CommitGrace,
-    Challenge,
-    Open,
-    VoteCommit,
-    VoteReveal,
-    Settle,
-    Inference,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Sprint => "sprint",
-            Stage::CommitGrace => "commit_grace",
-            Stage::Challenge => "challenge",
-            Stage::Open => "open",
-            Stage::VoteCommit => "vote_commit",
-            Stage::VoteReveal => "vote_reveal",
-            Stage::Settle => "settle",
-            Stage::Inference => "inference",
-        }
-    }
-
-    /// True while `MsgSprintCommit` is accepted (up to and including the deadline).
-    pub fn accepts_commits(self) -> bool {
-        matches!(self, Stage::Sprint | Stage::CommitGrace)
-    }
-}
-
-/// Where a height sits in the epoch schedule.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct EpochInfo {
-    pub height: u64,
-    pub epoch: u64,
-    /// Height where this epoch started (its seed block).
-    pub start_height: u64,
-    pub stage: Stage,
-    /// Height where the current stage began.
-    pub stage_start: u64,
-    /// Height where the next stage begins.
-    pub next_stage_height: u64,
-    pub blocks_to_next_stage: u64,
-}
+pub use kiln_framework::epoch::{EpochInfo, Stage};
 
 impl EpochParams {
     /// Stage boundaries as offsets from the epoch start, in order; each entry
@@ -137,7 +91,7 @@ impl EpochGenesis {
 
 pub trait EpochExt: StateRead {
     fn epoch_params(&self) -> TxResult<EpochParams> {
-        Ok(self.get_json(keys::PARAMS)?.unwrap_or_default())
+        Ok(self.get_value(keys::PARAMS)?.unwrap_or_default())
     }
 
     fn first_height(&self) -> TxResult<u64> {
@@ -167,10 +121,28 @@ pub fn init_genesis<S: StateWrite>(
 ) -> Result<(), String> {
     genesis.validate()?;
     state
-        .put_json(keys::PARAMS.to_vec(), &genesis.params)
+        .put_value(keys::PARAMS.to_vec(), &genesis.params)
         .map_err(|e| e.log)?;
     state.put_u64(keys::FIRST_HEIGHT.to_vec(), first_height);
     Ok(())
+}
+
+/// The epochs module as a component. It runs first: its [`begin_block`]
+/// computes the block's [`EpochInfo`] every other component receives.
+pub struct Epochs;
+
+impl kiln_framework::Component for Epochs {
+    const NAME: &'static str = "epochs";
+    type Genesis = EpochGenesis;
+
+    fn init_genesis<S: StateWrite>(
+        state: &mut S,
+        genesis: &EpochGenesis,
+        ctx: &kiln_framework::GenesisCtx,
+    ) -> TxResult<()> {
+        init_genesis(state, genesis, ctx.initial_height)
+            .map_err(kiln_framework::TxError::invalid_request)
+    }
 }
 
 /// Begin-block hook: records the seed and challenge block hashes and returns

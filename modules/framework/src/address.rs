@@ -10,7 +10,18 @@ use sha2::{Digest, Sha256};
 
 use crate::ADDRESS_PREFIX;
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Stored (borsh) as its 20 raw bytes; shown and parsed as bech32.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
 pub struct Address(pub [u8; 20]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

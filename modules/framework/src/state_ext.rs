@@ -5,8 +5,30 @@
 use kiln_state::{StateRead, StateWrite};
 
 use crate::error::{TxError, TxResult};
+use crate::values::StoredValue;
 
 pub trait StateReadExt: StateRead {
+    /// A versioned stored value (see [`crate::values`]).
+    fn get_value<V: StoredValue>(&self, key: &[u8]) -> TxResult<Option<V>> {
+        match self.get_raw(key)? {
+            None => Ok(None),
+            Some(bytes) => V::decode_value(&bytes)
+                .map(Some)
+                .map_err(|e| TxError::internal(format!("at {}: {}", hex_key(key), e.log))),
+        }
+    }
+
+    /// Every versioned value under `prefix`, in key order, with the key suffix after `prefix`.
+    fn prefix_values<V: StoredValue>(&self, prefix: &[u8]) -> TxResult<Vec<(Vec<u8>, V)>> {
+        let mut out = Vec::new();
+        for (key, bytes) in self.prefix_raw(prefix)? {
+            let value = V::decode_value(&bytes)
+                .map_err(|e| TxError::internal(format!("at {}: {}", hex_key(&key), e.log)))?;
+            out.push((key[prefix.len()..].to_vec(), value));
+        }
+        Ok(out)
+    }
+
     fn get_proto<M: prost::Message + Default>(&self, key: &[u8]) -> TxResult<Option<M>> {
         match self.get_raw(key)? {
             None => Ok(None),
@@ -47,6 +69,13 @@ pub trait StateReadExt: StateRead {
 impl<T: StateRead + ?Sized> StateReadExt for T {}
 
 pub trait StateWriteExt: StateWrite {
+    /// Stores a versioned value (see [`crate::values`]).
+    fn put_value<V: StoredValue>(&mut self, key: Vec<u8>, value: &V) -> TxResult<()> {
+        let bytes = value.encode_value()?;
+        self.put_raw(key, bytes);
+        Ok(())
+    }
+
     fn put_proto<M: prost::Message>(&mut self, key: Vec<u8>, value: &M) {
         self.put_raw(key, value.encode_to_vec());
     }

@@ -6,25 +6,44 @@
 //! whichever modules observed the epoch (the sprint today; inference misses and
 //! disputes later feed the same function).
 //!
-//! Keys: `reputation/params` (JSON [`ReputationParams`]), `reputation/good/{addr 20}` (u64 BE).
+//! Keys (all under `reputation/`): `reputation/params` ([`ReputationParams`],
+//! a versioned stored value), `reputation/good/{addr 20}` (u64 BE).
+//! Query: `/kiln.reputation.v1.Query/Reputation` (data: bech32 address).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use kiln_framework::{Address, Event, StateReadExt, StateWriteExt, TxResult};
+use kiln_framework::{
+    stored_value, Address, Component, ComputeOutcome, Event, GenesisCtx, StateReadExt,
+    StateWriteExt, TxError, TxResult,
+};
 use kiln_state::{StateRead, StateWrite};
 
+/// The one prefix this module owns.
+pub const PREFIX: &[u8] = b"reputation/";
 pub const PARAMS_KEY: &[u8] = b"reputation/params";
+pub const QUERY_PATH: &str = "/kiln.reputation.v1.Query/Reputation";
 
 pub fn good_epochs_key(addr: &Address) -> Vec<u8> {
     [b"reputation/good/".as_slice(), addr.as_bytes()].concat()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct ReputationParams {
     /// Good epochs needed for reputation 100 (30 mainnet-like, 3 devnet).
     pub epochs_to_max: u64,
 }
+
+stored_value!(ReputationParams, "reputation params", 1);
 
 impl Default for ReputationParams {
     fn default() -> Self {
@@ -60,12 +79,23 @@ pub struct EpochOutcome {
     pub invalid: bool,
 }
 
+impl From<ComputeOutcome> for EpochOutcome {
+    fn from(o: ComputeOutcome) -> Self {
+        EpochOutcome {
+            accepted: o.accepted,
+            rejected_or_unopened: o.rejected_or_unopened,
+            unrevealed_votes: o.unrevealed_votes,
+            ..Default::default()
+        }
+    }
+}
+
 pub fn good_epochs<S: StateRead + ?Sized>(state: &S, addr: &Address) -> TxResult<u64> {
     Ok(state.get_u64(&good_epochs_key(addr))?.unwrap_or(0))
 }
 
 pub fn params<S: StateRead + ?Sized>(state: &S) -> TxResult<ReputationParams> {
-    Ok(state.get_json(PARAMS_KEY)?.unwrap_or_default())
+    Ok(state.get_value(PARAMS_KEY)?.unwrap_or_default())
 }
 
 /// The score in [0, 100].
@@ -107,11 +137,65 @@ pub fn apply_outcome<S: StateWrite>(
         .attr("reputation", score))
 }
 
-pub fn init_genesis<S: StateWrite>(state: &mut S, params: &ReputationParams) -> Result<(), String> {
-    params.validate()?;
-    state
-        .put_json(PARAMS_KEY.to_vec(), params)
-        .map_err(|e| e.log)
+/// The reputation query (data: bech32 address).
+pub fn route<S: StateRead + ?Sized>(
+    state: &S,
+    path: &str,
+    data: &[u8],
+) -> Option<TxResult<Vec<u8>>> {
+    if path != QUERY_PATH {
+        return None;
+    }
+    Some(kiln_framework::query::address_arg(data).and_then(|a| {
+        let good = good_epochs(state, &a)?;
+        let score = reputation(state, &a)?;
+        kiln_framework::query::json(
+            &serde_json::json!({"address": a, "good_epochs": good, "reputation": score}),
+        )
+    }))
+}
+
+/// `app_state.reputation`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReputationGenesis {
+    #[serde(default)]
+    pub params: ReputationParams,
+}
+
+/// Reputation as a component: genesis here; its settle step is [`apply_outcome`].
+pub struct Reputation;
+
+impl Component for Reputation {
+    const NAME: &'static str = "reputation";
+    type Genesis = ReputationGenesis;
+
+    fn init_genesis<S: StateWrite>(
+        state: &mut S,
+        genesis: &ReputationGenesis,
+        _ctx: &GenesisCtx,
+    ) -> TxResult<()> {
+        genesis
+            .params
+            .validate()
+            .map_err(TxError::invalid_request)?;
+        state.put_value(PARAMS_KEY.to_vec(), &genesis.params)
+    }
+}
+
+#[cfg(test)]
+fn init_genesis<S: StateWrite>(state: &mut S, params: &ReputationParams) -> TxResult<()> {
+    let ctx = GenesisCtx {
+        chain_id: "test".into(),
+        initial_height: 1,
+    };
+    Reputation::init_genesis(
+        state,
+        &ReputationGenesis {
+            params: params.clone(),
+        },
+        &ctx,
+    )
 }
 
 #[cfg(test)]

@@ -1,114 +1,78 @@
-//! Execution of host and sprint messages. Stage rules come from the epochs
-//! module; every refusal says which stage or check failed.
+//! Execution of sprint messages. Stateless checks already ran
+//! (`MsgKind::validate_basic`); stage rules come from the epochs module, the
+//! host registry from `kiln-hosts`, weights in force from `kiln-staking`.
+//! Every refusal says which stage or check failed.
 
 use kiln_epochs::{EpochExt, Stage};
+use kiln_framework::msg::address_field;
 use kiln_framework::{Address, Event, ExecCtx, StateWriteExt, TxError, TxResult};
+use kiln_hosts::HostsExt;
 use kiln_sprint_protocol::{challenge, leaf, merkle};
+use kiln_staking::StakingExt;
 use kiln_state::StateWrite;
 
 use crate::keys;
 use crate::msgs::*;
-use crate::state::{self, Commitment, Host, Opened};
+use crate::state::{self, Commitment, Opened, OpenedLeaves};
 
 pub const CODESPACE: &str = "sprint";
 
-fn err(code: u32, log: impl Into<String>) -> TxError {
+/// Error codes of the `sprint` codespace (the README's error table lists
+/// them; the worker matches on these, never on text).
+pub mod codes {
+    /// The sender (host or voter) is not a registered host.
+    pub const NOT_A_HOST: u32 = 4;
+    /// The message names another epoch than the chain's current one.
+    pub const WRONG_EPOCH: u32 = 5;
+    /// The message is not accepted in the current stage.
+    pub const WRONG_STAGE: u32 = 6;
+    /// A commitment root that is not 32 bytes.
+    pub const BAD_ROOT: u32 = 7;
+    /// A commitment count of 0 or above 2^32 − 1.
+    pub const BAD_COUNT: u32 = 8;
+    /// An opening without a commitment in that epoch.
+    pub const NO_COMMITMENT: u32 = 9;
+    /// Leaves already opened for the epoch.
+    pub const ALREADY_OPENED: u32 = 10;
+    /// Not the challenged number of leaves.
+    pub const WRONG_LEAF_COUNT: u32 = 11;
+    /// A leaf index that is not the challenged index.
+    pub const WRONG_LEAF_INDEX: u32 = 12;
+    /// A Merkle proof that does not verify (or malformed proof elements).
+    pub const BAD_PROOF: u32 = 13;
+    /// A leaf whose distance is not below `r_target`.
+    pub const NOT_A_SHARE: u32 = 14;
+    /// Opened leaves whose nonces do not strictly increase.
+    pub const REPEATED_NONCE: u32 = 15;
+    /// A vote on a host with no opening.
+    pub const NOTHING_TO_VOTE_ON: u32 = 16;
+    /// The voter is not on the host's committee.
+    pub const NOT_ON_COMMITTEE: u32 = 17;
+    /// A vote commitment that is not 32 bytes.
+    pub const BAD_VOTE_COMMITMENT: u32 = 18;
+    /// A second vote commitment for the same host.
+    pub const VOTE_ALREADY_COMMITTED: u32 = 19;
+    /// A reveal without a committed vote.
+    pub const NO_VOTE_TO_REVEAL: u32 = 20;
+    /// A reveal that does not match its commitment.
+    pub const REVEAL_MISMATCH: u32 = 21;
+    /// A second reveal.
+    pub const VOTE_ALREADY_REVEALED: u32 = 22;
+}
+
+pub(crate) fn err(code: u32, log: impl Into<String>) -> TxError {
     TxError::module(CODESPACE, code, log)
 }
 
-pub fn handle_register_host<S: StateWrite>(
-    state: &mut S,
-    ctx: &mut ExecCtx<'_>,
-    msg: &MsgRegisterHost,
-) -> TxResult<()> {
-    let owner = parse_addr(&msg.owner, "owner")?;
-    validate_host_fields(
-        &msg.worker_url,
-        &msg.consensus_pubkey,
-        &msg.models,
-        &msg.hardware,
-        true,
-    )?;
-    if state::host(state, &owner)?.is_some() {
-        return Err(err(
-            2,
-            format!("{owner} is already a host; use MsgUpdateHost"),
-        ));
+fn registered(state: &impl kiln_state::StateRead, addr: &Address, role: &str) -> TxResult<()> {
+    if state.is_host(addr)? {
+        Ok(())
+    } else {
+        Err(err(
+            codes::NOT_A_HOST,
+            format!("{role} {addr} is not a registered host"),
+        ))
     }
-    if let Some(other) = state.get_raw(&keys::by_consensus(&msg.consensus_pubkey))? {
-        return Err(err(
-            3,
-            format!(
-                "consensus key already belongs to host {}",
-                Address::from_bytes(&other)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default()
-            ),
-        ));
-    }
-    let host = Host {
-        owner,
-        worker_url: msg.worker_url.clone(),
-        consensus_pubkey: hex::encode(&msg.consensus_pubkey),
-        models: msg.models.clone(),
-        hardware: msg.hardware.clone(),
-        registered_height: ctx.block.height,
-    };
-    state.put_json(keys::host(&owner), &host)?;
-    state.put_raw(
-        keys::by_consensus(&msg.consensus_pubkey),
-        owner.as_bytes().to_vec(),
-    );
-    ctx.emit(
-        Event::new("kiln.host.v1.EventHostRegistered")
-            .attr("host", owner)
-            .attr("worker_url", &msg.worker_url),
-    );
-    Ok(())
-}
-
-pub fn handle_update_host<S: StateWrite>(
-    state: &mut S,
-    ctx: &mut ExecCtx<'_>,
-    msg: &MsgUpdateHost,
-) -> TxResult<()> {
-    let owner = parse_addr(&msg.owner, "owner")?;
-    validate_host_fields(
-        &msg.worker_url,
-        &msg.consensus_pubkey,
-        &msg.models,
-        &msg.hardware,
-        false,
-    )?;
-    let mut host = state::host(state, &owner)?
-        .ok_or_else(|| err(4, format!("{owner} is not a registered host")))?;
-    if !msg.consensus_pubkey.is_empty()
-        && hex::encode(&msg.consensus_pubkey) != host.consensus_pubkey
-    {
-        if state
-            .get_raw(&keys::by_consensus(&msg.consensus_pubkey))?
-            .is_some()
-        {
-            return Err(err(3, "consensus key already belongs to another host"));
-        }
-        state.delete_raw(keys::by_consensus(&host.consensus_key_bytes()));
-        state.put_raw(
-            keys::by_consensus(&msg.consensus_pubkey),
-            owner.as_bytes().to_vec(),
-        );
-        host.consensus_pubkey = hex::encode(&msg.consensus_pubkey);
-    }
-    host.worker_url = msg.worker_url.clone();
-    host.models = msg.models.clone();
-    host.hardware = msg.hardware.clone();
-    state.put_json(keys::host(&owner), &host)?;
-    ctx.emit(Event::new("kiln.host.v1.EventHostUpdated").attr("host", owner));
-    Ok(())
-}
-
-fn registered(state: &impl kiln_state::StateRead, addr: &Address, role: &str) -> TxResult<Host> {
-    state::host(state, addr)?
-        .ok_or_else(|| err(4, format!("{role} {addr} is not a registered host")))
 }
 
 fn current_epoch(
@@ -119,7 +83,7 @@ fn current_epoch(
     let info = state.epoch_info(ctx.block.height)?;
     if info.epoch != epoch {
         return Err(err(
-            5,
+            codes::WRONG_EPOCH,
             format!(
                 "message is for epoch {epoch} but the chain is in epoch {}",
                 info.epoch
@@ -131,7 +95,7 @@ fn current_epoch(
 
 fn wrong_stage(info: &kiln_epochs::EpochInfo, wanted: &str) -> TxError {
     err(
-        6,
+        codes::WRONG_STAGE,
         format!(
             "{wanted} not accepted in stage {} of epoch {} (height {}, next stage at {})",
             info.stage.as_str(),
@@ -142,12 +106,12 @@ fn wrong_stage(info: &kiln_epochs::EpochInfo, wanted: &str) -> TxError {
     )
 }
 
-pub fn handle_commit<S: StateWrite>(
+pub fn commit<S: StateWrite>(
     state: &mut S,
     ctx: &mut ExecCtx<'_>,
     msg: &MsgSprintCommit,
 ) -> TxResult<()> {
-    let host = parse_addr(&msg.host, "host")?;
+    let host = address_field(&msg.host, "host")?;
     registered(state, &host, "host")?;
     let info = current_epoch(state, ctx, msg.epoch)?;
     if !info.stage.accepts_commits() {
@@ -156,21 +120,12 @@ pub fn handle_commit<S: StateWrite>(
             "MsgSprintCommit (the commit deadline has passed)",
         ));
     }
-    if msg.root.len() != 32 {
-        return Err(err(
-            7,
-            format!("root must be 32 bytes, got {}", msg.root.len()),
-        ));
-    }
-    if msg.count == 0 || msg.count > u64::from(u32::MAX) {
-        return Err(err(8, "count must be between 1 and 2^32-1"));
-    }
     let record = Commitment {
         root: hex::encode(&msg.root),
         count: msg.count,
         height: ctx.block.height,
     };
-    state.put_json(keys::commit(msg.epoch, &host), &record)?;
+    state.put_value(keys::commit(msg.epoch, &host), &record)?;
     ctx.emit(
         Event::new("kiln.sprint.v1.EventSprintCommit")
             .attr("epoch", msg.epoch)
@@ -181,12 +136,12 @@ pub fn handle_commit<S: StateWrite>(
     Ok(())
 }
 
-pub fn handle_open<S: StateWrite>(
+pub fn open<S: StateWrite>(
     state: &mut S,
     ctx: &mut ExecCtx<'_>,
     msg: &MsgSprintOpen,
 ) -> TxResult<()> {
-    let host = parse_addr(&msg.host, "host")?;
+    let host = address_field(&msg.host, "host")?;
     registered(state, &host, "host")?;
     let info = current_epoch(state, ctx, msg.epoch)?;
     if info.stage != Stage::Open {
@@ -194,12 +149,15 @@ pub fn handle_open<S: StateWrite>(
     }
     let commit = state::commitment(state, msg.epoch, &host)?.ok_or_else(|| {
         err(
-            9,
+            codes::NO_COMMITMENT,
             format!("{host} made no sprint commitment in epoch {}", msg.epoch),
         )
     })?;
     if state::opened(state, msg.epoch, &host)?.is_some() {
-        return Err(err(10, "leaves already opened for this epoch"));
+        return Err(err(
+            codes::ALREADY_OPENED,
+            "leaves already opened for this epoch",
+        ));
     }
     let params = state::sprint_params(state)?;
     let challenge_hash = state
@@ -207,11 +165,12 @@ pub fn handle_open<S: StateWrite>(
         .ok_or_else(|| TxError::internal("challenge block hash missing"))?;
     let addr_bytes: [u8; 20] = *host.as_bytes();
     let seed = challenge::challenge_seed(&challenge_hash, &addr_bytes);
-    let count = u32::try_from(commit.count).map_err(|_| err(8, "count too large"))?;
+    let count =
+        u32::try_from(commit.count).map_err(|_| err(codes::BAD_COUNT, "count too large"))?;
     let indices = challenge::sample_indices(&seed, count, params.sprint_samples);
     if msg.leaves.len() != indices.len() {
         return Err(err(
-            11,
+            codes::WRONG_LEAF_COUNT,
             format!(
                 "expected {} opened leaves, got {}",
                 indices.len(),
@@ -226,7 +185,7 @@ pub fn handle_open<S: StateWrite>(
     for (i, (leaf_msg, expected)) in msg.leaves.iter().zip(&indices).enumerate() {
         if leaf_msg.index != u64::from(*expected) {
             return Err(err(
-                12,
+                codes::WRONG_LEAF_INDEX,
                 format!(
                     "leaf {i}: index {} is not the challenged index {expected}",
                     leaf_msg.index
@@ -235,17 +194,23 @@ pub fn handle_open<S: StateWrite>(
         }
         let mut proof = Vec::with_capacity(leaf_msg.proof.len());
         for (j, sibling) in leaf_msg.proof.iter().enumerate() {
-            proof
-                .push(<[u8; 32]>::try_from(sibling.as_slice()).map_err(|_| {
-                    err(13, format!("leaf {i}: proof element {j} is not 32 bytes"))
-                })?);
+            proof.push(<[u8; 32]>::try_from(sibling.as_slice()).map_err(|_| {
+                err(
+                    codes::BAD_PROOF,
+                    format!("leaf {i}: proof element {j} is not 32 bytes"),
+                )
+            })?);
         }
         let hash = leaf::leaf_hash(leaf_msg.nonce, leaf_msg.distance_q);
-        merkle::verify_proof(&root, &hash, leaf_msg.index, commit.count, &proof)
-            .map_err(|e| err(13, format!("leaf {i} (index {}): {e}", leaf_msg.index)))?;
+        merkle::verify_proof(&root, &hash, leaf_msg.index, commit.count, &proof).map_err(|e| {
+            err(
+                codes::BAD_PROOF,
+                format!("leaf {i} (index {}): {e}", leaf_msg.index),
+            )
+        })?;
         if !leaf::claims_share(leaf_msg.distance_q, params.r_target_micro) {
             return Err(err(
-                14,
+                codes::NOT_A_SHARE,
                 format!(
                     "leaf {i}: distance {} is not below r_target",
                     leaf_msg.distance_q
@@ -263,11 +228,11 @@ pub fn handle_open<S: StateWrite>(
     by_index.sort_by_key(|l| l.index);
     if by_index.windows(2).any(|w| w[0].nonce >= w[1].nonce) {
         return Err(err(
-            15,
+            codes::REPEATED_NONCE,
             "opened leaves are not in strictly increasing nonce order (a nonce counted twice?)",
         ));
     }
-    state.put_json(keys::open(msg.epoch, &host), &opened)?;
+    state.put_value(keys::open(msg.epoch, &host), &OpenedLeaves(opened.clone()))?;
     ctx.emit(
         Event::new("kiln.sprint.v1.EventSprintOpen")
             .attr("epoch", msg.epoch)
@@ -287,84 +252,84 @@ pub fn committee_of<S: kiln_state::StateRead + ?Sized>(
     let challenge_hash = state.challenge_block_hash(epoch)?.unwrap_or_default();
     let seed = challenge::challenge_seed(&challenge_hash, host.as_bytes());
     Ok(state::committee(
-        &state::weights(state)?,
+        &state.weights_in_force()?,
         host,
         &seed,
         params.sprint_committee,
     ))
 }
 
-pub fn handle_vote_commit<S: StateWrite>(
+pub fn vote_commit<S: StateWrite>(
     state: &mut S,
     ctx: &mut ExecCtx<'_>,
     msg: &MsgSprintVoteCommit,
 ) -> TxResult<()> {
-    let validator = parse_addr(&msg.validator, "validator")?;
-    let host = parse_addr(&msg.host, "host")?;
-    registered(state, &validator, "validator")?;
+    let voter = address_field(&msg.voter, "voter")?;
+    let host = address_field(&msg.host, "host")?;
+    registered(state, &voter, "voter")?;
     let info = current_epoch(state, ctx, msg.epoch)?;
     if info.stage != Stage::VoteCommit {
         return Err(wrong_stage(&info, "MsgSprintVoteCommit"));
     }
     if state::opened(state, msg.epoch, &host)?.is_none() {
         return Err(err(
-            16,
+            codes::NOTHING_TO_VOTE_ON,
             format!("{host} has no opening to vote on in epoch {}", msg.epoch),
         ));
     }
-    if !committee_of(state, msg.epoch, &host)?.contains(&validator) {
+    if !committee_of(state, msg.epoch, &host)?.contains(&voter) {
         return Err(err(
-            17,
+            codes::NOT_ON_COMMITTEE,
             format!(
-                "{validator} is not on the committee for {host} in epoch {}",
+                "{voter} is not on the committee for {host} in epoch {}",
                 msg.epoch
             ),
         ));
     }
-    if msg.commitment.len() != 32 {
-        return Err(err(18, "vote commitment must be 32 bytes"));
-    }
-    let key = keys::vote_commit(msg.epoch, &host, &validator);
+    let key = keys::vote_commit(msg.epoch, &host, &voter);
     if state.get_raw(&key)?.is_some() {
-        return Err(err(19, "vote already committed"));
+        return Err(err(codes::VOTE_ALREADY_COMMITTED, "vote already committed"));
     }
     state.put_raw(key, msg.commitment.clone());
     ctx.emit(
         Event::new("kiln.sprint.v1.EventVoteCommitted")
             .attr("epoch", msg.epoch)
             .attr("host", host)
-            .attr("validator", validator),
+            .attr("voter", voter),
     );
     Ok(())
 }
 
-pub fn handle_vote_reveal<S: StateWrite>(
+pub fn vote_reveal<S: StateWrite>(
     state: &mut S,
     ctx: &mut ExecCtx<'_>,
     msg: &MsgSprintVoteReveal,
 ) -> TxResult<()> {
-    let validator = parse_addr(&msg.validator, "validator")?;
-    let host = parse_addr(&msg.host, "host")?;
+    let voter = address_field(&msg.voter, "voter")?;
+    let host = address_field(&msg.host, "host")?;
     let info = current_epoch(state, ctx, msg.epoch)?;
     if info.stage != Stage::VoteReveal {
         return Err(wrong_stage(&info, "MsgSprintVoteReveal"));
     }
     let committed = state
-        .get_raw(&keys::vote_commit(msg.epoch, &host, &validator))?
-        .ok_or_else(|| err(20, "no committed vote to reveal"))?;
+        .get_raw(&keys::vote_commit(msg.epoch, &host, &voter))?
+        .ok_or_else(|| err(codes::NO_VOTE_TO_REVEAL, "no committed vote to reveal"))?;
     if vote_commitment(msg.valid, &msg.salt).as_slice() != committed.as_slice() {
-        return Err(err(21, "revealed vote does not match its commitment"));
+        return Err(err(
+            codes::REVEAL_MISMATCH,
+            "revealed vote does not match its commitment",
+        ));
     }
-    let key = keys::vote_reveal(msg.epoch, &host, &validator);
+    let key = keys::vote_reveal(msg.epoch, &host, &voter);
     if state.get_raw(&key)?.is_some() {
-        return Err(err(22, "vote already revealed"));
+        return Err(err(codes::VOTE_ALREADY_REVEALED, "vote already revealed"));
     }
     state.put_raw(key, vec![u8::from(msg.valid)]);
     ctx.emit(
         Event::new("kiln.sprint.v1.EventVoteRevealed")
             .attr("epoch", msg.epoch)
             .attr("host", host)
-            .attr("validator", validator)
+            .attr("voter", voter)
             .attr("valid", msg.valid),
     );
     Ok(())

@@ -1,26 +1,30 @@
-//! kiln-sprint: the host registry and voting weight (SPEC §1, §4).
+//! kiln-sprint: proof of compute by sprint, up to raw weight (SPEC §4).
 //!
-//! Hosts register with their account key ([`msgs::MsgRegisterHost`]). Each
-//! epoch, workers commit a Merkle root over their shares before the deadline,
-//! open the leaves the challenge block picks (proofs checked here, on chain),
-//! and validate each other with commit-then-reveal votes. At settle the votes
-//! are tallied by committee weight, raw weight = share count of accepted
-//! hosts, the power cap is applied, reputation is updated and validator power
-//! changes are emitted (CometBFT applies them two blocks later).
+//! Each epoch, workers commit a Merkle root over their shares before the
+//! deadline, open the leaves the challenge block picks (proofs checked here,
+//! on chain), and validate each other with commit-then-reveal votes. At
+//! settle the votes are tallied by committee weight and each accepted host's
+//! raw weight is its share count ([`settle`], a
+//! [`kiln_framework::RawWeightSource`]). What happens to raw weight next —
+//! the power cap, consensus power, reputation — belongs to other modules;
+//! the app chains them in its settle pipeline.
 //!
-//! Keys: see [`keys`]. Worker messages arrive through `MsgExec` from the
+//! Reads: the host registry (`kiln-hosts`), weights in force for committees
+//! (`kiln-staking`), the stage (`kiln-epochs`). Keys: see [`keys`]; stored
+//! values: [`values`]. Worker messages arrive through `MsgExec` from the
 //! host's ML operational key; the app routes them here with the host as signer.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod genesis;
 pub mod handler;
-pub mod hooks;
 pub mod keys;
 pub mod msgs;
 pub mod params;
 pub mod query;
+pub mod settle;
 pub mod state;
+pub mod values;
 
-pub use genesis::{GenesisHost, SprintGenesis};
+pub use genesis::{Sprint, SprintGenesis};
 pub use params::SprintParams;

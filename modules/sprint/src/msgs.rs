@@ -1,57 +1,15 @@
-//! Messages of the host registry (`kiln.host.v1`) and the sprint
-//! (`kiln.sprint.v1`), with their stateless validation. Hand-written prost
-//! types (no protoc): field numbers are the wire contract with the worker.
+//! Messages of the sprint (`kiln.sprint.v1`), each declared once with its
+//! signer, stateless checks and handler ([`MsgKind`]). All four are ML-ops
+//! messages: the worker sends them through `MsgExec` from the host's ML key.
+//! Hand-written prost types (no protoc): field numbers are the wire contract
+//! with the worker.
 
-use kiln_framework::{Address, TxError, TxResult};
+use kiln_framework::msg::address_field;
+use kiln_framework::{Address, ExecCtx, MsgKind, TxResult};
+use kiln_state::StateWrite;
+use serde_json::json;
 
-macro_rules! named {
-    ($ty:ident, $package:literal) => {
-        impl prost::Name for $ty {
-            const NAME: &'static str = stringify!($ty);
-            const PACKAGE: &'static str = $package;
-            fn full_name() -> String {
-                format!("{}.{}", $package, stringify!($ty))
-            }
-            fn type_url() -> String {
-                format!("/{}.{}", $package, stringify!($ty))
-            }
-        }
-    };
-}
-
-/// Registers the sender's account as a host (sent by the account key).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MsgRegisterHost {
-    #[prost(string, tag = "1")]
-    pub owner: String,
-    /// Public URL of the host's worker API.
-    #[prost(string, tag = "2")]
-    pub worker_url: String,
-    /// ed25519 consensus public key (32 bytes, CometBFT `priv_validator_key.json`).
-    #[prost(bytes = "vec", tag = "3")]
-    pub consensus_pubkey: Vec<u8>,
-    #[prost(string, repeated, tag = "4")]
-    pub models: Vec<String>,
-    #[prost(string, tag = "5")]
-    pub hardware: String,
-}
-named!(MsgRegisterHost, "kiln.host.v1");
-
-/// Replaces a host's URL, models and hardware (and its consensus key if non-empty).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MsgUpdateHost {
-    #[prost(string, tag = "1")]
-    pub owner: String,
-    #[prost(string, tag = "2")]
-    pub worker_url: String,
-    #[prost(bytes = "vec", tag = "3")]
-    pub consensus_pubkey: Vec<u8>,
-    #[prost(string, repeated, tag = "4")]
-    pub models: Vec<String>,
-    #[prost(string, tag = "5")]
-    pub hardware: String,
-}
-named!(MsgUpdateHost, "kiln.host.v1");
+use crate::handler::{self, codes, err};
 
 /// A host's Merkle commitment to its sprint shares (the last one before the deadline counts).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -65,7 +23,7 @@ pub struct MsgSprintCommit {
     #[prost(uint64, tag = "4")]
     pub count: u64,
 }
-named!(MsgSprintCommit, "kiln.sprint.v1");
+kiln_framework::proto_name!(MsgSprintCommit, "kiln.sprint.v1");
 
 /// One opened leaf with its Merkle proof (sibling hashes, leaf level first).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -90,13 +48,14 @@ pub struct MsgSprintOpen {
     #[prost(message, repeated, tag = "3")]
     pub leaves: Vec<OpenedLeaf>,
 }
-named!(MsgSprintOpen, "kiln.sprint.v1");
+kiln_framework::proto_name!(MsgSprintOpen, "kiln.sprint.v1");
 
 /// `commitment = SHA256(vote ‖ salt)`, vote = 1 (valid) or 0 (invalid).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MsgSprintVoteCommit {
+    /// The committee member casting the vote (wire field 1, formerly `validator`).
     #[prost(string, tag = "1")]
-    pub validator: String,
+    pub voter: String,
     #[prost(uint64, tag = "2")]
     pub epoch: u64,
     #[prost(string, tag = "3")]
@@ -104,12 +63,13 @@ pub struct MsgSprintVoteCommit {
     #[prost(bytes = "vec", tag = "4")]
     pub commitment: Vec<u8>,
 }
-named!(MsgSprintVoteCommit, "kiln.sprint.v1");
+kiln_framework::proto_name!(MsgSprintVoteCommit, "kiln.sprint.v1");
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MsgSprintVoteReveal {
+    /// The committee member casting the vote (wire field 1, formerly `validator`).
     #[prost(string, tag = "1")]
-    pub validator: String,
+    pub voter: String,
     #[prost(uint64, tag = "2")]
     pub epoch: u64,
     #[prost(string, tag = "3")]
@@ -119,9 +79,9 @@ pub struct MsgSprintVoteReveal {
     #[prost(bytes = "vec", tag = "5")]
     pub salt: Vec<u8>,
 }
-named!(MsgSprintVoteReveal, "kiln.sprint.v1");
+kiln_framework::proto_name!(MsgSprintVoteReveal, "kiln.sprint.v1");
 
-/// The vote commitment a validator posts: `SHA256(vote ‖ salt)`.
+/// The vote commitment a voter posts: `SHA256(vote ‖ salt)`.
 pub fn vote_commitment(valid: bool, salt: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -130,49 +90,159 @@ pub fn vote_commitment(valid: bool, salt: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-pub(crate) fn parse_addr(text: &str, what: &str) -> TxResult<Address> {
-    Address::parse(text).map_err(|e| TxError::invalid_address(format!("{what}: {e}")))
+/// Largest sprint commitment count: leaf indices are u32 on the wire of the
+/// challenge (SPEC §4).
+pub const MAX_COUNT: u64 = u32::MAX as u64;
+
+/// Declaration of `MsgSprintCommit`.
+pub struct SprintCommit;
+
+impl MsgKind for SprintCommit {
+    type Proto = MsgSprintCommit;
+    const TYPE_URL: &'static str = "/kiln.sprint.v1.MsgSprintCommit";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgSprintCommit) -> TxResult<Address> {
+        address_field(&msg.host, "host")
+    }
+
+    fn validate_basic(msg: &MsgSprintCommit) -> TxResult<()> {
+        if msg.root.len() != 32 {
+            return Err(err(
+                codes::BAD_ROOT,
+                format!("root must be 32 bytes, got {}", msg.root.len()),
+            ));
+        }
+        if msg.count == 0 || msg.count > MAX_COUNT {
+            return Err(err(codes::BAD_COUNT, "count must be between 1 and 2^32-1"));
+        }
+        Ok(())
+    }
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgSprintCommit,
+    ) -> TxResult<()> {
+        handler::commit(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgSprintCommit) -> serde_json::Value {
+        json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(),
+            "root": hex::encode(&msg.root), "count": msg.count.to_string()})
+    }
 }
 
-/// Largest accepted worker URL, model list and hardware summary.
-pub const MAX_URL_LEN: usize = 256;
-pub const MAX_MODELS: usize = 32;
-pub const MAX_TEXT_LEN: usize = 256;
+/// Declaration of `MsgSprintOpen`.
+pub struct SprintOpen;
 
-pub(crate) fn validate_host_fields(
-    worker_url: &str,
-    pubkey: &[u8],
-    models: &[String],
-    hardware: &str,
-    pubkey_required: bool,
-) -> TxResult<()> {
-    if worker_url.is_empty()
-        || worker_url.len() > MAX_URL_LEN
-        || !(worker_url.starts_with("http://") || worker_url.starts_with("https://"))
-    {
-        return Err(TxError::invalid_request(format!(
-            "worker_url must be an http(s) URL of at most {MAX_URL_LEN} bytes"
-        )));
+impl MsgKind for SprintOpen {
+    type Proto = MsgSprintOpen;
+    const TYPE_URL: &'static str = "/kiln.sprint.v1.MsgSprintOpen";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgSprintOpen) -> TxResult<Address> {
+        address_field(&msg.host, "host")
     }
-    if (pubkey_required || !pubkey.is_empty()) && pubkey.len() != 32 {
-        return Err(TxError::invalid_pubkey(format!(
-            "consensus_pubkey must be a 32-byte ed25519 key, got {} bytes",
-            pubkey.len()
-        )));
+
+    fn validate_basic(msg: &MsgSprintOpen) -> TxResult<()> {
+        for (i, leaf) in msg.leaves.iter().enumerate() {
+            if let Some(j) = leaf.proof.iter().position(|p| p.len() != 32) {
+                return Err(err(
+                    codes::BAD_PROOF,
+                    format!("leaf {i}: proof element {j} is not 32 bytes"),
+                ));
+            }
+        }
+        Ok(())
     }
-    if models.len() > MAX_MODELS
-        || models
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgSprintOpen,
+    ) -> TxResult<()> {
+        handler::open(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgSprintOpen) -> serde_json::Value {
+        let leaves: Vec<_> = msg
+            .leaves
             .iter()
-            .any(|m| m.is_empty() || m.len() > MAX_TEXT_LEN)
-    {
-        return Err(TxError::invalid_request(format!(
-            "models: at most {MAX_MODELS} non-empty ids"
-        )));
+            .map(|l| {
+                json!({"index": l.index.to_string(), "nonce": l.nonce.to_string(),
+                    "distance_q": l.distance_q,
+                    "proof": l.proof.iter().map(hex::encode).collect::<Vec<_>>()})
+            })
+            .collect();
+        json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(), "leaves": leaves})
     }
-    if hardware.len() > MAX_TEXT_LEN {
-        return Err(TxError::invalid_request(format!(
-            "hardware summary longer than {MAX_TEXT_LEN} bytes"
-        )));
+}
+
+/// Declaration of `MsgSprintVoteCommit`.
+pub struct SprintVoteCommit;
+
+impl MsgKind for SprintVoteCommit {
+    type Proto = MsgSprintVoteCommit;
+    const TYPE_URL: &'static str = "/kiln.sprint.v1.MsgSprintVoteCommit";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgSprintVoteCommit) -> TxResult<Address> {
+        address_field(&msg.voter, "voter")
     }
-    Ok(())
+
+    fn validate_basic(msg: &MsgSprintVoteCommit) -> TxResult<()> {
+        address_field(&msg.host, "host")?;
+        if msg.commitment.len() != 32 {
+            return Err(err(
+                codes::BAD_VOTE_COMMITMENT,
+                "vote commitment must be 32 bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgSprintVoteCommit,
+    ) -> TxResult<()> {
+        handler::vote_commit(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgSprintVoteCommit) -> serde_json::Value {
+        json!({"@type": Self::TYPE_URL, "voter": msg.voter, "epoch": msg.epoch.to_string(),
+            "host": msg.host, "commitment": hex::encode(&msg.commitment)})
+    }
+}
+
+/// Declaration of `MsgSprintVoteReveal`.
+pub struct SprintVoteReveal;
+
+impl MsgKind for SprintVoteReveal {
+    type Proto = MsgSprintVoteReveal;
+    const TYPE_URL: &'static str = "/kiln.sprint.v1.MsgSprintVoteReveal";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgSprintVoteReveal) -> TxResult<Address> {
+        address_field(&msg.voter, "voter")
+    }
+
+    fn validate_basic(msg: &MsgSprintVoteReveal) -> TxResult<()> {
+        address_field(&msg.host, "host")?;
+        Ok(())
+    }
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgSprintVoteReveal,
+    ) -> TxResult<()> {
+        handler::vote_reveal(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgSprintVoteReveal) -> serde_json::Value {
+        json!({"@type": Self::TYPE_URL, "voter": msg.voter, "epoch": msg.epoch.to_string(),
+            "host": msg.host, "valid": msg.valid, "salt": hex::encode(&msg.salt)})
+    }
 }

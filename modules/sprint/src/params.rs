@@ -1,22 +1,27 @@
 //! Sprint parameters (SPEC §4), mainnet-like defaults and devnet values.
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct SprintParams {
     /// Model preset workers must run this epoch (`devnet` or `mainnet`).
     pub preset: String,
     /// Leaves each host must open: `k = min(count, sprint_samples)`.
     pub sprint_samples: u32,
-    /// Validators per opening; 0 = every host with weight.
+    /// Voters per opening; 0 = every host with weight.
     pub sprint_committee: u32,
     /// Share threshold on the distance, in millionths.
     pub r_target_micro: u64,
-    /// Recomputation tolerance, in millionths (validators apply it).
+    /// Recomputation tolerance, in millionths (voters apply it).
     pub sprint_tolerance_micro: u64,
-    /// The power cap applies once this many hosts have weight.
-    pub min_hosts_for_cap: u32,
-    /// Largest share of total weight one host may hold, in basis points.
-    pub max_power_share_bps: u32,
 }
 
 impl Default for SprintParams {
@@ -27,8 +32,6 @@ impl Default for SprintParams {
             sprint_committee: 8,
             r_target_micro: 1_391_480,
             sprint_tolerance_micro: 2_000,
-            min_hosts_for_cap: 5,
-            max_power_share_bps: 2_500,
         }
     }
 }
@@ -47,12 +50,6 @@ impl SprintParams {
     pub fn validate(&self) -> Result<(), String> {
         if self.sprint_samples == 0 {
             return Err("sprint.params.sprint_samples must be positive".into());
-        }
-        if self.max_power_share_bps == 0 || self.max_power_share_bps > 10_000 {
-            return Err("sprint.params.max_power_share_bps must be in 1..=10000".into());
-        }
-        if u64::from(self.max_power_share_bps) * u64::from(self.min_hosts_for_cap.max(1)) < 10_000 {
-            return Err("sprint.params: min_hosts_for_cap × max_power_share must reach 100%, or the cap cannot be met".into());
         }
         if self.preset.is_empty() {
             return Err("sprint.params.preset must name a model preset".into());

@@ -1,0 +1,217 @@
+//! kiln-messages: the one list of every message the chain executes.
+//!
+//! Each message type is declared once, in its module's `msgs.rs`, as a
+//! [`MsgKind`] (type URL, signer, ML-ops or not, stateless check, handler,
+//! description). [`messages!`] below names each declaration on one line and
+//! derives from that list:
+//!
+//! - [`Msg`], the decoded message, and [`Msg::from_any`], the strict decoder
+//!   (canonical protobuf, stateless checks, one level of `MsgExec`);
+//! - [`Msg::signer`], [`Msg::validate_basic`], [`Msg::type_url`];
+//! - [`dispatch`], the router (and `MsgExec`'s authorization);
+//! - [`ml_ops_type_urls`], the set `grant-ml-ops` grants, the fee allowance
+//!   accepts and the worker checks;
+//! - [`describe_any`], the JSON wallets show.
+//!
+//! Adding a message = its declaration in its module plus one line here.
+//! The crate depends on module crates only (no storage engine), so the CLI and
+//! the worker use the same list as the chain.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use std::sync::LazyLock;
+
+use cosmos_sdk_proto::cosmos::authz::v1beta1::MsgExec;
+use cosmos_sdk_proto::Any;
+use kiln_authz::handler::{signer_of_exec, MSG_EXEC_TYPE_URL};
+use kiln_framework::{Address, Event, ExecCtx, MsgKind, TxError, TxResult};
+use kiln_state::StateWrite;
+use prost::Message;
+
+/// Declares the message list. Each line: `Variant => path::to::Declaration,`.
+macro_rules! messages {
+    ($($variant:ident => $kind:ty,)*) => {
+        /// A decoded message the chain knows how to execute.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Msg {
+            $($variant(<$kind as MsgKind>::Proto),)*
+            /// `MsgExec` with its inner messages decoded (one level; nesting is refused).
+            Exec { exec: MsgExec, inner: Vec<Msg> },
+        }
+
+        /// Type URLs of every listed message except `MsgExec`, in list order.
+        pub const TYPE_URLS: &[&str] = &[$(<$kind as MsgKind>::TYPE_URL,)*];
+
+        /// `(type URL, is ML-ops)` of every listed message except `MsgExec`.
+        const ML_OPS_FLAGS: &[(&str, bool)] = &[$((<$kind as MsgKind>::TYPE_URL, <$kind as MsgKind>::ML_OPS),)*];
+
+        impl Msg {
+            pub fn type_url(&self) -> &'static str {
+                match self {
+                    $(Msg::$variant(_) => <$kind as MsgKind>::TYPE_URL,)*
+                    Msg::Exec { .. } => MSG_EXEC_TYPE_URL,
+                }
+            }
+
+            /// The account that must sign this message.
+            pub fn signer(&self) -> TxResult<Address> {
+                match self {
+                    $(Msg::$variant(m) => <$kind as MsgKind>::signer(m),)*
+                    Msg::Exec { exec, .. } => signer_of_exec(exec),
+                }
+            }
+
+            /// Stateless checks (inner messages of `MsgExec` included).
+            pub fn validate_basic(&self) -> TxResult<()> {
+                match self {
+                    $(Msg::$variant(m) => <$kind as MsgKind>::validate_basic(m),)*
+                    Msg::Exec { inner, .. } => inner.iter().try_for_each(Msg::validate_basic),
+                }
+            }
+
+            /// Whether a host's ML operational key may send it through `MsgExec`.
+            pub fn is_ml_ops(&self) -> bool {
+                match self {
+                    $(Msg::$variant(_) => <$kind as MsgKind>::ML_OPS,)*
+                    Msg::Exec { .. } => false,
+                }
+            }
+
+            /// Decodes an `Any` into a listed message, canonically, and runs
+            /// its stateless checks. `depth` > 0 inside `MsgExec`.
+            pub fn from_any(any: &Any, depth: u32) -> TxResult<Msg> {
+                let msg = match any.type_url.as_str() {
+                    $(<$kind as MsgKind>::TYPE_URL => Msg::$variant(strict(any)?),)*
+                    MSG_EXEC_TYPE_URL => {
+                        if depth > 0 {
+                            return Err(TxError::invalid_request("nested MsgExec is not allowed"));
+                        }
+                        let exec: MsgExec = strict(any)?;
+                        if exec.msgs.is_empty() {
+                            return Err(TxError::invalid_request("MsgExec carries no messages"));
+                        }
+                        let inner = exec
+                            .msgs
+                            .iter()
+                            .map(|m| Msg::from_any(m, depth + 1))
+                            .collect::<TxResult<Vec<_>>>()?;
+                        Msg::Exec { exec, inner }
+                    }
+                    other => {
+                        return Err(TxError::unknown_request(format!(
+                            "unrecognized message type {other:?}"
+                        )))
+                    }
+                };
+                if !matches!(msg, Msg::Exec { .. }) {
+                    msg.validate_basic()?;
+                }
+                Ok(msg)
+            }
+        }
+
+        fn handle_listed<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &Msg) -> TxResult<()> {
+            match msg {
+                $(Msg::$variant(m) => <$kind as MsgKind>::handle(state, ctx, m),)*
+                Msg::Exec { .. } => Err(TxError::invalid_request("nested MsgExec is not allowed")),
+            }
+        }
+
+        fn describe_listed(any: &Any) -> Option<serde_json::Value> {
+            match any.type_url.as_str() {
+                $(<$kind as MsgKind>::TYPE_URL => {
+                    <<$kind as MsgKind>::Proto>::decode(any.value.as_slice())
+                        .ok()
+                        .map(|m| <$kind as MsgKind>::describe(&m))
+                })*
+                _ => None,
+            }
+        }
+    };
+}
+
+messages! {
+    Send => kiln_bank::msgs::Send,
+    Grant => kiln_authz::msgs::Grant,
+    Revoke => kiln_authz::msgs::Revoke,
+    RegisterHost => kiln_hosts::msgs::RegisterHost,
+    UpdateHost => kiln_hosts::msgs::UpdateHost,
+    SprintCommit => kiln_sprint::msgs::SprintCommit,
+    SprintOpen => kiln_sprint::msgs::SprintOpen,
+    SprintVoteCommit => kiln_sprint::msgs::SprintVoteCommit,
+    SprintVoteReveal => kiln_sprint::msgs::SprintVoteReveal,
+}
+
+/// Decodes `M` from `any.value` and requires the bytes to be its canonical
+/// encoding (which refuses unknown, reordered or duplicated fields).
+fn strict<M: Message + Default>(any: &Any) -> TxResult<M> {
+    let msg = M::decode(any.value.as_slice())
+        .map_err(|e| TxError::tx_decode(format!("{}: {e}", any.type_url)))?;
+    if msg.encode_to_vec() != any.value {
+        return Err(TxError::tx_decode(format!(
+            "{}: non-canonical encoding or unknown fields",
+            any.type_url
+        )));
+    }
+    Ok(msg)
+}
+
+/// Type URLs of the ML-ops messages (SPEC §1), in list order: what
+/// `grant-ml-ops` grants, what the fee allowance accepts inside `MsgExec`,
+/// what the worker checks it was granted.
+pub fn ml_ops_type_urls() -> &'static [&'static str] {
+    static URLS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        ML_OPS_FLAGS
+            .iter()
+            .filter(|(_, ml_ops)| *ml_ops)
+            .map(|(url, _)| *url)
+            .collect()
+    });
+    URLS.as_slice()
+}
+
+/// Whether `type_url` is an ML-ops message.
+pub fn is_ml_ops_type_url(type_url: &str) -> bool {
+    ml_ops_type_urls().contains(&type_url)
+}
+
+/// Executes one message: listed messages go to their module's handler;
+/// `MsgExec` checks the grantee's grant for each inner message (unless it
+/// signs for itself) and runs it as if the granter had sent it, so an ML key
+/// can do exactly what was granted.
+pub fn dispatch<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &Msg) -> TxResult<()> {
+    let Msg::Exec { exec, inner } = msg else {
+        return handle_listed(state, ctx, msg);
+    };
+    let grantee = signer_of_exec(exec)?;
+    for msg in inner {
+        let granter = msg.signer()?;
+        if granter != grantee {
+            kiln_authz::state::authorize(state, ctx.block, &granter, &grantee, msg.type_url())?;
+        }
+        handle_listed(state, ctx, msg)?;
+    }
+    ctx.emit(
+        Event::new("message")
+            .attr("action", MSG_EXEC_TYPE_URL)
+            .attr("sender", grantee)
+            .attr("module", "authz"),
+    );
+    Ok(())
+}
+
+/// Cosmos-style JSON of a message for wallets: listed messages through their
+/// declaration, `MsgExec` with its inner messages, anything else (or
+/// anything that does not decode) as type URL and base64.
+pub fn describe_any(any: &Any) -> serde_json::Value {
+    if any.type_url == MSG_EXEC_TYPE_URL {
+        if let Ok(exec) = MsgExec::decode(any.value.as_slice()) {
+            return serde_json::json!({"@type": any.type_url, "grantee": exec.grantee,
+                "msgs": exec.msgs.iter().map(describe_any).collect::<Vec<_>>()});
+        }
+    }
+    if any.type_url == kiln_authz::msgs::GENERIC_AUTHORIZATION_TYPE_URL {
+        return kiln_authz::msgs::describe_authorization(any);
+    }
+    describe_listed(any).unwrap_or_else(|| kiln_framework::msg::opaque_any_json(any))
+}

@@ -1,0 +1,171 @@
+//! The components of the Kiln state machine and the one fixed order in which
+//! the app calls them. There is no registry: adding a component means adding
+//! its calls here, where every ordering decision is visible.
+//!
+//! | order | component | genesis | begin block | end of epoch (settle) |
+//! |---|---|---|---|---|
+//! | 1 | `epochs` | params, first height | computes the block's [`EpochInfo`]; records seed/challenge hashes | — |
+//! | 2 | `bank` (auth + bank) | accounts, balances, supply | — | — |
+//! | 3 | `authz` | grants, params | prunes old fee-allowance counters at each epoch start | — |
+//! | 4 | `hosts` | genesis hosts | — | — |
+//! | 5 | `staking` | params, epoch-1 weights | — | 2. effective weights, 3. validator set |
+//! | 6 | `sprint` | params | — | 1. raw weights |
+//! | 7 | `reputation` | params | — | 4. reputation |
+//!
+//! The settle ([`settle`]) runs at the epoch's settle block, after the
+//! block's transactions, as one explicit pipeline:
+//! raw weights (sprint) → effective weights (staking: power cap; collateral
+//! later) → validator set (staking) → reputation → rewards (later issue) →
+//! slashing (later issue).
+
+use kiln_framework::{
+    BlockInfo, Component, EpochInfo, Event, GenesisCtx, RawWeightSource, Stage, TxResult,
+};
+use kiln_genesis::AppGenesis;
+use kiln_staking::PowerUpdate;
+use kiln_state::StateWrite;
+
+/// The key prefix each module owns, in component order. Every key in the
+/// state starts with exactly one of them (checked by the pinned-scenario
+/// test); no prefix is a prefix of another.
+pub const KEY_PREFIXES: &[(&str, &[u8])] = &[
+    ("app", crate::app::keys::PREFIX),
+    ("epochs", kiln_epochs::keys::PREFIX),
+    ("auth", kiln_bank::keys::AUTH_PREFIX),
+    ("bank", kiln_bank::keys::BANK_PREFIX),
+    ("authz", kiln_authz::keys::PREFIX),
+    ("hosts", kiln_hosts::keys::PREFIX),
+    ("staking", kiln_staking::keys::PREFIX),
+    ("sprint", kiln_sprint::keys::PREFIX),
+    ("reputation", kiln_reputation::PREFIX),
+];
+
+/// Writes every module's genesis, in the component order.
+pub fn init_genesis<S: StateWrite>(
+    state: &mut S,
+    genesis: &AppGenesis,
+    ctx: &GenesisCtx,
+) -> TxResult<()> {
+    kiln_epochs::Epochs::init_genesis(state, &genesis.epochs, ctx)?;
+    kiln_bank::Bank::init_genesis(
+        state,
+        &kiln_bank::BankInit {
+            auth: genesis.auth.clone(),
+            bank: genesis.bank.clone(),
+        },
+        ctx,
+    )?;
+    kiln_authz::Authz::init_genesis(state, &genesis.authz, ctx)?;
+    kiln_hosts::genesis::Hosts::init_genesis(state, &genesis.hosts, ctx)?;
+    kiln_staking::Staking::init_genesis(
+        state,
+        &kiln_staking::StakingInit {
+            params: genesis.staking.params.clone(),
+            initial_weights: genesis.hosts.initial_weights(),
+        },
+        ctx,
+    )?;
+    kiln_sprint::Sprint::init_genesis(state, &genesis.sprint, ctx)?;
+    kiln_reputation::Reputation::init_genesis(state, &genesis.reputation, ctx)?;
+    Ok(())
+}
+
+/// Begin-block hooks, in the component order. Returns the block's position
+/// in the epoch schedule and the events.
+pub fn begin_block<S: StateWrite>(
+    state: &mut S,
+    block: &BlockInfo,
+) -> TxResult<(EpochInfo, Vec<Event>)> {
+    let (epoch, stage_event) = kiln_epochs::state::begin_block(state, block.height, &block.hash)?;
+    let mut events: Vec<Event> = stage_event.into_iter().collect();
+    events.extend(kiln_bank::Bank::begin_block(state, block, &epoch)?);
+    events.extend(kiln_authz::Authz::begin_block(state, block, &epoch)?);
+    events.extend(kiln_hosts::genesis::Hosts::begin_block(
+        state, block, &epoch,
+    )?);
+    events.extend(kiln_staking::Staking::begin_block(state, block, &epoch)?);
+    events.extend(kiln_sprint::Sprint::begin_block(state, block, &epoch)?);
+    events.extend(kiln_reputation::Reputation::begin_block(
+        state, block, &epoch,
+    )?);
+    if epoch.stage_start == block.height {
+        events.extend(kiln_bank::Bank::on_stage_start(state, block, &epoch)?);
+        events.extend(kiln_authz::Authz::on_stage_start(state, block, &epoch)?);
+        events.extend(kiln_hosts::genesis::Hosts::on_stage_start(
+            state, block, &epoch,
+        )?);
+        events.extend(kiln_staking::Staking::on_stage_start(state, block, &epoch)?);
+        events.extend(kiln_sprint::Sprint::on_stage_start(state, block, &epoch)?);
+        events.extend(kiln_reputation::Reputation::on_stage_start(
+            state, block, &epoch,
+        )?);
+    }
+    Ok((epoch, events))
+}
+
+/// What the end of a block produced: events and validator power changes.
+#[derive(Debug, Default)]
+pub struct EndBlock {
+    pub events: Vec<Event>,
+    pub power_updates: Vec<PowerUpdate>,
+}
+
+/// End-block hooks, in the component order; on the settle block the settle
+/// pipeline runs first.
+pub fn end_block<S: StateWrite>(
+    state: &mut S,
+    block: &BlockInfo,
+    epoch: &EpochInfo,
+) -> TxResult<EndBlock> {
+    let mut out = EndBlock::default();
+    if epoch.stage == Stage::Settle && epoch.stage_start == block.height {
+        out = settle(state, epoch.epoch, block.height)?;
+    }
+    out.events
+        .extend(kiln_bank::Bank::end_block(state, block, epoch)?);
+    out.events
+        .extend(kiln_authz::Authz::end_block(state, block, epoch)?);
+    out.events
+        .extend(kiln_hosts::genesis::Hosts::end_block(state, block, epoch)?);
+    out.events
+        .extend(kiln_staking::Staking::end_block(state, block, epoch)?);
+    out.events
+        .extend(kiln_sprint::Sprint::end_block(state, block, epoch)?);
+    out.events
+        .extend(kiln_reputation::Reputation::end_block(state, block, epoch)?);
+    Ok(out)
+}
+
+/// The epoch's settle pipeline (see the module doc). Each step names the
+/// module function it calls; later issues fill the places marked "later".
+pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult<EndBlock> {
+    let mut out = EndBlock::default();
+
+    // 1. Raw weights: the sprint's tally of accepted compute.
+    let raw = kiln_sprint::Sprint::settle_raw_weights(state, epoch)?;
+    out.events.extend(raw.events);
+
+    // 2. Effective weights: the power cap (collateral, later).
+    let effective = kiln_staking::settle::effective_weights(state, &raw.weights)?;
+    kiln_sprint::settle::record_effective_weights(state, epoch, &effective)?;
+
+    // 3. Validator set: effective weights become the weights in force and
+    //    CometBFT's validator updates (applied at height + 2).
+    let validators = kiln_staking::settle::apply_validator_set(state, epoch, height, &effective)?;
+    out.events.extend(validators.events);
+    out.power_updates = validators.updates;
+
+    // 4. Reputation: what each host did this epoch.
+    for (host, outcome) in &raw.outcomes {
+        out.events.push(kiln_reputation::apply_outcome(
+            state,
+            epoch,
+            host,
+            &(*outcome).into(),
+        )?);
+    }
+
+    // 5. Rewards: later (staking/rewards issue).
+    // 6. Slashing: later (staking/rewards issue).
+    Ok(out)
+}

@@ -1,0 +1,7 @@
+//! Every structured value this module stores, with its layout version (see
+//! `kiln_framework::values`). Grants are Cosmos SDK `Grant` protobuf (what
+//! wallets read); fee-allowance counters are u64 big-endian.
+
+use kiln_framework::stored_value;
+
+stored_value!(crate::params::AuthzParams, "authz params", 1);

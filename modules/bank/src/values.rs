@@ -1,0 +1,7 @@
+//! Every structured value this module stores, with its layout version (see
+//! `kiln_framework::values`). Balances and supply are u128 big-endian;
+//! accounts are Cosmos SDK `BaseAccount` protobuf (what wallets read).
+
+use kiln_framework::stored_value;
+
+stored_value!(crate::params::AuthParams, "auth params", 1);

@@ -1,0 +1,41 @@
+//! The vocabulary of the epoch's settle pipeline (see `app/src/components.rs`):
+//! raw weights (sprint) → effective weights (staking) → validator set →
+//! reputation → rewards (later) → slashing (later). Each step is a module
+//! function; these types are what flows between them, so no module needs to
+//! know the next one.
+
+use std::collections::BTreeMap;
+
+use kiln_state::StateWrite;
+
+use crate::address::Address;
+use crate::error::TxResult;
+use crate::event::Event;
+
+/// What one host did in the epoch's proof of compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ComputeOutcome {
+    /// Its sprint was accepted.
+    pub accepted: bool,
+    /// It committed but was rejected by validators, or never opened.
+    pub rejected_or_unopened: bool,
+    /// Votes it committed as a validator and did not reveal.
+    pub unrevealed_votes: u64,
+}
+
+/// The first step's answer: raw weight per accepted host and what happened
+/// to every host the epoch involved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawWeights {
+    /// Raw weight of each accepted host (hosts with 0 are absent).
+    pub weights: BTreeMap<Address, u64>,
+    /// Every host that committed or was on a committee, in address order.
+    pub outcomes: BTreeMap<Address, ComputeOutcome>,
+    pub events: Vec<Event>,
+}
+
+/// A source of raw weight for an epoch (the sprint today). Called once, at
+/// the epoch's settle block; it may write its own per-epoch records.
+pub trait RawWeightSource {
+    fn settle_raw_weights<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<RawWeights>;
+}

@@ -1,0 +1,88 @@
+//! `app_state.hosts`: the genesis hosts. Each carries the weight it holds in
+//! epoch 1 (before any sprint settles); the app hands those weights to the
+//! staking module, which owns weights in force.
+
+use kiln_framework::{Address, Component, GenesisCtx, TxResult};
+use kiln_state::StateWrite;
+
+use crate::state::{put_host, Host};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostsGenesis {
+    #[serde(default)]
+    pub hosts: Vec<GenesisHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisHost {
+    pub owner: Address,
+    pub worker_url: String,
+    /// Hex of the 32-byte ed25519 consensus key.
+    pub consensus_pubkey: String,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub hardware: String,
+    /// Weight used in epoch 1 (before any sprint settles).
+    pub weight: u64,
+}
+
+impl HostsGenesis {
+    pub fn validate(&self) -> Result<(), String> {
+        let mut owners = std::collections::BTreeSet::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let key = hex::decode(&h.consensus_pubkey)
+                .map_err(|_| format!("hosts.hosts[{i}].consensus_pubkey is not hex"))?;
+            crate::msgs::validate_host_fields(&h.worker_url, &key, &h.models, &h.hardware, true)
+                .map_err(|e| format!("hosts.hosts[{i}]: {}", e.log))?;
+            if !owners.insert(h.owner) || !keys.insert(key) {
+                return Err(format!(
+                    "hosts.hosts[{i}]: duplicate owner or consensus key"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The epoch-1 weight of each genesis host that has one, in list order.
+    pub fn initial_weights(&self) -> Vec<(Address, u64)> {
+        self.hosts
+            .iter()
+            .filter(|h| h.weight > 0)
+            .map(|h| (h.owner, h.weight))
+            .collect()
+    }
+}
+
+/// The host registry as a component: genesis only (it has no block hooks).
+pub struct Hosts;
+
+impl Component for Hosts {
+    const NAME: &'static str = "hosts";
+    type Genesis = HostsGenesis;
+
+    fn init_genesis<S: StateWrite>(
+        state: &mut S,
+        genesis: &HostsGenesis,
+        _ctx: &GenesisCtx,
+    ) -> TxResult<()> {
+        genesis
+            .validate()
+            .map_err(kiln_framework::TxError::invalid_request)?;
+        for h in &genesis.hosts {
+            let host = Host {
+                owner: h.owner,
+                worker_url: h.worker_url.clone(),
+                consensus_pubkey: h.consensus_pubkey.to_lowercase(),
+                models: h.models.clone(),
+                hardware: h.hardware.clone(),
+                registered_height: 0,
+            };
+            put_host(state, &host)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! Every structured value this module stores, with its layout version (see
+//! `kiln_framework::values`). Vote commitments (32 bytes) and reveals (one
+//! byte) are stored raw.
+
+use kiln_framework::stored_value;
+
+use crate::params::SprintParams;
+use crate::state::{Commitment, EpochResult, OpenedLeaves};
+
+stored_value!(SprintParams, "sprint params", 1);
+stored_value!(Commitment, "sprint commitment", 1);
+stored_value!(OpenedLeaves, "opened leaves", 1);
+stored_value!(EpochResult, "sprint epoch result", 1);

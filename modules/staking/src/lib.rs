@@ -1,0 +1,26 @@
+//! kiln-staking: consensus power (SPEC §4 "Weight", §7).
+//!
+//! It owns the weights in force — the effective weight each host holds from
+//! the last settle (or genesis) — and the validator set CometBFT signs with:
+//! at settle it turns raw weights into effective weights (the power cap today;
+//! collateral and delegation arrive with the staking issue), stores them, and
+//! emits validator updates. CometBFT applies updates returned at height `H`
+//! from `H + 2`, so the module also keeps the [`state::PowerSchedule`] that
+//! answers "which power signs at height h" exactly.
+//!
+//! Keys (all under `staking/`): see [`keys`]. Stored values: see [`values`].
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod genesis;
+pub mod keys;
+pub mod params;
+pub mod query;
+pub mod settle;
+pub mod state;
+pub mod values;
+
+pub use genesis::{Staking, StakingGenesis, StakingInit};
+pub use params::StakingParams;
+pub use settle::PowerUpdate;
+pub use state::StakingExt;

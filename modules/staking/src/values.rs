@@ -1,0 +1,10 @@
+//! Every structured value this module stores, with its layout version (see
+//! `kiln_framework::values`). Weights are u64 big-endian.
+
+use kiln_framework::stored_value;
+
+use crate::params::StakingParams;
+use crate::state::PowerSchedule;
+
+stored_value!(StakingParams, "staking params", 1);
+stored_value!(PowerSchedule, "power schedule", 1);
