@@ -34,10 +34,13 @@ use prost::Message;
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use tendermint::{block, consensus, validator, Block, Time};
-use tendermint_proto::v0_38::abci::{ResponseFinalizeBlock, TxResult};
+use tendermint_proto::v0_38::abci::{ExecTxResult, ResponseFinalizeBlock, TxResult};
 use tendermint_proto::v0_38::types::{
     Block as RawBlock, BlockMeta as RawBlockMeta, Commit as RawCommit,
 };
+use tendermint_rpc::query::{Operand, Operation, Query};
+
+use crate::events::{flatten_events, value_matches};
 
 /// The node's consensus state after a block (CometBFT's `state.State`, reduced).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -407,5 +410,133 @@ impl BlockStore {
     /// Number of txs in block `h`.
     pub fn num_txs(&self, h: u64) -> anyhow::Result<u32> {
         Ok(self.block_meta(h)?.map(|m| m.num_txs as u32).unwrap_or(0))
+    }
+}
+
+/// Tx lookups over the tx and event indexes (RPC `tx` and `tx_search`).
+impl BlockStore {
+    /// The tx at (height, index) with its result, from the tx index (which
+    /// outlives block pruning); stores written before the index held txs
+    /// fall back to the block and its results.
+    pub fn tx_with_result(&self, h: u64, idx: u32) -> anyhow::Result<(Vec<u8>, ExecTxResult)> {
+        if let Some(t) = self.indexed_tx(h, idx)? {
+            return Ok((t.tx.to_vec(), t.result.unwrap_or_default()));
+        }
+        let base = self.base()?;
+        if h < base {
+            return Err(anyhow!(
+                "height {h} is not available, lowest height is {base}"
+            ));
+        }
+        let blk = self
+            .block(h)?
+            .ok_or_else(|| anyhow!("block {h} not found"))?;
+        let res = self
+            .results(h)?
+            .ok_or_else(|| anyhow!("results {h} not found"))?;
+        let tx = blk
+            .data
+            .get(idx as usize)
+            .ok_or_else(|| anyhow!("tx index out of range"))?;
+        let r = res
+            .tx_results
+            .get(idx as usize)
+            .cloned()
+            .unwrap_or_default();
+        Ok((tx.clone(), r))
+    }
+
+    /// Positions (height, index), ascending, of the committed txs matching a
+    /// CometBFT query. `latest` is the latest committed height. Equality on
+    /// `tx.hash`, `tx.height` and event attributes uses the indexes; other
+    /// conditions filter the candidates by their events.
+    pub fn search_txs(&self, q: &Query, latest: u64) -> anyhow::Result<Vec<(u64, u32)>> {
+        let mut cand: Option<BTreeSet<(u64, u32)>> = None;
+        let mut filters = vec![];
+        let intersect = |cand: &mut Option<BTreeSet<(u64, u32)>>, s: BTreeSet<(u64, u32)>| {
+            *cand = Some(match cand.take() {
+                None => s,
+                Some(c) => c.intersection(&s).cloned().collect(),
+            });
+        };
+        for c in &q.conditions {
+            match (&c.key[..], &c.operation) {
+                ("tx.hash", Operation::Eq(o)) => {
+                    let s = match o {
+                        Operand::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let mut set = BTreeSet::new();
+                    if let Ok(b) = hex::decode(&s) {
+                        if let Some(pos) = self.tx_position(&b)? {
+                            set.insert(pos);
+                        }
+                    }
+                    intersect(&mut cand, set);
+                }
+                ("tx.height", Operation::Eq(o)) => {
+                    let h: u64 = match o {
+                        Operand::Signed(i) => *i as u64,
+                        Operand::Unsigned(u) => *u,
+                        Operand::String(s) => s.parse().unwrap_or(0),
+                        _ => 0,
+                    };
+                    let mut set = self.indexed_positions(Some(h))?;
+                    set.extend((0..self.num_txs(h)?).map(|i| (h, i)));
+                    intersect(&mut cand, set);
+                }
+                (key, Operation::Eq(o)) if key != "tm.event" => {
+                    let v = match o {
+                        Operand::String(s) => s.clone(),
+                        Operand::Signed(i) => i.to_string(),
+                        Operand::Unsigned(u) => u.to_string(),
+                        other => other.to_string(),
+                    };
+                    intersect(&mut cand, self.search_event(key, &v)?);
+                }
+                _ => filters.push(c.clone()),
+            }
+        }
+        let cand = match cand {
+            Some(c) => c,
+            None => {
+                let mut all = self.indexed_positions(None)?;
+                for h in self.base()?.max(1)..=latest {
+                    for i in 0..self.num_txs(h)? {
+                        all.insert((h, i));
+                    }
+                }
+                all
+            }
+        };
+        let base = self.base()?;
+        let mut hits: Vec<(u64, u32)> = vec![];
+        for (h, i) in cand {
+            // A pruned block's tx is served from the index; stores written
+            // before the index held txs have nothing left to serve for it.
+            if h < base && self.indexed_tx(h, i)?.is_none() {
+                continue;
+            }
+            if !filters.is_empty() {
+                let mut map = std::collections::BTreeMap::new();
+                map.insert("tx.height".to_string(), vec![h.to_string()]);
+                let (tx, res) = self.tx_with_result(h, i)?;
+                map.insert(
+                    "tx.hash".into(),
+                    vec![hex::encode_upper(crate::tx_hash(&tx))],
+                );
+                flatten_events(&res.events, &mut map);
+                let ok = filters.iter().all(|c| {
+                    map.get(&c.key)
+                        .map(|vals| vals.iter().any(|v| value_matches(&c.operation, v)))
+                        .unwrap_or(false)
+                });
+                if !ok {
+                    continue;
+                }
+            }
+            hits.push((h, i));
+        }
+        Ok(hits)
     }
 }

@@ -27,16 +27,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tendermint::{block, chain, consensus, validator, AppHash, Block, Hash, Time};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
-    response_process_proposal::ProposalStatus, CommitInfo, ExecTxResult, ExtendedCommitInfo,
-    ExtendedVoteInfo, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal,
-    RequestProcessProposal, ResponseFinalizeBlock, Validator as AbciValidator, ValidatorUpdate,
-    VoteInfo,
+    response_process_proposal::ProposalStatus, CheckTxType, CommitInfo, ExecTxResult,
+    ExtendedCommitInfo, ExtendedVoteInfo, RequestCheckTx, RequestFinalizeBlock, RequestInfo,
+    RequestInitChain, RequestPrepareProposal, RequestProcessProposal, RequestQuery,
+    ResponseCheckTx, ResponseFinalizeBlock, ResponseInfo, ResponseQuery,
+    Validator as AbciValidator, ValidatorUpdate, VoteInfo,
 };
 use tendermint_proto::v0_38::types::{BlockIdFlag, ConsensusParams as RawParams};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -46,7 +45,15 @@ use crate::blockstore::{BlockRecord, BlockStore, ChainState};
 use crate::chain::{self as cb};
 use crate::events::{flatten_events, BusEvent};
 use crate::home::{self, Genesis, PrivValidatorKey};
-use crate::mempool::{Mempool, MempoolConfig};
+use crate::mempool::{Mempool, MempoolConfig, MempoolError};
+use crate::rpc::render;
+use crate::rpc::view::{ChainView, MempoolTxs, MetricsSnapshot, NodeIdentity};
+
+// The JSON renderers moved to `rpc::render`; their old paths keep working.
+pub use crate::rpc::render::{
+    block_json, block_meta_json, events_json, exec_result_event_json, finalize_block_json,
+    fix_header_json, header_json, params_json,
+};
 
 /// At most this many heights are pruned from the block store per committed
 /// block, so a large first prune does not stall block production.
@@ -551,14 +558,7 @@ impl<A: Application> Node<A> {
         let mut evmap = BTreeMap::new();
         evmap.insert("tm.event".to_string(), vec!["NewBlock".to_string()]);
         flatten_events(&fin.events, &mut evmap);
-        let data = json!({
-            "type": "tendermint/event/NewBlock",
-            "value": {
-                "block": block_json(blk),
-                "block_id": bid,
-                "result_finalize_block": finalize_block_json(fin),
-            }
-        });
+        let data = render::new_block_event_json(blk, bid, fin);
         let mut hdr_events = evmap.clone();
         hdr_events.insert("tm.event".to_string(), vec!["NewBlockHeader".to_string()]);
         let _ = self.events.send(Arc::new(BusEvent {
@@ -571,7 +571,7 @@ impl<A: Application> Node<A> {
         }));
         let _ = self.events.send(Arc::new(BusEvent {
             kind: "NewBlockHeader",
-            data: json!({"type": "tendermint/event/NewBlockHeader", "value": {"header": header_json(&blk.header)}}),
+            data: render::new_block_header_event_json(&blk.header),
             events: hdr_events,
             height: h,
             tx_hash: None,
@@ -584,16 +584,7 @@ impl<A: Application> Node<A> {
             evmap.insert("tx.hash".to_string(), vec![hex::encode_upper(hash)]);
             evmap.insert("tx.height".to_string(), vec![h.to_string()]);
             flatten_events(&res.events, &mut evmap);
-            let mut txr = json!({
-                "height": h.to_string(),
-                "tx": B64.encode(tx),
-                "result": exec_result_event_json(res),
-            });
-            if i > 0 {
-                // omitempty, as CometBFT
-                txr["index"] = json!(i);
-            }
-            let data = json!({"type": "tendermint/event/Tx", "value": {"TxResult": txr}});
+            let data = render::tx_event_json(h, i, tx, res);
             let _ = self.events.send(Arc::new(BusEvent {
                 kind: "Tx",
                 data,
@@ -606,134 +597,136 @@ impl<A: Application> Node<A> {
     }
 }
 
-fn empty_block_id_json() -> Value {
-    json!({"hash": "", "parts": {"total": 0, "hash": ""}})
-}
-
-/// Patch a serialized header to CometBFT's shape (empty `last_block_id`
-/// object instead of null at the initial height).
-pub fn fix_header_json(h: &mut Value) {
-    if h.get("last_block_id").map(Value::is_null).unwrap_or(false) {
-        h["last_block_id"] = empty_block_id_json();
-    }
-}
-
-/// A header as CometBFT serializes it.
-pub fn header_json(h: &block::Header) -> Value {
-    let mut v = serde_json::to_value(h).unwrap_or(Value::Null);
-    fix_header_json(&mut v);
-    v
-}
-
-/// A block as CometBFT serializes it (`[]` rather than null for empty lists,
-/// the empty LastCommit object at the initial height).
-pub fn block_json(b: &Block) -> Value {
-    let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
-    if let Some(h) = v.get_mut("header") {
-        fix_header_json(h);
-    }
-    if v.pointer("/data/txs").map(Value::is_null).unwrap_or(false) {
-        v["data"]["txs"] = json!([]);
-    }
-    if v.pointer("/evidence/evidence")
-        .map(Value::is_null)
-        .unwrap_or(false)
-    {
-        v["evidence"]["evidence"] = json!([]);
-    }
-    if v.get("last_commit").map(Value::is_null).unwrap_or(false) {
-        v["last_commit"] =
-            json!({"height": "0", "round": 0, "block_id": empty_block_id_json(), "signatures": []});
-    }
-    v
-}
-
-/// A block meta as CometBFT serializes it.
-pub fn block_meta_json(m: &block::Meta) -> Value {
-    let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
-    if let Some(h) = v.get_mut("header") {
-        fix_header_json(h);
-    }
-    v
-}
-
-/// Consensus params as CometBFT 0.38 serializes them (no `time_iota_ms`).
-pub fn params_json(p: &consensus::Params) -> Value {
-    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-    if let Some(b) = v.get_mut("block").and_then(Value::as_object_mut) {
-        b.remove("time_iota_ms");
-    }
-    v
-}
-
-/// ABCI event JSON (CometBFT 0.38 shape).
-pub fn events_json(evs: &[tendermint_proto::v0_38::abci::Event]) -> Value {
-    Value::Array(
-        evs.iter()
-            .map(|e| {
-                json!({
-                    "type": e.r#type,
-                    "attributes": e.attributes.iter().map(|a| json!({"key": a.key, "value": a.value, "index": a.index})).collect::<Vec<_>>(),
-                })
-            })
-            .collect(),
-    )
-}
-
-/// ExecTxResult JSON as in Tx events (zero fields omitted, like CometBFT).
-pub fn exec_result_event_json(r: &ExecTxResult) -> Value {
-    let mut m = serde_json::Map::new();
-    if r.code != 0 {
-        m.insert("code".into(), json!(r.code));
-    }
-    if !r.data.is_empty() {
-        m.insert("data".into(), json!(B64.encode(&r.data)));
-    }
-    if !r.log.is_empty() {
-        m.insert("log".into(), json!(r.log));
-    }
-    if !r.info.is_empty() {
-        m.insert("info".into(), json!(r.info));
-    }
-    if r.gas_wanted != 0 {
-        m.insert("gas_wanted".into(), json!(r.gas_wanted.to_string()));
-    }
-    if r.gas_used != 0 {
-        m.insert("gas_used".into(), json!(r.gas_used.to_string()));
-    }
-    m.insert("events".into(), events_json(&r.events));
-    if !r.codespace.is_empty() {
-        m.insert("codespace".into(), json!(r.codespace));
-    }
-    Value::Object(m)
-}
-
-/// ResponseFinalizeBlock JSON as in NewBlock events.
-pub fn finalize_block_json(f: &ResponseFinalizeBlock) -> Value {
-    let mut m = serde_json::Map::new();
-    if !f.events.is_empty() {
-        m.insert("events".into(), events_json(&f.events));
-    }
-    if !f.tx_results.is_empty() {
-        m.insert(
-            "tx_results".into(),
-            Value::Array(f.tx_results.iter().map(exec_result_event_json).collect()),
-        );
-    }
-    let vus: Vec<Value> = f
-        .validator_updates
-        .iter()
-        .filter_map(|u| validator::Update::try_from(u.clone()).ok())
-        .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
-        .collect();
-    m.insert("validator_updates".into(), Value::Array(vus));
-    if let Some(p) = &f.consensus_param_updates {
-        if let Ok(v) = serde_json::to_value(p) {
-            m.insert("consensus_param_updates".into(), v);
+/// The RPC's view of the devnet node: its block store, mempool, application
+/// and event bus.
+impl<A: Application> ChainView for Node<A> {
+    fn identity(&self) -> NodeIdentity {
+        NodeIdentity {
+            id: self.node_id.clone(),
+            moniker: self.moniker.clone(),
+            validator_pub_key: self.key.public_key(),
+            rpc_address: *self.rpc_addr.read().unwrap_or_else(|e| e.into_inner()),
         }
     }
-    m.insert("app_hash".into(), json!(B64.encode(&f.app_hash)));
-    Value::Object(m)
+
+    fn genesis(&self) -> Value {
+        self.genesis_raw.clone()
+    }
+
+    fn state(&self) -> ChainState {
+        Node::state(self)
+    }
+
+    fn height(&self) -> u64 {
+        Node::height(self)
+    }
+
+    fn base(&self) -> anyhow::Result<u64> {
+        self.store.base()
+    }
+
+    fn block(&self, height: u64) -> anyhow::Result<Option<Block>> {
+        self.store.block(height)
+    }
+
+    fn block_meta(&self, height: u64) -> anyhow::Result<Option<block::Meta>> {
+        self.store.block_meta(height)
+    }
+
+    fn height_by_hash(&self, hash: &[u8]) -> anyhow::Result<Option<u64>> {
+        self.store.height_by_hash(hash)
+    }
+
+    fn seen_commit(&self, height: u64) -> anyhow::Result<Option<block::Commit>> {
+        self.store.seen_commit(height)
+    }
+
+    fn results(&self, height: u64) -> anyhow::Result<Option<ResponseFinalizeBlock>> {
+        self.store.results(height)
+    }
+
+    fn validators(&self, height: u64) -> anyhow::Result<Option<Vec<validator::Info>>> {
+        self.store.validators(height)
+    }
+
+    fn consensus_params(&self, height: u64) -> anyhow::Result<Option<consensus::Params>> {
+        self.store.consensus_params(height)
+    }
+
+    fn tx_position(&self, hash: &[u8]) -> anyhow::Result<Option<(u64, u32)>> {
+        self.store.tx_position(hash)
+    }
+
+    fn tx(&self, height: u64, index: u32) -> anyhow::Result<(Vec<u8>, ExecTxResult)> {
+        self.store.tx_with_result(height, index)
+    }
+
+    fn search_txs(&self, query: &tendermint_rpc::query::Query) -> anyhow::Result<Vec<(u64, u32)>> {
+        self.store.search_txs(query, Node::height(self))
+    }
+
+    fn abci_info(&self) -> ResponseInfo {
+        self.app().info(RequestInfo {
+            version: crate::COMETBFT_VERSION.into(),
+            block_version: crate::BLOCK_PROTOCOL,
+            p2p_version: crate::P2P_PROTOCOL,
+            abci_version: crate::ABCI_VERSION.into(),
+        })
+    }
+
+    fn abci_query(&self, req: RequestQuery) -> ResponseQuery {
+        self.app().query(req)
+    }
+
+    fn check_tx(&self, tx: Vec<u8>) -> ResponseCheckTx {
+        self.app().check_tx(RequestCheckTx {
+            tx: tx.into(),
+            r#type: CheckTxType::New as i32,
+        })
+    }
+
+    fn submit_tx(&self, tx: Vec<u8>) -> Result<ResponseCheckTx, MempoolError> {
+        let app = self.app();
+        lock(&self.mempool).check_tx(&app, tx)
+    }
+
+    fn unconfirmed_txs(&self, limit: usize) -> MempoolTxs {
+        let mp = lock(&self.mempool);
+        MempoolTxs {
+            txs: mp.txs().take(limit).map(|t| t.tx.clone()).collect(),
+            total: mp.len(),
+            total_bytes: mp.total_bytes(),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<BusEvent>> {
+        self.events.subscribe()
+    }
+
+    fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn broadcast_tx_commit_timeout(&self) -> Duration {
+        self.broadcast_tx_commit_timeout
+    }
+
+    fn metrics(&self) -> MetricsSnapshot {
+        let m = &self.metrics;
+        let (mempool_size, mempool_bytes) = {
+            let mp = lock(&self.mempool);
+            (mp.len(), mp.total_bytes())
+        };
+        MetricsSnapshot {
+            height: m.height.load(Ordering::Relaxed),
+            total_txs: m.total_txs.load(Ordering::Relaxed),
+            last_block_txs: m.last_block_txs.load(Ordering::Relaxed),
+            last_block_interval_ms: m.last_block_interval_ms.load(Ordering::Relaxed),
+            blocks_rejected: m.blocks_rejected.load(Ordering::Relaxed),
+            mempool_size,
+            mempool_bytes,
+        }
+    }
 }
 
 /// The handshake: bring the app to the block store's height and return the

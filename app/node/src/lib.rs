@@ -9,7 +9,10 @@
 //!   [`run_devnet`] (binary) and [`DevnetHandle`] (tests).
 //! - [`mempool`]: FIFO mempool with CheckTx, limits, dedup cache and recheck.
 //! - [`blockstore`]: rocksdb block store + tx/event index.
-//! - [`rpc`]: CometBFT-compatible JSON-RPC (HTTP POST, URI GET, websocket) + `/metrics`.
+//! - [`rpc`]: CometBFT-compatible JSON-RPC (HTTP POST, URI GET, websocket) +
+//!   `/metrics`, written against the [`rpc::ChainView`] trait (the devnet
+//!   `Node` implements it); the JSON is rendered by the pure functions in
+//!   [`rpc::render`].
 //! - [`abci_server`]: [`serve_abci`] for `kilnd start` under a real CometBFT.
 //! - [`home`]: home layout, CometBFT key/genesis files.
 

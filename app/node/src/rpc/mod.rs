@@ -4,12 +4,17 @@
 //! - `GET /<method>?arg=value` — URI style (`"quoted"` strings, `0x` hex bytes);
 //! - `GET /websocket` — JSON-RPC over websocket with `subscribe`;
 //! - `GET /metrics` — Prometheus text.
+//!
+//! Everything here is generic over [`ChainView`] (what the server reads from
+//! and asks of a node, [`view`]); the JSON is built by the pure functions in
+//! [`render`]. The devnet [`Node`](crate::devnet::Node) is one `ChainView`.
 
 mod methods;
+pub mod render;
+pub mod view;
 mod ws;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -21,11 +26,9 @@ use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use tendermint_abci::Application;
-
-use crate::devnet::Node;
 
 pub use methods::dispatch;
+pub use view::ChainView;
 
 /// A JSON-RPC error with CometBFT's codes and messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,13 +273,14 @@ pub fn response(id: &Value, r: RpcResult) -> Value {
     }
 }
 
-/// Build the axum router for a node.
-pub fn router<A: Application>(node: Arc<Node<A>>) -> Router {
+/// Build the axum router for a node (any [`ChainView`], e.g. an
+/// `Arc<Node<A>>` or an `Arc<dyn ChainView>`).
+pub fn router<V: ChainView + ?Sized>(node: Arc<V>) -> Router {
     Router::new()
-        .route("/", post(post_handler::<A>).get(index))
-        .route("/websocket", get(ws_handler::<A>))
-        .route("/metrics", get(metrics_handler::<A>))
-        .route("/{method}", get(uri_handler::<A>))
+        .route("/", post(post_handler::<V>).get(index))
+        .route("/websocket", get(ws_handler::<V>))
+        .route("/metrics", get(metrics_handler::<V>))
+        .route("/{method}", get(uri_handler::<V>))
         .with_state(node)
 }
 
@@ -299,7 +303,7 @@ async fn index() -> Response {
 }
 
 /// Handle one parsed JSON-RPC request object.
-pub async fn handle_request<A: Application>(node: &Arc<Node<A>>, req: Value) -> Value {
+pub async fn handle_request<V: ChainView + ?Sized>(node: &Arc<V>, req: Value) -> Value {
     let Value::Object(mut obj) = req else {
         return response(
             &Value::Null,
@@ -338,7 +342,7 @@ pub async fn handle_request<A: Application>(node: &Arc<Node<A>>, req: Value) -> 
     response(&id, dispatch(node.clone(), &method, params).await)
 }
 
-async fn post_handler<A: Application>(State(node): State<Arc<Node<A>>>, body: Bytes) -> Response {
+async fn post_handler<V: ChainView + ?Sized>(State(node): State<Arc<V>>, body: Bytes) -> Response {
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -376,8 +380,8 @@ async fn post_handler<A: Application>(State(node): State<Arc<Node<A>>>, body: By
     }
 }
 
-async fn uri_handler<A: Application>(
-    State(node): State<Arc<Node<A>>>,
+async fn uri_handler<V: ChainView + ?Sized>(
+    State(node): State<Arc<V>>,
     Path(method): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -395,74 +399,18 @@ async fn uri_handler<A: Application>(
     json_response(StatusCode::OK, &response(&id, r))
 }
 
-async fn ws_handler<A: Application>(
-    State(node): State<Arc<Node<A>>>,
+async fn ws_handler<V: ChainView + ?Sized>(
+    State(node): State<Arc<V>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     ws.on_upgrade(move |socket| ws::session(node, socket))
 }
 
-async fn metrics_handler<A: Application>(State(node): State<Arc<Node<A>>>) -> Response {
-    let m = &node.metrics;
-    let (mp_size, mp_bytes) = {
-        let mp = node.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        (mp.len(), mp.total_bytes())
-    };
-    let mut s = String::new();
-    let mut metric = |name: &str, ty: &str, help: &str, v: String| {
-        s.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {v}\n"
-        ));
-    };
-    metric(
-        "kiln_node_height",
-        "gauge",
-        "Latest committed block height.",
-        m.height.load(Ordering::Relaxed).to_string(),
-    );
-    metric(
-        "kiln_node_txs_total",
-        "counter",
-        "Transactions committed since start.",
-        m.total_txs.load(Ordering::Relaxed).to_string(),
-    );
-    metric(
-        "kiln_node_block_txs",
-        "gauge",
-        "Transactions in the latest block.",
-        m.last_block_txs.load(Ordering::Relaxed).to_string(),
-    );
-    metric(
-        "kiln_node_mempool_size",
-        "gauge",
-        "Transactions in the mempool.",
-        mp_size.to_string(),
-    );
-    metric(
-        "kiln_node_mempool_bytes",
-        "gauge",
-        "Total bytes of mempool transactions.",
-        mp_bytes.to_string(),
-    );
-    metric(
-        "kiln_node_block_interval_seconds",
-        "gauge",
-        "Time between the latest two blocks (block header times).",
-        format!(
-            "{:.3}",
-            m.last_block_interval_ms.load(Ordering::Relaxed) as f64 / 1000.0
-        ),
-    );
-    metric(
-        "kiln_node_blocks_rejected_total",
-        "counter",
-        "Proposals rejected by ProcessProposal.",
-        m.blocks_rejected.load(Ordering::Relaxed).to_string(),
-    );
+async fn metrics_handler<V: ChainView + ?Sized>(State(node): State<Arc<V>>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s,
+        render::metrics_text(&node.metrics()),
     )
         .into_response()
 }

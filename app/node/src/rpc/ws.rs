@@ -6,12 +6,10 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tendermint_abci::Application;
 use tendermint_rpc::query::Query;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{handle_request, response, Params, RpcError};
-use crate::devnet::Node;
+use super::{handle_request, response, ChainView, Params, RpcError};
 use crate::events::{parse_query, query_matches};
 
 /// Max subscriptions per websocket client (CometBFT default 5; we allow more).
@@ -23,10 +21,10 @@ struct Sub {
     id: Value,
 }
 
-pub async fn session<A: Application>(node: Arc<Node<A>>, socket: WebSocket) {
+pub async fn session<V: ChainView + ?Sized>(node: Arc<V>, socket: WebSocket) {
     let (mut tx, mut rx) = socket.split();
-    let mut bus = node.events.subscribe();
-    let mut shutdown = node.shutdown.subscribe();
+    let mut bus = node.subscribe();
+    let mut shutdown = node.shutdown();
     let mut subs: Vec<Sub> = vec![];
     loop {
         tokio::select! {
@@ -81,8 +79,8 @@ pub async fn session<A: Application>(node: Arc<Node<A>>, socket: WebSocket) {
     }
 }
 
-async fn handle_ws_message<A: Application>(
-    node: &Arc<Node<A>>,
+async fn handle_ws_message<V: ChainView + ?Sized>(
+    node: &Arc<V>,
     subs: &mut Vec<Sub>,
     text: &str,
 ) -> Value {
