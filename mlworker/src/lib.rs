@@ -6,5 +6,6 @@
 
 pub mod address;
 pub mod cli;
+pub mod device;
 pub mod sprint;
 pub mod worker;

@@ -41,7 +41,7 @@ use prost::Message;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::sprint::device::ComputeDevice;
+use crate::device::ComputeDevice;
 use crate::sprint::engine::SprintEngine;
 use chain::{ChainClient, TxReceipt};
 use journal::{EpochJournal, Journal, VoteRecord};
