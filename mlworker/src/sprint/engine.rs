@@ -190,6 +190,10 @@ impl SprintEngine {
                 let tx = tx.clone();
                 let (shared, next, stop, make) = (&shared, &next, &stop, &make);
                 s.spawn(move || {
+                    // Each stream runs torch single-threaded. Set on this
+                    // thread rather than inherited from the process-wide
+                    // default, which another engine executor may change.
+                    tch::set_num_threads(1);
                     let _g = tch::no_grad_guard();
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
