@@ -3,8 +3,8 @@
 //! tools. A later issue adds `serve` (inference engine, OpenAI-compatible API).
 
 use crate::address;
+use crate::device::{configure_threads, ComputeDevice, DeviceChoice, Precision};
 use crate::sprint::bench::{dense_matmul_flops, run_reference, sprint_throughput};
-use crate::sprint::device::{configure_threads, ComputeDevice, DeviceChoice, Precision};
 use crate::sprint::engine::SprintEngine;
 use crate::sprint::leaves::{default_r_target, prove, verify, ProofFile, RunFile, VerifyParams};
 use crate::sprint::model::{flops_per_nonce, nominal_flops_per_nonce};

@@ -1,10 +1,14 @@
 //! kiln-mlworker: the worker's engines over libtorch and the chain-following
-//! worker. `sprint` holds the sprint engine (SPEC §4); `worker` follows the
-//! chain and does the host's sprint duties each epoch (commit, open,
+//! worker. `sprint` holds the sprint engine (SPEC §4); `device` the device
+//! abstraction every engine shares; `executor` the one thread that owns the
+//! device and runs the engines' work items by priority; `worker` follows the
+//! chain and does the host's duties each epoch (sprint: commit, open,
 //! validate, vote) through its ML operational key. The inference engine and
 //! its HTTP API are added next to them.
 
 pub mod address;
 pub mod cli;
+pub mod device;
+pub mod executor;
 pub mod sprint;
 pub mod worker;

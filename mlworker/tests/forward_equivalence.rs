@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use kiln_mlworker::sprint::device::ComputeDevice;
+use kiln_mlworker::device::ComputeDevice;
 use kiln_mlworker::sprint::engine::SprintEngine;
 use kiln_sprint_protocol::model::ModelConfig;
 use tch::Kind;

@@ -6,8 +6,8 @@
 
 mod common;
 use common::*;
+use kiln_mlworker::device::ComputeDevice;
 use kiln_mlworker::sprint::bench::run_reference;
-use kiln_mlworker::sprint::device::ComputeDevice;
 use kiln_mlworker::sprint::engine::SprintEngine;
 use kiln_sprint_protocol::model::{generate_weights, input, perm_draws, target, ModelConfig};
 use kiln_sprint_protocol::seed::nonce_key;

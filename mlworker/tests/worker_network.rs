@@ -19,7 +19,7 @@ use std::rc::Rc;
 use anyhow::{bail, Result};
 use kiln_app::testkit::{sign_tx, BlockDriver, TestKey};
 use kiln_framework::Address;
-use kiln_mlworker::sprint::device::ComputeDevice;
+use kiln_mlworker::device::ComputeDevice;
 use kiln_mlworker::worker::chain::{ChainClient, TxReceipt};
 use kiln_mlworker::worker::journal::Journal;
 use kiln_mlworker::worker::{Misbehaviour, Pace, Tick, Worker, WorkerConfig};

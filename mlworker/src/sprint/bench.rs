@@ -1,9 +1,9 @@
 //! Throughput measurements: sprint nonces/s, effective FLOP/s, the same
 //! torch's dense matmul FLOP/s, and the Python reference baseline.
 
-use super::device::ComputeDevice;
 use super::engine::SprintEngine;
 use super::model::flops_per_nonce;
+use crate::device::ComputeDevice;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;

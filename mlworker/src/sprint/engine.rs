@@ -2,8 +2,8 @@
 //! a producer thread while the device runs the previous batch, batched forward
 //! passes, distances computed on the device, results read back in bulk.
 
-use super::device::ComputeDevice;
 use super::model::SprintModel;
+use crate::device::ComputeDevice;
 use anyhow::Result;
 use kiln_sprint_protocol::model::{fill_input, permutation, ModelConfig};
 use kiln_sprint_protocol::seed::nonce_key;
@@ -115,7 +115,7 @@ impl SprintEngine {
         reference: bool,
     ) -> Result<Self> {
         if !dev.is_cuda() {
-            super::device::tune_allocator();
+            crate::device::tune_allocator();
         }
         let model =
             SprintModel::new_with(&seed, cfg, dev, !reference && dev.kind == tch::Kind::Float)?;
@@ -190,6 +190,10 @@ impl SprintEngine {
                 let tx = tx.clone();
                 let (shared, next, stop, make) = (&shared, &next, &stop, &make);
                 s.spawn(move || {
+                    // Each stream runs torch single-threaded. Set on this
+                    // thread rather than inherited from the process-wide
+                    // default, which another engine executor may change.
+                    tch::set_num_threads(1);
                     let _g = tch::no_grad_guard();
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -225,13 +229,13 @@ impl SprintEngine {
     /// CUDA: start at 64k rows and halve until a probe forward fits in device
     /// memory.
     ///
-    /// [`tune_allocator`]: super::device::tune_allocator
+    /// [`tune_allocator`]: crate::device::tune_allocator
     fn auto_batch(&self) -> usize {
         let c = self.cfg();
         let seq = c.seq_len.max(1);
         if !self.model.dev.is_cuda() {
             let row_bytes = (3 * c.dim).max(2 * c.ffn_dim).max(c.out_dim) * 4;
-            let rows = super::device::HEAP_ALLOC_LIMIT * 9 / 10 / row_bytes.max(1);
+            let rows = crate::device::HEAP_ALLOC_LIMIT * 9 / 10 / row_bytes.max(1);
             let b = rows / seq;
             return if b >= 8 { b / 8 * 8 } else { b.max(1) };
         }

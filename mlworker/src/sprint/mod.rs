@@ -2,11 +2,10 @@
 //! sweeps, shares and their commitment, openings and validation.
 
 pub mod bench;
-pub mod device;
 pub mod engine;
 pub mod leaves;
 pub mod model;
 
-pub use device::{ComputeDevice, DeviceChoice, Precision};
+pub use crate::device::{ComputeDevice, DeviceChoice, Precision};
 pub use engine::SprintEngine;
 pub use model::SprintModel;

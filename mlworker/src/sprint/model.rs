@@ -13,7 +13,7 @@
 //!   the attention output, o, the FFN, the final norm and `out` for that
 //!   position only (k and v still cover every position).
 
-use super::device::ComputeDevice;
+use crate::device::ComputeDevice;
 use anyhow::{ensure, Result};
 use kiln_sprint_protocol::model::{generate_tensor, generate_tensors, target, ModelConfig};
 use kiln_sprint_protocol::Hash32;

@@ -1,103 +1,139 @@
 //! The worker's HTTP port: `/health` (200 while the chain answered within
 //! [`HEALTHY_WITHIN_SECS`], else 503), `/metrics` (Prometheus text format)
-//! and `/status` (JSON, read by `kiln-mlworker status`). A tiny HTTP/1.1
-//! server on std sockets: requests are a few bytes and rare, so one thread
-//! answering them in turn is enough and keeps libtorch's process free of an
-//! async runtime.
+//! and `/status` (JSON, read by `kiln-mlworker status`). An axum server on a
+//! small single-threaded tokio runtime of its own, on its own thread: the
+//! worker's loop and the engine executor stay plain threads, and requests are
+//! served concurrently (a slow client holds up no one). Streaming endpoints
+//! (the OpenAI-compatible API) are added to [`router`].
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing;
+use axum::Router;
 
 use super::{unix_now, SharedStatus, WorkerStatus};
 
 /// The worker is healthy while its last successful chain read is this recent.
 pub const HEALTHY_WITHIN_SECS: u64 = 30;
 
+const JSON: &str = "application/json";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
+const TEXT: &str = "text/plain";
+
 /// Binds `addr` and serves in a background thread; returns the bound address.
 pub fn serve(addr: &str, status: SharedStatus) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).with_context(|| {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| {
         format!(
             "cannot listen on {addr} (is another worker using this port? choose one with --http)"
         )
     })?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("http")
+        .build()
+        .context("cannot start the HTTP server's runtime")?;
+    let listener = {
+        let _in_runtime = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let app = router(status);
     std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = handle(stream, &status);
+            if let Err(e) = runtime.block_on(async move { axum::serve(listener, app).await }) {
+                tracing::error!(error = %e, "the HTTP server stopped");
             }
         })?;
     Ok(local)
 }
 
-fn handle(mut stream: TcpStream, status: &SharedStatus) -> Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the headers; requests carry no body we need.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
+/// The worker's routes over its shared status.
+pub fn router(status: SharedStatus) -> Router {
+    Router::new()
+        .route("/health", routing::get(health))
+        .route("/metrics", routing::get(prometheus))
+        .route("/status", routing::get(status_json))
+        .method_not_allowed_fallback(only_get)
+        .fallback(not_found)
+        .with_state(status)
+}
+
+fn snapshot(status: &SharedStatus) -> WorkerStatus {
+    status.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+fn respond(code: StatusCode, content_type: &'static str, body: String) -> Response {
+    (code, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn health(State(status): State<SharedStatus>) -> Response {
+    let snapshot = snapshot(&status);
+    let age = unix_now().saturating_sub(snapshot.last_chain_contact_unix);
+    if snapshot.last_chain_contact_unix > 0 && age <= HEALTHY_WITHIN_SECS {
+        respond(
+            StatusCode::OK,
+            JSON,
+            format!(
+                "{{\"status\":\"ok\",\"height\":{},\"last_chain_contact_secs\":{age}}}\n",
+                snapshot.height
+            ),
+        )
+    } else {
+        let why = snapshot
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "no answer from the node yet".into());
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            JSON,
+            format!(
+                "{}\n",
+                serde_json::json!({"status": "unhealthy", "reason": why, "last_chain_contact_secs": age})
+            ),
+        )
     }
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let snapshot = status.lock().map(|s| s.clone()).unwrap_or_default();
-    let (code, content_type, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/health") => {
-            let age = unix_now().saturating_sub(snapshot.last_chain_contact_unix);
-            if snapshot.last_chain_contact_unix > 0 && age <= HEALTHY_WITHIN_SECS {
-                (
-                    200,
-                    "application/json",
-                    format!(
-                        "{{\"status\":\"ok\",\"height\":{},\"last_chain_contact_secs\":{age}}}\n",
-                        snapshot.height
-                    ),
-                )
-            } else {
-                let why = snapshot
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "no answer from the node yet".into());
-                (
-                    503,
-                    "application/json",
-                    format!(
-                        "{}\n",
-                        serde_json::json!({"status": "unhealthy", "reason": why, "last_chain_contact_secs": age})
-                    ),
-                )
-            }
-        }
-        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", metrics(&snapshot)),
-        ("GET", "/status") => (
-            200,
-            "application/json",
-            format!("{}\n", serde_json::to_string(&snapshot)?),
+}
+
+async fn prometheus(State(status): State<SharedStatus>) -> Response {
+    respond(StatusCode::OK, PROMETHEUS_TEXT, metrics(&snapshot(&status)))
+}
+
+async fn status_json(State(status): State<SharedStatus>) -> Response {
+    match serde_json::to_string(&snapshot(&status)) {
+        Ok(json) => respond(StatusCode::OK, JSON, format!("{json}\n")),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            format!("cannot encode the status: {e}\n"),
         ),
-        ("GET", _) => (
-            404,
-            "text/plain",
-            "not found: try /health, /metrics or /status\n".into(),
-        ),
-        _ => (405, "text/plain", "only GET is served\n".into()),
-    };
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    write!(stream, "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
-    stream.flush()?;
-    Ok(())
+    }
+}
+
+async fn only_get() -> Response {
+    respond(
+        StatusCode::METHOD_NOT_ALLOWED,
+        TEXT,
+        "only GET is served\n".into(),
+    )
+}
+
+async fn not_found(method: Method) -> Response {
+    if method != Method::GET {
+        return only_get().await;
+    }
+    respond(
+        StatusCode::NOT_FOUND,
+        TEXT,
+        "not found: try /health, /metrics or /status\n".into(),
+    )
 }
 
 /// Prometheus text exposition of the status.
@@ -260,5 +296,84 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["height"], 7);
         assert_eq!(get(&addr, "/nope").unwrap().0, 404);
+    }
+
+    /// Sends `request` as is and returns the status line and the body.
+    fn raw(addr: &str, request: &str) -> (String, String) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_string(), body.to_string())
+    }
+
+    #[test]
+    fn answers_as_before_for_paths_methods_and_query_strings() {
+        let status: SharedStatus = Arc::new(Mutex::new(WorkerStatus {
+            height: 3,
+            last_chain_contact_unix: unix_now(),
+            ..Default::default()
+        }));
+        let addr = serve("127.0.0.1:0", status).unwrap().to_string();
+        let (code, body) = get(&addr, "/nope").unwrap();
+        assert_eq!(
+            (code, body.as_str()),
+            (404, "not found: try /health, /metrics or /status\n")
+        );
+        let (code, body) = get(&addr, "/health?verbose=1").unwrap();
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (v["status"].as_str(), v["height"].as_u64()),
+            (Some("ok"), Some(3))
+        );
+        assert!(body.ends_with("}\n"), "{body:?}");
+        for path in ["/status", "/elsewhere"] {
+            let (line, body) = raw(
+                &addr,
+                &format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            );
+            assert!(line.starts_with("HTTP/1.1 405"), "{path}: {line}");
+            assert_eq!(body, "only GET is served\n");
+        }
+        let (line, _) = raw(
+            &addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    }
+
+    #[test]
+    fn a_stalled_client_does_not_hold_up_other_requests() {
+        let status: SharedStatus = Arc::new(Mutex::new(WorkerStatus::default()));
+        let addr = serve("127.0.0.1:0", status).unwrap().to_string();
+        // Half a request line, then silence, on a few connections.
+        let stalled: Vec<TcpStream> = (0..4)
+            .map(|_| {
+                let mut s = TcpStream::connect(&addr).unwrap();
+                s.write_all(b"GET /sta").unwrap();
+                s
+            })
+            .collect();
+        let t0 = std::time::Instant::now();
+        let answers: Vec<_> = (0..8)
+            .map(|_| {
+                let addr = addr.clone();
+                std::thread::spawn(move || get(&addr, "/status").unwrap().0)
+            })
+            .collect();
+        for a in answers {
+            assert_eq!(a.join().unwrap(), 200);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            t0.elapsed()
+        );
+        drop(stalled);
     }
 }

@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 //! Shared helpers for the engine tests.
 
-use kiln_mlworker::sprint::device::ComputeDevice;
+use kiln_mlworker::device::ComputeDevice;
 use kiln_mlworker::sprint::engine::SprintEngine;
 use kiln_sprint_protocol::model::ModelConfig;
 use serde_json::Value;

@@ -1,6 +1,7 @@
-//! Device abstraction: CUDA when torch sees a GPU, else the CPU; the compute
-//! dtype is f32 on the CPU and bf16 on CUDA unless overridden (the precision
-//! test runs bf16 on the CPU).
+//! Device abstraction shared by every engine: CUDA when torch sees a GPU,
+//! else the CPU; the compute dtype is f32 on the CPU and bf16 on CUDA unless
+//! overridden (the precision test runs bf16 on the CPU). In the worker one
+//! [`crate::executor::EngineExecutor`] owns the resolved device.
 
 use anyhow::{bail, Result};
 use std::fmt;

@@ -1,0 +1,875 @@
+//! The sprint protocol's duties (SPEC §4), one [`Duty`]: every epoch the
+//! host sprints from the seed block, streams Merkle commitments before the
+//! deadline, opens the challenged leaves, recomputes the openings it is
+//! assigned to validate and commits then reveals its votes.
+//!
+//! Each tick reads the host's duties (`/kiln.sprint.v1.Query/Duties`: its
+//! commitment, opening, assigned openings with their leaves, which of its
+//! votes are on chain, its settled result) and acts for the stage of the next
+//! block. Decisions are re-derived from chain state every tick; the
+//! [`journal`](super::journal) keeps what the chain cannot give back
+//! (computed leaves, next nonce, vote salts). Nonces are computed on the
+//! [`EngineExecutor`] — sprint slices one round of batches per work item at
+//! [`Priority::Sprint`], validation recomputations at
+//! [`Priority::Validation`] — where the sprint engine lives.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use kiln_epochs::Stage;
+use kiln_sprint::msgs::{
+    vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
+    OpenedLeaf,
+};
+use kiln_sprint::SprintParams;
+use kiln_sprint_protocol::challenge::{challenge_seed, sample_indices};
+use kiln_sprint_protocol::leaf::{claims_share, leaf_hash, quantize_distance};
+use kiln_sprint_protocol::merkle::MerkleTree;
+use kiln_sprint_protocol::model::ModelConfig;
+use kiln_sprint_protocol::seed::sprint_seed;
+use kiln_sprint_protocol::verdict;
+use kiln_sprint_protocol::{Address, Hash32};
+use serde_json::{json, Value};
+
+use super::journal::{EpochJournal, Journal, VoteRecord};
+use super::{
+    any_of, ChainTick, Duty, Misbehaviour, Outbox, Pace, SharedStatus, Tick, WorkerConfig,
+    WorkerStatus,
+};
+use crate::executor::{EngineExecutor, ExecContext, Priority};
+use crate::sprint::engine::SprintEngine;
+
+/// The messages the sprint duty sends; the host must have granted all of them.
+pub const SPRINT_MSG_TYPE_URLS: [&str; 4] = [
+    <kiln_sprint::msgs::SprintCommit as kiln_framework::MsgKind>::TYPE_URL,
+    <kiln_sprint::msgs::SprintOpen as kiln_framework::MsgKind>::TYPE_URL,
+    <kiln_sprint::msgs::SprintVoteCommit as kiln_framework::MsgKind>::TYPE_URL,
+    <kiln_sprint::msgs::SprintVoteReveal as kiln_framework::MsgKind>::TYPE_URL,
+];
+
+/// Blocks to wait for a sent tx to show up in state before sending it again.
+const RESEND_AFTER_BLOCKS: u64 = 3;
+
+/// The sprint engine a work item needs: rebuilt on the executor when the
+/// seed, the model or the batch size changes.
+#[derive(Clone, Debug, PartialEq)]
+struct EngineSpec {
+    seed: Hash32,
+    preset: String,
+    cfg: ModelConfig,
+    batch: Option<usize>,
+}
+
+/// Executor-side state: the current sprint engine.
+#[derive(Default)]
+struct SprintEngines {
+    current: Option<(EngineSpec, SprintEngine)>,
+}
+
+/// The sprint engine for `spec` on the executor, built on first use.
+fn sprint_engine<'a>(
+    ctx: &'a mut ExecContext,
+    spec: &EngineSpec,
+    addr: Address,
+) -> Result<&'a mut SprintEngine> {
+    let (device, threads) = (ctx.device(), ctx.threads());
+    let engines = ctx.state::<SprintEngines>();
+    if engines.current.as_ref().map(|(s, _)| s) != Some(spec) {
+        engines.current = None;
+        // Earlier engines set torch's pool to one thread per stream; give the new one the full pool.
+        tch::set_num_threads(threads.max(1) as i32);
+        let t0 = Instant::now();
+        let engine = SprintEngine::new(spec.seed, addr, spec.cfg, device, spec.batch)?;
+        tracing::info!(seed = %hex::encode(spec.seed), preset = %spec.preset, device = %device, seconds = t0.elapsed().as_secs_f64(), "sprint model ready");
+        engines.current = Some((spec.clone(), engine));
+    }
+    let (_, engine) = engines
+        .current
+        .as_mut()
+        .ok_or_else(|| anyhow!("engine missing"))?;
+    engine.addr = addr;
+    Ok(engine)
+}
+
+/// The sprint protocol's view of one tick: the chain's epoch plus the host's
+/// sprint duties.
+struct View {
+    height: u64,
+    epoch: u64,
+    start_height: u64,
+    settle_height: u64,
+    challenge_hash: Option<Vec<u8>>,
+    duties: Value,
+}
+
+pub struct SprintDuty {
+    host: String,
+    host_bytes: [u8; 20],
+    batch: Option<usize>,
+    pace: Pace,
+    commit_every_blocks: u64,
+    misbehaviour: Misbehaviour,
+    journal: Journal,
+    current: Option<EpochJournal>,
+    params: Option<(u64, SprintParams)>,
+    status: SharedStatus,
+    executor: EngineExecutor,
+    /// Nonces per round of batches (every CPU stream busy) of the engine.
+    round: Option<(EngineSpec, u64)>,
+    /// Seconds spent computing, for the rate.
+    compute_seconds: f64,
+    /// Epoch whose per-epoch progress the status shows.
+    status_epoch: u64,
+    /// Epoch whose standing (weight, power, reputation) the status shows.
+    standing_epoch: u64,
+}
+
+impl Duty for SprintDuty {
+    fn name(&self) -> &'static str {
+        "sprint"
+    }
+
+    fn msg_type_urls(&self) -> &'static [&'static str] {
+        &SPRINT_MSG_TYPE_URLS
+    }
+
+    fn on_tick(&mut self, tick: &ChainTick, out: &mut Outbox<'_>) -> Result<Tick> {
+        if self.status_epoch != tick.epoch {
+            // A new epoch: per-epoch progress starts from zero.
+            self.status_epoch = tick.epoch;
+            self.set_status(|s| {
+                s.nonces_done = 0;
+                s.shares = 0;
+                s.committed_shares = 0;
+                s.opened = false;
+                s.duties = 0;
+                s.votes_committed = 0;
+                s.votes_revealed = 0;
+            });
+        }
+        let Some(seed_hash) = tick.seed_hash.as_deref() else {
+            // The next block starts a new epoch: its hash will be the seed.
+            return Ok(Tick::Idle);
+        };
+        let req = json!({"epoch": tick.epoch, "address": self.host}).to_string();
+        let duties = out
+            .chain()
+            .query_json("/kiln.sprint.v1.Query/Duties", req.as_bytes())?;
+        let view = View {
+            height: tick.height,
+            epoch: tick.epoch,
+            start_height: tick.start_height,
+            settle_height: tick.settle_height,
+            challenge_hash: tick.challenge_hash.clone(),
+            duties,
+        };
+        let seed = sprint_seed(&tick.chain_id, view.epoch, seed_hash);
+        self.load_epoch(view.epoch, &seed)?;
+        let params = self.sprint_params(out, view.epoch)?;
+        self.refresh_status(&view);
+        match tick.stage {
+            Stage::Sprint => {
+                let busy = self.compute(&view, &seed, &params)?;
+                self.maybe_commit(out, &view, false)?;
+                Ok(if busy { Tick::Busy } else { Tick::Idle })
+            }
+            Stage::CommitGrace => {
+                self.maybe_commit(out, &view, true)?;
+                Ok(Tick::Idle)
+            }
+            Stage::Challenge => Ok(Tick::Idle),
+            Stage::Open => {
+                self.maybe_open(out, &view, &params)?;
+                Ok(Tick::Idle)
+            }
+            Stage::VoteCommit => {
+                self.commit_votes(out, &view, &seed, &params)?;
+                Ok(Tick::Idle)
+            }
+            Stage::VoteReveal => {
+                self.reveal_votes(out, &view)?;
+                Ok(Tick::Idle)
+            }
+            Stage::Settle | Stage::Inference => {
+                self.record_result(&view)?;
+                self.refresh_standing(out, &view);
+                Ok(Tick::Idle)
+            }
+        }
+    }
+
+    fn status(&self) -> Value {
+        match &self.current {
+            Some(j) => json!({
+                "epoch": j.epoch,
+                "next_nonce": j.next_nonce,
+                "leaves": j.leaves.len(),
+                "commit_sent": j.commit_sent,
+                "open_sent_height": j.open_sent_height,
+                "votes": j.votes.len(),
+                "settled": j.result.is_some(),
+            }),
+            None => Value::Null,
+        }
+    }
+}
+
+impl SprintDuty {
+    pub fn new(
+        cfg: &WorkerConfig,
+        host_bytes: [u8; 20],
+        journal: Journal,
+        status: SharedStatus,
+        executor: EngineExecutor,
+    ) -> Self {
+        SprintDuty {
+            host: cfg.host.clone(),
+            host_bytes,
+            batch: cfg.batch,
+            pace: cfg.pace,
+            commit_every_blocks: cfg.commit_every_blocks,
+            misbehaviour: cfg.misbehaviour,
+            journal,
+            current: None,
+            params: None,
+            status,
+            executor,
+            round: None,
+            compute_seconds: 0.0,
+            status_epoch: 0,
+            standing_epoch: 0,
+        }
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut WorkerStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn sprint_params(&mut self, out: &mut Outbox<'_>, epoch: u64) -> Result<SprintParams> {
+        if let Some((e, p)) = &self.params {
+            if *e == epoch {
+                return Ok(p.clone());
+            }
+        }
+        let p: SprintParams = serde_json::from_value(
+            out.chain()
+                .query_json("/kiln.sprint.v1.Query/Params", b"")?,
+        )
+        .context("sprint params")?;
+        self.params = Some((epoch, p.clone()));
+        Ok(p)
+    }
+
+    fn load_epoch(&mut self, epoch: u64, seed: &Hash32) -> Result<()> {
+        let seed_hex = hex::encode(seed);
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|j| j.epoch == epoch && j.seed == seed_hex)
+        {
+            return Ok(());
+        }
+        let journal = match self.journal.load(epoch)? {
+            Some(j) if j.seed == seed_hex => {
+                tracing::info!(
+                    epoch,
+                    next_nonce = j.next_nonce,
+                    leaves = j.leaves.len(),
+                    votes = j.votes.len(),
+                    "resuming the epoch from the journal"
+                );
+                j
+            }
+            Some(_) => {
+                tracing::warn!(
+                    epoch,
+                    "journal is for another chain or seed; starting the epoch afresh"
+                );
+                EpochJournal {
+                    epoch,
+                    seed: seed_hex,
+                    ..Default::default()
+                }
+            }
+            None => EpochJournal {
+                epoch,
+                seed: seed_hex,
+                ..Default::default()
+            },
+        };
+        self.journal.save(&journal)?;
+        self.journal.prune(epoch);
+        self.current = Some(journal);
+        Ok(())
+    }
+
+    fn journal_mut(&mut self) -> Result<&mut EpochJournal> {
+        self.current
+            .as_mut()
+            .ok_or_else(|| anyhow!("no epoch loaded"))
+    }
+
+    fn save(&self) -> Result<()> {
+        match &self.current {
+            Some(j) => self.journal.save(j),
+            None => Ok(()),
+        }
+    }
+
+    fn refresh_status(&self, view: &View) {
+        let Some(j) = &self.current else { return };
+        let duties = view.duties["duties"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let flag = |k: &str| {
+            duties
+                .iter()
+                .filter(|d| d[k].as_bool() == Some(true))
+                .count() as u64
+        };
+        let committed = view.duties["commitment"]["count"].as_u64().unwrap_or(0);
+        let (next, shares) = (j.next_nonce, j.leaves.len() as u64);
+        let opened = view.duties["opened"].as_bool() == Some(true);
+        let (c, r) = (flag("vote_committed"), flag("vote_revealed"));
+        self.set_status(|s| {
+            s.nonces_done = next;
+            s.shares = shares;
+            s.committed_shares = committed;
+            s.opened = opened;
+            s.duties = duties.len() as u64;
+            s.votes_committed = c;
+            s.votes_revealed = r;
+        });
+    }
+
+    fn engine_spec(&self, seed: &Hash32, params: &SprintParams) -> Result<EngineSpec> {
+        let cfg = ModelConfig::preset(&params.preset).ok_or_else(|| {
+            anyhow!(
+                "the chain asks for model preset {:?}, which this worker does not know",
+                params.preset
+            )
+        })?;
+        Ok(EngineSpec {
+            seed: *seed,
+            preset: params.preset.clone(),
+            cfg,
+            batch: self.batch,
+        })
+    }
+
+    /// Nonces per round of batches (every CPU stream busy) of the engine for
+    /// `spec`; builds the engine on the executor the first time.
+    fn round(&mut self, spec: &EngineSpec) -> Result<u64> {
+        if let Some((s, r)) = &self.round {
+            if s == spec {
+                return Ok(*r);
+            }
+        }
+        let (s, addr) = (spec.clone(), self.host_bytes);
+        let r = self.executor.run(Priority::Sprint, move |ctx| {
+            let engine = sprint_engine(ctx, &s, addr)?;
+            Ok((engine.batch * engine.workers()).max(1) as u64)
+        })?;
+        self.round = Some((spec.clone(), r));
+        Ok(r)
+    }
+
+    /// Distances of `nonces` (in order) for `addr`, computed on the executor
+    /// one round of batches per work item, so more urgent work can run
+    /// between rounds.
+    fn distances(
+        &mut self,
+        spec: &EngineSpec,
+        addr: Address,
+        nonces: &[u64],
+        priority: Priority,
+    ) -> Result<Vec<f64>> {
+        let round = usize::try_from(self.round(spec)?)?.max(1);
+        // After a failed round the remaining ones are skipped, not computed.
+        let abort = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = nonces
+            .chunks(round)
+            .map(|chunk| {
+                let (spec, chunk, abort) = (spec.clone(), chunk.to_vec(), abort.clone());
+                self.executor.submit(priority, move |ctx| {
+                    if abort.load(Ordering::Relaxed) {
+                        bail!("skipped: an earlier round of this computation failed");
+                    }
+                    Ok(sprint_engine(ctx, &spec, addr)?.distances(&chunk))
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(nonces.len());
+        let mut failure = None;
+        for h in handles {
+            match h.wait() {
+                Ok(d) => out.extend(d),
+                Err(e) => {
+                    abort.store(true, Ordering::Relaxed);
+                    if failure.is_none() {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Computes the next slice of nonces; true when more remains right now.
+    fn compute(&mut self, view: &View, seed: &Hash32, params: &SprintParams) -> Result<bool> {
+        let next = self.journal_mut()?.next_nonce;
+        let spec = self.engine_spec(seed, params)?;
+        let (target, more_after) = match self.pace {
+            Pace::PerBlock {
+                nonces_per_block,
+                budget,
+            } => {
+                let blocks = view
+                    .height
+                    .saturating_sub(view.start_height)
+                    .saturating_add(1);
+                (nonces_per_block.saturating_mul(blocks).min(budget), false)
+            }
+            Pace::Continuous { slice_seconds } => {
+                let rate = if self.compute_seconds > 0.5 {
+                    self.status
+                        .lock()
+                        .map(|s| s.nonces_per_second)
+                        .unwrap_or(0.0)
+                } else {
+                    0.0
+                };
+                // Whole rounds of batches: every CPU stream busy until the slice ends.
+                let round = self.round(&spec)?;
+                let slice = ((rate * slice_seconds) as u64).div_ceil(round).max(1) * round;
+                (next.saturating_add(slice), true)
+            }
+        };
+        if target <= next {
+            return Ok(false);
+        }
+        let r_target = params.r_target_micro;
+        let fabricate = self.misbehaviour.fabricate_permille;
+        let nonces: Vec<u64> = (next..target).collect();
+        let t0 = Instant::now();
+        let distances = self.distances(&spec, self.host_bytes, &nonces, Priority::Sprint)?;
+        if distances.len() != nonces.len() {
+            bail!(
+                "the engine returned {} distances for {} nonces",
+                distances.len(),
+                nonces.len()
+            );
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        let j = self.journal_mut()?;
+        for (&n, &d) in nonces.iter().zip(&distances) {
+            let d_q = quantize_distance(d);
+            if claims_share(d_q, r_target) {
+                j.leaves.push((n, d_q));
+            } else if fabricate > 0
+                && (j.fabricated + 1) * 1000 <= u64::from(fabricate) * (j.leaves.len() as u64 + 1)
+            {
+                // Misbehaviour (tests): claim a non-share as a share.
+                j.leaves
+                    .push((n, u32::try_from(r_target / 200).unwrap_or(0)));
+                j.fabricated += 1;
+            }
+        }
+        j.next_nonce = target;
+        let (done, shares) = (j.next_nonce, j.leaves.len());
+        self.save()?;
+        self.compute_seconds += seconds;
+        let computed = nonces.len() as u64;
+        self.set_status(|s| {
+            s.nonces_total = s.nonces_total.saturating_add(computed);
+            if seconds > 0.0 {
+                let now = computed as f64 / seconds;
+                s.nonces_per_second = if s.nonces_per_second > 0.0 {
+                    0.7 * s.nonces_per_second + 0.3 * now
+                } else {
+                    now
+                };
+            }
+            s.nonces_done = done;
+            s.shares = shares as u64;
+        });
+        tracing::debug!(
+            epoch = view.epoch,
+            height = view.height,
+            nonces = done,
+            shares,
+            "sprint slice"
+        );
+        Ok(more_after)
+    }
+
+    fn maybe_commit(
+        &mut self,
+        out: &mut Outbox<'_>,
+        view: &View,
+        deadline_stage: bool,
+    ) -> Result<()> {
+        let j = self
+            .current
+            .as_ref()
+            .ok_or_else(|| anyhow!("no epoch loaded"))?;
+        let count = j.leaves.len() as u64;
+        if count == 0 {
+            return Ok(());
+        }
+        let on_chain = view.duties["commitment"]["count"].as_u64();
+        if on_chain == Some(count) {
+            return Ok(());
+        }
+        let budget_spent =
+            matches!(self.pace, Pace::PerBlock { budget, .. } if j.next_nonce >= budget);
+        if let Some((sent_count, sent_height)) = j.commit_sent {
+            let in_flight = view.height < sent_height.saturating_add(RESEND_AFTER_BLOCKS);
+            if sent_count == count && in_flight {
+                return Ok(());
+            }
+            let due = deadline_stage
+                || budget_spent
+                || view.height.saturating_add(1)
+                    >= sent_height.saturating_add(self.commit_every_blocks.max(1));
+            if !due && in_flight {
+                return Ok(());
+            }
+        }
+        let tree = MerkleTree::new(j.leaves.iter().map(|(n, d)| leaf_hash(*n, *d)).collect())
+            .ok_or_else(|| anyhow!("empty tree"))?;
+        let msg = MsgSprintCommit {
+            host: self.host.clone(),
+            epoch: view.epoch,
+            root: tree.root().to_vec(),
+            count,
+        };
+        let receipt = out.send("sprint_commit", vec![any_of(&msg)])?;
+        if receipt.ok() {
+            self.journal_mut()?.commit_sent = Some((count, view.height));
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn maybe_open(
+        &mut self,
+        out: &mut Outbox<'_>,
+        view: &View,
+        params: &SprintParams,
+    ) -> Result<()> {
+        if view.duties["opened"].as_bool() == Some(true) || self.misbehaviour.skip_open {
+            return Ok(());
+        }
+        let commitment = &view.duties["commitment"];
+        let (Some(count), Some(root)) = (commitment["count"].as_u64(), commitment["root"].as_str())
+        else {
+            return Ok(()); // nothing committed this epoch
+        };
+        let j = self
+            .current
+            .as_ref()
+            .ok_or_else(|| anyhow!("no epoch loaded"))?;
+        if j.open_sent_height
+            .is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS))
+        {
+            return Ok(());
+        }
+        let count_usize = usize::try_from(count)?;
+        if count_usize > j.leaves.len() {
+            bail!("the chain holds a commitment to {count} leaves but the journal has only {}; the journal was lost, this epoch's commitment cannot be opened", j.leaves.len());
+        }
+        // Leaves only grow, so the committed tree is the first `count` leaves.
+        let leaves = &j.leaves[..count_usize];
+        let tree = MerkleTree::new(leaves.iter().map(|(n, d)| leaf_hash(*n, *d)).collect())
+            .ok_or_else(|| anyhow!("empty tree"))?;
+        if hex::encode(tree.root()) != root {
+            bail!("the chain's commitment root {root} is not the root of the journal's first {count} leaves; cannot open");
+        }
+        let challenge_hash = view
+            .challenge_hash
+            .as_deref()
+            .ok_or_else(|| anyhow!("challenge block hash not on chain yet"))?;
+        let ch = challenge_seed(challenge_hash, &self.host_bytes);
+        let indices = sample_indices(&ch, u32::try_from(count)?, params.sprint_samples);
+        let mut opened = Vec::with_capacity(indices.len());
+        for i in indices {
+            let (nonce, d_q) = leaves[i as usize];
+            let proof = tree
+                .proof(u64::from(i))
+                .ok_or_else(|| anyhow!("no proof for index {i}"))?;
+            opened.push(OpenedLeaf {
+                index: u64::from(i),
+                nonce,
+                distance_q: d_q,
+                proof: proof.iter().map(|h| h.to_vec()).collect(),
+            });
+        }
+        let msg = MsgSprintOpen {
+            host: self.host.clone(),
+            epoch: view.epoch,
+            leaves: opened,
+        };
+        let receipt = out.send("sprint_open", vec![any_of(&msg)])?;
+        if receipt.ok() {
+            self.journal_mut()?.open_sent_height = Some(view.height);
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes `leaves` of `host` and applies the binomial verdict.
+    fn judge(
+        &mut self,
+        seed: &Hash32,
+        params: &SprintParams,
+        host: &str,
+        leaves: &[Value],
+    ) -> Result<VoteRecord> {
+        let host_bytes: [u8; 20] = kiln_cli::keyring::parse_address(host)?
+            .try_into()
+            .map_err(|_| anyhow!("bad host address"))?;
+        let mut nonces = Vec::with_capacity(leaves.len());
+        let mut claimed = Vec::with_capacity(leaves.len());
+        for l in leaves {
+            nonces.push(
+                l["nonce"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("opened leaf without nonce"))?,
+            );
+            claimed.push(u32::try_from(
+                l["distance_q"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("opened leaf without distance_q"))?,
+            )?);
+        }
+        let spec = self.engine_spec(seed, params)?;
+        let distances = self.distances(&spec, host_bytes, &nonces, Priority::Validation)?;
+        let mut mismatches = 0u32;
+        for (d, c) in distances.iter().zip(&claimed) {
+            if verdict::is_mismatch(
+                verdict::distance_to_micro(*d),
+                *c,
+                params.r_target_micro,
+                params.sprint_tolerance_micro,
+            ) {
+                mismatches += 1;
+            }
+        }
+        let k = u32::try_from(nonces.len())?;
+        let critical = verdict::critical_count(k, verdict::P0_DEFAULT, verdict::ALPHA_DEFAULT)
+            .map_err(|e| anyhow!("{e}"))?;
+        let invalid =
+            verdict::invalid_by_critical(mismatches, critical) || distances.len() != nonces.len();
+        let mut salt = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+        tracing::info!(
+            host,
+            opened = k,
+            mismatches,
+            valid = !invalid,
+            "validated an opening"
+        );
+        Ok(VoteRecord {
+            valid: !invalid,
+            mismatches,
+            opened: k,
+            salt: hex::encode(salt),
+            commit_sent_height: None,
+            reveal_sent_height: None,
+        })
+    }
+
+    fn commit_votes(
+        &mut self,
+        out: &mut Outbox<'_>,
+        view: &View,
+        seed: &Hash32,
+        params: &SprintParams,
+    ) -> Result<()> {
+        let duties = view.duties["duties"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut msgs = Vec::new();
+        let mut hosts = Vec::new();
+        for duty in &duties {
+            let host = duty["host"].as_str().unwrap_or_default().to_string();
+            if duty["vote_committed"].as_bool() == Some(true) {
+                continue;
+            }
+            let existing = self.journal_mut()?.votes.get(&host).cloned();
+            let vote = match existing {
+                Some(v) => v,
+                None => {
+                    let leaves = duty["leaves"].as_array().cloned().unwrap_or_default();
+                    let v = self.judge(seed, params, &host, &leaves)?;
+                    // The salt is on disk before its commitment can reach the chain.
+                    self.journal_mut()?.votes.insert(host.clone(), v.clone());
+                    self.save()?;
+                    v
+                }
+            };
+            if vote
+                .commit_sent_height
+                .is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS))
+            {
+                continue;
+            }
+            let salt = hex::decode(&vote.salt)?;
+            msgs.push(any_of(&MsgSprintVoteCommit {
+                voter: self.host.clone(),
+                epoch: view.epoch,
+                host: host.clone(),
+                commitment: vote_commitment(vote.valid, &salt).to_vec(),
+            }));
+            hosts.push(host);
+        }
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let receipt = out.send("vote_commit", msgs)?;
+        if receipt.ok() {
+            let j = self.journal_mut()?;
+            for h in hosts {
+                if let Some(v) = j.votes.get_mut(&h) {
+                    v.commit_sent_height = Some(view.height);
+                }
+            }
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn reveal_votes(&mut self, out: &mut Outbox<'_>, view: &View) -> Result<()> {
+        let duties = view.duties["duties"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let flip = self.misbehaviour.flip_reveal;
+        let mut msgs = Vec::new();
+        let mut hosts = Vec::new();
+        for duty in &duties {
+            let host = duty["host"].as_str().unwrap_or_default().to_string();
+            if duty["vote_committed"].as_bool() != Some(true)
+                || duty["vote_revealed"].as_bool() == Some(true)
+            {
+                continue;
+            }
+            let Some(vote) = self.journal_mut()?.votes.get(&host).cloned() else {
+                tracing::error!(host, epoch = view.epoch, "a committed vote has no salt in the journal (journal lost?); it cannot be revealed");
+                continue;
+            };
+            if vote
+                .reveal_sent_height
+                .is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS))
+            {
+                continue;
+            }
+            msgs.push(any_of(&MsgSprintVoteReveal {
+                voter: self.host.clone(),
+                epoch: view.epoch,
+                host: host.clone(),
+                valid: vote.valid != flip,
+                salt: hex::decode(&vote.salt)?,
+            }));
+            hosts.push(host);
+        }
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let receipt = out.send("vote_reveal", msgs)?;
+        if !receipt.ok() {
+            return Ok(());
+        }
+        let j = self.journal_mut()?;
+        for h in hosts {
+            if let Some(v) = j.votes.get_mut(&h) {
+                v.reveal_sent_height = Some(view.height);
+            }
+        }
+        self.save()
+    }
+
+    fn record_result(&mut self, view: &View) -> Result<()> {
+        let result = &view.duties["result"];
+        if result.is_null() {
+            return Ok(());
+        }
+        let epoch = view.epoch;
+        let shown = self
+            .status
+            .lock()
+            .ok()
+            .and_then(|s| s.last_result.as_ref().and_then(|r| r["epoch"].as_u64()));
+        if shown == Some(epoch) {
+            return Ok(());
+        }
+        let j = self.journal_mut()?;
+        if j.result.as_ref() != Some(result) {
+            j.result = Some(result.clone());
+            tracing::info!(epoch, result = %result, "epoch settled");
+            self.save()?;
+        }
+        let r = result.clone();
+        self.set_status(|s| s.last_result = Some(json!({"epoch": epoch, "result": r})));
+        Ok(())
+    }
+
+    /// Once the settle's power updates sign (settle + 2), shows the host's
+    /// standing in the status.
+    fn refresh_standing(&mut self, out: &mut Outbox<'_>, view: &View) {
+        if self.standing_epoch == view.epoch || view.height < view.settle_height.saturating_add(2) {
+            return;
+        }
+        match self.standing(out) {
+            Ok(v) => {
+                self.standing_epoch = view.epoch;
+                self.set_status(|s| s.standing = Some(v));
+            }
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "cannot read the host's standing"),
+        }
+    }
+
+    /// The host's weight in force, share, consensus power and reputation.
+    fn standing(&self, out: &mut Outbox<'_>) -> Result<Value> {
+        let chain = out.chain();
+        let weights = chain.query_json("/kiln.sprint.v1.Query/Weights", b"")?;
+        let row = weights
+            .as_array()
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|r| r["host"].as_str() == Some(self.host.as_str()))
+            })
+            .cloned()
+            .unwrap_or(Value::Null);
+        let rep = chain.query_json("/kiln.reputation.v1.Query/Reputation", self.host.as_bytes())?;
+        Ok(json!({
+            "weight": row["weight"].as_u64().unwrap_or(0),
+            "share_bps": row["share_bps"].as_u64().unwrap_or(0),
+            "consensus_power": row["consensus_power"].as_u64().unwrap_or(0),
+            "reputation": rep["reputation"].as_u64().unwrap_or(0),
+            "good_epochs": rep["good_epochs"].as_u64().unwrap_or(0),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod message_list_tests {
+    /// The worker only sends what a host can grant its ML key: every sprint
+    /// duty message is in the chain's ML-ops set (the one message list).
+    #[test]
+    fn sprint_duty_messages_are_ml_ops_messages_of_the_list() {
+        for url in super::SPRINT_MSG_TYPE_URLS {
+            assert!(kiln_messages::is_ml_ops_type_url(url), "{url}");
+        }
+    }
+}
