@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use kiln_app::testkit::{sign_tx, BlockDriver, TestKey};
 use kiln_framework::Address;
 use kiln_mlworker::device::ComputeDevice;
@@ -53,7 +53,13 @@ impl ChainClient for SimChain {
     fn query_raw(&mut self, path: &str, data: &[u8]) -> Result<Vec<u8>> {
         let res = abci_query(&self.driver.borrow(), path, data, 0);
         if res.code != 0 {
-            bail!("query {path} failed (code {}): {}", res.code, res.log);
+            return Err(kiln_mlworker::worker::chain::QueryError {
+                path: path.to_string(),
+                codespace: res.codespace.clone(),
+                code: res.code,
+                log: res.log.clone(),
+            }
+            .into());
         }
         Ok(res.value.to_vec())
     }

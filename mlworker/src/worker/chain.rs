@@ -3,7 +3,7 @@
 //! trait over the in-process block driver, so the worker logic under test is
 //! exactly the one that runs against a node.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use cosmrs::Any;
 use k256::ecdsa::SigningKey;
 use kiln_cli::rpc::RpcClient;
@@ -46,17 +46,45 @@ pub trait ChainClient {
     fn broadcast(&mut self, msgs: Vec<Any>) -> Result<TxReceipt>;
 }
 
+impl dyn ChainClient + '_ {
+    /// A Kiln JSON query read into its typed answer (the module's own query
+    /// type, e.g. `kiln_sprint::query::Duties`).
+    pub fn query<T: serde::de::DeserializeOwned>(&mut self, path: &str, data: &[u8]) -> Result<T> {
+        let bytes = self.query_raw(path, data)?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("query {path}: unexpected answer from the node"))
+    }
+}
+
 /// Gas price the worker pays when it pays a fee (the chain's default
 /// `min_gas_price`, 0.025 ukiln per gas, as a fraction).
 const GAS_PRICE_NUM: u64 = 25;
 const GAS_PRICE_DEN: u64 = 1000;
 /// Gas limit used when simulation refuses the tx.
 const FALLBACK_GAS: u64 = 400_000;
-/// CheckTx code of an insufficient fee and of insufficient funds (Cosmos SDK).
-const CODE_INSUFFICIENT_FEE: u32 = 13;
-const CODE_INSUFFICIENT_FUNDS: u32 = 5;
-/// CheckTx code of a wrong sequence.
-const CODE_WRONG_SEQUENCE: u32 = 32;
+use kiln_framework::error::codes::{
+    INSUFFICIENT_FEE as CODE_INSUFFICIENT_FEE, INSUFFICIENT_FUNDS as CODE_INSUFFICIENT_FUNDS,
+    WRONG_SEQUENCE as CODE_WRONG_SEQUENCE,
+};
+
+/// A query the node answered with a non-zero code: the worker matches
+/// `(codespace, code)` (the README's error table), never the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("query {path} failed ({codespace} code {code}): {log}")]
+pub struct QueryError {
+    pub path: String,
+    pub codespace: String,
+    pub code: u32,
+    pub log: String,
+}
+
+impl QueryError {
+    /// The Cosmos SDK's "key not found" (an absent record).
+    pub fn is_not_found(&self) -> bool {
+        self.codespace == kiln_framework::error::SDK
+            && self.code == kiln_framework::error::codes::KEY_NOT_FOUND
+    }
+}
 
 /// A node reached over CometBFT JSON-RPC.
 pub struct RpcChain {
@@ -159,7 +187,13 @@ impl ChainClient for RpcChain {
     fn query_raw(&mut self, path: &str, data: &[u8]) -> Result<Vec<u8>> {
         let res = self.rpc.abci_query(path, data, 0)?;
         if res.code != 0 {
-            bail!("query {path} failed (code {}): {}", res.code, res.log);
+            return Err(QueryError {
+                path: path.to_string(),
+                codespace: res.codespace,
+                code: res.code,
+                log: res.log,
+            }
+            .into());
         }
         Ok(res.value)
     }

@@ -427,7 +427,10 @@ impl Worker {
         self.set_status(|s| s.chain_id = id);
         match chain.query_json("/kiln.sprint.v1.Query/Host", self.cfg.host.as_bytes()) {
             Ok(_) => {}
-            Err(e) if format!("{e:#}").contains("no such host") => {
+            Err(e)
+                if e.downcast_ref::<chain::QueryError>()
+                    .is_some_and(chain::QueryError::is_not_found) =>
+            {
                 return Err(PreflightError::NotRegistered(self.cfg.host.clone()).into())
             }
             Err(e) => return Err(e),

@@ -23,6 +23,8 @@ use kiln_sprint::msgs::{
     vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
     OpenedLeaf,
 };
+use kiln_sprint::query::{Duties, DUTIES_PATH};
+use kiln_sprint::state::Opened;
 use kiln_sprint::SprintParams;
 use kiln_sprint_protocol::challenge::{challenge_seed, sample_indices};
 use kiln_sprint_protocol::leaf::{claims_share, leaf_hash, quantize_distance};
@@ -101,7 +103,8 @@ struct View {
     start_height: u64,
     settle_height: u64,
     challenge_hash: Option<Vec<u8>>,
-    duties: Value,
+    /// The typed `/kiln.sprint.v1.Query/Duties` answer.
+    duties: Duties,
 }
 
 pub struct SprintDuty {
@@ -154,9 +157,7 @@ impl Duty for SprintDuty {
             return Ok(Tick::Idle);
         };
         let req = json!({"epoch": tick.epoch, "address": self.host}).to_string();
-        let duties = out
-            .chain()
-            .query_json("/kiln.sprint.v1.Query/Duties", req.as_bytes())?;
+        let duties: Duties = out.chain().query(DUTIES_PATH, req.as_bytes())?;
         let view = View {
             height: tick.height,
             epoch: tick.epoch,
@@ -322,20 +323,12 @@ impl SprintDuty {
 
     fn refresh_status(&self, view: &View) {
         let Some(j) = &self.current else { return };
-        let duties = view.duties["duties"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let flag = |k: &str| {
-            duties
-                .iter()
-                .filter(|d| d[k].as_bool() == Some(true))
-                .count() as u64
-        };
-        let committed = view.duties["commitment"]["count"].as_u64().unwrap_or(0);
+        let duties = &view.duties.duties;
+        let c = duties.iter().filter(|d| d.vote_committed).count() as u64;
+        let r = duties.iter().filter(|d| d.vote_revealed).count() as u64;
+        let committed = view.duties.commitment.as_ref().map_or(0, |c| c.count);
         let (next, shares) = (j.next_nonce, j.leaves.len() as u64);
-        let opened = view.duties["opened"].as_bool() == Some(true);
-        let (c, r) = (flag("vote_committed"), flag("vote_revealed"));
+        let opened = view.duties.opened;
         self.set_status(|s| {
             s.nonces_done = next;
             s.shares = shares;
@@ -525,7 +518,7 @@ impl SprintDuty {
         if count == 0 {
             return Ok(());
         }
-        let on_chain = view.duties["commitment"]["count"].as_u64();
+        let on_chain = view.duties.commitment.as_ref().map(|c| c.count);
         if on_chain == Some(count) {
             return Ok(());
         }
@@ -566,14 +559,13 @@ impl SprintDuty {
         view: &View,
         params: &SprintParams,
     ) -> Result<()> {
-        if view.duties["opened"].as_bool() == Some(true) || self.misbehaviour.skip_open {
+        if view.duties.opened || self.misbehaviour.skip_open {
             return Ok(());
         }
-        let commitment = &view.duties["commitment"];
-        let (Some(count), Some(root)) = (commitment["count"].as_u64(), commitment["root"].as_str())
-        else {
+        let Some(commitment) = &view.duties.commitment else {
             return Ok(()); // nothing committed this epoch
         };
+        let (count, root) = (commitment.count, commitment.root.as_str());
         let j = self
             .current
             .as_ref()
@@ -632,25 +624,13 @@ impl SprintDuty {
         seed: &Hash32,
         params: &SprintParams,
         host: &str,
-        leaves: &[Value],
+        leaves: &[Opened],
     ) -> Result<VoteRecord> {
         let host_bytes: [u8; 20] = kiln_cli::keyring::parse_address(host)?
             .try_into()
             .map_err(|_| anyhow!("bad host address"))?;
-        let mut nonces = Vec::with_capacity(leaves.len());
-        let mut claimed = Vec::with_capacity(leaves.len());
-        for l in leaves {
-            nonces.push(
-                l["nonce"]
-                    .as_u64()
-                    .ok_or_else(|| anyhow!("opened leaf without nonce"))?,
-            );
-            claimed.push(u32::try_from(
-                l["distance_q"]
-                    .as_u64()
-                    .ok_or_else(|| anyhow!("opened leaf without distance_q"))?,
-            )?);
-        }
+        let nonces: Vec<u64> = leaves.iter().map(|l| l.nonce).collect();
+        let claimed: Vec<u32> = leaves.iter().map(|l| l.distance_q).collect();
         let spec = self.engine_spec(seed, params)?;
         let distances = self.distances(&spec, host_bytes, &nonces, Priority::Validation)?;
         let mut mismatches = 0u32;
@@ -695,23 +675,19 @@ impl SprintDuty {
         seed: &Hash32,
         params: &SprintParams,
     ) -> Result<()> {
-        let duties = view.duties["duties"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let duties = view.duties.duties.clone();
         let mut msgs = Vec::new();
         let mut hosts = Vec::new();
         for duty in &duties {
-            let host = duty["host"].as_str().unwrap_or_default().to_string();
-            if duty["vote_committed"].as_bool() == Some(true) {
+            let host = duty.host.to_bech32();
+            if duty.vote_committed {
                 continue;
             }
             let existing = self.journal_mut()?.votes.get(&host).cloned();
             let vote = match existing {
                 Some(v) => v,
                 None => {
-                    let leaves = duty["leaves"].as_array().cloned().unwrap_or_default();
-                    let v = self.judge(seed, params, &host, &leaves)?;
+                    let v = self.judge(seed, params, &host, &duty.leaves)?;
                     // The salt is on disk before its commitment can reach the chain.
                     self.journal_mut()?.votes.insert(host.clone(), v.clone());
                     self.save()?;
@@ -750,18 +726,13 @@ impl SprintDuty {
     }
 
     fn reveal_votes(&mut self, out: &mut Outbox<'_>, view: &View) -> Result<()> {
-        let duties = view.duties["duties"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let duties = view.duties.duties.clone();
         let flip = self.misbehaviour.flip_reveal;
         let mut msgs = Vec::new();
         let mut hosts = Vec::new();
         for duty in &duties {
-            let host = duty["host"].as_str().unwrap_or_default().to_string();
-            if duty["vote_committed"].as_bool() != Some(true)
-                || duty["vote_revealed"].as_bool() == Some(true)
-            {
+            let host = duty.host.to_bech32();
+            if !duty.vote_committed || duty.vote_revealed {
                 continue;
             }
             let Some(vote) = self.journal_mut()?.votes.get(&host).cloned() else {
@@ -800,10 +771,11 @@ impl SprintDuty {
     }
 
     fn record_result(&mut self, view: &View) -> Result<()> {
-        let result = &view.duties["result"];
-        if result.is_null() {
+        let Some(result) = &view.duties.result else {
             return Ok(());
-        }
+        };
+        let result = serde_json::to_value(result)?;
+        let result = &result;
         let epoch = view.epoch;
         let shown = self
             .status
@@ -842,22 +814,17 @@ impl SprintDuty {
     /// The host's weight in force, share, consensus power and reputation.
     fn standing(&self, out: &mut Outbox<'_>) -> Result<Value> {
         let chain = out.chain();
-        let weights = chain.query_json("/kiln.sprint.v1.Query/Weights", b"")?;
-        let row = weights
-            .as_array()
-            .and_then(|rows| {
-                rows.iter()
-                    .find(|r| r["host"].as_str() == Some(self.host.as_str()))
-            })
-            .cloned()
-            .unwrap_or(Value::Null);
-        let rep = chain.query_json("/kiln.reputation.v1.Query/Reputation", self.host.as_bytes())?;
+        let rows: Vec<kiln_staking::query::WeightRow> =
+            chain.query(kiln_staking::query::WEIGHTS_PATH, b"")?;
+        let row = rows.iter().find(|r| r.host.to_bech32() == self.host);
+        let rep: kiln_reputation::ReputationAnswer =
+            chain.query(kiln_reputation::QUERY_PATH, self.host.as_bytes())?;
         Ok(json!({
-            "weight": row["weight"].as_u64().unwrap_or(0),
-            "share_bps": row["share_bps"].as_u64().unwrap_or(0),
-            "consensus_power": row["consensus_power"].as_u64().unwrap_or(0),
-            "reputation": rep["reputation"].as_u64().unwrap_or(0),
-            "good_epochs": rep["good_epochs"].as_u64().unwrap_or(0),
+            "weight": row.map_or(0, |r| r.weight),
+            "share_bps": row.map_or(0, |r| r.share_bps),
+            "consensus_power": row.map_or(0, |r| r.consensus_power),
+            "reputation": rep.reputation,
+            "good_epochs": rep.good_epochs,
         }))
     }
 }

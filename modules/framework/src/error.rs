@@ -17,6 +17,18 @@ pub type TxResult<T> = Result<T, TxError>;
 /// The Cosmos SDK's root codespace.
 pub const SDK: &str = "sdk";
 
+/// `sdk` codes clients match on (the same numbers the constructors below use;
+/// a unit test keeps them in step).
+pub mod codes {
+    pub const TX_DECODE: u32 = 2;
+    pub const UNAUTHORIZED: u32 = 4;
+    pub const INSUFFICIENT_FUNDS: u32 = 5;
+    pub const UNKNOWN_REQUEST: u32 = 6;
+    pub const INSUFFICIENT_FEE: u32 = 13;
+    pub const KEY_NOT_FOUND: u32 = 22;
+    pub const WRONG_SEQUENCE: u32 = 32;
+}
+
 macro_rules! sdk_errors {
     ($($name:ident = $code:expr, $prefix:expr;)*) => {
         impl TxError {
@@ -78,5 +90,24 @@ impl TxError {
 impl From<StoreError> for TxError {
     fn from(e: StoreError) -> Self {
         TxError::internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::*;
+
+    #[test]
+    fn named_codes_match_the_constructors() {
+        assert_eq!(TxError::tx_decode("").code, codes::TX_DECODE);
+        assert_eq!(TxError::unauthorized("").code, codes::UNAUTHORIZED);
+        assert_eq!(
+            TxError::insufficient_funds("").code,
+            codes::INSUFFICIENT_FUNDS
+        );
+        assert_eq!(TxError::unknown_request("").code, codes::UNKNOWN_REQUEST);
+        assert_eq!(TxError::insufficient_fee("").code, codes::INSUFFICIENT_FEE);
+        assert_eq!(TxError::key_not_found("").code, codes::KEY_NOT_FOUND);
+        assert_eq!(TxError::wrong_sequence("").code, codes::WRONG_SEQUENCE);
     }
 }

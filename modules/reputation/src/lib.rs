@@ -137,6 +137,15 @@ pub fn apply_outcome<S: StateWrite>(
         .attr("reputation", score))
 }
 
+/// The answer of the reputation query.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReputationAnswer {
+    pub address: Address,
+    pub good_epochs: u64,
+    /// In [0, 100].
+    pub reputation: u64,
+}
+
 /// The reputation query (data: bech32 address).
 pub fn route<S: StateRead + ?Sized>(
     state: &S,
