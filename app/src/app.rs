@@ -147,19 +147,12 @@ impl<B: StateRead> StateRead for ChangesView<'_, B> {
         }
     }
 
-    fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, kiln_store::StoreError> {
-        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
-            self.base.prefix_raw(prefix)?.into_iter().collect();
-        for (key, value) in self.changes.range(prefix.to_vec()..) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            match value {
-                Some(v) => merged.insert(key.clone(), v.clone()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().collect())
+    fn prefix_visit(
+        &self,
+        prefix: &[u8],
+        visit: &mut kiln_state::Visitor<'_>,
+    ) -> Result<(), kiln_store::StoreError> {
+        kiln_state::merged_prefix_visit(&self.base, self.changes, prefix, visit)
     }
 }
 

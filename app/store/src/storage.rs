@@ -618,15 +618,15 @@ impl Snapshot {
         Ok(value)
     }
 
-    fn historical_prefix(
+    fn historical_prefix_visit(
         &self,
         version: u64,
         prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        visit: &mut kiln_state::Visitor<'_>,
+    ) -> Result<(), StoreError> {
         self.inner.check_retained(version)?;
         let body = escaped_body(prefix);
         let inverted = (u64::MAX - version).to_be_bytes();
-        let mut out = Vec::new();
         let mut it = self.inner.db.raw_iterator_cf(self.inner.cf(CF_VERSIONED)?);
         it.seek(&body);
         while let Some(key) = it.key() {
@@ -644,7 +644,9 @@ impl Snapshot {
             if let (Some(k), Some(v)) = (it.key(), it.value()) {
                 if k.len() == enc_len + 8 && k.starts_with(&group) {
                     if let Some(value) = decode_value(v)? {
-                        out.push((raw, value));
+                        if visit(&raw, &value).is_break() {
+                            break;
+                        }
                     }
                 }
             }
@@ -652,8 +654,8 @@ impl Snapshot {
         }
         it.status()
             .map_err(|e| db_err("scanning versioned values", e))?;
-        self.inner.check_retained(version)?;
-        Ok(out)
+        // Pruning that overtook the scan makes its result unusable.
+        self.inner.check_retained(version)
     }
 }
 
@@ -676,28 +678,41 @@ impl StateRead for Snapshot {
         self.historical_get(version, key)
     }
 
-    fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    /// Streams the scan. The latest version streams the flat keyspace from a
+    /// rocksdb snapshot taken *before* checking the generation: commits bump
+    /// the generation before writing, so an unchanged generation after the
+    /// snapshot proves the snapshot holds exactly this version. Otherwise the
+    /// versioned keyspace is streamed (consistent for any retained version).
+    fn prefix_visit(
+        &self,
+        prefix: &[u8],
+        visit: &mut kiln_state::Visitor<'_>,
+    ) -> Result<(), StoreError> {
         let Some(version) = self.version else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        if self.flat_is_current() {
-            let mut out = Vec::new();
-            let mut it = self.inner.db.raw_iterator_cf(self.inner.cf(CF_STATE)?);
-            it.seek(prefix);
-            while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if !k.starts_with(prefix) {
-                    break;
-                }
-                out.push((k.to_vec(), v.to_vec()));
-                it.next();
-            }
-            it.status()
-                .map_err(|e| db_err("scanning the latest state", e))?;
+        if self.fast.is_some() {
+            let db_snapshot = self.inner.db.snapshot();
             if self.flat_is_current() {
-                return Ok(out);
+                let mut opts = rocksdb::ReadOptions::default();
+                opts.set_snapshot(&db_snapshot);
+                let mut it = self
+                    .inner
+                    .db
+                    .raw_iterator_cf_opt(self.inner.cf(CF_STATE)?, opts);
+                it.seek(prefix);
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    if !k.starts_with(prefix) || visit(k, v).is_break() {
+                        break;
+                    }
+                    it.next();
+                }
+                return it
+                    .status()
+                    .map_err(|e| db_err("scanning the latest state", e));
             }
         }
-        self.historical_prefix(version, prefix)
+        self.historical_prefix_visit(version, prefix, visit)
     }
 }
 

@@ -174,13 +174,14 @@ pub fn all_balances_readonly<S: StateRead + ?Sized>(
 /// Every `{prefix}{denom}` → u128 entry as coins, sorted by denom.
 fn coins_under<S: StateRead + ?Sized>(state: &S, prefix: &[u8]) -> TxResult<Vec<Coin>> {
     let mut out = Vec::new();
-    for (key, value) in state.prefix_raw(prefix)? {
-        let denom = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-        let amount = <[u8; 16]>::try_from(value.as_slice())
+    state.for_each_under(prefix, |suffix, value| {
+        let denom = String::from_utf8_lossy(suffix).into_owned();
+        let amount = <[u8; 16]>::try_from(value)
             .map(u128::from_be_bytes)
             .map_err(|_| TxError::internal("corrupt coin amount"))?;
         out.push(Coin { denom, amount });
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -81,17 +81,21 @@ impl<S: StateRead> StateRead for Metered<'_, S> {
         Ok(value)
     }
 
-    fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let entries = self.inner.prefix_raw(prefix)?;
-        let mut cost = READ_COST_FLAT;
-        for (k, v) in &entries {
+    /// Charges a flat read, then each visited entry as it streams (the same
+    /// total as a collected scan when every entry is visited).
+    fn prefix_visit(
+        &self,
+        prefix: &[u8],
+        visit: &mut kiln_state::Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.meter.consume(READ_COST_FLAT);
+        self.inner.prefix_visit(prefix, &mut |k, v| {
             let bytes = len64(k.len()).saturating_add(len64(v.len()));
-            cost = cost
-                .saturating_add(ITER_NEXT_COST_FLAT)
-                .saturating_add(READ_COST_PER_BYTE.saturating_mul(bytes));
-        }
-        self.meter.consume(cost);
-        Ok(entries)
+            self.meter.consume(
+                ITER_NEXT_COST_FLAT.saturating_add(READ_COST_PER_BYTE.saturating_mul(bytes)),
+            );
+            visit(k, v)
+        })
     }
 }
 

@@ -1,5 +1,6 @@
-//! Typed helpers over raw state: protobuf messages, big-endian integers and
-//! JSON-encoded parameter structs. Decoding failures of stored values are
+//! Typed helpers over raw state: versioned stored values
+//! ([`crate::values`]), protobuf messages and big-endian integers, and
+//! streaming prefix scans. Decoding failures of stored values are
 //! internal errors (state written by the chain itself is always well formed).
 
 use kiln_state::{StateRead, StateWrite};
@@ -18,14 +19,38 @@ pub trait StateReadExt: StateRead {
         }
     }
 
-    /// Every versioned value under `prefix`, in key order, with the key suffix after `prefix`.
+    /// Streams every entry under `prefix` in key order to `f(suffix, value)`
+    /// (the key after `prefix`), without collecting the scan; the first error
+    /// `f` returns stops the scan and is returned.
+    fn for_each_under(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> TxResult<()>,
+    ) -> TxResult<()> {
+        let mut failure = None;
+        self.prefix_visit(
+            prefix,
+            &mut |key, value| match f(&key[prefix.len()..], value) {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(e) => {
+                    failure = Some(e);
+                    std::ops::ControlFlow::Break(())
+                }
+            },
+        )?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Every versioned value under `prefix`, in key order, with the key suffix
+    /// after `prefix` (streamed and decoded one by one).
     fn prefix_values<V: StoredValue>(&self, prefix: &[u8]) -> TxResult<Vec<(Vec<u8>, V)>> {
         let mut out = Vec::new();
-        for (key, bytes) in self.prefix_raw(prefix)? {
-            let value = V::decode_value(&bytes)
-                .map_err(|e| TxError::internal(format!("at {}: {}", hex_key(&key), e.log)))?;
-            out.push((key[prefix.len()..].to_vec(), value));
-        }
+        self.for_each_under(prefix, |suffix, bytes| {
+            let value = V::decode_value(bytes)
+                .map_err(|e| TxError::internal(format!("under {}: {}", hex_key(prefix), e.log)))?;
+            out.push((suffix.to_vec(), value));
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -55,15 +80,6 @@ pub trait StateReadExt: StateRead {
                 .map_err(|_| TxError::internal(format!("corrupt u128 at {}", hex_key(key)))),
         }
     }
-
-    fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> TxResult<Option<T>> {
-        match self.get_raw(key)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                TxError::internal(format!("corrupt stored json at {}: {e}", hex_key(key)))
-            }),
-        }
-    }
 }
 
 impl<T: StateRead + ?Sized> StateReadExt for T {}
@@ -86,14 +102,6 @@ pub trait StateWriteExt: StateWrite {
 
     fn put_u128(&mut self, key: Vec<u8>, value: u128) {
         self.put_raw(key, value.to_be_bytes().to_vec());
-    }
-
-    /// JSON of a struct with a fixed field order is deterministic (serde_json
-    /// writes fields in declaration order; no maps are used in stored params).
-    fn put_json<T: serde::Serialize>(&mut self, key: Vec<u8>, value: &T) -> TxResult<()> {
-        let bytes = serde_json::to_vec(value).map_err(|e| TxError::internal(e.to_string()))?;
-        self.put_raw(key, bytes);
-        Ok(())
     }
 }
 

@@ -107,15 +107,14 @@ pub fn result<S: StateRead + ?Sized>(
 }
 
 pub fn committed_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult<Vec<Address>> {
-    let prefix = keys::commits_of_epoch(epoch);
-    state
-        .prefix_raw(&prefix)?
-        .into_iter()
-        .map(|(k, _)| {
-            Address::from_bytes(&k[prefix.len()..])
-                .ok_or_else(|| TxError::internal("corrupt commit key"))
-        })
-        .collect()
+    let mut hosts = Vec::new();
+    state.for_each_under(&keys::commits_of_epoch(epoch), |suffix, _| {
+        hosts.push(
+            Address::from_bytes(suffix).ok_or_else(|| TxError::internal("corrupt commit key"))?,
+        );
+        Ok(())
+    })?;
+    Ok(hosts)
 }
 
 /// The validators assigned to `host`'s opening (SPEC §4 "Validation"): drawn

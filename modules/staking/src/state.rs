@@ -45,16 +45,17 @@ pub trait StakingExt: StateRead {
     /// address; hosts with 0 are absent.
     fn weights_in_force(&self) -> TxResult<BTreeMap<Address, u64>> {
         let mut out = BTreeMap::new();
-        for (key, value) in self.prefix_raw(keys::WEIGHT_PREFIX)? {
-            let addr = Address::from_bytes(&key[keys::WEIGHT_PREFIX.len()..])
+        self.for_each_under(keys::WEIGHT_PREFIX, |suffix, value| {
+            let addr = Address::from_bytes(suffix)
                 .ok_or_else(|| TxError::internal("corrupt weight key"))?;
-            let w = <[u8; 8]>::try_from(value.as_slice())
+            let w = <[u8; 8]>::try_from(value)
                 .map(u64::from_be_bytes)
                 .map_err(|_| TxError::internal("corrupt weight"))?;
             if w > 0 {
                 out.insert(addr, w);
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
