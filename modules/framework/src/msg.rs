@@ -83,23 +83,6 @@ pub fn rfc3339(seconds: i64, nanos: i32) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::rfc3339;
-
-    #[test]
-    fn rfc3339_matches_known_instants() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_769_817_600, 0), "2026-01-31T00:00:00Z");
-        assert_eq!(
-            rfc3339(1_769_817_600, 500_000_000),
-            "2026-01-31T00:00:00.5Z"
-        );
-        assert_eq!(rfc3339(-1, 0), "1969-12-31T23:59:59Z");
-    }
-}
-
 /// Implements `prost::Name` for a hand-written message:
 /// `proto_name!(MsgSprintCommit, "kiln.sprint.v1");`
 #[macro_export]
@@ -123,4 +106,21 @@ pub fn opaque_any_json(any: &cosmos_sdk_proto::Any) -> serde_json::Value {
     use base64::Engine as _;
     serde_json::json!({"@type": any.type_url,
         "value_base64": base64::engine::general_purpose::STANDARD.encode(&any.value)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_769_817_600, 0), "2026-01-31T00:00:00Z");
+        assert_eq!(
+            rfc3339(1_769_817_600, 500_000_000),
+            "2026-01-31T00:00:00.5Z"
+        );
+        assert_eq!(rfc3339(-1, 0), "1969-12-31T23:59:59Z");
+    }
 }

@@ -25,6 +25,9 @@ pub struct StoreError(pub String);
 /// Pending writes: `Some(value)` sets, `None` deletes. Ordered by key.
 pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// Collected `(key, value)` pairs of a prefix scan, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Visits `(key, value)` pairs; returns `ControlFlow::Break(())` to stop early.
 pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
 
@@ -40,7 +43,7 @@ pub trait StateRead {
 
     /// Every `(key, value)` whose key starts with `prefix`, in ascending key
     /// order, collected (for callers that need them all at once).
-    fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn prefix_raw(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
         self.prefix_visit(prefix, &mut |k, v| {
             out.push((k.to_vec(), v.to_vec()));
@@ -119,7 +122,7 @@ impl<T: StateRead + ?Sized> StateRead for &T {
     fn prefix_visit(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
         (**self).prefix_visit(prefix, visit)
     }
-    fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn prefix_raw(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         (**self).prefix_raw(prefix)
     }
 }
@@ -131,7 +134,7 @@ impl<T: StateRead + ?Sized> StateRead for &mut T {
     fn prefix_visit(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
         (**self).prefix_visit(prefix, visit)
     }
-    fn prefix_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn prefix_raw(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         (**self).prefix_raw(prefix)
     }
 }
