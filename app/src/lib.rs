@@ -12,7 +12,6 @@ pub mod app;
 pub mod exec;
 pub mod query;
 pub mod router;
-pub mod testkit;
 pub mod tx;
 
 pub use app::KilnApp;

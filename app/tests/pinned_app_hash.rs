@@ -2,7 +2,7 @@
 //! If a change makes this fail, it is state-breaking — update the constant in
 //! the same commit and say so in the commit message.
 
-use kiln_app::testkit::{msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
+use kiln_testkit::{msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
 const PINNED: &str = "23510415e72987bf61e2361f9e032bf51093a8c77f070b30875db7a37b1f2c14";
 

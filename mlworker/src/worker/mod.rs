@@ -229,11 +229,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(cfg: WorkerConfig, journal: Journal) -> Result<Self> {
-        let host_bytes: [u8; 20] = kiln_cli::keyring::parse_address(&cfg.host)
+        let host_bytes: [u8; 20] = kiln_client::keyring::parse_address(&cfg.host)
             .with_context(|| format!("--host {}", cfg.host))?
             .try_into()
             .map_err(|_| anyhow!("--host must be a 20-byte account address"))?;
-        kiln_cli::keyring::parse_address(&cfg.operator)
+        kiln_client::keyring::parse_address(&cfg.operator)
             .with_context(|| format!("operator key address {}", cfg.operator))?;
         let status = WorkerStatus {
             host: cfg.host.clone(),
@@ -692,7 +692,7 @@ impl Worker {
                 log: "held back until the next block after a refusal".into(),
             });
         }
-        let exec = kiln_cli::tx::msg_exec(&self.cfg.operator, msgs);
+        let exec = kiln_client::tx::msg_exec(&self.cfg.operator, msgs);
         let receipt = chain.broadcast(vec![exec])?;
         if receipt.ok() {
             tracing::info!(kind, epoch = view.epoch, height = view.height, hash = %receipt.hash, "tx accepted");
@@ -849,7 +849,7 @@ impl Worker {
         host: &str,
         leaves: &[Value],
     ) -> Result<VoteRecord> {
-        let host_bytes: [u8; 20] = kiln_cli::keyring::parse_address(host)?
+        let host_bytes: [u8; 20] = kiln_client::keyring::parse_address(host)?
             .try_into()
             .map_err(|_| anyhow!("bad host address"))?;
         let mut nonces = Vec::with_capacity(leaves.len());

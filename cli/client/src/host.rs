@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
-use cosmrs::Any;
+use cosmos_sdk_proto::Any;
 use kiln_sprint::msgs::{MsgRegisterHost, MsgUpdateHost, MAX_MODELS, MAX_TEXT_LEN, MAX_URL_LEN};
 use prost::{Message, Name};
 use serde_json::{json, Value};
