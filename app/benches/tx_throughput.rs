@@ -21,11 +21,9 @@ use std::time::{Duration, Instant};
 
 use k256::ecdsa::signature::Verifier;
 use k256::ecdsa::{Signature, VerifyingKey};
-use kiln_app::testkit::{
-    msg_send, sign_parts, tx_parts, BlockDriver, TestKey, TxOptions, GENESIS_TIME,
-};
 use kiln_app::KilnApp;
 use kiln_store::{Storage, StorageConfig};
+use kiln_testkit::{msg_send, sign_parts, tx_parts, BlockDriver, TestKey, TxOptions, GENESIS_TIME};
 use prost::Message;
 use rayon::prelude::*;
 use tendermint_abci::Application;

@@ -13,7 +13,6 @@ pub mod app;
 pub mod components;
 pub mod exec;
 pub mod query;
-pub mod testkit;
 pub mod tx;
 
 pub use app::KilnApp;

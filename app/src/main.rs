@@ -143,7 +143,7 @@ fn run(cli: Cli) -> Result<()> {
     let home = cli
         .home
         .clone()
-        .unwrap_or_else(kiln_cli::keyring::default_home);
+        .unwrap_or_else(kiln_client::keyring::default_home);
     match cli.command {
         Command::Init { chain_id, moniker } => {
             let out = kiln_node::home::init_home(
@@ -280,12 +280,12 @@ fn prepare_devnet_home(home: &Path, chain_id: &str, dev_funds: u128) -> Result<(
     if genesis_path.exists() {
         return Ok(());
     }
-    let keyring = kiln_cli::keyring::Keyring::open(home, kiln_cli::keyring::Backend::Test);
+    let keyring = kiln_client::keyring::Keyring::open(home, kiln_client::keyring::Backend::Test);
     let existing = keyring.list()?;
     let dev = match existing.iter().find(|k| k.name == "dev") {
         Some(existing) => existing.clone(),
         None => {
-            let mnemonic = kiln_cli::keyring::generate_mnemonic();
+            let mnemonic = kiln_client::keyring::generate_mnemonic();
             let info = keyring.add("dev", &mnemonic, None)?;
             println!(
                 "Created the devnet key `dev` ({}) in the UNENCRYPTED test keyring at {}.",
@@ -304,8 +304,8 @@ fn prepare_devnet_home(home: &Path, chain_id: &str, dev_funds: u128) -> Result<(
     let dev_ml = match existing.iter().find(|k| k.name == DEV_ML_KEY) {
         Some(existing) => existing.clone(),
         None => {
-            let mnemonic = kiln_cli::keyring::generate_mnemonic();
-            let info = kiln_cli::write_test_key(home, DEV_ML_KEY, &mnemonic)?;
+            let mnemonic = kiln_client::keyring::generate_mnemonic();
+            let info = kiln_client::write_test_key(home, DEV_ML_KEY, &mnemonic)?;
             println!(
                 "Created the devnet ML operational key `{DEV_ML_KEY}` ({}) in the same test keyring; `dev` grants it the ML-ops messages at genesis.",
                 info.address
@@ -367,9 +367,10 @@ mod tests {
     fn first_devnet_start_creates_dev_and_dev_ml_with_grants_and_funds() {
         let home = tempfile::tempdir().unwrap();
         prepare_devnet_home(home.path(), "kiln-devnet-test", 1_000_000_000).unwrap();
-        let keys = kiln_cli::keyring::Keyring::open(home.path(), kiln_cli::keyring::Backend::Test)
-            .list()
-            .unwrap();
+        let keys =
+            kiln_client::keyring::Keyring::open(home.path(), kiln_client::keyring::Backend::Test)
+                .list()
+                .unwrap();
         let address = |name: &str| {
             Address::parse(
                 &keys
@@ -418,7 +419,7 @@ mod tests {
 
         // The chain starts from it: dev-ml has its account and funds, invariants hold.
         let data = tempfile::tempdir().unwrap();
-        let mut d = kiln_app::testkit::BlockDriver::open(
+        let mut d = kiln_testkit::BlockDriver::open(
             data.path(),
             "kiln-devnet-test",
             &serde_json::to_value(&app).unwrap(),

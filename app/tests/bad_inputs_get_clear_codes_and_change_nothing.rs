@@ -2,7 +2,7 @@
 //! state (balances, sequences, app hash apart from block metadata) untouched.
 
 use cosmos_sdk_proto::cosmos::tx::v1beta1::TxRaw;
-use kiln_app::testkit::{msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey, TxOptions};
+use kiln_testkit::{msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey, TxOptions};
 use prost::Message;
 use tendermint_abci::Application;
 
@@ -228,7 +228,7 @@ fn expired_grant_is_refused() {
     let mut f = fixture();
     let send_url = kiln_bank::handler::MSG_SEND_TYPE_URL;
     // Expires two seconds (= two blocks) after the next block.
-    let expiry = kiln_app::testkit::GENESIS_TIME + 3;
+    let expiry = kiln_testkit::GENESIS_TIME + 3;
     let opts = f.driver.opts_for(&f.alice);
     let out = f
         .driver

@@ -6,9 +6,9 @@
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 
-use kiln_app::testkit::{msg_send, sign_tx, BlockDriver, TestKey, TxOptions};
 use kiln_app::KilnApp;
 use kiln_store::{Storage, StorageConfig};
+use kiln_testkit::{msg_send, sign_tx, BlockDriver, TestKey, TxOptions};
 use prost::Message;
 use tendermint_proto::v0_38::abci::*;
 use tendermint_proto::v0_38::abci::{request, response, Request, Response};

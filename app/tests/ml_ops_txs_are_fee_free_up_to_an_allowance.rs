@@ -3,11 +3,11 @@
 //! `ml_ops_free_txs_per_epoch`), so a host never stalls because its hot wallet
 //! ran dry. Driven through CheckTx and block execution.
 
-use kiln_app::testkit::{
-    any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey, TxOptions,
-};
 use kiln_framework::Address;
 use kiln_sprint::msgs::MsgSprintCommit;
+use kiln_testkit::{
+    any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey, TxOptions,
+};
 
 const CHAIN: &str = "kiln-fee-allowance";
 const ALLOWANCE: u64 = 3;
@@ -382,7 +382,7 @@ fn an_expired_grant_or_a_zero_allowance_gives_no_exemption() {
         host,
         hot,
         _dir,
-    } = setup_with(ALLOWANCE, Some(kiln_app::testkit::GENESIS_TIME + 1));
+    } = setup_with(ALLOWANCE, Some(kiln_testkit::GENESIS_TIME + 1));
     driver.deliver(vec![]).unwrap();
     let r = driver.submit(zero_fee_exec(
         &driver,

@@ -10,7 +10,6 @@
 //! power cap → weights in force and validator updates → reputation), and two
 //! more blocks so CometBFT's H+2 validator set takes over.
 
-use kiln_app::testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 use kiln_epochs::Stage;
 use kiln_framework::Address;
 use kiln_sprint::msgs::{
@@ -18,6 +17,7 @@ use kiln_sprint::msgs::{
     OpenedLeaf,
 };
 use kiln_sprint_protocol::{challenge, leaf, merkle};
+use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
 const PINNED: &str = "51d740189137294046837ae2edae72961b8e177125f681f3141b1e3f31091da9";
 const CHAIN: &str = "kiln-pinned";

@@ -3,7 +3,7 @@
 //! hash of that height, and pruned heights refused with a clear error.
 
 use cosmos_sdk_proto::cosmos::bank::v1beta1::{QueryBalanceRequest, QueryBalanceResponse};
-use kiln_app::testkit::{msg_send, sign_tx, BlockDriver, TestKey};
+use kiln_testkit::{msg_send, sign_tx, BlockDriver, TestKey};
 use prost::Message;
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::RequestQuery;

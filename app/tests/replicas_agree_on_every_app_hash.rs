@@ -4,7 +4,7 @@
 //! between FinalizeBlock and Commit — reopens from disk and converges; the
 //! SPEC §11 invariants hold on every replica after every block.
 
-use kiln_app::testkit::{msg_exec, msg_grant, msg_revoke, msg_send, sign_tx, BlockDriver, TestKey};
+use kiln_testkit::{msg_exec, msg_grant, msg_revoke, msg_send, sign_tx, BlockDriver, TestKey};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tendermint_abci::Application;

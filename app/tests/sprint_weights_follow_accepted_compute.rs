@@ -14,13 +14,13 @@
 
 use std::collections::BTreeMap;
 
-use kiln_app::testkit::{any_of, msg_exec, sign_tx, BlockDriver, TestKey};
 use kiln_framework::Address;
 use kiln_sprint::msgs::{
     vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
     OpenedLeaf,
 };
 use kiln_sprint_protocol::{challenge, leaf, merkle, verdict};
+use kiln_testkit::{any_of, msg_exec, sign_tx, BlockDriver, TestKey};
 use prost::Message;
 
 const CHAIN: &str = "kiln-sprint-scenario";

@@ -23,12 +23,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
-use kiln_cli::amount::{parse_coin, parse_coins, parse_gas_price, DecCoin};
-use kiln_cli::keyring::{self, Backend, KeyInfo, Keyring, TEST_KEYRING_WARNING};
 use kiln_cli::output::{self, OutputFormat};
 use kiln_cli::prompt::Prompter;
-use kiln_cli::rpc::{RpcClient, DEFAULT_NODE};
-use kiln_cli::{host, query, tx};
+use kiln_cli::{query, tx};
+use kiln_client::amount::{parse_coin, parse_coins, parse_gas_price, DecCoin};
+use kiln_client::keyring::{self, Backend, KeyInfo, Keyring, TEST_KEYRING_WARNING};
+use kiln_client::rpc::{RpcClient, DEFAULT_NODE};
+use kiln_client::{host, msgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -615,13 +616,13 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             flags,
         }) => {
             let key = ctx.signer(&kr, &from)?;
-            tx::check_address("recipient", &to)?;
+            msgs::check_address("recipient", &to)?;
             let coins = if amount.contains(',') {
                 parse_coins(&amount)?
             } else {
                 vec![parse_coin(&amount)?]
             };
-            let msg = tx::msg_send(&key.address, &to, &coins);
+            let msg = msgs::msg_send(&key.address, &to, &coins);
             (key, vec![msg], flags)
         }
         TxCmd::Authz(AuthzTx::GrantMlOps {
@@ -631,7 +632,7 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             flags,
         }) => {
             let key = ctx.signer(&kr, &from)?;
-            tx::check_address("HOT_ADDRESS", &hot_address)?;
+            msgs::check_address("HOT_ADDRESS", &hot_address)?;
             if hot_address == key.address {
                 bail!("the hot key must differ from the granter");
             }
@@ -639,10 +640,10 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            let exp = tx::parse_expiration(&expiration, now)?;
+            let exp = msgs::parse_expiration(&expiration, now)?;
             (
                 key.clone(),
-                tx::msgs_grant_ml_ops(&key.address, &hot_address, exp),
+                msgs::msgs_grant_ml_ops(&key.address, &hot_address, exp),
                 flags,
             )
         }
@@ -652,10 +653,10 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             flags,
         }) => {
             let key = ctx.signer(&kr, &from)?;
-            tx::check_address("HOT_ADDRESS", &hot_address)?;
+            msgs::check_address("HOT_ADDRESS", &hot_address)?;
             (
                 key.clone(),
-                tx::msgs_revoke_ml_ops(&key.address, &hot_address),
+                msgs::msgs_revoke_ml_ops(&key.address, &hot_address),
                 flags,
             )
         }
@@ -674,9 +675,13 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
                 std::fs::read_to_string(&msgs_file)
                     .with_context(|| format!("cannot read {}", msgs_file.display()))?
             };
-            let inner = tx::parse_exec_messages(&text)
+            let inner = msgs::parse_exec_messages(&text)
                 .with_context(|| format!("in {}", msgs_file.display()))?;
-            (key.clone(), vec![tx::msg_exec(&key.address, inner)], flags)
+            (
+                key.clone(),
+                vec![msgs::msg_exec(&key.address, inner)],
+                flags,
+            )
         }
         TxCmd::Host(HostTx::Register {
             from,
@@ -779,11 +784,11 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
                 for c in coins {
                     let amount = c["amount"].as_str().unwrap_or("0").to_string();
                     let denom = c["denom"].as_str().unwrap_or("").to_string();
-                    if denom == kiln_cli::amount::BASE_DENOM {
+                    if denom == kiln_client::amount::BASE_DENOM {
                         let u: u128 = amount.parse().unwrap_or(0);
                         println!(
                             "{amount}{denom}  ({} KILN)",
-                            kiln_cli::amount::format_kiln(u)
+                            kiln_client::amount::format_kiln(u)
                         );
                     } else {
                         println!("{amount}{denom}");

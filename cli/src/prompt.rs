@@ -11,12 +11,13 @@
 //! When several values are read from stdin they come one per line in the order
 //! mnemonic, passphrase, confirmation.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 
 use anyhow::{bail, Context, Result};
+use kiln_client::passphrase;
 use zeroize::Zeroizing;
 
-pub const PASSPHRASE_ENV: &str = "KILN_KEYRING_PASSPHRASE";
+pub use kiln_client::passphrase::PASSPHRASE_ENV;
 
 pub struct Prompter {
     tty: bool,
@@ -31,7 +32,7 @@ impl Default for Prompter {
 impl Prompter {
     pub fn new() -> Self {
         Prompter {
-            tty: std::io::stdin().is_terminal(),
+            tty: passphrase::stdin_is_tty(),
         }
     }
 
@@ -41,38 +42,16 @@ impl Prompter {
 
     /// Next line of stdin, without the line ending; `None` at end of input.
     fn stdin_line(&self) -> Result<Option<Zeroizing<String>>> {
-        let mut line = Zeroizing::new(String::new());
-        let n = std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read stdin")?;
-        if n == 0 {
-            return Ok(None);
-        }
-        let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
-        Ok(Some(trimmed))
+        passphrase::stdin_line()
     }
 
     fn hidden(&self, prompt: &str) -> Result<Zeroizing<String>> {
-        Ok(Zeroizing::new(
-            rpassword::prompt_password(prompt).context("cannot read from the terminal")?,
-        ))
+        passphrase::hidden_prompt(prompt)
     }
 
-    /// Passphrase to unlock an existing key.
+    /// Passphrase to unlock an existing key ([`passphrase::read_passphrase`]).
     pub fn passphrase(&self, key_name: &str) -> Result<Zeroizing<String>> {
-        if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
-            return Ok(Zeroizing::new(p));
-        }
-        if self.tty {
-            return self.hidden(&format!("Enter keyring passphrase for key '{key_name}': "));
-        }
-        match self.stdin_line()? {
-            Some(p) => Ok(p),
-            None => bail!(
-                "a passphrase is needed for key '{key_name}': type it at the prompt, pipe it on stdin or set {PASSPHRASE_ENV}"
-            ),
-        }
+        passphrase::read_passphrase(key_name)
     }
 
     /// Passphrase for a new key (asked twice on a terminal).
@@ -83,7 +62,7 @@ impl Prompter {
         if self.tty {
             let a = self.hidden(&format!(
                 "Enter a passphrase to encrypt key '{key_name}' (at least {} characters): ",
-                crate::keyring::MIN_PASSPHRASE_LEN
+                kiln_client::keyring::MIN_PASSPHRASE_LEN
             ))?;
             let b = self.hidden("Repeat the passphrase: ")?;
             if *a != *b {

@@ -1,96 +1,22 @@
-//! Queries through `abci_query` gRPC-style paths (standard Cosmos SDK) and RPC.
+//! `kiln query …` and `kiln status`: kiln-client's typed queries, shaped
+//! into the JSON and text the CLI prints.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use base64::Engine as _;
-use cosmrs::proto::cosmos::auth::v1beta1::{
-    BaseAccount, ModuleAccount, QueryAccountRequest, QueryAccountResponse,
-};
-use cosmrs::proto::cosmos::authz::v1beta1::{
-    QueryGranterGrantsRequest, QueryGranterGrantsResponse,
-};
-use cosmrs::proto::cosmos::bank::v1beta1::{
-    QueryAllBalancesRequest, QueryAllBalancesResponse, QueryBalanceRequest, QueryBalanceResponse,
-};
-use cosmrs::proto::cosmos::base::query::v1beta1::PageRequest;
+use kiln_client::msgs::describe_any;
+use kiln_client::proto::cosmos::crypto::secp256k1::PubKey;
+use kiln_client::query;
+use kiln_client::rpc::{json_str, json_u64, RpcClient};
+use kiln_client::tx::{decode_tx_json, tx_result_json};
 use prost::Message;
 use serde_json::{json, Value};
 
-use crate::rpc::{json_str, json_u64, AbciQueryResponse, RpcClient};
-use crate::tx::{decode_tx_json, describe_any, tx_result_json};
-
-pub const ACCOUNT_PATH: &str = "/cosmos.auth.v1beta1.Query/Account";
-pub const BALANCE_PATH: &str = "/cosmos.bank.v1beta1.Query/Balance";
-pub const ALL_BALANCES_PATH: &str = "/cosmos.bank.v1beta1.Query/AllBalances";
-pub const GRANTER_GRANTS_PATH: &str = "/cosmos.authz.v1beta1.Query/GranterGrants";
-pub const BASE_ACCOUNT_URL: &str = "/cosmos.auth.v1beta1.BaseAccount";
-pub const MODULE_ACCOUNT_URL: &str = "/cosmos.auth.v1beta1.ModuleAccount";
-
-fn query_error(path: &str, r: &AbciQueryResponse) -> anyhow::Error {
-    anyhow!(
-        "query {path} failed (code {}{}): {}",
-        r.code,
-        if r.codespace.is_empty() {
-            String::new()
-        } else {
-            format!(", codespace {}", r.codespace)
-        },
-        r.log
-    )
-}
-
-fn run<Req: Message, Resp: Message + Default>(
-    rpc: &RpcClient,
-    path: &str,
-    req: &Req,
-    height: u64,
-) -> Result<(Resp, u64)> {
-    let r = rpc.abci_query(path, &req.encode_to_vec(), height)?;
-    if r.code != 0 {
-        return Err(query_error(path, &r));
-    }
-    let resp = Resp::decode(r.value.as_slice())
-        .with_context(|| format!("cannot decode the answer to {path}"))?;
-    Ok((resp, r.height))
-}
-
-fn looks_not_found(r: &AbciQueryResponse) -> bool {
-    // Cosmos SDK: sdk code 22 (ErrKeyNotFound) / gRPC NotFound; any "not found" log.
-    r.code == 22 || r.code == 5 || r.log.to_lowercase().contains("not found")
-}
-
-/// Account at `address` (`None` if it does not exist).
-pub fn account(rpc: &RpcClient, address: &str, height: u64) -> Result<Option<BaseAccount>> {
-    let req = QueryAccountRequest {
-        address: address.to_string(),
-    };
-    let r = rpc.abci_query(ACCOUNT_PATH, &req.encode_to_vec(), height)?;
-    if r.code != 0 {
-        if looks_not_found(&r) {
-            return Ok(None);
-        }
-        return Err(query_error(ACCOUNT_PATH, &r));
-    }
-    if r.value.is_empty() {
-        return Ok(None);
-    }
-    let resp = QueryAccountResponse::decode(r.value.as_slice())
-        .context("cannot decode QueryAccountResponse")?;
-    let Some(any) = resp.account else {
-        return Ok(None);
-    };
-    match any.type_url.as_str() {
-        BASE_ACCOUNT_URL => Ok(Some(
-            BaseAccount::decode(any.value.as_slice()).context("cannot decode BaseAccount")?,
-        )),
-        MODULE_ACCOUNT_URL => Ok(ModuleAccount::decode(any.value.as_slice())
-            .context("cannot decode ModuleAccount")?
-            .base_account),
-        other => bail!("account {address} has unsupported type {other}"),
-    }
-}
+pub use kiln_client::query::{
+    EPOCH_PATH, HOSTS_PATH, HOST_PATH, REPUTATION_PATH, RESULT_PATH, STAGES, WEIGHTS_PATH,
+};
 
 pub fn account_json(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
-    let acc = account(rpc, address, height)?.ok_or_else(|| {
+    let acc = query::account(rpc, address, height)?.ok_or_else(|| {
         anyhow!("account {address} not found on chain: it has never received funds")
     })?;
     Ok(json!({
@@ -98,7 +24,7 @@ pub fn account_json(rpc: &RpcClient, address: &str, height: u64) -> Result<Value
         "account_number": acc.account_number.to_string(),
         "sequence": acc.sequence.to_string(),
         "pub_key": acc.pub_key.as_ref().map(|pk| {
-            let key = cosmrs::proto::cosmos::crypto::secp256k1::PubKey::decode(pk.value.as_slice())
+            let key = PubKey::decode(pk.value.as_slice())
                 .map(|k| base64::engine::general_purpose::STANDARD.encode(k.key))
                 .unwrap_or_default();
             json!({"@type": pk.type_url, "key": key})
@@ -106,69 +32,23 @@ pub fn account_json(rpc: &RpcClient, address: &str, height: u64) -> Result<Value
     }))
 }
 
-fn all_pages<F>(mut f: F) -> Result<()>
-where
-    F: FnMut(Option<PageRequest>) -> Result<Vec<u8>>,
-{
-    let mut next: Option<Vec<u8>> = None;
-    for _ in 0..1000 {
-        let page = next.take().map(|key| PageRequest {
-            key,
-            ..Default::default()
-        });
-        let nk = f(page)?;
-        if nk.is_empty() {
-            return Ok(());
-        }
-        next = Some(nk);
-    }
-    bail!("too many result pages")
-}
-
 pub fn balances_json(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
-    let mut coins = vec![];
-    all_pages(|pagination| {
-        let req = QueryAllBalancesRequest {
-            address: address.into(),
-            pagination,
-            resolve_denom: false,
-        };
-        let (resp, _): (QueryAllBalancesResponse, _) = run(rpc, ALL_BALANCES_PATH, &req, height)?;
-        coins.extend(
-            resp.balances
-                .into_iter()
-                .map(|c| json!({"denom": c.denom, "amount": c.amount})),
-        );
-        Ok(resp.pagination.map(|p| p.next_key).unwrap_or_default())
-    })?;
+    let coins: Vec<Value> = query::all_balances(rpc, address, height)?
+        .into_iter()
+        .map(|c| json!({"denom": c.denom, "amount": c.amount}))
+        .collect();
     Ok(json!({"address": address, "balances": coins}))
 }
 
 pub fn balance_json(rpc: &RpcClient, address: &str, denom: &str, height: u64) -> Result<Value> {
-    let req = QueryBalanceRequest {
-        address: address.into(),
-        denom: denom.into(),
-    };
-    let (resp, _): (QueryBalanceResponse, _) = run(rpc, BALANCE_PATH, &req, height)?;
-    let c = resp.balance.unwrap_or_default();
-    let amount = if c.amount.is_empty() {
-        "0".to_string()
-    } else {
-        c.amount
-    };
-    Ok(json!({"address": address, "denom": denom, "amount": amount}))
+    let c = query::balance(rpc, address, denom, height)?;
+    Ok(json!({"address": address, "denom": denom, "amount": c.amount}))
 }
 
 pub fn granter_grants_json(rpc: &RpcClient, granter: &str, height: u64) -> Result<Value> {
-    let mut grants = vec![];
-    all_pages(|pagination| {
-        let req = QueryGranterGrantsRequest {
-            granter: granter.into(),
-            pagination,
-        };
-        let (resp, _): (QueryGranterGrantsResponse, _) =
-            run(rpc, GRANTER_GRANTS_PATH, &req, height)?;
-        for g in resp.grants {
+    let grants: Vec<Value> = query::granter_grants(rpc, granter, height)?
+        .into_iter()
+        .map(|g| {
             let exp = g.expiration.map(|t| {
                 time::OffsetDateTime::from_unix_timestamp(t.seconds)
                     .ok()
@@ -178,15 +58,14 @@ pub fn granter_grants_json(rpc: &RpcClient, granter: &str, height: u64) -> Resul
                     })
                     .unwrap_or_else(|| t.seconds.to_string())
             });
-            grants.push(json!({
+            json!({
                 "granter": g.granter,
                 "grantee": g.grantee,
                 "authorization": g.authorization.as_ref().map(describe_any),
                 "expiration": exp,
-            }));
-        }
-        Ok(resp.pagination.map(|p| p.next_key).unwrap_or_default())
-    })?;
+            })
+        })
+        .collect();
     Ok(json!({"granter": granter, "grants": grants}))
 }
 
@@ -244,81 +123,9 @@ pub fn status_json(rpc: &RpcClient) -> Result<Value> {
     }))
 }
 
-// ---------------------------------------------------------------------------
-// Kiln modules: JSON queries (the chain answers JSON bytes in `value`)
-// ---------------------------------------------------------------------------
-
-pub const EPOCH_PATH: &str = "/kiln.epochs.v1.Query/Epoch";
-pub const HOSTS_PATH: &str = "/kiln.sprint.v1.Query/Hosts";
-pub const HOST_PATH: &str = "/kiln.sprint.v1.Query/Host";
-pub const WEIGHTS_PATH: &str = "/kiln.sprint.v1.Query/Weights";
-pub const RESULT_PATH: &str = "/kiln.sprint.v1.Query/Result";
-pub const REPUTATION_PATH: &str = "/kiln.reputation.v1.Query/Reputation";
-
-/// Stages of an epoch, in order (SPEC §3).
-pub const STAGES: [&str; 8] = [
-    "sprint",
-    "commit_grace",
-    "challenge",
-    "open",
-    "vote_commit",
-    "vote_reveal",
-    "settle",
-    "inference",
-];
-
-/// Runs a JSON query; `Ok(None)` when the chain answers "not found".
-fn json_query_opt(rpc: &RpcClient, path: &str, data: &[u8], height: u64) -> Result<Option<Value>> {
-    let r = rpc.abci_query(path, data, height)?;
-    if r.code != 0 {
-        if looks_not_found(&r) {
-            return Ok(None);
-        }
-        if r.code == 6 || r.log.contains("unknown query path") {
-            bail!(
-                "the node does not serve {path} (code {}): {} — is it running a Kiln version with this module?",
-                r.code,
-                r.log
-            );
-        }
-        return Err(query_error(path, &r));
-    }
-    if r.value.is_empty() {
-        return Ok(None);
-    }
-    let v = serde_json::from_slice(&r.value).with_context(|| {
-        format!(
-            "the answer to {path} is not JSON: {}",
-            String::from_utf8_lossy(&r.value[..r.value.len().min(80)])
-        )
-    })?;
-    Ok(Some(v))
-}
-
-fn json_query(rpc: &RpcClient, path: &str, data: &[u8], height: u64) -> Result<Value> {
-    json_query_opt(rpc, path, data, height)?
-        .ok_or_else(|| anyhow!("query {path}: the node returned nothing"))
-}
-
 /// `kiln query epoch`.
 pub fn epoch_json(rpc: &RpcClient, height: u64) -> Result<Value> {
-    let v = json_query(rpc, EPOCH_PATH, &[], height)?;
-    for f in [
-        "height",
-        "epoch",
-        "start_height",
-        "stage_start",
-        "next_stage_height",
-        "blocks_to_next_stage",
-    ] {
-        if json_u64(&v[f]).is_none() {
-            bail!("the answer to {EPOCH_PATH} has no number \"{f}\": {v}");
-        }
-    }
-    if !v["stage"].is_string() {
-        bail!("the answer to {EPOCH_PATH} has no \"stage\": {v}");
-    }
-    Ok(v)
+    query::epoch(rpc, height)
 }
 
 /// The stage after `stage` (and whether it begins a new epoch).
@@ -355,34 +162,29 @@ pub fn epoch_text(v: &Value) -> String {
 
 /// `kiln query hosts`.
 pub fn hosts_json(rpc: &RpcClient, height: u64) -> Result<Value> {
-    let v = json_query_opt(rpc, HOSTS_PATH, &[], height)?.unwrap_or(json!([]));
-    if !v.is_array() {
-        bail!("the answer to {HOSTS_PATH} is not a list: {v}");
-    }
-    Ok(v)
+    query::hosts(rpc, height)
 }
 
 /// `kiln query host ADDR`.
 pub fn host_json(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
-    json_query_opt(rpc, HOST_PATH, address.as_bytes(), height)?.ok_or_else(|| {
+    query::host(rpc, address, height)?.ok_or_else(|| {
         anyhow!("{address} is not a registered host (register with `kiln tx host register`)")
     })
 }
 
 /// Like [`host_json`], `Ok(None)` when `address` is not a host.
 pub fn host_opt(rpc: &RpcClient, address: &str, height: u64) -> Result<Option<Value>> {
-    json_query_opt(rpc, HOST_PATH, address.as_bytes(), height)
+    query::host(rpc, address, height)
 }
 
 /// `kiln query reputation ADDR`.
 pub fn reputation_json(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
-    json_query(rpc, REPUTATION_PATH, address.as_bytes(), height)
+    query::reputation(rpc, address, height)
 }
 
 /// `kiln query sprint-result EPOCH ADDR`.
 pub fn sprint_result_json(rpc: &RpcClient, epoch: u64, host: &str, height: u64) -> Result<Value> {
-    let data = json!({"epoch": epoch, "host": host}).to_string();
-    let mut v = json_query_opt(rpc, RESULT_PATH, data.as_bytes(), height)?.ok_or_else(|| {
+    let mut v = query::sprint_result(rpc, epoch, host, height)?.ok_or_else(|| {
         anyhow!("no settled sprint result for {host} in epoch {epoch} (not settled yet, or the host did not commit)")
     })?;
     if let Value::Object(m) = &mut v {
@@ -399,11 +201,7 @@ pub fn sprint_result_json(rpc: &RpcClient, epoch: u64, host: &str, height: u64) 
 /// consensus key and the CometBFT voting power of the validator with that key
 /// (RPC `validators`; `null` when no validator has it).
 pub fn weights_json(rpc: &RpcClient, height: u64) -> Result<Value> {
-    let rows = json_query_opt(rpc, WEIGHTS_PATH, &[], height)?.unwrap_or(json!([]));
-    let rows = rows
-        .as_array()
-        .cloned()
-        .ok_or_else(|| anyhow!("the answer to {WEIGHTS_PATH} is not a list: {rows}"))?;
+    let rows = query::weights(rpc, height)?;
     let hosts = hosts_json(rpc, height)?;
     // host address -> consensus key (hex, lower case)
     let key_of = |addr: &str| -> Option<String> {

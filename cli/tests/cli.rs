@@ -61,7 +61,7 @@ fn keys_test_backend_add_list_show_delete() {
         .starts_with("kilnpub1"));
     assert_eq!(
         added["address"].as_str().unwrap(),
-        kiln_cli::keyring::address_from_mnemonic(&mnemonic).unwrap()
+        kiln_client::keyring::address_from_mnemonic(&mnemonic).unwrap()
     );
 
     // The file on disk is labelled unencrypted.
@@ -86,7 +86,7 @@ fn keys_test_backend_add_list_show_delete() {
     );
     assert_eq!(
         bob["address"].as_str().unwrap(),
-        kiln_cli::keyring::address_from_mnemonic(COSMJS_12).unwrap()
+        kiln_client::keyring::address_from_mnemonic(COSMJS_12).unwrap()
     );
 
     // list: JSON and text
@@ -274,7 +274,7 @@ fn keys_file_backend_passphrases() {
     ));
     assert_eq!(
         bob["address"].as_str().unwrap(),
-        kiln_cli::keyring::address_from_mnemonic(COSMJS_24).unwrap()
+        kiln_client::keyring::address_from_mnemonic(COSMJS_24).unwrap()
     );
 
     // list/show need no passphrase.
@@ -324,8 +324,8 @@ fn keys_file_backend_passphrases() {
 fn tx_against_unreachable_node_fails_clearly() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    kiln_cli::write_test_key(h, "dev", COSMJS_24).unwrap();
-    let to = kiln_cli::keyring::address_from_mnemonic(COSMJS_12).unwrap();
+    kiln_client::write_test_key(h, "dev", COSMJS_24).unwrap();
+    let to = kiln_client::keyring::address_from_mnemonic(COSMJS_12).unwrap();
     let o = kiln(h)
         .args([
             "tx",
@@ -535,8 +535,8 @@ fn handle(state: &Mutex<MockState>, method: &str, params: &Value) -> Result<Valu
 fn tx_and_queries_against_mock_node() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let dev = kiln_cli::write_test_key(h, "dev", COSMJS_24).unwrap();
-    let to = kiln_cli::keyring::address_from_mnemonic(COSMJS_12).unwrap();
+    let dev = kiln_client::write_test_key(h, "dev", COSMJS_24).unwrap();
+    let to = kiln_client::keyring::address_from_mnemonic(COSMJS_12).unwrap();
     let state = Arc::new(Mutex::new(MockState {
         funded: dev.address.clone(),
         funded_pubkey: dev.pubkey.clone(),
@@ -753,7 +753,7 @@ fn tx_and_queries_against_mock_node() {
     assert!(stderr(&o).contains("insufficient fee"));
 
     // Unfunded sender.
-    kiln_cli::write_test_key(h, "empty", COSMJS_12).unwrap();
+    kiln_client::write_test_key(h, "empty", COSMJS_12).unwrap();
     let mut c = kiln(h);
     c.args([
         "tx",

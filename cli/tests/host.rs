@@ -237,7 +237,7 @@ fn register_msg(tx: &[u8]) -> MsgRegisterHost {
 fn register_host_then_query_against_mock_node() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let dev = kiln_cli::write_test_key(h, "dev", COSMJS_24).unwrap();
+    let dev = kiln_client::write_test_key(h, "dev", COSMJS_24).unwrap();
     let state = Arc::new(Mutex::new(MockState {
         funded: dev.address.clone(),
         ..Default::default()
@@ -315,7 +315,7 @@ fn register_host_then_query_against_mock_node() {
     assert_eq!(data, dev.address.as_bytes(), "data is the bech32 address");
     let t = ok_text(&run(&["q", "host", &dev.address]));
     assert!(t.contains("worker_url: http://127.0.0.1:9000"), "{t}");
-    let other = kiln_cli::keyring::address_from_mnemonic(COSMJS_12).unwrap();
+    let other = kiln_client::keyring::address_from_mnemonic(COSMJS_12).unwrap();
     let e = failed(&run(&["query", "host", &other]));
     assert!(
         e.contains(&format!("{other} is not a registered host")),
@@ -415,7 +415,7 @@ fn register_host_then_query_against_mock_node() {
     assert!(u.consensus_pubkey.is_empty(), "key unchanged unless given");
 
     // update of an account that is not a host
-    kiln_cli::write_test_key(h, "other", COSMJS_12).unwrap();
+    kiln_client::write_test_key(h, "other", COSMJS_12).unwrap();
     let e = failed(&run(&[
         "tx", "host", "update", "--from", "other", "--models", "x", "--yes",
     ]));
@@ -426,7 +426,7 @@ fn register_host_then_query_against_mock_node() {
 fn host_errors() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    kiln_cli::write_test_key(h, "dev", COSMJS_24).unwrap();
+    kiln_client::write_test_key(h, "dev", COSMJS_24).unwrap();
     let run = |args: &[&str]| {
         let mut c = kiln(h);
         c.args(args)

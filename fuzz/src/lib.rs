@@ -30,13 +30,12 @@ use cosmos_sdk_proto::cosmos::authz::v1beta1::{GenericAuthorization, Grant, MsgE
 use cosmos_sdk_proto::cosmos::bank::v1beta1::MsgSend;
 use cosmos_sdk_proto::cosmos::base::v1beta1::Coin as ProtoCoin;
 use cosmos_sdk_proto::cosmos::tx::signing::v1beta1::SignMode;
-use cosmos_sdk_proto::cosmos::tx::v1beta1::{mode_info, AuthInfo, Fee, ModeInfo, SignDoc, SignerInfo, TxBody, TxRaw};
+use cosmos_sdk_proto::cosmos::tx::v1beta1::{mode_info, AuthInfo, Fee, ModeInfo, SignerInfo, TxBody, TxRaw};
 use cosmos_sdk_proto::Any;
-use k256::ecdsa::signature::Signer;
 use k256::ecdsa::Signature;
 use kiln_app::ante::SigCache;
 use kiln_app::exec::{execute_decoded, ExecMode};
-use kiln_app::testkit::{msg_grant, sign_tx, BlockDriver, TestKey, TxOptions, GENESIS_TIME};
+use kiln_testkit::{msg_grant, sign_tx, BlockDriver, TestKey, TxOptions, GENESIS_TIME};
 use kiln_app::tx::decode_tx;
 use kiln_app::KilnApp;
 use kiln_framework::{Address, BlockInfo, BASE_DENOM};
@@ -119,7 +118,7 @@ impl Harness {
 
     /// A few valid transactions (seed corpus for the byte-level targets).
     pub fn seed_txs(&self) -> Vec<Vec<u8>> {
-        use kiln_app::testkit::{msg_exec, msg_revoke, msg_send};
+        use kiln_testkit::{msg_exec, msg_revoke, msg_send};
         let k = &self.keys;
         let mut memo = self.opts_for(2);
         memo.memo = "seed memo".into();
@@ -345,7 +344,7 @@ impl Harness {
         let opts = self.opts_for(signer_index);
         let msgs: Vec<Any> = if spec.msgs.is_empty() {
             // Default: a plain send to the next key.
-            vec![kiln_app::testkit::msg_send(&signer.address, &self.key(spec.signer.wrapping_add(1)).address, 100)]
+            vec![kiln_testkit::msg_send(&signer.address, &self.key(spec.signer.wrapping_add(1)).address, 100)]
         } else {
             spec.msgs.iter().take(4).map(|m| self.msg(m, 0)).collect()
         };
@@ -381,14 +380,10 @@ impl Harness {
         };
         let body_bytes = body.encode_to_vec();
         let auth_info_bytes = auth_info.encode_to_vec();
-        let doc = SignDoc {
-            body_bytes: body_bytes.clone(),
-            auth_info_bytes: auth_info_bytes.clone(),
-            chain_id: spec.wrong_chain_id.clone().unwrap_or_else(|| CHAIN_ID.to_string()),
-            account_number: opts.account_number.wrapping_add_signed(i64::from(spec.account_number_delta)),
-        };
+        let chain_id = spec.wrong_chain_id.clone().unwrap_or_else(|| CHAIN_ID.to_string());
+        let account_number = opts.account_number.wrapping_add_signed(i64::from(spec.account_number_delta));
         let signing = spec.sign_with.map_or(&signer.signing, |i| &self.key(i).signing);
-        let signature: Signature = signing.sign(&doc.encode_to_vec());
+        let signature = kiln_client::sign::sign_direct(signing, &body_bytes, &auth_info_bytes, &chain_id, account_number);
         let mut sig = signature.to_bytes().to_vec();
         match &spec.sig {
             SigMutation::None => {}

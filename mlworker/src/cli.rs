@@ -2,7 +2,6 @@
 //! sprint duties), `status` (ask a running worker), and the offline `sprint`
 //! tools. A later issue adds `serve` (inference engine, OpenAI-compatible API).
 
-use crate::address;
 use crate::device::{configure_threads, ComputeDevice, DeviceChoice, Precision};
 use crate::sprint::bench::{dense_matmul_flops, run_reference, sprint_throughput};
 use crate::sprint::engine::SprintEngine;
@@ -11,6 +10,7 @@ use crate::sprint::model::{flops_per_nonce, nominal_flops_per_nonce};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use kiln_client::address;
 use kiln_sprint_protocol::leaf::{quantize_distance, Leaf};
 use kiln_sprint_protocol::model::ModelConfig;
 use kiln_sprint_protocol::verdict::Ratio;
@@ -62,7 +62,7 @@ pub struct WorkerRunArgs {
     /// Keyring backend: file (encrypted; passphrase from KILN_KEYRING_PASSPHRASE
     /// or stdin) or test (unencrypted, devnets only).
     #[arg(long, env = "KILN_KEYRING_BACKEND", default_value = "file")]
-    pub keyring_backend: kiln_cli::Backend,
+    pub keyring_backend: kiln_client::Backend,
     /// Journal directory (default <home>/worker/<host>).
     #[arg(long)]
     pub journal: Option<PathBuf>,
@@ -678,9 +678,9 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     let home = a
         .home
         .clone()
-        .unwrap_or_else(kiln_cli::keyring::default_home);
-    kiln_cli::keyring::parse_address(&a.host).with_context(|| format!("--host {}", a.host))?;
-    let keyring = kiln_cli::Keyring::open(&home, a.keyring_backend);
+        .unwrap_or_else(kiln_client::keyring::default_home);
+    kiln_client::keyring::parse_address(&a.host).with_context(|| format!("--host {}", a.host))?;
+    let keyring = kiln_client::Keyring::open(&home, a.keyring_backend);
     let info = keyring.find(&a.key).with_context(|| {
         format!(
             "ML operational key {:?} in {}",
@@ -689,8 +689,8 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         )
     })?;
     let passphrase = match a.keyring_backend {
-        kiln_cli::Backend::Test => None,
-        kiln_cli::Backend::File => Some(kiln_cli::prompt::Prompter::new().passphrase(&info.name)?),
+        kiln_client::Backend::Test => None,
+        kiln_client::Backend::File => Some(kiln_client::passphrase::read_passphrase(&info.name)?),
     };
     let key = keyring.signing_key(&info.name, passphrase.as_deref().map(|p| p.as_str()))?;
     if info.address == a.host {

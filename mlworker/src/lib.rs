@@ -6,7 +6,6 @@
 //! validate, vote) through its ML operational key. The inference engine and
 //! its HTTP API are added next to them.
 
-pub mod address;
 pub mod cli;
 pub mod device;
 pub mod executor;

@@ -2,7 +2,7 @@
 //! verify` accepts an honest run and rejects a run with fabricated distances;
 //! `sprint calibrate` and `sprint bench` run; bech32 addresses decode.
 
-use kiln_mlworker::address;
+use kiln_client::address;
 use kiln_mlworker::sprint::leaves::RunFile;
 use std::path::Path;
 use std::process::Command;

@@ -17,12 +17,12 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use anyhow::Result;
-use kiln_app::testkit::{sign_tx, BlockDriver, TestKey};
 use kiln_framework::Address;
 use kiln_mlworker::device::ComputeDevice;
 use kiln_mlworker::worker::chain::{ChainClient, TxReceipt};
 use kiln_mlworker::worker::journal::Journal;
 use kiln_mlworker::worker::{Misbehaviour, Pace, Tick, Worker, WorkerConfig};
+use kiln_testkit::{sign_tx, BlockDriver, TestKey};
 use serde_json::{json, Value};
 use tendermint_abci::Application;
 
@@ -83,7 +83,7 @@ impl ChainClient for SimChain {
             self.next_sequence = opts.sequence + 1;
         }
         Ok(TxReceipt {
-            hash: kiln_cli::tx::tx_hash(&tx),
+            hash: kiln_client::tx::tx_hash(&tx),
             code: res.code,
             codespace: res.codespace,
             log: res.log,
@@ -315,7 +315,7 @@ fn run(net: &mut Network, last_height: u64, mut before_block: impl FnMut(u64, &m
             }
             net.tx_results
                 .borrow_mut()
-                .insert(kiln_cli::tx::tx_hash(tx), (r.code, r.log.clone()));
+                .insert(kiln_client::tx::tx_hash(tx), (r.code, r.log.clone()));
         }
         check_invariants(&net.driver.borrow());
     }
@@ -745,7 +745,7 @@ fn preflight_names_a_missing_registration_or_grant() {
 /// settle and becomes a CometBFT validator automatically.
 #[test]
 fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
-    use kiln_app::testkit::{any_of, msg_send};
+    use kiln_testkit::{any_of, msg_send};
     let mut net = network(vec![
         honest("g1", 320),
         honest("g2", 320),
@@ -777,7 +777,7 @@ fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
                     models: vec![],
                     hardware: "cpu".into(),
                 })];
-                msgs.extend(kiln_cli::tx::msgs_grant_ml_ops(
+                msgs.extend(kiln_client::tx::msgs_grant_ml_ops(
                     &newcomer.address.to_string(),
                     &newcomer_hot.address.to_string(),
                     None,

@@ -6,8 +6,8 @@
 use anyhow::{anyhow, Context, Result};
 use cosmrs::Any;
 use k256::ecdsa::SigningKey;
-use kiln_cli::rpc::RpcClient;
-use kiln_cli::tx::{build_signed_tx, simulate, SignerData};
+use kiln_client::rpc::RpcClient;
+use kiln_client::tx::{build_signed_tx, simulate, SignerData};
 use serde_json::Value;
 
 /// Outcome of a CheckTx (broadcast_tx_sync).
@@ -99,8 +99,8 @@ pub struct RpcChain {
 
 impl RpcChain {
     pub fn new(node_url: &str, key: SigningKey) -> Self {
-        let pubkey = kiln_cli::keyring::compressed_pubkey(&key);
-        let address = kiln_cli::keyring::address_from_pubkey(&pubkey);
+        let pubkey = kiln_client::keyring::compressed_pubkey(&key);
+        let address = kiln_client::keyring::address_from_pubkey(&pubkey);
         RpcChain {
             rpc: RpcClient::new(node_url),
             key,
@@ -123,7 +123,7 @@ impl RpcChain {
     fn signer(&mut self) -> Result<SignerData> {
         let chain_id = self.chain_id()?;
         if self.account.is_none() {
-            let (number, sequence, _) = kiln_cli::tx::fetch_account(&self.rpc, &self.address).with_context(|| {
+            let (number, sequence, _) = kiln_client::tx::fetch_account(&self.rpc, &self.address).with_context(|| {
                 format!("the ML operational key {} has no account yet: the host's grant-ml-ops creates it (or send it some ukiln)", self.address)
             })?;
             self.account = Some((number, sequence));
@@ -152,7 +152,7 @@ impl RpcChain {
             0
         };
         let fees = if fee_amount > 0 {
-            vec![kiln_cli::amount::Coin {
+            vec![kiln_client::amount::Coin {
                 denom: "ukiln".into(),
                 amount: u128::from(fee_amount),
             }]

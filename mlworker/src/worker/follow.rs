@@ -65,7 +65,7 @@ impl BlockSignal {
 
 /// `http://host:port` → `ws://host:port/websocket`.
 pub fn websocket_url(node_url: &str) -> String {
-    let base = kiln_cli::rpc::normalize_node_url(node_url);
+    let base = kiln_client::rpc::normalize_node_url(node_url);
     let rest = base
         .strip_prefix("http://")
         .map(|r| format!("ws://{r}"))

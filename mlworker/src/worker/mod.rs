@@ -271,7 +271,7 @@ impl TxTracker {
                 log: "held back until the next block after a refusal".into(),
             });
         }
-        let exec = kiln_cli::tx::msg_exec(&self.operator, msgs);
+        let exec = kiln_client::tx::msg_exec(&self.operator, msgs);
         let receipt = chain.broadcast(vec![exec])?;
         if receipt.ok() {
             tracing::info!(kind, epoch, height, hash = %receipt.hash, "tx accepted");
@@ -363,11 +363,11 @@ impl Worker {
         journal: Journal,
         executor: EngineExecutor,
     ) -> Result<Self> {
-        let host_bytes: [u8; 20] = kiln_cli::keyring::parse_address(&cfg.host)
+        let host_bytes: [u8; 20] = kiln_client::keyring::parse_address(&cfg.host)
             .with_context(|| format!("--host {}", cfg.host))?
             .try_into()
             .map_err(|_| anyhow!("--host must be a 20-byte account address"))?;
-        kiln_cli::keyring::parse_address(&cfg.operator)
+        kiln_client::keyring::parse_address(&cfg.operator)
             .with_context(|| format!("operator key address {}", cfg.operator))?;
         let status = WorkerStatus {
             host: cfg.host.clone(),

@@ -626,7 +626,7 @@ impl SprintDuty {
         host: &str,
         leaves: &[Opened],
     ) -> Result<VoteRecord> {
-        let host_bytes: [u8; 20] = kiln_cli::keyring::parse_address(host)?
+        let host_bytes: [u8; 20] = kiln_client::keyring::parse_address(host)?
             .try_into()
             .map_err(|_| anyhow!("bad host address"))?;
         let nonces: Vec<u64> = leaves.iter().map(|l| l.nonce).collect();

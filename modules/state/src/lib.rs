@@ -12,6 +12,8 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+// Raw key/value lists (`Vec<(Vec<u8>, Vec<u8>)>`), as in kiln-store.
+#![allow(clippy::type_complexity)]
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;

@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// Base denom.
-pub const BASE_DENOM: &str = "ukiln";
+pub const BASE_DENOM: &str = kiln_framework::BASE_DENOM;
 /// Display denom (case-insensitive on input).
 pub const DISPLAY_DENOM: &str = "kiln";
 /// Decimals between the display and the base denom.
@@ -19,18 +19,8 @@ pub enum AmountError {
     Overflow(String),
 }
 
-/// A coin with an integer amount in its own denom.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Coin {
-    pub denom: String,
-    pub amount: u128,
-}
-
-impl fmt::Display for Coin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.amount, self.denom)
-    }
-}
+/// A coin with an integer amount in its own denom: the chain's own type.
+pub use kiln_framework::Coin;
 
 /// A decimal price per gas unit: `numerator / 10^scale` of `denom`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,12 +74,10 @@ pub fn format_kiln(ukiln: u128) -> String {
     format_decimal(ukiln, DECIMALS)
 }
 
-/// Checks a Cosmos SDK denom: `[a-zA-Z][a-zA-Z0-9/:._-]{2,127}`.
+/// Checks a Cosmos SDK denom: `[a-zA-Z][a-zA-Z0-9/:._-]{2,127}`
+/// (the chain's rule, [`kiln_framework::coin::validate_denom`]).
 pub fn validate_denom(d: &str) -> bool {
-    let mut chars = d.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
-        && (3..=128).contains(&d.len())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "/:._-".contains(c))
+    kiln_framework::coin::validate_denom(d).is_ok()
 }
 
 /// Splits `12.5kiln` into (`12.5`, `kiln`).

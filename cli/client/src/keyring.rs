@@ -17,8 +17,8 @@
 //! Files are written atomically (temp file + no-clobber hard link) with mode
 //! 0600 inside a 0700 directory.
 //!
-//! This module only depends on light crates (no RPC, no CLI parsing), so the
-//! node can use it with `kiln-cli = { ..., default-features = false }`.
+//! Addresses are [`kiln_framework::Address`] (the chain's own bech32
+//! implementation); the functions here only adapt it to strings.
 
 use std::fs;
 use std::io::Write;
@@ -30,20 +30,19 @@ use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use k256::ecdsa::SigningKey;
+use kiln_framework::Address;
 use rand_core::{OsRng, RngCore};
-use ripemd::Ripemd160;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// Bech32 prefix of account addresses.
-pub const ADDRESS_PREFIX: &str = "kiln";
+pub const ADDRESS_PREFIX: &str = kiln_framework::ADDRESS_PREFIX;
 /// Bech32 prefix of (legacy amino) account public keys.
 pub const PUBKEY_PREFIX: &str = "kilnpub";
 /// HD derivation path (Cosmos coin type 118).
 pub const HD_PATH: &str = "m/44'/118'/0'/0/0";
 /// Type URL of a secp256k1 public key in Cosmos.
-pub const SECP256K1_PUBKEY_TYPE_URL: &str = "/cosmos.crypto.secp256k1.PubKey";
+pub const SECP256K1_PUBKEY_TYPE_URL: &str = crate::sign::SECP256K1_PUBKEY_TYPE_URL;
 /// Label written into every test-backend key file and shown by `keys list`.
 pub const TEST_KEYRING_WARNING: &str = "UNENCRYPTED — for devnets only";
 /// Minimum passphrase length for the `file` backend.
@@ -246,10 +245,9 @@ pub fn compressed_pubkey(key: &SigningKey) -> Vec<u8> {
         .to_vec()
 }
 
-/// RIPEMD160(SHA256(pubkey)).
+/// RIPEMD160(SHA256(pubkey)) ([`Address::from_pubkey`]).
 pub fn address_bytes_from_pubkey(pubkey: &[u8]) -> [u8; 20] {
-    let sha = Sha256::digest(pubkey);
-    Ripemd160::digest(sha).into()
+    Address::from_pubkey(pubkey).0
 }
 
 /// Bech32-encodes bytes with a prefix.
@@ -260,7 +258,7 @@ pub fn bech32_encode(prefix: &str, data: &[u8]) -> String {
 
 /// `kiln1…` address of a compressed public key.
 pub fn address_from_pubkey(pubkey: &[u8]) -> String {
-    bech32_encode(ADDRESS_PREFIX, &address_bytes_from_pubkey(pubkey))
+    Address::from_pubkey(pubkey).to_bech32()
 }
 
 /// Legacy amino bech32 public key (`kilnpub1…`): amino prefix `eb5ae987 21` + 33 bytes.
@@ -277,22 +275,17 @@ pub fn bech32_decode(s: &str) -> Result<(String, Vec<u8>)> {
     Ok((hrp.to_string(), data))
 }
 
-/// Validates a `kiln1…` account address (prefix and 20-byte length) and returns its bytes.
+/// Validates a `kiln1…` account address ([`Address::parse`]: prefix, checksum,
+/// lower case, 20 bytes) and returns its bytes.
 pub fn parse_address(s: &str) -> Result<Vec<u8>> {
-    let (hrp, data) = bech32_decode(s)?;
-    if hrp != ADDRESS_PREFIX {
-        return Err(KeyringError::InvalidAddress(
-            s.to_string(),
-            format!("prefix is '{hrp}', expected '{ADDRESS_PREFIX}'"),
-        ));
-    }
-    if data.len() != 20 && data.len() != 32 {
-        return Err(KeyringError::InvalidAddress(
-            s.to_string(),
-            format!("{} bytes, expected 20", data.len()),
-        ));
-    }
-    Ok(data)
+    parse_account(s).map(|a| a.0.to_vec())
+}
+
+/// Parses a `kiln1…` account address into an [`Address`].
+pub fn parse_account(s: &str) -> Result<Address> {
+    Address::parse(s).map_err(|kiln_framework::address::AddressError::Invalid(_, why)| {
+        KeyringError::InvalidAddress(s.to_string(), why)
+    })
 }
 
 /// Checks a key name: 1–64 characters from `[A-Za-z0-9_.-]`, not starting with

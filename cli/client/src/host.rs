@@ -6,10 +6,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
-use cosmrs::Any;
+use cosmos_sdk_proto::Any;
 use kiln_hosts::msgs::{MsgRegisterHost, MsgUpdateHost, MAX_MODELS, MAX_TEXT_LEN, MAX_URL_LEN};
 use prost::{Message, Name};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Length of an ed25519 public key.
 pub const ED25519_PUBKEY_LEN: usize = 32;
@@ -168,36 +168,6 @@ pub fn msg_update_host(owner: &str, f: &HostFields) -> Result<Any> {
     })
 }
 
-/// JSON of a register/update message (for summaries and `--generate-only`);
-/// `None` if `any` is neither.
-pub fn describe(any: &Any) -> Option<Value> {
-    let fields = |owner: String, url: String, pk: Vec<u8>, models: Vec<String>, hw: String| {
-        json!({"@type": any.type_url, "owner": owner, "worker_url": url,
-            "consensus_pubkey": hex::encode(pk), "models": models, "hardware": hw})
-    };
-    if any.type_url == MsgRegisterHost::type_url() {
-        let m = MsgRegisterHost::decode(any.value.as_slice()).ok()?;
-        Some(fields(
-            m.owner,
-            m.worker_url,
-            m.consensus_pubkey,
-            m.models,
-            m.hardware,
-        ))
-    } else if any.type_url == MsgUpdateHost::type_url() {
-        let m = MsgUpdateHost::decode(any.value.as_slice()).ok()?;
-        Some(fields(
-            m.owner,
-            m.worker_url,
-            m.consensus_pubkey,
-            m.models,
-            m.hardware,
-        ))
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +218,7 @@ mod tests {
         assert_eq!(m.owner, "kiln1x");
         assert_eq!(m.consensus_pubkey, vec![1; 32]);
         assert_eq!(
-            describe(&any).unwrap()["consensus_pubkey"],
+            kiln_messages::describe_any(&any)["consensus_pubkey"],
             hex::encode([1u8; 32])
         );
         let upd = msg_update_host(

@@ -3,22 +3,18 @@
 //! [`KilnApp`] exactly as CometBFT would — PrepareProposal → ProcessProposal →
 //! FinalizeBlock → Commit — with deterministic block times and hashes, so two
 //! drivers fed the same transactions must reach the same app hashes.
+//!
+//! A crate of its own so that no production crate links it; every signature
+//! it makes goes through kiln-client's SIGN_MODE_DIRECT implementation
+//! ([`kiln_client::sign`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cosmos_sdk_proto::cosmos::authz::v1beta1::{
-    GenericAuthorization, Grant, MsgExec, MsgGrant, MsgRevoke,
-};
-use cosmos_sdk_proto::cosmos::bank::v1beta1::MsgSend;
-use cosmos_sdk_proto::cosmos::base::v1beta1::Coin as ProtoCoin;
-use cosmos_sdk_proto::cosmos::crypto::secp256k1::PubKey;
-use cosmos_sdk_proto::cosmos::tx::signing::v1beta1::SignMode;
-use cosmos_sdk_proto::cosmos::tx::v1beta1::{
-    mode_info, AuthInfo, Fee, ModeInfo, SignDoc, SignerInfo, TxBody, TxRaw,
-};
 use cosmos_sdk_proto::{Any, Timestamp};
-use k256::ecdsa::{signature::Signer, Signature, SigningKey};
+use k256::ecdsa::SigningKey;
+use kiln_app::KilnApp;
+use kiln_client::sign;
 use kiln_framework::{Address, Coin};
 use kiln_store::{StateRead, Storage, StorageConfig};
 use prost::Message;
@@ -29,9 +25,6 @@ use tendermint_proto::v0_38::abci::{
     RequestPrepareProposal, RequestProcessProposal, ResponseFinalizeBlock, ValidatorUpdate,
 };
 use tendermint_proto::v0_38::types::{BlockParams, ConsensusParams};
-
-use crate::ante::SECP256K1_PUBKEY_TYPE_URL;
-use crate::KilnApp;
 
 /// A secp256k1 account key for tests, derived from a label.
 #[derive(Clone)]
@@ -45,9 +38,7 @@ impl TestKey {
         let mut seed: [u8; 32] = Sha256::digest(label.as_bytes()).into();
         loop {
             if let Ok(signing) = SigningKey::from_bytes(&seed.into()) {
-                let address = Address::from_pubkey(
-                    &signing.verifying_key().to_encoded_point(true).to_bytes(),
-                );
+                let address = Address::from_pubkey(&sign::compressed_pubkey(&signing));
                 return TestKey { signing, address };
             }
             seed = Sha256::digest(seed).into();
@@ -55,21 +46,11 @@ impl TestKey {
     }
 
     pub fn pubkey_bytes(&self) -> Vec<u8> {
-        self.signing
-            .verifying_key()
-            .to_encoded_point(true)
-            .as_bytes()
-            .to_vec()
+        sign::compressed_pubkey(&self.signing)
     }
 
     pub fn pubkey_any(&self) -> Any {
-        Any {
-            type_url: SECP256K1_PUBKEY_TYPE_URL.to_string(),
-            value: PubKey {
-                key: self.pubkey_bytes(),
-            }
-            .encode_to_vec(),
-        }
+        sign::pubkey_any(&self.pubkey_bytes())
     }
 }
 
@@ -97,6 +78,15 @@ impl TxOptions {
             timeout_height: 0,
         }
     }
+
+    /// The fee as coins (none when it is 0).
+    pub fn fee_coins(&self) -> Vec<Coin> {
+        if self.fee == 0 {
+            vec![]
+        } else {
+            vec![Coin::new(kiln_framework::BASE_DENOM, self.fee)]
+        }
+    }
 }
 
 pub fn any_of<M: prost::Name>(msg: &M) -> Any {
@@ -106,119 +96,86 @@ pub fn any_of<M: prost::Name>(msg: &M) -> Any {
     }
 }
 
+/// `MsgSend` of `amount` ukiln ([`kiln_client::msgs::msg_send`]).
 pub fn msg_send(from: &Address, to: &Address, amount: u128) -> Any {
-    any_of(&MsgSend {
-        from_address: from.to_bech32(),
-        to_address: to.to_bech32(),
-        amount: vec![ProtoCoin {
-            denom: kiln_framework::BASE_DENOM.into(),
-            amount: amount.to_string(),
-        }],
-    })
+    kiln_client::msgs::msg_send(
+        &from.to_bech32(),
+        &to.to_bech32(),
+        &[Coin::new(kiln_framework::BASE_DENOM, amount)],
+    )
 }
 
+/// `MsgGrant` of a generic authorization ([`kiln_client::msgs::msg_grant`]).
 pub fn msg_grant(
     granter: &Address,
     grantee: &Address,
     type_url: &str,
     expiration: Option<i64>,
 ) -> Any {
-    let authorization = Any {
-        type_url: kiln_authz::state::GENERIC_AUTHORIZATION_TYPE_URL.to_string(),
-        value: GenericAuthorization {
-            msg: type_url.to_string(),
-        }
-        .encode_to_vec(),
-    };
-    any_of(&MsgGrant {
-        granter: granter.to_bech32(),
-        grantee: grantee.to_bech32(),
-        grant: Some(Grant {
-            authorization: Some(authorization),
-            expiration: expiration.map(|seconds| Timestamp { seconds, nanos: 0 }),
-        }),
-    })
+    kiln_client::msgs::msg_grant(
+        &granter.to_bech32(),
+        &grantee.to_bech32(),
+        type_url,
+        expiration.map(|seconds| Timestamp { seconds, nanos: 0 }),
+    )
 }
 
 pub fn msg_revoke(granter: &Address, grantee: &Address, type_url: &str) -> Any {
-    any_of(&MsgRevoke {
-        granter: granter.to_bech32(),
-        grantee: grantee.to_bech32(),
-        msg_type_url: type_url.to_string(),
-    })
+    kiln_client::msgs::msg_revoke(&granter.to_bech32(), &grantee.to_bech32(), type_url)
 }
 
 pub fn msg_exec(grantee: &Address, msgs: Vec<Any>) -> Any {
-    any_of(&MsgExec {
-        grantee: grantee.to_bech32(),
-        msgs,
-    })
+    kiln_client::msgs::msg_exec(&grantee.to_bech32(), msgs)
 }
 
-/// The body and auth-info bytes of an unsigned transaction.
+/// The body and auth-info bytes of an unsigned transaction
+/// ([`kiln_client::sign::tx_body`], [`kiln_client::sign::auth_info`]).
 pub fn tx_parts(key: &TestKey, msgs: Vec<Any>, opts: &TxOptions) -> (Vec<u8>, Vec<u8>) {
-    let body = TxBody {
-        messages: msgs,
-        memo: opts.memo.clone(),
-        timeout_height: opts.timeout_height,
-        ..Default::default()
-    };
-    let auth_info = AuthInfo {
-        signer_infos: vec![SignerInfo {
-            public_key: Some(key.pubkey_any()),
-            mode_info: Some(ModeInfo {
-                sum: Some(mode_info::Sum::Single(mode_info::Single {
-                    mode: SignMode::Direct as i32,
-                })),
-            }),
-            sequence: opts.sequence,
-        }],
-        fee: Some(Fee {
-            amount: if opts.fee == 0 {
-                vec![]
-            } else {
-                vec![ProtoCoin {
-                    denom: kiln_framework::BASE_DENOM.into(),
-                    amount: opts.fee.to_string(),
-                }]
-            },
-            gas_limit: opts.gas_limit,
-            payer: String::new(),
-            granter: String::new(),
-        }),
-        #[allow(deprecated)]
-        tip: None,
-    };
+    let body = sign::tx_body(msgs, &opts.memo, opts.timeout_height);
+    let auth_info = sign::auth_info(
+        key.pubkey_any(),
+        opts.sequence,
+        &opts.fee_coins(),
+        opts.gas_limit,
+    );
     (body.encode_to_vec(), auth_info.encode_to_vec())
 }
 
-/// The SIGN_MODE_DIRECT signature (low-S, as k256 produces) over the parts.
+/// The SIGN_MODE_DIRECT signature over the parts ([`kiln_client::sign::sign_direct`]).
 pub fn sign_parts(
     key: &TestKey,
     body_bytes: &[u8],
     auth_info_bytes: &[u8],
     opts: &TxOptions,
 ) -> Vec<u8> {
-    let doc = SignDoc {
-        body_bytes: body_bytes.to_vec(),
-        auth_info_bytes: auth_info_bytes.to_vec(),
-        chain_id: opts.chain_id.clone(),
-        account_number: opts.account_number,
-    };
-    let signature: Signature = key.signing.sign(&doc.encode_to_vec());
-    signature.to_bytes().to_vec()
-}
-
-/// A signed transaction's bytes.
-pub fn sign_tx(key: &TestKey, msgs: Vec<Any>, opts: &TxOptions) -> Vec<u8> {
-    let (body_bytes, auth_info_bytes) = tx_parts(key, msgs, opts);
-    let signature = sign_parts(key, &body_bytes, &auth_info_bytes, opts);
-    TxRaw {
+    sign::sign_direct(
+        &key.signing,
         body_bytes,
         auth_info_bytes,
-        signatures: vec![signature],
-    }
-    .encode_to_vec()
+        &opts.chain_id,
+        opts.account_number,
+    )
+    .to_bytes()
+    .to_vec()
+}
+
+/// A signed transaction's bytes ([`kiln_client::sign::sign_tx_raw`]).
+pub fn sign_tx(key: &TestKey, msgs: Vec<Any>, opts: &TxOptions) -> Vec<u8> {
+    let body = sign::tx_body(msgs, &opts.memo, opts.timeout_height);
+    let auth_info = sign::auth_info(
+        key.pubkey_any(),
+        opts.sequence,
+        &opts.fee_coins(),
+        opts.gas_limit,
+    );
+    sign::sign_tx_raw(
+        &key.signing,
+        &body,
+        &auth_info,
+        &opts.chain_id,
+        opts.account_number,
+    )
+    .tx_bytes
 }
 
 /// Genesis time of test chains (2026-01-01T00:00:00Z) and seconds per block.

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use kiln_cli::keyring::{
+use kiln_client::keyring::{
     self, address_from_mnemonic, bech32_decode, write_test_key, Backend, KdfParams, Keyring,
     KeyringError, TEST_KEYRING_WARNING,
 };
