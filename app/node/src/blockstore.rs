@@ -112,6 +112,76 @@ fn ev_prefix(key: &str, value: &str) -> Vec<u8> {
     k
 }
 
+/// Bounds on the work of one `tx_search` (CometBFT pages its answers; these
+/// also bound what a node reads to find them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// Most tx positions a query may consider (index entries or txs in the
+    /// height range).
+    pub max_candidates: usize,
+    /// Most txs whose events are loaded to check non-indexed conditions.
+    pub max_loaded: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        SearchLimits {
+            max_candidates: 100_000,
+            max_loaded: 10_000,
+        }
+    }
+}
+
+/// The heights `lo..=hi` a query's `tx.height` conditions allow, within
+/// `1..=latest`.
+pub fn height_bounds(q: &Query, latest: u64) -> (u64, u64) {
+    let (mut lo, mut hi) = (1u64, latest);
+    let num = |o: &Operand| -> Option<i128> {
+        match o {
+            Operand::Signed(i) => Some(i128::from(*i)),
+            Operand::Unsigned(u) => Some(i128::from(*u)),
+            Operand::String(s) => s.parse::<i128>().ok(),
+            _ => None,
+        }
+    };
+    let clamp = |v: i128| -> u64 { u64::try_from(v.max(0)).unwrap_or(u64::MAX) };
+    for c in &q.conditions {
+        if c.key != "tx.height" {
+            continue;
+        }
+        match &c.operation {
+            Operation::Eq(o) => {
+                if let Some(v) = num(o) {
+                    lo = lo.max(clamp(v));
+                    hi = hi.min(clamp(v));
+                }
+            }
+            Operation::Gt(o) => {
+                if let Some(v) = num(o) {
+                    lo = lo.max(clamp(v.saturating_add(1)));
+                }
+            }
+            Operation::Gte(o) => {
+                if let Some(v) = num(o) {
+                    lo = lo.max(clamp(v));
+                }
+            }
+            Operation::Lt(o) => {
+                if let Some(v) = num(o) {
+                    hi = hi.min(clamp(v.saturating_sub(1)));
+                }
+            }
+            Operation::Lte(o) => {
+                if let Some(v) = num(o) {
+                    hi = hi.min(clamp(v));
+                }
+            }
+            _ => {}
+        }
+    }
+    (lo, hi)
+}
+
 fn u64_of(b: &[u8]) -> anyhow::Result<u64> {
     Ok(u64::from_be_bytes(
         b.get(..8)
@@ -382,9 +452,65 @@ impl BlockStore {
     }
 
     /// Positions (height, index) of txs with an event attribute `key` (`type.attr`) = `value`.
-    pub fn search_event(&self, key: &str, value: &str) -> anyhow::Result<BTreeSet<(u64, u32)>> {
+    /// Only heights in `lo..=hi` (the index is ordered by height, so the scan
+    /// starts at `lo`); `None` when more than `max` txs match (the caller
+    /// refuses the query).
+    pub fn search_event(
+        &self,
+        key: &str,
+        value: &str,
+        (lo, hi): (u64, u64),
+        max: usize,
+    ) -> anyhow::Result<Option<BTreeSet<(u64, u32)>>> {
         let prefix = ev_prefix(key, value);
-        self.positions_after(&prefix, &prefix)
+        let mut from = prefix.clone();
+        from.extend_from_slice(&lo.to_be_bytes());
+        self.positions_after_bounded(&prefix, &from, Some((&prefix, hi)), max)
+    }
+
+    /// Indexed tx positions with heights in `lo..=hi`; `None` when more than
+    /// `max` are there.
+    pub fn indexed_positions_between(
+        &self,
+        lo: u64,
+        hi: u64,
+        max: usize,
+    ) -> anyhow::Result<Option<BTreeSet<(u64, u32)>>> {
+        let mut from = b"x/".to_vec();
+        from.extend_from_slice(&lo.to_be_bytes());
+        self.positions_after_bounded(b"x/", &from, Some((b"x/".as_slice(), hi)), max)
+    }
+
+    /// Like [`Self::positions_after`], starting at `from`, stopping after
+    /// height `until.1` (for keys under `until.0`), and giving up (`None`)
+    /// after `max` positions.
+    fn positions_after_bounded(
+        &self,
+        head: &[u8],
+        from: &[u8],
+        until: Option<(&[u8], u64)>,
+        max: usize,
+    ) -> anyhow::Result<Option<BTreeSet<(u64, u32)>>> {
+        let prefix = until.map_or(from, |(p, _)| p);
+        let mut out = BTreeSet::new();
+        for item in self.db.iterator(IteratorMode::From(from, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let pos = &k[head.len()..];
+            if pos.len() == 12 {
+                let h = u64_of(pos)?;
+                if until.is_some_and(|(_, hi)| h > hi) {
+                    break;
+                }
+                out.insert((h, u32::from_be_bytes(pos[8..12].try_into()?)));
+                if out.len() > max {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Every (height, index) encoded right after `head` in the keys that
@@ -448,11 +574,32 @@ impl BlockStore {
 
     /// Positions (height, index), ascending, of the committed txs matching a
     /// CometBFT query. `latest` is the latest committed height. Equality on
-    /// `tx.hash`, `tx.height` and event attributes uses the indexes; other
-    /// conditions filter the candidates by their events.
-    pub fn search_txs(&self, q: &Query, latest: u64) -> anyhow::Result<Vec<(u64, u32)>> {
+    /// `tx.hash`, `tx.height` and event attributes uses the indexes; range
+    /// conditions on `tx.height` bound the heights scanned; other conditions
+    /// filter the candidates by their events. The work is bounded by
+    /// `limits`: a query that would consider or load more txs than that is
+    /// refused with an error saying how to narrow it, never answered by
+    /// loading the node's whole history.
+    pub fn search_txs(
+        &self,
+        q: &Query,
+        latest: u64,
+        limits: &SearchLimits,
+    ) -> anyhow::Result<Vec<(u64, u32)>> {
+        let (lo, hi) = height_bounds(q, latest);
+        let too_broad = |what: &str, n: usize| {
+            anyhow!(
+                "tx_search: the query {what} more than {n} txs; narrow it with an \
+                 event condition or a tx.height range (e.g. tx.height >= {} AND tx.height <= {})",
+                lo,
+                lo.saturating_add(1000).min(hi)
+            )
+        };
         let mut cand: Option<BTreeSet<(u64, u32)>> = None;
         let mut filters = vec![];
+        let in_range = |s: BTreeSet<(u64, u32)>| -> BTreeSet<(u64, u32)> {
+            s.into_iter().filter(|(h, _)| *h >= lo && *h <= hi).collect()
+        };
         let intersect = |cand: &mut Option<BTreeSet<(u64, u32)>>, s: BTreeSet<(u64, u32)>| {
             *cand = Some(match cand.take() {
                 None => s,
@@ -492,23 +639,43 @@ impl BlockStore {
                         Operand::Unsigned(u) => u.to_string(),
                         other => other.to_string(),
                     };
-                    intersect(&mut cand, self.search_event(key, &v)?);
+                    let set = self.search_event(key, &v, (lo, hi), limits.max_candidates)?;
+                    let Some(set) = set else {
+                        return Err(too_broad("matches", limits.max_candidates));
+                    };
+                    intersect(&mut cand, in_range(set));
                 }
                 _ => filters.push(c.clone()),
             }
         }
         let cand = match cand {
-            Some(c) => c,
+            Some(c) => in_range(c),
             None => {
-                let mut all = self.indexed_positions(None)?;
-                for h in self.base()?.max(1)..=latest {
+                // Only range conditions: walk the heights in range, stopping
+                // as soon as the candidate budget is spent.
+                let mut all = self
+                    .indexed_positions_between(lo, hi, limits.max_candidates)?
+                    .ok_or_else(|| too_broad("ranges over", limits.max_candidates))?;
+                for h in self.base()?.max(lo).max(1)..=hi {
                     for i in 0..self.num_txs(h)? {
                         all.insert((h, i));
+                    }
+                    if all.len() > limits.max_candidates {
+                        return Err(too_broad("ranges over", limits.max_candidates));
                     }
                 }
                 all
             }
         };
+        if cand.len() > limits.max_candidates {
+            return Err(too_broad("matches", limits.max_candidates));
+        }
+        if !filters.is_empty() && cand.len() > limits.max_loaded {
+            return Err(too_broad(
+                "needs the events of",
+                limits.max_loaded,
+            ));
+        }
         let base = self.base()?;
         let mut hits: Vec<(u64, u32)> = vec![];
         for (h, i) in cand {

@@ -47,7 +47,7 @@ use crate::events::{flatten_events, BusEvent};
 use crate::home::{self, Genesis, PrivValidatorKey};
 use crate::mempool::{Mempool, MempoolConfig, MempoolError};
 use crate::rpc::render;
-use crate::rpc::view::{ChainView, MempoolTxs, MetricsSnapshot, NodeIdentity};
+use crate::rpc::view::{ChainView, MempoolTxs, MetricsSnapshot, NodeIdentity, RpcLimits};
 
 // The JSON renderers moved to `rpc::render`; their old paths keep working.
 pub use crate::rpc::render::{
@@ -78,6 +78,9 @@ pub struct DevnetConfig {
     pub moniker: String,
     /// How long `broadcast_tx_commit` waits for inclusion (CometBFT default 10 s).
     pub broadcast_tx_commit_timeout: Duration,
+    /// JSON-RPC limits (CometBFT's defaults: 1 MB bodies, batches of 10,
+    /// 100 websocket clients with 5 subscriptions each, paged tx search).
+    pub rpc_limits: RpcLimits,
 }
 
 impl DevnetConfig {
@@ -92,6 +95,7 @@ impl DevnetConfig {
             mempool: MempoolConfig::default(),
             moniker: "kiln-devnet".into(),
             broadcast_tx_commit_timeout: Duration::from_secs(10),
+            rpc_limits: RpcLimits::default(),
         }
     }
 }
@@ -127,6 +131,7 @@ pub struct Node<A: Application> {
     pub rpc_addr: RwLock<Option<SocketAddr>>,
     pub max_block_txs_bytes: Option<i64>,
     pub broadcast_tx_commit_timeout: Duration,
+    pub rpc_limits: RpcLimits,
     produce_lock: Mutex<()>,
     /// Set on shutdown; websocket sessions watch it.
     pub shutdown: watch::Sender<bool>,
@@ -294,6 +299,7 @@ impl<A: Application> Node<A> {
             rpc_addr: RwLock::new(None),
             max_block_txs_bytes: cfg.max_block_txs_bytes,
             broadcast_tx_commit_timeout: cfg.broadcast_tx_commit_timeout,
+            rpc_limits: cfg.rpc_limits,
             produce_lock: Mutex::new(()),
             shutdown,
         }))
@@ -662,7 +668,8 @@ impl<A: Application> ChainView for Node<A> {
     }
 
     fn search_txs(&self, query: &tendermint_rpc::query::Query) -> anyhow::Result<Vec<(u64, u32)>> {
-        self.store.search_txs(query, Node::height(self))
+        self.store
+            .search_txs(query, Node::height(self), &self.rpc_limits.tx_search)
     }
 
     fn abci_info(&self) -> ResponseInfo {
@@ -705,6 +712,10 @@ impl<A: Application> ChainView for Node<A> {
 
     fn shutdown(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    fn rpc_limits(&self) -> RpcLimits {
+        self.rpc_limits
     }
 
     fn broadcast_tx_commit_timeout(&self) -> Duration {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path, Query, State, WebSocketUpgrade};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,7 +28,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 pub use methods::dispatch;
-pub use view::ChainView;
+pub use view::{ChainView, RpcLimits};
 
 /// A JSON-RPC error with CometBFT's codes and messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,13 +275,40 @@ pub fn response(id: &Value, r: RpcResult) -> Value {
 
 /// Build the axum router for a node (any [`ChainView`], e.g. an
 /// `Arc<Node<A>>` or an `Arc<dyn ChainView>`).
+/// The node's [`RpcLimits`](view::RpcLimits) apply to every request.
 pub fn router<V: ChainView + ?Sized>(node: Arc<V>) -> Router {
+    let limits = node.rpc_limits();
+    let server = Server {
+        node,
+        limits,
+        websockets: Arc::new(ws::Counters::default()),
+    };
     Router::new()
         .route("/", post(post_handler::<V>).get(index))
         .route("/websocket", get(ws_handler::<V>))
         .route("/metrics", get(metrics_handler::<V>))
         .route("/{method}", get(uri_handler::<V>))
-        .with_state(node)
+        // Bodies are read (and bounded) by `post_handler` itself, so a
+        // too-large body gets a JSON-RPC error rather than axum's text.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(server)
+}
+
+/// What every handler shares: the node, its limits, the websocket counters.
+struct Server<V: ?Sized> {
+    node: Arc<V>,
+    limits: view::RpcLimits,
+    websockets: Arc<ws::Counters>,
+}
+
+impl<V: ?Sized> Clone for Server<V> {
+    fn clone(&self) -> Self {
+        Server {
+            node: self.node.clone(),
+            limits: self.limits,
+            websockets: self.websockets.clone(),
+        }
+    }
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
@@ -342,7 +369,26 @@ pub async fn handle_request<V: ChainView + ?Sized>(node: &Arc<V>, req: Value) ->
     response(&id, dispatch(node.clone(), &method, params).await)
 }
 
-async fn post_handler<V: ChainView + ?Sized>(State(node): State<Arc<V>>, body: Bytes) -> Response {
+async fn post_handler<V: ChainView + ?Sized>(
+    State(server): State<Server<V>>,
+    body: axum::body::Body,
+) -> Response {
+    let node = server.node;
+    let max_body = server.limits.max_body_bytes;
+    let body: Bytes = match axum::body::to_bytes(body, max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &response(
+                    &json!(-1),
+                    Err(RpcError::invalid_request(format!(
+                        "request body too large: the limit (max_body_bytes) is {max_body} bytes"
+                    ))),
+                ),
+            )
+        }
+    };
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -363,6 +409,19 @@ async fn post_handler<V: ChainView + ?Sized>(State(node): State<Arc<V>>, body: B
                     &response(&Value::Null, Err(RpcError::invalid_request("empty batch"))),
                 );
             }
+            let max_batch = server.limits.max_request_batch_size;
+            if reqs.len() > max_batch {
+                return json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &response(
+                        &Value::Null,
+                        Err(RpcError::invalid_request(format!(
+                            "batch request exceeds maximum ({max_batch}) size: got {} requests",
+                            reqs.len()
+                        ))),
+                    ),
+                );
+            }
             let mut out = Vec::with_capacity(reqs.len());
             for r in reqs {
                 out.push(handle_request(&node, r).await);
@@ -381,7 +440,7 @@ async fn post_handler<V: ChainView + ?Sized>(State(node): State<Arc<V>>, body: B
 }
 
 async fn uri_handler<V: ChainView + ?Sized>(
-    State(node): State<Arc<V>>,
+    State(Server { node, .. }): State<Server<V>>,
     Path(method): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -400,13 +459,29 @@ async fn uri_handler<V: ChainView + ?Sized>(
 }
 
 async fn ws_handler<V: ChainView + ?Sized>(
-    State(node): State<Arc<V>>,
+    State(server): State<Server<V>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| ws::session(node, socket))
+    let Some(slot) = ws::Counters::connect(&server.websockets, &server.limits) else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &response(
+                &json!(-1),
+                Err(RpcError::internal(format!(
+                    "too many websocket connections: the limit is {}",
+                    server.limits.max_websocket_connections
+                ))),
+            ),
+        );
+    };
+    let limits = server.limits;
+    let node = server.node;
+    ws.on_upgrade(move |socket| ws::session(node, socket, slot, limits))
 }
 
-async fn metrics_handler<V: ChainView + ?Sized>(State(node): State<Arc<V>>) -> Response {
+async fn metrics_handler<V: ChainView + ?Sized>(
+    State(Server { node, .. }): State<Server<V>>,
+) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -173,8 +173,46 @@ pub trait ChainView: Send + Sync + 'static {
     /// How long `broadcast_tx_commit` waits for the tx to be committed.
     fn broadcast_tx_commit_timeout(&self) -> Duration;
 
+    /// Limits the server enforces (CometBFT's defaults unless configured).
+    fn rpc_limits(&self) -> RpcLimits {
+        RpcLimits::default()
+    }
+
     // --- metrics ---
 
     /// Current values for `/metrics`.
     fn metrics(&self) -> MetricsSnapshot;
+}
+
+/// Bounds on what one client may ask of the RPC server, as CometBFT's
+/// `[rpc]` config has them (same defaults), so a node cannot be made to
+/// buffer, answer or stream without limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RpcLimits {
+    /// Largest request body (`max_body_bytes`, 1 000 000).
+    pub max_body_bytes: usize,
+    /// Most requests in one JSON-RPC batch (`max_request_batch_size`, 10).
+    pub max_request_batch_size: usize,
+    /// Most concurrent websocket connections (CometBFT bounds all its
+    /// connections by `max_open_connections`, 900).
+    pub max_websocket_connections: usize,
+    /// Most websocket clients holding subscriptions (`max_subscription_clients`, 100).
+    pub max_subscription_clients: usize,
+    /// Most subscriptions per websocket client (`max_subscriptions_per_client`, 5).
+    pub max_subscriptions_per_client: usize,
+    /// Bounds on the work of one `tx_search`.
+    pub tx_search: crate::blockstore::SearchLimits,
+}
+
+impl Default for RpcLimits {
+    fn default() -> Self {
+        RpcLimits {
+            max_body_bytes: 1_000_000,
+            max_request_batch_size: 10,
+            max_websocket_connections: 900,
+            max_subscription_clients: 100,
+            max_subscriptions_per_client: 5,
+            tx_search: crate::blockstore::SearchLimits::default(),
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Websocket sessions: JSON-RPC methods plus `subscribe` / `unsubscribe` /
 //! `unsubscribe_all`, with events in CometBFT's format.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -9,11 +10,69 @@ use serde_json::{json, Value};
 use tendermint_rpc::query::Query;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{handle_request, response, ChainView, Params, RpcError};
+use super::{handle_request, response, ChainView, Params, RpcError, RpcLimits};
 use crate::events::{parse_query, query_matches};
 
-/// Max subscriptions per websocket client (CometBFT default 5; we allow more).
-pub const MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 100;
+/// Live websocket connections and, among them, clients holding at least one
+/// subscription (CometBFT's `max_subscription_clients` counts those).
+#[derive(Default)]
+pub struct Counters {
+    connections: AtomicUsize,
+    subscription_clients: AtomicUsize,
+}
+
+/// Try to take `counter` below `max`; false when it is full.
+fn take(counter: &AtomicUsize, max: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+impl Counters {
+    /// A connection slot, or `None` when `max_websocket_connections` are open.
+    pub fn connect(counters: &Arc<Counters>, limits: &RpcLimits) -> Option<Slot> {
+        take(&counters.connections, limits.max_websocket_connections).then(|| Slot {
+            counters: counters.clone(),
+            subscribed: false,
+        })
+    }
+}
+
+/// One websocket connection's place in the [`Counters`]; released on drop.
+pub struct Slot {
+    counters: Arc<Counters>,
+    subscribed: bool,
+}
+
+impl Slot {
+    /// Count this connection as a subscription client (first subscription);
+    /// false when `max` clients already subscribe.
+    fn subscribe(&mut self, max: usize) -> bool {
+        if self.subscribed {
+            return true;
+        }
+        self.subscribed = take(&self.counters.subscription_clients, max);
+        self.subscribed
+    }
+
+    /// This connection no longer holds subscriptions.
+    fn unsubscribe_all(&mut self) {
+        if std::mem::take(&mut self.subscribed) {
+            self.counters
+                .subscription_clients
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.unsubscribe_all();
+        self.counters.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 struct Sub {
     query: String,
@@ -21,7 +80,12 @@ struct Sub {
     id: Value,
 }
 
-pub async fn session<V: ChainView + ?Sized>(node: Arc<V>, socket: WebSocket) {
+pub async fn session<V: ChainView + ?Sized>(
+    node: Arc<V>,
+    socket: WebSocket,
+    mut slot: Slot,
+    limits: RpcLimits,
+) {
     let (mut tx, mut rx) = socket.split();
     let mut bus = node.subscribe();
     let mut shutdown = node.shutdown();
@@ -43,7 +107,7 @@ pub async fn session<V: ChainView + ?Sized>(node: Arc<V>, socket: WebSocket) {
                     Some(Ok(Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 };
-                let reply = handle_ws_message(&node, &mut subs, &text).await;
+                let reply = handle_ws_message(&node, &mut subs, &mut slot, &limits, &text).await;
                 if tx.send(Message::Text(reply.to_string().into())).await.is_err() {
                     break;
                 }
@@ -82,6 +146,8 @@ pub async fn session<V: ChainView + ?Sized>(node: Arc<V>, socket: WebSocket) {
 async fn handle_ws_message<V: ChainView + ?Sized>(
     node: &Arc<V>,
     subs: &mut Vec<Sub>,
+    slot: &mut Slot,
+    limits: &RpcLimits,
     text: &str,
 ) -> Value {
     let req: Value = match serde_json::from_str(text) {
@@ -116,6 +182,9 @@ async fn handle_ws_message<V: ChainView + ?Sized>(
                 if subs.len() == before {
                     return response(&id, Err(RpcError::internal("subscription not found")));
                 }
+                if subs.is_empty() {
+                    slot.unsubscribe_all();
+                }
                 return response(&id, Ok(json!({})));
             }
             let parsed = match parse_query(&q) {
@@ -130,12 +199,22 @@ async fn handle_ws_message<V: ChainView + ?Sized>(
                     )),
                 );
             }
-            if subs.len() >= MAX_SUBSCRIPTIONS_PER_CLIENT {
+            if subs.len() >= limits.max_subscriptions_per_client {
                 return response(
                     &id,
-                    Err(RpcError::internal(
-                        "failed to subscribe: too many subscriptions",
-                    )),
+                    Err(RpcError::internal(format!(
+                        "failed to subscribe: max_subscriptions_per_client {} reached",
+                        limits.max_subscriptions_per_client
+                    ))),
+                );
+            }
+            if !slot.subscribe(limits.max_subscription_clients) {
+                return response(
+                    &id,
+                    Err(RpcError::internal(format!(
+                        "failed to subscribe: max_subscription_clients {} reached",
+                        limits.max_subscription_clients
+                    ))),
                 );
             }
             subs.push(Sub {
@@ -150,6 +229,7 @@ async fn handle_ws_message<V: ChainView + ?Sized>(
                 return response(&id, Err(RpcError::internal("subscription not found")));
             }
             subs.clear();
+            slot.unsubscribe_all();
             response(&id, Ok(json!({})))
         }
         _ => handle_request(node, req).await,
