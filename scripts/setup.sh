@@ -6,6 +6,8 @@
 #   - npm packages for the cosmjs end-to-end test (tests/cosmjs)
 #   - cargo-nextest (each test in its own process: the sprint engine sets
 #     torch's process-wide thread count), built from crates.io when missing
+#   - CometBFT v0.38.25 (the production consensus engine) into the
+#     project-local .bin/, built with `go install` from the Go module registry
 # pip runs with --no-cache-dir: a cached copy of the torch wheels would cost
 # another ~3 GB of disk for nothing.
 # Safe to run repeatedly; each step checks before it installs.
@@ -44,5 +46,15 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest (a few minutes, once)"
   cargo install --locked --quiet cargo-nextest || log "cargo-nextest unavailable; make test falls back to cargo test"
+fi
+COMETBFT_VERSION=v0.38.25
+if ! .bin/cometbft version 2>/dev/null | grep -qx "${COMETBFT_VERSION#v}"; then
+  if ! command -v go >/dev/null 2>&1; then
+    log "Go is missing: install Go >= 1.22 (https://go.dev/dl) to build CometBFT ${COMETBFT_VERSION}"
+    exit 1
+  fi
+  log "installing CometBFT ${COMETBFT_VERSION} into .bin/ (go install; a few minutes, once)"
+  mkdir -p .bin
+  GOBIN="$ROOT/.bin" go install "github.com/cometbft/cometbft/cmd/cometbft@${COMETBFT_VERSION}"
 fi
 log "setup complete"
