@@ -241,3 +241,49 @@ fn malformed_key_and_genesis_files_give_clear_errors() {
         "{err:#}"
     );
 }
+
+/// Bad input on the ABCI socket costs only the connection that sent it: the
+/// server logs it and closes that connection, and keeps serving the others
+/// (tendermint-abci's own server would buffer an oversized frame without
+/// bound and `unwrap` a request without a value).
+#[test]
+fn bad_abci_frames_close_only_their_connection() {
+    use std::io::{Read, Write};
+    let app = KvApp::default();
+    let server = kiln_node::abci_server::bind_abci(app, "127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .with_max_frame_bytes(1 << 20);
+    let addr = server.local_addr();
+    std::thread::spawn(move || {
+        let _ = server.listen();
+    });
+    let mut healthy = ClientBuilder::default().connect(&addr).unwrap();
+    assert_eq!(healthy.info(RequestInfo::default()).unwrap().data, "kv");
+
+    let closes = |bytes: &[u8], what: &str| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Ok(_) => panic!("{what}: the server answered instead of closing"),
+            // A reset is a close too; a timeout means the server kept waiting.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("{what}: the connection was not closed ({e})"),
+        }
+    };
+    // A request without a value: an empty protobuf message, length 0.
+    closes(&[0x00], "a request without a value");
+    // A length prefix of 2 MiB > the 1 MiB limit (nothing else sent).
+    closes(&[0x80, 0x80, 0x80, 0x01], "an oversized frame");
+    // Eleven continuation bytes are not a varint.
+    closes(&[0xff; 11], "a broken length prefix");
+    // A 3-byte frame that is not a protobuf Request.
+    closes(&[0x03, 0xff, 0xff, 0xff], "garbage");
+
+    // The process and the other connection are still serving.
+    assert_eq!(healthy.info(RequestInfo::default()).unwrap().data, "kv");
+    let mut fresh = ClientBuilder::default().connect(&addr).unwrap();
+    assert_eq!(fresh.echo(RequestEcho { message: "still here".into() }).unwrap().message, "still here");
+}
