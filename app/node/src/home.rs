@@ -30,6 +30,73 @@ pub fn data_dir(home: &Path) -> PathBuf {
     home.join("data")
 }
 /// `<home>/config/genesis.json`
+/// CometBFT's own configuration (`cometbft start --home` reads it).
+pub fn config_toml_path(home: &Path) -> PathBuf {
+    config_dir(home).join("config.toml")
+}
+
+/// The default ABCI address: `kilnd start --abci` and CometBFT's `proxy_app`.
+pub const DEFAULT_ABCI_ADDR: &str = "127.0.0.1:26658";
+
+/// A CometBFT v0.38 `config.toml` for a Kiln node: the keys a Kiln operator
+/// needs to see; every other key takes CometBFT's default (CometBFT starts
+/// from its defaults and overrides what the file sets).
+pub fn config_toml(moniker: &str) -> String {
+    // A moniker is a TOML basic string: escape what TOML requires.
+    let moniker: String = moniker
+        .chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c if c.is_control() => vec![],
+            c => vec![c],
+        })
+        .collect();
+    format!(
+        r#"# CometBFT v0.38 configuration, written by `kilnd init`.
+# Run the node as two processes sharing this home:
+#   kilnd start --home <home>          (the application, ABCI on proxy_app)
+#   cometbft start --home <home>       (consensus, p2p and the RPC)
+# Keys not listed here take CometBFT's defaults; see
+# https://docs.cometbft.com/v0.38/core/configuration for all of them.
+
+# The address kilnd serves ABCI on (kilnd start --abci).
+proxy_app = "tcp://{DEFAULT_ABCI_ADDR}"
+moniker = "{moniker}"
+
+[rpc]
+laddr = "tcp://127.0.0.1:26657"
+max_body_bytes = 1000000
+max_subscription_clients = 100
+max_subscriptions_per_client = 5
+
+[p2p]
+laddr = "tcp://0.0.0.0:26656"
+# Comma-separated id@host:port of the peers to keep connected to.
+persistent_peers = ""
+# Loopback networks (several validators on one machine) need these two.
+addr_book_strict = true
+allow_duplicate_ip = false
+
+[mempool]
+size = 5000
+max_tx_bytes = 1048576
+
+[statesync]
+# To join a running network from a snapshot: enable, list two RPC servers,
+# and set a trusted height and its block hash (read from a peer you trust).
+enable = false
+rpc_servers = ""
+trust_height = 0
+trust_hash = ""
+trust_period = "168h0m0s"
+
+[consensus]
+timeout_commit = "1s"
+"#
+    )
+}
+
 pub fn genesis_path(home: &Path) -> PathBuf {
     config_dir(home).join("genesis.json")
 }
@@ -348,9 +415,10 @@ pub struct InitOutput {
     pub genesis_written: bool,
 }
 
-/// Create `<home>/config` and `<home>/data`, a consensus key, a node key and
-/// a zero `priv_validator_state.json` (each only when absent), and a genesis
-/// with `app_state` (only when absent). Idempotent; never overwrites keys.
+/// Create `<home>/config` and `<home>/data`, a consensus key, a node key, a
+/// zero `priv_validator_state.json` and CometBFT's `config.toml` (each only
+/// when absent), and a genesis with `app_state` (only when absent).
+/// Idempotent; never overwrites keys or an operator's config.
 pub fn init_home(
     home: &Path,
     chain_id: &str,
@@ -382,6 +450,10 @@ pub fn init_home(
     };
     if !priv_validator_state_path(home).exists() {
         write_priv_validator_state(home, &PrivValidatorState::default())?;
+    }
+    let config_toml_file = config_toml_path(home);
+    if !config_toml_file.exists() {
+        write_atomic(&config_toml_file, config_toml(moniker).as_bytes())?;
     }
     let gp = genesis_path(home);
     let genesis_written = if gp.exists() {

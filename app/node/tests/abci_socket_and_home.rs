@@ -113,8 +113,19 @@ fn init_home_writes_cometbft_files_and_is_idempotent() {
     assert_eq!(g.validators[0].address, out.validator_address);
     assert_eq!(g.app_state["a"], 1);
 
+    // CometBFT's config.toml points proxy_app at kilnd's default ABCI address.
+    let toml = std::fs::read_to_string(home::config_toml_path(dir.path())).unwrap();
+    assert!(toml.contains("proxy_app = \"tcp://127.0.0.1:26658\""), "{toml}");
+    assert!(toml.contains("moniker = \"m1\""), "{toml}");
+    // An operator's edits survive a second init.
+    std::fs::write(home::config_toml_path(dir.path()), "moniker = \"edited\"\n").unwrap();
+
     // second run keeps the keys
     let out2 = home::init_home(dir.path(), "kiln-x", "m1", serde_json::json!({})).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(home::config_toml_path(dir.path())).unwrap(),
+        "moniker = \"edited\"\n"
+    );
     assert!(!out2.genesis_written);
     assert_eq!(out2.validator_address, out.validator_address);
     assert_eq!(out2.node_id, out.node_id);
