@@ -83,6 +83,8 @@ pub struct KilnApp {
     /// Node configuration (Cosmos SDK's `min-retain-blocks`), not consensus
     /// state: only decides the `retain_height` Commit returns.
     min_retain_blocks: u64,
+    /// State-sync snapshots (node configuration, not consensus state).
+    snapshots: crate::snapshots::Snapshots,
 }
 
 /// The `retain_height` Commit at `height` returns when the node keeps the last
@@ -180,7 +182,20 @@ impl KilnApp {
             })),
             sig_cache: Arc::new(SigCache::new(200_000)),
             min_retain_blocks: 0,
+            snapshots: crate::snapshots::Snapshots::new(None),
         })
+    }
+
+    /// Take a snapshot every `config.interval` blocks and serve the kept ones
+    /// to CometBFT's state sync (without this the node serves none, but can
+    /// still restore one).
+    pub fn with_snapshots(mut self, config: crate::snapshots::SnapshotConfig) -> Self {
+        self.snapshots = crate::snapshots::Snapshots::new(Some(config));
+        self
+    }
+
+    pub fn snapshots(&self) -> &crate::snapshots::Snapshots {
+        &self.snapshots
     }
 
     /// Ask the node to keep only the last `n` blocks (0 = keep every block,
@@ -504,9 +519,53 @@ impl Application for KilnApp {
         }
         inner.genesis_base.clear();
         inner.check.clear();
-        ResponseCommit {
-            retain_height: retain_height(pending.height, self.min_retain_blocks),
+        drop(inner);
+        self.snapshots.after_commit(&self.storage, pending.height);
+        // Never prune blocks below the oldest snapshot we serve: a node
+        // restoring it block-syncs from there.
+        let mut retain = retain_height(pending.height, self.min_retain_blocks);
+        if let Some(oldest) = self.snapshots.oldest_height() {
+            retain = retain.min(to_i64(oldest));
         }
+        ResponseCommit {
+            retain_height: retain,
+        }
+    }
+
+    fn list_snapshots(&self) -> abci::ResponseListSnapshots {
+        self.snapshots.list()
+    }
+
+    fn load_snapshot_chunk(
+        &self,
+        request: abci::RequestLoadSnapshotChunk,
+    ) -> abci::ResponseLoadSnapshotChunk {
+        self.snapshots.load_chunk(request)
+    }
+
+    fn offer_snapshot(&self, request: abci::RequestOfferSnapshot) -> abci::ResponseOfferSnapshot {
+        self.snapshots.offer(&self.storage, request)
+    }
+
+    fn apply_snapshot_chunk(
+        &self,
+        request: abci::RequestApplySnapshotChunk,
+    ) -> abci::ResponseApplySnapshotChunk {
+        let (response, restored) = self.snapshots.apply(&self.storage, request);
+        if restored.is_some() {
+            // The restored state names the chain and its block gas limit.
+            let latest = self.storage.latest();
+            let mut inner = self.lock();
+            if let Ok(Some(id)) = latest.get_raw(keys::CHAIN_ID) {
+                inner.chain_id = String::from_utf8_lossy(&id).into_owned();
+            }
+            if let Ok(gas) = read_max_gas(&latest) {
+                inner.max_block_gas = gas;
+            }
+            inner.check.clear();
+            inner.genesis_base.clear();
+        }
+        response
     }
 
     fn prepare_proposal(&self, request: RequestPrepareProposal) -> ResponsePrepareProposal {

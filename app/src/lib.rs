@@ -13,6 +13,7 @@ pub mod app;
 pub mod components;
 pub mod exec;
 pub mod query;
+pub mod snapshots;
 pub mod tx;
 
 pub use app::KilnApp;

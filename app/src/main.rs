@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use kiln_app::snapshots::SnapshotConfig;
 use kiln_app::KilnApp;
 use kiln_framework::{Address, Coin, BASE_DENOM};
 use kiln_store::{Storage, StorageConfig};
@@ -60,10 +61,22 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         pruning_keep_recent: u64,
         /// Ask CometBFT to keep only the last N blocks: Commit returns
-        /// `retain_height = H - N + 1` (0 = keep all blocks).
+        /// `retain_height = H - N + 1` (0 = keep all blocks). Never below the
+        /// oldest kept snapshot.
         #[arg(long, default_value_t = 0)]
         min_retain_blocks: u64,
+        /// Take a state-sync snapshot every N blocks, off the consensus path
+        /// (0 = never). Snapshots go to `<home>/data/snapshots`.
+        #[arg(long, default_value_t = 0)]
+        snapshot_interval: u64,
+        /// How many snapshots to keep and serve.
+        #[arg(long, default_value_t = 2)]
+        snapshot_keep_recent: u32,
     },
+    /// State-sync snapshots in `<home>/data/snapshots`, for offline bootstrap
+    /// (stop `kilnd start` first: the store is opened exclusively).
+    #[command(subcommand)]
+    Snapshots(SnapshotsCommand),
     /// Run a single-node devnet with the embedded block producer and JSON-RPC.
     Devnet {
         #[arg(long, default_value = "kiln-devnet")]
@@ -82,6 +95,28 @@ enum Command {
         /// Keep only the last N blocks in the block store (0 = keep all).
         #[arg(long, default_value_t = 0)]
         min_retain_blocks: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotsCommand {
+    /// List the kept snapshots: height, chunks, app hash.
+    List,
+    /// Take a snapshot of the latest state (or a retained `--height`) now.
+    Export {
+        #[arg(long)]
+        height: Option<u64>,
+    },
+    /// Restore the snapshot at `height` (from `<home>/data/snapshots`, or
+    /// `--from DIR` holding `<height>/`) into this home's empty state. The
+    /// restored root must equal `--app-hash`: the app hash of that height,
+    /// read from a source you trust (e.g. the next block's header).
+    Restore {
+        height: u64,
+        #[arg(long)]
+        app_hash: String,
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
 }
 
@@ -183,12 +218,20 @@ fn run(cli: Cli) -> Result<()> {
             abci,
             pruning_keep_recent,
             min_retain_blocks,
+            snapshot_interval,
+            snapshot_keep_recent,
         } => {
-            let app =
-                open_app(&home, pruning_keep_recent)?.with_min_retain_blocks(min_retain_blocks);
+            let app = open_app(&home, pruning_keep_recent)?
+                .with_min_retain_blocks(min_retain_blocks)
+                .with_snapshots(SnapshotConfig::new(
+                    snapshots_dir(&home),
+                    snapshot_interval,
+                    snapshot_keep_recent,
+                ));
             tracing::info!(%abci, home = %home.display(), "serving ABCI for CometBFT 0.38");
             kiln_node::abci_server::serve_abci(app, abci)
         }
+        Command::Snapshots(command) => run_snapshots(&home, command),
         Command::Devnet {
             chain_id,
             block_time,
@@ -212,6 +255,84 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 kiln_node::devnet::run_devnet(app, config, shutdown).await
             })
+        }
+    }
+}
+
+fn snapshots_dir(home: &Path) -> PathBuf {
+    kiln_node::home::data_dir(home).join("snapshots")
+}
+
+fn run_snapshots(home: &Path, command: SnapshotsCommand) -> Result<()> {
+    use kiln_app::snapshots::{list_heights, read_chunk, read_manifest, Snapshots};
+    let dir = snapshots_dir(home);
+    match command {
+        SnapshotsCommand::List => {
+            let heights = list_heights(&dir);
+            if heights.is_empty() {
+                println!("no snapshots in {}", dir.display());
+            }
+            for h in heights {
+                let m = read_manifest(&dir, h)?;
+                println!(
+                    "height {h}  chunks {}  app_hash {}  format {}",
+                    m.chunk_hashes.len(),
+                    hex::encode_upper(m.root),
+                    m.format
+                );
+            }
+            Ok(())
+        }
+        SnapshotsCommand::Export { height } => {
+            let app = open_app(home, 0)?;
+            let storage = app.storage();
+            let height = match height {
+                Some(h) => h,
+                None => storage
+                    .latest_version()
+                    .ok_or_else(|| anyhow::anyhow!("the state is empty: nothing to export"))?,
+            };
+            let snapshots = Snapshots::new(Some(SnapshotConfig::new(&dir, 0, u32::MAX)));
+            let chunks = snapshots.take(storage, height)?;
+            println!(
+                "snapshot of height {height} written to {} ({chunks} chunks, app hash {})",
+                dir.join(height.to_string()).display(),
+                hex::encode_upper(storage.root_hash(height)?)
+            );
+            Ok(())
+        }
+        SnapshotsCommand::Restore {
+            height,
+            app_hash,
+            from,
+        } => {
+            let source = from.unwrap_or(dir);
+            let trusted = hex::decode(app_hash.trim())
+                .ok()
+                .filter(|h| h.len() == 32)
+                .ok_or_else(|| anyhow::anyhow!("--app-hash must be 32 bytes of hex"))?;
+            let manifest = read_manifest(&source, height)?;
+            let app = open_app(home, 0)?;
+            if let Some(v) = app.storage().latest_version() {
+                bail!(
+                    "this home already has state at height {v}; restore needs an empty data/application.db"
+                );
+            }
+            let mut restore = kiln_store::snapshot::Restore::new(manifest);
+            while let Some(i) = restore.next_chunk() {
+                let chunk = read_chunk(&source, height, i)
+                    .with_context(|| format!("reading chunk {i} of snapshot {height}"))?;
+                restore
+                    .apply_chunk(i, &chunk)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            let root = restore.finish(app.storage(), &trusted)?;
+            println!(
+                "restored height {height} (app hash {}) into {}",
+                hex::encode_upper(root),
+                home.display()
+            );
+            Ok(())
         }
     }
 }

@@ -126,6 +126,7 @@
 /// The state traits live in `kiln-state` (no storage engine) so modules and clients
 /// need not link rocksdb; re-exported here for the app.
 pub use kiln_state as state;
+pub mod snapshot;
 pub mod storage;
 
 pub use kiln_state::{Changes, EmptyState, Overlay, StateRead, StateWrite, StoreError};
