@@ -57,11 +57,11 @@ pub enum GenesisError {
 impl AppGenesis {
     /// Parses `app_state` bytes (as CometBFT sends them in InitChain).
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, GenesisError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(AppGenesis::default());
-        }
-        let genesis: AppGenesis =
-            serde_json::from_slice(bytes).map_err(|e| GenesisError::AppState(e.to_string()))?;
+        let genesis: AppGenesis = if bytes.iter().all(u8::is_ascii_whitespace) {
+            AppGenesis::default()
+        } else {
+            serde_json::from_slice(bytes).map_err(|e| GenesisError::AppState(e.to_string()))?
+        };
         genesis.validate()?;
         Ok(genesis)
     }
@@ -78,7 +78,30 @@ impl AppGenesis {
             .params
             .validate()
             .map_err(GenesisError::AppState)?;
+        self.validators()?;
         Ok(())
+    }
+
+    /// The genesis validator set: each genesis host with weight, under its
+    /// consensus key, at its weight after the power cap — what InitChain
+    /// answers, and what genesis.json's `validators` must list (or leave
+    /// empty). Errors when the total weight is 0 (no validator) or above
+    /// CometBFT's max total voting power.
+    pub fn validators(&self) -> Result<Vec<(Vec<u8>, u64)>, GenesisError> {
+        let weights =
+            kiln_staking::genesis::genesis_weights(&self.staking.params, &self.hosts.initial_weights())
+                .map_err(|e| GenesisError::AppState(format!("hosts/staking: {}", e.log)))?;
+        let mut out = Vec::new();
+        for host in &self.hosts.hosts {
+            if let Some(weight) = weights.get(&host.owner) {
+                let key = hex::decode(&host.consensus_pubkey).map_err(|_| {
+                    GenesisError::AppState(format!("hosts: consensus key of {} is not hex", host.owner))
+                })?;
+                out.push((key, *weight));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Adds (or tops up) a genesis balance.
@@ -131,11 +154,9 @@ pub fn validate_genesis_file(path: &Path) -> Result<(String, AppGenesis), Genesi
     let app = if app_state.is_null() {
         AppGenesis::default()
     } else {
-        let app: AppGenesis =
-            serde_json::from_value(app_state).map_err(|e| GenesisError::AppState(e.to_string()))?;
-        app.validate()?;
-        app
+        serde_json::from_value(app_state).map_err(|e| GenesisError::AppState(e.to_string()))?
     };
+    app.validate()?;
     Ok((chain_id, app))
 }
 

@@ -242,19 +242,16 @@ impl BlockDriver {
             genesis_supply,
         };
         if height == 0 {
-            // The genesis validators are the genesis hosts with weight, at
-            // power = weight (what `kilnd devnet` writes into genesis.json).
-            let genesis_validators: Vec<ValidatorUpdate> = app_genesis
-                .iter()
-                .flat_map(|g| &g.hosts.hosts)
-                .filter(|h| h.weight > 0)
-                .filter_map(|h| {
-                    Some(ed25519_update(
-                        hex::decode(&h.consensus_pubkey).ok()?,
-                        i64::try_from(h.weight).ok()?,
-                    ))
-                })
-                .collect();
+            // genesis.json's validators, as `kilnd` writes them: the genesis
+            // hosts with weight, power-capped (what InitChain must answer).
+            let genesis_validators: Vec<ValidatorUpdate> = match &app_genesis {
+                Some(g) => g
+                    .validators()?
+                    .into_iter()
+                    .map(|(key, power)| Ok(ed25519_update(key, i64::try_from(power)?)))
+                    .collect::<anyhow::Result<_>>()?,
+                None => Vec::new(),
+            };
             let response = driver.app.init_chain(RequestInitChain {
                 time: Some(Timestamp {
                     seconds: GENESIS_TIME,
@@ -273,12 +270,13 @@ impl BlockDriver {
                 initial_height: 1,
             });
             driver.last_app_hash = response.app_hash.to_vec();
+            // CometBFT builds the genesis set with NewValidatorSet (no removals).
             let initial = if response.validators.is_empty() {
                 genesis_validators
             } else {
                 response.validators
             };
-            driver.apply_validator_updates(&initial)?;
+            driver.validators = apply_cometbft_updates(&BTreeMap::new(), &initial, true)?;
         } else {
             // A reopened driver has not seen the earlier updates; it starts
             // from the set the weights in force describe (CometBFT would
@@ -289,23 +287,15 @@ impl BlockDriver {
         Ok(driver)
     }
 
-    /// Applies CometBFT validator updates to [`Self::validators`].
+    /// Applies CometBFT validator updates to [`Self::validators`] exactly as
+    /// CometBFT 0.38 does ([`kiln_app::validator_rules`]): a list CometBFT
+    /// would refuse — negative power, a key twice, removal of a validator not
+    /// in the set, a key type other than ed25519, total power above
+    /// `MaxTotalVotingPower`, an empty resulting set — is an error (for
+    /// CometBFT a block execution error that halts every node), and the set
+    /// is left unchanged.
     pub fn apply_validator_updates(&mut self, updates: &[ValidatorUpdate]) -> anyhow::Result<()> {
-        for update in updates {
-            let key = match update.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
-                Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(key)) => {
-                    key.to_vec()
-                }
-                _ => anyhow::bail!("validator update without an ed25519 key: {update:?}"),
-            };
-            let power = u64::try_from(update.power)
-                .map_err(|_| anyhow::anyhow!("negative validator power {}", update.power))?;
-            if power == 0 {
-                self.validators.remove(&key);
-            } else {
-                self.validators.insert(key, power);
-            }
-        }
+        self.validators = apply_cometbft_updates(&self.validators, updates, false)?;
         Ok(())
     }
 
@@ -397,7 +387,8 @@ impl BlockDriver {
         Ok(())
     }
 
-    /// Genesis JSON funding each key with `amount` ukiln.
+    /// Genesis JSON funding each key with `amount` ukiln, with one genesis
+    /// validator host ([`add_genesis_validator`]): a chain needs a validator.
     pub fn genesis_funding(keys: &[&TestKey], amount: u128) -> serde_json::Value {
         let mut genesis = kiln_genesis::AppGenesis::default();
         for key in keys {
@@ -406,6 +397,7 @@ impl BlockDriver {
                 vec![Coin::new(kiln_framework::BASE_DENOM, amount)],
             );
         }
+        add_genesis_validator(&mut genesis);
         serde_json::to_value(genesis).unwrap_or_default()
     }
 
@@ -532,7 +524,104 @@ impl BlockDriver {
     }
 }
 
-fn ed25519_update(key: Vec<u8>, power: i64) -> ValidatorUpdate {
+/// An ed25519 consensus key for tests, derived from a label: its public key
+/// and the proof of possession registration and rotation require.
+pub struct ConsensusTestKey {
+    pair: kiln_client::host::ConsensusKeyPair,
+    pub public: [u8; 32],
+}
+
+impl ConsensusTestKey {
+    pub fn from_label(label: &str) -> Self {
+        let seed: [u8; 32] = Sha256::new()
+            .chain_update(b"kiln-testkit/consensus-key/")
+            .chain_update(label.as_bytes())
+            .finalize()
+            .into();
+        let pair = kiln_client::host::ConsensusKeyPair::from_seed(seed);
+        let public = pair.public();
+        ConsensusTestKey { pair, public }
+    }
+
+    /// The proof of possession of this key for `owner` on `chain_id`.
+    pub fn proof(&self, chain_id: &str, owner: &Address) -> Vec<u8> {
+        self.pair
+            .prove_possession(chain_id, &owner.to_string())
+            .unwrap_or_default()
+    }
+
+    /// `MsgRegisterHost` for `owner` with this key and its proof.
+    pub fn msg_register_host(&self, chain_id: &str, owner: &Address, worker_url: &str) -> Any {
+        any_of(&kiln_hosts::msgs::MsgRegisterHost {
+            owner: owner.to_string(),
+            worker_url: worker_url.into(),
+            consensus_pubkey: self.public.to_vec(),
+            models: Vec::new(),
+            hardware: "test".into(),
+            consensus_key_proof: self.proof(chain_id, owner),
+        })
+    }
+
+    /// `MsgUpdateHost` rotating `owner`'s consensus key to this key.
+    pub fn msg_rotate_to(&self, chain_id: &str, owner: &Address, worker_url: &str) -> Any {
+        any_of(&kiln_hosts::msgs::MsgUpdateHost {
+            owner: owner.to_string(),
+            worker_url: worker_url.into(),
+            consensus_pubkey: self.public.to_vec(),
+            models: Vec::new(),
+            hardware: "test".into(),
+            consensus_key_proof: self.proof(chain_id, owner),
+        })
+    }
+}
+
+/// Label of the key that owns the test kit's default genesis validator host.
+pub const GENESIS_VALIDATOR_LABEL: &str = "testkit-genesis-validator";
+
+/// Makes a host of its own (owner: the [`GENESIS_VALIDATOR_LABEL`] key, no
+/// balance) the genesis validator, with weight 10: for test genesis files
+/// whose scenario has no genesis host of its own.
+pub fn add_genesis_validator(genesis: &mut kiln_genesis::AppGenesis) {
+    let owner = TestKey::from_label(GENESIS_VALIDATOR_LABEL).address;
+    let key = ConsensusTestKey::from_label(GENESIS_VALIDATOR_LABEL);
+    genesis.hosts.hosts.push(kiln_hosts::GenesisHost {
+        owner,
+        worker_url: "http://genesis-validator.test:8080".into(),
+        consensus_pubkey: hex::encode(key.public),
+        models: Vec::new(),
+        hardware: "test".into(),
+        weight: 10,
+    });
+}
+
+/// `updates` applied to `set` with CometBFT 0.38's rules; `genesis` uses
+/// InitChain's (`NewValidatorSet`: no removals).
+pub fn apply_cometbft_updates(
+    set: &BTreeMap<Vec<u8>, u64>,
+    updates: &[ValidatorUpdate],
+    genesis: bool,
+) -> anyhow::Result<BTreeMap<Vec<u8>, u64>> {
+    use kiln_app::validator_rules::{self as rules, ConsensusKey};
+    let mut current = rules::PowerSet::new();
+    for (key, power) in set {
+        let key = <[u8; 32]>::try_from(key.as_slice())
+            .map_err(|_| anyhow::anyhow!("tracked validator key is not 32 bytes"))?;
+        current.insert(ConsensusKey::Ed25519(key), i64::try_from(*power)?);
+    }
+    let applied = if genesis {
+        rules::genesis_validator_set(updates, rules::DEFAULT_KEY_TYPES)
+    } else {
+        rules::apply_validator_updates(&current, updates, rules::DEFAULT_KEY_TYPES)
+    }
+    .map_err(|e| anyhow::anyhow!("CometBFT would refuse these validator updates (block execution error): {e}"))?;
+    applied
+        .into_iter()
+        .map(|(key, power)| Ok((key.bytes().to_vec(), u64::try_from(power)?)))
+        .collect()
+}
+
+/// An ed25519 validator update (tests build lists with it).
+pub fn ed25519_update(key: Vec<u8>, power: i64) -> ValidatorUpdate {
     ValidatorUpdate {
         pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
             sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(
