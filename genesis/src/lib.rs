@@ -217,17 +217,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("invalid amount"), "{err}");
-        assert_eq!(
-            AppGenesis::from_json_bytes(b"").unwrap(),
-            AppGenesis::default()
-        );
+        // An empty app_state has no genesis host, so no validator.
+        let err = AppGenesis::from_json_bytes(b"").unwrap_err();
+        assert!(err.to_string().contains("total genesis weight is 0"), "{err}");
     }
 
     #[test]
     fn devnet_genesis_funds_dev_ml_and_grants_it_the_ml_ops_messages() {
         let (dev, dev_ml) = (Address([1; 20]), Address([2; 20]));
-        let g = devnet_app_genesis(dev, 5_000, dev_ml);
+        let mut g = devnet_app_genesis(dev, 5_000, dev_ml);
+        // `kilnd devnet` then makes dev the genesis host (its validator).
+        let err = g.validate().unwrap_err();
+        assert!(err.to_string().contains("total genesis weight is 0"), "{err}");
+        g.hosts.hosts.push(kiln_hosts::GenesisHost {
+            owner: dev,
+            worker_url: "http://127.0.0.1:8090".into(),
+            consensus_pubkey: hex::encode([7u8; 32]),
+            models: vec![],
+            hardware: "devnet".into(),
+            weight: 10,
+        });
         g.validate().unwrap();
+        assert_eq!(g.validators().unwrap(), vec![(vec![7u8; 32], 10)]);
+        assert_eq!(g.sprint.params.sprint_committee, 8, "the devnet names its committee size");
         let funds = |a: Address| {
             g.bank
                 .balances

@@ -18,7 +18,7 @@ use kiln_framework::{Address, BlockInfo, Component, ExecCtx, GenesisCtx};
 use kiln_hosts::msgs::{MsgRegisterHost, MsgUpdateHost};
 use kiln_node::validator_rules::{self as rules, ConsensusKey, PowerSet};
 use kiln_staking::StakingExt;
-use kiln_state::{EmptyState, Overlay, StateWrite};
+use kiln_state::{EmptyState, Overlay};
 use proptest::prelude::*;
 use tendermint_proto::v0_38::abci::ValidatorUpdate;
 use tendermint_proto::v0_38::crypto::{public_key::Sum, PublicKey};
@@ -68,13 +68,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Runs one message in a nested overlay and keeps its writes only if it
 /// succeeded (as the app does with a transaction).
-fn run_tx<S: StateWrite>(
+fn run_tx<S: kiln_state::StateRead>(
     state: &mut Overlay<S>,
     block: &BlockInfo,
     f: impl FnOnce(&mut Overlay<&Overlay<S>>, &mut ExecCtx<'_>) -> kiln_framework::TxResult<()>,
-) where
-    S: kiln_state::StateRead,
-{
+) {
     let changes = {
         let mut tx = Overlay::new(&*state);
         let mut ctx = ExecCtx::new(block);
