@@ -229,11 +229,11 @@ fn update_with_change_set(
     // verifyUpdates: add deltas in increasing order, never above the max.
     let mut deltas: Vec<i64> = updates
         .iter()
-        .map(|(k, p)| p - set.get(k).copied().unwrap_or(0))
+        .map(|(k, p)| p.saturating_sub(set.get(k).copied().unwrap_or(0)))
         .collect();
     deltas.sort_unstable();
     let current_total: i64 = set.values().fold(0i64, |a, p| a.saturating_add(*p));
-    let mut total = current_total - removed_power;
+    let mut total = current_total.saturating_sub(removed_power);
     for delta in deltas {
         total = total.saturating_add(delta);
         if total > MAX_TOTAL_VOTING_POWER {
