@@ -656,7 +656,10 @@ pub fn genesis_validator_updates<S: StateRead>(
                 _ => return Err(format!("genesis.json validator {update:?} is not an ed25519 key; the validator set is derived from app_state.hosts")),
             };
             if theirs.insert(key.clone(), update.power).is_some() {
-                return Err(format!("genesis.json lists validator {} twice", hex::encode(&key)));
+                return Err(format!(
+                    "genesis.json lists validator {} twice",
+                    hex::encode(&key)
+                ));
             }
         }
         if theirs != ours {

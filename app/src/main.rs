@@ -247,7 +247,8 @@ fn open_app(home: &Path, keep_recent: u64) -> Result<KilnApp> {
 /// refuses any other set).
 fn validate_genesis(path: &Path) -> Result<(String, kiln_genesis::AppGenesis)> {
     let (chain_id, app) = kiln_genesis::validate_genesis_file(path)?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let cometbft = kiln_node::home::parse_genesis(&text)?;
     let derived: std::collections::BTreeMap<Vec<u8>, u64> = app.validators()?.into_iter().collect();
     if !cometbft.validators.is_empty() {

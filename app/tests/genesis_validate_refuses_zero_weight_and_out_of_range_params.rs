@@ -43,6 +43,9 @@ fn valid_genesis(home: &Path) -> Value {
     g
 }
 
+/// An edit of a genesis document.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 fn check(home: &Path, genesis: &Value) -> Result<String, String> {
     let file = home.join("candidate.json");
     std::fs::write(&file, serde_json::to_string_pretty(genesis).unwrap()).unwrap();
@@ -61,23 +64,82 @@ fn genesis_validate_refuses_zero_weight_and_out_of_range_params() {
     let home = tempfile::tempdir().unwrap();
     let base = valid_genesis(home.path());
     let ok = check(home.path(), &base).unwrap();
-    assert!(ok.contains("is valid") && ok.contains("1 genesis validators"), "{ok}");
+    assert!(
+        ok.contains("is valid") && ok.contains("1 genesis validators"),
+        "{ok}"
+    );
 
     // The app_state edits that must be refused, with the words the error must contain.
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
-        ("zero weight", Box::new(|g| g["app_state"]["hosts"]["hosts"][0]["weight"] = json!(0)), "total genesis weight is 0"),
-        ("no hosts", Box::new(|g| g["app_state"]["hosts"]["hosts"] = json!([])), "total genesis weight is 0"),
-        ("no app_state", Box::new(|g| g["app_state"] = Value::Null), "total genesis weight is 0"),
-        ("sprint_samples 0", Box::new(|g| g["app_state"]["sprint"]["params"]["sprint_samples"] = json!(0)), "sprint_samples must be in 1..=10000"),
-        ("sprint_samples too many", Box::new(|g| g["app_state"]["sprint"]["params"]["sprint_samples"] = json!(10_001)), "sprint_samples must be in 1..=10000"),
-        ("committee 0", Box::new(|g| g["app_state"]["sprint"]["params"]["sprint_committee"] = json!(0)), "sprint_committee must be at least 1"),
-        ("r_target 0", Box::new(|g| g["app_state"]["sprint"]["params"]["r_target_micro"] = json!(0)), "r_target_micro must be in 1..=2000000"),
-        ("r_target above 2", Box::new(|g| g["app_state"]["sprint"]["params"]["r_target_micro"] = json!(2_000_001)), "r_target_micro must be in"),
-        ("tolerance too large", Box::new(|g| g["app_state"]["sprint"]["params"]["sprint_tolerance_micro"] = json!(100_001)), "sprint_tolerance_micro must be at most 100000"),
-        ("power share above 100%", Box::new(|g| g["app_state"]["staking"]["params"]["max_power_share_bps"] = json!(10_001)), "max_power_share_bps must be in 1..=10000"),
-        ("validation stage too short", Box::new(|g| g["app_state"]["epochs"]["params"]["validation_blocks"] = json!(1)), "validation_blocks must be at least 2"),
-        ("stages longer than the epoch", Box::new(|g| g["app_state"]["epochs"]["params"]["epoch_length"] = json!(10)), "epoch_length 10 is shorter"),
-        ("validators that are not the hosts'", Box::new(|g| g["validators"][0]["power"] = json!("11")), "differ from the validators derived from app_state.hosts"),
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "zero weight",
+            Box::new(|g| g["app_state"]["hosts"]["hosts"][0]["weight"] = json!(0)),
+            "total genesis weight is 0",
+        ),
+        (
+            "no hosts",
+            Box::new(|g| g["app_state"]["hosts"]["hosts"] = json!([])),
+            "total genesis weight is 0",
+        ),
+        (
+            "no app_state",
+            Box::new(|g| g["app_state"] = Value::Null),
+            "total genesis weight is 0",
+        ),
+        (
+            "sprint_samples 0",
+            Box::new(|g| g["app_state"]["sprint"]["params"]["sprint_samples"] = json!(0)),
+            "sprint_samples must be in 1..=10000",
+        ),
+        (
+            "sprint_samples too many",
+            Box::new(|g| g["app_state"]["sprint"]["params"]["sprint_samples"] = json!(10_001)),
+            "sprint_samples must be in 1..=10000",
+        ),
+        (
+            "committee 0",
+            Box::new(|g| g["app_state"]["sprint"]["params"]["sprint_committee"] = json!(0)),
+            "sprint_committee must be at least 1",
+        ),
+        (
+            "r_target 0",
+            Box::new(|g| g["app_state"]["sprint"]["params"]["r_target_micro"] = json!(0)),
+            "r_target_micro must be in 1..=2000000",
+        ),
+        (
+            "r_target above 2",
+            Box::new(|g| g["app_state"]["sprint"]["params"]["r_target_micro"] = json!(2_000_001)),
+            "r_target_micro must be in",
+        ),
+        (
+            "tolerance too large",
+            Box::new(|g| {
+                g["app_state"]["sprint"]["params"]["sprint_tolerance_micro"] = json!(100_001)
+            }),
+            "sprint_tolerance_micro must be at most 100000",
+        ),
+        (
+            "power share above 100%",
+            Box::new(|g| {
+                g["app_state"]["staking"]["params"]["max_power_share_bps"] = json!(10_001)
+            }),
+            "max_power_share_bps must be in 1..=10000",
+        ),
+        (
+            "validation stage too short",
+            Box::new(|g| g["app_state"]["epochs"]["params"]["validation_blocks"] = json!(1)),
+            "validation_blocks must be at least 2",
+        ),
+        (
+            "stages longer than the epoch",
+            Box::new(|g| g["app_state"]["epochs"]["params"]["epoch_length"] = json!(10)),
+            "epoch_length 10 is shorter",
+        ),
+        (
+            "validators that are not the hosts'",
+            Box::new(|g| g["validators"][0]["power"] = json!("11")),
+            "differ from the validators derived from app_state.hosts",
+        ),
     ];
     for (name, edit, want) in cases {
         let mut g = base.clone();
@@ -89,14 +151,21 @@ fn genesis_validate_refuses_zero_weight_and_out_of_range_params() {
         };
         app.epochs.params = kiln_epochs::EpochParams::devnet();
         g["app_state"] = serde_json::to_value(&app).unwrap();
-        assert!(check(home.path(), &g).is_ok(), "{name}: the filled base is valid");
+        assert!(
+            check(home.path(), &g).is_ok(),
+            "{name}: the filled base is valid"
+        );
         edit(&mut g);
         let err = check(home.path(), &g).expect_err(name);
         assert!(err.contains(want), "{name}: expected {want:?} in {err}");
         // InitChain's parse runs the same app-state validation.
         if !name.starts_with("validators") {
             let bytes = serde_json::to_vec(&g["app_state"]).unwrap();
-            let bytes = if g["app_state"].is_null() { Vec::new() } else { bytes };
+            let bytes = if g["app_state"].is_null() {
+                Vec::new()
+            } else {
+                bytes
+            };
             let e = kiln_genesis::AppGenesis::from_json_bytes(&bytes).expect_err(name);
             assert!(e.to_string().contains(want), "{name}: InitChain: {e}");
         }

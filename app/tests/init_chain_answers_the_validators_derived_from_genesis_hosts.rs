@@ -42,7 +42,8 @@ fn init_chain(
     validators: Vec<ValidatorUpdate>,
 ) -> Result<Vec<ValidatorUpdate>, String> {
     let dir = tempfile::tempdir().unwrap();
-    let app = KilnApp::new(Storage::open(dir.path(), StorageConfig { keep_recent: 0 }).unwrap()).unwrap();
+    let app =
+        KilnApp::new(Storage::open(dir.path(), StorageConfig { keep_recent: 0 }).unwrap()).unwrap();
     let request = RequestInitChain {
         chain_id: "kiln-init".into(),
         validators,
@@ -80,7 +81,10 @@ fn init_chain_answers_the_validators_derived_from_genesis_hosts() {
     assert!(!answered.contains_key(&6));
     let total: i64 = answered.values().sum();
     assert_eq!(total, 11_000, "the cap keeps the total");
-    assert!(answered.values().all(|p| *p * 4 <= total), "power-capped: {answered:?}");
+    assert!(
+        answered.values().all(|p| *p * 4 <= total),
+        "power-capped: {answered:?}"
+    );
     assert_eq!(answered[&1], 2_750);
 
     // The same set listed in genesis.json is accepted.
@@ -92,12 +96,22 @@ fn init_chain_answers_the_validators_derived_from_genesis_hosts() {
 fn init_chain_refuses_genesis_validators_that_differ_from_the_hosts() {
     let g = genesis(&[9_000, 500, 300, 150, 50, 0, 1_000]);
     // The raw (uncapped) weights, a missing validator, an extra one, a key twice.
-    let raw: Vec<ValidatorUpdate> = [(1, 9_000), (2, 500), (3, 300), (4, 150), (5, 50), (7, 1_000)]
-        .iter()
-        .map(|(k, p)| update(*k, *p))
-        .collect();
+    let raw: Vec<ValidatorUpdate> = [
+        (1, 9_000),
+        (2, 500),
+        (3, 300),
+        (4, 150),
+        (5, 50),
+        (7, 1_000),
+    ]
+    .iter()
+    .map(|(k, p)| update(*k, *p))
+    .collect();
     let e = init_chain(&g, raw).unwrap_err();
-    assert!(e.contains("differ from the validators derived from app_state.hosts"), "{e}");
+    assert!(
+        e.contains("differ from the validators derived from app_state.hosts"),
+        "{e}"
+    );
     let e = init_chain(&genesis(&[10]), vec![update(1, 10), update(9, 10)]).unwrap_err();
     assert!(e.contains("differ"), "{e}");
     let e = init_chain(&genesis(&[10, 10]), vec![update(1, 10)]).unwrap_err();

@@ -27,7 +27,10 @@ fn updates(list: &[ValidatorUpdate]) -> BTreeMap<Vec<u8>, i64> {
 }
 
 fn set(entries: &[(&ConsensusTestKey, u64)]) -> BTreeMap<Vec<u8>, u64> {
-    entries.iter().map(|(k, p)| (k.public.to_vec(), *p)).collect()
+    entries
+        .iter()
+        .map(|(k, p)| (k.public.to_vec(), *p))
+        .collect()
 }
 
 #[test]
@@ -37,8 +40,7 @@ fn rotating_a_consensus_key_removes_the_old_validator() {
     let keys: Vec<ConsensusTestKey> = (0..4)
         .map(|i| ConsensusTestKey::from_label(&format!("rotation-alice-{i}")))
         .collect();
-    let genesis_validator =
-        ConsensusTestKey::from_label(kiln_testkit::GENESIS_VALIDATOR_LABEL);
+    let genesis_validator = ConsensusTestKey::from_label(kiln_testkit::GENESIS_VALIDATOR_LABEL);
     let mut g = kiln_genesis::AppGenesis::default();
     g.add_balance(
         alice.address,
@@ -55,11 +57,17 @@ fn rotating_a_consensus_key_removes_the_old_validator() {
     });
     let mut d =
         BlockDriver::open(dir.path(), CHAIN, &serde_json::to_value(&g).unwrap(), 0).unwrap();
-    assert_eq!(d.validators, set(&[(&keys[0], 10), (&genesis_validator, 10)]));
+    assert_eq!(
+        d.validators,
+        set(&[(&keys[0], 10), (&genesis_validator, 10)])
+    );
 
     // Rotate 0 → 1: one list with {old, 0} and {new, 10}.
     let out = d
-        .deliver_ok(&alice, vec![keys[1].msg_rotate_to(CHAIN, &alice.address, URL)])
+        .deliver_ok(
+            &alice,
+            vec![keys[1].msg_rotate_to(CHAIN, &alice.address, URL)],
+        )
         .unwrap();
     let h = out.height;
     assert_eq!(
@@ -68,7 +76,10 @@ fn rotating_a_consensus_key_removes_the_old_validator() {
             .into_iter()
             .collect()
     );
-    assert_eq!(d.validators, set(&[(&keys[1], 10), (&genesis_validator, 10)]));
+    assert_eq!(
+        d.validators,
+        set(&[(&keys[1], 10), (&genesis_validator, 10)])
+    );
     d.check_invariants().unwrap();
     // The old key signs H and H + 1, the new key from H + 2; never both.
     let view = d.app.latest_view();
@@ -97,7 +108,10 @@ fn rotating_a_consensus_key_removes_the_old_validator() {
             .unwrap();
         let u = updates(&out.response.validator_updates);
         if prev_block_key == next.public.to_vec() {
-            assert!(u.is_empty(), "rotating to the current key changes nothing: {u:?}");
+            assert!(
+                u.is_empty(),
+                "rotating to the current key changes nothing: {u:?}"
+            );
         } else {
             assert_eq!(u.len(), 2, "{u:?}");
             assert_eq!(u[&prev_block_key], 0);
@@ -132,7 +146,9 @@ fn rotating_a_consensus_key_removes_the_old_validator() {
         .unwrap();
     assert_eq!(
         updates(&out.response.validator_updates),
-        [(current.clone(), 0), (b.public.to_vec(), 10)].into_iter().collect(),
+        [(current.clone(), 0), (b.public.to_vec(), 10)]
+            .into_iter()
+            .collect(),
         "the intermediate key is never given to CometBFT"
     );
     assert_eq!(d.validators, set(&[(b, 10), (&genesis_validator, 10)]));
@@ -153,7 +169,12 @@ fn rotating_a_consensus_key_removes_the_old_validator() {
     // A few empty blocks: no update is ever emitted without a change, and
     // the signing set at every height is the final one.
     for _ in 0..3 {
-        assert!(d.produce_block().unwrap().response.validator_updates.is_empty());
+        assert!(d
+            .produce_block()
+            .unwrap()
+            .response
+            .validator_updates
+            .is_empty());
     }
     let view = d.app.latest_view();
     assert_eq!(

@@ -764,10 +764,9 @@ fn prove_consensus_key(
     let pair = host::ConsensusKeyPair::read_file(key_file).context("--consensus-key-file")?;
     let chain_id = match &ctx.chain_id {
         Some(c) => c.clone(),
-        None => ctx
-            .rpc()
-            .chain_id()
-            .context("the proof of possession names the chain: give --chain-id or a reachable --node")?,
+        None => ctx.rpc().chain_id().context(
+            "the proof of possession names the chain: give --chain-id or a reachable --node",
+        )?,
     };
     f.consensus_pubkey = pair.public().to_vec();
     f.consensus_key_proof = pair.prove_possession(&chain_id, owner)?;

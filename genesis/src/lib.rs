@@ -88,14 +88,19 @@ impl AppGenesis {
     /// empty). Errors when the total weight is 0 (no validator) or above
     /// CometBFT's max total voting power.
     pub fn validators(&self) -> Result<Vec<(Vec<u8>, u64)>, GenesisError> {
-        let weights =
-            kiln_staking::genesis::genesis_weights(&self.staking.params, &self.hosts.initial_weights())
-                .map_err(|e| GenesisError::AppState(format!("hosts/staking: {}", e.log)))?;
+        let weights = kiln_staking::genesis::genesis_weights(
+            &self.staking.params,
+            &self.hosts.initial_weights(),
+        )
+        .map_err(|e| GenesisError::AppState(format!("hosts/staking: {}", e.log)))?;
         let mut out = Vec::new();
         for host in &self.hosts.hosts {
             if let Some(weight) = weights.get(&host.owner) {
                 let key = hex::decode(&host.consensus_pubkey).map_err(|_| {
-                    GenesisError::AppState(format!("hosts: consensus key of {} is not hex", host.owner))
+                    GenesisError::AppState(format!(
+                        "hosts: consensus key of {} is not hex",
+                        host.owner
+                    ))
                 })?;
                 out.push((key, *weight));
             }
@@ -219,7 +224,10 @@ mod tests {
         assert!(err.to_string().contains("invalid amount"), "{err}");
         // An empty app_state has no genesis host, so no validator.
         let err = AppGenesis::from_json_bytes(b"").unwrap_err();
-        assert!(err.to_string().contains("total genesis weight is 0"), "{err}");
+        assert!(
+            err.to_string().contains("total genesis weight is 0"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -228,7 +236,10 @@ mod tests {
         let mut g = devnet_app_genesis(dev, 5_000, dev_ml);
         // `kilnd devnet` then makes dev the genesis host (its validator).
         let err = g.validate().unwrap_err();
-        assert!(err.to_string().contains("total genesis weight is 0"), "{err}");
+        assert!(
+            err.to_string().contains("total genesis weight is 0"),
+            "{err}"
+        );
         g.hosts.hosts.push(kiln_hosts::GenesisHost {
             owner: dev,
             worker_url: "http://127.0.0.1:8090".into(),
@@ -239,7 +250,10 @@ mod tests {
         });
         g.validate().unwrap();
         assert_eq!(g.validators().unwrap(), vec![(vec![7u8; 32], 10)]);
-        assert_eq!(g.sprint.params.sprint_committee, 8, "the devnet names its committee size");
+        assert_eq!(
+            g.sprint.params.sprint_committee, 8,
+            "the devnet names its committee size"
+        );
         let funds = |a: Address| {
             g.bank
                 .balances

@@ -497,13 +497,19 @@ impl<A: Application> Node<A> {
 
         // CometBFT checks the validator updates against the params in force
         // for this block, then applies the param updates.
-        let next_validators = match apply_validator_updates(&st.next_validators, &fin.validator_updates, &params) {
+        let next_validators = match apply_validator_updates(
+            &st.next_validators,
+            &fin.validator_updates,
+            &params,
+        ) {
             Ok(v) => v,
             Err(e) => {
                 let reason = format!(
                     "block execution failed at height {h}: FinalizeBlock returned validator updates CometBFT refuses: {e:#}"
                 );
-                error!("{reason}; the devnet stops producing blocks (CometBFT halts every node here)");
+                error!(
+                    "{reason}; the devnet stops producing blocks (CometBFT halts every node here)"
+                );
                 *lock(&self.halted) = Some(reason.clone());
                 bail!("{reason}");
             }
@@ -886,8 +892,11 @@ fn init_chain<A: Application>(
         cb::sorted(&g.validators)
     } else {
         // CometBFT's NewValidatorSet: the update rules, no removals.
-        crate::validator_rules::genesis_validator_set(&resp.validators, &allowed_key_types(&params))
-            .map_err(|e| anyhow!("InitChain returned a validator set CometBFT refuses: {e}"))?;
+        crate::validator_rules::genesis_validator_set(
+            &resp.validators,
+            &allowed_key_types(&params),
+        )
+        .map_err(|e| anyhow!("InitChain returned a validator set CometBFT refuses: {e}"))?;
         apply_validator_updates(&[], &resp.validators, &params)?
     };
     if vals.is_empty() {

@@ -31,13 +31,19 @@ async fn the_devnet_stops_producing_on_validator_updates_cometbft_refuses() {
     let e = h.produce_block_now().await.unwrap_err().to_string();
     assert!(e.contains("block execution failed at height 3"), "{e}");
     assert!(e.contains("failed to find validator"), "{e}");
-    let reason = h.node().halted().expect("the producer records why it stopped");
+    let reason = h
+        .node()
+        .halted()
+        .expect("the producer records why it stopped");
     assert!(reason.contains("failed to find validator"), "{reason}");
     assert_eq!(h.height(), 2, "the refused block is not committed");
 
     // It stays stopped: no further block, same reason.
     let e = h.produce_block_now().await.unwrap_err().to_string();
-    assert!(e.contains("the devnet has halted") && e.contains("failed to find validator"), "{e}");
+    assert!(
+        e.contains("the devnet has halted") && e.contains("failed to find validator"),
+        "{e}"
+    );
     assert_eq!(h.height(), 2);
     h.stop().await;
 }
@@ -45,10 +51,18 @@ async fn the_devnet_stops_producing_on_validator_updates_cometbft_refuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_devnet_stops_on_a_duplicate_key_and_on_an_empty_set() {
     for (name, txs, want) in [
-        ("duplicate", vec!["val={K}!5", "val={K}!6"], "duplicate entry"),
+        (
+            "duplicate",
+            vec!["val={K}!5", "val={K}!6"],
+            "duplicate entry",
+        ),
         ("negative", vec!["val={K}!-3"], "can't be negative"),
         ("empty set", vec!["val={SELF}!0"], "empty set"),
-        ("total above max", vec!["val={K}!1152921504606846975"], "max"),
+        (
+            "total above max",
+            vec!["val={K}!1152921504606846975"],
+            "max",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         init_home(dir.path());

@@ -613,7 +613,11 @@ pub fn apply_cometbft_updates(
     } else {
         rules::apply_validator_updates(&current, updates, rules::DEFAULT_KEY_TYPES)
     }
-    .map_err(|e| anyhow::anyhow!("CometBFT would refuse these validator updates (block execution error): {e}"))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "CometBFT would refuse these validator updates (block execution error): {e}"
+        )
+    })?;
     applied
         .into_iter()
         .map(|(key, power)| Ok((key.bytes().to_vec(), u64::try_from(power)?)))

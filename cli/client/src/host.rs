@@ -109,9 +109,9 @@ impl ConsensusKeyPair {
     pub fn from_key_json(text: &str) -> Result<Self> {
         let declared = consensus_pubkey_from_key_json(text)?;
         let v: Value = serde_json::from_str(text).context("not valid JSON")?;
-        let sk = v
-            .get("priv_key")
-            .ok_or_else(|| anyhow!("no \"priv_key\" (expected a CometBFT priv_validator_key.json)"))?;
+        let sk = v.get("priv_key").ok_or_else(|| {
+            anyhow!("no \"priv_key\" (expected a CometBFT priv_validator_key.json)")
+        })?;
         if let Some(ty) = sk.get("type").and_then(|t| t.as_str()) {
             if ty != "tendermint/PrivKeyEd25519" {
                 bail!("priv_key.type is '{ty}'; Kiln hosts need an ed25519 key (tendermint/PrivKeyEd25519)");
@@ -125,7 +125,9 @@ impl ConsensusKeyPair {
             .decode(value.trim())
             .map_err(|e| anyhow!("priv_key.value is not base64: {e}"))?;
         let seed: [u8; 32] = match bytes.len() {
-            32 | 64 => bytes[..32].try_into().map_err(|_| anyhow!("priv_key.value"))?,
+            32 | 64 => bytes[..32]
+                .try_into()
+                .map_err(|_| anyhow!("priv_key.value"))?,
             n => bail!("priv_key.value is {n} bytes, expected 64 (seed and public key)"),
         };
         let pair = Self::from_seed(seed);
@@ -316,7 +318,10 @@ mod tests {
             "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64.encode(&sk)},
         })
         .to_string();
-        let e = ConsensusKeyPair::from_key_json(&wrong).err().unwrap().to_string();
+        let e = ConsensusKeyPair::from_key_json(&wrong)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("does not match"), "{e}");
     }
 

@@ -39,10 +39,13 @@ pub fn genesis_weights(
     let mut raw = std::collections::BTreeMap::new();
     for (host, weight) in initial_weights {
         if *weight > 0 && raw.insert(*host, *weight).is_some() {
-            return Err(TxError::invalid_request(format!("genesis weight given twice for {host}")));
+            return Err(TxError::invalid_request(format!(
+                "genesis weight given twice for {host}"
+            )));
         }
     }
-    let capped = crate::state::apply_power_cap(&raw, params.min_hosts_for_cap, params.max_power_share_bps);
+    let capped =
+        crate::state::apply_power_cap(&raw, params.min_hosts_for_cap, params.max_power_share_bps);
     let total = crate::validators::check_total_power(&capped)?;
     if total == 0 {
         return Err(TxError::invalid_request(

@@ -57,9 +57,7 @@ pub fn apply_validator_set<S: StateWrite>(
     effective: &BTreeMap<Address, u64>,
 ) -> TxResult<ValidatorSetChange> {
     let mut change = ValidatorSetChange::default();
-    let total = effective
-        .values()
-        .try_fold(0u64, |a, w| a.checked_add(*w));
+    let total = effective.values().try_fold(0u64, |a, w| a.checked_add(*w));
     let reason = match total {
         Some(0) => Some("no host was accepted this epoch"),
         Some(t) if t <= MAX_TOTAL_VOTING_POWER => None,

@@ -110,10 +110,7 @@ pub trait StakingExt: StateRead {
     /// the set given so far, minus the changes returned at `height - 1` or
     /// later (CometBFT applies updates returned at `H` from `H + 2`). Exact
     /// for any height from the state's own height on.
-    fn consensus_validators(
-        &self,
-        height: u64,
-    ) -> TxResult<BTreeMap<Vec<u8>, ConsensusValidator>> {
+    fn consensus_validators(&self, height: u64) -> TxResult<BTreeMap<Vec<u8>, ConsensusValidator>> {
         let mut set = self.given_validators()?;
         for change in self.validator_history()?.changes.into_iter().rev() {
             if change.height.saturating_add(2) > height {

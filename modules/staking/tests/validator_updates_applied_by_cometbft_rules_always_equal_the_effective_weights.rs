@@ -29,8 +29,14 @@ const KEYS: u8 = 7;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Register { host: u8, key: u8 },
-    Rotate { host: u8, key: u8 },
+    Register {
+        host: u8,
+        key: u8,
+    },
+    Rotate {
+        host: u8,
+        key: u8,
+    },
     /// Raw weight per host (0 = none); the settle ends the block.
     Settle(Vec<u64>),
 }
