@@ -193,11 +193,13 @@ pub struct BlockDriver {
     /// The CometBFT validator set as the app has asked for it: ed25519
     /// consensus key → power, from InitChain (the response's validators, or
     /// the request's when the response leaves them empty, as CometBFT does)
-    /// and every FinalizeBlock's `validator_updates` (power 0 removes).
-    /// Updates are applied as soon as they are emitted, not two blocks later:
-    /// the app writes the new weights in the same block that emits the
-    /// updates (the settle pipeline, `kiln_app::components::settle`) and does not model CometBFT's
-    /// delay, so "weights in force" and "set asked for" change together.
+    /// and every FinalizeBlock's `validator_updates`, applied with CometBFT
+    /// 0.38's rules ([`apply_cometbft_updates`]; a list CometBFT refuses is
+    /// an error). This is CometBFT's *next* validator set: updates count as
+    /// soon as they are emitted, not two blocks later, because the app
+    /// writes new weights and consensus keys in the block that emits their
+    /// updates, so "weights in force" and "set asked for" change together;
+    /// the two-block delay is the app's `StakingExt::consensus_validators`.
     pub validators: BTreeMap<Vec<u8>, u64>,
     /// Total supply per denom at genesis (from the genesis balances).
     pub genesis_supply: BTreeMap<String, u128>,
@@ -279,10 +281,15 @@ impl BlockDriver {
             driver.validators = apply_cometbft_updates(&BTreeMap::new(), &initial, true)?;
         } else {
             // A reopened driver has not seen the earlier updates; it starts
-            // from the set the weights in force describe (CometBFT would
-            // restore its own persisted set), and tracks changes from here.
+            // from the set the app has given CometBFT (CometBFT would
+            // restore its own persisted set, which is that set), and tracks
+            // changes from here.
             let view = driver.app.latest_view();
-            driver.validators = expected_validator_set(&view)?;
+            driver.validators = kiln_staking::StakingExt::given_validators(&view)
+                .map_err(|e| anyhow::anyhow!(e.log))?
+                .into_iter()
+                .map(|(key, v)| (key, v.power))
+                .collect();
         }
         Ok(driver)
     }
