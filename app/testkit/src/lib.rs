@@ -752,6 +752,60 @@ mod tests {
     }
 
     #[test]
+    fn the_driver_refuses_every_update_list_cometbft_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = driver(dir.path());
+        let before = d.validators.clone();
+        let secp = ValidatorUpdate {
+            pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
+                sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Secp256k1(
+                    vec![2; 33],
+                )),
+            }),
+            power: 5,
+        };
+        let max = i64::MAX / 8;
+        for (name, list, want) in [
+            (
+                "negative power",
+                vec![ed25519_update(vec![4; 32], -1)],
+                "negative",
+            ),
+            (
+                "duplicate key",
+                vec![
+                    ed25519_update(vec![4; 32], 1),
+                    ed25519_update(vec![4; 32], 2),
+                ],
+                "duplicate",
+            ),
+            (
+                "unknown removal",
+                vec![
+                    ed25519_update(vec![4; 32], 0),
+                    ed25519_update(vec![5; 32], 1),
+                ],
+                "failed to find validator",
+            ),
+            ("unsupported key type", vec![secp], "unsupported"),
+            (
+                "total above the max",
+                vec![ed25519_update(vec![4; 32], max)],
+                "exceeds the max",
+            ),
+            (
+                "empty set",
+                vec![ed25519_update(vec![3; 32], 0)],
+                "empty set",
+            ),
+        ] {
+            let e = d.apply_validator_updates(&list).unwrap_err().to_string();
+            assert!(e.contains(want), "{name}: {e}");
+            assert_eq!(d.validators, before, "{name}: the set is unchanged");
+        }
+    }
+
+    #[test]
     fn a_validator_set_that_does_not_follow_the_weights_is_caught() {
         let dir = tempfile::tempdir().unwrap();
         let (mut d, alice) = driver(dir.path());
