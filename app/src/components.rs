@@ -8,9 +8,13 @@
 //! | 2 | `bank` (auth + bank) | accounts, balances, supply | — | — |
 //! | 3 | `authz` | grants, params | prunes old fee-allowance counters at each epoch start | — |
 //! | 4 | `hosts` | genesis hosts | — | — |
-//! | 5 | `staking` | params, epoch-1 weights (power-capped), the genesis validator set | — (end of every block: validator updates for new weights and key rotations) | 2. effective weights, 3. validator set |
+//! | 5 | `staking` | params, epoch-1 weights (power-capped), the genesis validator set | — | 2. effective weights, 3. weights in force |
 //! | 6 | `sprint` | params | — | 1. raw weights |
 //! | 7 | `reputation` | params | — | 4. reputation |
+//!
+//! Last in every block's end, staking turns the block's weight changes and
+//! consensus-key rotations into CometBFT's validator updates
+//! (`kiln_staking::validators::end_block_updates`): one list, one update per key.
 //!
 //! The settle ([`settle`]) runs at the epoch's settle block, after the
 //! block's transactions, as one explicit pipeline:
