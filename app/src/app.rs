@@ -422,6 +422,21 @@ impl Application for KilnApp {
                 panic!("invalid genesis: {e}");
             }
         }
+        // The validator set is the app's: the genesis hosts with weight,
+        // under their consensus keys, at their power-capped weights. A
+        // genesis.json whose `validators` say otherwise is refused: CometBFT
+        // would sign with a set the chain does not track, and the chain's
+        // later updates would remove validators CometBFT never had.
+        let validators = match genesis_validator_updates(&state, &request.validators) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("refusing to start: {e}");
+                #[allow(clippy::panic)]
+                {
+                    panic!("invalid genesis: {e}");
+                }
+            }
+        };
         let changes = state.into_changes();
         let app_hash = match self.storage.prepare_commit(initial_height, &changes) {
             Ok(prepared) => prepared.root.to_vec(),
@@ -436,7 +451,7 @@ impl Application for KilnApp {
         inner.check = Changes::new();
         ResponseInitChain {
             consensus_params: None,
-            validators: Vec::new(),
+            validators,
             app_hash: app_hash.into(),
         }
     }
@@ -675,6 +690,61 @@ impl Application for KilnApp {
             }
         }
     }
+}
+
+/// InitChain's answer: the validator set staking's genesis recorded, as
+/// CometBFT validator updates in key order. Errors when CometBFT's genesis
+/// `validators` (`requested`, when not empty) are a different set.
+pub fn genesis_validator_updates<S: StateRead>(
+    state: &S,
+    requested: &[abci::ValidatorUpdate],
+) -> Result<Vec<abci::ValidatorUpdate>, String> {
+    let given = kiln_staking::StakingExt::given_validators(state).map_err(|e| e.log)?;
+    if given.is_empty() {
+        return Err("the genesis hosts give no validator (total genesis weight is 0)".into());
+    }
+    let ours: std::collections::BTreeMap<Vec<u8>, i64> = given
+        .iter()
+        .map(|(key, v)| (key.clone(), to_i64(v.power)))
+        .collect();
+    if !requested.is_empty() {
+        let mut theirs = std::collections::BTreeMap::new();
+        for update in requested {
+            let key = match update.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
+                Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(k)) => k.to_vec(),
+                _ => return Err(format!("genesis.json validator {update:?} is not an ed25519 key; the validator set is derived from app_state.hosts")),
+            };
+            if theirs.insert(key.clone(), update.power).is_some() {
+                return Err(format!(
+                    "genesis.json lists validator {} twice",
+                    hex::encode(&key)
+                ));
+            }
+        }
+        if theirs != ours {
+            let show = |m: &std::collections::BTreeMap<Vec<u8>, i64>| {
+                m.iter()
+                    .map(|(k, p)| format!("{}={p}", hex::encode(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(format!(
+                "genesis.json validators [{}] differ from the validators derived from app_state.hosts (hosts with weight, power-capped) [{}]",
+                show(&theirs),
+                show(&ours)
+            ));
+        }
+    }
+    Ok(given
+        .iter()
+        .map(|(key, v)| {
+            validator_update(&kiln_staking::PowerUpdate {
+                host: v.owner,
+                consensus_pubkey: key.clone(),
+                power: v.power,
+            })
+        })
+        .collect())
 }
 
 /// A consensus power change as CometBFT's ValidatorUpdate (ed25519 key, power).

@@ -8,9 +8,13 @@
 //! | 2 | `bank` (auth + bank) | accounts, balances, supply | — | — |
 //! | 3 | `authz` | grants, params | prunes old fee-allowance counters at each epoch start | — |
 //! | 4 | `hosts` | genesis hosts | — | — |
-//! | 5 | `staking` | params, epoch-1 weights | — | 2. effective weights, 3. validator set |
+//! | 5 | `staking` | params, epoch-1 weights (power-capped), the genesis validator set | — | 2. effective weights, 3. weights in force |
 //! | 6 | `sprint` | params | — | 1. raw weights |
 //! | 7 | `reputation` | params | — | 4. reputation |
+//!
+//! Last in every block's end, staking turns the block's weight changes and
+//! consensus-key rotations into CometBFT's validator updates
+//! (`kiln_staking::validators::end_block_updates`): one list, one update per key.
 //!
 //! The settle ([`settle`]) runs at the epoch's settle block, after the
 //! block's transactions, as one explicit pipeline:
@@ -118,8 +122,11 @@ pub fn end_block<S: StateWrite>(
     epoch: &EpochInfo,
 ) -> TxResult<EndBlock> {
     let mut out = EndBlock::default();
+    let mut weights_changed = false;
     if epoch.stage == Stage::Settle && epoch.stage_start == block.height {
-        out = settle(state, epoch.epoch, block.height)?;
+        let settled = settle(state, epoch.epoch, block.height)?;
+        out.events = settled.events;
+        weights_changed = settled.weights_changed;
     }
     out.events
         .extend(kiln_bank::Bank::end_block(state, block, epoch)?);
@@ -133,13 +140,27 @@ pub fn end_block<S: StateWrite>(
         .extend(kiln_sprint::Sprint::end_block(state, block, epoch)?);
     out.events
         .extend(kiln_reputation::Reputation::end_block(state, block, epoch)?);
+    // Last: the validator updates of the block — the settle's new weights and
+    // this block's consensus-key rotations, as one list with one update per key.
+    let (updates, events) =
+        kiln_staking::validators::end_block_updates(state, block.height, weights_changed)?;
+    out.power_updates = updates;
+    out.events.extend(events);
     Ok(out)
+}
+
+/// What the settle pipeline produced.
+#[derive(Debug, Default)]
+pub struct Settled {
+    pub events: Vec<Event>,
+    /// The weights in force changed: the end of the block emits validator updates.
+    pub weights_changed: bool,
 }
 
 /// The epoch's settle pipeline (see the module doc). Each step names the
 /// module function it calls; later issues fill the places marked "later".
-pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult<EndBlock> {
-    let mut out = EndBlock::default();
+pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult<Settled> {
+    let mut out = Settled::default();
 
     // 1. Raw weights: the sprint's tally of accepted compute.
     let raw = kiln_sprint::Sprint::settle_raw_weights(state, epoch)?;
@@ -149,11 +170,12 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult
     let effective = kiln_staking::settle::effective_weights(state, &raw.weights)?;
     kiln_sprint::settle::record_effective_weights(state, epoch, &effective)?;
 
-    // 3. Validator set: effective weights become the weights in force and
-    //    CometBFT's validator updates (applied at height + 2).
+    // 3. Validator set: effective weights become the weights in force;
+    //    CometBFT's validator updates follow at the end of the block
+    //    (`end_block`), applied by CometBFT at height + 2.
     let validators = kiln_staking::settle::apply_validator_set(state, epoch, height, &effective)?;
     out.events.extend(validators.events);
-    out.power_updates = validators.updates;
+    out.weights_changed = validators.weights_changed;
 
     // 4. Reputation: what each host did this epoch.
     for (host, outcome) in &raw.outcomes {

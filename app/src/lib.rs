@@ -17,3 +17,6 @@ pub mod snapshots;
 pub mod tx;
 
 pub use app::KilnApp;
+/// CometBFT 0.38's validator-update rules, shared with the devnet producer
+/// (re-exported so the test kit applies updates exactly as CometBFT does).
+pub use kiln_node::validator_rules;

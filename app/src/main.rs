@@ -124,8 +124,14 @@ enum SnapshotsCommand {
 enum GenesisCommand {
     /// Add a funded account: `kilnd genesis add-account kiln1… 1000000ukiln`.
     AddAccount { address: String, coins: String },
-    /// Check genesis.json: format, app_state, addresses, amounts.
-    Validate,
+    /// Check a genesis file (default: the home's config/genesis.json):
+    /// format, app_state, addresses, amounts, parameter ranges, a positive
+    /// total genesis weight, and that its validators are the ones derived
+    /// from the genesis hosts.
+    Validate {
+        /// The genesis file to check.
+        file: Option<PathBuf>,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -203,14 +209,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Genesis(GenesisCommand::AddAccount { address, coins }) => {
             genesis_add_account(&home, &address, &coins)
         }
-        Command::Genesis(GenesisCommand::Validate) => {
-            let path = kiln_node::home::genesis_path(&home);
-            let (chain_id, app) = kiln_genesis::validate_genesis_file(&path)?;
-            kiln_node::home::load_genesis(&home)?;
+        Command::Genesis(GenesisCommand::Validate { file }) => {
+            let path = file.unwrap_or_else(|| kiln_node::home::genesis_path(&home));
+            let (chain_id, app) = validate_genesis(&path)?;
             println!(
-                "{} is valid: chain-id {chain_id}, {} funded accounts",
+                "{} is valid: chain-id {chain_id}, {} funded accounts, {} genesis validators",
                 path.display(),
-                app.bank.balances.len()
+                app.bank.balances.len(),
+                app.validators()?.len()
             );
             Ok(())
         }
@@ -347,14 +353,45 @@ fn open_app(home: &Path, keep_recent: u64) -> Result<KilnApp> {
             genesis_path.display()
         );
     }
-    kiln_genesis::validate_genesis_file(&genesis_path)
-        .with_context(|| format!("refusing to start with {}", genesis_path.display()))?;
-    kiln_node::home::load_genesis(home)
+    validate_genesis(&genesis_path)
         .with_context(|| format!("refusing to start with {}", genesis_path.display()))?;
     let data = kiln_node::home::data_dir(home).join("application.db");
     let storage = Storage::open(&data, StorageConfig { keep_recent })
         .with_context(|| format!("opening {}", data.display()))?;
     KilnApp::new(storage)
+}
+
+/// Everything `kilnd genesis validate` checks, also run before `start`:
+/// the app state (the same validation InitChain runs), the CometBFT fields,
+/// and that genesis.json's `validators`, when listed, are exactly the
+/// genesis hosts with weight at their power-capped weights (InitChain
+/// refuses any other set).
+fn validate_genesis(path: &Path) -> Result<(String, kiln_genesis::AppGenesis)> {
+    let (chain_id, app) = kiln_genesis::validate_genesis_file(path)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cometbft = kiln_node::home::parse_genesis(&text)?;
+    let derived: std::collections::BTreeMap<Vec<u8>, u64> = app.validators()?.into_iter().collect();
+    if !cometbft.validators.is_empty() {
+        let mut listed = std::collections::BTreeMap::new();
+        for v in &cometbft.validators {
+            listed.insert(v.pub_key.to_bytes(), v.power.value());
+        }
+        if listed != derived || listed.len() != cometbft.validators.len() {
+            let show = |m: &std::collections::BTreeMap<Vec<u8>, u64>| {
+                m.iter()
+                    .map(|(k, p)| format!("{}={p}", hex::encode(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            bail!(
+                "genesis.json validators [{}] differ from the validators derived from app_state.hosts (hosts with weight, power-capped) [{}]; list those or leave validators empty",
+                show(&listed),
+                show(&derived)
+            );
+        }
+    }
+    Ok((chain_id, app))
 }
 
 fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {

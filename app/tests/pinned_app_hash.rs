@@ -19,7 +19,7 @@ use kiln_sprint::msgs::{
 use kiln_sprint_protocol::{challenge, leaf, merkle};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "51d740189137294046837ae2edae72961b8e177125f681f3141b1e3f31091da9";
+const PINNED: &str = "8661f7a2b2be25352bc9c302c07e257dca29f51677a8ad958f0200a378c3591c";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.
@@ -110,12 +110,14 @@ fn fixed_scenario_produces_the_pinned_app_hash() {
     o_big.gas_limit = 2_000_000;
     o_big.fee = 50_000;
     let alice_tx = sign_tx(&alice, alice_msgs, &o_big);
+    let bob_consensus = kiln_testkit::ConsensusTestKey::from_label("pinned-bob");
     let mut bob_msgs = vec![any_of(&kiln_hosts::msgs::MsgRegisterHost {
         owner: bob.address.to_bech32(),
         worker_url: "http://bob.example:8547".into(),
-        consensus_pubkey: vec![2u8; 32],
+        consensus_pubkey: bob_consensus.public.to_vec(),
         models: vec!["smollm2-135m".into()],
         hardware: "cpu".into(),
+        consensus_key_proof: bob_consensus.proof(CHAIN, &bob.address),
     })];
     bob_msgs.extend(
         kiln_messages::ml_ops_type_urls()

@@ -32,6 +32,7 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
             consensus_pubkey: vec![9; 32],
             models: vec![],
             hardware: String::new(),
+            consensus_key_proof: vec![0; 64],
         }),
         "/kiln.host.v1.MsgUpdateHost" => any_of(&kiln_hosts::msgs::MsgUpdateHost {
             owner: s,
@@ -39,6 +40,7 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
             consensus_pubkey: vec![],
             models: vec![],
             hardware: String::new(),
+            consensus_key_proof: vec![],
         }),
         "/kiln.sprint.v1.MsgSprintCommit" => any_of(&kiln_sprint::msgs::MsgSprintCommit {
             host: s,

@@ -15,7 +15,7 @@ macro_rules! print {
     }};
 }
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -177,12 +177,11 @@ struct HostFieldArgs {
     /// Hardware summary (e.g. "1x RTX 4090, 64 GB").
     #[arg(long)]
     hardware: Option<String>,
-    /// The host's ed25519 consensus public key: base64 (as in
-    /// priv_validator_key.json) or 64 hex characters.
-    #[arg(long, conflicts_with = "consensus_key_file")]
-    consensus_pubkey: Option<String>,
-    /// Read the consensus public key from a CometBFT priv_validator_key.json
-    /// (only `pub_key` is read).
+    /// The node's CometBFT priv_validator_key.json: the consensus key
+    /// registered is its public key, and its private key signs the proof of
+    /// possession the chain requires (the key never leaves this machine).
+    /// `register` defaults to `<home>/config/priv_validator_key.json`;
+    /// `update` changes the key only when this is given.
     #[arg(long)]
     consensus_key_file: Option<PathBuf>,
 }
@@ -190,7 +189,6 @@ struct HostFieldArgs {
 #[derive(Subcommand, Debug)]
 enum HostTx {
     /// Register the --from account as a host (MsgRegisterHost; owner = that account).
-    #[command(group(clap::ArgGroup::new("consensus_key").required(true).args(["consensus_pubkey", "consensus_key_file"])))]
     Register {
         /// Account key (name or address) that owns the host.
         #[arg(long)]
@@ -692,9 +690,12 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             let key = ctx.signer(&kr, &from)?;
             let mut f = host_fields(&fields)?;
             f.worker_url = worker_url;
-            if f.consensus_pubkey.is_empty() {
-                bail!("give the consensus key with --consensus-pubkey or --consensus-key-file");
-            }
+            host::check_worker_url(&f.worker_url)?;
+            let key_file = fields
+                .consensus_key_file
+                .clone()
+                .unwrap_or_else(|| ctx.home.join("config").join("priv_validator_key.json"));
+            prove_consensus_key(ctx, &key_file, &key.address, &mut f)?;
             let msg = host::msg_register_host(&key.address, &f)?;
             (key, vec![msg], flags)
         }
@@ -706,6 +707,9 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
         }) => {
             let key = ctx.signer(&kr, &from)?;
             let mut f = host_fields(&fields)?;
+            if let Some(key_file) = &fields.consensus_key_file {
+                prove_consensus_key(ctx, key_file, &key.address, &mut f)?;
+            }
             let complete =
                 worker_url.is_some() && fields.models.is_some() && fields.hardware.is_some();
             if complete {
@@ -748,13 +752,29 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
     tx::run_tx(&rpc, &mut ui, &from, msgs, &opts)
 }
 
-/// Models, hardware and consensus key from the flags (URL filled by the caller).
-fn host_fields(a: &HostFieldArgs) -> Result<host::HostFields> {
-    let consensus_pubkey = match (&a.consensus_pubkey, &a.consensus_key_file) {
-        (Some(k), _) => host::parse_consensus_pubkey(k).context("--consensus-pubkey")?,
-        (None, Some(p)) => host::read_consensus_key_file(p)?,
-        (None, None) => vec![],
+/// Reads the consensus key pair from `key_file` and fills the key and its
+/// proof of possession for `owner` on this chain (chain id from --chain-id,
+/// else from the node).
+fn prove_consensus_key(
+    ctx: &Ctx,
+    key_file: &Path,
+    owner: &str,
+    f: &mut host::HostFields,
+) -> Result<()> {
+    let pair = host::ConsensusKeyPair::read_file(key_file).context("--consensus-key-file")?;
+    let chain_id = match &ctx.chain_id {
+        Some(c) => c.clone(),
+        None => ctx.rpc().chain_id().context(
+            "the proof of possession names the chain: give --chain-id or a reachable --node",
+        )?,
     };
+    f.consensus_pubkey = pair.public().to_vec();
+    f.consensus_key_proof = pair.prove_possession(&chain_id, owner)?;
+    Ok(())
+}
+
+/// Models and hardware from the flags (URL and consensus key filled by the caller).
+fn host_fields(a: &HostFieldArgs) -> Result<host::HostFields> {
     let models = match &a.models {
         Some(m) => host::parse_models(m).context("--models")?,
         None => vec![],
@@ -763,7 +783,8 @@ fn host_fields(a: &HostFieldArgs) -> Result<host::HostFields> {
     host::check_hardware(&hardware)?;
     Ok(host::HostFields {
         worker_url: String::new(),
-        consensus_pubkey,
+        consensus_pubkey: Vec::new(),
+        consensus_key_proof: Vec::new(),
         models,
         hardware,
     })

@@ -20,7 +20,12 @@ use prost::Message;
 use serde_json::{json, Value};
 
 const CHAIN: &str = "kiln-mock";
-const CONS_KEY: [u8; 32] = [0x42; 32];
+/// Seed of the test consensus key (its public key is [`cons_key`]).
+const CONS_SEED: [u8; 32] = [0x42; 32];
+
+fn cons_key() -> [u8; 32] {
+    kiln_client::host::ConsensusKeyPair::from_seed(CONS_SEED).public()
+}
 
 fn ok_text(o: &Output) -> String {
     assert!(
@@ -209,20 +214,31 @@ fn handle(state: &Mutex<MockState>, method: &str, params: &Value) -> Result<Valu
     }
 }
 
-fn key_file(dir: &Path, key: &[u8]) -> std::path::PathBuf {
-    let p = dir.join("priv_validator_key.json");
+/// A CometBFT priv_validator_key.json for `seed` at `path`; `pub_key`
+/// overrides the public key written (to make a mismatched file).
+fn key_file_at(path: &Path, seed: [u8; 32], pub_key: Option<&[u8]>) -> std::path::PathBuf {
     let b64 = base64::engine::general_purpose::STANDARD;
+    let public = kiln_client::host::ConsensusKeyPair::from_seed(seed).public();
+    let mut private = seed.to_vec();
+    private.extend_from_slice(&public);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
     std::fs::write(
-        &p,
+        path,
         json!({
             "address": "0123",
-            "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64.encode(key)},
-            "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64.encode([0u8; 64])},
+            "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64.encode(pub_key.unwrap_or(&public))},
+            "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64.encode(&private)},
         })
         .to_string(),
     )
     .unwrap();
-    p
+    path.to_path_buf()
+}
+
+fn key_file(dir: &Path, seed: [u8; 32]) -> std::path::PathBuf {
+    key_file_at(&dir.join("priv_validator_key.json"), seed, None)
 }
 
 fn register_msg(tx: &[u8]) -> MsgRegisterHost {
@@ -251,7 +267,7 @@ fn register_host_then_query_against_mock_node() {
     };
 
     // Register from priv_validator_key.json.
-    let kf = key_file(h, &CONS_KEY);
+    let kf = key_file(h, CONS_SEED);
     let r = ok_json(&run(&[
         "tx",
         "host",
@@ -275,37 +291,42 @@ fn register_host_then_query_against_mock_node() {
     let tx = state.lock().unwrap().broadcast[0].clone();
     let m = register_msg(&tx);
     assert_eq!(m.owner, dev.address);
-    assert_eq!(m.consensus_pubkey, CONS_KEY.to_vec());
+    assert_eq!(m.consensus_pubkey, cons_key().to_vec());
+    // The proof of possession verifies for this owner on the node's chain.
+    let owner: kiln_framework::Address = dev.address.parse().unwrap();
+    kiln_hosts::pop::verify(&m.consensus_pubkey, &m.consensus_key_proof, CHAIN, &owner).unwrap();
     assert_eq!(m.worker_url, "http://127.0.0.1:9000");
     assert_eq!(m.models, ["llama-3-8b", "qwen2-7b"]);
     assert_eq!(m.hardware, "1x RTX 4090");
 
-    // The same key given inline, base64 and hex, builds the same message.
-    let b64 = base64::engine::general_purpose::STANDARD.encode(CONS_KEY);
-    for k in [b64.clone(), hex::encode(CONS_KEY)] {
-        let g = ok_json(&run(&[
-            "tx",
-            "host",
-            "register",
-            "--from",
-            "dev",
-            "--worker-url",
-            "https://w.example",
-            "--consensus-pubkey",
-            &k,
-            "--generate-only",
-        ]));
-        let msg = &g["body"]["messages"][0];
-        assert_eq!(msg["@type"], "/kiln.host.v1.MsgRegisterHost");
-        assert_eq!(msg["owner"], dev.address.as_str());
-        assert_eq!(msg["consensus_pubkey"], hex::encode(CONS_KEY));
-        assert_eq!(msg["models"], json!([]));
-    }
+    // Default key file: the home's config/priv_validator_key.json; with
+    // --generate-only and --chain-id no node is needed for the proof.
+    key_file_at(&h.join("config/priv_validator_key.json"), CONS_SEED, None);
+    let g = ok_json(&run(&[
+        "tx",
+        "host",
+        "register",
+        "--from",
+        "dev",
+        "--worker-url",
+        "https://w.example",
+        "--chain-id",
+        "other-chain",
+        "--generate-only",
+    ]));
+    let msg = &g["body"]["messages"][0];
+    assert_eq!(msg["@type"], "/kiln.host.v1.MsgRegisterHost");
+    assert_eq!(msg["owner"], dev.address.as_str());
+    assert_eq!(msg["consensus_pubkey"], hex::encode(cons_key()));
+    assert_eq!(msg["models"], json!([]));
+    let proof = hex::decode(msg["consensus_key_proof"].as_str().unwrap()).unwrap();
+    kiln_hosts::pop::verify(&cons_key(), &proof, "other-chain", &owner).unwrap();
+    assert!(kiln_hosts::pop::verify(&cons_key(), &proof, CHAIN, &owner).is_err());
 
     // Queries. hosts / host (by key name and by address).
     let hosts = ok_json(&run(&["query", "hosts", "-o", "json"]));
     assert_eq!(hosts.as_array().unwrap().len(), 1);
-    assert_eq!(hosts[0]["consensus_pubkey"], hex::encode(CONS_KEY));
+    assert_eq!(hosts[0]["consensus_pubkey"], hex::encode(cons_key()));
     let host = ok_json(&run(&["query", "host", "dev", "-o", "json"]));
     assert_eq!(host["owner"], dev.address.as_str());
     assert_eq!(host["models"], json!(["llama-3-8b", "qwen2-7b"]));
@@ -338,7 +359,7 @@ fn register_host_then_query_against_mock_node() {
     {
         let mut st = state.lock().unwrap();
         st.weights = vec![(dev.address.clone(), 300), (other.clone(), 900)];
-        st.validators = vec![(vec![9; 32], 5), (CONS_KEY.to_vec(), 300)];
+        st.validators = vec![(vec![9; 32], 5), (cons_key().to_vec(), 300)];
     }
     let w = ok_json(&run(&["query", "weights", "-o", "json"]));
     let rows = w["weights"].as_array().unwrap();
@@ -447,29 +468,24 @@ fn host_errors() {
         a.extend_from_slice(key_args);
         run(&a)
     };
-    // bad base64
-    let e = failed(&reg(&["--consensus-pubkey", "%%%not-base64%%%"]));
-    assert!(e.contains("neither base64 nor 64 hex"), "{e}");
-    // wrong length (31 bytes)
-    let short = base64::engine::general_purpose::STANDARD.encode([1u8; 31]);
-    let e = failed(&reg(&["--consensus-pubkey", &short]));
-    assert!(e.contains("32-byte ed25519 key, got 31 bytes"), "{e}");
-    // key file with a wrong-length key; missing key file
-    let kf = key_file(h, &[3u8; 33]);
+    // No key file in the home (the default) and none given.
+    let e = failed(&reg(&[]));
+    assert!(
+        e.contains("cannot read consensus key file") && e.contains("priv_validator_key.json"),
+        "{e}"
+    );
+    // A key file whose pub_key is not its private key's: refused, so the
+    // registered key is always the one that signs the proof.
+    let kf = key_file_at(&h.join("mismatch.json"), CONS_SEED, Some(&[3u8; 32]));
+    let e = failed(&reg(&["--consensus-key-file", kf.to_str().unwrap()]));
+    assert!(e.contains("does not match"), "{e}");
+    // A wrong-length public key; a missing key file.
+    let kf = key_file_at(&h.join("short.json"), CONS_SEED, Some(&[3u8; 33]));
     let e = failed(&reg(&["--consensus-key-file", kf.to_str().unwrap()]));
     assert!(e.contains("got 33 bytes"), "{e}");
     let e = failed(&reg(&["--consensus-key-file", "/nonexistent/pvk.json"]));
     assert!(e.contains("cannot read consensus key file"), "{e}");
-    // no consensus key at all (clap)
-    let o = reg(&[]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("--consensus-pubkey"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    // bad URL
-    let b64 = base64::engine::general_purpose::STANDARD.encode(CONS_KEY);
+    // bad URL (checked before the key file is read)
     let e = failed(&run(&[
         "tx",
         "host",
@@ -478,11 +494,10 @@ fn host_errors() {
         "dev",
         "--worker-url",
         "w:1",
-        "--consensus-pubkey",
-        &b64,
         "--yes",
     ]));
     assert!(e.contains("--worker-url must start with http://"), "{e}");
+    let kf = key_file(h, CONS_SEED);
     // update --generate-only cannot fill missing fields from the chain.
     let e = failed(&run(&[
         "tx",
@@ -499,7 +514,7 @@ fn host_errors() {
         "{e}"
     );
     // Valid input, unreachable node: clear error.
-    let e = failed(&reg(&["--consensus-pubkey", &b64]));
+    let e = failed(&reg(&["--consensus-key-file", kf.to_str().unwrap()]));
     assert!(e.contains("cannot reach node at http://127.0.0.1:1"), "{e}");
     for q in [
         vec!["query", "epoch"],

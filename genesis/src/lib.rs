@@ -57,11 +57,11 @@ pub enum GenesisError {
 impl AppGenesis {
     /// Parses `app_state` bytes (as CometBFT sends them in InitChain).
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, GenesisError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(AppGenesis::default());
-        }
-        let genesis: AppGenesis =
-            serde_json::from_slice(bytes).map_err(|e| GenesisError::AppState(e.to_string()))?;
+        let genesis: AppGenesis = if bytes.iter().all(u8::is_ascii_whitespace) {
+            AppGenesis::default()
+        } else {
+            serde_json::from_slice(bytes).map_err(|e| GenesisError::AppState(e.to_string()))?
+        };
         genesis.validate()?;
         Ok(genesis)
     }
@@ -78,7 +78,35 @@ impl AppGenesis {
             .params
             .validate()
             .map_err(GenesisError::AppState)?;
+        self.validators()?;
         Ok(())
+    }
+
+    /// The genesis validator set: each genesis host with weight, under its
+    /// consensus key, at its weight after the power cap — what InitChain
+    /// answers, and what genesis.json's `validators` must list (or leave
+    /// empty). Errors when the total weight is 0 (no validator) or above
+    /// CometBFT's max total voting power.
+    pub fn validators(&self) -> Result<Vec<(Vec<u8>, u64)>, GenesisError> {
+        let weights = kiln_staking::genesis::genesis_weights(
+            &self.staking.params,
+            &self.hosts.initial_weights(),
+        )
+        .map_err(|e| GenesisError::AppState(format!("hosts/staking: {}", e.log)))?;
+        let mut out = Vec::new();
+        for host in &self.hosts.hosts {
+            if let Some(weight) = weights.get(&host.owner) {
+                let key = hex::decode(&host.consensus_pubkey).map_err(|_| {
+                    GenesisError::AppState(format!(
+                        "hosts: consensus key of {} is not hex",
+                        host.owner
+                    ))
+                })?;
+                out.push((key, *weight));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Adds (or tops up) a genesis balance.
@@ -131,11 +159,9 @@ pub fn validate_genesis_file(path: &Path) -> Result<(String, AppGenesis), Genesi
     let app = if app_state.is_null() {
         AppGenesis::default()
     } else {
-        let app: AppGenesis =
-            serde_json::from_value(app_state).map_err(|e| GenesisError::AppState(e.to_string()))?;
-        app.validate()?;
-        app
+        serde_json::from_value(app_state).map_err(|e| GenesisError::AppState(e.to_string()))?
     };
+    app.validate()?;
     Ok((chain_id, app))
 }
 
@@ -196,17 +222,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("invalid amount"), "{err}");
-        assert_eq!(
-            AppGenesis::from_json_bytes(b"").unwrap(),
-            AppGenesis::default()
+        // An empty app_state has no genesis host, so no validator.
+        let err = AppGenesis::from_json_bytes(b"").unwrap_err();
+        assert!(
+            err.to_string().contains("total genesis weight is 0"),
+            "{err}"
         );
     }
 
     #[test]
     fn devnet_genesis_funds_dev_ml_and_grants_it_the_ml_ops_messages() {
         let (dev, dev_ml) = (Address([1; 20]), Address([2; 20]));
-        let g = devnet_app_genesis(dev, 5_000, dev_ml);
+        let mut g = devnet_app_genesis(dev, 5_000, dev_ml);
+        // `kilnd devnet` then makes dev the genesis host (its validator).
+        let err = g.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("total genesis weight is 0"),
+            "{err}"
+        );
+        g.hosts.hosts.push(kiln_hosts::GenesisHost {
+            owner: dev,
+            worker_url: "http://127.0.0.1:8090".into(),
+            consensus_pubkey: hex::encode([7u8; 32]),
+            models: vec![],
+            hardware: "devnet".into(),
+            weight: 10,
+        });
         g.validate().unwrap();
+        assert_eq!(g.validators().unwrap(), vec![(vec![7u8; 32], 10)]);
+        assert_eq!(
+            g.sprint.params.sprint_committee, 8,
+            "the devnet names its committee size"
+        );
         let funds = |a: Address| {
             g.bank
                 .balances

@@ -39,7 +39,7 @@ use tendermint_proto::v0_38::abci::{
 };
 use tendermint_proto::v0_38::types::{BlockIdFlag, ConsensusParams as RawParams};
 use tokio::sync::{broadcast, oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::blockstore::{BlockRecord, BlockStore, ChainState};
 use crate::chain::{self as cb};
@@ -133,6 +133,9 @@ pub struct Node<A: Application> {
     pub broadcast_tx_commit_timeout: Duration,
     pub rpc_limits: RpcLimits,
     produce_lock: Mutex<()>,
+    /// Why block production stopped for good (a block execution error, as
+    /// CometBFT would halt on it); `None` while producing.
+    halted: Mutex<Option<String>>,
     /// Set on shutdown; websocket sessions watch it.
     pub shutdown: watch::Sender<bool>,
 }
@@ -159,11 +162,45 @@ fn info_to_update(v: &validator::Info) -> ValidatorUpdate {
     .into()
 }
 
-/// Apply ABCI validator updates (power 0 removes) to a set.
+/// The key type names `params.validator.pub_key_types` allows, as CometBFT
+/// spells them (defaults to ed25519 when the list is empty).
+pub fn allowed_key_types(params: &consensus::Params) -> Vec<&'static str> {
+    let types: Vec<&'static str> = params
+        .validator
+        .pub_key_types
+        .iter()
+        .map(|t| match t {
+            tendermint::public_key::Algorithm::Ed25519 => "ed25519",
+            tendermint::public_key::Algorithm::Secp256k1 => "secp256k1",
+        })
+        .collect();
+    if types.is_empty() {
+        crate::validator_rules::DEFAULT_KEY_TYPES.to_vec()
+    } else {
+        types
+    }
+}
+
+/// Apply ABCI validator updates to a set exactly as CometBFT 0.38 does
+/// ([`crate::validator_rules`]): a list CometBFT would refuse (negative
+/// power, duplicate key, removal of an unknown validator, unsupported key
+/// type, total power above the max, empty result) is an error, which for
+/// CometBFT is a block execution error that halts the chain.
 pub fn apply_validator_updates(
     vals: &[validator::Info],
     updates: &[ValidatorUpdate],
+    params: &consensus::Params,
 ) -> anyhow::Result<Vec<validator::Info>> {
+    let current: crate::validator_rules::PowerSet = vals
+        .iter()
+        .map(|v| {
+            let update = info_to_update(v);
+            let key = crate::validator_rules::ConsensusKey::from_update(&update)?;
+            Ok((key, update.power))
+        })
+        .collect::<Result<_, crate::validator_rules::ValidatorUpdateError>>()?;
+    crate::validator_rules::apply_validator_updates(&current, updates, &allowed_key_types(params))?;
+    // The list is valid: apply it (power 0 removes).
     let mut map: BTreeMap<tendermint::account::Id, validator::Info> =
         vals.iter().map(|v| (v.address, v.clone())).collect();
     for u in updates {
@@ -301,6 +338,7 @@ impl<A: Application> Node<A> {
             broadcast_tx_commit_timeout: cfg.broadcast_tx_commit_timeout,
             rpc_limits: cfg.rpc_limits,
             produce_lock: Mutex::new(()),
+            halted: Mutex::new(None),
             shutdown,
         }))
     }
@@ -313,6 +351,12 @@ impl<A: Application> Node<A> {
     /// A snapshot of the consensus state.
     pub fn state(&self) -> ChainState {
         self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why the devnet stopped producing blocks, if it has (a block execution
+    /// error such as validator updates CometBFT refuses).
+    pub fn halted(&self) -> Option<String> {
+        lock(&self.halted).clone()
     }
 
     /// Latest block height (0 before the first block).
@@ -328,6 +372,9 @@ impl<A: Application> Node<A> {
     /// Produce one block. `Ok(None)` when ProcessProposal rejected it.
     pub fn produce_block(&self) -> anyhow::Result<Option<u64>> {
         let _g = lock(&self.produce_lock);
+        if let Some(reason) = lock(&self.halted).clone() {
+            bail!("the devnet has halted: {reason}");
+        }
         let app = self.app();
         let st = self.state();
         let chain_id: chain::Id = st.chain_id.parse().map_err(|e| anyhow!("chain id: {e}"))?;
@@ -454,6 +501,25 @@ impl<A: Application> Node<A> {
             );
         }
 
+        // CometBFT checks the validator updates against the params in force
+        // for this block, then applies the param updates.
+        let next_validators = match apply_validator_updates(
+            &st.next_validators,
+            &fin.validator_updates,
+            &params,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = format!(
+                    "block execution failed at height {h}: FinalizeBlock returned validator updates CometBFT refuses: {e:#}"
+                );
+                error!(
+                    "{reason}; the devnet stops producing blocks (CometBFT halts every node here)"
+                );
+                *lock(&self.halted) = Some(reason.clone());
+                bail!("{reason}");
+            }
+        };
         let new_params = apply_param_updates(&params, &fin.consensus_param_updates)?;
         let new_state = ChainState {
             chain_id: st.chain_id.clone(),
@@ -470,7 +536,7 @@ impl<A: Application> Node<A> {
                 .unwrap_or(st.app_version),
             last_validators: st.validators.clone(),
             validators: st.next_validators.clone(),
-            next_validators: apply_validator_updates(&st.next_validators, &fin.validator_updates)?,
+            next_validators,
             consensus_params: new_params,
         };
         let vote_time = std::cmp::max(
@@ -836,7 +902,13 @@ fn init_chain<A: Application>(
     let vals = if resp.validators.is_empty() {
         cb::sorted(&g.validators)
     } else {
-        apply_validator_updates(&[], &resp.validators)?
+        // CometBFT's NewValidatorSet: the update rules, no removals.
+        crate::validator_rules::genesis_validator_set(
+            &resp.validators,
+            &allowed_key_types(&params),
+        )
+        .map_err(|e| anyhow!("InitChain returned a validator set CometBFT refuses: {e}"))?;
+        apply_validator_updates(&[], &resp.validators, &params)?
     };
     if vals.is_empty() {
         bail!("genesis.json has no validators and InitChain returned none: the chain would have no validator");
@@ -961,6 +1033,10 @@ impl<A: Application> DevnetHandle<A> {
                             let n = pnode.clone();
                             match tokio::task::spawn_blocking(move || n.produce_block()).await {
                                 Ok(Ok(_)) => {}
+                                Ok(Err(e)) if pnode.halted().is_some() => {
+                                    error!("block production stopped: {e:#}");
+                                    break;
+                                }
                                 Ok(Err(e)) => warn!("block production failed: {e:#}"),
                                 Err(e) => warn!("block production panicked: {e}"),
                             }

@@ -24,6 +24,7 @@ pub mod events;
 pub mod home;
 pub mod mempool;
 pub mod rpc;
+pub mod validator_rules;
 
 pub use abci_server::serve_abci;
 pub use devnet::{run_devnet, DevnetConfig, DevnetHandle};

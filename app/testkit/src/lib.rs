@@ -193,11 +193,13 @@ pub struct BlockDriver {
     /// The CometBFT validator set as the app has asked for it: ed25519
     /// consensus key → power, from InitChain (the response's validators, or
     /// the request's when the response leaves them empty, as CometBFT does)
-    /// and every FinalizeBlock's `validator_updates` (power 0 removes).
-    /// Updates are applied as soon as they are emitted, not two blocks later:
-    /// the app writes the new weights in the same block that emits the
-    /// updates (the settle pipeline, `kiln_app::components::settle`) and does not model CometBFT's
-    /// delay, so "weights in force" and "set asked for" change together.
+    /// and every FinalizeBlock's `validator_updates`, applied with CometBFT
+    /// 0.38's rules ([`apply_cometbft_updates`]; a list CometBFT refuses is
+    /// an error). This is CometBFT's *next* validator set: updates count as
+    /// soon as they are emitted, not two blocks later, because the app
+    /// writes new weights and consensus keys in the block that emits their
+    /// updates, so "weights in force" and "set asked for" change together;
+    /// the two-block delay is the app's `StakingExt::consensus_validators`.
     pub validators: BTreeMap<Vec<u8>, u64>,
     /// Total supply per denom at genesis (from the genesis balances).
     pub genesis_supply: BTreeMap<String, u128>,
@@ -242,19 +244,16 @@ impl BlockDriver {
             genesis_supply,
         };
         if height == 0 {
-            // The genesis validators are the genesis hosts with weight, at
-            // power = weight (what `kilnd devnet` writes into genesis.json).
-            let genesis_validators: Vec<ValidatorUpdate> = app_genesis
-                .iter()
-                .flat_map(|g| &g.hosts.hosts)
-                .filter(|h| h.weight > 0)
-                .filter_map(|h| {
-                    Some(ed25519_update(
-                        hex::decode(&h.consensus_pubkey).ok()?,
-                        i64::try_from(h.weight).ok()?,
-                    ))
-                })
-                .collect();
+            // genesis.json's validators, as `kilnd` writes them: the genesis
+            // hosts with weight, power-capped (what InitChain must answer).
+            let genesis_validators: Vec<ValidatorUpdate> = match &app_genesis {
+                Some(g) => g
+                    .validators()?
+                    .into_iter()
+                    .map(|(key, power)| Ok(ed25519_update(key, i64::try_from(power)?)))
+                    .collect::<anyhow::Result<_>>()?,
+                None => Vec::new(),
+            };
             let response = driver.app.init_chain(RequestInitChain {
                 time: Some(Timestamp {
                     seconds: GENESIS_TIME,
@@ -273,39 +272,37 @@ impl BlockDriver {
                 initial_height: 1,
             });
             driver.last_app_hash = response.app_hash.to_vec();
+            // CometBFT builds the genesis set with NewValidatorSet (no removals).
             let initial = if response.validators.is_empty() {
                 genesis_validators
             } else {
                 response.validators
             };
-            driver.apply_validator_updates(&initial)?;
+            driver.validators = apply_cometbft_updates(&BTreeMap::new(), &initial, true)?;
         } else {
             // A reopened driver has not seen the earlier updates; it starts
-            // from the set the weights in force describe (CometBFT would
-            // restore its own persisted set), and tracks changes from here.
+            // from the set the app has given CometBFT (CometBFT would
+            // restore its own persisted set, which is that set), and tracks
+            // changes from here.
             let view = driver.app.latest_view();
-            driver.validators = expected_validator_set(&view)?;
+            driver.validators = kiln_staking::StakingExt::given_validators(&view)
+                .map_err(|e| anyhow::anyhow!(e.log))?
+                .into_iter()
+                .map(|(key, v)| (key, v.power))
+                .collect();
         }
         Ok(driver)
     }
 
-    /// Applies CometBFT validator updates to [`Self::validators`].
+    /// Applies CometBFT validator updates to [`Self::validators`] exactly as
+    /// CometBFT 0.38 does ([`kiln_app::validator_rules`]): a list CometBFT
+    /// would refuse — negative power, a key twice, removal of a validator not
+    /// in the set, a key type other than ed25519, total power above
+    /// `MaxTotalVotingPower`, an empty resulting set — is an error (for
+    /// CometBFT a block execution error that halts every node), and the set
+    /// is left unchanged.
     pub fn apply_validator_updates(&mut self, updates: &[ValidatorUpdate]) -> anyhow::Result<()> {
-        for update in updates {
-            let key = match update.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
-                Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(key)) => {
-                    key.to_vec()
-                }
-                _ => anyhow::bail!("validator update without an ed25519 key: {update:?}"),
-            };
-            let power = u64::try_from(update.power)
-                .map_err(|_| anyhow::anyhow!("negative validator power {}", update.power))?;
-            if power == 0 {
-                self.validators.remove(&key);
-            } else {
-                self.validators.insert(key, power);
-            }
-        }
+        self.validators = apply_cometbft_updates(&self.validators, updates, false)?;
         Ok(())
     }
 
@@ -397,7 +394,8 @@ impl BlockDriver {
         Ok(())
     }
 
-    /// Genesis JSON funding each key with `amount` ukiln.
+    /// Genesis JSON funding each key with `amount` ukiln, with one genesis
+    /// validator host ([`add_genesis_validator`]): a chain needs a validator.
     pub fn genesis_funding(keys: &[&TestKey], amount: u128) -> serde_json::Value {
         let mut genesis = kiln_genesis::AppGenesis::default();
         for key in keys {
@@ -406,6 +404,7 @@ impl BlockDriver {
                 vec![Coin::new(kiln_framework::BASE_DENOM, amount)],
             );
         }
+        add_genesis_validator(&mut genesis);
         serde_json::to_value(genesis).unwrap_or_default()
     }
 
@@ -532,7 +531,108 @@ impl BlockDriver {
     }
 }
 
-fn ed25519_update(key: Vec<u8>, power: i64) -> ValidatorUpdate {
+/// An ed25519 consensus key for tests, derived from a label: its public key
+/// and the proof of possession registration and rotation require.
+pub struct ConsensusTestKey {
+    pair: kiln_client::host::ConsensusKeyPair,
+    pub public: [u8; 32],
+}
+
+impl ConsensusTestKey {
+    pub fn from_label(label: &str) -> Self {
+        let seed: [u8; 32] = Sha256::new()
+            .chain_update(b"kiln-testkit/consensus-key/")
+            .chain_update(label.as_bytes())
+            .finalize()
+            .into();
+        let pair = kiln_client::host::ConsensusKeyPair::from_seed(seed);
+        let public = pair.public();
+        ConsensusTestKey { pair, public }
+    }
+
+    /// The proof of possession of this key for `owner` on `chain_id`.
+    pub fn proof(&self, chain_id: &str, owner: &Address) -> Vec<u8> {
+        self.pair
+            .prove_possession(chain_id, &owner.to_string())
+            .unwrap_or_default()
+    }
+
+    /// `MsgRegisterHost` for `owner` with this key and its proof.
+    pub fn msg_register_host(&self, chain_id: &str, owner: &Address, worker_url: &str) -> Any {
+        any_of(&kiln_hosts::msgs::MsgRegisterHost {
+            owner: owner.to_string(),
+            worker_url: worker_url.into(),
+            consensus_pubkey: self.public.to_vec(),
+            models: Vec::new(),
+            hardware: "test".into(),
+            consensus_key_proof: self.proof(chain_id, owner),
+        })
+    }
+
+    /// `MsgUpdateHost` rotating `owner`'s consensus key to this key.
+    pub fn msg_rotate_to(&self, chain_id: &str, owner: &Address, worker_url: &str) -> Any {
+        any_of(&kiln_hosts::msgs::MsgUpdateHost {
+            owner: owner.to_string(),
+            worker_url: worker_url.into(),
+            consensus_pubkey: self.public.to_vec(),
+            models: Vec::new(),
+            hardware: "test".into(),
+            consensus_key_proof: self.proof(chain_id, owner),
+        })
+    }
+}
+
+/// Label of the key that owns the test kit's default genesis validator host.
+pub const GENESIS_VALIDATOR_LABEL: &str = "testkit-genesis-validator";
+
+/// Makes a host of its own (owner: the [`GENESIS_VALIDATOR_LABEL`] key, no
+/// balance) the genesis validator, with weight 10: for test genesis files
+/// whose scenario has no genesis host of its own.
+pub fn add_genesis_validator(genesis: &mut kiln_genesis::AppGenesis) {
+    let owner = TestKey::from_label(GENESIS_VALIDATOR_LABEL).address;
+    let key = ConsensusTestKey::from_label(GENESIS_VALIDATOR_LABEL);
+    genesis.hosts.hosts.push(kiln_hosts::GenesisHost {
+        owner,
+        worker_url: "http://genesis-validator.test:8080".into(),
+        consensus_pubkey: hex::encode(key.public),
+        models: Vec::new(),
+        hardware: "test".into(),
+        weight: 10,
+    });
+}
+
+/// `updates` applied to `set` with CometBFT 0.38's rules; `genesis` uses
+/// InitChain's (`NewValidatorSet`: no removals).
+pub fn apply_cometbft_updates(
+    set: &BTreeMap<Vec<u8>, u64>,
+    updates: &[ValidatorUpdate],
+    genesis: bool,
+) -> anyhow::Result<BTreeMap<Vec<u8>, u64>> {
+    use kiln_app::validator_rules::{self as rules, ConsensusKey};
+    let mut current = rules::PowerSet::new();
+    for (key, power) in set {
+        let key = <[u8; 32]>::try_from(key.as_slice())
+            .map_err(|_| anyhow::anyhow!("tracked validator key is not 32 bytes"))?;
+        current.insert(ConsensusKey::Ed25519(key), i64::try_from(*power)?);
+    }
+    let applied = if genesis {
+        rules::genesis_validator_set(updates, rules::DEFAULT_KEY_TYPES)
+    } else {
+        rules::apply_validator_updates(&current, updates, rules::DEFAULT_KEY_TYPES)
+    }
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "CometBFT would refuse these validator updates (block execution error): {e}"
+        )
+    })?;
+    applied
+        .into_iter()
+        .map(|(key, power)| Ok((key.bytes().to_vec(), u64::try_from(power)?)))
+        .collect()
+}
+
+/// An ed25519 validator update (tests build lists with it).
+pub fn ed25519_update(key: Vec<u8>, power: i64) -> ValidatorUpdate {
     ValidatorUpdate {
         pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
             sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Ed25519(
@@ -649,6 +749,60 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("zero balance"));
+    }
+
+    #[test]
+    fn the_driver_refuses_every_update_list_cometbft_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = driver(dir.path());
+        let before = d.validators.clone();
+        let secp = ValidatorUpdate {
+            pub_key: Some(tendermint_proto::v0_38::crypto::PublicKey {
+                sum: Some(tendermint_proto::v0_38::crypto::public_key::Sum::Secp256k1(
+                    vec![2; 33],
+                )),
+            }),
+            power: 5,
+        };
+        let max = i64::MAX / 8;
+        for (name, list, want) in [
+            (
+                "negative power",
+                vec![ed25519_update(vec![4; 32], -1)],
+                "negative",
+            ),
+            (
+                "duplicate key",
+                vec![
+                    ed25519_update(vec![4; 32], 1),
+                    ed25519_update(vec![4; 32], 2),
+                ],
+                "duplicate",
+            ),
+            (
+                "unknown removal",
+                vec![
+                    ed25519_update(vec![4; 32], 0),
+                    ed25519_update(vec![5; 32], 1),
+                ],
+                "failed to find validator",
+            ),
+            ("unsupported key type", vec![secp], "unsupported"),
+            (
+                "total above the max",
+                vec![ed25519_update(vec![4; 32], max)],
+                "exceeds the max",
+            ),
+            (
+                "empty set",
+                vec![ed25519_update(vec![3; 32], 0)],
+                "empty set",
+            ),
+        ] {
+            let e = d.apply_validator_updates(&list).unwrap_err().to_string();
+            assert!(e.contains(want), "{name}: {e}");
+            assert_eq!(d.validators, before, "{name}: the set is unchanged");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Host registry messages (`/kiln.host.v1.MsgRegisterHost`, `/MsgUpdateHost`)
-//! and their inputs: the ed25519 consensus public key (base64, hex, or
-//! CometBFT's `priv_validator_key.json`), model lists and worker URLs.
+//! and their inputs: the ed25519 consensus key pair (CometBFT's
+//! `priv_validator_key.json`, which proves possession of the key, see
+//! [`kiln_hosts::pop`]), model lists and worker URLs.
 
 use std::path::Path;
 
@@ -87,6 +88,85 @@ pub fn consensus_pubkey_from_key_json(text: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// An ed25519 consensus key pair, to prove possession of the key when
+/// registering a host or rotating its key.
+pub struct ConsensusKeyPair {
+    signing: ed25519_dalek::SigningKey,
+}
+
+impl ConsensusKeyPair {
+    /// The key pair of a 32-byte ed25519 seed.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        ConsensusKeyPair {
+            signing: ed25519_dalek::SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// Reads a CometBFT `priv_validator_key.json`
+    /// (`priv_key.value` = base64 of seed ‖ public key). The public key is
+    /// derived from the private key and must equal `pub_key.value`, so the
+    /// key registered is always the one that signs.
+    pub fn from_key_json(text: &str) -> Result<Self> {
+        let declared = consensus_pubkey_from_key_json(text)?;
+        let v: Value = serde_json::from_str(text).context("not valid JSON")?;
+        let sk = v.get("priv_key").ok_or_else(|| {
+            anyhow!("no \"priv_key\" (expected a CometBFT priv_validator_key.json)")
+        })?;
+        if let Some(ty) = sk.get("type").and_then(|t| t.as_str()) {
+            if ty != "tendermint/PrivKeyEd25519" {
+                bail!("priv_key.type is '{ty}'; Kiln hosts need an ed25519 key (tendermint/PrivKeyEd25519)");
+            }
+        }
+        let value = sk
+            .get("value")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| anyhow!("no string \"priv_key.value\""))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|e| anyhow!("priv_key.value is not base64: {e}"))?;
+        let seed: [u8; 32] = match bytes.len() {
+            32 | 64 => bytes[..32]
+                .try_into()
+                .map_err(|_| anyhow!("priv_key.value"))?,
+            n => bail!("priv_key.value is {n} bytes, expected 64 (seed and public key)"),
+        };
+        let pair = Self::from_seed(seed);
+        if pair.public().as_slice() != declared.as_slice() {
+            bail!("pub_key.value does not match the public key of priv_key.value");
+        }
+        if bytes.len() == 64 && bytes[32..] != declared[..] {
+            bail!("priv_key.value ends with a public key that is not pub_key.value");
+        }
+        Ok(pair)
+    }
+
+    /// [`Self::from_key_json`] of a file.
+    pub fn read_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read consensus key file {}", path.display()))?;
+        Self::from_key_json(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// The 32-byte ed25519 public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    /// The proof of possession for `owner` (bech32) on `chain_id`: the
+    /// key's signature over [`kiln_hosts::pop::message`].
+    pub fn prove_possession(&self, chain_id: &str, owner: &str) -> Result<Vec<u8>> {
+        use ed25519_dalek::Signer as _;
+        let owner: kiln_framework::Address = owner
+            .parse()
+            .map_err(|e| anyhow!("owner {owner} is not a kiln address: {e:?}"))?;
+        Ok(self
+            .signing
+            .sign(&kiln_hosts::pop::message(chain_id, &owner))
+            .to_bytes()
+            .to_vec())
+    }
+}
+
 /// `--models m1,m2` → `["m1", "m2"]` (blank entries dropped; "" = none).
 pub fn parse_models(text: &str) -> Result<Vec<String>> {
     let models: Vec<String> = text
@@ -101,6 +181,13 @@ pub fn parse_models(text: &str) -> Result<Vec<String>> {
         bail!("model id '{m}' is longer than {MAX_TEXT_LEN} bytes");
     }
     Ok(models)
+}
+
+fn check_proof_len(proof: &[u8]) -> Result<()> {
+    if proof.len() != kiln_hosts::pop::PROOF_LEN {
+        bail!("the consensus key needs a proof of possession (a 64-byte signature by the key; read the key with --consensus-key-file)");
+    }
+    Ok(())
 }
 
 /// The chain's checks on a worker URL and hardware summary, done before signing.
@@ -128,6 +215,8 @@ pub struct HostFields {
     pub worker_url: String,
     /// Empty = unchanged (update only).
     pub consensus_pubkey: Vec<u8>,
+    /// Proof of possession of `consensus_pubkey` ([`ConsensusKeyPair::prove_possession`]).
+    pub consensus_key_proof: Vec<u8>,
     pub models: Vec<String>,
     pub hardware: String,
 }
@@ -135,6 +224,7 @@ pub struct HostFields {
 pub fn msg_register_host(owner: &str, f: &HostFields) -> Result<Any> {
     check_worker_url(&f.worker_url)?;
     check_len(&f.consensus_pubkey)?;
+    check_proof_len(&f.consensus_key_proof)?;
     check_hardware(&f.hardware)?;
     let m = MsgRegisterHost {
         owner: owner.into(),
@@ -142,6 +232,7 @@ pub fn msg_register_host(owner: &str, f: &HostFields) -> Result<Any> {
         consensus_pubkey: f.consensus_pubkey.clone(),
         models: f.models.clone(),
         hardware: f.hardware.clone(),
+        consensus_key_proof: f.consensus_key_proof.clone(),
     };
     Ok(Any {
         type_url: MsgRegisterHost::type_url(),
@@ -153,6 +244,7 @@ pub fn msg_update_host(owner: &str, f: &HostFields) -> Result<Any> {
     check_worker_url(&f.worker_url)?;
     if !f.consensus_pubkey.is_empty() {
         check_len(&f.consensus_pubkey)?;
+        check_proof_len(&f.consensus_key_proof)?;
     }
     check_hardware(&f.hardware)?;
     let m = MsgUpdateHost {
@@ -161,6 +253,7 @@ pub fn msg_update_host(owner: &str, f: &HostFields) -> Result<Any> {
         consensus_pubkey: f.consensus_pubkey.clone(),
         models: f.models.clone(),
         hardware: f.hardware.clone(),
+        consensus_key_proof: f.consensus_key_proof.clone(),
     };
     Ok(Any {
         type_url: MsgUpdateHost::type_url(),
@@ -203,12 +296,43 @@ mod tests {
     }
 
     #[test]
+    fn a_priv_validator_key_json_gives_a_proof_the_chain_accepts() {
+        let pair = ConsensusKeyPair::from_seed([5; 32]);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut sk = [5u8; 32].to_vec();
+        sk.extend_from_slice(&pair.public());
+        let file = serde_json::json!({
+            "address": "00",
+            "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64.encode(pair.public())},
+            "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64.encode(&sk)},
+        })
+        .to_string();
+        let read = ConsensusKeyPair::from_key_json(&file).unwrap();
+        assert_eq!(read.public(), pair.public());
+        let owner = kiln_framework::Address([9; 20]);
+        let proof = read.prove_possession("kiln-x", &owner.to_string()).unwrap();
+        kiln_hosts::pop::verify(&read.public(), &proof, "kiln-x", &owner).unwrap();
+        // A file whose pub_key is not the private key's is refused.
+        let wrong = serde_json::json!({
+            "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64.encode([7u8; 32])},
+            "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64.encode(&sk)},
+        })
+        .to_string();
+        let e = ConsensusKeyPair::from_key_json(&wrong)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("does not match"), "{e}");
+    }
+
+    #[test]
     fn models_and_messages() {
         assert_eq!(parse_models("a, b,,c").unwrap(), ["a", "b", "c"]);
         assert!(parse_models("").unwrap().is_empty());
         let f = HostFields {
             worker_url: "http://w:8080".into(),
             consensus_pubkey: vec![1; 32],
+            consensus_key_proof: vec![2; 64],
             models: vec!["m".into()],
             hardware: "1x GPU".into(),
         };

@@ -753,7 +753,8 @@ fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
     ]);
     let newcomer = TestKey::from_label("newcomer-account");
     let newcomer_hot = TestKey::from_label("newcomer-ml");
-    let consensus_key = [99u8; 32];
+    let newcomer_consensus = kiln_testkit::ConsensusTestKey::from_label("newcomer");
+    let consensus_key = newcomer_consensus.public;
     run(&mut net, SETTLED, |next, net| {
         let mut d = net.driver.borrow_mut();
         match next {
@@ -776,6 +777,7 @@ fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
                     consensus_pubkey: consensus_key.to_vec(),
                     models: vec![],
                     hardware: "cpu".into(),
+                    consensus_key_proof: newcomer_consensus.proof(CHAIN, &newcomer.address),
                 })];
                 msgs.extend(kiln_client::tx::msgs_grant_ml_ops(
                     &newcomer.address.to_string(),

@@ -18,10 +18,24 @@ pub mod codes {
     pub const CONSENSUS_KEY_TAKEN: u32 = 3;
     /// The address is not a registered host.
     pub const NOT_A_HOST: u32 = 4;
+    /// The consensus key's proof of possession is missing or does not verify
+    /// (see [`crate::pop`]).
+    pub const BAD_CONSENSUS_KEY_PROOF: u32 = 5;
 }
 
 fn err(code: u32, log: impl Into<String>) -> TxError {
     TxError::module(CODESPACE, code, log)
+}
+
+/// The sender must prove it holds the consensus key it names.
+fn check_proof(
+    ctx: &ExecCtx<'_>,
+    owner: &kiln_framework::Address,
+    pubkey: &[u8],
+    proof: &[u8],
+) -> TxResult<()> {
+    crate::pop::verify(pubkey, proof, &ctx.block.chain_id, owner)
+        .map_err(|e| err(codes::BAD_CONSENSUS_KEY_PROOF, e))
 }
 
 pub fn register_host<S: StateWrite>(
@@ -36,6 +50,7 @@ pub fn register_host<S: StateWrite>(
             format!("{owner} is already a host; use MsgUpdateHost"),
         ));
     }
+    check_proof(ctx, &owner, &msg.consensus_pubkey, &msg.consensus_key_proof)?;
     if let Some(other) = state.host_by_consensus_key(&msg.consensus_pubkey)? {
         return Err(err(
             codes::CONSENSUS_KEY_TAKEN,
@@ -83,8 +98,13 @@ pub fn update_host<S: StateWrite>(
                 "consensus key already belongs to another host",
             ));
         }
+        check_proof(ctx, &owner, &msg.consensus_pubkey, &msg.consensus_key_proof)?;
         state.delete_raw(keys::by_consensus(&host.consensus_key_bytes()));
         host.consensus_pubkey = hex::encode(&msg.consensus_pubkey);
+        // The validator set CometBFT holds still has the old key; staking
+        // swaps it at the end of this block (old key out, new key in, one
+        // update list), so the old key stops signing at height + 2.
+        state.put_raw(keys::key_rotated(&owner), vec![1]);
     }
     host.worker_url = msg.worker_url.clone();
     host.models = msg.models.clone();

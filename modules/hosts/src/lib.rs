@@ -16,6 +16,7 @@ pub mod genesis;
 pub mod handler;
 pub mod keys;
 pub mod msgs;
+pub mod pop;
 pub mod query;
 pub mod state;
 pub mod values;

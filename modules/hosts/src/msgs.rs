@@ -22,6 +22,11 @@ pub struct MsgRegisterHost {
     pub models: Vec<String>,
     #[prost(string, tag = "5")]
     pub hardware: String,
+    /// Proof of possession of the consensus key: its ed25519 signature over
+    /// `"kiln/consensus-key/v1" ‖ u32 BE len(chain_id) ‖ chain_id ‖ owner's
+    /// 20 address bytes` (see [`crate::pop`]).
+    #[prost(bytes = "vec", tag = "6")]
+    pub consensus_key_proof: Vec<u8>,
 }
 kiln_framework::proto_name!(MsgRegisterHost, "kiln.host.v1");
 
@@ -38,6 +43,10 @@ pub struct MsgUpdateHost {
     pub models: Vec<String>,
     #[prost(string, tag = "5")]
     pub hardware: String,
+    /// Proof of possession of the new consensus key (required when the
+    /// key changes; same format as in [`MsgRegisterHost`]).
+    #[prost(bytes = "vec", tag = "6")]
+    pub consensus_key_proof: Vec<u8>,
 }
 kiln_framework::proto_name!(MsgUpdateHost, "kiln.host.v1");
 
@@ -92,9 +101,24 @@ fn describe_fields(
     pk: &[u8],
     models: &[String],
     hw: &str,
+    proof: &[u8],
 ) -> serde_json::Value {
     json!({"@type": type_url, "owner": owner, "worker_url": url,
-        "consensus_pubkey": hex::encode(pk), "models": models, "hardware": hw})
+        "consensus_pubkey": hex::encode(pk), "models": models, "hardware": hw,
+        "consensus_key_proof": hex::encode(proof)})
+}
+
+/// A proof, when given, is one ed25519 signature (checked against the key
+/// and chain id at execution).
+fn validate_proof_len(proof: &[u8], required: bool) -> TxResult<()> {
+    if (required || !proof.is_empty()) && proof.len() != crate::pop::PROOF_LEN {
+        return Err(TxError::invalid_request(format!(
+            "consensus_key_proof must be a {}-byte ed25519 signature, got {} bytes",
+            crate::pop::PROOF_LEN,
+            proof.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Declaration of `MsgRegisterHost`.
@@ -115,7 +139,8 @@ impl MsgKind for RegisterHost {
             &msg.models,
             &msg.hardware,
             true,
-        )
+        )?;
+        validate_proof_len(&msg.consensus_key_proof, true)
     }
 
     fn handle<S: StateWrite>(
@@ -134,6 +159,7 @@ impl MsgKind for RegisterHost {
             &msg.consensus_pubkey,
             &msg.models,
             &msg.hardware,
+            &msg.consensus_key_proof,
         )
     }
 }
@@ -156,7 +182,8 @@ impl MsgKind for UpdateHost {
             &msg.models,
             &msg.hardware,
             false,
-        )
+        )?;
+        validate_proof_len(&msg.consensus_key_proof, false)
     }
 
     fn handle<S: StateWrite>(
@@ -175,6 +202,7 @@ impl MsgKind for UpdateHost {
             &msg.consensus_pubkey,
             &msg.models,
             &msg.hardware,
+            &msg.consensus_key_proof,
         )
     }
 }

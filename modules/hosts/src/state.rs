@@ -64,6 +64,27 @@ pub trait HostsExt: StateRead {
 
 impl<T: StateRead + ?Sized> HostsExt for T {}
 
+/// The hosts that changed their consensus key in the current block, in
+/// address order; their markers are deleted. Staking calls this at the end
+/// of the block to swap the keys it gave CometBFT (see
+/// `kiln_staking::validators`); nothing else consumes the markers, so they
+/// never outlive the block that wrote them.
+pub fn take_key_rotations<S: StateWrite + ?Sized>(state: &mut S) -> TxResult<Vec<Address>> {
+    let mut hosts = Vec::new();
+    let mut keys_to_delete = Vec::new();
+    state.for_each_under(keys::KEY_ROTATED_PREFIX, |suffix, _| {
+        if let Some(addr) = Address::from_bytes(suffix) {
+            hosts.push(addr);
+        }
+        keys_to_delete.push([keys::KEY_ROTATED_PREFIX, suffix].concat());
+        Ok(())
+    })?;
+    for key in keys_to_delete {
+        state.delete_raw(key);
+    }
+    Ok(hosts)
+}
+
 /// Writes `host` and its consensus-key index entry.
 pub(crate) fn put_host<S: StateWrite + ?Sized>(state: &mut S, host: &Host) -> TxResult<()> {
     state.put_value(keys::host(&host.owner), host)?;

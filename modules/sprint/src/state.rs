@@ -120,7 +120,8 @@ pub fn committed_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult
 /// The validators assigned to `host`'s opening (SPEC §4 "Validation"): drawn
 /// by weight without replacement from the weights in force, seeded by the
 /// host's challenge; never the host itself unless it is the only host with
-/// weight. `sprint_committee = 0` assigns every eligible host. Sorted.
+/// weight. When `size` reaches the eligible hosts, all of them are assigned
+/// (genesis validation refuses `sprint_committee = 0`; 0 still means all). Sorted.
 pub fn committee(
     weights: &BTreeMap<Address, u64>,
     host: &Address,

@@ -28,6 +28,33 @@ impl StakingGenesis {
     }
 }
 
+/// The epoch-1 weights in force: the genesis hosts' weights after the power
+/// cap (the same rule a settle applies). Refuses a total of zero (the chain
+/// would have no validator) and a total above CometBFT's max total voting
+/// power.
+pub fn genesis_weights(
+    params: &StakingParams,
+    initial_weights: &[(Address, u64)],
+) -> TxResult<std::collections::BTreeMap<Address, u64>> {
+    let mut raw = std::collections::BTreeMap::new();
+    for (host, weight) in initial_weights {
+        if *weight > 0 && raw.insert(*host, *weight).is_some() {
+            return Err(TxError::invalid_request(format!(
+                "genesis weight given twice for {host}"
+            )));
+        }
+    }
+    let capped =
+        crate::state::apply_power_cap(&raw, params.min_hosts_for_cap, params.max_power_share_bps);
+    let total = crate::validators::check_total_power(&capped)?;
+    if total == 0 {
+        return Err(TxError::invalid_request(
+            "total genesis weight is 0: give at least one genesis host (hosts.hosts[].weight) a positive weight, or the chain has no validator",
+        ));
+    }
+    Ok(capped)
+}
+
 /// The staking module as a component: genesis only today; the settle
 /// pipeline calls [`crate::settle`] explicitly.
 pub struct Staking;
@@ -46,11 +73,12 @@ impl Component for Staking {
             .validate()
             .map_err(TxError::invalid_request)?;
         state.put_value(keys::PARAMS.to_vec(), &genesis.params)?;
-        for (host, weight) in &genesis.initial_weights {
-            if *weight > 0 {
-                state.put_u64(keys::weight(host), *weight);
-            }
+        for (host, weight) in genesis_weights(&genesis.params, &genesis.initial_weights)? {
+            state.put_u64(keys::weight(&host), weight);
         }
+        // The genesis validator set (InitChain's answer): every host with
+        // weight, under its genesis consensus key (hosts' genesis ran first).
+        crate::validators::init_given_set(state)?;
         Ok(())
     }
 }

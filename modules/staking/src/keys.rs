@@ -4,7 +4,8 @@
 //! |---|---|
 //! | `staking/params` | [`crate::values`] [`crate::StakingParams`] |
 //! | `staking/weight/{addr 20}` | u64 BE: effective weight in force (last settle, or genesis) |
-//! | `staking/power_schedule` | [`crate::values`] [`crate::state::PowerSchedule`]: the last settle's change and when CometBFT applies it |
+//! | `staking/validator/{ed25519 pubkey 32}` | [`crate::values`] [`crate::state::ConsensusValidator`]: the power last given CometBFT for this key, and its host (CometBFT's next validator set) |
+//! | `staking/validator_history` | [`crate::values`] [`crate::state::ValidatorHistory`]: the last changes of that set and their heights (CometBFT applies them two blocks later) |
 
 use kiln_framework::Address;
 
@@ -12,8 +13,13 @@ use kiln_framework::Address;
 pub const PREFIX: &[u8] = b"staking/";
 pub const PARAMS: &[u8] = b"staking/params";
 pub const WEIGHT_PREFIX: &[u8] = b"staking/weight/";
-pub const POWER_SCHEDULE: &[u8] = b"staking/power_schedule";
+pub const VALIDATOR_PREFIX: &[u8] = b"staking/validator/";
+pub const VALIDATOR_HISTORY: &[u8] = b"staking/validator_history";
 
 pub fn weight(addr: &Address) -> Vec<u8> {
     [WEIGHT_PREFIX, addr.as_bytes()].concat()
+}
+
+pub fn validator(consensus_pubkey: &[u8]) -> Vec<u8> {
+    [VALIDATOR_PREFIX, consensus_pubkey].concat()
 }

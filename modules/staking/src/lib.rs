@@ -4,9 +4,12 @@
 //! the last settle (or genesis) — and the validator set CometBFT signs with:
 //! at settle it turns raw weights into effective weights (the power cap today;
 //! collateral and delegation arrive with the staking issue), stores them, and
-//! emits validator updates. CometBFT applies updates returned at height `H`
-//! from `H + 2`, so the module also keeps the [`state::PowerSchedule`] that
-//! answers "which power signs at height h" exactly.
+//! records the validator set it has given CometBFT, by consensus key
+//! ([`validators`]): validator updates are the difference between that
+//! record and the weights in force under each host's current key, emitted
+//! once at the end of a block that settled or rotated a key. CometBFT
+//! applies updates returned at height `H` from `H + 2`; the module keeps the
+//! history that answers "which keys and powers sign at height h" exactly.
 //!
 //! Keys (all under `staking/`): see [`keys`]. Stored values: see [`values`].
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -18,6 +21,7 @@ pub mod params;
 pub mod query;
 pub mod settle;
 pub mod state;
+pub mod validators;
 pub mod values;
 
 pub use genesis::{Staking, StakingGenesis, StakingInit};

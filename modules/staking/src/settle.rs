@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kiln_framework::{Address, Event, StateWriteExt, TxResult};
-use kiln_hosts::HostsExt;
 use kiln_state::StateWrite;
 
 use crate::keys;
-use crate::state::{apply_power_cap, PowerSchedule, StakingExt};
+use crate::state::{apply_power_cap, StakingExt};
+use crate::validators::MAX_TOTAL_VOTING_POWER;
 
 /// A consensus power change: the host's ed25519 key and its new power (0 removes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,12 +18,16 @@ pub struct PowerUpdate {
     pub power: u64,
 }
 
-/// What the validator-set step changed.
+/// What the validator-set step changed. The validator updates themselves
+/// are emitted at the end of the block ([`crate::validators::end_block_updates`]),
+/// together with any key rotation of the same block, so CometBFT gets one
+/// update per key per block.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValidatorSetChange {
     pub events: Vec<Event>,
-    /// For CometBFT's `FinalizeBlock.validator_updates`, in address order.
-    pub updates: Vec<PowerUpdate>,
+    /// Whether the weights in force changed (the end of the block must
+    /// emit validator updates).
+    pub weights_changed: bool,
 }
 
 /// Step 2 of the settle: effective weight of each host from its raw weight.
@@ -41,49 +45,40 @@ pub fn effective_weights<S: StateWrite>(
 }
 
 /// Step 3 of the settle: the effective weights become the weights in force
-/// and the validator set. When no host has weight the set is kept (a chain
-/// never empties its validator set) and an event says so.
+/// (CometBFT gets the matching validator updates at the end of this block,
+/// and applies them at `height + 2`). When no host has weight, or the total
+/// is above what CometBFT can hold, the weights in force are kept (a chain
+/// never empties its validator set nor hands CometBFT a set it refuses) and
+/// an event says so.
 pub fn apply_validator_set<S: StateWrite>(
     state: &mut S,
     epoch: u64,
-    height: u64,
+    _height: u64,
     effective: &BTreeMap<Address, u64>,
 ) -> TxResult<ValidatorSetChange> {
     let mut change = ValidatorSetChange::default();
-    let total: u64 = effective.values().fold(0u64, |a, w| a.saturating_add(*w));
-    if total == 0 {
+    let total = effective.values().try_fold(0u64, |a, w| a.checked_add(*w));
+    let reason = match total {
+        Some(0) => Some("no host was accepted this epoch"),
+        Some(t) if t <= MAX_TOTAL_VOTING_POWER => None,
+        _ => Some("total weight is above CometBFT's max total voting power"),
+    };
+    if let Some(reason) = reason {
         change.events.push(
             Event::new("kiln.sprint.v1.EventWeightsKept")
                 .attr("epoch", epoch)
-                .attr("reason", "no host was accepted this epoch"),
+                .attr("reason", reason),
         );
         return Ok(change);
     }
     let previous = state.weights_in_force()?;
-    // CometBFT applies these updates two blocks later; remember what signs until then.
-    state.put_value(
-        keys::POWER_SCHEDULE.to_vec(),
-        &PowerSchedule {
-            settle_height: height,
-            effective_height: height.saturating_add(2),
-            previous: previous.clone(),
-        },
-    )?;
     let mut everyone: BTreeSet<Address> = previous.keys().copied().collect();
     everyone.extend(effective.keys().copied());
     for host in everyone {
         let new = effective.get(&host).copied().unwrap_or(0);
         let old = previous.get(&host).copied().unwrap_or(0);
         state.put_u64(keys::weight(&host), new);
-        if new != old {
-            if let Some(record) = state.host(&host)? {
-                change.updates.push(PowerUpdate {
-                    host,
-                    consensus_pubkey: record.consensus_key_bytes(),
-                    power: new,
-                });
-            }
-        }
+        change.weights_changed |= new != old;
         change.events.push(
             Event::new("kiln.sprint.v1.EventWeightSet")
                 .attr("epoch", epoch)

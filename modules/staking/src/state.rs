@@ -9,9 +9,26 @@ use kiln_state::StateRead;
 use crate::keys;
 use crate::params::StakingParams;
 
-/// Validator updates returned at height `H` take effect in CometBFT at
-/// `H + 2`. Settle records the powers in force before it, so consensus power
-/// at any height can be answered exactly (see [`StakingExt::consensus_powers`]).
+/// One entry of the validator set given to CometBFT: the host a consensus
+/// key stands for and its power.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+pub struct ConsensusValidator {
+    pub owner: Address,
+    pub power: u64,
+}
+
+/// A change of the set given to CometBFT: the block that returned the
+/// updates and the set before them (still signing until `height + 2`).
 #[derive(
     Debug,
     Clone,
@@ -22,12 +39,29 @@ use crate::params::StakingParams;
     borsh::BorshSerialize,
     borsh::BorshDeserialize,
 )]
-pub struct PowerSchedule {
-    pub settle_height: u64,
-    /// First height whose validator set has the new powers.
-    pub effective_height: u64,
-    /// Powers in force before the settle (effective until `effective_height`).
-    pub previous: BTreeMap<Address, u64>,
+pub struct ValidatorSetChangeRecord {
+    pub height: u64,
+    /// Consensus key → validator, before the change.
+    pub before: BTreeMap<Vec<u8>, ConsensusValidator>,
+}
+
+/// The last changes of the set given to CometBFT, oldest first. Validator
+/// updates returned at height `H` take effect in CometBFT at `H + 2`, so the
+/// set that signs a height is answered exactly from these
+/// (see [`StakingExt::consensus_validators`]).
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+pub struct ValidatorHistory {
+    pub changes: Vec<ValidatorSetChangeRecord>,
 }
 
 /// Reads of the staking state, for any state view.
@@ -59,20 +93,48 @@ pub trait StakingExt: StateRead {
         Ok(out)
     }
 
-    fn power_schedule(&self) -> TxResult<Option<PowerSchedule>> {
-        self.get_value(keys::POWER_SCHEDULE)
+    /// The validator set the chain has given CometBFT (CometBFT's next
+    /// validator set): consensus key → host and power.
+    fn given_validators(&self) -> TxResult<BTreeMap<Vec<u8>, ConsensusValidator>> {
+        Ok(self
+            .prefix_values::<ConsensusValidator>(keys::VALIDATOR_PREFIX)?
+            .into_iter()
+            .collect())
     }
 
-    /// CometBFT's voting power of each host at `height`: the weights in
-    /// force, except in the two blocks after a settle, when the previous
-    /// powers still sign. Hosts with zero power are left out.
-    fn consensus_powers(&self, height: u64) -> TxResult<BTreeMap<Address, u64>> {
-        match self.power_schedule()? {
-            Some(s) if height < s.effective_height => {
-                Ok(s.previous.into_iter().filter(|(_, w)| *w > 0).collect())
+    fn validator_history(&self) -> TxResult<ValidatorHistory> {
+        Ok(self.get_value(keys::VALIDATOR_HISTORY)?.unwrap_or_default())
+    }
+
+    /// CometBFT's validator set at `height` (consensus key → host, power):
+    /// the set given so far, minus the changes returned at `height - 1` or
+    /// later (CometBFT applies updates returned at `H` from `H + 2`). Exact
+    /// for any height from the state's own height on.
+    fn consensus_validators(&self, height: u64) -> TxResult<BTreeMap<Vec<u8>, ConsensusValidator>> {
+        let mut set = self.given_validators()?;
+        for change in self.validator_history()?.changes.into_iter().rev() {
+            if change.height.saturating_add(2) > height {
+                set = change.before;
+            } else {
+                break;
             }
-            _ => self.weights_in_force(),
         }
+        Ok(set)
+    }
+
+    /// CometBFT's voting power of each host at `height` (see
+    /// [`Self::consensus_validators`]): the weights in force, except in the
+    /// two blocks after a change, when the previous powers still sign.
+    /// Hosts with zero power are left out.
+    fn consensus_powers(&self, height: u64) -> TxResult<BTreeMap<Address, u64>> {
+        let mut out: BTreeMap<Address, u64> = BTreeMap::new();
+        for v in self.consensus_validators(height)?.into_values() {
+            if v.power > 0 {
+                let entry = out.entry(v.owner).or_insert(0);
+                *entry = entry.saturating_add(v.power);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -4,7 +4,8 @@
 use kiln_framework::stored_value;
 
 use crate::params::StakingParams;
-use crate::state::PowerSchedule;
+use crate::state::{ConsensusValidator, ValidatorHistory};
 
 stored_value!(StakingParams, "staking params", 1);
-stored_value!(PowerSchedule, "power schedule", 1);
+stored_value!(ConsensusValidator, "consensus validator", 1);
+stored_value!(ValidatorHistory, "validator set history", 1);
