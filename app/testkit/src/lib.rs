@@ -8,6 +8,8 @@
 //! it makes goes through kiln-client's SIGN_MODE_DIRECT implementation
 //! ([`kiln_client::sign`]).
 
+pub mod settle_cost;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
