@@ -19,7 +19,7 @@ use kiln_sprint::msgs::{
 use kiln_sprint_protocol::{challenge, leaf, merkle};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "51d740189137294046837ae2edae72961b8e177125f681f3141b1e3f31091da9";
+const PINNED: &str = "cffbd18a589e123ff089d7318cbed00d70829136a6b3f155ddc5c9ee1b1567a9";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

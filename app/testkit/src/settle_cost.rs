@@ -31,11 +31,15 @@ fn host_address(i: usize) -> Address {
     Address(a)
 }
 
-/// Builds the fixture with `hosts` hosts (mainnet-like sprint params, devnet schedule).
-pub fn settle_fixture(hosts: usize) -> anyhow::Result<SettleFixture> {
+/// Builds the fixture with `hosts` hosts (mainnet-like sprint params, devnet
+/// schedule); `committee_base` overrides `sprint_committee` when given.
+pub fn settle_fixture(hosts: usize, committee_base: Option<u32>) -> anyhow::Result<SettleFixture> {
     let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
     let mut genesis = kiln_genesis::AppGenesis::default();
     genesis.epochs.params = EpochParams::devnet();
+    if let Some(base) = committee_base {
+        genesis.sprint.params.sprint_committee = base;
+    }
     let addrs: Vec<Address> = (0..hosts).map(host_address).collect();
     for (i, a) in addrs.iter().enumerate() {
         let key: [u8; 32] = Sha256::digest(format!("settle-cost-key-{i}").as_bytes()).into();
@@ -47,13 +51,17 @@ pub fn settle_fixture(hosts: usize) -> anyhow::Result<SettleFixture> {
             hardware: "bench".into(),
             weight: 100 + (i as u64 % 50),
         });
-        genesis.add_balance(
-            *a,
-            vec![kiln_framework::Coin::new(
-                kiln_framework::BASE_DENOM,
-                1_000_000_000_000,
-            )],
-        );
+        // Pushed directly: `add_balance` searches the list (quadratic setup).
+        genesis
+            .bank
+            .balances
+            .push(kiln_bank::genesis::GenesisBalance {
+                address: *a,
+                coins: vec![kiln_framework::Coin::new(
+                    kiln_framework::BASE_DENOM,
+                    1_000_000_000_000,
+                )],
+            });
     }
     let mut state = Overlay::new(EmptyState);
     let ctx = GenesisCtx {
@@ -102,8 +110,10 @@ fn vote_everyone_valid(f: &mut SettleFixture) -> anyhow::Result<()> {
     for host in f.hosts.clone() {
         let committee = kiln_sprint::handler::committee_of(&f.state, 1, &host).map_err(err)?;
         for voter in committee {
-            f.state
-                .put_raw(kiln_sprint::keys::vote_commit(1, &host, &voter), vec![0; 32]);
+            f.state.put_raw(
+                kiln_sprint::keys::vote_commit(1, &host, &voter),
+                vec![0; 32],
+            );
             f.state
                 .put_raw(kiln_sprint::keys::vote_reveal(1, &host, &voter), vec![1]);
         }
@@ -125,13 +135,16 @@ fn block(height: u64) -> BlockInfo {
 pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(Duration, usize)> {
     let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
     let vote_height = f.params.stage_height(1, 1, Stage::VoteCommit);
+    let escalation_height = f.params.stage_height(1, 1, Stage::EscalationCommit);
     let settle_height = f.params.stage_height(1, 1, Stage::Settle);
+    // Committee assignment at the first vote block (stage-start hooks).
     let t0 = Instant::now();
-    let _ = vote_height;
+    kiln_app::components::begin_block(&mut f.state, &block(vote_height)).map_err(err)?;
     let mut spent = t0.elapsed();
     vote_everyone_valid(f)?;
-    let _ = block(settle_height);
+    // Escalation check at the first escalation block, then the settle.
     let t1 = Instant::now();
+    kiln_app::components::begin_block(&mut f.state, &block(escalation_height)).map_err(err)?;
     let out = kiln_app::components::settle(&mut f.state, 1, settle_height).map_err(err)?;
     spent += t1.elapsed();
     let accepted = out
@@ -139,8 +152,7 @@ pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(Duration, usize)> {
         .iter()
         .filter(|e| {
             e.kind == "kiln.sprint.v1.EventSprintTally"
-                && e
-                    .attributes
+                && e.attributes
                     .iter()
                     .any(|(k, v)| k == "accepted" && v == "true")
         })
