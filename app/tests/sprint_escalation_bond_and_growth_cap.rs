@@ -424,7 +424,7 @@ fn an_invalid_vote_escalates_the_host_and_the_all_weight_tally_decides() {
         "{fake:?}"
     );
     assert_eq!(weights.get(&addr(fabricator)), None);
-    assert!(weights.get(&addr(honest)).is_some());
+    assert!(weights.contains_key(&addr(honest)));
     assert_eq!(result(&d, &hosts[unopened]).reason, "unopened");
 
     // Bonds: returned to the accepted, burned for the rejected and the unopened.
