@@ -424,6 +424,12 @@ fn an_invalid_vote_escalates_the_host_and_the_all_weight_tally_decides() {
         "{fake:?}"
     );
     assert_eq!(weights.get(&addr(fabricator)), None);
+    assert!(
+        kiln_store::StateRead::get_raw(&view, &kiln_staking::keys::weight(&addr(fabricator)))
+            .unwrap()
+            .is_none(),
+        "a zero weight is deleted, not stored"
+    );
     assert!(weights.contains_key(&addr(honest)));
     assert_eq!(result(&d, &hosts[unopened]).reason, "unopened");
 
