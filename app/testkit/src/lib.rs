@@ -8,6 +8,8 @@
 //! it makes goes through kiln-client's SIGN_MODE_DIRECT implementation
 //! ([`kiln_client::sign`]).
 
+pub mod settle_cost;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -316,8 +318,9 @@ impl BlockDriver {
     /// * supply: the bank's supply record equals the sum of all balances, per
     ///   denom, with no overflow and no malformed (or stored zero) balance —
     ///   balances are u128, so "no negative balance" means exactly this; and
-    ///   it equals the genesis supply (the bank keeps no minted/burned totals
-    ///   and nothing mints or burns yet, so the supply must be unchanged);
+    ///   it equals genesis supply − burned (the bank's burned total; nothing
+    ///   mints after genesis yet); the sprint's bond escrow holds exactly the
+    ///   bonds recorded for unsettled commitments;
     /// * consensus power: the tracked validator set equals the effective
     ///   weights in force, host by host through each host's consensus key
     ///   (so the totals agree), and once `min_hosts_for_cap` hosts have weight
@@ -367,7 +370,45 @@ impl BlockDriver {
             .filter(|(_, a)| **a > 0)
             .map(|(d, a)| (d.clone(), *a))
             .collect();
-        anyhow::ensure!(supply == genesis, "total supply {supply:?} differs from genesis supply {genesis:?} (nothing mints or burns yet)");
+        let burned: BTreeMap<String, u128> = kiln_bank::state::total_burned_readonly(state)
+            .map_err(err)?
+            .into_iter()
+            .map(|c| (c.denom, c.amount))
+            .collect();
+        let expected_supply: BTreeMap<String, u128> = genesis
+            .iter()
+            .map(|(d, a)| {
+                (
+                    d.clone(),
+                    a.saturating_sub(burned.get(d).copied().unwrap_or(0)),
+                )
+            })
+            .filter(|(_, a)| *a > 0)
+            .collect();
+        anyhow::ensure!(
+            supply == expected_supply,
+            "total supply {supply:?} differs from genesis supply {genesis:?} − burned {burned:?} (nothing mints yet)"
+        );
+        // Bonds in escrow = sum of the recorded, unsettled bonds.
+        let mut bonds: u128 = 0;
+        for (_, value) in state.prefix_raw(kiln_sprint::keys::BOND_PREFIX)? {
+            let amount = <[u8; 16]>::try_from(value.as_slice())
+                .map(u128::from_be_bytes)
+                .map_err(|_| anyhow::anyhow!("a sprint bond record is not a u128"))?;
+            bonds = bonds
+                .checked_add(amount)
+                .ok_or_else(|| anyhow::anyhow!("sum of bonds overflows"))?;
+        }
+        let escrow = kiln_bank::state::balance_readonly(
+            state,
+            &Address::module(kiln_sprint::keys::BOND_ESCROW),
+            kiln_framework::BASE_DENOM,
+        )
+        .map_err(err)?;
+        anyhow::ensure!(
+            escrow == bonds,
+            "the sprint bond escrow holds {escrow} but the recorded bonds sum to {bonds}"
+        );
 
         // Consensus power = effective weights; power cap.
         let expected = expected_validator_set(state)?;
@@ -738,6 +779,30 @@ mod tests {
         .unwrap();
         let e = d.check_invariants_on(&minted).unwrap_err().to_string();
         assert!(e.contains("differs from genesis supply"), "{e}");
+
+        // A tracked burn keeps supply = genesis − burned; coins destroyed
+        // without the burned total do not.
+        let five = kiln_framework::Coins::normalize(vec![Coin::new("ukiln", 5)]).unwrap();
+        let mut burned = Overlay::new(&view);
+        kiln_bank::state::BankExt::burn(&mut burned, &alice.address, &five).unwrap();
+        d.check_invariants_on(&burned).unwrap();
+        let mut vanished = Overlay::new(&view);
+        kiln_bank::state::BankExt::burn(&mut vanished, &alice.address, &five).unwrap();
+        vanished.delete_raw(kiln_bank::keys::burned("ukiln"));
+        let e = d.check_invariants_on(&vanished).unwrap_err().to_string();
+        assert!(e.contains("differs from genesis supply"), "{e}");
+
+        // Coins moved into the bond escrow without a bond record are caught.
+        let mut escrowed = Overlay::new(&view);
+        kiln_bank::state::BankExt::sub_coins(&mut escrowed, &alice.address, &five).unwrap();
+        kiln_bank::state::BankExt::add_coins(
+            &mut escrowed,
+            &Address::module(kiln_sprint::keys::BOND_ESCROW),
+            &five,
+        )
+        .unwrap();
+        let e = d.check_invariants_on(&escrowed).unwrap_err().to_string();
+        assert!(e.contains("bond escrow"), "{e}");
 
         let mut zero = Overlay::new(&view);
         zero.put_raw(

@@ -178,13 +178,15 @@ pub const RESULT_PATH: &str = "/kiln.sprint.v1.Query/Result";
 pub const REPUTATION_PATH: &str = "/kiln.reputation.v1.Query/Reputation";
 
 /// Stages of an epoch, in order (SPEC §3).
-pub const STAGES: [&str; 8] = [
+pub const STAGES: [&str; 10] = [
     "sprint",
     "commit_grace",
     "challenge",
     "open",
     "vote_commit",
     "vote_reveal",
+    "escalation_commit",
+    "escalation_reveal",
     "settle",
     "inference",
 ];

@@ -344,8 +344,9 @@ fn honest(label: &'static str, budget: u64) -> HostSpec {
     }
 }
 
-/// The devnet epoch settles at height 23 (SPEC §3 devnet table); run a little past it.
-const SETTLED: u64 = 25;
+/// The devnet epoch settles at height 27 (after the escalation stages 23–26;
+/// README "Stages"); run a little past it.
+const SETTLED: u64 = 29;
 
 #[test]
 fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing() {
@@ -448,6 +449,16 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
         (json!(false), json!("rejected"), json!(0)),
         "{r}"
     );
+    // Its `invalid` votes escalated it: the workers judged it again in the
+    // escalation stages and no revealed weight vouched for it; its bond burned.
+    assert_eq!(r["escalated"], json!(true), "{r}");
+    assert!(r["escalation_revealed_weight"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["escalation_valid_weight"], json!(0), "{r}");
+    assert_eq!(
+        r["bond_burned"],
+        json!(kiln_sprint::SprintParams::devnet().commit_bond),
+        "{r}"
+    );
     let fab_journal = Journal::open(&fab.journal_dir)
         .unwrap()
         .load(1)
@@ -480,28 +491,39 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
         "{r}"
     );
 
-    // The flipped reveal was refused by the chain and never counted.
+    // The flipped reveals were refused by the chain and never counted: one in
+    // the vote reveal stage (21–22) and, since the flipper also judges the
+    // escalated fabricator, one in the escalation reveal stage (25–26).
     let e = &net.hosts[4];
-    assert!(
-        net.failed_txs
-            .iter()
-            .any(|(h, _, l)| (21..=22).contains(h) && l.contains("does not match its commitment")),
-        "failed txs: {:?}",
+    let stages: Vec<bool> = net
+        .failed_txs
+        .iter()
+        .map(|(h, _, l)| {
+            assert!(l.contains("does not match its commitment"), "{l}");
+            (21..=22).contains(h)
+        })
+        .collect();
+    assert_eq!(
+        (
+            net.failed_txs.len(),
+            stages.iter().filter(|in_vote| **in_vote).count()
+        ),
+        (2, 1),
+        "only the flipped reveals fail (one per round): {:?}",
         net.failed_txs
     );
-    assert_eq!(
-        net.failed_txs.len(),
-        1,
-        "only the flipped reveal fails: {:?}",
+    assert!(
+        net.failed_txs.iter().any(|(h, _, _)| (25..=26).contains(h)),
+        "{:?}",
         net.failed_txs
     );
     // The worker itself noticed: its status names the failure and the chain's reason.
     {
         let status = e.worker.as_ref().unwrap().status();
         let status = status.lock().unwrap();
-        assert_eq!(status.txs_failed_in_block, 1, "{status:?}");
+        assert_eq!(status.txs_failed_in_block, 2, "{status:?}");
         let failure = status.last_failure.as_ref().expect("last_failure");
-        assert_eq!(failure.kind, "vote_reveal");
+        assert_eq!(failure.kind, "escalation_vote_reveal");
         assert!(
             failure.log.contains("does not match its commitment"),
             "{failure:?}"
@@ -595,7 +617,7 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     // CometBFT applies the settle's validator updates two blocks later (SPEC
     // §3): the weights query's consensus power at the settle height and the
     // next still shows the genesis powers, from settle + 2 the new weights.
-    let settle = 23;
+    let settle = 27;
     let power_at = |h: i64| -> BTreeMap<String, u64> {
         query_at(&d, "/kiln.sprint.v1.Query/Weights", "", h)
             .as_array()

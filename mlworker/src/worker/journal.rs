@@ -42,6 +42,10 @@ pub struct EpochJournal {
     pub open_sent_height: Option<u64>,
     /// By host address (bech32).
     pub votes: BTreeMap<String, VoteRecord>,
+    /// Escalation votes (every host with weight judges escalated hosts),
+    /// by host address; own salts, separate from the committee votes.
+    #[serde(default)]
+    pub escalation_votes: BTreeMap<String, VoteRecord>,
     /// The settled result, once seen.
     pub result: Option<serde_json::Value>,
 }

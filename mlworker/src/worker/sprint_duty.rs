@@ -95,6 +95,39 @@ fn sprint_engine<'a>(
     Ok(engine)
 }
 
+/// Which vote a duty is: the committee's, or the all-weight escalation's
+/// (same messages, sent in the escalation stages; the chain keeps them apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Round {
+    Committee,
+    Escalation,
+}
+
+impl Round {
+    fn duties(self, duties: &Duties) -> Vec<kiln_sprint::query::Duty> {
+        match self {
+            Round::Committee => duties.duties.clone(),
+            Round::Escalation => duties.escalations.clone(),
+        }
+    }
+
+    fn votes(self, j: &mut EpochJournal) -> &mut std::collections::BTreeMap<String, VoteRecord> {
+        match self {
+            Round::Committee => &mut j.votes,
+            Round::Escalation => &mut j.escalation_votes,
+        }
+    }
+
+    fn label(self, stage: &'static str) -> &'static str {
+        match (self, stage) {
+            (Round::Committee, "commit") => "vote_commit",
+            (Round::Committee, _) => "vote_reveal",
+            (Round::Escalation, "commit") => "escalation_vote_commit",
+            (Round::Escalation, _) => "escalation_vote_reveal",
+        }
+    }
+}
+
 /// The sprint protocol's view of one tick: the chain's epoch plus the host's
 /// sprint duties.
 struct View {
@@ -186,11 +219,19 @@ impl Duty for SprintDuty {
                 Ok(Tick::Idle)
             }
             Stage::VoteCommit => {
-                self.commit_votes(out, &view, &seed, &params)?;
+                self.commit_votes(out, &view, &seed, &params, Round::Committee)?;
                 Ok(Tick::Idle)
             }
             Stage::VoteReveal => {
-                self.reveal_votes(out, &view)?;
+                self.reveal_votes(out, &view, Round::Committee)?;
+                Ok(Tick::Idle)
+            }
+            Stage::EscalationCommit => {
+                self.commit_votes(out, &view, &seed, &params, Round::Escalation)?;
+                Ok(Tick::Idle)
+            }
+            Stage::EscalationReveal => {
+                self.reveal_votes(out, &view, Round::Escalation)?;
                 Ok(Tick::Idle)
             }
             Stage::Settle | Stage::Inference => {
@@ -674,8 +715,9 @@ impl SprintDuty {
         view: &View,
         seed: &Hash32,
         params: &SprintParams,
+        round: Round,
     ) -> Result<()> {
-        let duties = view.duties.duties.clone();
+        let duties = round.duties(&view.duties);
         let mut msgs = Vec::new();
         let mut hosts = Vec::new();
         for duty in &duties {
@@ -683,13 +725,31 @@ impl SprintDuty {
             if duty.vote_committed {
                 continue;
             }
-            let existing = self.journal_mut()?.votes.get(&host).cloned();
+            let existing = round.votes(self.journal_mut()?).get(&host).cloned();
             let vote = match existing {
                 Some(v) => v,
                 None => {
-                    let v = self.judge(seed, params, &host, &duty.leaves)?;
+                    // An escalated host this worker already judged on its
+                    // committee keeps that verdict (same leaves) with a fresh salt.
+                    let judged = match round {
+                        Round::Escalation => self.journal_mut()?.votes.get(&host).cloned(),
+                        Round::Committee => None,
+                    };
+                    let v = match judged {
+                        Some(mut v) => {
+                            let mut salt = [0u8; 32];
+                            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+                            v.salt = hex::encode(salt);
+                            v.commit_sent_height = None;
+                            v.reveal_sent_height = None;
+                            v
+                        }
+                        None => self.judge(seed, params, &host, &duty.leaves)?,
+                    };
                     // The salt is on disk before its commitment can reach the chain.
-                    self.journal_mut()?.votes.insert(host.clone(), v.clone());
+                    round
+                        .votes(self.journal_mut()?)
+                        .insert(host.clone(), v.clone());
                     self.save()?;
                     v
                 }
@@ -712,11 +772,11 @@ impl SprintDuty {
         if msgs.is_empty() {
             return Ok(());
         }
-        let receipt = out.send("vote_commit", msgs)?;
+        let receipt = out.send(round.label("commit"), msgs)?;
         if receipt.ok() {
-            let j = self.journal_mut()?;
+            let votes = round.votes(self.journal_mut()?);
             for h in hosts {
-                if let Some(v) = j.votes.get_mut(&h) {
+                if let Some(v) = votes.get_mut(&h) {
                     v.commit_sent_height = Some(view.height);
                 }
             }
@@ -725,8 +785,8 @@ impl SprintDuty {
         Ok(())
     }
 
-    fn reveal_votes(&mut self, out: &mut Outbox<'_>, view: &View) -> Result<()> {
-        let duties = view.duties.duties.clone();
+    fn reveal_votes(&mut self, out: &mut Outbox<'_>, view: &View, round: Round) -> Result<()> {
+        let duties = round.duties(&view.duties);
         let flip = self.misbehaviour.flip_reveal;
         let mut msgs = Vec::new();
         let mut hosts = Vec::new();
@@ -735,8 +795,8 @@ impl SprintDuty {
             if !duty.vote_committed || duty.vote_revealed {
                 continue;
             }
-            let Some(vote) = self.journal_mut()?.votes.get(&host).cloned() else {
-                tracing::error!(host, epoch = view.epoch, "a committed vote has no salt in the journal (journal lost?); it cannot be revealed");
+            let Some(vote) = round.votes(self.journal_mut()?).get(&host).cloned() else {
+                tracing::error!(host, epoch = view.epoch, ?round, "a committed vote has no salt in the journal (journal lost?); it cannot be revealed");
                 continue;
             };
             if vote
@@ -757,13 +817,13 @@ impl SprintDuty {
         if msgs.is_empty() {
             return Ok(());
         }
-        let receipt = out.send("vote_reveal", msgs)?;
+        let receipt = out.send(round.label("reveal"), msgs)?;
         if !receipt.ok() {
             return Ok(());
         }
-        let j = self.journal_mut()?;
+        let votes = round.votes(self.journal_mut()?);
         for h in hosts {
-            if let Some(v) = j.votes.get_mut(&h) {
+            if let Some(v) = votes.get_mut(&h) {
                 v.reveal_sent_height = Some(view.height);
             }
         }

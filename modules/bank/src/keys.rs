@@ -7,6 +7,7 @@
 //! | `auth/acc/{addr 20 bytes}` | protobuf `cosmos.auth.v1beta1.BaseAccount` |
 //! | `bank/bal/{addr 20 bytes}{denom}` | u128 BE (absent = 0; zero balances are deleted) |
 //! | `bank/supply/{denom}` | u128 BE |
+//! | `bank/burned/{denom}` | u128 BE: everything ever burned (SPEC §11: supply = genesis + minted − burned) |
 
 use kiln_framework::Address;
 
@@ -19,6 +20,7 @@ pub const NEXT_ACCOUNT_NUMBER: &[u8] = b"auth/next_account_number";
 pub const ACCOUNT_PREFIX: &[u8] = b"auth/acc/";
 pub const BALANCE_PREFIX: &[u8] = b"bank/bal/";
 pub const SUPPLY_PREFIX: &[u8] = b"bank/supply/";
+pub const BURNED_PREFIX: &[u8] = b"bank/burned/";
 
 pub fn account(addr: &Address) -> Vec<u8> {
     [ACCOUNT_PREFIX, addr.as_bytes()].concat()
@@ -34,4 +36,8 @@ pub fn balance(addr: &Address, denom: &str) -> Vec<u8> {
 
 pub fn supply(denom: &str) -> Vec<u8> {
     [SUPPLY_PREFIX, denom.as_bytes()].concat()
+}
+
+pub fn burned(denom: &str) -> Vec<u8> {
+    [BURNED_PREFIX, denom.as_bytes()].concat()
 }

@@ -142,7 +142,9 @@ pub trait BankExt: StateWrite {
         self.add_coins(to, coins)
     }
 
-    /// Destroys coins held by `from` (slashing, later issues).
+    /// Destroys coins held by `from` (forfeited sprint bonds; slashing
+    /// later) and adds them to the burned total, so supply = genesis +
+    /// minted − burned can be checked.
     fn burn(&mut self, from: &Address, coins: &Coins) -> TxResult<()> {
         self.sub_coins(from, coins)?;
         for coin in coins.iter() {
@@ -151,6 +153,12 @@ pub trait BankExt: StateWrite {
                 .checked_sub(coin.amount)
                 .ok_or_else(|| TxError::internal("supply underflow"))?;
             self.put_u128(keys::supply(&coin.denom), next);
+            let burned = self
+                .get_u128(&keys::burned(&coin.denom))?
+                .unwrap_or(0)
+                .checked_add(coin.amount)
+                .ok_or_else(|| TxError::internal("burned total overflows"))?;
+            self.put_u128(keys::burned(&coin.denom), burned);
         }
         Ok(())
     }
@@ -191,6 +199,11 @@ pub fn balance_readonly<S: StateRead + ?Sized>(
     denom: &str,
 ) -> TxResult<u128> {
     Ok(state.get_u128(&keys::balance(addr, denom))?.unwrap_or(0))
+}
+
+/// Everything ever burned, per denom.
+pub fn total_burned_readonly<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<Coin>> {
+    coins_under(state, keys::BURNED_PREFIX)
 }
 
 pub fn total_supply_readonly<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<Coin>> {

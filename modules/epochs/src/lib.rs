@@ -12,8 +12,10 @@
 //! | `Open` | next `open_blocks` (14–16): hosts post openings |
 //! | `VoteCommit` | next `validation_blocks − reveal_blocks` (17–19) |
 //! | `VoteReveal` | next `reveal_blocks = validation_blocks / 2` (20–21) |
-//! | `Settle` | one block (22): tally, weights, validator updates |
-//! | `Inference` | the rest of the epoch (23–59) |
+//! | `EscalationCommit` | next `escalation_blocks − escalation_blocks / 2` (22–23): every host with weight votes on escalated hosts |
+//! | `EscalationReveal` | next `escalation_blocks / 2` (24–25) |
+//! | `Settle` | one block (26): tally, weights, bonds, validator updates |
+//! | `Inference` | the rest of the epoch (27–59) |
 //!
 //! The module stores its params, the first height, and each epoch's seed
 //! block hash and challenge block hash (recorded by the begin-block hook).

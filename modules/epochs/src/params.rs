@@ -17,6 +17,9 @@ pub struct EpochParams {
     pub commit_grace: u64,
     pub open_blocks: u64,
     pub validation_blocks: u64,
+    /// Blocks of the escalation stages (commit, then reveal: split in half
+    /// like validation) between the vote reveal and the settle.
+    pub escalation_blocks: u64,
 }
 
 impl Default for EpochParams {
@@ -27,6 +30,7 @@ impl Default for EpochParams {
             commit_grace: 5,
             open_blocks: 10,
             validation_blocks: 20,
+            escalation_blocks: 10,
         }
     }
 }
@@ -39,6 +43,7 @@ impl EpochParams {
             commit_grace: 2,
             open_blocks: 3,
             validation_blocks: 5,
+            escalation_blocks: 4,
         }
     }
 
@@ -49,6 +54,7 @@ impl EpochParams {
             .checked_add(1)? // challenge
             .checked_add(self.open_blocks)?
             .checked_add(self.validation_blocks)?
+            .checked_add(self.escalation_blocks)?
             .checked_add(1) // settle
     }
 
@@ -62,13 +68,23 @@ impl EpochParams {
                     .into(),
             );
         }
+        if self.escalation_blocks < 2 {
+            return Err(
+                "epochs.params: escalation_blocks must be at least 2 (escalation commit, then reveal)"
+                    .into(),
+            );
+        }
         match self.busy_blocks() {
             Some(busy) if busy <= self.epoch_length => Ok(()),
-            _ => Err(format!("epochs.params: epoch_length {} is shorter than the sprint, open, validation and settle stages", self.epoch_length)),
+            _ => Err(format!("epochs.params: epoch_length {} is shorter than the sprint, open, validation, escalation and settle stages", self.epoch_length)),
         }
     }
 
     pub fn reveal_blocks(&self) -> u64 {
         self.validation_blocks / 2
+    }
+
+    pub fn escalation_reveal_blocks(&self) -> u64 {
+        self.escalation_blocks / 2
     }
 }

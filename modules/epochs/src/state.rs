@@ -11,7 +11,7 @@ pub use kiln_framework::epoch::{EpochInfo, Stage};
 impl EpochParams {
     /// Stage boundaries as offsets from the epoch start, in order; each entry
     /// is (stage, first offset). Saturating arithmetic: params are validated.
-    fn boundaries(&self) -> [(Stage, u64); 8] {
+    fn boundaries(&self) -> [(Stage, u64); 10] {
         let commit_grace = self.sprint_blocks;
         let challenge = self
             .sprint_blocks
@@ -21,7 +21,12 @@ impl EpochParams {
         let vote_commit = open.saturating_add(self.open_blocks);
         let vote_reveal =
             vote_commit.saturating_add(self.validation_blocks.saturating_sub(self.reveal_blocks()));
-        let settle = vote_commit.saturating_add(self.validation_blocks);
+        let escalation_commit = vote_commit.saturating_add(self.validation_blocks);
+        let escalation_reveal = escalation_commit.saturating_add(
+            self.escalation_blocks
+                .saturating_sub(self.escalation_reveal_blocks()),
+        );
+        let settle = escalation_commit.saturating_add(self.escalation_blocks);
         let inference = settle.saturating_add(1);
         [
             (Stage::Sprint, 0),
@@ -30,6 +35,8 @@ impl EpochParams {
             (Stage::Open, open),
             (Stage::VoteCommit, vote_commit),
             (Stage::VoteReveal, vote_reveal),
+            (Stage::EscalationCommit, escalation_commit),
+            (Stage::EscalationReveal, escalation_reveal),
             (Stage::Settle, settle),
             (Stage::Inference, inference),
         ]
@@ -194,8 +201,16 @@ mod tests {
             (stage(21), stage(22)),
             (Stage::VoteReveal, Stage::VoteReveal)
         );
-        assert_eq!(stage(23), Stage::Settle);
-        assert_eq!((stage(24), stage(60)), (Stage::Inference, Stage::Inference));
+        assert_eq!(
+            (stage(23), stage(24)),
+            (Stage::EscalationCommit, Stage::EscalationCommit)
+        );
+        assert_eq!(
+            (stage(25), stage(26)),
+            (Stage::EscalationReveal, Stage::EscalationReveal)
+        );
+        assert_eq!(stage(27), Stage::Settle);
+        assert_eq!((stage(28), stage(60)), (Stage::Inference, Stage::Inference));
         let next = p.info(1, 61);
         assert_eq!(
             (next.epoch, next.stage, next.start_height),
@@ -213,6 +228,9 @@ mod tests {
         assert!(p.validate().is_err());
         p = EpochParams::devnet();
         p.validation_blocks = 1;
+        assert!(p.validate().is_err());
+        p = EpochParams::devnet();
+        p.escalation_blocks = 1;
         assert!(p.validate().is_err());
     }
 

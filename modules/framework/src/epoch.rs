@@ -11,6 +11,10 @@ pub enum Stage {
     Open,
     VoteCommit,
     VoteReveal,
+    /// Escalated hosts (a revealed `invalid` vote) are judged by every host
+    /// with weight in force: commit-then-reveal, like the committee votes.
+    EscalationCommit,
+    EscalationReveal,
     Settle,
     Inference,
 }
@@ -24,6 +28,8 @@ impl Stage {
             Stage::Open => "open",
             Stage::VoteCommit => "vote_commit",
             Stage::VoteReveal => "vote_reveal",
+            Stage::EscalationCommit => "escalation_commit",
+            Stage::EscalationReveal => "escalation_reveal",
             Stage::Settle => "settle",
             Stage::Inference => "inference",
         }

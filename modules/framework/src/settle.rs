@@ -21,6 +21,12 @@ pub struct ComputeOutcome {
     pub rejected_or_unopened: bool,
     /// Votes it committed as a validator and did not reveal.
     pub unrevealed_votes: u64,
+    /// Its `invalid` votes on hosts the all-weight escalation accepted
+    /// (forcing everyone into an escalation is not free).
+    pub overturned_invalid_votes: u64,
+    /// Its `valid` votes (committee or escalation) on hosts the escalation
+    /// rejected (vouching for a fabricated claim is not free).
+    pub valid_votes_on_rejected: u64,
 }
 
 /// The first step's answer: raw weight per accepted host and what happened

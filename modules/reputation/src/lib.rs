@@ -73,6 +73,13 @@ pub struct EpochOutcome {
     pub rejected_or_unopened: bool,
     /// Sprint votes it committed and did not reveal.
     pub unrevealed_votes: u64,
+    /// Its `invalid` sprint votes the all-weight escalation overturned, and
+    /// its `valid` votes on hosts the escalation rejected. Either resets
+    /// `good_epochs` like a rejection: an honest validator's binomial test
+    /// (alpha 1e-7) practically never disagrees with the whole network, so
+    /// disagreeing is treated as misbehaviour.
+    pub overturned_invalid_votes: u64,
+    pub valid_votes_on_rejected: u64,
     /// Inference misses above 1%, in whole percent (later issue; 0 now).
     pub excess_miss_percent: u64,
     /// An upheld inference dispute or INVALID status (later issue; false now).
@@ -85,6 +92,8 @@ impl From<ComputeOutcome> for EpochOutcome {
             accepted: o.accepted,
             rejected_or_unopened: o.rejected_or_unopened,
             unrevealed_votes: o.unrevealed_votes,
+            overturned_invalid_votes: o.overturned_invalid_votes,
+            valid_votes_on_rejected: o.valid_votes_on_rejected,
             ..Default::default()
         }
     }
@@ -118,7 +127,8 @@ pub fn apply_outcome<S: StateWrite>(
 ) -> TxResult<Event> {
     let before = good_epochs(state, addr)?;
     let mut good = before;
-    if outcome.invalid || outcome.rejected_or_unopened {
+    let overruled = outcome.overturned_invalid_votes > 0 || outcome.valid_votes_on_rejected > 0;
+    if outcome.invalid || outcome.rejected_or_unopened || overruled {
         good = 0;
     } else {
         if outcome.accepted && outcome.excess_miss_percent == 0 {
@@ -134,6 +144,8 @@ pub fn apply_outcome<S: StateWrite>(
         .attr("host", addr)
         .attr("good_epochs_before", before)
         .attr("good_epochs", good)
+        .attr("overturned_invalid_votes", outcome.overturned_invalid_votes)
+        .attr("valid_votes_on_rejected", outcome.valid_votes_on_rejected)
         .attr("reputation", score))
 }
 
@@ -251,5 +263,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reputation(&s, &a).unwrap(), 0);
+    }
+
+    #[test]
+    fn votes_the_escalation_overruled_reset_reputation() {
+        let mut s = Overlay::new(EmptyState);
+        init_genesis(&mut s, &ReputationParams::devnet()).unwrap();
+        let (a, b) = (Address([4; 20]), Address([5; 20]));
+        let ok = EpochOutcome {
+            accepted: true,
+            ..Default::default()
+        };
+        for e in 1..=3 {
+            apply_outcome(&mut s, e, &a, &ok).unwrap();
+            apply_outcome(&mut s, e, &b, &ok).unwrap();
+        }
+        let overturned = EpochOutcome {
+            accepted: true,
+            overturned_invalid_votes: 1,
+            ..Default::default()
+        };
+        let vouched = EpochOutcome {
+            accepted: true,
+            valid_votes_on_rejected: 1,
+            ..Default::default()
+        };
+        apply_outcome(&mut s, 4, &a, &overturned).unwrap();
+        apply_outcome(&mut s, 4, &b, &vouched).unwrap();
+        assert_eq!(good_epochs(&s, &a).unwrap(), 0);
+        assert_eq!(good_epochs(&s, &b).unwrap(), 0);
     }
 }

@@ -1,7 +1,9 @@
 //! `app_state.sprint`: params. (Genesis hosts and their epoch-1 weights are
 //! `app_state.hosts`.)
 
-use kiln_framework::{Component, GenesisCtx, StateWriteExt, TxError, TxResult};
+use kiln_framework::{
+    BlockInfo, Component, EpochInfo, Event, GenesisCtx, Stage, StateWriteExt, TxError, TxResult,
+};
 use kiln_state::StateWrite;
 
 use crate::keys;
@@ -20,7 +22,7 @@ impl SprintGenesis {
     }
 }
 
-/// The sprint as a component: genesis here; its settle step is
+/// The sprint as a component: genesis and stage-start hooks here; its settle step is
 /// [`crate::settle`] (a [`kiln_framework::RawWeightSource`]).
 pub struct Sprint;
 
@@ -35,5 +37,19 @@ impl Component for Sprint {
     ) -> TxResult<()> {
         genesis.validate().map_err(TxError::invalid_request)?;
         state.put_value(keys::PARAMS.to_vec(), &genesis.params)
+    }
+
+    /// Committees are drawn once, when the vote stages begin (every opening
+    /// is in by then). (Escalations are marked by the `invalid` reveals
+    /// themselves.)
+    fn on_stage_start<S: StateWrite>(
+        state: &mut S,
+        _block: &BlockInfo,
+        epoch: &EpochInfo,
+    ) -> TxResult<Vec<Event>> {
+        match epoch.stage {
+            Stage::VoteCommit => crate::handler::assign_committees(state, epoch.epoch),
+            _ => Ok(Vec::new()),
+        }
     }
 }

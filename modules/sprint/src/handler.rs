@@ -3,9 +3,12 @@
 //! host registry from `kiln-hosts`, weights in force from `kiln-staking`.
 //! Every refusal says which stage or check failed.
 
+use kiln_bank::state::BankExt;
 use kiln_epochs::{EpochExt, Stage};
 use kiln_framework::msg::address_field;
-use kiln_framework::{Address, Event, ExecCtx, StateWriteExt, TxError, TxResult};
+use kiln_framework::{
+    Address, Coin, Coins, Event, ExecCtx, StateWriteExt, TxError, TxResult, BASE_DENOM,
+};
 use kiln_hosts::HostsExt;
 use kiln_sprint_protocol::{challenge, leaf, merkle};
 use kiln_staking::StakingExt;
@@ -13,7 +16,7 @@ use kiln_state::StateWrite;
 
 use crate::keys;
 use crate::msgs::*;
-use crate::state::{self, Commitment, Opened, OpenedLeaves};
+use crate::state::{self, Commitment, Opened, OpenedLeaves, WeightTable};
 
 pub const CODESPACE: &str = "sprint";
 
@@ -58,6 +61,14 @@ pub mod codes {
     pub const REVEAL_MISMATCH: u32 = 21;
     /// A second reveal.
     pub const VOTE_ALREADY_REVEALED: u32 = 22;
+    /// The host's account cannot pay the commitment bond (`commit_bond`).
+    pub const BOND_UNPAID: u32 = 23;
+    /// An escalation vote on a host that was not escalated.
+    pub const NOT_ESCALATED: u32 = 24;
+    /// An escalation vote from a host without weight in force.
+    pub const NO_WEIGHT_IN_FORCE: u32 = 25;
+    /// A host voting in its own escalation.
+    pub const OWN_ESCALATION: u32 = 26;
 }
 
 pub(crate) fn err(code: u32, log: impl Into<String>) -> TxError {
@@ -120,6 +131,7 @@ pub fn commit<S: StateWrite>(
             "MsgSprintCommit (the commit deadline has passed)",
         ));
     }
+    lock_bond(state, ctx, msg.epoch, &host)?;
     let record = Commitment {
         root: hex::encode(&msg.root),
         count: msg.count,
@@ -242,21 +254,151 @@ pub fn open<S: StateWrite>(
     Ok(())
 }
 
-/// The committee for `host` in `epoch`, from the weights in force.
+/// Locks the commitment bond from the host's own account (not the ML key)
+/// into the module escrow the first time the host commits in `epoch`; later
+/// commitments of the epoch lock nothing more.
+fn lock_bond<S: StateWrite>(
+    state: &mut S,
+    ctx: &mut ExecCtx<'_>,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<()> {
+    let key = keys::bond(epoch, host);
+    if state.get_raw(&key)?.is_some() {
+        return Ok(());
+    }
+    let amount = u128::from(state::sprint_params(state)?.commit_bond);
+    if amount == 0 {
+        return Ok(());
+    }
+    let have = state.balance(host, BASE_DENOM)?;
+    if have < amount {
+        return Err(err(
+            codes::BOND_UNPAID,
+            format!(
+                "host account {host} holds {have}{BASE_DENOM} but a commitment locks a bond of {amount}{BASE_DENOM}; fund the host account (the bond is not paid by the ML key)"
+            ),
+        ));
+    }
+    let coins = Coins::normalize(vec![Coin::new(BASE_DENOM, amount)])?;
+    state.transfer(ctx, host, &Address::module(keys::BOND_ESCROW), &coins)?;
+    state.put_u128(key, amount);
+    ctx.emit(
+        Event::new("kiln.sprint.v1.EventBondLocked")
+            .attr("epoch", epoch)
+            .attr("host", host)
+            .attr("amount", amount),
+    );
+    Ok(())
+}
+
+/// The challenge seed of `host` in `epoch` (committee draws).
+fn host_seed<S: kiln_state::StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<[u8; 32]> {
+    let challenge_hash = state.challenge_block_hash(epoch)?.unwrap_or_default();
+    Ok(challenge::challenge_seed(&challenge_hash, host.as_bytes()))
+}
+
+/// The committee for `host` in `epoch`: the one assigned when the vote
+/// stages began, or, before that, the one the weights in force would draw
+/// now (this second path rebuilds the weight table: tools and tests only;
+/// handlers read the assignment).
 pub fn committee_of<S: kiln_state::StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     host: &Address,
 ) -> TxResult<Vec<Address>> {
+    let assigned = state::assigned_committee(state, epoch, host)?;
+    if !assigned.0.is_empty() {
+        return Ok(assigned.0.into_iter().map(|(a, _)| a).collect());
+    }
     let params = state::sprint_params(state)?;
-    let challenge_hash = state.challenge_block_hash(epoch)?.unwrap_or_default();
-    let seed = challenge::challenge_seed(&challenge_hash, host.as_bytes());
+    let table = WeightTable::new(&state.weights_in_force()?);
+    let opened = state::opened_hosts(state, epoch)?.len() as u64;
     Ok(state::committee(
-        &state.weights_in_force()?,
+        &table,
         host,
-        &seed,
-        params.sprint_committee,
+        &host_seed(state, epoch, host)?,
+        crate::params::committee_size(params.sprint_committee, opened),
     ))
+}
+
+/// At the first `VoteCommit` block: draws the committee of every opened host
+/// once, from one weight table (O(n) to build, O(size · log n) per host),
+/// and stores it by host (tally, vote checks) and by voter (`Duties`): one
+/// write per host and one per assigned voter.
+pub fn assign_committees<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<Vec<Event>> {
+    let params = state::sprint_params(state)?;
+    let table = WeightTable::new(&state.weights_in_force()?);
+    let opened = state::opened_hosts(state, epoch)?;
+    let size = crate::params::committee_size(params.sprint_committee, opened.len() as u64);
+    let challenge_hash = state.challenge_block_hash(epoch)?.unwrap_or_default();
+    let mut by_voter: std::collections::BTreeMap<Address, Vec<Address>> = Default::default();
+    for host in &opened {
+        let seed = challenge::challenge_seed(&challenge_hash, host.as_bytes());
+        let members: Vec<(Address, u64)> = state::committee(&table, host, &seed, size)
+            .into_iter()
+            .map(|voter| (voter, table.weight_of(&voter)))
+            .collect();
+        for (voter, _) in &members {
+            // Hosts are visited in address order, so each list stays sorted.
+            by_voter.entry(*voter).or_default().push(*host);
+        }
+        state.put_value(
+            keys::committee(epoch, host),
+            &state::AssignedCommittee(members),
+        )?;
+    }
+    let voters = by_voter.len();
+    for (voter, hosts) in by_voter {
+        state.put_value(keys::duties(epoch, &voter), &state::AssignedDuties(hosts))?;
+    }
+    Ok(vec![Event::new("kiln.sprint.v1.EventCommitteesAssigned")
+        .attr("epoch", epoch)
+        .attr("opened_hosts", opened.len())
+        .attr("committee_size", size)
+        .attr("voters", voters)])
+}
+
+/// One committee member's standing on a host at settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberVote {
+    pub voter: Address,
+    /// Weight in force at assignment (1 for a member without weight).
+    pub weight: u64,
+    /// The revealed vote (`None`: not revealed).
+    pub vote: Option<bool>,
+    pub committed: bool,
+}
+
+/// The assigned committee of `host` with each member's weight, revealed vote
+/// and whether it committed one. O(committee) reads.
+pub fn committee_votes<S: kiln_state::StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<Vec<MemberVote>> {
+    let mut out = Vec::new();
+    for (voter, w) in state::assigned_committee(state, epoch, host)?.0 {
+        let vote = state
+            .get_raw(&keys::vote_reveal(epoch, host, &voter))?
+            .map(|v| v.first() == Some(&1));
+        let committed = vote.is_some()
+            || state
+                .get_raw(&keys::vote_commit(epoch, host, &voter))?
+                .is_some();
+        out.push(MemberVote {
+            voter,
+            // A member without weight in force (a one-host devnet's first epochs) counts 1.
+            weight: w.max(1),
+            vote,
+            committed,
+        });
+    }
+    Ok(out)
 }
 
 pub fn vote_commit<S: StateWrite>(
@@ -268,25 +410,33 @@ pub fn vote_commit<S: StateWrite>(
     let host = address_field(&msg.host, "host")?;
     registered(state, &voter, "voter")?;
     let info = current_epoch(state, ctx, msg.epoch)?;
-    if info.stage != Stage::VoteCommit {
-        return Err(wrong_stage(&info, "MsgSprintVoteCommit"));
-    }
+    let escalation = match info.stage {
+        Stage::VoteCommit => false,
+        Stage::EscalationCommit => true,
+        _ => return Err(wrong_stage(&info, "MsgSprintVoteCommit")),
+    };
     if state::opened(state, msg.epoch, &host)?.is_none() {
         return Err(err(
             codes::NOTHING_TO_VOTE_ON,
             format!("{host} has no opening to vote on in epoch {}", msg.epoch),
         ));
     }
-    if !committee_of(state, msg.epoch, &host)?.contains(&voter) {
-        return Err(err(
-            codes::NOT_ON_COMMITTEE,
-            format!(
-                "{voter} is not on the committee for {host} in epoch {}",
-                msg.epoch
-            ),
-        ));
-    }
-    let key = keys::vote_commit(msg.epoch, &host, &voter);
+    let key = if escalation {
+        may_vote_in_escalation(state, msg.epoch, &host, &voter)?;
+        keys::escalation_commit(msg.epoch, &host, &voter)
+    } else {
+        // One read of the stored assignment (O(committee)), no weight scan.
+        if !state::assigned_committee(state, msg.epoch, &host)?.contains(&voter) {
+            return Err(err(
+                codes::NOT_ON_COMMITTEE,
+                format!(
+                    "{voter} is not on the committee for {host} in epoch {}",
+                    msg.epoch
+                ),
+            ));
+        }
+        keys::vote_commit(msg.epoch, &host, &voter)
+    };
     if state.get_raw(&key)?.is_some() {
         return Err(err(codes::VOTE_ALREADY_COMMITTED, "vote already committed"));
     }
@@ -295,8 +445,38 @@ pub fn vote_commit<S: StateWrite>(
         Event::new("kiln.sprint.v1.EventVoteCommitted")
             .attr("epoch", msg.epoch)
             .attr("host", host)
-            .attr("voter", voter),
+            .attr("voter", voter)
+            .attr("escalation", escalation),
     );
+    Ok(())
+}
+
+/// Escalation voters: every host with weight in force, except the escalated
+/// host itself. O(log n) per message.
+fn may_vote_in_escalation<S: kiln_state::StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+    voter: &Address,
+) -> TxResult<()> {
+    if state.get_raw(&keys::escalated(epoch, host))?.is_none() {
+        return Err(err(
+            codes::NOT_ESCALATED,
+            format!("{host} was not escalated in epoch {epoch}"),
+        ));
+    }
+    if voter == host {
+        return Err(err(
+            codes::OWN_ESCALATION,
+            "a host cannot vote in its own escalation",
+        ));
+    }
+    if state.weight_in_force(voter)? == 0 {
+        return Err(err(
+            codes::NO_WEIGHT_IN_FORCE,
+            format!("{voter} holds no weight in force, so it does not vote in escalations"),
+        ));
+    }
     Ok(())
 }
 
@@ -308,11 +488,21 @@ pub fn vote_reveal<S: StateWrite>(
     let voter = address_field(&msg.voter, "voter")?;
     let host = address_field(&msg.host, "host")?;
     let info = current_epoch(state, ctx, msg.epoch)?;
-    if info.stage != Stage::VoteReveal {
-        return Err(wrong_stage(&info, "MsgSprintVoteReveal"));
-    }
+    let (commit_key, reveal_key, escalation) = match info.stage {
+        Stage::VoteReveal => (
+            keys::vote_commit(msg.epoch, &host, &voter),
+            keys::vote_reveal(msg.epoch, &host, &voter),
+            false,
+        ),
+        Stage::EscalationReveal => (
+            keys::escalation_commit(msg.epoch, &host, &voter),
+            keys::escalation_reveal(msg.epoch, &host, &voter),
+            true,
+        ),
+        _ => return Err(wrong_stage(&info, "MsgSprintVoteReveal")),
+    };
     let committed = state
-        .get_raw(&keys::vote_commit(msg.epoch, &host, &voter))?
+        .get_raw(&commit_key)?
         .ok_or_else(|| err(codes::NO_VOTE_TO_REVEAL, "no committed vote to reveal"))?;
     if vote_commitment(msg.valid, &msg.salt).as_slice() != committed.as_slice() {
         return Err(err(
@@ -320,17 +510,32 @@ pub fn vote_reveal<S: StateWrite>(
             "revealed vote does not match its commitment",
         ));
     }
-    let key = keys::vote_reveal(msg.epoch, &host, &voter);
-    if state.get_raw(&key)?.is_some() {
+    if state.get_raw(&reveal_key)?.is_some() {
         return Err(err(codes::VOTE_ALREADY_REVEALED, "vote already revealed"));
     }
-    state.put_raw(key, vec![u8::from(msg.valid)]);
+    state.put_raw(reveal_key, vec![u8::from(msg.valid)]);
+    if !escalation && !msg.valid {
+        // Any revealed `invalid` committee vote sends the host to the
+        // all-weight tally (SPEC §4 "Weight"); marked here, in O(1), so no
+        // stage has to rescan the committees.
+        let key = keys::escalated(msg.epoch, &host);
+        if state.get_raw(&key)?.is_none() {
+            state.put_raw(key, Vec::new());
+            ctx.emit(
+                Event::new("kiln.sprint.v1.EventSprintEscalated")
+                    .attr("epoch", msg.epoch)
+                    .attr("host", host)
+                    .attr("voter", voter),
+            );
+        }
+    }
     ctx.emit(
         Event::new("kiln.sprint.v1.EventVoteRevealed")
             .attr("epoch", msg.epoch)
             .attr("host", host)
             .attr("voter", voter)
-            .attr("valid", msg.valid),
+            .attr("valid", msg.valid)
+            .attr("escalation", escalation),
     );
     Ok(())
 }

@@ -10,8 +10,19 @@
 //! | `sprint/vote_commit/{epoch}/{host}/{voter}` | 32-byte vote commitment |
 //! | `sprint/vote_reveal/{epoch}/{host}/{voter}` | 1 byte: 1 valid, 0 invalid |
 //! | `sprint/result/{epoch}/{addr}` | [`crate::state::EpochResult`] written at settle |
+//! | `sprint/committee/{epoch}/{host}` | [`crate::state::AssignedCommittee`]: members and their weights in force, written when the vote stages start |
+//! | `sprint/duty/{epoch}/{voter}` | [`crate::state::AssignedDuties`]: the same assignment indexed by voter (for `Duties`) |
+//! | `sprint/escalated/{epoch}/{host}` | empty: a revealed `invalid` vote sent the host to the all-weight tally |
+//! | `sprint/esc_commit/{epoch}/{host}/{voter}` | 32-byte escalation vote commitment |
+//! | `sprint/esc_reveal/{epoch}/{host}/{voter}` | 1 byte: 1 valid, 0 invalid |
+//! | `sprint/bond/{epoch}/{host}` | u128 BE: ukiln locked by the host's first commitment (deleted at settle) |
+//!
+//! Bonds are held by the module account [`BOND_ESCROW`] until settle.
 
 use kiln_framework::Address;
+
+/// The module account holding commitment bonds until settle.
+pub const BOND_ESCROW: &str = "sprint_bonds";
 
 /// The one prefix this module owns.
 pub const PREFIX: &[u8] = b"sprint/";
@@ -25,13 +36,12 @@ pub fn commit(epoch: u64, addr: &Address) -> Vec<u8> {
     [commits_of_epoch(epoch).as_slice(), addr.as_bytes()].concat()
 }
 
+pub fn opens_of_epoch(epoch: u64) -> Vec<u8> {
+    [b"sprint/open/".as_slice(), &epoch.to_be_bytes()].concat()
+}
+
 pub fn open(epoch: u64, addr: &Address) -> Vec<u8> {
-    [
-        b"sprint/open/".as_slice(),
-        &epoch.to_be_bytes(),
-        addr.as_bytes(),
-    ]
-    .concat()
+    [opens_of_epoch(epoch).as_slice(), addr.as_bytes()].concat()
 }
 
 pub fn vote_commits_for(epoch: u64, host: &Address) -> Vec<u8> {
@@ -65,3 +75,49 @@ pub fn result(epoch: u64, addr: &Address) -> Vec<u8> {
     ]
     .concat()
 }
+
+fn epoch_key(tag: &[u8], epoch: u64, parts: &[&Address]) -> Vec<u8> {
+    let mut k = [tag, &epoch.to_be_bytes()].concat();
+    for p in parts {
+        k.extend_from_slice(p.as_bytes());
+    }
+    k
+}
+
+pub fn committee(epoch: u64, host: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/committee/", epoch, &[host])
+}
+
+pub fn duties(epoch: u64, voter: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/duty/", epoch, &[voter])
+}
+
+pub fn escalated_of_epoch(epoch: u64) -> Vec<u8> {
+    epoch_key(b"sprint/escalated/", epoch, &[])
+}
+
+pub fn escalated(epoch: u64, host: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/escalated/", epoch, &[host])
+}
+
+pub fn escalation_commit(epoch: u64, host: &Address, voter: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/esc_commit/", epoch, &[host, voter])
+}
+
+pub fn escalation_reveals_for(epoch: u64, host: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/esc_reveal/", epoch, &[host])
+}
+
+pub fn escalation_commits_for(epoch: u64, host: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/esc_commit/", epoch, &[host])
+}
+
+pub fn escalation_reveal(epoch: u64, host: &Address, voter: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/esc_reveal/", epoch, &[host, voter])
+}
+
+pub fn bond(epoch: u64, host: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/bond/", epoch, &[host])
+}
+
+pub const BOND_PREFIX: &[u8] = b"sprint/bond/";

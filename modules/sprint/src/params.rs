@@ -16,13 +16,28 @@ pub struct SprintParams {
     pub preset: String,
     /// Leaves each host must open: `k = min(count, sprint_samples)`.
     pub sprint_samples: u32,
-    /// Voters per opening (at least 1); when fewer hosts are eligible,
-    /// every eligible host votes.
+    /// Base committee size `c0` (at least 1; genesis validation refuses 0).
+    /// Each opening's committee has `c0 + ⌈log₃ h⌉` members for `h` opened
+    /// hosts (see [`committee_size`]), so the chance that any fabricated
+    /// claim of the epoch meets an all-coalition committee stays ≤ (1/3)^c0
+    /// however many claims a coalition with ≤ 1/3 of the weight makes
+    /// (README, "Sybil lottery"); when fewer hosts are eligible, every
+    /// eligible host votes.
     pub sprint_committee: u32,
     /// Share threshold on the distance, in millionths.
     pub r_target_micro: u64,
     /// Recomputation tolerance, in millionths (voters apply it).
     pub sprint_tolerance_micro: u64,
+    /// Bond (ukiln) locked from the host's account by its first commitment of
+    /// an epoch; returned at settle when accepted, burned when rejected or
+    /// unopened.
+    pub commit_bond: u64,
+    /// A host's raw weight is at most `previous × max_weight_growth_bps /
+    /// 10 000 + new_host_weight_cap` (20 000 = 2×).
+    pub max_weight_growth_bps: u64,
+    /// The additive term of the growth cap: all a host without weight can
+    /// gain in one epoch.
+    pub new_host_weight_cap: u64,
 }
 
 impl Default for SprintParams {
@@ -30,9 +45,12 @@ impl Default for SprintParams {
         SprintParams {
             preset: "mainnet".into(),
             sprint_samples: 200,
-            sprint_committee: 8,
+            sprint_committee: 9,
             r_target_micro: 1_391_480,
             sprint_tolerance_micro: 2_000,
+            commit_bond: 10_000_000,
+            max_weight_growth_bps: 20_000,
+            new_host_weight_cap: 1_000,
         }
     }
 }
@@ -53,6 +71,12 @@ impl SprintParams {
             // never includes the host itself).
             sprint_committee: 8,
             r_target_micro: 1_346_000,
+            commit_bond: 1_000_000,
+            // Devnet hosts start from genesis weights of ~100 and a CPU
+            // sprint finds a few hundred to a few thousand shares: the cap
+            // must let the first settle take them in (it still bounds a
+            // jump to 2× + 100 000).
+            new_host_weight_cap: 100_000,
             ..Default::default()
         }
     }
@@ -81,9 +105,46 @@ impl SprintParams {
                 self.sprint_tolerance_micro
             ));
         }
+        if self.new_host_weight_cap == 0 {
+            return Err("sprint.params.new_host_weight_cap must be positive (or no host could ever gain weight)".into());
+        }
         if self.preset.is_empty() {
             return Err("sprint.params.preset must name a model preset".into());
         }
         Ok(())
+    }
+}
+
+/// Members of each committee in an epoch with `opened` opened hosts: `base +
+/// ⌈log₃ opened⌉` (0 stays 0: everyone). A coalition with weight q ≤ 1/3 gets
+/// an all-coalition committee with probability ≤ q^size per claim, and makes
+/// at most `opened` claims, so its chance per epoch is ≤ opened · 3^−size ≤
+/// 3^−base.
+pub fn committee_size(base: u32, opened: u64) -> u32 {
+    if base == 0 {
+        return 0;
+    }
+    let mut extra = 0u32;
+    let mut reach: u64 = 1;
+    while reach < opened {
+        reach = reach.saturating_mul(3);
+        extra += 1;
+    }
+    base.saturating_add(extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committee_grows_by_one_member_per_tripling_of_opened_hosts() {
+        assert_eq!(committee_size(0, 1_000), 0);
+        assert_eq!(committee_size(9, 0), 9);
+        assert_eq!(committee_size(9, 1), 9);
+        assert_eq!(committee_size(9, 3), 10);
+        assert_eq!(committee_size(9, 4), 11);
+        assert_eq!(committee_size(9, 1_000), 16);
+        assert_eq!(committee_size(9, 10_000), 18);
     }
 }

@@ -9,7 +9,9 @@ use kiln_framework::query::json;
 use kiln_framework::{Address, TxError, TxResult};
 use kiln_state::StateRead;
 
-use crate::state;
+use kiln_staking::StakingExt;
+
+use crate::{keys, state};
 
 pub const PARAMS_PATH: &str = "/kiln.sprint.v1.Query/Params";
 pub const RESULT_PATH: &str = "/kiln.sprint.v1.Query/Result";
@@ -63,7 +65,13 @@ pub struct Duties {
     pub address: Address,
     pub commitment: Option<state::Commitment>,
     pub opened: bool,
+    /// Openings whose committee this address sits on (assigned when the vote
+    /// stages begin; empty before).
     pub duties: Vec<Duty>,
+    /// Escalated openings this address must judge in the escalation stages
+    /// (every host with weight in force, except the escalated host).
+    #[serde(default)]
+    pub escalations: Vec<Duty>,
     pub result: Option<state::EpochResult>,
 }
 
@@ -78,24 +86,43 @@ fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
             "expected {{\"epoch\":N,\"address\":\"kiln1…\"}}: {e}"
         ))
     })?;
+    // Read from the stored assignment: O(duties), never a weight scan.
     let mut duties = Vec::new();
-    for host in state::committed_hosts(state, req.epoch)? {
+    for host in state::duties_of(state, req.epoch, &req.address)? {
         let Some(leaves) = state::opened(state, req.epoch, &host)? else {
             continue;
         };
-        if !crate::handler::committee_of(state, req.epoch, &host)?.contains(&req.address) {
-            continue;
-        }
         duties.push(Duty {
             host,
             leaves,
             vote_committed: state
-                .get_raw(&crate::keys::vote_commit(req.epoch, &host, &req.address))?
+                .get_raw(&keys::vote_commit(req.epoch, &host, &req.address))?
                 .is_some(),
             vote_revealed: state
-                .get_raw(&crate::keys::vote_reveal(req.epoch, &host, &req.address))?
+                .get_raw(&keys::vote_reveal(req.epoch, &host, &req.address))?
                 .is_some(),
         });
+    }
+    let mut escalations = Vec::new();
+    if state.weight_in_force(&req.address)? > 0 {
+        for host in state::escalated_hosts(state, req.epoch)? {
+            if host == req.address {
+                continue;
+            }
+            let Some(leaves) = state::opened(state, req.epoch, &host)? else {
+                continue;
+            };
+            escalations.push(Duty {
+                host,
+                leaves,
+                vote_committed: state
+                    .get_raw(&keys::escalation_commit(req.epoch, &host, &req.address))?
+                    .is_some(),
+                vote_revealed: state
+                    .get_raw(&keys::escalation_reveal(req.epoch, &host, &req.address))?
+                    .is_some(),
+            });
+        }
     }
     let value = Duties {
         epoch: req.epoch,
@@ -103,6 +130,7 @@ fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
         commitment: state::commitment(state, req.epoch, &req.address)?,
         opened: state::opened(state, req.epoch, &req.address)?.is_some(),
         duties,
+        escalations,
         result: state::result(state, req.epoch, &req.address)?,
     };
     json(&value)

@@ -1,63 +1,104 @@
 //! The sprint's steps of the settle pipeline (SPEC §4 "Weight"): tally the
-//! commit-revealed votes into raw weights ([`RawWeightSource`]), and record
-//! the effective weights staking derived from them in each host's result.
-//! It knows nothing of reputation or the validator set: it reports what
-//! happened ([`ComputeOutcome`]) and the app hands that on.
+//! commit-revealed votes into raw weights ([`RawWeightSource`]), settle the
+//! commitment bonds, and record the effective weights staking derived from
+//! them in each host's result. It knows nothing of reputation or the
+//! validator set: it reports what happened ([`kiln_framework::ComputeOutcome`]) and the app
+//! hands that on.
+//!
+//! Cost: the weights in force are read once; each committed host costs its
+//! stored committee (O(committee)) and, when escalated, its escalation votes.
+//! No committee is redrawn here.
 
 use std::collections::BTreeMap;
 
+use kiln_bank::state::BankExt;
 use kiln_framework::{
-    Address, ComputeOutcome, Event, RawWeightSource, RawWeights, StateWriteExt, TxResult,
+    Address, Coin, Coins, Event, RawWeightSource, RawWeights, StateWriteExt, TxResult, BASE_DENOM,
 };
 use kiln_staking::StakingExt;
 use kiln_state::StateWrite;
 
 use crate::genesis::Sprint;
-use crate::handler::committee_of;
+use crate::handler::committee_votes;
 use crate::keys;
-use crate::state::{self, EpochResult};
+use crate::state::{self, CommitteeVerdict, EpochResult};
 
 impl RawWeightSource for Sprint {
-    /// Tallies `epoch` at its settle block: a host is accepted when it opened
-    /// and voters holding more than half of its committee's weight (weights in
-    /// force; 1 for a member without weight) revealed `valid`. Writes each
-    /// committed host's [`EpochResult`] (effective weight 0 until
-    /// [`record_effective_weights`]).
+    /// Tallies `epoch` at its settle block. A host that opened is accepted
+    /// when its committee accepts ([`state::committee_verdict`]) or, if a
+    /// member revealed `invalid`, when more than half of the weight revealed
+    /// in its escalation voted `valid` ([`state::escalation_accepts`]). Its
+    /// raw weight is its count limited by the growth cap
+    /// ([`state::capped_raw_weight`]). Bonds are returned to accepted hosts
+    /// and burned for the others. Writes each committed host's
+    /// [`EpochResult`] (effective weight 0 until [`record_effective_weights`]).
     fn settle_raw_weights<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<RawWeights> {
         let in_force = state.weights_in_force()?;
+        let params = state::sprint_params(state)?;
         let mut out = RawWeights::default();
 
         for host in state::committed_hosts(state, epoch)? {
             let Some(commit) = state::commitment(state, epoch, &host)? else {
                 continue;
             };
-            let committee = committee_of(state, epoch, &host)?;
+            let opened = state::opened(state, epoch, &host)?.is_some();
+            let members = if opened {
+                committee_votes(state, epoch, &host)?
+            } else {
+                Vec::new()
+            };
             let mut committee_weight: u64 = 0;
             let mut valid_weight: u64 = 0;
             let mut valid_count: u64 = 0;
-            for voter in &committee {
-                // Every member counts with its weight in force (1 when none is set yet).
-                let w = in_force.get(voter).copied().unwrap_or(1);
-                committee_weight = committee_weight.saturating_add(w);
-                let committed = state
-                    .get_raw(&keys::vote_commit(epoch, &host, voter))?
-                    .is_some();
-                match state.get_raw(&keys::vote_reveal(epoch, &host, voter))? {
-                    Some(v) if v.first() == Some(&1) => {
-                        valid_weight = valid_weight.saturating_add(w);
-                        valid_count += 1;
-                    }
-                    Some(_) => {}
-                    None if committed => {
-                        let o: &mut ComputeOutcome = out.outcomes.entry(*voter).or_default();
-                        o.unrevealed_votes += 1;
-                    }
-                    None => {}
+            for m in &members {
+                committee_weight = committee_weight.saturating_add(m.weight);
+                if m.vote == Some(true) {
+                    valid_weight = valid_weight.saturating_add(m.weight);
+                    valid_count += 1;
+                }
+                if m.vote.is_none() && m.committed {
+                    out.outcomes.entry(m.voter).or_default().unrevealed_votes += 1;
                 }
             }
-            let opened = state::opened(state, epoch, &host)?.is_some();
-            let accepted =
-                opened && committee_weight > 0 && valid_weight.saturating_mul(2) > committee_weight;
+            let verdict = state::committee_verdict(members.iter().map(|m| (m.weight, m.vote)));
+            let escalated = opened && state.get_raw(&keys::escalated(epoch, &host))?.is_some();
+            let (mut esc_valid, mut esc_revealed) = (0u128, 0u128);
+            let accepted = if escalated {
+                let reveals = state::escalation_reveals(state, epoch, &host)?;
+                for (voter, valid) in &reveals {
+                    let w = u128::from(in_force.get(voter).copied().unwrap_or(0));
+                    esc_revealed += w;
+                    if *valid {
+                        esc_valid += w;
+                    }
+                }
+                let accepted = state::escalation_accepts(esc_valid, esc_revealed);
+                // Whoever the escalation proved wrong pays in reputation.
+                for m in &members {
+                    let o = out.outcomes.entry(m.voter).or_default();
+                    match m.vote {
+                        Some(false) if accepted => o.overturned_invalid_votes += 1,
+                        Some(true) if !accepted => o.valid_votes_on_rejected += 1,
+                        _ => {}
+                    }
+                }
+                for (voter, valid) in &reveals {
+                    let o = out.outcomes.entry(*voter).or_default();
+                    match (valid, accepted) {
+                        (false, true) => o.overturned_invalid_votes += 1,
+                        (true, false) => o.valid_votes_on_rejected += 1,
+                        _ => {}
+                    }
+                }
+                for voter in state::escalation_committers(state, epoch, &host)? {
+                    if !reveals.iter().any(|(v, _)| *v == voter) {
+                        out.outcomes.entry(voter).or_default().unrevealed_votes += 1;
+                    }
+                }
+                accepted
+            } else {
+                opened && verdict == CommitteeVerdict::Accepted
+            };
             let reason = if !opened {
                 "unopened"
             } else if accepted {
@@ -65,21 +106,39 @@ impl RawWeightSource for Sprint {
             } else {
                 "rejected"
             };
+            let previous = in_force.get(&host).copied().unwrap_or(0);
+            let raw = if accepted {
+                state::capped_raw_weight(
+                    commit.count,
+                    previous,
+                    params.max_weight_growth_bps,
+                    params.new_host_weight_cap,
+                )
+            } else {
+                0
+            };
             let outcome = out.outcomes.entry(host).or_default();
             outcome.accepted = accepted;
             outcome.rejected_or_unopened = !accepted;
-            if accepted {
-                out.weights.insert(host, commit.count);
+            if raw > 0 {
+                out.weights.insert(host, raw);
             }
+            let (returned, burned) = settle_bond(state, epoch, &host, accepted, &mut out.events)?;
             state.put_value(
                 keys::result(epoch, &host),
                 &EpochResult {
                     accepted,
                     reason: reason.to_string(),
-                    raw_weight: if accepted { commit.count } else { 0 },
+                    raw_weight: raw,
                     effective_weight: 0,
                     valid_vote_weight: valid_weight,
                     committee_weight,
+                    claimed_count: commit.count,
+                    escalated,
+                    escalation_valid_weight: u64::try_from(esc_valid).unwrap_or(u64::MAX),
+                    escalation_revealed_weight: u64::try_from(esc_revealed).unwrap_or(u64::MAX),
+                    bond_returned: returned,
+                    bond_burned: burned,
                 },
             )?;
             out.events.push(
@@ -90,10 +149,54 @@ impl RawWeightSource for Sprint {
                     .attr("reason", reason)
                     .attr("valid_votes", valid_count)
                     .attr("valid_weight", valid_weight)
-                    .attr("committee_weight", committee_weight),
+                    .attr("committee_weight", committee_weight)
+                    .attr("escalated", escalated)
+                    .attr("escalation_valid_weight", esc_valid)
+                    .attr("escalation_revealed_weight", esc_revealed)
+                    .attr("claimed_count", commit.count)
+                    .attr("raw_weight", raw),
             );
         }
         Ok(out)
+    }
+}
+
+/// Returns the host's bond from escrow (accepted) or burns it (rejected or
+/// unopened); deletes the record. Returns (returned, burned) in ukiln.
+fn settle_bond<S: StateWrite>(
+    state: &mut S,
+    epoch: u64,
+    host: &Address,
+    accepted: bool,
+    events: &mut Vec<Event>,
+) -> TxResult<(u64, u64)> {
+    let amount = state::bond(state, epoch, host)?;
+    if amount == 0 {
+        return Ok((0, 0));
+    }
+    state.delete_raw(keys::bond(epoch, host));
+    let escrow = Address::module(keys::BOND_ESCROW);
+    let coins = Coins::normalize(vec![Coin::new(BASE_DENOM, amount)])?;
+    let shown = u64::try_from(amount).unwrap_or(u64::MAX);
+    if accepted {
+        state.sub_coins(&escrow, &coins)?;
+        state.add_coins(host, &coins)?;
+        events.push(
+            Event::new("kiln.sprint.v1.EventBondReturned")
+                .attr("epoch", epoch)
+                .attr("host", host)
+                .attr("amount", amount),
+        );
+        Ok((shown, 0))
+    } else {
+        state.burn(&escrow, &coins)?;
+        events.push(
+            Event::new("kiln.sprint.v1.EventBondBurned")
+                .attr("epoch", epoch)
+                .attr("host", host)
+                .attr("amount", amount),
+        );
+        Ok((0, shown))
     }
 }
 

@@ -72,6 +72,15 @@ pub struct EpochResult {
     pub effective_weight: u64,
     pub valid_vote_weight: u64,
     pub committee_weight: u64,
+    /// The committed share count (raw weight is this, limited by the growth cap).
+    pub claimed_count: u64,
+    /// A committee member revealed `invalid`: every host with weight decided.
+    pub escalated: bool,
+    pub escalation_valid_weight: u64,
+    pub escalation_revealed_weight: u64,
+    /// Bond returned (accepted) or burned (rejected or unopened), in ukiln.
+    pub bond_returned: u64,
+    pub bond_burned: u64,
 }
 
 pub fn sprint_params<S: StateRead + ?Sized>(state: &S) -> TxResult<SprintParams> {
@@ -106,6 +115,18 @@ pub fn result<S: StateRead + ?Sized>(
     state.get_value(&keys::result(epoch, addr))
 }
 
+/// Hosts that opened in `epoch`, in address order.
+pub fn opened_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult<Vec<Address>> {
+    let mut hosts = Vec::new();
+    state.for_each_under(&keys::opens_of_epoch(epoch), |suffix, _| {
+        hosts.push(
+            Address::from_bytes(suffix).ok_or_else(|| TxError::internal("corrupt open key"))?,
+        );
+        Ok(())
+    })?;
+    Ok(hosts)
+}
+
 pub fn committed_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult<Vec<Address>> {
     let mut hosts = Vec::new();
     state.for_each_under(&keys::commits_of_epoch(epoch), |suffix, _| {
@@ -117,57 +138,311 @@ pub fn committed_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult
     Ok(hosts)
 }
 
+/// The weights in force as a draw table: addresses in order with the running
+/// sum of their weights, so one weighted draw is a binary search (O(log n)).
+/// Built once per settle, per vote-stage start and per `Duties` query, then
+/// passed down (never rebuilt per host or per message). Hosts without weight
+/// are left out.
+#[derive(Debug, Clone, Default)]
+pub struct WeightTable {
+    addrs: Vec<Address>,
+    weights: Vec<u64>,
+    /// `cumulative[i]` = sum of `weights[..=i]`.
+    cumulative: Vec<u128>,
+}
+
+impl WeightTable {
+    pub fn new(weights: &BTreeMap<Address, u64>) -> Self {
+        let mut t = WeightTable::default();
+        let mut sum: u128 = 0;
+        for (a, w) in weights.iter().filter(|(_, w)| **w > 0) {
+            sum += u128::from(*w);
+            t.addrs.push(*a);
+            t.weights.push(*w);
+            t.cumulative.push(sum);
+        }
+        t
+    }
+
+    pub fn total(&self) -> u128 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
+    /// Weight in force of `addr` (0 when absent), O(log n).
+    pub fn weight_of(&self, addr: &Address) -> u64 {
+        self.addrs
+            .binary_search(addr)
+            .ok()
+            .and_then(|i| self.weights.get(i).copied())
+            .unwrap_or(0)
+    }
+
+    /// Index of the entry whose weight interval contains `x < total`.
+    fn pick(&self, x: u128) -> usize {
+        self.cumulative.partition_point(|c| *c <= x)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Address, u64)> {
+        self.addrs.iter().zip(self.weights.iter().copied())
+    }
+}
+
+fn draw_word(challenge: &[u8; 32], counter: u64) -> u128 {
+    let digest = Sha256::new()
+        .chain_update(b"kiln/committee/v1")
+        .chain_update(challenge)
+        .chain_update(counter.to_le_bytes())
+        .finalize();
+    let mut word = [0u8; 16];
+    word.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(word)
+}
+
+/// Draws per committee member before [`committee`] falls back to a linear
+/// scan of the remaining pool (reached only when the drawn members and the
+/// host hold nearly all weight).
+const DRAWS_PER_MEMBER: usize = 64;
+
 /// The validators assigned to `host`'s opening (SPEC §4 "Validation"): drawn
 /// by weight without replacement from the weights in force, seeded by the
 /// host's challenge; never the host itself unless it is the only host with
 /// weight. When `size` reaches the eligible hosts, all of them are assigned
 /// (genesis validation refuses `sprint_committee = 0`; 0 still means all). Sorted.
+///
+/// Each draw is a binary search on the cumulative table; a draw landing on
+/// the host or on a member already chosen is redrawn, which gives exactly
+/// the law of drawing from the remaining pool in proportion to weight. So a
+/// committee costs O(size · log n), not O(n).
 pub fn committee(
-    weights: &BTreeMap<Address, u64>,
+    table: &WeightTable,
     host: &Address,
     challenge: &[u8; 32],
     size: u32,
 ) -> Vec<Address> {
-    let mut pool: Vec<(Address, u64)> = weights
-        .iter()
-        .filter(|(a, w)| *a != host && **w > 0)
-        .map(|(a, w)| (*a, *w))
-        .collect();
-    if pool.is_empty() {
-        return if weights.get(host).copied().unwrap_or(0) > 0 {
+    let host_weight = table.weight_of(host);
+    let pool_len = table.len() - usize::from(host_weight > 0);
+    if pool_len == 0 {
+        return if host_weight > 0 {
             vec![*host]
         } else {
             Vec::new()
         };
     }
-    if size == 0 || usize::try_from(size).map_or(true, |s| s >= pool.len()) {
-        return pool.into_iter().map(|(a, _)| a).collect();
+    if size == 0 || usize::try_from(size).map_or(true, |s| s >= pool_len) {
+        return table.addrs.iter().filter(|a| *a != host).copied().collect();
     }
-    let mut chosen = Vec::new();
+    let size = size as usize;
+    let total = table.total();
+    let mut chosen: Vec<Address> = Vec::with_capacity(size);
     let mut counter: u64 = 0;
-    while chosen.len() < size as usize && !pool.is_empty() {
-        let total: u128 = pool.iter().map(|(_, w)| u128::from(*w)).sum();
-        let digest = Sha256::new()
-            .chain_update(b"kiln/committee/v1")
-            .chain_update(challenge)
-            .chain_update(counter.to_le_bytes())
-            .finalize();
-        counter = counter.wrapping_add(1);
-        let mut word = [0u8; 16];
-        word.copy_from_slice(&digest[..16]);
-        let mut pick = u128::from_le_bytes(word) % total.max(1);
-        let mut index = 0;
-        for (i, (_, w)) in pool.iter().enumerate() {
-            if pick < u128::from(*w) {
-                index = i;
-                break;
-            }
-            pick -= u128::from(*w);
+    let budget = size.saturating_mul(DRAWS_PER_MEMBER);
+    while chosen.len() < size && (counter as usize) < budget {
+        let index = table.pick(draw_word(challenge, counter) % total);
+        counter += 1;
+        let Some(addr) = table.addrs.get(index) else {
+            continue;
+        };
+        if addr != host && !chosen.contains(addr) {
+            chosen.push(*addr);
         }
-        chosen.push(pool.remove(index).0);
+    }
+    if chosen.len() < size {
+        // Almost all weight is already drawn: finish by drawing from the
+        // remaining pool directly (same law, linear cost, rare).
+        let mut pool: Vec<(Address, u64)> = table
+            .iter()
+            .filter(|(a, _)| *a != host && !chosen.contains(a))
+            .map(|(a, w)| (*a, w))
+            .collect();
+        while chosen.len() < size && !pool.is_empty() {
+            let rest: u128 = pool.iter().map(|(_, w)| u128::from(*w)).sum();
+            let mut x = draw_word(challenge, counter) % rest.max(1);
+            counter += 1;
+            let mut index = 0;
+            for (i, (_, w)) in pool.iter().enumerate() {
+                if x < u128::from(*w) {
+                    index = i;
+                    break;
+                }
+                x -= u128::from(*w);
+            }
+            chosen.push(pool.remove(index).0);
+        }
     }
     chosen.sort();
     chosen
+}
+
+/// What a committee's revealed votes decide (SPEC §4 "Weight").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitteeVerdict {
+    /// More than half of the committee's weight revealed `valid`, none `invalid`.
+    Accepted,
+    /// Not enough `valid` weight and no `invalid` vote.
+    Rejected,
+    /// Some member revealed `invalid`: every host with weight decides.
+    Escalate,
+}
+
+/// The committee rule: `members` are (weight, revealed vote) pairs (`None`
+/// = did not reveal).
+pub fn committee_verdict(
+    members: impl IntoIterator<Item = (u64, Option<bool>)>,
+) -> CommitteeVerdict {
+    let mut total: u128 = 0;
+    let mut valid: u128 = 0;
+    let mut any_invalid = false;
+    for (w, vote) in members {
+        total += u128::from(w);
+        match vote {
+            Some(true) => valid += u128::from(w),
+            Some(false) => any_invalid = true,
+            None => {}
+        }
+    }
+    if any_invalid {
+        CommitteeVerdict::Escalate
+    } else if total > 0 && valid * 2 > total {
+        CommitteeVerdict::Accepted
+    } else {
+        CommitteeVerdict::Rejected
+    }
+}
+
+/// The escalation rule: accepted when some weight revealed and more than
+/// half of it voted `valid`.
+pub fn escalation_accepts(valid_weight: u128, revealed_weight: u128) -> bool {
+    revealed_weight > 0 && valid_weight * 2 > revealed_weight
+}
+
+/// Raw weight under the growth cap: `min(count, previous × growth_bps /
+/// 10 000 + new_host_cap)`, in u128 (no overflow), saturating to u64.
+pub fn capped_raw_weight(count: u64, previous: u64, growth_bps: u64, new_host_cap: u64) -> u64 {
+    let limit = u128::from(previous) * u128::from(growth_bps) / 10_000 + u128::from(new_host_cap);
+    u64::try_from(u128::from(count).min(limit)).unwrap_or(u64::MAX)
+}
+
+/// The committee drawn for one host when the vote stages began: members in
+/// address order with their weight in force then. One value per host (not
+/// one key per member), so assigning costs one write per host.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+pub struct AssignedCommittee(pub Vec<(Address, u64)>);
+
+impl AssignedCommittee {
+    /// O(log c).
+    pub fn contains(&self, voter: &Address) -> bool {
+        self.0.binary_search_by(|(a, _)| a.cmp(voter)).is_ok()
+    }
+}
+
+/// The hosts one voter must judge, in address order.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+pub struct AssignedDuties(pub Vec<Address>);
+
+/// The committee assigned to `host` in `epoch` when the vote stages began,
+/// with each member's weight in force then (empty before that).
+pub fn assigned_committee<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<AssignedCommittee> {
+    Ok(state
+        .get_value(&keys::committee(epoch, host))?
+        .unwrap_or_default())
+}
+
+/// Hosts whose committee `voter` sits on in `epoch`, in address order.
+pub fn duties_of<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    voter: &Address,
+) -> TxResult<Vec<Address>> {
+    Ok(state
+        .get_value::<AssignedDuties>(&keys::duties(epoch, voter))?
+        .unwrap_or_default()
+        .0)
+}
+
+/// Hosts escalated in `epoch`, in address order.
+pub fn escalated_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult<Vec<Address>> {
+    let mut out = Vec::new();
+    state.for_each_under(&keys::escalated_of_epoch(epoch), |suffix, _| {
+        out.push(
+            Address::from_bytes(suffix)
+                .ok_or_else(|| TxError::internal("corrupt escalation key"))?,
+        );
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Revealed escalation votes on `host`: (voter, valid).
+pub fn escalation_reveals<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<Vec<(Address, bool)>> {
+    let mut out = Vec::new();
+    state.for_each_under(
+        &keys::escalation_reveals_for(epoch, host),
+        |suffix, value| {
+            let voter = Address::from_bytes(suffix)
+                .ok_or_else(|| TxError::internal("corrupt escalation vote key"))?;
+            out.push((voter, value.first() == Some(&1)));
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Voters that committed an escalation vote on `host`.
+pub fn escalation_committers<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<Vec<Address>> {
+    let mut out = Vec::new();
+    state.for_each_under(&keys::escalation_commits_for(epoch, host), |suffix, _| {
+        out.push(
+            Address::from_bytes(suffix)
+                .ok_or_else(|| TxError::internal("corrupt escalation vote key"))?,
+        );
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The bond `host` locked in `epoch` (0 when none).
+pub fn bond<S: StateRead + ?Sized>(state: &S, epoch: u64, host: &Address) -> TxResult<u128> {
+    Ok(state.get_u128(&keys::bond(epoch, host))?.unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -181,12 +456,60 @@ mod tests {
     #[test]
     fn committee_excludes_host_unless_alone_and_is_deterministic() {
         let w: BTreeMap<Address, u64> = (1..=6).map(|i| (addr(i), u64::from(i) * 10)).collect();
-        let c = committee(&w, &addr(1), &[9; 32], 3);
+        let t = WeightTable::new(&w);
+        let c = committee(&t, &addr(1), &[9; 32], 3);
         assert_eq!(c.len(), 3);
         assert!(!c.contains(&addr(1)));
-        assert_eq!(c, committee(&w, &addr(1), &[9; 32], 3));
-        assert_eq!(committee(&w, &addr(2), &[9; 32], 0).len(), 5);
+        assert_eq!(c, committee(&t, &addr(1), &[9; 32], 3));
+        assert_eq!(committee(&t, &addr(2), &[9; 32], 0).len(), 5);
+        assert_eq!(committee(&t, &addr(2), &[9; 32], 5).len(), 5);
         let alone: BTreeMap<Address, u64> = [(addr(7), 5)].into_iter().collect();
-        assert_eq!(committee(&alone, &addr(7), &[1; 32], 8), vec![addr(7)]);
+        assert_eq!(
+            committee(&WeightTable::new(&alone), &addr(7), &[1; 32], 8),
+            vec![addr(7)]
+        );
+        // A host without weight is judged by the others.
+        assert_eq!(committee(&t, &addr(99), &[9; 32], 2).len(), 2);
+    }
+
+    #[test]
+    fn committee_draws_follow_weight_even_when_heavy_members_are_taken() {
+        // One host with half the weight and 10 light ones: 4-member committees
+        // for a light host must contain the heavy one most of the time, and
+        // never twice; the fallback path keeps size exact.
+        let mut w: BTreeMap<Address, u64> = (1..=10).map(|i| (addr(i), 10)).collect();
+        w.insert(addr(200), 100);
+        let t = WeightTable::new(&w);
+        let mut heavy = 0;
+        for s in 0..200u8 {
+            let c = committee(&t, &addr(1), &[s; 32], 4);
+            assert_eq!(c.len(), 4);
+            let mut d = c.clone();
+            d.dedup();
+            assert_eq!(d.len(), 4);
+            heavy += usize::from(c.contains(&addr(200)));
+        }
+        assert!(heavy > 180, "heavy member drawn {heavy}/200");
+    }
+
+    #[test]
+    fn verdicts_follow_the_rules() {
+        use CommitteeVerdict::*;
+        assert_eq!(committee_verdict([(3, Some(true)), (2, None)]), Accepted);
+        assert_eq!(committee_verdict([(2, Some(true)), (2, None)]), Rejected);
+        assert_eq!(
+            committee_verdict([(9, Some(true)), (1, Some(false))]),
+            Escalate
+        );
+        assert_eq!(committee_verdict([]), Rejected);
+        assert!(
+            escalation_accepts(3, 5) && !escalation_accepts(0, 0) && !escalation_accepts(5, 10)
+        );
+        assert_eq!(capped_raw_weight(5_000, 100, 20_000, 50), 250);
+        assert_eq!(capped_raw_weight(100, 100, 20_000, 50), 100);
+        assert_eq!(
+            capped_raw_weight(u64::MAX, u64::MAX, u64::MAX, u64::MAX),
+            u64::MAX
+        );
     }
 }

@@ -5,9 +5,11 @@
 use kiln_framework::stored_value;
 
 use crate::params::SprintParams;
-use crate::state::{Commitment, EpochResult, OpenedLeaves};
+use crate::state::{AssignedCommittee, AssignedDuties, Commitment, EpochResult, OpenedLeaves};
 
 stored_value!(SprintParams, "sprint params", 1);
 stored_value!(Commitment, "sprint commitment", 1);
 stored_value!(OpenedLeaves, "opened leaves", 1);
 stored_value!(EpochResult, "sprint epoch result", 1);
+stored_value!(AssignedCommittee, "assigned committee", 1);
+stored_value!(AssignedDuties, "assigned duties", 1);

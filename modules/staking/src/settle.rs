@@ -77,7 +77,13 @@ pub fn apply_validator_set<S: StateWrite>(
     for host in everyone {
         let new = effective.get(&host).copied().unwrap_or(0);
         let old = previous.get(&host).copied().unwrap_or(0);
-        state.put_u64(keys::weight(&host), new);
+        // Zero weights are deleted, not stored: the table every committee
+        // draw and query reads holds only hosts with weight.
+        if new == 0 {
+            state.delete_raw(keys::weight(&host));
+        } else {
+            state.put_u64(keys::weight(&host), new);
+        }
         change.weights_changed |= new != old;
         change.events.push(
             Event::new("kiln.sprint.v1.EventWeightSet")

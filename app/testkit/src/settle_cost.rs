@@ -1,0 +1,161 @@
+//! The settle-cost fixture shared by `make bench` (`app/benches/settle_cost.rs`)
+//! and the regression test `settle_cost_grows_about_linearly_with_hosts`:
+//! an in-memory state with `hosts` genesis hosts with weight, each of which
+//! committed, opened and was voted valid by its whole committee, stopped just
+//! before the epoch-1 settle. [`time_settle`] times the chain's own work for
+//! that epoch's tally: the committee assignment at the start of the vote
+//! stages and the settle pipeline.
+
+// Not consensus code: it reads the wall clock.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use std::time::{Duration, Instant};
+
+use kiln_epochs::{EpochParams, Stage};
+use kiln_framework::{Address, BlockInfo, GenesisCtx, StateWriteExt};
+use kiln_sprint::state::{Commitment, Opened, OpenedLeaves};
+use kiln_state::{EmptyState, Overlay, StateWrite};
+use sha2::{Digest, Sha256};
+
+/// Committed, opened and fully voted state of epoch 1, before its settle.
+pub struct SettleFixture {
+    pub state: Overlay<EmptyState>,
+    pub hosts: Vec<Address>,
+    pub params: EpochParams,
+}
+
+fn host_address(i: usize) -> Address {
+    let d = Sha256::digest(format!("settle-cost-host-{i}").as_bytes());
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&d[..20]);
+    Address(a)
+}
+
+/// Builds the fixture with `hosts` hosts (mainnet-like sprint params, devnet
+/// schedule); `committee_base` overrides `sprint_committee` when given.
+pub fn settle_fixture(hosts: usize, committee_base: Option<u32>) -> anyhow::Result<SettleFixture> {
+    let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
+    let mut genesis = kiln_genesis::AppGenesis::default();
+    genesis.epochs.params = EpochParams::devnet();
+    if let Some(base) = committee_base {
+        genesis.sprint.params.sprint_committee = base;
+    }
+    let addrs: Vec<Address> = (0..hosts).map(host_address).collect();
+    for (i, a) in addrs.iter().enumerate() {
+        let key: [u8; 32] = Sha256::digest(format!("settle-cost-key-{i}").as_bytes()).into();
+        genesis.hosts.hosts.push(kiln_hosts::GenesisHost {
+            owner: *a,
+            worker_url: format!("http://host{i}.example:8080"),
+            consensus_pubkey: hex::encode(key),
+            models: vec![],
+            hardware: "bench".into(),
+            weight: 100 + (i as u64 % 50),
+        });
+        // Pushed directly: `add_balance` searches the list (quadratic setup).
+        genesis
+            .bank
+            .balances
+            .push(kiln_bank::genesis::GenesisBalance {
+                address: *a,
+                coins: vec![kiln_framework::Coin::new(
+                    kiln_framework::BASE_DENOM,
+                    1_000_000_000_000,
+                )],
+            });
+    }
+    let mut state = Overlay::new(EmptyState);
+    let ctx = GenesisCtx {
+        chain_id: "kiln-settle-bench".into(),
+        initial_height: 1,
+    };
+    kiln_app::components::init_genesis(&mut state, &genesis, &ctx).map_err(err)?;
+    let params = genesis.epochs.params.clone();
+    state.put_raw(
+        kiln_epochs::keys::challenge_hash(1),
+        Sha256::digest(b"settle-cost-challenge").to_vec(),
+    );
+    for (i, a) in addrs.iter().enumerate() {
+        state
+            .put_value(
+                kiln_sprint::keys::commit(1, a),
+                &Commitment {
+                    root: hex::encode([7u8; 32]),
+                    count: 150 + (i as u64 % 40),
+                    height: 1,
+                },
+            )
+            .map_err(err)?;
+        let leaves = (0..16u64)
+            .map(|j| Opened {
+                index: j * 2,
+                nonce: j * 32,
+                distance_q: 12_000,
+            })
+            .collect();
+        state
+            .put_value(kiln_sprint::keys::open(1, a), &OpenedLeaves(leaves))
+            .map_err(err)?;
+    }
+    Ok(SettleFixture {
+        state,
+        hosts: addrs,
+        params,
+    })
+}
+
+/// Writes a revealed `valid` vote from every committee member of every host
+/// (setup, not timed).
+fn vote_everyone_valid(f: &mut SettleFixture) -> anyhow::Result<()> {
+    let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
+    for host in f.hosts.clone() {
+        let committee = kiln_sprint::handler::committee_of(&f.state, 1, &host).map_err(err)?;
+        for voter in committee {
+            f.state.put_raw(
+                kiln_sprint::keys::vote_commit(1, &host, &voter),
+                vec![0; 32],
+            );
+            f.state
+                .put_raw(kiln_sprint::keys::vote_reveal(1, &host, &voter), vec![1]);
+        }
+    }
+    Ok(())
+}
+
+fn block(height: u64) -> BlockInfo {
+    BlockInfo {
+        height,
+        hash: Sha256::digest(height.to_le_bytes()).to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Times the chain's tally work for the fixture's epoch: the committee
+/// assignment at the start of the vote stages (none before committees were
+/// stored) and the settle pipeline. Returns (time, accepted hosts).
+pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(Duration, usize)> {
+    let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
+    let vote_height = f.params.stage_height(1, 1, Stage::VoteCommit);
+    let escalation_height = f.params.stage_height(1, 1, Stage::EscalationCommit);
+    let settle_height = f.params.stage_height(1, 1, Stage::Settle);
+    // Committee assignment at the first vote block (stage-start hooks).
+    let t0 = Instant::now();
+    kiln_app::components::begin_block(&mut f.state, &block(vote_height)).map_err(err)?;
+    let mut spent = t0.elapsed();
+    vote_everyone_valid(f)?;
+    // Escalation check at the first escalation block, then the settle.
+    let t1 = Instant::now();
+    kiln_app::components::begin_block(&mut f.state, &block(escalation_height)).map_err(err)?;
+    let out = kiln_app::components::settle(&mut f.state, 1, settle_height).map_err(err)?;
+    spent += t1.elapsed();
+    let accepted = out
+        .events
+        .iter()
+        .filter(|e| {
+            e.kind == "kiln.sprint.v1.EventSprintTally"
+                && e.attributes
+                    .iter()
+                    .any(|(k, v)| k == "accepted" && v == "true")
+        })
+        .count();
+    Ok((spent, accepted))
+}

