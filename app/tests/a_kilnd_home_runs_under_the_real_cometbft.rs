@@ -89,7 +89,7 @@ fn height(rpc: SocketAddr) -> Option<u64> {
         .ok()
 }
 
-fn wait_for_height(rpc: SocketAddr, at_least: u64, comet: &Proc) -> u64 {
+fn wait_for_height(rpc: SocketAddr, at_least: u64, comet: &Proc, app: &Proc) -> u64 {
     let start = Instant::now();
     loop {
         if let Some(h) = height(rpc) {
@@ -99,11 +99,33 @@ fn wait_for_height(rpc: SocketAddr, at_least: u64, comet: &Proc) -> u64 {
         }
         assert!(
             start.elapsed() < Duration::from_secs(90),
-            "CometBFT did not reach height {at_least}; its log:\n{}",
-            comet.log()
+            "CometBFT did not reach height {at_least}; its log:\n{}\nkilnd's log:\n{}",
+            comet.log(),
+            app.log()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Makes the node's consensus key a genesis host with weight, as the
+/// genesis ceremony's gentx will (a genesis without a weighted host is
+/// refused: the chain would have no validator it tracks).
+fn add_genesis_host(home: &Path) {
+    let key = kiln_node::home::load_priv_validator_key(home).unwrap();
+    let path = home.join("config/genesis.json");
+    let mut genesis: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut app: kiln_genesis::AppGenesis =
+        serde_json::from_value(genesis["app_state"].clone()).unwrap();
+    app.hosts.hosts.push(kiln_hosts::GenesisHost {
+        owner: kiln_framework::Address([7; 20]),
+        worker_url: "http://127.0.0.1:8090".into(),
+        consensus_pubkey: hex::encode(key.verifying_key().as_bytes()),
+        models: Vec::new(),
+        hardware: "test".into(),
+        weight: 10,
+    });
+    genesis["app_state"] = serde_json::to_value(&app).unwrap();
+    std::fs::write(&path, serde_json::to_string_pretty(&genesis).unwrap()).unwrap();
 }
 
 struct Node {
@@ -160,6 +182,7 @@ fn a_kilnd_home_runs_under_the_real_cometbft_and_recovers_from_a_killed_app() {
         .output()
         .unwrap();
     assert!(init.status.success(), "{init:?}");
+    add_genesis_host(&home);
     // The written config.toml is what CometBFT reads; shorten the block time.
     let config = home.join("config/config.toml");
     let toml = std::fs::read_to_string(&config).unwrap();
@@ -179,7 +202,7 @@ fn a_kilnd_home_runs_under_the_real_cometbft_and_recovers_from_a_killed_app() {
     let mut app = node.kilnd(1);
     std::thread::sleep(Duration::from_millis(500));
     let mut comet = node.cometbft(&bin, 1);
-    let reached = wait_for_height(node.rpc, 5, &comet);
+    let reached = wait_for_height(node.rpc, 5, &comet, &app);
 
     // The app's Info agrees with the chain CometBFT stored.
     let info = http_get(node.rpc, "/abci_info").unwrap();
@@ -201,7 +224,7 @@ fn a_kilnd_home_runs_under_the_real_cometbft_and_recovers_from_a_killed_app() {
     let _app = node.kilnd(2);
     std::thread::sleep(Duration::from_millis(500));
     let comet2 = node.cometbft(&bin, 2);
-    let after = wait_for_height(node.rpc, app_height + 5, &comet2);
+    let after = wait_for_height(node.rpc, app_height + 5, &comet2, &_app);
     assert!(after >= app_height + 5);
     let log = comet2.log();
     assert!(

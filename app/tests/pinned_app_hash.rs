@@ -19,7 +19,7 @@ use kiln_sprint::msgs::{
 use kiln_sprint_protocol::{challenge, leaf, merkle};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "8661f7a2b2be25352bc9c302c07e257dca29f51677a8ad958f0200a378c3591c";
+const PINNED: &str = "61805d9e899547db064097030900f0e7f1cdb4146f5e2b7f04e13e67e1c832cc";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

@@ -499,7 +499,7 @@ fn the_growth_cap_limits_a_jump_in_weight() {
     let hosts = hosts(&[10_000, 150]);
     let dir = tempfile::tempdir().unwrap();
     let params = kiln_sprint::SprintParams {
-        sprint_committee: 0,
+        sprint_committee: 8,
         max_weight_growth_bps: 20_000,
         new_host_weight_cap: 50,
         ..sprint_params()
