@@ -344,8 +344,19 @@ fn honest(label: &'static str, budget: u64) -> HostSpec {
     }
 }
 
-/// The devnet epoch settles at height 23 (SPEC §3 devnet table); run a little past it.
-const SETTLED: u64 = 25;
+/// Height where epoch 1's `stage` begins on the devnet schedule.
+fn stage_at(stage: kiln_epochs::Stage) -> u64 {
+    kiln_epochs::EpochParams::devnet().stage_height(1, 1, stage)
+}
+
+/// The devnet epoch settles at height 25 (SPEC §3 devnet table, with the
+/// secret-reveal stage); run a little past it.
+const SETTLED: u64 = 27;
+
+#[test]
+fn the_devnet_settle_height_is_the_schedule_s() {
+    assert_eq!(stage_at(kiln_epochs::Stage::Settle) + 2, SETTLED);
+}
 
 #[test]
 fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing() {
@@ -485,7 +496,10 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     assert!(
         net.failed_txs
             .iter()
-            .any(|(h, _, l)| (21..=22).contains(h) && l.contains("does not match its commitment")),
+            .any(|(h, _, l)| (stage_at(kiln_epochs::Stage::VoteReveal)
+                ..stage_at(kiln_epochs::Stage::Settle))
+                .contains(h)
+                && l.contains("does not match its commitment")),
         "failed txs: {:?}",
         net.failed_txs
     );
@@ -595,7 +609,7 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     // CometBFT applies the settle's validator updates two blocks later (SPEC
     // §3): the weights query's consensus power at the settle height and the
     // next still shows the genesis powers, from settle + 2 the new weights.
-    let settle = 23;
+    let settle = stage_at(kiln_epochs::Stage::Settle) as i64;
     let power_at = |h: i64| -> BTreeMap<String, u64> {
         query_at(&d, "/kiln.sprint.v1.Query/Weights", "", h)
             .as_array()
@@ -645,10 +659,18 @@ fn worker_restarts_mid_sprint_and_mid_validation_change_nothing() {
 
     let mut restarted = network(specs());
     let mut restarts = 0;
+    let restart_before = [
+        3,
+        stage_at(kiln_epochs::Stage::SecretReveal),
+        stage_at(kiln_epochs::Stage::VoteCommit) + 1,
+        stage_at(kiln_epochs::Stage::VoteReveal),
+    ];
     run(&mut restarted, SETTLED, |next, net| {
         // Before block 3: mid-sprint (2 of 4 slices done, a commit in flight);
-        // before 19: vote commitments in the mempool; before 21: reveals in the mempool.
-        if next == 3 || next == 19 || next == 21 {
+        // before the secret-reveal stage: secret reveals in the mempool;
+        // before vote commit + 1: vote commitments in the mempool; before
+        // vote reveal: reveals in the mempool.
+        if restart_before.contains(&next) {
             for h in net.hosts.iter_mut().take(2) {
                 h.kill_worker();
                 h.start_worker();
@@ -657,7 +679,7 @@ fn worker_restarts_mid_sprint_and_mid_validation_change_nothing() {
             }
         }
     });
-    assert_eq!(restarts, 6);
+    assert_eq!(restarts, 8);
 
     let (a, b) = (baseline.driver.borrow(), restarted.driver.borrow());
     for (x, y) in baseline.hosts.iter().zip(&restarted.hosts) {

@@ -1,7 +1,9 @@
 //! `app_state.sprint`: params. (Genesis hosts and their epoch-1 weights are
 //! `app_state.hosts`.)
 
-use kiln_framework::{Component, GenesisCtx, StateWriteExt, TxError, TxResult};
+use kiln_framework::{
+    BlockInfo, Component, EpochInfo, Event, GenesisCtx, Stage, StateWriteExt, TxError, TxResult,
+};
 use kiln_state::StateWrite;
 
 use crate::keys;
@@ -20,8 +22,9 @@ impl SprintGenesis {
     }
 }
 
-/// The sprint as a component: genesis here; its settle step is
-/// [`crate::settle`] (a [`kiln_framework::RawWeightSource`]).
+/// The sprint as a component: genesis here, the beacon at the challenge
+/// block ([`crate::beacon`]); its settle step is [`crate::settle`] (a
+/// [`kiln_framework::RawWeightSource`]).
 pub struct Sprint;
 
 impl Component for Sprint {
@@ -35,5 +38,16 @@ impl Component for Sprint {
     ) -> TxResult<()> {
         genesis.validate().map_err(TxError::invalid_request)?;
         state.put_value(keys::PARAMS.to_vec(), &genesis.params)
+    }
+
+    fn on_stage_start<S: StateWrite>(
+        state: &mut S,
+        _block: &BlockInfo,
+        epoch: &EpochInfo,
+    ) -> TxResult<Vec<Event>> {
+        if epoch.stage == Stage::Challenge {
+            return Ok(vec![crate::beacon::record_beacon(state, epoch.epoch)?]);
+        }
+        Ok(Vec::new())
     }
 }

@@ -32,6 +32,7 @@ impl RawWeightSource for Sprint {
                 continue;
             };
             let committee = committee_of(state, epoch, &host)?;
+            let opened = state::opened(state, epoch, &host)?.is_some();
             let mut committee_weight: u64 = 0;
             let mut valid_weight: u64 = 0;
             let mut valid_count: u64 = 0;
@@ -48,17 +49,26 @@ impl RawWeightSource for Sprint {
                         valid_count += 1;
                     }
                     Some(_) => {}
+                    // No reveal: the member did not vote (never an invalid
+                    // vote), and it owed one only when there was an opening.
                     None if committed => {
                         let o: &mut ComputeOutcome = out.outcomes.entry(*voter).or_default();
                         o.unrevealed_votes += 1;
                     }
+                    None if opened => {
+                        let o: &mut ComputeOutcome = out.outcomes.entry(*voter).or_default();
+                        o.missed_votes += 1;
+                    }
                     None => {}
                 }
             }
-            let opened = state::opened(state, epoch, &host)?.is_some();
+            let revealed = crate::beacon::revealed_secret(state, epoch, &host)?.is_some();
             let accepted =
                 opened && committee_weight > 0 && valid_weight.saturating_mul(2) > committee_weight;
-            let reason = if !opened {
+            let reason = if !revealed {
+                // It could not open: its secret is missing from the beacon.
+                "unrevealed"
+            } else if !opened {
                 "unopened"
             } else if accepted {
                 ""
