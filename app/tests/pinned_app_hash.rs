@@ -17,7 +17,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "07dc62c357a23ee6b1a1d5cb7b975985b290fe279c0908515cdff56891152dfa";
+const PINNED: &str = "358abadb35924e82dc3d0153e76b12c7408c2f86daf9f16977d184459d6a476b";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

@@ -710,6 +710,7 @@ impl SprintDuty {
                 *c,
                 params.r_target_micro,
                 params.sprint_tolerance_micro,
+                params.share_slack_micro,
             ) {
                 mismatches += 1;
             }
