@@ -16,6 +16,9 @@
 //! residual partial-duplication attack; the chain scenario shows the opening
 //! refused on chain.
 
+// A statistics simulation, not consensus code: acceptance rates are floats.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 mod common;
 
 use common::{at, Net};
