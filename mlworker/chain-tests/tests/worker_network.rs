@@ -648,6 +648,59 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     );
 }
 
+/// The real worker reveals the secret behind its commitment in the
+/// secret-reveal stage (its journal keeps it); a worker that withholds its
+/// secret cannot open and its host gets weight 0 (reason `unrevealed`),
+/// while the others are accepted and no transaction fails.
+#[test]
+fn workers_reveal_their_secrets_and_a_withheld_secret_earns_nothing() {
+    let mut specs = vec![honest("s1", 320), honest("s2", 320), honest("s3", 320)];
+    specs.push(HostSpec {
+        label: "withholder",
+        budget: 320,
+        misbehaviour: Misbehaviour {
+            skip_secret_reveal: true,
+            ..Default::default()
+        },
+    });
+    let mut net = network(specs);
+    run(&mut net, SETTLED, |_, _| {});
+    let d = net.driver.borrow();
+    assert!(net.failed_txs.is_empty(), "{:?}", net.failed_txs);
+    for h in &net.hosts[..3] {
+        let r = result(&d, 1, &h.key.address);
+        assert_eq!(r["accepted"], true, "{}: {r}", h.spec.label);
+        let j = Journal::open(&h.journal_dir)
+            .unwrap()
+            .load(1)
+            .unwrap()
+            .unwrap();
+        assert!(
+            j.secret.is_some() && j.secret_reveal_sent_height.is_some(),
+            "{}",
+            h.spec.label
+        );
+    }
+    let w = &net.hosts[3];
+    let r = result(&d, 1, &w.key.address);
+    assert_eq!(
+        (
+            r["accepted"].clone(),
+            r["reason"].clone(),
+            r["effective_weight"].clone()
+        ),
+        (json!(false), json!("unrevealed"), json!(0)),
+        "{r}"
+    );
+    let duties = query(
+        &d,
+        "/kiln.sprint.v1.Query/Duties",
+        &json!({"epoch": 1, "address": w.key.address}).to_string(),
+    );
+    assert_eq!(duties["secret_revealed"], false, "{duties}");
+    assert_eq!(duties["opened"], false, "{duties}");
+}
+
 /// Same outcome whether or not workers are killed and restarted mid-sprint
 /// (between sprint slices) and mid-validation (right after sending their vote
 /// commitments, before the block that includes them).
