@@ -9,7 +9,7 @@
 //! | 3 | `authz` | grants, params | prunes old fee-allowance counters at each epoch start | — |
 //! | 4 | `hosts` | genesis hosts | — | — |
 //! | 5 | `staking` | params, epoch-1 weights | — | 2. effective weights, 3. validator set |
-//! | 6 | `sprint` | params | — | 1. raw weights |
+//! | 6 | `sprint` | params | challenge stage start: the epoch's beacon | 1. raw weights |
 //! | 7 | `reputation` | params | — | 4. reputation |
 //!
 //! The settle ([`settle`]) runs at the epoch's settle block, after the
