@@ -9,7 +9,7 @@
 //! | 3 | `authz` | grants, params | prunes old fee-allowance counters at each epoch start | — |
 //! | 4 | `hosts` | genesis hosts | — | — |
 //! | 5 | `staking` | params, epoch-1 weights (power-capped), the genesis validator set | — | 2. effective weights, 3. weights in force |
-//! | 6 | `sprint` | params | — | 1. raw weights |
+//! | 6 | `sprint` | params | challenge stage start: the epoch's beacon; vote-commit stage start: committees | 1. raw weights |
 //! | 7 | `reputation` | params | — | 4. reputation |
 //!
 //! Last in every block's end, staking turns the block's weight changes and

@@ -85,6 +85,7 @@ fn commit_msg(host: &Address, epoch: u64) -> cosmos_sdk_proto::Any {
         epoch,
         root: vec![9; 32],
         count: 10,
+        secret_hash: vec![8; 32],
     })
 }
 

@@ -5,21 +5,19 @@
 //!
 //! The scenario: bank sends, an authz grant used through `MsgExec`, a genesis
 //! host (alice) and a host registered by transaction (bob), ML-ops grants to
-//! both hosts' hot keys, sprint commits and openings sent by the hot keys,
+//! both hosts' hot keys, sprint commits, secret reveals and openings sent by
+//! the hot keys,
 //! alice's commit-reveal votes on both openings, the settle (raw weights →
 //! power cap → weights in force and validator updates → reputation), and two
 //! more blocks so CometBFT's H+2 validator set takes over.
 
 use kiln_epochs::Stage;
 use kiln_framework::Address;
-use kiln_sprint::msgs::{
-    vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
-    OpenedLeaf,
-};
-use kiln_sprint_protocol::{challenge, leaf, merkle};
+use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteReveal};
+use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "61805d9e899547db064097030900f0e7f1cdb4146f5e2b7f04e13e67e1c832cc";
+const PINNED: &str = "ee0efb133c61b009538f2c8ab5a607503fa9667d4f0889d3ea143eca108bc1cb";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.
@@ -27,16 +25,6 @@ fn leaves(count: u64, seed: u64) -> Vec<(u64, u32)> {
     (0..count)
         .map(|i| (i * 16 + seed, 12_000 + ((i * 7 + seed) % 1_400) as u32))
         .collect()
-}
-
-fn tree(leaves: &[(u64, u32)]) -> merkle::MerkleTree {
-    merkle::MerkleTree::new(
-        leaves
-            .iter()
-            .map(|(n, d)| leaf::leaf_hash(*n, *d))
-            .collect(),
-    )
-    .unwrap()
 }
 
 fn deliver_ok(d: &mut BlockDriver, txs: Vec<Vec<u8>>) {
@@ -149,49 +137,26 @@ fn fixed_scenario_produces_the_pinned_app_hash() {
         txs.push(exec(
             &d,
             hot,
-            vec![any_of(&MsgSprintCommit {
-                host: host.address.to_bech32(),
-                epoch: 1,
-                root: tree(l).root().to_vec(),
-                count: l.len() as u64,
-            })],
+            vec![any_of(&commit_msg(&host.address, 1, l))],
         ));
     }
     deliver_ok(&mut d, txs);
 
-    // Open: both hosts open their challenged leaves.
+    // Secret reveal: both hosts reveal the secrets behind their commitments.
+    blocks_until(&mut d, at(Stage::SecretReveal));
+    let txs = host_leaves
+        .iter()
+        .map(|(host, hot, _)| exec(&d, hot, vec![any_of(&reveal_msg(&host.address, 1))]))
+        .collect();
+    deliver_ok(&mut d, txs);
+
+    // Open: both hosts open their challenged leaves (each with its neighbour).
     blocks_until(&mut d, at(Stage::Open));
-    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
-        .unwrap()
-        .unwrap();
     let samples = kiln_sprint::SprintParams::devnet().sprint_samples;
     let mut txs = Vec::new();
     for (host, hot, l) in &host_leaves {
-        let seed = challenge::challenge_seed(&challenge_hash, host.address.as_bytes());
-        let t = tree(l);
-        let opened: Vec<OpenedLeaf> = challenge::sample_indices(&seed, l.len() as u32, samples)
-            .iter()
-            .map(|&ix| OpenedLeaf {
-                index: u64::from(ix),
-                nonce: l[ix as usize].0,
-                distance_q: l[ix as usize].1,
-                proof: t
-                    .proof(u64::from(ix))
-                    .unwrap()
-                    .iter()
-                    .map(|p| p.to_vec())
-                    .collect(),
-            })
-            .collect();
-        txs.push(exec(
-            &d,
-            hot,
-            vec![any_of(&MsgSprintOpen {
-                host: host.address.to_bech32(),
-                epoch: 1,
-                leaves: opened,
-            })],
-        ));
+        let msg = open_msg(&d.app.latest_view(), &host.address, 1, l, samples);
+        txs.push(exec(&d, hot, vec![any_of(&msg)]));
     }
     deliver_ok(&mut d, txs);
 
@@ -206,7 +171,15 @@ fn fixed_scenario_produces_the_pinned_app_hash() {
                 voter: alice.address.to_bech32(),
                 epoch: 1,
                 host: h.to_bech32(),
-                commitment: vote_commitment(true, &salt(h)).to_vec(),
+                commitment: vote_commitment(
+                    CHAIN,
+                    1,
+                    h.as_bytes(),
+                    alice.address.as_bytes(),
+                    true,
+                    &salt(h),
+                )
+                .to_vec(),
             })
         })
         .collect();

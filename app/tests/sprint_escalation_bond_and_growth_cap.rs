@@ -9,12 +9,9 @@ use std::collections::BTreeMap;
 use cosmos_sdk_proto::Any;
 use kiln_epochs::{EpochParams, Stage};
 use kiln_framework::Address;
-use kiln_sprint::msgs::{
-    vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
-    OpenedLeaf,
-};
+use kiln_sprint::msgs::{MsgSprintVoteCommit, MsgSprintVoteReveal};
+use kiln_sprint_protocol::vote::vote_commitment;
 use kiln_sprint::state::EpochResult;
-use kiln_sprint_protocol::{challenge, leaf, merkle};
 use kiln_testkit::{any_of, msg_exec, sign_tx, BlockDriver, TestKey};
 
 const CHAIN: &str = "kiln-sprint-escalation";
@@ -26,18 +23,6 @@ struct Host {
     key: TestKey,
     hot: TestKey,
     leaves: Vec<(u64, u32)>,
-}
-
-impl Host {
-    fn tree(&self) -> merkle::MerkleTree {
-        merkle::MerkleTree::new(
-            self.leaves
-                .iter()
-                .map(|(n, d)| leaf::leaf_hash(*n, *d))
-                .collect(),
-        )
-        .unwrap()
-    }
 }
 
 fn hosts(counts: &[u64]) -> Vec<Host> {
@@ -131,39 +116,34 @@ fn all_ok(r: &[tendermint_proto::v0_38::abci::ExecTxResult]) {
 }
 
 fn commit_msg(h: &Host) -> Any {
-    any_of(&MsgSprintCommit {
-        host: h.key.address.to_bech32(),
-        epoch: 1,
-        root: h.tree().root().to_vec(),
-        count: h.leaves.len() as u64,
-    })
+    any_of(&kiln_testkit::sprint::commit_msg(&h.key.address, 1, &h.leaves))
+}
+
+/// In the secret-reveal stage, every host in `hosts` reveals its secret
+/// (without it a host gets no weight and cannot open).
+fn reveal_secrets(d: &mut BlockDriver, hosts: &[Host]) {
+    until(d, Stage::SecretReveal);
+    let txs = hosts
+        .iter()
+        .map(|h| {
+            exec(
+                d,
+                h,
+                vec![any_of(&kiln_testkit::sprint::reveal_msg(&h.key.address, 1))],
+            )
+        })
+        .collect();
+    all_ok(&deliver(d, txs));
 }
 
 fn open_msg(d: &BlockDriver, h: &Host) -> Any {
-    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
-        .unwrap()
-        .unwrap();
-    let seed = challenge::challenge_seed(&challenge_hash, h.key.address.as_bytes());
-    let indices = challenge::sample_indices(&seed, h.leaves.len() as u32, SAMPLES);
-    let tree = h.tree();
-    any_of(&MsgSprintOpen {
-        host: h.key.address.to_bech32(),
-        epoch: 1,
-        leaves: indices
-            .iter()
-            .map(|&ix| OpenedLeaf {
-                index: u64::from(ix),
-                nonce: h.leaves[ix as usize].0,
-                distance_q: h.leaves[ix as usize].1,
-                proof: tree
-                    .proof(u64::from(ix))
-                    .unwrap()
-                    .iter()
-                    .map(|p| p.to_vec())
-                    .collect(),
-            })
-            .collect(),
-    })
+    any_of(&kiln_testkit::sprint::open_msg(
+        &d.app.latest_view(),
+        &h.key.address,
+        1,
+        &h.leaves,
+        SAMPLES,
+    ))
 }
 
 fn salt(voter: usize, host: &Address, round: &str) -> Vec<u8> {
@@ -194,7 +174,15 @@ fn vote_round(
                 voter: hosts[*v].key.address.to_bech32(),
                 epoch: 1,
                 host: host.to_bech32(),
-                commitment: vote_commitment(vote(*v, host), &salt(*v, host, round)).to_vec(),
+                commitment: vote_commitment(
+                    CHAIN,
+                    1,
+                    host.as_bytes(),
+                    hosts[*v].key.address.as_bytes(),
+                    vote(*v, host),
+                    &salt(*v, host, round),
+                )
+                .to_vec(),
             }));
     }
     let txs = by_voter
@@ -265,6 +253,7 @@ fn an_invalid_vote_escalates_the_host_and_the_all_weight_tally_decides() {
     all_ok(&deliver(&mut d, vec![again]));
     assert_eq!(d.balance(&escrow), 6 * u128::from(BOND));
 
+    reveal_secrets(&mut d, &hosts);
     until(&mut d, Stage::Open);
     let txs = hosts
         .iter()
@@ -511,6 +500,7 @@ fn the_growth_cap_limits_a_jump_in_weight() {
         .map(|h| exec(&d, h, vec![commit_msg(h)]))
         .collect();
     all_ok(&deliver(&mut d, txs));
+    reveal_secrets(&mut d, &hosts);
     until(&mut d, Stage::Open);
     let txs = hosts
         .iter()

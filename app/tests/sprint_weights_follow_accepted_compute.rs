@@ -1,9 +1,10 @@
 //! Chain side of the sprint (issue 4), driven through the real tx pipeline:
 //! seven genesis hosts whose ML-ops hot keys send every sprint message through
 //! `MsgExec`. Hosts commit Merkle roots over share leaves (simulated compute:
-//! the leaves are built with the protocol crate, not by a transformer), open
-//! the challenged leaves with proofs, and validate each other by
-//! commit-reveal votes that follow the spec's binomial verdict.
+//! the leaves are built with the protocol crate, not by a transformer) with
+//! a secret hash, reveal their secrets, open the challenged leaves (each
+//! with its neighbour) with proofs, and validate each other by commit-reveal
+//! votes that follow the spec's binomial verdict.
 //!
 //! Checked: accepted hosts get weight = share count (capped at 25% of the
 //! total), a host fabricating 10% of its shares is voted invalid (weight 0,
@@ -17,9 +18,9 @@ use std::collections::BTreeMap;
 use kiln_framework::Address;
 use kiln_sprint::msgs::{
     vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
-    OpenedLeaf,
 };
-use kiln_sprint_protocol::{challenge, leaf, merkle, verdict};
+use kiln_sprint_protocol::verdict;
+use kiln_testkit::sprint::{commit_msg, host_challenge, opened_leaves, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, sign_tx, BlockDriver, TestKey};
 use prost::Message;
 
@@ -34,14 +35,9 @@ struct Host {
 }
 
 impl Host {
-    fn tree(&self) -> merkle::MerkleTree {
-        merkle::MerkleTree::new(
-            self.leaves
-                .iter()
-                .map(|(n, d, _)| leaf::leaf_hash(*n, *d))
-                .collect(),
-        )
-        .unwrap()
+    /// The committed leaves `(nonce, d_q)`.
+    fn shares(&self) -> Vec<(u64, u32)> {
+        self.leaves.iter().map(|(n, d, _)| (*n, *d)).collect()
     }
 }
 
@@ -144,20 +140,22 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     // Sprint: every host commits (height 1).
     let txs = hosts
         .iter()
-        .map(|h| {
-            exec(
-                &d,
-                h,
-                any_of(&MsgSprintCommit {
-                    host: h.key.address.to_bech32(),
-                    epoch: 1,
-                    root: h.tree().root().to_vec(),
-                    count: h.leaves.len() as u64,
-                }),
-            )
-        })
+        .map(|h| exec(&d, h, any_of(&commit_msg(&h.key.address, 1, &h.shares()))))
         .collect();
     assert!(deliver_all(&mut d, txs).iter().all(|r| r.code == 0));
+
+    // Secret reveal: every host reveals the secret behind its commitment.
+    empty_blocks_until(&mut d, at(kiln_epochs::Stage::SecretReveal));
+    let txs = hosts
+        .iter()
+        .map(|h| exec(&d, h, any_of(&reveal_msg(&h.key.address, 1))))
+        .collect();
+    let r = deliver_all(&mut d, txs);
+    assert!(
+        r.iter().all(|r| r.code == 0),
+        "{:?}",
+        r.iter().map(|r| &r.log).collect::<Vec<_>>()
+    );
 
     // A commit after the deadline is refused.
     empty_blocks_until(&mut d, at(kiln_epochs::Stage::Challenge));
@@ -169,6 +167,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
             epoch: 1,
             root: vec![0; 32],
             count: 1,
+            secret_hash: vec![0; 32],
         }),
     );
     let r = deliver_all(&mut d, vec![late]);
@@ -176,40 +175,21 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
     assert!(r[0].log.contains("deadline"), "{}", r[0].log);
     empty_blocks_until(&mut d, at(kiln_epochs::Stage::Open));
 
-    // Open: everyone but host 4 opens the challenged leaves.
-    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
-        .unwrap()
-        .unwrap();
+    // Open: everyone but host 4 opens the challenged leaves, each with its neighbour.
     let mut opened: BTreeMap<Address, Vec<(u64, u32, bool)>> = BTreeMap::new();
     let mut txs = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
         if i == 4 {
             continue;
         }
-        let seed = challenge::challenge_seed(&challenge_hash, h.key.address.as_bytes());
-        let indices = challenge::sample_indices(&seed, h.leaves.len() as u32, SAMPLES);
-        let tree = h.tree();
-        let leaves: Vec<OpenedLeaf> = indices
+        let challenge = host_challenge(&d.app.latest_view(), 1, &h.key.address);
+        let leaves = opened_leaves(&h.shares(), &challenge, SAMPLES);
+        // Validators recompute each distinct opened leaf once.
+        let distinct: BTreeMap<u64, (u64, u32, bool)> = leaves
             .iter()
-            .map(|&ix| {
-                let (nonce, d_q, _) = h.leaves[ix as usize];
-                OpenedLeaf {
-                    index: u64::from(ix),
-                    nonce,
-                    distance_q: d_q,
-                    proof: tree
-                        .proof(u64::from(ix))
-                        .unwrap()
-                        .iter()
-                        .map(|p| p.to_vec())
-                        .collect(),
-                }
-            })
+            .map(|l| (l.index, h.leaves[l.index as usize]))
             .collect();
-        opened.insert(
-            h.key.address,
-            indices.iter().map(|&ix| h.leaves[ix as usize]).collect(),
-        );
+        opened.insert(h.key.address, distinct.into_values().collect());
         // A wrong proof is refused first (tampered sibling).
         if i == 0 {
             let mut bad = leaves.clone();
@@ -266,7 +246,15 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
                 voter: validator.key.address.to_bech32(),
                 epoch: 1,
                 host: host.to_bech32(),
-                commitment: vote_commitment(valid, &salt).to_vec(),
+                commitment: vote_commitment(
+                    CHAIN,
+                    1,
+                    host.as_bytes(),
+                    validator.key.address.as_bytes(),
+                    valid,
+                    &salt,
+                )
+                .to_vec(),
             };
             votes.insert((v, *host), (valid, salt));
             pending[v].push(any_of(&msg).encode_to_vec());
@@ -436,35 +424,18 @@ fn a_tree_that_counts_a_nonce_twice_cannot_be_opened() {
     let commit = exec(
         &d,
         &host,
-        any_of(&MsgSprintCommit {
-            host: host.key.address.to_bech32(),
-            epoch: 1,
-            root: host.tree().root().to_vec(),
-            count: 50,
-        }),
+        any_of(&commit_msg(&host.key.address, 1, &host.shares())),
     );
     assert_eq!(deliver_all(&mut d, vec![commit])[0].code, 0);
+    empty_blocks_until(
+        &mut d,
+        params.stage_height(1, 1, kiln_epochs::Stage::SecretReveal),
+    );
+    let reveal = exec(&d, &host, any_of(&reveal_msg(&host.key.address, 1)));
+    assert_eq!(deliver_all(&mut d, vec![reveal])[0].code, 0);
     empty_blocks_until(&mut d, params.stage_height(1, 1, kiln_epochs::Stage::Open));
-    let challenge_hash = kiln_epochs::EpochExt::challenge_block_hash(&d.app.latest_view(), 1)
-        .unwrap()
-        .unwrap();
-    let seed = challenge::challenge_seed(&challenge_hash, host.key.address.as_bytes());
-    let indices = challenge::sample_indices(&seed, 50, SAMPLES);
-    let tree = host.tree();
-    let leaves = indices
-        .iter()
-        .map(|&ix| OpenedLeaf {
-            index: u64::from(ix),
-            nonce: 7,
-            distance_q: host.leaves[ix as usize].1,
-            proof: tree
-                .proof(u64::from(ix))
-                .unwrap()
-                .iter()
-                .map(|p| p.to_vec())
-                .collect(),
-        })
-        .collect();
+    let challenge = host_challenge(&d.app.latest_view(), 1, &host.key.address);
+    let leaves = opened_leaves(&host.shares(), &challenge, SAMPLES);
     let open = exec(
         &d,
         &host,

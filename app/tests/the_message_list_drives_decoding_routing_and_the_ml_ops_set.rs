@@ -47,7 +47,15 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
             epoch: 1,
             root: vec![7; 32],
             count: 3,
+            secret_hash: vec![5; 32],
         }),
+        "/kiln.sprint.v1.MsgSprintRevealSecret" => {
+            any_of(&kiln_sprint::msgs::MsgSprintRevealSecret {
+                host: s,
+                epoch: 1,
+                secret: vec![6; 32],
+            })
+        }
         "/kiln.sprint.v1.MsgSprintOpen" => any_of(&kiln_sprint::msgs::MsgSprintOpen {
             host: s,
             epoch: 1,
@@ -113,6 +121,7 @@ fn every_listed_type_decodes_and_an_unlisted_one_does_not() {
         epoch: 1,
         root: vec![7; 31],
         count: 3,
+        secret_hash: vec![5; 32],
     });
     let e = kiln_messages::Msg::from_any(&bad, 0).unwrap_err();
     assert_eq!((e.codespace, e.code), ("sprint", 7), "{}", e.log);
@@ -130,6 +139,7 @@ fn the_ml_ops_set_is_the_sprint_messages_today() {
         kiln_messages::ml_ops_type_urls(),
         [
             "/kiln.sprint.v1.MsgSprintCommit",
+            "/kiln.sprint.v1.MsgSprintRevealSecret",
             "/kiln.sprint.v1.MsgSprintOpen",
             "/kiln.sprint.v1.MsgSprintVoteCommit",
             "/kiln.sprint.v1.MsgSprintVoteReveal",

@@ -235,7 +235,8 @@ pub struct ProveArgs {
     /// Run file written by `sprint run`.
     #[arg(long = "in")]
     pub input: PathBuf,
-    /// Hash of the challenge block (hex); the challenge is SHA256(block hash ‖ addr).
+    /// The epoch's beacon (or any 32-byte hex for offline use); the challenge is
+    /// SHA256(beacon ‖ addr). Each sampled leaf is opened with its neighbour.
     #[arg(long)]
     pub challenge: String,
     /// sprint_samples: how many leaves to open (k = min(count, N)).
@@ -254,6 +255,9 @@ pub struct VerifyArgs {
     /// sprint_tolerance in millionths.
     #[arg(long, default_value_t = 2000)]
     pub tolerance_micro: u64,
+    /// share_slack in millionths: how far above r_target a recomputed distance may lie.
+    #[arg(long, default_value_t = kiln_sprint_protocol::verdict::SHARE_SLACK_MICRO_DEFAULT)]
+    pub share_slack_micro: u64,
     /// Honest mismatch rate p0 (a/b or decimal).
     #[arg(long, default_value = "5/10000")]
     pub p0: String,
@@ -571,6 +575,7 @@ fn cmd_verify(a: VerifyArgs) -> Result<()> {
     let e = load_engine(parse_seed(&p.seed)?, addr, p.model, &a.dev)?;
     let params = VerifyParams {
         tol_micro: a.tolerance_micro,
+        share_slack_micro: a.share_slack_micro,
         p0: parse_ratio(&a.p0)?,
         alpha: parse_ratio(&a.alpha)?,
     };

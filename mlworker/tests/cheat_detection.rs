@@ -21,7 +21,7 @@ use kiln_sprint_protocol::seed::sha256;
 use kiln_sprint_protocol::stream::Stream;
 use kiln_sprint_protocol::verdict::{
     critical_count, distance_to_micro, invalid_by_critical, is_mismatch, ALPHA_DEFAULT, P0_DEFAULT,
-    TOLERANCE_MICRO_DEFAULT,
+    SHARE_SLACK_MICRO_DEFAULT, TOLERANCE_MICRO_DEFAULT,
 };
 use tch::Kind;
 
@@ -112,7 +112,15 @@ fn fabricated_shares_flagged_and_honest_never() {
         leaves
             .iter()
             .zip(ds)
-            .map(|(l, d)| is_mismatch(distance_to_micro(d), l.1, R_TARGET, TOLERANCE_MICRO_DEFAULT))
+            .map(|(l, d)| {
+                is_mismatch(
+                    distance_to_micro(d),
+                    l.1,
+                    R_TARGET,
+                    TOLERANCE_MICRO_DEFAULT,
+                    SHARE_SLACK_MICRO_DEFAULT,
+                )
+            })
             .collect()
     };
     let honest_flags = recompute(&honest);

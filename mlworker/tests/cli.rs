@@ -69,7 +69,9 @@ fn prove_verify(dir: &Path, run: &Path, name: &str) -> serde_json::Value {
         .arg("--out")
         .arg(&proof));
     let p: serde_json::Value = serde_json::from_str(&printed).unwrap();
-    assert_eq!(p["openings"].as_array().unwrap().len(), 16);
+    // 16 sampled leaves, each with its right-hand neighbour (none for the last leaf).
+    let opened = p["openings"].as_array().unwrap().len();
+    assert!((31..=32).contains(&opened), "{opened} openings");
     let v = ok(bin()
         .args(["sprint", "verify", "--json", "--device", "cpu", "--in"])
         .arg(&proof));

@@ -137,6 +137,7 @@ messages! {
     RegisterHost => kiln_hosts::msgs::RegisterHost,
     UpdateHost => kiln_hosts::msgs::UpdateHost,
     SprintCommit => kiln_sprint::msgs::SprintCommit,
+    SprintRevealSecret => kiln_sprint::msgs::SprintRevealSecret,
     SprintOpen => kiln_sprint::msgs::SprintOpen,
     SprintVoteCommit => kiln_sprint::msgs::SprintVoteCommit,
     SprintVoteReveal => kiln_sprint::msgs::SprintVoteReveal,

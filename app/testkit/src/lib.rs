@@ -15,6 +15,8 @@ use std::path::Path;
 
 use cosmos_sdk_proto::{Any, Timestamp};
 use k256::ecdsa::SigningKey;
+pub mod sprint;
+
 use kiln_app::KilnApp;
 use kiln_client::sign;
 use kiln_framework::{Address, Coin};

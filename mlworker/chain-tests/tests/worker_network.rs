@@ -344,9 +344,19 @@ fn honest(label: &'static str, budget: u64) -> HostSpec {
     }
 }
 
-/// The devnet epoch settles at height 27 (after the escalation stages 23–26;
-/// README "Stages"); run a little past it.
-const SETTLED: u64 = 29;
+/// Height where epoch 1's `stage` begins on the devnet schedule.
+fn stage_at(stage: kiln_epochs::Stage) -> u64 {
+    kiln_epochs::EpochParams::devnet().stage_height(1, 1, stage)
+}
+
+/// The devnet epoch settles at height 29 (after the secret-reveal and
+/// escalation stages; README "Stages"); run a little past it.
+const SETTLED: u64 = 31;
+
+#[test]
+fn the_devnet_settle_height_is_the_schedule_s() {
+    assert_eq!(stage_at(kiln_epochs::Stage::Settle) + 2, SETTLED);
+}
 
 #[test]
 fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing() {
@@ -495,15 +505,15 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     );
 
     // The flipped reveals were refused by the chain and never counted: one in
-    // the vote reveal stage (21–22) and, since the flipper also judges the
-    // escalated fabricator, one in the escalation reveal stage (25–26).
+    // the vote reveal stage and, since the flipper also judges the escalated
+    // fabricator, one in the escalation reveal stage.
     let e = &net.hosts[4];
     let stages: Vec<bool> = net
         .failed_txs
         .iter()
         .map(|(h, _, l)| {
             assert!(l.contains("does not match its commitment"), "{l}");
-            (21..=22).contains(h)
+            (stage_at(kiln_epochs::Stage::VoteReveal)..stage_at(kiln_epochs::Stage::EscalationCommit)).contains(h)
         })
         .collect();
     assert_eq!(
@@ -516,7 +526,9 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
         net.failed_txs
     );
     assert!(
-        net.failed_txs.iter().any(|(h, _, _)| (25..=26).contains(h)),
+        net.failed_txs.iter().any(|(h, _, _)| (stage_at(kiln_epochs::Stage::EscalationReveal)
+            ..stage_at(kiln_epochs::Stage::Settle))
+            .contains(h)),
         "{:?}",
         net.failed_txs
     );
@@ -620,7 +632,7 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     // CometBFT applies the settle's validator updates two blocks later (SPEC
     // §3): the weights query's consensus power at the settle height and the
     // next still shows the genesis powers, from settle + 2 the new weights.
-    let settle = 27;
+    let settle = stage_at(kiln_epochs::Stage::Settle) as i64;
     let power_at = |h: i64| -> BTreeMap<String, u64> {
         query_at(&d, "/kiln.sprint.v1.Query/Weights", "", h)
             .as_array()
@@ -659,6 +671,59 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     );
 }
 
+/// The real worker reveals the secret behind its commitment in the
+/// secret-reveal stage (its journal keeps it); a worker that withholds its
+/// secret cannot open and its host gets weight 0 (reason `unrevealed`),
+/// while the others are accepted and no transaction fails.
+#[test]
+fn workers_reveal_their_secrets_and_a_withheld_secret_earns_nothing() {
+    let mut specs = vec![honest("s1", 320), honest("s2", 320), honest("s3", 320)];
+    specs.push(HostSpec {
+        label: "withholder",
+        budget: 320,
+        misbehaviour: Misbehaviour {
+            skip_secret_reveal: true,
+            ..Default::default()
+        },
+    });
+    let mut net = network(specs);
+    run(&mut net, SETTLED, |_, _| {});
+    let d = net.driver.borrow();
+    assert!(net.failed_txs.is_empty(), "{:?}", net.failed_txs);
+    for h in &net.hosts[..3] {
+        let r = result(&d, 1, &h.key.address);
+        assert_eq!(r["accepted"], true, "{}: {r}", h.spec.label);
+        let j = Journal::open(&h.journal_dir)
+            .unwrap()
+            .load(1)
+            .unwrap()
+            .unwrap();
+        assert!(
+            j.secret.is_some() && j.secret_reveal_sent_height.is_some(),
+            "{}",
+            h.spec.label
+        );
+    }
+    let w = &net.hosts[3];
+    let r = result(&d, 1, &w.key.address);
+    assert_eq!(
+        (
+            r["accepted"].clone(),
+            r["reason"].clone(),
+            r["effective_weight"].clone()
+        ),
+        (json!(false), json!("unrevealed"), json!(0)),
+        "{r}"
+    );
+    let duties = query(
+        &d,
+        "/kiln.sprint.v1.Query/Duties",
+        &json!({"epoch": 1, "address": w.key.address}).to_string(),
+    );
+    assert_eq!(duties["secret_revealed"], false, "{duties}");
+    assert_eq!(duties["opened"], false, "{duties}");
+}
+
 /// Same outcome whether or not workers are killed and restarted mid-sprint
 /// (between sprint slices) and mid-validation (right after sending their vote
 /// commitments, before the block that includes them).
@@ -670,10 +735,18 @@ fn worker_restarts_mid_sprint_and_mid_validation_change_nothing() {
 
     let mut restarted = network(specs());
     let mut restarts = 0;
+    let restart_before = [
+        3,
+        stage_at(kiln_epochs::Stage::SecretReveal),
+        stage_at(kiln_epochs::Stage::VoteCommit) + 1,
+        stage_at(kiln_epochs::Stage::VoteReveal),
+    ];
     run(&mut restarted, SETTLED, |next, net| {
         // Before block 3: mid-sprint (2 of 4 slices done, a commit in flight);
-        // before 19: vote commitments in the mempool; before 21: reveals in the mempool.
-        if next == 3 || next == 19 || next == 21 {
+        // before the secret-reveal stage: secret reveals in the mempool;
+        // before vote commit + 1: vote commitments in the mempool; before
+        // vote reveal: reveals in the mempool.
+        if restart_before.contains(&next) {
             for h in net.hosts.iter_mut().take(2) {
                 h.kill_worker();
                 h.start_worker();
@@ -682,7 +755,7 @@ fn worker_restarts_mid_sprint_and_mid_validation_change_nothing() {
             }
         }
     });
-    assert_eq!(restarts, 6);
+    assert_eq!(restarts, 8);
 
     let (a, b) = (baseline.driver.borrow(), restarted.driver.borrow());
     for (x, y) in baseline.hosts.iter().zip(&restarted.hosts) {

@@ -2,7 +2,9 @@
 
 use super::engine::SprintEngine;
 use anyhow::{bail, ensure, Context, Result};
-use kiln_sprint_protocol::challenge::{challenge_seed, sample_indices};
+use kiln_sprint_protocol::challenge::{
+    challenge_seed, opening_indices, ordered_opening, sample_indices,
+};
 use kiln_sprint_protocol::leaf::{strictly_increasing, Leaf};
 use kiln_sprint_protocol::merkle::{verify_proof, MerkleTree};
 use kiln_sprint_protocol::model::ModelConfig;
@@ -92,7 +94,9 @@ pub struct ProofFile {
     pub openings: Vec<Opening>,
 }
 
-/// Open the challenged leaves of `run`.
+/// Open the challenged leaves of `run`: each sampled leaf followed by its
+/// right-hand neighbour, as the chain wants them. `challenge_block_hash` is
+/// the epoch's beacon on a real chain (the challenge is `SHA256(beacon ‖ addr)`).
 pub fn prove(
     run: &RunFile,
     addr: &[u8; 20],
@@ -104,7 +108,8 @@ pub fn prove(
     let tree =
         MerkleTree::new(run.leaves.iter().map(|l| l.hash()).collect()).context("empty tree")?;
     let ch = challenge_seed(challenge_block_hash, addr);
-    let idx = sample_indices(&ch, run.count as u32, k);
+    let sampled = sample_indices(&ch, run.count as u32, k);
+    let idx = opening_indices(&sampled, run.count as u32);
     let mut openings = Vec::with_capacity(idx.len());
     for i in idx {
         let l = run.leaves[i as usize];
@@ -160,6 +165,8 @@ pub struct VerifyReport {
 #[derive(Clone, Copy, Debug)]
 pub struct VerifyParams {
     pub tol_micro: u64,
+    /// How far above `r_target` a recomputed distance may lie (millionths).
+    pub share_slack_micro: u64,
     pub p0: Ratio,
     pub alpha: Ratio,
 }
@@ -168,6 +175,7 @@ impl Default for VerifyParams {
     fn default() -> Self {
         VerifyParams {
             tol_micro: verdict::TOLERANCE_MICRO_DEFAULT,
+            share_slack_micro: verdict::SHARE_SLACK_MICRO_DEFAULT,
             p0: verdict::P0_DEFAULT,
             alpha: verdict::ALPHA_DEFAULT,
         }
@@ -194,11 +202,19 @@ pub fn check_structure(p: &ProofFile, addr: &[u8; 20]) -> Result<Vec<bool>> {
         hex::encode(ch) == p.challenge,
         "challenge does not derive from the challenge block and address"
     );
-    let want = sample_indices(&ch, p.count as u32, p.sprint_samples);
+    let sampled = sample_indices(&ch, p.count as u32, p.sprint_samples);
+    let want = opening_indices(&sampled, p.count as u32);
     let got: Vec<u32> = p.openings.iter().map(|o| o.index as u32).collect();
     if got != want {
-        bail!("opened indices {got:?} are not the challenge's indices {want:?}");
+        bail!(
+            "opened indices {got:?} are not the challenge's indices with their neighbours {want:?}"
+        );
     }
+    let by_index: Vec<(u64, u64)> = p.openings.iter().map(|o| (o.index, o.nonce)).collect();
+    ensure!(
+        ordered_opening(&by_index).is_some(),
+        "opened nonces do not strictly increase by index (a nonce counted twice)"
+    );
     let mut oks = Vec::new();
     for o in &p.openings {
         let proof: Result<Vec<Hash32>> = o.proof.iter().map(|s| h32(s)).collect();
@@ -238,6 +254,7 @@ pub fn verify(p: &ProofFile, engine: &SprintEngine, params: VerifyParams) -> Res
             o.d_q,
             p.r_target_micro,
             params.tol_micro,
+            params.share_slack_micro,
         );
         mismatches += m as u32;
         leaves.push(LeafCheck {

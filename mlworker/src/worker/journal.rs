@@ -2,8 +2,10 @@
 //! `<dir>/epoch-<N>.json`, replaced atomically (write, fsync, rename) after
 //! every step that changes it. It holds what the chain cannot give back after
 //! a restart: the sprint's leaves and next nonce (so no nonce is computed
-//! twice and the committed tree can still be opened), and each vote's salt
-//! (so a committed vote can still be revealed). Everything else the worker
+//! twice and the committed tree can still be opened), the epoch's secret
+//! (written before any commitment carrying its hash is sent, so it can still
+//! be revealed) and each vote's salt (so a committed vote can still be
+//! revealed). Everything else the worker
 //! re-reads from chain state.
 
 use anyhow::{Context, Result};
@@ -39,6 +41,12 @@ pub struct EpochJournal {
     pub fabricated: u64,
     /// Leaf count and height of the last `MsgSprintCommit` sent.
     pub commit_sent: Option<(u64, u64)>,
+    /// Hex of the epoch's 32-byte secret; every commitment carries its hash.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Height of the last `MsgSprintRevealSecret` sent.
+    #[serde(default)]
+    pub secret_reveal_sent_height: Option<u64>,
     pub open_sent_height: Option<u64>,
     /// By host address (bech32).
     pub votes: BTreeMap<String, VoteRecord>,

@@ -75,6 +75,8 @@ pub struct Misbehaviour {
     pub fabricate_permille: u32,
     /// Never open the commitment.
     pub skip_open: bool,
+    /// Never reveal the epoch's secret.
+    pub skip_secret_reveal: bool,
     /// Reveal the opposite of every committed vote.
     pub flip_reveal: bool,
 }

@@ -1,14 +1,17 @@
 //! The sprint protocol's duties (SPEC §4), one [`Duty`]: every epoch the
-//! host sprints from the seed block, streams Merkle commitments before the
-//! deadline, opens the challenged leaves, recomputes the openings it is
-//! assigned to validate and commits then reveals its votes.
+//! host sprints from the seed block, streams Merkle commitments (with the
+//! hash of a per-epoch random secret) before the deadline, reveals its secret
+//! in the `SecretReveal` stage, opens the leaves its challenge (from the
+//! epoch's beacon) picks — each with its right-hand neighbour — recomputes
+//! the openings it is assigned to validate and commits then reveals its
+//! votes.
 //!
 //! Each tick reads the host's duties (`/kiln.sprint.v1.Query/Duties`: its
 //! commitment, opening, assigned openings with their leaves, which of its
 //! votes are on chain, its settled result) and acts for the stage of the next
 //! block. Decisions are re-derived from chain state every tick; the
 //! [`journal`](super::journal) keeps what the chain cannot give back
-//! (computed leaves, next nonce, vote salts). Nonces are computed on the
+//! (computed leaves, next nonce, the epoch's secret, vote salts). Nonces are computed on the
 //! [`EngineExecutor`] — sprint slices one round of batches per work item at
 //! [`Priority::Sprint`], validation recomputations at
 //! [`Priority::Validation`] — where the sprint engine lives.
@@ -20,13 +23,15 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use kiln_epochs::Stage;
 use kiln_sprint::msgs::{
-    vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintVoteCommit, MsgSprintVoteReveal,
-    OpenedLeaf,
+    vote_commitment, MsgSprintCommit, MsgSprintOpen, MsgSprintRevealSecret, MsgSprintVoteCommit,
+    MsgSprintVoteReveal, OpenedLeaf,
 };
 use kiln_sprint::query::{Duties, DUTIES_PATH};
 use kiln_sprint::state::Opened;
 use kiln_sprint::SprintParams;
-use kiln_sprint_protocol::challenge::{challenge_seed, sample_indices};
+use kiln_sprint_protocol::challenge::{
+    challenge_seed, opening_indices, sample_indices, secret_hash, SECRET_BYTES,
+};
 use kiln_sprint_protocol::leaf::{claims_share, leaf_hash, quantize_distance};
 use kiln_sprint_protocol::merkle::MerkleTree;
 use kiln_sprint_protocol::model::ModelConfig;
@@ -44,8 +49,9 @@ use crate::executor::{EngineExecutor, ExecContext, Priority};
 use crate::sprint::engine::SprintEngine;
 
 /// The messages the sprint duty sends; the host must have granted all of them.
-pub const SPRINT_MSG_TYPE_URLS: [&str; 4] = [
+pub const SPRINT_MSG_TYPE_URLS: [&str; 5] = [
     <kiln_sprint::msgs::SprintCommit as kiln_framework::MsgKind>::TYPE_URL,
+    <kiln_sprint::msgs::SprintRevealSecret as kiln_framework::MsgKind>::TYPE_URL,
     <kiln_sprint::msgs::SprintOpen as kiln_framework::MsgKind>::TYPE_URL,
     <kiln_sprint::msgs::SprintVoteCommit as kiln_framework::MsgKind>::TYPE_URL,
     <kiln_sprint::msgs::SprintVoteReveal as kiln_framework::MsgKind>::TYPE_URL,
@@ -131,11 +137,11 @@ impl Round {
 /// The sprint protocol's view of one tick: the chain's epoch plus the host's
 /// sprint duties.
 struct View {
+    chain_id: String,
     height: u64,
     epoch: u64,
     start_height: u64,
     settle_height: u64,
-    challenge_hash: Option<Vec<u8>>,
     /// The typed `/kiln.sprint.v1.Query/Duties` answer.
     duties: Duties,
 }
@@ -192,11 +198,11 @@ impl Duty for SprintDuty {
         let req = json!({"epoch": tick.epoch, "address": self.host}).to_string();
         let duties: Duties = out.chain().query(DUTIES_PATH, req.as_bytes())?;
         let view = View {
+            chain_id: tick.chain_id.clone(),
             height: tick.height,
             epoch: tick.epoch,
             start_height: tick.start_height,
             settle_height: tick.settle_height,
-            challenge_hash: tick.challenge_hash.clone(),
             duties,
         };
         let seed = sprint_seed(&tick.chain_id, view.epoch, seed_hash);
@@ -211,6 +217,10 @@ impl Duty for SprintDuty {
             }
             Stage::CommitGrace => {
                 self.maybe_commit(out, &view, true)?;
+                Ok(Tick::Idle)
+            }
+            Stage::SecretReveal => {
+                self.maybe_reveal_secret(out, &view)?;
                 Ok(Tick::Idle)
             }
             Stage::Challenge => Ok(Tick::Idle),
@@ -249,6 +259,7 @@ impl Duty for SprintDuty {
                 "next_nonce": j.next_nonce,
                 "leaves": j.leaves.len(),
                 "commit_sent": j.commit_sent,
+                "secret_reveal_sent_height": j.secret_reveal_sent_height,
                 "open_sent_height": j.open_sent_height,
                 "votes": j.votes.len(),
                 "settled": j.result.is_some(),
@@ -580,15 +591,63 @@ impl SprintDuty {
         }
         let tree = MerkleTree::new(j.leaves.iter().map(|(n, d)| leaf_hash(*n, *d)).collect())
             .ok_or_else(|| anyhow!("empty tree"))?;
+        let root = tree.root().to_vec();
+        let secret = self.epoch_secret()?;
         let msg = MsgSprintCommit {
             host: self.host.clone(),
             epoch: view.epoch,
-            root: tree.root().to_vec(),
+            root,
             count,
+            secret_hash: secret_hash(&secret).to_vec(),
         };
         let receipt = out.send("sprint_commit", vec![any_of(&msg)])?;
         if receipt.ok() {
             self.journal_mut()?.commit_sent = Some((count, view.height));
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// The epoch's secret, drawn on first use and on disk before any
+    /// commitment carrying its hash can reach the chain (so a restarted
+    /// worker can still reveal it).
+    fn epoch_secret(&mut self) -> Result<Vec<u8>> {
+        if let Some(secret) = &self.journal_mut()?.secret {
+            return Ok(hex::decode(secret)?);
+        }
+        let mut secret = [0u8; SECRET_BYTES];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+        self.journal_mut()?.secret = Some(hex::encode(secret));
+        self.save()?;
+        Ok(secret.to_vec())
+    }
+
+    /// In the `SecretReveal` stage: reveals the secret behind the
+    /// commitment's `secret_hash` (without it the host gets no weight).
+    fn maybe_reveal_secret(&mut self, out: &mut Outbox<'_>, view: &View) -> Result<()> {
+        if view.duties.commitment.is_none()
+            || view.duties.secret_revealed
+            || self.misbehaviour.skip_secret_reveal
+        {
+            return Ok(());
+        }
+        let j = self.journal_mut()?;
+        let Some(secret) = j.secret.clone() else {
+            bail!("the chain holds a commitment for epoch {} but the journal has no secret (journal lost?); the host gets no weight this epoch", view.epoch);
+        };
+        if j.secret_reveal_sent_height
+            .is_some_and(|h| view.height < h.saturating_add(RESEND_AFTER_BLOCKS))
+        {
+            return Ok(());
+        }
+        let msg = MsgSprintRevealSecret {
+            host: self.host.clone(),
+            epoch: view.epoch,
+            secret: hex::decode(secret)?,
+        };
+        let receipt = out.send("secret_reveal", vec![any_of(&msg)])?;
+        if receipt.ok() {
+            self.journal_mut()?.secret_reveal_sent_height = Some(view.height);
             self.save()?;
         }
         Ok(())
@@ -601,6 +660,13 @@ impl SprintDuty {
         params: &SprintParams,
     ) -> Result<()> {
         if view.duties.opened || self.misbehaviour.skip_open {
+            return Ok(());
+        }
+        if view.duties.commitment.is_some() && !view.duties.secret_revealed {
+            tracing::warn!(
+                epoch = view.epoch,
+                "the host's secret was not revealed: the chain refuses its opening, no weight this epoch"
+            );
             return Ok(());
         }
         let Some(commitment) = &view.duties.commitment else {
@@ -627,12 +693,16 @@ impl SprintDuty {
         if hex::encode(tree.root()) != root {
             bail!("the chain's commitment root {root} is not the root of the journal's first {count} leaves; cannot open");
         }
-        let challenge_hash = view
-            .challenge_hash
+        let beacon = view
+            .duties
+            .beacon
             .as_deref()
-            .ok_or_else(|| anyhow!("challenge block hash not on chain yet"))?;
-        let ch = challenge_seed(challenge_hash, &self.host_bytes);
-        let indices = sample_indices(&ch, u32::try_from(count)?, params.sprint_samples);
+            .ok_or_else(|| anyhow!("the epoch's beacon is not on chain yet"))?;
+        let ch = challenge_seed(&hex::decode(beacon)?, &self.host_bytes);
+        let count_u32 = u32::try_from(count)?;
+        let sampled = sample_indices(&ch, count_u32, params.sprint_samples);
+        // Each sampled leaf is opened with its right-hand neighbour.
+        let indices = opening_indices(&sampled, count_u32);
         let mut opened = Vec::with_capacity(indices.len());
         for i in indices {
             let (nonce, d_q) = leaves[i as usize];
@@ -681,6 +751,7 @@ impl SprintDuty {
                 *c,
                 params.r_target_micro,
                 params.sprint_tolerance_micro,
+                params.share_slack_micro,
             ) {
                 mismatches += 1;
             }
@@ -761,11 +832,19 @@ impl SprintDuty {
                 continue;
             }
             let salt = hex::decode(&vote.salt)?;
+            let commitment = vote_commitment(
+                &view.chain_id,
+                view.epoch,
+                duty.host.as_bytes(),
+                &self.host_bytes,
+                vote.valid,
+                &salt,
+            );
             msgs.push(any_of(&MsgSprintVoteCommit {
                 voter: self.host.clone(),
                 epoch: view.epoch,
                 host: host.clone(),
-                commitment: vote_commitment(vote.valid, &salt).to_vec(),
+                commitment: commitment.to_vec(),
             }));
             hosts.push(host);
         }

@@ -8,14 +8,15 @@
 //! |---|---|
 //! | `Sprint` | `0 … sprint_blocks−1` (0–9): the seed is the hash of block `S` |
 //! | `CommitGrace` | `sprint_blocks … deadline` (10–12): commits still accepted; `deadline = sprint_blocks + commit_grace` |
-//! | `Challenge` | `deadline+1` (13): its hash picks the leaves to open |
-//! | `Open` | next `open_blocks` (14–16): hosts post openings |
-//! | `VoteCommit` | next `validation_blocks − reveal_blocks` (17–19) |
-//! | `VoteReveal` | next `reveal_blocks = validation_blocks / 2` (20–21) |
-//! | `EscalationCommit` | next `escalation_blocks − escalation_blocks / 2` (22–23): every host with weight votes on escalated hosts |
-//! | `EscalationReveal` | next `escalation_blocks / 2` (24–25) |
-//! | `Settle` | one block (26): tally, weights, bonds, validator updates |
-//! | `Inference` | the rest of the epoch (27–59) |
+//! | `SecretReveal` | next `secret_reveal_blocks` (13–14): hosts reveal the secrets behind their commitments |
+//! | `Challenge` | next block (15): its hash and the revealed secrets make the beacon that picks the leaves to open |
+//! | `Open` | next `open_blocks` (16–18): hosts post openings |
+//! | `VoteCommit` | next `validation_blocks − reveal_blocks` (19–21) |
+//! | `VoteReveal` | next `reveal_blocks = validation_blocks / 2` (22–23) |
+//! | `EscalationCommit` | next `escalation_blocks − escalation_blocks / 2` (24–25): every host with weight votes on escalated hosts |
+//! | `EscalationReveal` | next `escalation_blocks / 2` (26–27) |
+//! | `Settle` | one block (28): tally, weights, bonds, validator updates |
+//! | `Inference` | the rest of the epoch (29–59) |
 //!
 //! The module stores its params, the first height, and each epoch's seed
 //! block hash and challenge block hash (recorded by the begin-block hook).

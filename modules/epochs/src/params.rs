@@ -15,6 +15,9 @@ pub struct EpochParams {
     pub epoch_length: u64,
     pub sprint_blocks: u64,
     pub commit_grace: u64,
+    /// Blocks after the commit deadline in which hosts reveal their secrets
+    /// (the challenge block follows them).
+    pub secret_reveal_blocks: u64,
     pub open_blocks: u64,
     pub validation_blocks: u64,
     /// Blocks of the escalation stages (commit, then reveal: split in half
@@ -28,6 +31,7 @@ impl Default for EpochParams {
             epoch_length: 17_280,
             sprint_blocks: 60,
             commit_grace: 5,
+            secret_reveal_blocks: 5,
             open_blocks: 10,
             validation_blocks: 20,
             escalation_blocks: 10,
@@ -41,6 +45,7 @@ impl EpochParams {
             epoch_length: 60,
             sprint_blocks: 10,
             commit_grace: 2,
+            secret_reveal_blocks: 2,
             open_blocks: 3,
             validation_blocks: 5,
             escalation_blocks: 4,
@@ -51,6 +56,7 @@ impl EpochParams {
     pub fn busy_blocks(&self) -> Option<u64> {
         self.sprint_blocks
             .checked_add(self.commit_grace)?
+            .checked_add(self.secret_reveal_blocks)?
             .checked_add(1)? // challenge
             .checked_add(self.open_blocks)?
             .checked_add(self.validation_blocks)?
@@ -59,8 +65,11 @@ impl EpochParams {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.sprint_blocks == 0 || self.open_blocks == 0 {
-            return Err("epochs.params: sprint_blocks and open_blocks must be positive".into());
+        if self.sprint_blocks == 0 || self.open_blocks == 0 || self.secret_reveal_blocks == 0 {
+            return Err(
+                "epochs.params: sprint_blocks, secret_reveal_blocks and open_blocks must be positive"
+                    .into(),
+            );
         }
         if self.validation_blocks < 2 {
             return Err(

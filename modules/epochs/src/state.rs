@@ -11,12 +11,13 @@ pub use kiln_framework::epoch::{EpochInfo, Stage};
 impl EpochParams {
     /// Stage boundaries as offsets from the epoch start, in order; each entry
     /// is (stage, first offset). Saturating arithmetic: params are validated.
-    fn boundaries(&self) -> [(Stage, u64); 10] {
+    fn boundaries(&self) -> [(Stage, u64); 11] {
         let commit_grace = self.sprint_blocks;
-        let challenge = self
+        let secret_reveal = self
             .sprint_blocks
             .saturating_add(self.commit_grace)
             .saturating_add(1);
+        let challenge = secret_reveal.saturating_add(self.secret_reveal_blocks);
         let open = challenge.saturating_add(1);
         let vote_commit = open.saturating_add(self.open_blocks);
         let vote_reveal =
@@ -31,6 +32,7 @@ impl EpochParams {
         [
             (Stage::Sprint, 0),
             (Stage::CommitGrace, commit_grace),
+            (Stage::SecretReveal, secret_reveal),
             (Stage::Challenge, challenge),
             (Stage::Open, open),
             (Stage::VoteCommit, vote_commit),
@@ -191,26 +193,30 @@ mod tests {
         assert_eq!(stage(10), Stage::Sprint);
         assert_eq!(stage(11), Stage::CommitGrace);
         assert_eq!(stage(13), Stage::CommitGrace); // deadline = S + 10 + 2
-        assert_eq!(stage(14), Stage::Challenge);
-        assert_eq!((stage(15), stage(17)), (Stage::Open, Stage::Open));
         assert_eq!(
-            (stage(18), stage(20)),
+            (stage(14), stage(15)),
+            (Stage::SecretReveal, Stage::SecretReveal)
+        );
+        assert_eq!(stage(16), Stage::Challenge);
+        assert_eq!((stage(17), stage(19)), (Stage::Open, Stage::Open));
+        assert_eq!(
+            (stage(20), stage(22)),
             (Stage::VoteCommit, Stage::VoteCommit)
         );
         assert_eq!(
-            (stage(21), stage(22)),
+            (stage(23), stage(24)),
             (Stage::VoteReveal, Stage::VoteReveal)
         );
         assert_eq!(
-            (stage(23), stage(24)),
+            (stage(25), stage(26)),
             (Stage::EscalationCommit, Stage::EscalationCommit)
         );
         assert_eq!(
-            (stage(25), stage(26)),
+            (stage(27), stage(28)),
             (Stage::EscalationReveal, Stage::EscalationReveal)
         );
-        assert_eq!(stage(27), Stage::Settle);
-        assert_eq!((stage(28), stage(60)), (Stage::Inference, Stage::Inference));
+        assert_eq!(stage(29), Stage::Settle);
+        assert_eq!((stage(30), stage(60)), (Stage::Inference, Stage::Inference));
         let next = p.info(1, 61);
         assert_eq!(
             (next.epoch, next.stage, next.start_height),
@@ -218,7 +224,7 @@ mod tests {
         );
         let i = p.info(1, 5);
         assert_eq!((i.next_stage_height, i.blocks_to_next_stage), (11, 6));
-        assert_eq!(p.stage_height(1, 2, Stage::Challenge), 74);
+        assert_eq!(p.stage_height(1, 2, Stage::Challenge), 76);
     }
 
     #[test]
@@ -231,6 +237,9 @@ mod tests {
         assert!(p.validate().is_err());
         p = EpochParams::devnet();
         p.escalation_blocks = 1;
+        assert!(p.validate().is_err());
+        p = EpochParams::devnet();
+        p.secret_reveal_blocks = 0;
         assert!(p.validate().is_err());
     }
 

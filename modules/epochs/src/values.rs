@@ -4,4 +4,4 @@
 
 use kiln_framework::stored_value;
 
-stored_value!(crate::params::EpochParams, "epoch params", 1);
+stored_value!(crate::params::EpochParams, "epoch params", 2); // v2: secret_reveal_blocks

@@ -7,6 +7,8 @@
 pub enum Stage {
     Sprint,
     CommitGrace,
+    /// Hosts reveal the secrets behind their commitments' secret hashes.
+    SecretReveal,
     Challenge,
     Open,
     VoteCommit,
@@ -24,6 +26,7 @@ impl Stage {
         match self {
             Stage::Sprint => "sprint",
             Stage::CommitGrace => "commit_grace",
+            Stage::SecretReveal => "secret_reveal",
             Stage::Challenge => "challenge",
             Stage::Open => "open",
             Stage::VoteCommit => "vote_commit",

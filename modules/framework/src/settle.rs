@@ -17,9 +17,10 @@ use crate::event::Event;
 pub struct ComputeOutcome {
     /// Its sprint was accepted.
     pub accepted: bool,
-    /// It committed but was rejected by validators, or never opened.
+    /// It committed but was rejected by validators, never opened, or did not
+    /// reveal its secret.
     pub rejected_or_unopened: bool,
-    /// Votes it committed as a validator and did not reveal.
+    /// Votes it committed as a committee member and did not reveal.
     pub unrevealed_votes: u64,
     /// Its `invalid` votes on hosts the all-weight escalation accepted
     /// (forcing everyone into an escalation is not free).
@@ -27,6 +28,9 @@ pub struct ComputeOutcome {
     /// Its `valid` votes (committee or escalation) on hosts the escalation
     /// rejected (vouching for a fabricated claim is not free).
     pub valid_votes_on_rejected: u64,
+    /// Openings it was on the committee of and neither committed nor
+    /// revealed a vote for (it counts as not voting).
+    pub missed_votes: u64,
 }
 
 /// The first step's answer: raw weight per accepted host and what happened

@@ -80,6 +80,8 @@ pub struct EpochOutcome {
     /// disagreeing is treated as misbehaviour.
     pub overturned_invalid_votes: u64,
     pub valid_votes_on_rejected: u64,
+    /// Sprint votes it owed as a committee member and never committed.
+    pub missed_votes: u64,
     /// Inference misses above 1%, in whole percent (later issue; 0 now).
     pub excess_miss_percent: u64,
     /// An upheld inference dispute or INVALID status (later issue; false now).
@@ -94,6 +96,7 @@ impl From<ComputeOutcome> for EpochOutcome {
             unrevealed_votes: o.unrevealed_votes,
             overturned_invalid_votes: o.overturned_invalid_votes,
             valid_votes_on_rejected: o.valid_votes_on_rejected,
+            missed_votes: o.missed_votes,
             ..Default::default()
         }
     }
@@ -136,7 +139,12 @@ pub fn apply_outcome<S: StateWrite>(
         }
         good = good.saturating_sub(outcome.excess_miss_percent);
     }
-    good = good.saturating_sub(outcome.unrevealed_votes);
+    // SPEC §6: each sprint vote committed and not revealed costs one good
+    // epoch; so does each vote owed and never cast (a silent member is no
+    // better than one that hides its vote).
+    good = good
+        .saturating_sub(outcome.unrevealed_votes)
+        .saturating_sub(outcome.missed_votes);
     state.put_u64(good_epochs_key(addr), good);
     let score = reputation(state, addr)?;
     Ok(Event::new("kiln.reputation.v1.EventReputationUpdated")
@@ -255,6 +263,22 @@ mod tests {
         apply_outcome(
             &mut s,
             6,
+            &a,
+            &EpochOutcome {
+                accepted: true,
+                missed_votes: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            good_epochs(&s, &a).unwrap(),
+            2,
+            "+1 accepted, −2 missed votes"
+        );
+        apply_outcome(
+            &mut s,
+            7,
             &a,
             &EpochOutcome {
                 rejected_or_unopened: true,

@@ -8,13 +8,15 @@
 //! - [`model`]: model dimensions, presets, the tensor list, and the portable,
 //!   bit-exact generation of weights, inputs, target and permutations.
 //! - [`leaf`], [`merkle`]: leaf encoding and the Merkle commitment with proofs.
-//! - [`challenge`]: challenge seed and leaf-index sampling.
+//! - [`challenge`]: secret commitments, the epoch's beacon, challenge seed,
+//!   leaf-index sampling and the neighbour-pair opening rule.
+//! - [`vote`]: the vote commitment (bound to chain, epoch, host and voter).
 //! - [`verdict`]: mismatch rule and the one-sided binomial test — an exact,
 //!   integer-only version for the chain and a float p-value for display.
 //!
 //! ## What is consensus-safe
 //! Everything in [`seed`], [`stream`] (words and integer draws), [`leaf`],
-//! [`merkle`], [`challenge`] and [`verdict`] uses integers only, is
+//! [`merkle`], [`challenge`], [`vote`] and [`verdict`] uses integers only, is
 //! deterministic and never panics on any input. The float code (weight /
 //! input / target generation, quantisation of a float distance, the float
 //! p-value) is used by the worker only and sits behind the default `float`
@@ -30,8 +32,9 @@ pub mod model;
 pub mod seed;
 pub mod stream;
 pub mod verdict;
+pub mod vote;
 
-pub use challenge::{challenge_seed, sample_indices};
+pub use challenge::{challenge_seed, opening_indices, sample_indices};
 #[cfg(feature = "float")]
 pub use leaf::quantize_distance;
 pub use leaf::{leaf_hash, Leaf};

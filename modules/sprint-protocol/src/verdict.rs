@@ -22,7 +22,11 @@
 //! The per-leaf mismatch rule is also integer-only ([`is_mismatch`]): the
 //! validator converts its recomputed distance to millionths once
 //! ([`distance_to_micro`], worker-side float) and compares integers with
-//! `r_target` and `sprint_tolerance`, both stored in millionths.
+//! `r_target`, `sprint_tolerance` and `share_slack`, all stored in
+//! millionths. The tolerance bounds `|d − d_q|` (how far a claimed distance
+//! may be from the recomputed one); the much smaller share slack bounds how
+//! far above `r_target` a recomputed distance may lie and still count as a
+//! share, so a near-miss nonce cannot be passed off as a share.
 //!
 //! [`p_value_f64`] is a float p-value for display by the worker only.
 
@@ -56,6 +60,9 @@ pub const P0_DEFAULT: Ratio = Ratio::new(1, 10_000);
 pub const ALPHA_DEFAULT: Ratio = Ratio::new(1, 10_000_000);
 /// Default `sprint_tolerance = 2e-3`, in millionths.
 pub const TOLERANCE_MICRO_DEFAULT: u64 = 2_000;
+/// Default `share_slack`, in millionths: the measured cross-device distance
+/// error near `r_target` (README "Protocol notes", near-miss shares).
+pub const SHARE_SLACK_MICRO_DEFAULT: u64 = 833;
 
 /// Bad test parameters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,16 +101,17 @@ pub fn distance_to_micro(d: f64) -> u64 {
 
 /// A leaf mismatches when the recomputed distance differs from the claimed
 /// `d_q` (1e-4 units) by more than the tolerance, or the recomputed distance is
-/// `≥ r_target + tolerance` (all in millionths). Integer-only.
+/// `≥ r_target + share_slack` (all in millionths). Integer-only.
 pub fn is_mismatch(
     recomputed_micro: u64,
     claimed_dq: u32,
     r_target_micro: u64,
     tol_micro: u64,
+    share_slack_micro: u64,
 ) -> bool {
     let claimed = claimed_dq as u64 * 100;
     recomputed_micro.abs_diff(claimed) > tol_micro
-        || recomputed_micro >= r_target_micro.saturating_add(tol_micro)
+        || recomputed_micro >= r_target_micro.saturating_add(share_slack_micro)
 }
 
 /// `C(k, j) · a^j · b^(k−j)` for `j = 0..=k` as exact integers.

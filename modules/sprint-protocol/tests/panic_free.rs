@@ -67,6 +67,6 @@ proptest! {
 
     #[test]
     fn mismatch_total(r in any::<u64>(), d in any::<u32>(), t in any::<u64>(), tol in any::<u64>()) {
-        let _ = is_mismatch(r, d, t, tol);
+        let _ = is_mismatch(r, d, t, tol, tol / 2);
     }
 }

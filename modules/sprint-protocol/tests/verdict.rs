@@ -75,13 +75,16 @@ fn bad_parameters_are_errors_not_panics() {
 fn mismatch_rule() {
     let r = 1_346_000;
     let tol = TOLERANCE_MICRO_DEFAULT;
-    assert!(!is_mismatch(1_300_040, 13000, r, tol));
-    assert!(!is_mismatch(1_302_000, 13000, r, tol));
-    assert!(is_mismatch(1_302_001, 13000, r, tol));
-    assert!(is_mismatch(1_297_999, 13000, r, tol));
-    assert!(is_mismatch(1_348_000, 13480, r, tol)); // not a share at all
-    assert!(!is_mismatch(1_347_999, 13480, r, tol));
-    assert!(is_mismatch(u64::MAX, 13000, u64::MAX, tol));
+    let slack = SHARE_SLACK_MICRO_DEFAULT;
+    assert!(!is_mismatch(1_300_040, 13000, r, tol, slack));
+    assert!(!is_mismatch(1_302_000, 13000, r, tol, slack));
+    assert!(is_mismatch(1_302_001, 13000, r, tol, slack));
+    assert!(is_mismatch(1_297_999, 13000, r, tol, slack));
+    assert!(is_mismatch(1_348_000, 13480, r, tol, slack)); // not a share at all
+                                                           // A near miss: within the tolerance of its claim, but above r_target + slack.
+    assert!(is_mismatch(r + slack, 13450, r, tol, slack));
+    assert!(!is_mismatch(r + slack - 1, 13450, r, tol, slack));
+    assert!(is_mismatch(u64::MAX, 13000, u64::MAX, tol, slack));
 }
 
 #[cfg(feature = "float")]

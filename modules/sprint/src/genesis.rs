@@ -22,8 +22,9 @@ impl SprintGenesis {
     }
 }
 
-/// The sprint as a component: genesis and stage-start hooks here; its settle step is
-/// [`crate::settle`] (a [`kiln_framework::RawWeightSource`]).
+/// The sprint as a component: genesis here, the beacon at the challenge
+/// block ([`crate::beacon`]), committees when the vote stages begin; its
+/// settle step is [`crate::settle`] (a [`kiln_framework::RawWeightSource`]).
 pub struct Sprint;
 
 impl Component for Sprint {
@@ -39,15 +40,16 @@ impl Component for Sprint {
         state.put_value(keys::PARAMS.to_vec(), &genesis.params)
     }
 
-    /// Committees are drawn once, when the vote stages begin (every opening
-    /// is in by then). (Escalations are marked by the `invalid` reveals
-    /// themselves.)
+    /// The beacon is recorded at the challenge block; committees are drawn
+    /// once, when the vote stages begin (every opening is in by then).
+    /// (Escalations are marked by the `invalid` reveals themselves.)
     fn on_stage_start<S: StateWrite>(
         state: &mut S,
         _block: &BlockInfo,
         epoch: &EpochInfo,
     ) -> TxResult<Vec<Event>> {
         match epoch.stage {
+            Stage::Challenge => Ok(vec![crate::beacon::record_beacon(state, epoch.epoch)?]),
             Stage::VoteCommit => crate::handler::assign_committees(state, epoch.epoch),
             _ => Ok(Vec::new()),
         }

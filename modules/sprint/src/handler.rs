@@ -10,10 +10,11 @@ use kiln_framework::{
     Address, Coin, Coins, Event, ExecCtx, StateWriteExt, TxError, TxResult, BASE_DENOM,
 };
 use kiln_hosts::HostsExt;
-use kiln_sprint_protocol::{challenge, leaf, merkle};
+use kiln_sprint_protocol::{challenge, leaf, merkle, vote};
 use kiln_staking::StakingExt;
 use kiln_state::StateWrite;
 
+use crate::beacon;
 use crate::keys;
 use crate::msgs::*;
 use crate::state::{self, Commitment, Opened, OpenedLeaves, WeightTable};
@@ -69,6 +70,16 @@ pub mod codes {
     pub const NO_WEIGHT_IN_FORCE: u32 = 25;
     /// A host voting in its own escalation.
     pub const OWN_ESCALATION: u32 = 26;
+    /// A commitment's `secret_hash` that is not 32 bytes.
+    pub const BAD_SECRET_HASH: u32 = 30;
+    /// A revealed secret that is not 32 bytes.
+    pub const BAD_SECRET: u32 = 31;
+    /// A secret that does not hash to the commitment's `secret_hash`.
+    pub const SECRET_MISMATCH: u32 = 32;
+    /// A second secret reveal.
+    pub const SECRET_ALREADY_REVEALED: u32 = 33;
+    /// An opening by a host that did not reveal its secret.
+    pub const SECRET_NOT_REVEALED: u32 = 34;
 }
 
 pub(crate) fn err(code: u32, log: impl Into<String>) -> TxError {
@@ -138,12 +149,54 @@ pub fn commit<S: StateWrite>(
         height: ctx.block.height,
     };
     state.put_value(keys::commit(msg.epoch, &host), &record)?;
+    // The last commitment's secret hash counts, like its root.
+    state.put_raw(keys::secret_hash(msg.epoch, &host), msg.secret_hash.clone());
     ctx.emit(
         Event::new("kiln.sprint.v1.EventSprintCommit")
             .attr("epoch", msg.epoch)
             .attr("host", host)
             .attr("count", msg.count)
             .attr("root", &record.root),
+    );
+    Ok(())
+}
+
+/// `MsgSprintRevealSecret`: in the `SecretReveal` stage, the secret behind
+/// the host's last commitment's `secret_hash`.
+pub fn reveal_secret<S: StateWrite>(
+    state: &mut S,
+    ctx: &mut ExecCtx<'_>,
+    msg: &MsgSprintRevealSecret,
+) -> TxResult<()> {
+    let host = address_field(&msg.host, "host")?;
+    registered(state, &host, "host")?;
+    let info = current_epoch(state, ctx, msg.epoch)?;
+    if info.stage != Stage::SecretReveal {
+        return Err(wrong_stage(&info, "MsgSprintRevealSecret"));
+    }
+    let committed = beacon::secret_hash(state, msg.epoch, &host)?.ok_or_else(|| {
+        err(
+            codes::NO_COMMITMENT,
+            format!("{host} made no sprint commitment in epoch {}", msg.epoch),
+        )
+    })?;
+    if beacon::revealed_secret(state, msg.epoch, &host)?.is_some() {
+        return Err(err(
+            codes::SECRET_ALREADY_REVEALED,
+            "secret already revealed for this epoch",
+        ));
+    }
+    if challenge::secret_hash(&msg.secret) != committed {
+        return Err(err(
+            codes::SECRET_MISMATCH,
+            "the secret does not hash to the commitment's secret_hash",
+        ));
+    }
+    state.put_raw(keys::secret(msg.epoch, &host), msg.secret.clone());
+    ctx.emit(
+        Event::new("kiln.sprint.v1.EventSecretRevealed")
+            .attr("epoch", msg.epoch)
+            .attr("host", host),
     );
     Ok(())
 }
@@ -171,21 +224,30 @@ pub fn open<S: StateWrite>(
             "leaves already opened for this epoch",
         ));
     }
+    if beacon::revealed_secret(state, msg.epoch, &host)?.is_none() {
+        return Err(err(
+            codes::SECRET_NOT_REVEALED,
+            format!(
+                "{host} did not reveal its secret in epoch {}: it gets no weight this epoch",
+                msg.epoch
+            ),
+        ));
+    }
     let params = state::sprint_params(state)?;
-    let challenge_hash = state
-        .challenge_block_hash(msg.epoch)?
-        .ok_or_else(|| TxError::internal("challenge block hash missing"))?;
-    let addr_bytes: [u8; 20] = *host.as_bytes();
-    let seed = challenge::challenge_seed(&challenge_hash, &addr_bytes);
+    let seed = beacon::host_challenge(state, msg.epoch, &host)?
+        .ok_or_else(|| TxError::internal("beacon missing in the open stage"))?;
     let count =
         u32::try_from(commit.count).map_err(|_| err(codes::BAD_COUNT, "count too large"))?;
-    let indices = challenge::sample_indices(&seed, count, params.sprint_samples);
+    let sampled = challenge::sample_indices(&seed, count, params.sprint_samples);
+    // Each sampled leaf comes with its right-hand neighbour (SPEC §4).
+    let indices = challenge::opening_indices(&sampled, count);
     if msg.leaves.len() != indices.len() {
         return Err(err(
             codes::WRONG_LEAF_COUNT,
             format!(
-                "expected {} opened leaves, got {}",
+                "expected {} opened leaves ({} sampled, each followed by its right-hand neighbour), got {}",
                 indices.len(),
+                sampled.len(),
                 msg.leaves.len()
             ),
         ));
@@ -235,15 +297,19 @@ pub fn open<S: StateWrite>(
             distance_q: leaf_msg.distance_q,
         });
     }
-    // Leaves are committed in strictly increasing nonce order: a nonce can never count twice.
-    let mut by_index = opened.clone();
-    by_index.sort_by_key(|l| l.index);
-    if by_index.windows(2).any(|w| w[0].nonce >= w[1].nonce) {
+    // Leaves are committed in strictly increasing nonce order, so a nonce can
+    // never count twice: checked across all opened leaves by index, which
+    // covers every sampled leaf and its neighbour. Validators get each
+    // distinct leaf once, in index order.
+    let pairs: Vec<(u64, u64)> = opened.iter().map(|l| (l.index, l.nonce)).collect();
+    if challenge::ordered_opening(&pairs).is_none() {
         return Err(err(
             codes::REPEATED_NONCE,
-            "opened leaves are not in strictly increasing nonce order (a nonce counted twice?)",
+            "opened leaves are not in strictly increasing nonce order by index (a nonce counted twice?)",
         ));
     }
+    opened.sort_by_key(|l| l.index);
+    opened.dedup_by_key(|l| l.index);
     state.put_value(keys::open(msg.epoch, &host), &OpenedLeaves(opened.clone()))?;
     ctx.emit(
         Event::new("kiln.sprint.v1.EventSprintOpen")
@@ -292,14 +358,15 @@ fn lock_bond<S: StateWrite>(
     Ok(())
 }
 
-/// The challenge seed of `host` in `epoch` (committee draws).
+/// The challenge seed of `host` in `epoch` (committee draws): from the
+/// beacon, so neither the proposer of the challenge block nor the host picks
+/// its committee.
 fn host_seed<S: kiln_state::StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     host: &Address,
 ) -> TxResult<[u8; 32]> {
-    let challenge_hash = state.challenge_block_hash(epoch)?.unwrap_or_default();
-    Ok(challenge::challenge_seed(&challenge_hash, host.as_bytes()))
+    Ok(beacon::host_challenge(state, epoch, host)?.unwrap_or_default())
 }
 
 /// The committee for `host` in `epoch`: the one assigned when the vote
@@ -335,10 +402,9 @@ pub fn assign_committees<S: StateWrite>(state: &mut S, epoch: u64) -> TxResult<V
     let table = WeightTable::new(&state.weights_in_force()?);
     let opened = state::opened_hosts(state, epoch)?;
     let size = crate::params::committee_size(params.sprint_committee, opened.len() as u64);
-    let challenge_hash = state.challenge_block_hash(epoch)?.unwrap_or_default();
     let mut by_voter: std::collections::BTreeMap<Address, Vec<Address>> = Default::default();
     for host in &opened {
-        let seed = challenge::challenge_seed(&challenge_hash, host.as_bytes());
+        let seed = host_seed(state, epoch, host)?;
         let members: Vec<(Address, u64)> = state::committee(&table, host, &seed, size)
             .into_iter()
             .map(|voter| (voter, table.weight_of(&voter)))
@@ -504,10 +570,19 @@ pub fn vote_reveal<S: StateWrite>(
     let committed = state
         .get_raw(&commit_key)?
         .ok_or_else(|| err(codes::NO_VOTE_TO_REVEAL, "no committed vote to reveal"))?;
-    if vote_commitment(msg.valid, &msg.salt).as_slice() != committed.as_slice() {
+    // The commitment binds the voter: one copied from another voter never matches.
+    let expected = vote::vote_commitment(
+        &ctx.block.chain_id,
+        msg.epoch,
+        host.as_bytes(),
+        voter.as_bytes(),
+        msg.valid,
+        &msg.salt,
+    );
+    if expected.as_slice() != committed.as_slice() {
         return Err(err(
             codes::REVEAL_MISMATCH,
-            "revealed vote does not match its commitment",
+            "revealed vote does not match its commitment (commitments bind chain, epoch, host and voter)",
         ));
     }
     if state.get_raw(&reveal_key)?.is_some() {

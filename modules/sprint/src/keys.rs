@@ -6,6 +6,9 @@
 //! |---|---|
 //! | `sprint/params` | [`crate::params::SprintParams`] |
 //! | `sprint/commit/{epoch}/{addr}` | [`crate::state::Commitment`] |
+//! | `sprint/secret_hash/{epoch}/{addr}` | 32-byte secret commitment of the host's last `MsgSprintCommit` |
+//! | `sprint/secret/{epoch}/{addr}` | the host's revealed 32-byte secret |
+//! | `sprint/beacon/{epoch}` | 32-byte beacon computed at the challenge block |
 //! | `sprint/open/{epoch}/{addr}` | [`crate::state::OpenedLeaves`] |
 //! | `sprint/vote_commit/{epoch}/{host}/{voter}` | 32-byte vote commitment |
 //! | `sprint/vote_reveal/{epoch}/{host}/{voter}` | 1 byte: 1 valid, 0 invalid |
@@ -38,6 +41,28 @@ pub fn commit(epoch: u64, addr: &Address) -> Vec<u8> {
 
 pub fn opens_of_epoch(epoch: u64) -> Vec<u8> {
     [b"sprint/open/".as_slice(), &epoch.to_be_bytes()].concat()
+}
+
+pub fn secret_hash(epoch: u64, addr: &Address) -> Vec<u8> {
+    [
+        b"sprint/secret_hash/".as_slice(),
+        &epoch.to_be_bytes(),
+        addr.as_bytes(),
+    ]
+    .concat()
+}
+
+/// Revealed secrets of `epoch`; iterating this prefix yields them in address order.
+pub fn secrets_of_epoch(epoch: u64) -> Vec<u8> {
+    [b"sprint/secret/".as_slice(), &epoch.to_be_bytes()].concat()
+}
+
+pub fn secret(epoch: u64, addr: &Address) -> Vec<u8> {
+    [secrets_of_epoch(epoch).as_slice(), addr.as_bytes()].concat()
+}
+
+pub fn beacon(epoch: u64) -> Vec<u8> {
+    [b"sprint/beacon/".as_slice(), &epoch.to_be_bytes()].concat()
 }
 
 pub fn open(epoch: u64, addr: &Address) -> Vec<u8> {

@@ -1,8 +1,9 @@
 //! kiln-sprint: proof of compute by sprint, up to raw weight (SPEC §4).
 //!
-//! Each epoch, workers commit a Merkle root over their shares before the
-//! deadline, open the leaves the challenge block picks (proofs checked here,
-//! on chain), and validate each other with commit-then-reveal votes. At
+//! Each epoch, workers commit a Merkle root over their shares (and a secret
+//! hash) before the deadline, reveal their secrets, open the leaves the
+//! epoch's beacon picks for them — each sampled leaf with its right-hand
+//! neighbour (proofs checked here, on chain) — and validate each other with commit-then-reveal votes. At
 //! settle the votes are tallied by committee weight and each accepted host's
 //! raw weight is its share count ([`settle`], a
 //! [`kiln_framework::RawWeightSource`]). What happens to raw weight next —
@@ -16,6 +17,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod beacon;
 pub mod genesis;
 pub mod handler;
 pub mod keys;

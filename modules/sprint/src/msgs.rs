@@ -1,5 +1,5 @@
 //! Messages of the sprint (`kiln.sprint.v1`), each declared once with its
-//! signer, stateless checks and handler ([`MsgKind`]). All four are ML-ops
+//! signer, stateless checks and handler ([`MsgKind`]). All five are ML-ops
 //! messages: the worker sends them through `MsgExec` from the host's ML key.
 //! Hand-written prost types (no protoc): field numbers are the wire contract
 //! with the worker.
@@ -22,8 +22,26 @@ pub struct MsgSprintCommit {
     pub root: Vec<u8>,
     #[prost(uint64, tag = "4")]
     pub count: u64,
+    /// `SHA256("kiln/sprint-secret/v1" ‖ secret)` of the 32-byte secret the
+    /// host reveals after the deadline (`MsgSprintRevealSecret`); it feeds
+    /// the epoch's challenge beacon.
+    #[prost(bytes = "vec", tag = "5")]
+    pub secret_hash: Vec<u8>,
 }
 kiln_framework::proto_name!(MsgSprintCommit, "kiln.sprint.v1");
+
+/// Reveals the secret behind the host's `secret_hash`, in the `SecretReveal`
+/// stage. A host that committed and does not reveal gets no weight.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MsgSprintRevealSecret {
+    #[prost(string, tag = "1")]
+    pub host: String,
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub secret: Vec<u8>,
+}
+kiln_framework::proto_name!(MsgSprintRevealSecret, "kiln.sprint.v1");
 
 /// One opened leaf with its Merkle proof (sibling hashes, leaf level first).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -38,7 +56,9 @@ pub struct OpenedLeaf {
     pub proof: Vec<Vec<u8>>,
 }
 
-/// The challenged leaves, in the order the challenge sampled them.
+/// The challenged leaves: for each sampled index `i`, in the order the
+/// challenge sampled them, leaf `i` and then leaf `i + 1` (when `i + 1 <
+/// count`), each with its proof (`kiln_sprint_protocol::opening_indices`).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MsgSprintOpen {
     #[prost(string, tag = "1")]
@@ -50,7 +70,8 @@ pub struct MsgSprintOpen {
 }
 kiln_framework::proto_name!(MsgSprintOpen, "kiln.sprint.v1");
 
-/// `commitment = SHA256(vote ‖ salt)`, vote = 1 (valid) or 0 (invalid).
+/// `commitment = kiln_sprint_protocol::vote::vote_commitment(chain_id, epoch,
+/// host, voter, vote, salt)`, vote = 1 (valid) or 0 (invalid).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MsgSprintVoteCommit {
     /// The committee member casting the vote (wire field 1, formerly `validator`).
@@ -81,14 +102,8 @@ pub struct MsgSprintVoteReveal {
 }
 kiln_framework::proto_name!(MsgSprintVoteReveal, "kiln.sprint.v1");
 
-/// The vote commitment a voter posts: `SHA256(vote ‖ salt)`.
-pub fn vote_commitment(valid: bool, salt: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update([u8::from(valid)]);
-    h.update(salt);
-    h.finalize().into()
-}
+/// The vote commitment a voter posts (bound to chain, epoch, host and voter).
+pub use kiln_sprint_protocol::vote::vote_commitment;
 
 /// Largest sprint commitment count: leaf indices are u32 on the wire of the
 /// challenge (SPEC §4).
@@ -116,6 +131,15 @@ impl MsgKind for SprintCommit {
         if msg.count == 0 || msg.count > MAX_COUNT {
             return Err(err(codes::BAD_COUNT, "count must be between 1 and 2^32-1"));
         }
+        if msg.secret_hash.len() != 32 {
+            return Err(err(
+                codes::BAD_SECRET_HASH,
+                format!(
+                    "secret_hash must be 32 bytes, got {}",
+                    msg.secret_hash.len()
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -129,7 +153,44 @@ impl MsgKind for SprintCommit {
 
     fn describe(msg: &MsgSprintCommit) -> serde_json::Value {
         json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(),
-            "root": hex::encode(&msg.root), "count": msg.count.to_string()})
+            "root": hex::encode(&msg.root), "count": msg.count.to_string(),
+            "secret_hash": hex::encode(&msg.secret_hash)})
+    }
+}
+
+/// Declaration of `MsgSprintRevealSecret`.
+pub struct SprintRevealSecret;
+
+impl MsgKind for SprintRevealSecret {
+    type Proto = MsgSprintRevealSecret;
+    const TYPE_URL: &'static str = "/kiln.sprint.v1.MsgSprintRevealSecret";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgSprintRevealSecret) -> TxResult<Address> {
+        address_field(&msg.host, "host")
+    }
+
+    fn validate_basic(msg: &MsgSprintRevealSecret) -> TxResult<()> {
+        if msg.secret.len() != kiln_sprint_protocol::challenge::SECRET_BYTES {
+            return Err(err(
+                codes::BAD_SECRET,
+                format!("secret must be 32 bytes, got {}", msg.secret.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgSprintRevealSecret,
+    ) -> TxResult<()> {
+        handler::reveal_secret(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgSprintRevealSecret) -> serde_json::Value {
+        json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(),
+            "secret": hex::encode(&msg.secret)})
     }
 }
 

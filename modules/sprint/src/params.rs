@@ -26,7 +26,7 @@ pub struct SprintParams {
     pub sprint_committee: u32,
     /// Share threshold on the distance, in millionths.
     pub r_target_micro: u64,
-    /// Recomputation tolerance, in millionths (voters apply it).
+    /// Recomputation tolerance on `|d − d_q|`, in millionths (voters apply it).
     pub sprint_tolerance_micro: u64,
     /// Bond (ukiln) locked from the host's account by its first commitment of
     /// an epoch; returned at settle when accepted, burned when rejected or
@@ -38,6 +38,11 @@ pub struct SprintParams {
     /// The additive term of the growth cap: all a host without weight can
     /// gain in one epoch.
     pub new_host_weight_cap: u64,
+    /// How far above `r_target` a recomputed distance may lie and the leaf
+    /// still count as a share, in millionths: bounded by the measured
+    /// cross-device distance error, never the (larger) vote tolerance, so
+    /// near-miss nonces cannot be claimed as shares.
+    pub share_slack_micro: u64,
 }
 
 impl Default for SprintParams {
@@ -47,7 +52,8 @@ impl Default for SprintParams {
             sprint_samples: 200,
             sprint_committee: 9,
             r_target_micro: 1_391_480,
-            sprint_tolerance_micro: 2_000,
+            sprint_tolerance_micro: kiln_sprint_protocol::verdict::TOLERANCE_MICRO_DEFAULT,
+            share_slack_micro: kiln_sprint_protocol::verdict::SHARE_SLACK_MICRO_DEFAULT,
             commit_bond: 10_000_000,
             max_weight_growth_bps: 20_000,
             new_host_weight_cap: 1_000,
@@ -111,6 +117,12 @@ impl SprintParams {
         if self.preset.is_empty() {
             return Err("sprint.params.preset must name a model preset".into());
         }
+        if self.share_slack_micro > self.sprint_tolerance_micro {
+            return Err(format!(
+                "sprint.params.share_slack_micro ({}) must not exceed sprint_tolerance_micro ({}): the slack is bounded by the cross-device error, not the vote tolerance",
+                self.share_slack_micro, self.sprint_tolerance_micro
+            ));
+        }
         Ok(())
     }
 }
@@ -146,5 +158,17 @@ mod tests {
         assert_eq!(committee_size(9, 4), 11);
         assert_eq!(committee_size(9, 1_000), 16);
         assert_eq!(committee_size(9, 10_000), 18);
+    }
+
+    #[test]
+    fn share_slack_above_the_tolerance_is_refused() {
+        assert!(SprintParams::default().validate().is_ok());
+        assert!(SprintParams::devnet().validate().is_ok());
+        let p = SprintParams {
+            share_slack_micro: 2_001,
+            ..SprintParams::devnet()
+        };
+        let e = p.validate().unwrap_err();
+        assert!(e.contains("share_slack_micro"), "{e}");
     }
 }

@@ -64,6 +64,13 @@ pub struct Duties {
     pub epoch: u64,
     pub address: Address,
     pub commitment: Option<state::Commitment>,
+    /// The host revealed the secret behind its commitment's `secret_hash`.
+    #[serde(default)]
+    pub secret_revealed: bool,
+    /// Hex of the epoch's beacon, once the challenge block has executed; the
+    /// host's challenge is `SHA256(beacon ‖ addr)`.
+    #[serde(default)]
+    pub beacon: Option<String>,
     pub opened: bool,
     /// Openings whose committee this address sits on (assigned when the vote
     /// stages begin; empty before).
@@ -128,6 +135,8 @@ fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
         epoch: req.epoch,
         address: req.address,
         commitment: state::commitment(state, req.epoch, &req.address)?,
+        secret_revealed: crate::beacon::revealed_secret(state, req.epoch, &req.address)?.is_some(),
+        beacon: crate::beacon::beacon(state, req.epoch)?.map(hex::encode),
         opened: state::opened(state, req.epoch, &req.address)?.is_some(),
         duties,
         escalations,

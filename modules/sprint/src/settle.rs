@@ -56,8 +56,16 @@ impl RawWeightSource for Sprint {
                     valid_weight = valid_weight.saturating_add(m.weight);
                     valid_count += 1;
                 }
-                if m.vote.is_none() && m.committed {
-                    out.outcomes.entry(m.voter).or_default().unrevealed_votes += 1;
+                // No reveal: the member did not vote (never an invalid
+                // vote); committing without revealing and not voting at all
+                // both cost reputation.
+                if m.vote.is_none() {
+                    let o = out.outcomes.entry(m.voter).or_default();
+                    if m.committed {
+                        o.unrevealed_votes += 1;
+                    } else {
+                        o.missed_votes += 1;
+                    }
                 }
             }
             let verdict = state::committee_verdict(members.iter().map(|m| (m.weight, m.vote)));
@@ -99,7 +107,11 @@ impl RawWeightSource for Sprint {
             } else {
                 opened && verdict == CommitteeVerdict::Accepted
             };
-            let reason = if !opened {
+            let revealed = crate::beacon::revealed_secret(state, epoch, &host)?.is_some();
+            let reason = if !revealed {
+                // It could not open: its secret is missing from the beacon.
+                "unrevealed"
+            } else if !opened {
                 "unopened"
             } else if accepted {
                 ""

@@ -66,7 +66,8 @@ pub struct OpenedLeaves(pub Vec<Opened>);
 )]
 pub struct EpochResult {
     pub accepted: bool,
-    /// Why not accepted: `unopened`, `rejected` or empty.
+    /// Why not accepted: `unrevealed` (secret not revealed), `unopened`,
+    /// `rejected`, or empty.
     pub reason: String,
     pub raw_weight: u64,
     pub effective_weight: u64,

@@ -7,7 +7,7 @@ use kiln_framework::stored_value;
 use crate::params::SprintParams;
 use crate::state::{AssignedCommittee, AssignedDuties, Commitment, EpochResult, OpenedLeaves};
 
-stored_value!(SprintParams, "sprint params", 1);
+stored_value!(SprintParams, "sprint params", 2); // v2: share_slack_micro
 stored_value!(Commitment, "sprint commitment", 1);
 stored_value!(OpenedLeaves, "opened leaves", 1);
 stored_value!(EpochResult, "sprint epoch result", 1);
