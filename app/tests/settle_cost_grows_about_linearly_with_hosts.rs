@@ -2,7 +2,8 @@
 //! must grow about linearly with the number of hosts, not quadratically.
 //! The committee draw used to rescan every weight for every committed host:
 //! 1 000 hosts ÷ 10 hosts ≈ 1 150–1 230 measured before the fix (dev
-//! profile), where linear is 100.
+//! profile), where linear is 100. Times are the thread's CPU time, so the
+//! ratios do not move with the machine's load.
 //!
 //! Why the bounds are above 100: committees grow by design with ⌈log₃ h⌉
 //! (`kiln_sprint::params::committee_size`: 9 members — everyone, no draw —
