@@ -1,11 +1,14 @@
 //! kiln-sprint: proof of compute by sprint, up to raw weight (SPEC §4).
 //!
 //! Each epoch, workers commit a Merkle root over their shares before the
-//! deadline, open the leaves the challenge block picks (proofs checked here,
-//! on chain), and validate each other with commit-then-reveal votes. At
-//! settle the votes are tallied by committee weight and each accepted host's
-//! raw weight is its share count ([`settle`], a
-//! [`kiln_framework::RawWeightSource`]). What happens to raw weight next —
+//! deadline (the first commitment locks a bond from the host's account),
+//! open the leaves the challenge block picks (proofs checked here, on
+//! chain), and validate each other with commit-then-reveal votes by
+//! committees drawn once when the vote stages begin. Any `invalid` vote
+//! escalates the host to a vote of every host with weight (escalation
+//! stages). At settle the votes are tallied, each accepted host's raw weight
+//! is its share count limited by the growth cap, and bonds are returned or
+//! burned ([`settle`], a [`kiln_framework::RawWeightSource`]). What happens to raw weight next —
 //! the power cap, consensus power, reputation — belongs to other modules;
 //! the app chains them in its settle pipeline.
 //!

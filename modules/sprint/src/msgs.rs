@@ -50,7 +50,9 @@ pub struct MsgSprintOpen {
 }
 kiln_framework::proto_name!(MsgSprintOpen, "kiln.sprint.v1");
 
-/// `commitment = SHA256(vote ‖ salt)`, vote = 1 (valid) or 0 (invalid).
+/// `commitment = SHA256(vote ‖ salt)`, vote = 1 (valid) or 0 (invalid). In
+/// the vote stages it is a committee vote; in the escalation stages, an
+/// escalation vote (stored apart).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MsgSprintVoteCommit {
     /// The committee member casting the vote (wire field 1, formerly `validator`).
