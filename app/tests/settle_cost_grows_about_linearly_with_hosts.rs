@@ -1,16 +1,19 @@
 //! Issue 9 item 10: the epoch's tally work (committee assignment + settle)
 //! must grow about linearly with the number of hosts, not quadratically.
-//! The committee draw used to rescan every weight for every committed host:
-//! 1 000 hosts ÷ 10 hosts ≈ 1 150–1 230 measured before the fix (dev
-//! profile), where linear is 100.
+//! Times are the thread's CPU time (wall-clock ratios moved 2× with the load
+//! of the shared machine). Measured in the dev profile with this fixture:
 //!
-//! Why the bounds are above 100: committees grow by design with ⌈log₃ h⌉
+//! | | 1 000 ÷ 10 hosts | 1 000 ÷ 100 hosts |
+//! |---|---|---|
+//! | before (committee rescanned every weight per host) | 1 365–1 379 | 69–71 |
+//! | after | 234–240 | 13.4–14.8 |
+//!
+//! Why not 100 and 10: committees grow by design with ⌈log₃ h⌉
 //! (`kiln_sprint::params::committee_size`: 9 members — everyone, no draw —
-//! at 10 hosts, 16 drawn members at 1 000), and a state tree of 1 000 hosts
-//! costs O(log n) per read and leaves the caches; measured ≈ 220–320 on two
-//! cores shared with other builds. Bound 400 for 1 000 ÷ 10, and the sharper
-//! 1 000 ÷ 100 (both sizes draw their committees: 14 and 16 members) ≤ 25,
-//! where linear is 10 and quadratic 100. `make bench` prints the ratios.
+//! at 10 hosts, 14 drawn at 100, 16 drawn at 1 000) and a state tree of
+//! 1 000 hosts costs O(log n) per read and leaves the caches. The bounds
+//! (400 and 25) fail the old code by 3.4× and 2.8×. `make bench` prints the
+//! ratios.
 
 use kiln_testkit::settle_cost::{settle_fixture, time_settle};
 

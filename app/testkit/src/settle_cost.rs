@@ -9,7 +9,23 @@
 // Not consensus code: it reads the wall clock.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// CPU time of the calling thread: the work itself, without the time the
+/// thread waits for a core (the machine is shared with other builds, and
+/// wall-clock ratios moved by 2× with the load).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 use kiln_epochs::{EpochParams, Stage};
 use kiln_framework::{Address, BlockInfo, GenesisCtx, StateWriteExt};
@@ -129,7 +145,7 @@ fn block(height: u64) -> BlockInfo {
     }
 }
 
-/// Times the chain's tally work for the fixture's epoch: the committee
+/// Times (thread CPU time) the chain's tally work for the fixture's epoch: the committee
 /// assignment at the start of the vote stages (none before committees were
 /// stored) and the settle pipeline. Returns (time, accepted hosts).
 pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(Duration, usize)> {
@@ -138,15 +154,15 @@ pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(Duration, usize)> {
     let escalation_height = f.params.stage_height(1, 1, Stage::EscalationCommit);
     let settle_height = f.params.stage_height(1, 1, Stage::Settle);
     // Committee assignment at the first vote block (stage-start hooks).
-    let t0 = Instant::now();
+    let t0 = thread_cpu_time();
     kiln_app::components::begin_block(&mut f.state, &block(vote_height)).map_err(err)?;
-    let mut spent = t0.elapsed();
+    let mut spent = thread_cpu_time().saturating_sub(t0);
     vote_everyone_valid(f)?;
     // Escalation check at the first escalation block, then the settle.
-    let t1 = Instant::now();
+    let t1 = thread_cpu_time();
     kiln_app::components::begin_block(&mut f.state, &block(escalation_height)).map_err(err)?;
     let out = kiln_app::components::settle(&mut f.state, 1, settle_height).map_err(err)?;
-    spent += t1.elapsed();
+    spent += thread_cpu_time().saturating_sub(t1);
     let accepted = out
         .events
         .iter()

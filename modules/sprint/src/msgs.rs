@@ -71,7 +71,9 @@ pub struct MsgSprintOpen {
 kiln_framework::proto_name!(MsgSprintOpen, "kiln.sprint.v1");
 
 /// `commitment = kiln_sprint_protocol::vote::vote_commitment(chain_id, epoch,
-/// host, voter, vote, salt)`, vote = 1 (valid) or 0 (invalid).
+/// host, voter, vote, salt)`, vote = 1 (valid) or 0 (invalid). In the vote
+/// stages it is a committee vote; in the escalation stages, an escalation
+/// vote (stored apart).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MsgSprintVoteCommit {
     /// The committee member casting the vote (wire field 1, formerly `validator`).
