@@ -117,7 +117,7 @@ fn abci(updates: &[kiln_staking::PowerUpdate]) -> Vec<ValidatorUpdate> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn validator_updates_applied_by_cometbft_rules_always_equal_the_effective_weights(
