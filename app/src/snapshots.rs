@@ -96,8 +96,8 @@ pub fn list_heights(dir: &Path) -> Vec<u64> {
 /// The manifest of the snapshot at `height` in `dir`.
 pub fn read_manifest(dir: &Path, height: u64) -> anyhow::Result<Manifest> {
     let path = snapshot_dir(dir, height).join("manifest");
-    let bytes = std::fs::read(&path)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     Ok(Manifest::decode(&bytes)?)
 }
 
@@ -138,7 +138,10 @@ impl Snapshots {
             .name("kiln-snapshot".into())
             .spawn(move || {
                 let Ok(_one_at_a_time) = this.taking.try_lock() else {
-                    tracing::warn!(height, "previous snapshot still being written; skipping this one");
+                    tracing::warn!(
+                        height,
+                        "previous snapshot still being written; skipping this one"
+                    );
                     return;
                 };
                 match this.take(&storage, height) {
@@ -238,7 +241,11 @@ impl Snapshots {
             );
             return answer(OfferResult::Reject);
         }
-        tracing::info!(height = manifest.height, chunks = manifest.chunk_hashes.len(), "restoring a snapshot");
+        tracing::info!(
+            height = manifest.height,
+            chunks = manifest.chunk_hashes.len(),
+            "restoring a snapshot"
+        );
         *self.restoring.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Restore::new(manifest), req.app_hash.to_vec()));
         answer(OfferResult::Accept)

@@ -26,7 +26,11 @@ fn send_block(driver: &mut BlockDriver, keys: &[TestKey], round: u64) {
     for (i, key) in keys.iter().enumerate() {
         let to = &keys[(i + 1 + round as usize) % keys.len()].address;
         let opts = driver.opts_for(key);
-        txs.push(sign_tx(key, vec![msg_send(&key.address, to, 1_000 + round as u128)], &opts));
+        txs.push(sign_tx(
+            key,
+            vec![msg_send(&key.address, to, 1_000 + round as u128)],
+            &opts,
+        ));
     }
     let out = driver.deliver(txs).unwrap();
     assert!(out.response.tx_results.iter().all(|r| r.code == 0));
@@ -39,14 +43,19 @@ fn wait_for_snapshots(app: &KilnApp, heights: &[u64]) -> Vec<Snapshot> {
         if list.iter().map(|s| s.height).collect::<Vec<_>>() == heights {
             return list;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "snapshots not taken: {list:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "snapshots not taken: {list:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[test]
 fn a_fresh_node_restores_a_snapshot_and_follows_the_chain() {
-    let keys: Vec<TestKey> = (0..6).map(|i| TestKey::from_label(&format!("sync-{i}"))).collect();
+    let keys: Vec<TestKey> = (0..6)
+        .map(|i| TestKey::from_label(&format!("sync-{i}")))
+        .collect();
     let refs: Vec<&TestKey> = keys.iter().collect();
     let genesis = BlockDriver::genesis_funding(&refs, 1_000_000_000);
     let dir = tempfile::tempdir().unwrap();
@@ -76,7 +85,8 @@ fn a_fresh_node_restores_a_snapshot_and_follows_the_chain() {
     assert_eq!(replica.list().snapshots[0], offered);
 
     let fresh_path = dir.path().join("fresh");
-    let fresh = KilnApp::new(Storage::open(&fresh_path, StorageConfig { keep_recent: 0 }).unwrap()).unwrap();
+    let fresh = KilnApp::new(Storage::open(&fresh_path, StorageConfig { keep_recent: 0 }).unwrap())
+        .unwrap();
     assert_eq!(fresh.info(Default::default()).last_block_height, 0);
     let offer = |app: &KilnApp, snapshot: &Snapshot, app_hash: &[u8]| {
         OfferResult::try_from(
@@ -114,7 +124,10 @@ fn a_fresh_node_restores_a_snapshot_and_follows_the_chain() {
             sender: sender.into(),
         })
     };
-    assert_eq!(apply(0, chunk(0), "good-peer").result, ApplyResult::Accept as i32);
+    assert_eq!(
+        apply(0, chunk(0), "good-peer").result,
+        ApplyResult::Accept as i32
+    );
     // A corrupted chunk: refetch it, reject its sender.
     let mut bad = chunk(1);
     bad[3] ^= 0x40;
@@ -123,7 +136,10 @@ fn a_fresh_node_restores_a_snapshot_and_follows_the_chain() {
     assert_eq!(r.refetch_chunks, vec![1]);
     assert_eq!(r.reject_senders, vec!["bad-peer".to_string()]);
     for i in 1..offered.chunks {
-        assert_eq!(apply(i, chunk(i), "good-peer").result, ApplyResult::Accept as i32);
+        assert_eq!(
+            apply(i, chunk(i), "good-peer").result,
+            ApplyResult::Accept as i32
+        );
     }
     let info = fresh.info(Default::default());
     assert_eq!(info.last_block_height, 15);
@@ -152,7 +168,10 @@ fn a_fresh_node_restores_a_snapshot_and_follows_the_chain() {
     for round in 15..20 {
         send_block(&mut reference, &keys, round);
         send_block(&mut follower, &keys, round);
-        assert_eq!(follower.last_app_hash, reference.last_app_hash, "round {round}");
+        assert_eq!(
+            follower.last_app_hash, reference.last_app_hash,
+            "round {round}"
+        );
         follower.check_invariants().unwrap();
     }
 }

@@ -113,7 +113,8 @@ fn wait_for_height(rpc: SocketAddr, at_least: u64, comet: &Proc, app: &Proc) -> 
 fn add_genesis_host(home: &Path) {
     let key = kiln_node::home::load_priv_validator_key(home).unwrap();
     let path = home.join("config/genesis.json");
-    let mut genesis: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut genesis: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let mut app: kiln_genesis::AppGenesis =
         serde_json::from_value(genesis["app_state"].clone()).unwrap();
     app.hosts.hosts.push(kiln_hosts::GenesisHost {
@@ -263,24 +264,50 @@ fn a_kilnd_home_runs_under_the_real_cometbft_and_recovers_from_a_killed_app() {
     assert!(listed.contains(&app_hash), "{listed}");
     let fresh = dir.path().join("fresh");
     kilnd(&["init", "--chain-id", "kiln-cometbft-test"], &fresh);
-    std::fs::copy(home.join("config/genesis.json"), fresh.join("config/genesis.json")).unwrap();
+    std::fs::copy(
+        home.join("config/genesis.json"),
+        fresh.join("config/genesis.json"),
+    )
+    .unwrap();
     let from = home.join("data/snapshots");
     let from = from.to_str().unwrap();
     // A wrong trusted app hash restores nothing.
     let bad = Command::new(env!("CARGO_BIN_EXE_kilnd"))
-        .args(["snapshots", "restore", &height, "--app-hash", &"AB".repeat(32), "--from", from])
+        .args([
+            "snapshots",
+            "restore",
+            &height,
+            "--app-hash",
+            &"AB".repeat(32),
+            "--from",
+            from,
+        ])
         .arg("--home")
         .arg(&fresh)
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("trusted app hash"), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("trusted app hash"),
+        "{bad:?}"
+    );
     let restored = kilnd(
-        &["snapshots", "restore", &height, "--app-hash", &app_hash, "--from", from],
+        &[
+            "snapshots",
+            "restore",
+            &height,
+            "--app-hash",
+            &app_hash,
+            "--from",
+            from,
+        ],
         &fresh,
     );
     assert!(restored.contains(&app_hash), "{restored}");
     kilnd(&["snapshots", "export"], &fresh);
     let listed_fresh = kilnd(&["snapshots", "list"], &fresh);
-    assert_eq!(listed_fresh, listed, "the restored state exports the same snapshot");
+    assert_eq!(
+        listed_fresh, listed,
+        "the restored state exports the same snapshot"
+    );
 }

@@ -10,8 +10,8 @@ use cosmos_sdk_proto::Any;
 use kiln_epochs::{EpochParams, Stage};
 use kiln_framework::Address;
 use kiln_sprint::msgs::{MsgSprintVoteCommit, MsgSprintVoteReveal};
-use kiln_sprint_protocol::vote::vote_commitment;
 use kiln_sprint::state::EpochResult;
+use kiln_sprint_protocol::vote::vote_commitment;
 use kiln_testkit::{any_of, msg_exec, sign_tx, BlockDriver, TestKey};
 
 const CHAIN: &str = "kiln-sprint-escalation";
@@ -116,7 +116,11 @@ fn all_ok(r: &[tendermint_proto::v0_38::abci::ExecTxResult]) {
 }
 
 fn commit_msg(h: &Host) -> Any {
-    any_of(&kiln_testkit::sprint::commit_msg(&h.key.address, 1, &h.leaves))
+    any_of(&kiln_testkit::sprint::commit_msg(
+        &h.key.address,
+        1,
+        &h.leaves,
+    ))
 }
 
 /// In the secret-reveal stage, every host in `hosts` reveals its secret

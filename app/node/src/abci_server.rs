@@ -137,10 +137,7 @@ fn read_frame(reader: &mut impl Read, max: u64) -> Result<Vec<u8>, Closed> {
         return Err(Closed::Oversized(len));
     }
     let mut buf = Vec::with_capacity(usize::try_from(len.min(1 << 16)).unwrap_or(1 << 16));
-    reader
-        .take(len)
-        .read_to_end(&mut buf)
-        .map_err(Closed::Io)?;
+    reader.take(len).read_to_end(&mut buf).map_err(Closed::Io)?;
     if buf.len() as u64 != len {
         return Err(Closed::Io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
@@ -287,6 +284,9 @@ mod tests {
         let mut long: &[u8] = &[0xff; 11];
         assert!(matches!(read_length(&mut long), Err(Closed::BadLength)));
         let mut huge: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0x0f];
-        assert!(matches!(read_frame(&mut huge, 1 << 20), Err(Closed::Oversized(_))));
+        assert!(matches!(
+            read_frame(&mut huge, 1 << 20),
+            Err(Closed::Oversized(_))
+        ));
     }
 }

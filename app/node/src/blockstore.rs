@@ -493,7 +493,10 @@ impl BlockStore {
     ) -> anyhow::Result<Option<BTreeSet<(u64, u32)>>> {
         let prefix = until.map_or(from, |(p, _)| p);
         let mut out = BTreeSet::new();
-        for item in self.db.iterator(IteratorMode::From(from, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(from, Direction::Forward))
+        {
             let (k, _) = item?;
             if !k.starts_with(prefix) {
                 break;
@@ -598,7 +601,9 @@ impl BlockStore {
         let mut cand: Option<BTreeSet<(u64, u32)>> = None;
         let mut filters = vec![];
         let in_range = |s: BTreeSet<(u64, u32)>| -> BTreeSet<(u64, u32)> {
-            s.into_iter().filter(|(h, _)| *h >= lo && *h <= hi).collect()
+            s.into_iter()
+                .filter(|(h, _)| *h >= lo && *h <= hi)
+                .collect()
         };
         let intersect = |cand: &mut Option<BTreeSet<(u64, u32)>>, s: BTreeSet<(u64, u32)>| {
             *cand = Some(match cand.take() {
@@ -671,10 +676,7 @@ impl BlockStore {
             return Err(too_broad("matches", limits.max_candidates));
         }
         if !filters.is_empty() && cand.len() > limits.max_loaded {
-            return Err(too_broad(
-                "needs the events of",
-                limits.max_loaded,
-            ));
+            return Err(too_broad("needs the events of", limits.max_loaded));
         }
         let base = self.base()?;
         let mut hits: Vec<(u64, u32)> = vec![];

@@ -115,7 +115,10 @@ fn init_home_writes_cometbft_files_and_is_idempotent() {
 
     // CometBFT's config.toml points proxy_app at kilnd's default ABCI address.
     let toml = std::fs::read_to_string(home::config_toml_path(dir.path())).unwrap();
-    assert!(toml.contains("proxy_app = \"tcp://127.0.0.1:26658\""), "{toml}");
+    assert!(
+        toml.contains("proxy_app = \"tcp://127.0.0.1:26658\""),
+        "{toml}"
+    );
     assert!(toml.contains("moniker = \"m1\""), "{toml}");
     // An operator's edits survive a second init.
     std::fs::write(home::config_toml_path(dir.path()), "moniker = \"edited\"\n").unwrap();
@@ -296,5 +299,13 @@ fn bad_abci_frames_close_only_their_connection() {
     // The process and the other connection are still serving.
     assert_eq!(healthy.info(RequestInfo::default()).unwrap().data, "kv");
     let mut fresh = ClientBuilder::default().connect(&addr).unwrap();
-    assert_eq!(fresh.echo(RequestEcho { message: "still here".into() }).unwrap().message, "still here");
+    assert_eq!(
+        fresh
+            .echo(RequestEcho {
+                message: "still here".into()
+            })
+            .unwrap()
+            .message,
+        "still here"
+    );
 }

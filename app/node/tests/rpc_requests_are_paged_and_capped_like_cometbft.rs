@@ -276,7 +276,10 @@ async fn websocket_connections_and_subscriptions_are_capped() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(freed, "subscription place not released when the client left");
+    assert!(
+        freed,
+        "subscription place not released when the client left"
+    );
     let (_third, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     h.stop().await;
 }

@@ -83,11 +83,7 @@ pub struct Exported {
 }
 
 /// Exports the state at a retained `version` of `storage` in format 1.
-pub fn export(
-    storage: &Storage,
-    version: u64,
-    chunk_bytes: usize,
-) -> Result<Exported, StoreError> {
+pub fn export(storage: &Storage, version: u64, chunk_bytes: usize) -> Result<Exported, StoreError> {
     let root = storage.root_hash(version)?;
     let view = storage.snapshot(version)?;
     let target = chunk_bytes.max(64);
@@ -96,7 +92,9 @@ pub fn export(
     let mut failure: Option<StoreError> = None;
     view.prefix_visit(b"", &mut |key, value| {
         let (Ok(kl), Ok(vl)) = (u32::try_from(key.len()), u32::try_from(value.len())) else {
-            failure = Some(StoreError("a key or value above 4 GiB cannot be exported".into()));
+            failure = Some(StoreError(
+                "a key or value above 4 GiB cannot be exported".into(),
+            ));
             return std::ops::ControlFlow::Break(());
         };
         current.extend_from_slice(&kl.to_be_bytes());
@@ -145,12 +143,17 @@ impl std::fmt::Display for ChunkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChunkError::WrongHash { index } => {
-                write!(f, "chunk {index} does not match the SHA-256 in the snapshot metadata")
+                write!(
+                    f,
+                    "chunk {index} does not match the SHA-256 in the snapshot metadata"
+                )
             }
             ChunkError::OutOfOrder { index, expected } => {
                 write!(f, "chunk {index} arrived but chunk {expected} is next")
             }
-            ChunkError::Malformed { index, reason } => write!(f, "chunk {index} is malformed: {reason}"),
+            ChunkError::Malformed { index, reason } => {
+                write!(f, "chunk {index} is malformed: {reason}")
+            }
         }
     }
 }
@@ -239,7 +242,11 @@ impl Restore {
     /// version `manifest.height` and checks its root against the manifest
     /// and `trusted_app_hash` (what the light client verified). On a
     /// mismatch nothing is written.
-    pub fn finish(self, storage: &Storage, trusted_app_hash: &[u8]) -> Result<[u8; 32], StoreError> {
+    pub fn finish(
+        self,
+        storage: &Storage,
+        trusted_app_hash: &[u8],
+    ) -> Result<[u8; 32], StoreError> {
         if self.next_chunk().is_some() {
             return Err(StoreError(format!(
                 "snapshot restore is missing chunks from {}",
@@ -343,8 +350,22 @@ mod tests {
     #[test]
     fn the_same_state_reached_by_different_histories_exports_identical_bytes() {
         let (_a, a) = store();
-        commit(&a, 1, &[(b"x".to_vec(), Some(b"1".to_vec())), (b"gone".to_vec(), Some(b"z".to_vec()))]);
-        commit(&a, 2, &[(b"gone".to_vec(), None), (b"y".to_vec(), Some(b"2".to_vec()))]);
+        commit(
+            &a,
+            1,
+            &[
+                (b"x".to_vec(), Some(b"1".to_vec())),
+                (b"gone".to_vec(), Some(b"z".to_vec())),
+            ],
+        );
+        commit(
+            &a,
+            2,
+            &[
+                (b"gone".to_vec(), None),
+                (b"y".to_vec(), Some(b"2".to_vec())),
+            ],
+        );
         let (_b, b) = store();
         commit(&b, 1, &[(b"y".to_vec(), Some(b"2".to_vec()))]);
         commit(&b, 2, &[(b"x".to_vec(), Some(b"1".to_vec()))]);
@@ -364,10 +385,16 @@ mod tests {
         r.apply_chunk(0, &e.chunks[0]).unwrap();
         let mut bad = e.chunks[1].clone();
         bad[10] ^= 1;
-        assert_eq!(r.apply_chunk(1, &bad), Err(ChunkError::WrongHash { index: 1 }));
+        assert_eq!(
+            r.apply_chunk(1, &bad),
+            Err(ChunkError::WrongHash { index: 1 })
+        );
         assert_eq!(
             r.apply_chunk(2, &e.chunks[2]),
-            Err(ChunkError::OutOfOrder { index: 2, expected: 1 })
+            Err(ChunkError::OutOfOrder {
+                index: 2,
+                expected: 1
+            })
         );
         for i in 1..e.chunks.len() {
             r.apply_chunk(i as u32, &e.chunks[i]).unwrap();
@@ -381,7 +408,11 @@ mod tests {
             }
             r2
         };
-        assert!(r2.finish(&s2, &[0u8; 32]).unwrap_err().0.contains("trusted app hash"));
+        assert!(r2
+            .finish(&s2, &[0u8; 32])
+            .unwrap_err()
+            .0
+            .contains("trusted app hash"));
         assert_eq!(s2.latest_version(), None);
         assert_eq!(r.finish(&s2, &root).unwrap(), root);
     }
@@ -389,9 +420,22 @@ mod tests {
     #[test]
     fn bad_manifests_are_refused() {
         assert!(Manifest::decode(b"junk").is_err());
-        let m = Manifest { format: 2, height: 1, root: [0; 32], chunk_hashes: vec![[0; 32]] };
-        assert!(Manifest::decode(&m.encode()).unwrap_err().0.contains("format 2"));
-        let m = Manifest { format: 1, height: 1, root: [0; 32], chunk_hashes: vec![] };
+        let m = Manifest {
+            format: 2,
+            height: 1,
+            root: [0; 32],
+            chunk_hashes: vec![[0; 32]],
+        };
+        assert!(Manifest::decode(&m.encode())
+            .unwrap_err()
+            .0
+            .contains("format 2"));
+        let m = Manifest {
+            format: 1,
+            height: 1,
+            root: [0; 32],
+            chunk_hashes: vec![],
+        };
         assert!(Manifest::decode(&m.encode()).is_err());
     }
 }

@@ -513,7 +513,9 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
         .iter()
         .map(|(h, _, l)| {
             assert!(l.contains("does not match its commitment"), "{l}");
-            (stage_at(kiln_epochs::Stage::VoteReveal)..stage_at(kiln_epochs::Stage::EscalationCommit)).contains(h)
+            (stage_at(kiln_epochs::Stage::VoteReveal)
+                ..stage_at(kiln_epochs::Stage::EscalationCommit))
+                .contains(h)
         })
         .collect();
     assert_eq!(
@@ -526,9 +528,11 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
         net.failed_txs
     );
     assert!(
-        net.failed_txs.iter().any(|(h, _, _)| (stage_at(kiln_epochs::Stage::EscalationReveal)
-            ..stage_at(kiln_epochs::Stage::Settle))
-            .contains(h)),
+        net.failed_txs
+            .iter()
+            .any(|(h, _, _)| (stage_at(kiln_epochs::Stage::EscalationReveal)
+                ..stage_at(kiln_epochs::Stage::Settle))
+                .contains(h)),
         "{:?}",
         net.failed_txs
     );
