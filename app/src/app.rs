@@ -267,6 +267,7 @@ impl KilnApp {
         inner: &Inner,
         block: &BlockInfo,
         txs: &[Vec<u8>],
+        misbehavior: &[kiln_staking::misbehavior::Reported],
     ) -> anyhow::Result<ExecutedBlock> {
         let latest = self.storage.latest();
         let mut state = Overlay::with_changes(latest, inner.genesis_base.clone());
@@ -277,6 +278,11 @@ impl KilnApp {
         // Begin-block hooks, in the fixed component order (components.rs).
         let (epoch, mut block_events) = crate::components::begin_block(&mut state, block)
             .map_err(|e| anyhow::anyhow!(e.log))?;
+        // Evidence CometBFT committed in this block, recorded before the txs.
+        block_events.extend(
+            kiln_staking::misbehavior::record(&mut state, block.height, misbehavior)
+                .map_err(|e| anyhow::anyhow!(e.log))?,
+        );
 
         let mut outcomes = Vec::with_capacity(txs.len());
         for tx in &decoded {
@@ -667,7 +673,26 @@ impl Application for KilnApp {
         let mut block = now_block(&inner.chain_id, height, request.time.as_ref());
         block.hash = request.hash.to_vec();
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
-        match self.execute_block(&inner, &block, &txs) {
+        let misbehavior: Vec<kiln_staking::misbehavior::Reported> = request
+            .misbehavior
+            .iter()
+            .map(|m| kiln_staking::misbehavior::Reported {
+                kind: match abci::MisbehaviorType::try_from(m.r#type) {
+                    Ok(abci::MisbehaviorType::DuplicateVote) => "duplicate_vote",
+                    Ok(abci::MisbehaviorType::LightClientAttack) => "light_client_attack",
+                    _ => "unknown",
+                }
+                .to_string(),
+                validator_address: m
+                    .validator
+                    .as_ref()
+                    .map(|v| v.address.to_vec())
+                    .unwrap_or_default(),
+                power: m.validator.as_ref().map_or(0, |v| v.power),
+                height: m.height,
+            })
+            .collect();
+        match self.execute_block(&inner, &block, &txs, &misbehavior) {
             Ok((outcomes, events, power_updates, prepared)) => {
                 let app_hash = prepared.root.to_vec();
                 inner.pending = Some(PendingBlock { height, prepared });

@@ -296,6 +296,9 @@ enum QueryCmd {
     Reputation { address: String },
     /// A host's settled sprint result in EPOCH.
     SprintResult { epoch: u64, address: String },
+    /// Misbehaviour (double signs, light-client attacks) CometBFT reported,
+    /// with the host whose key it was; newest first.
+    Misbehavior,
 }
 
 #[derive(Subcommand, Debug)]
@@ -852,6 +855,7 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
             let a = ctx.resolve_address(&address)?;
             query::host_json(&rpc, &a, h)?
         }
+        QueryCmd::Misbehavior => kiln_client::query::misbehavior(&rpc, h)?,
         QueryCmd::Weights => {
             let v = query::weights_json(&rpc, h)?;
             if !ctx.output.is_json() {

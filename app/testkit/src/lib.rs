@@ -509,6 +509,16 @@ impl BlockDriver {
 
     /// Executes a block with exactly `txs` (no PrepareProposal filtering), then commits.
     pub fn deliver(&mut self, txs: Vec<Vec<u8>>) -> anyhow::Result<BlockOutcome> {
+        self.deliver_with_misbehavior(txs, Vec::new())
+    }
+
+    /// [`Self::deliver`] with the evidence CometBFT would report in the
+    /// block's FinalizeBlock (`misbehavior`).
+    pub fn deliver_with_misbehavior(
+        &mut self,
+        txs: Vec<Vec<u8>>,
+        misbehavior: Vec<tendermint_proto::v0_38::abci::Misbehavior>,
+    ) -> anyhow::Result<BlockOutcome> {
         let height = self.height + 1;
         let time = Timestamp {
             seconds: GENESIS_TIME + BLOCK_SECONDS * i64::try_from(height)?,
@@ -519,6 +529,7 @@ impl BlockDriver {
             hash: self.block_hash(height).into(),
             height: i64::try_from(height)?,
             time: Some(time),
+            misbehavior,
             ..Default::default()
         });
         self.app.commit();

@@ -252,6 +252,16 @@ pub fn epoch(rpc: &RpcClient, height: u64) -> Result<Value> {
 }
 
 /// Every registered host (a JSON list).
+/// Misbehaviour CometBFT reported (newest first, at most 100).
+pub fn misbehavior(rpc: &RpcClient, height: u64) -> Result<Value> {
+    const PATH: &str = "/kiln.staking.v1.Query/Misbehavior";
+    let v = json_query_opt(rpc, PATH, &[], height)?.unwrap_or(json!([]));
+    if !v.is_array() {
+        bail!("the answer to {PATH} is not a list: {v}");
+    }
+    Ok(v)
+}
+
 pub fn hosts(rpc: &RpcClient, height: u64) -> Result<Value> {
     let v = json_query_opt(rpc, HOSTS_PATH, &[], height)?.unwrap_or(json!([]));
     if !v.is_array() {

@@ -17,6 +17,7 @@
 
 pub mod genesis;
 pub mod keys;
+pub mod misbehavior;
 pub mod params;
 pub mod query;
 pub mod settle;

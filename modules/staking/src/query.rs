@@ -13,6 +13,8 @@ use crate::state::StakingExt;
 
 pub const WEIGHTS_PATH: &str = "/kiln.sprint.v1.Query/Weights";
 pub const PARAMS_PATH: &str = "/kiln.staking.v1.Query/Params";
+/// The newest 100 misbehaviour records, newest first.
+pub const MISBEHAVIOR_PATH: &str = "/kiln.staking.v1.Query/Misbehavior";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WeightRow {
@@ -35,6 +37,7 @@ pub fn route<S: StateRead + ?Sized>(
     let result = match path {
         WEIGHTS_PATH => weight_rows(state, height).and_then(|rows| json(&rows)),
         PARAMS_PATH => state.staking_params().and_then(|p| json(&p)),
+        MISBEHAVIOR_PATH => crate::misbehavior::recent(state, 100).and_then(|r| json(&r)),
         _ => return None,
     };
     Some(result)

@@ -9,3 +9,8 @@ use crate::state::{ConsensusValidator, ValidatorHistory};
 stored_value!(StakingParams, "staking params", 1);
 stored_value!(ConsensusValidator, "consensus validator", 1);
 stored_value!(ValidatorHistory, "validator set history", 1);
+stored_value!(
+    crate::misbehavior::MisbehaviorRecord,
+    "misbehavior record",
+    1
+);
