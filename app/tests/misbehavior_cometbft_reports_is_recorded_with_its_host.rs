@@ -59,13 +59,17 @@ fn misbehavior_cometbft_reports_is_recorded_with_its_host() {
     let records: Vec<MisbehaviorRecord> = serde_json::from_slice(&answer.value).unwrap();
     assert_eq!(records.len(), 2, "{records:?}");
     let host = TestKey::from_label(GENESIS_VALIDATOR_LABEL).address;
-    let double_sign = records
-        .iter()
-        .find(|r| r.kind == "duplicate_vote")
-        .unwrap();
+    let double_sign = records.iter().find(|r| r.kind == "duplicate_vote").unwrap();
     assert_eq!(double_sign.host, Some(host));
     assert_eq!(double_sign.validator_address, hex::encode_upper(address));
-    assert_eq!((double_sign.misbehavior_height, double_sign.reported_height, double_sign.power), (1, 2, 10));
+    assert_eq!(
+        (
+            double_sign.misbehavior_height,
+            double_sign.reported_height,
+            double_sign.power
+        ),
+        (1, 2, 10)
+    );
     let unknown = records
         .iter()
         .find(|r| r.kind == "light_client_attack")

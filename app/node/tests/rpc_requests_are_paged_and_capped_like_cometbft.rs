@@ -32,6 +32,18 @@ fn small_limits() -> RpcLimits {
     }
 }
 
+/// A devnet over the toy kv app with [`small_limits`] (keep the dir alive).
+async fn start_with_small_limits() -> (tempfile::TempDir, kiln_node::DevnetHandle<KvApp>) {
+    let dir = tempfile::tempdir().unwrap();
+    init_home(dir.path());
+    let mut cfg = config(dir.path());
+    cfg.rpc_limits = small_limits();
+    let h = kiln_node::DevnetHandle::start(KvApp::default(), cfg)
+        .await
+        .unwrap();
+    (dir, h)
+}
+
 async fn next_json(
     ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
 ) -> Value {
@@ -66,13 +78,7 @@ fn defaults_are_cometbfts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tx_search_refuses_unbounded_scans_and_pages_bounded_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    init_home(dir.path());
-    let mut cfg = config(dir.path());
-    cfg.rpc_limits = small_limits();
-    let h = kiln_node::DevnetHandle::start(KvApp::default(), cfg)
-        .await
-        .unwrap();
+    let (_dir, h) = start_with_small_limits().await;
     let addr = h.rpc_addr();
     // Five blocks of two txs each: ten txs at heights 1..=5.
     for block in 0..5 {
@@ -162,13 +168,7 @@ async fn tx_search_refuses_unbounded_scans_and_pages_bounded_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_and_batches_get_json_rpc_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    init_home(dir.path());
-    let mut cfg = config(dir.path());
-    cfg.rpc_limits = small_limits();
-    let h = kiln_node::DevnetHandle::start(KvApp::default(), cfg)
-        .await
-        .unwrap();
+    let (_dir, h) = start_with_small_limits().await;
     let addr = h.rpc_addr();
 
     let big = json!({"jsonrpc": "2.0", "id": 1, "method": "broadcast_tx_sync",
@@ -203,13 +203,7 @@ async fn oversized_bodies_and_batches_get_json_rpc_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_connections_and_subscriptions_are_capped() {
-    let dir = tempfile::tempdir().unwrap();
-    init_home(dir.path());
-    let mut cfg = config(dir.path());
-    cfg.rpc_limits = small_limits();
-    let h = kiln_node::DevnetHandle::start(KvApp::default(), cfg)
-        .await
-        .unwrap();
+    let (_dir, h) = start_with_small_limits().await;
     let addr = h.rpc_addr();
     let url = format!("ws://{addr}/websocket");
 

@@ -73,7 +73,14 @@ pub fn record<S: StateWrite>(
             events.push(
                 Event::new("kiln.staking.v1.EventMisbehaviorIgnored")
                     .attr("validator", &address)
-                    .attr("reason", if i >= MAX_PER_BLOCK { "too many in one block" } else { "not a 20-byte address" }),
+                    .attr(
+                        "reason",
+                        if i >= MAX_PER_BLOCK {
+                            "too many in one block"
+                        } else {
+                            "not a 20-byte address"
+                        },
+                    ),
             );
             continue;
         }
@@ -83,10 +90,9 @@ pub fn record<S: StateWrite>(
             state.consensus_validators(misbehavior_height)?,
             state.given_validators()?,
         ] {
-            if let Some((_, v)) = set
-                .iter()
-                .find(|(key, _)| consensus_address(key).as_slice() == m.validator_address.as_slice())
-            {
+            if let Some((_, v)) = set.iter().find(|(key, _)| {
+                consensus_address(key).as_slice() == m.validator_address.as_slice()
+            }) {
                 host = Some(v.owner);
                 break;
             }
