@@ -47,13 +47,16 @@ impl SnapshotConfig {
     }
 }
 
+/// A restore in progress with the app hash the light client trusts.
+type Restoring = (Restore, Vec<u8>);
+
 /// Snapshots of one node: the taker, the server and the restorer.
 #[derive(Clone)]
 pub struct Snapshots {
     /// `None`: this node takes and serves no snapshots (it can still restore one).
     config: Option<SnapshotConfig>,
-    /// The restore CometBFT's state sync is driving, with the trusted app hash.
-    restoring: Arc<Mutex<Option<(Restore, Vec<u8>)>>>,
+    /// The restore CometBFT's state sync is driving.
+    restoring: Arc<Mutex<Option<Restoring>>>,
     /// One snapshot is taken at a time; a new height waits for none (skipped
     /// when the previous one is still being written).
     taking: Arc<Mutex<()>>,
@@ -129,7 +132,7 @@ impl Snapshots {
     /// background thread (the chain does not wait), then drop old ones.
     pub fn after_commit(&self, storage: &Storage, height: u64) {
         let Some(config) = &self.config else { return };
-        if config.interval == 0 || height == 0 || height % config.interval != 0 {
+        if config.interval == 0 || height == 0 || !height.is_multiple_of(config.interval) {
             return;
         }
         let this = self.clone();

@@ -6,6 +6,9 @@
 //! snapshot's height and app hash, and then executes the next blocks to the
 //! same app hashes as the node it synced from.
 
+// A test, not consensus code: it waits on the wall clock for background work.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::time::{Duration, Instant};
 
 use kiln_app::snapshots::{SnapshotConfig, Snapshots};

@@ -4,6 +4,9 @@
 //! arbitrary point) is recovered by the handshake replay when both restart:
 //! the chain goes on from where it was, with no app-hash mismatch.
 
+// A test, not consensus code: it waits on the wall clock for background work.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

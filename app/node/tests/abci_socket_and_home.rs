@@ -19,7 +19,7 @@ fn abci_socket_server_answers_a_tendermint_abci_client() {
         let _ = server.listen();
     });
     std::thread::sleep(Duration::from_millis(50));
-    let mut client = ClientBuilder::default().connect(&addr).unwrap();
+    let mut client = ClientBuilder::default().connect(addr).unwrap();
 
     let info = client
         .info(RequestInfo {
@@ -78,7 +78,7 @@ fn abci_socket_server_answers_a_tendermint_abci_client() {
         .unwrap();
     assert_eq!(&q.value[..], b"1");
     // a second connection (CometBFT opens four) sees the same app
-    let mut c2 = ClientBuilder::default().connect(&addr).unwrap();
+    let mut c2 = ClientBuilder::default().connect(addr).unwrap();
     assert_eq!(
         c2.info(RequestInfo::default()).unwrap().last_block_height,
         1
@@ -271,7 +271,7 @@ fn bad_abci_frames_close_only_their_connection() {
     std::thread::spawn(move || {
         let _ = server.listen();
     });
-    let mut healthy = ClientBuilder::default().connect(&addr).unwrap();
+    let mut healthy = ClientBuilder::default().connect(addr).unwrap();
     assert_eq!(healthy.info(RequestInfo::default()).unwrap().data, "kv");
 
     let closes = |bytes: &[u8], what: &str| {
@@ -298,7 +298,7 @@ fn bad_abci_frames_close_only_their_connection() {
 
     // The process and the other connection are still serving.
     assert_eq!(healthy.info(RequestInfo::default()).unwrap().data, "kv");
-    let mut fresh = ClientBuilder::default().connect(&addr).unwrap();
+    let mut fresh = ClientBuilder::default().connect(addr).unwrap();
     assert_eq!(
         fresh
             .echo(RequestEcho {
