@@ -12,6 +12,7 @@ pub mod ante;
 pub mod app;
 pub mod components;
 pub mod exec;
+pub mod gentx;
 pub mod query;
 pub mod snapshots;
 pub mod tx;

@@ -132,6 +132,38 @@ enum GenesisCommand {
         /// The genesis file to check.
         file: Option<PathBuf>,
     },
+    /// Sign this node's genesis host entry (the ceremony's gentx): account
+    /// key `--from` from this home's keyring, consensus key from
+    /// `config/priv_validator_key.json`. Writes `config/gentx/gentx-<owner>.json`
+    /// for the coordinator.
+    Gentx {
+        /// The account (key name in this home's keyring) that owns the host.
+        #[arg(long)]
+        from: String,
+        /// Epoch-1 weight (consensus power until the first settle).
+        #[arg(long)]
+        weight: u64,
+        /// Public URL of the host's worker API.
+        #[arg(long)]
+        worker_url: String,
+        /// Models the host serves (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Hardware summary.
+        #[arg(long, default_value = "")]
+        hardware: String,
+        /// Keyring backend of `--from`: file (encrypted; passphrase prompt or
+        /// KILN_KEYRING_PASSPHRASE) or test.
+        #[arg(long, default_value = "file", value_parser = ["file", "test"])]
+        keyring_backend: String,
+    },
+    /// Check every gentx in `--dir` (default `config/gentx`) and write their
+    /// hosts into genesis.json's `app_state.hosts`; the validator set is
+    /// derived from them at InitChain.
+    CollectGentxs {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -209,6 +241,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Genesis(GenesisCommand::AddAccount { address, coins }) => {
             genesis_add_account(&home, &address, &coins)
         }
+        Command::Genesis(GenesisCommand::Gentx {
+            from,
+            weight,
+            worker_url,
+            models,
+            hardware,
+            keyring_backend,
+        }) => genesis_gentx(
+            &home,
+            &from,
+            weight,
+            worker_url,
+            models,
+            hardware,
+            &keyring_backend,
+        ),
+        Command::Genesis(GenesisCommand::CollectGentxs { dir }) => {
+            let dir = dir.unwrap_or_else(|| kiln_node::home::config_dir(&home).join("gentx"));
+            genesis_collect_gentxs(&home, &dir)
+        }
         Command::Genesis(GenesisCommand::Validate { file }) => {
             let path = file.unwrap_or_else(|| kiln_node::home::genesis_path(&home));
             let (chain_id, app) = validate_genesis(&path)?;
@@ -263,6 +315,109 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
     }
+}
+
+fn genesis_gentx(
+    home: &Path,
+    from: &str,
+    weight: u64,
+    worker_url: String,
+    models: Vec<String>,
+    hardware: String,
+    keyring_backend: &str,
+) -> Result<()> {
+    let backend = if keyring_backend == "test" {
+        kiln_client::keyring::Backend::Test
+    } else {
+        kiln_client::keyring::Backend::File
+    };
+    let keyring = kiln_client::keyring::Keyring::open(home, backend);
+    let info = keyring.find(from)?;
+    let passphrase = match backend {
+        kiln_client::keyring::Backend::File => {
+            Some(kiln_client::passphrase::read_passphrase(&info.name)?)
+        }
+        kiln_client::keyring::Backend::Test => None,
+    };
+    let account_key = keyring.signing_key(&info.name, passphrase.as_deref().map(|p| p.as_str()))?;
+    let consensus = kiln_node::home::load_priv_validator_key(home)?;
+    let (genesis, _) = kiln_node::home::load_genesis(home)?;
+    let chain_id = genesis.chain_id.to_string();
+    let owner = Address::parse(&info.address)?;
+    let host = kiln_hosts::GenesisHost {
+        owner,
+        worker_url,
+        consensus_pubkey: hex::encode(consensus.verifying_key().as_bytes()),
+        models,
+        hardware,
+        weight,
+    };
+    let gentx = kiln_app::gentx::Gentx::sign(&chain_id, host, &consensus.signing_key, &account_key)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    gentx
+        .verify(&chain_id)
+        .map_err(|e| anyhow::anyhow!("the signed gentx does not verify: {e}"))?;
+    let dir = kiln_node::home::config_dir(home).join("gentx");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("gentx-{owner}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&gentx)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "gentx for host {owner} (weight {weight}) on chain {chain_id} written to {}",
+        path.display()
+    );
+    Ok(())
+}
+
+fn genesis_collect_gentxs(home: &Path, dir: &Path) -> Result<()> {
+    let path = kiln_node::home::genesis_path(home);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut genesis: serde_json::Value = serde_json::from_str(&text)?;
+    let chain_id = genesis["chain_id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("{} has no chain_id", path.display()))?
+        .to_string();
+    let mut app: kiln_genesis::AppGenesis =
+        serde_json::from_value(genesis["app_state"].clone()).context("app_state")?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("no gentx files (*.json) in {}", dir.display());
+    }
+    let mut hosts = Vec::new();
+    for file in &files {
+        let gentx: kiln_app::gentx::Gentx = serde_json::from_str(
+            &std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?,
+        )
+        .with_context(|| format!("{} is not a gentx", file.display()))?;
+        gentx
+            .verify(&chain_id)
+            .map_err(|e| anyhow::anyhow!("{} refused: {e}", file.display()))?;
+        hosts.push(gentx.host);
+    }
+    hosts.sort_by_key(|h| h.owner);
+    app.hosts.hosts = hosts;
+    app.validate()
+        .map_err(|e| anyhow::anyhow!("the collected hosts make an invalid genesis: {e}"))?;
+    genesis["app_state"] = serde_json::to_value(&app)?;
+    // The validator set is what InitChain derives from the hosts (after the
+    // power cap); CometBFT takes it from InitChain's answer.
+    genesis["validators"] = serde_json::json!([]);
+    std::fs::write(&path, serde_json::to_string_pretty(&genesis)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "collected {} gentxs into {}: {} genesis hosts",
+        files.len(),
+        path.display(),
+        app.hosts.hosts.len()
+    );
+    Ok(())
 }
 
 fn snapshots_dir(home: &Path) -> PathBuf {

@@ -110,26 +110,36 @@ fn wait_for_height(rpc: SocketAddr, at_least: u64, comet: &Proc, app: &Proc) -> 
     }
 }
 
-/// Makes the node's consensus key a genesis host with weight, as the
-/// genesis ceremony's gentx will (a genesis without a weighted host is
-/// refused: the chain would have no validator it tracks).
+/// Makes the node a genesis host through the ceremony's own commands: a
+/// test-keyring account signs a gentx with the node's consensus key, and
+/// `collect-gentxs` writes it into genesis (a genesis without a weighted
+/// host is refused: the chain would have no validator it tracks).
 fn add_genesis_host(home: &Path) {
-    let key = kiln_node::home::load_priv_validator_key(home).unwrap();
-    let path = home.join("config/genesis.json");
-    let mut genesis: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut app: kiln_genesis::AppGenesis =
-        serde_json::from_value(genesis["app_state"].clone()).unwrap();
-    app.hosts.hosts.push(kiln_hosts::GenesisHost {
-        owner: kiln_framework::Address([7; 20]),
-        worker_url: "http://127.0.0.1:8090".into(),
-        consensus_pubkey: hex::encode(key.verifying_key().as_bytes()),
-        models: Vec::new(),
-        hardware: "test".into(),
-        weight: 10,
-    });
-    genesis["app_state"] = serde_json::to_value(&app).unwrap();
-    std::fs::write(&path, serde_json::to_string_pretty(&genesis).unwrap()).unwrap();
+    let mnemonic = kiln_client::keyring::generate_mnemonic();
+    kiln_client::keyring::write_test_key(home, "operator", &mnemonic).unwrap();
+    for args in [
+        &[
+            "genesis",
+            "gentx",
+            "--from",
+            "operator",
+            "--weight",
+            "10",
+            "--worker-url",
+            "http://127.0.0.1:8090",
+            "--keyring-backend",
+            "test",
+        ][..],
+        &["genesis", "collect-gentxs"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+            .args(args)
+            .arg("--home")
+            .arg(home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kilnd {args:?}: {out:?}");
+    }
 }
 
 struct Node {
