@@ -60,6 +60,9 @@ pub struct Snapshots {
     /// One snapshot is taken at a time; a new height waits for none (skipped
     /// when the previous one is still being written).
     taking: Arc<Mutex<()>>,
+    /// The oldest kept height, read from disk once and then kept up to date
+    /// by [`Snapshots::take`] (Commit asks for it every block).
+    oldest: Arc<Mutex<Option<Option<u64>>>>,
 }
 
 fn snapshot_dir(dir: &Path, height: u64) -> PathBuf {
@@ -115,6 +118,7 @@ impl Snapshots {
             config,
             restoring: Arc::new(Mutex::new(None)),
             taking: Arc::new(Mutex::new(())),
+            oldest: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -125,7 +129,9 @@ impl Snapshots {
     /// The oldest kept snapshot's height: block retention must not prune
     /// below it (a node serving it may be asked for the blocks after it).
     pub fn oldest_height(&self) -> Option<u64> {
-        list_heights(&self.config.as_ref()?.dir).first().copied()
+        let dir = &self.config.as_ref()?.dir;
+        let mut cached = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
+        *cached.get_or_insert_with(|| list_heights(dir).first().copied())
     }
 
     /// After Commit of `height`: when it is a snapshot height, export it on a
@@ -167,11 +173,12 @@ impl Snapshots {
         write_snapshot(&config.dir, &exported)?;
         let heights = list_heights(&config.dir);
         let keep = config.keep_recent as usize;
-        if heights.len() > keep {
-            for old in &heights[..heights.len() - keep] {
-                let _ = std::fs::remove_dir_all(snapshot_dir(&config.dir, *old));
-            }
+        let first_kept = heights.len().saturating_sub(keep);
+        for old in &heights[..first_kept] {
+            let _ = std::fs::remove_dir_all(snapshot_dir(&config.dir, *old));
         }
+        *self.oldest.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(heights.get(first_kept).copied());
         Ok(exported.chunks.len())
     }
 

@@ -58,6 +58,16 @@ pub fn consensus_address(pubkey: &[u8]) -> [u8; 20] {
     out
 }
 
+/// The host whose consensus key has CometBFT address `address` in `set`.
+fn owner_of(
+    set: &std::collections::BTreeMap<Vec<u8>, crate::state::ConsensusValidator>,
+    address: &[u8],
+) -> Option<Address> {
+    set.iter()
+        .find(|(key, _)| consensus_address(key).as_slice() == address)
+        .map(|(_, v)| v.owner)
+}
+
 /// Records `reported` at block `height` (at most [`MAX_PER_BLOCK`]; more are
 /// counted in the event but not stored).
 pub fn record<S: StateWrite>(
@@ -66,6 +76,11 @@ pub fn record<S: StateWrite>(
     reported: &[Reported],
 ) -> TxResult<Vec<Event>> {
     let mut events = Vec::new();
+    if reported.is_empty() {
+        return Ok(events);
+    }
+    // The set given CometBFT now, read once per block.
+    let current = state.given_validators()?;
     for (i, m) in reported.iter().enumerate() {
         let misbehavior_height = u64::try_from(m.height).unwrap_or(0);
         let address = hex::encode_upper(&m.validator_address);
@@ -85,18 +100,11 @@ pub fn record<S: StateWrite>(
             continue;
         }
         // The set that signed at the misbehaviour's height, else the current one.
-        let mut host = None;
-        for set in [
-            state.consensus_validators(misbehavior_height)?,
-            state.given_validators()?,
-        ] {
-            if let Some((_, v)) = set.iter().find(|(key, _)| {
-                consensus_address(key).as_slice() == m.validator_address.as_slice()
-            }) {
-                host = Some(v.owner);
-                break;
-            }
-        }
+        let host = owner_of(
+            &state.consensus_validators(misbehavior_height)?,
+            &m.validator_address,
+        )
+        .or_else(|| owner_of(&current, &m.validator_address));
         let record = MisbehaviorRecord {
             kind: m.kind.clone(),
             validator_address: address.clone(),
