@@ -20,6 +20,8 @@ use kiln_app::KilnApp;
 use kiln_framework::{Address, Coin, BASE_DENOM};
 use kiln_store::{Storage, StorageConfig};
 
+mod node_config;
+
 #[derive(Parser)]
 #[command(
     name = "kilnd",
@@ -48,30 +50,37 @@ enum Command {
         chain_id: String,
         #[arg(long, default_value = "kiln-node")]
         moniker: String,
+        /// Protocol parameters of the genesis: `default` (production epochs)
+        /// or `devnet` (short epochs and sprints, for local networks).
+        #[arg(long, default_value = "default", value_parser = ["default", "devnet"])]
+        params: String,
     },
     /// Edit or check the genesis file.
     #[command(subcommand)]
     Genesis(GenesisCommand),
     /// Serve the application to a CometBFT 0.38 node over the ABCI socket.
     Start {
-        /// ABCI listen address (CometBFT's `proxy_app`).
-        #[arg(long, default_value = "127.0.0.1:26658")]
-        abci: SocketAddr,
-        /// Keep this many past state versions for queries (0 = keep all).
-        #[arg(long, default_value_t = 1000)]
-        pruning_keep_recent: u64,
+        /// ABCI listen address [default: `abci` in config/kilnd.toml, else
+        /// CometBFT's `proxy_app` in config/config.toml].
+        #[arg(long)]
+        abci: Option<SocketAddr>,
+        /// Keep this many past state versions for queries, 0 = keep all
+        /// [default: config/kilnd.toml, else 1000].
+        #[arg(long)]
+        pruning_keep_recent: Option<u64>,
         /// Ask CometBFT to keep only the last N blocks: Commit returns
         /// `retain_height = H - N + 1` (0 = keep all blocks). Never below the
-        /// oldest kept snapshot.
-        #[arg(long, default_value_t = 0)]
-        min_retain_blocks: u64,
+        /// oldest kept snapshot [default: config/kilnd.toml, else 0].
+        #[arg(long)]
+        min_retain_blocks: Option<u64>,
         /// Take a state-sync snapshot every N blocks, off the consensus path
-        /// (0 = never). Snapshots go to `<home>/data/snapshots`.
-        #[arg(long, default_value_t = 0)]
-        snapshot_interval: u64,
-        /// How many snapshots to keep and serve.
-        #[arg(long, default_value_t = 2)]
-        snapshot_keep_recent: u32,
+        /// (0 = never). Snapshots go to `<home>/data/snapshots`
+        /// [default: config/kilnd.toml, else 0].
+        #[arg(long)]
+        snapshot_interval: Option<u64>,
+        /// How many snapshots to keep and serve [default: config/kilnd.toml, else 2].
+        #[arg(long)]
+        snapshot_keep_recent: Option<u32>,
     },
     /// State-sync snapshots in `<home>/data/snapshots`, for offline bootstrap
     /// (stop `kilnd start` first: the store is opened exclusively).
@@ -218,13 +227,23 @@ fn run(cli: Cli) -> Result<()> {
         .clone()
         .unwrap_or_else(kiln_client::keyring::default_home);
     match cli.command {
-        Command::Init { chain_id, moniker } => {
+        Command::Init {
+            chain_id,
+            moniker,
+            params,
+        } => {
+            let app_state = if params == "devnet" {
+                kiln_genesis::AppGenesis::with_devnet_params()
+            } else {
+                kiln_genesis::AppGenesis::default()
+            };
             let out = kiln_node::home::init_home(
                 &home,
                 &chain_id,
                 &moniker,
-                serde_json::to_value(kiln_genesis::AppGenesis::default())?,
+                serde_json::to_value(app_state)?,
             )?;
+            node_config::write_default(&home)?;
             println!(
                 "initialized {} (chain-id {chain_id}, node id {})",
                 home.display(),
@@ -279,8 +298,18 @@ fn run(cli: Cli) -> Result<()> {
             snapshot_interval,
             snapshot_keep_recent,
         } => {
-            let app = open_app(&home, pruning_keep_recent)?
-                .with_min_retain_blocks(min_retain_blocks)
+            let file = node_config::NodeConfig::load(&home)?;
+            let abci = match abci {
+                Some(addr) => addr,
+                None => file.abci_addr(&home)?,
+            };
+            let snapshot_interval = snapshot_interval.unwrap_or(file.snapshot_interval);
+            let snapshot_keep_recent = snapshot_keep_recent.unwrap_or(file.snapshot_keep_recent);
+            if snapshot_interval > 0 && snapshot_keep_recent == 0 {
+                bail!("--snapshot-keep-recent must be at least 1 when snapshots are taken");
+            }
+            let app = open_app(&home, pruning_keep_recent.unwrap_or(file.pruning_keep_recent))?
+                .with_min_retain_blocks(min_retain_blocks.unwrap_or(file.min_retain_blocks))
                 .with_snapshots(SnapshotConfig::new(
                     snapshots_dir(&home),
                     snapshot_interval,
@@ -574,7 +603,8 @@ fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {
     let mut app: kiln_genesis::AppGenesis =
         serde_json::from_value(app_state).context("genesis app_state is invalid")?;
     app.add_balance(address, parsed);
-    app.validate()?;
+    // Accounts come before the gentxs in a ceremony: no host needs weight yet.
+    app.validate_contents()?;
     genesis["app_state"] = serde_json::to_value(&app)?;
     std::fs::write(&path, serde_json::to_string_pretty(&genesis)?)
         .with_context(|| format!("writing {}", path.display()))?;

@@ -66,7 +66,10 @@ impl AppGenesis {
         Ok(genesis)
     }
 
-    pub fn validate(&self) -> Result<(), GenesisError> {
+    /// Everything [`AppGenesis::validate`] checks except that some host has
+    /// weight: a genesis in the middle of a ceremony (accounts added, gentxs
+    /// not yet collected) passes this.
+    pub fn validate_contents(&self) -> Result<(), GenesisError> {
         self.auth.validate().map_err(GenesisError::AppState)?;
         self.bank.validate().map_err(GenesisError::AppState)?;
         self.authz.validate().map_err(GenesisError::AppState)?;
@@ -78,6 +81,13 @@ impl AppGenesis {
             .params
             .validate()
             .map_err(GenesisError::AppState)?;
+        Ok(())
+    }
+
+    /// A genesis a chain can start from: [`AppGenesis::validate_contents`]
+    /// and a valid, non-empty validator set.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        self.validate_contents()?;
         self.validators()?;
         Ok(())
     }
@@ -170,6 +180,17 @@ pub fn validate_genesis_file(path: &Path) -> Result<(String, AppGenesis), Genesi
 pub const DEVNET_ML_FUNDS: u128 = 10_000_000;
 
 impl AppGenesis {
+    /// An empty genesis with the devnet's parameters: short epochs, small
+    /// sprints and committees (`kilnd devnet`, `kilnd init --params devnet`).
+    pub fn with_devnet_params() -> AppGenesis {
+        let mut genesis = AppGenesis::default();
+        genesis.epochs.params = kiln_epochs::EpochParams::devnet();
+        genesis.sprint.params = kiln_sprint::SprintParams::devnet();
+        genesis.reputation.params = kiln_reputation::ReputationParams::devnet();
+        genesis.authz.params = kiln_authz::AuthzParams::devnet();
+        genesis
+    }
+
     /// Grants `hot` every ML-ops message type ([`kiln_messages::ml_ops_type_urls`])
     /// on behalf of `host`, without expiry (what `kiln tx authz grant-ml-ops`
     /// does on a running chain). The grantee's account is created at genesis.
@@ -189,17 +210,13 @@ impl AppGenesis {
 /// operational key `dev_ml` funded with [`DEVNET_ML_FUNDS`] and granted the
 /// ML-ops messages by `dev`, devnet params.
 pub fn devnet_app_genesis(dev: Address, dev_funds: u128, dev_ml: Address) -> AppGenesis {
-    let mut genesis = AppGenesis::default();
+    let mut genesis = AppGenesis::with_devnet_params();
     genesis.add_balance(dev, vec![Coin::new(kiln_framework::BASE_DENOM, dev_funds)]);
     genesis.add_balance(
         dev_ml,
         vec![Coin::new(kiln_framework::BASE_DENOM, DEVNET_ML_FUNDS)],
     );
     genesis.add_ml_ops_grants(dev, dev_ml);
-    genesis.epochs.params = kiln_epochs::EpochParams::devnet();
-    genesis.sprint.params = kiln_sprint::SprintParams::devnet();
-    genesis.reputation.params = kiln_reputation::ReputationParams::devnet();
-    genesis.authz.params = kiln_authz::AuthzParams::devnet();
     genesis
 }
 

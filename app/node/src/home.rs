@@ -4,7 +4,8 @@
 //! <home>/config/genesis.json              CometBFT genesis (app_state = the app's genesis)
 //! <home>/config/priv_validator_key.json   ed25519 consensus key (CometBFT format)
 //! <home>/config/node_key.json             ed25519 p2p node key (CometBFT format)
-//! <home>/config/node.toml                 optional node config (owned by the binary)
+//! <home>/config/kilnd.toml                kilnd start's own settings (snapshots, pruning, ABCI)
+//! <home>/data/application.db              kilnd's state (rocksdb); data/snapshots its snapshots
 //! <home>/data/priv_validator_state.json   CometBFT last-sign state
 //! <home>/data/blockstore.db               rocksdb block store (devnet only)
 //! ```
