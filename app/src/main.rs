@@ -778,10 +778,11 @@ mod tests {
     #[test]
     fn min_retain_blocks_flag_defaults_to_zero_and_prunes_the_devnet_block_store() {
         let retain = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            // Unset on `start` means kilnd.toml's value, whose default is 0.
             Command::Start {
                 min_retain_blocks, ..
-            }
-            | Command::Devnet {
+            } => min_retain_blocks.unwrap_or(node_config::NodeConfig::default().min_retain_blocks),
+            Command::Devnet {
                 min_retain_blocks, ..
             } => min_retain_blocks,
             _ => unreachable!(),

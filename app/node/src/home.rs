@@ -91,6 +91,8 @@ rpc_servers = ""
 trust_height = 0
 trust_hash = ""
 trust_period = "168h0m0s"
+# How long to gather snapshot offers from peers before choosing one.
+discovery_time = "15s"
 
 [consensus]
 timeout_commit = "1s"
