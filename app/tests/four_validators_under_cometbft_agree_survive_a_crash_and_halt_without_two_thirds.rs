@@ -4,7 +4,9 @@
 //! thresholds are exact): a tx sent to node 0 is seen by node 3 with equal
 //! app hashes everywhere; a validator killed with -9 leaves three that keep
 //! committing, and when restarted it catches up to the same app hash; with
-//! two of four stopped no block is made; one back and blocks resume.
+//! two of four stopped no block is made; one back and blocks resume. The
+//! `kiln` CLI and cosmjs work against a CometBFT node's RPC as against the
+//! devnet's.
 
 // A test, not consensus code: it waits on the wall clock for the network.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -65,6 +67,29 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
     }
     let common = (0..4).map(|n| net.height(n).unwrap()).min().unwrap();
     assert_same_app_hash(&net, &[0, 1, 2, 3], common);
+
+    // cosmjs, unchanged, against a CometBFT node's RPC (node 1, its
+    // operator's mnemonic as `kiln keys add` printed it).
+    let cosmjs = testnet::workspace_root().join("tests/cosmjs");
+    if cosmjs.join("node_modules").exists() {
+        let printed = std::fs::read_to_string(net.home(1).join("operator.mnemonic")).unwrap();
+        let mnemonic = printed.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+        let out = std::process::Command::new("node")
+            .arg("send_and_query.mjs")
+            .current_dir(&cosmjs)
+            .env("KILN_RPC", net.rpc_url(1))
+            .env("KILN_MNEMONIC", mnemonic.trim())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cosmjs against node1: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        eprintln!("cosmjs part skipped: tests/cosmjs/node_modules is missing (scripts/setup.sh installs it)");
+    }
 
     // kill -9 one validator: the other three (30 of 40 power > 2/3) go on.
     net.run(&["kill", "3"]);
