@@ -22,10 +22,11 @@ KILN_SCCACHE ?= $(if $(wildcard $(SCCACHE_STORE)),1,0)
 RUSTC_WRAPPER_CMD = $(if $(and $(wildcard $(SCCACHE)),$(filter 1,$(KILN_SCCACHE))),RUSTC_WRAPPER=$(SCCACHE),)
 CARGO := $(RUSTC_WRAPPER_CMD) cargo
 
-.PHONY: help setup build release devnet test bench fuzz lint clean
+.PHONY: help setup build release devnet testnet test bench fuzz lint clean
 
 help:
 	@echo "make devnet  - install what is missing, build, start a single-node devnet (KILN_HOME, default ~/.kiln)"
+	@echo "make testnet - install what is missing, build, start N=4 validators under CometBFT on loopback (scripts/testnet.sh)"
 	@echo "make test    - install what is missing, build, run the whole test suite"
 	@echo "make bench   - throughput benchmarks (chain and sprint), printed as ratios"
 	@echo "make fuzz    - fuzz tx decoding and the ante pipeline (cargo-fuzz, nightly)"
@@ -45,6 +46,12 @@ release: setup
 
 devnet: build
 	@./scripts/devnet.sh
+
+# N validators (default 4) under the real CometBFT, built by the genesis
+# ceremony; `scripts/testnet.sh status|logs|join|down` drives it afterwards.
+N ?= 4
+testnet: build
+	@./scripts/testnet.sh up $(N)
 
 test: setup
 	@df -h . | awk 'NR==2 {print "[test] disk free before the build: " $$4}'
