@@ -119,7 +119,8 @@ start_node() { # index
   fi
   # CometBFT's handshake needs the ABCI socket: wait for it.
   for _ in $(seq 1 100); do
-    (echo >/dev/tcp/127.0.0.1/"$(abci_port "$i")") 2>/dev/null && break
+    # Connect without sending a byte (a stray byte would be a malformed frame).
+    (: </dev/tcp/127.0.0.1/"$(abci_port "$i")") 2>/dev/null && break
     alive "$h/kilnd.pid" || die "kilnd of node$i exited; see $h/kilnd.log: $(tail -n 3 "$h/kilnd.log")"
     sleep 0.1
   done
