@@ -130,7 +130,9 @@ fn a_network_of_workers_sets_the_validators_and_a_node_joins_by_state_sync() {
     let common = {
         let mut heights = snapshot_heights(&homes[0]);
         heights.retain(|h| homes.iter().all(|home| snapshot_heights(home).contains(h)));
-        *heights.first().expect("no snapshot height common to all nodes")
+        *heights
+            .first()
+            .expect("no snapshot height common to all nodes")
     };
     let reference = snapshot_files(&homes[0], common);
     assert!(reference.contains_key("manifest") && reference.len() >= 2);

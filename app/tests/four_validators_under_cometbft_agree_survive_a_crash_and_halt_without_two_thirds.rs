@@ -42,8 +42,10 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
     net.wait_height(3, 3, MINUTE);
 
     // A tx sent to node 0 is executed by every node.
-    let recipient = net.kiln(0, &["keys", "add", "recipient", "--keyring-backend", "test"])
-        ["address"]
+    let recipient = net.kiln(
+        0,
+        &["keys", "add", "recipient", "--keyring-backend", "test"],
+    )["address"]
         .as_str()
         .unwrap()
         .to_string();
@@ -51,7 +53,14 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
     let sent = net.kiln(
         0,
         &[
-            "tx", "bank", "send", "operator", recipient, "7kiln", "--keyring-backend", "test",
+            "tx",
+            "bank",
+            "send",
+            "operator",
+            recipient,
+            "7kiln",
+            "--keyring-backend",
+            "test",
             "--yes",
         ],
     );
@@ -62,7 +71,11 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
         if balances["balances"][0]["amount"] == "7000000" {
             break;
         }
-        assert!(start.elapsed() < MINUTE, "node3 never saw the send: {balances}\n{}", net.logs());
+        assert!(
+            start.elapsed() < MINUTE,
+            "node3 never saw the send: {balances}\n{}",
+            net.logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let common = (0..4).map(|n| net.height(n).unwrap()).min().unwrap();
@@ -73,7 +86,11 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
     let cosmjs = testnet::workspace_root().join("tests/cosmjs");
     if cosmjs.join("node_modules").exists() {
         let printed = std::fs::read_to_string(net.home(1).join("operator.mnemonic")).unwrap();
-        let mnemonic = printed.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+        let mnemonic = printed
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap();
         let out = std::process::Command::new("node")
             .arg("send_and_query.mjs")
             .current_dir(&cosmjs)

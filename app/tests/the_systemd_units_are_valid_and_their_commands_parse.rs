@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The unit's ExecStart with its `\` continuations joined, split into words.
@@ -57,7 +60,10 @@ fn the_systemd_units_are_valid_and_their_commands_parse() {
                 String::from_utf8_lossy(&out.stderr)
             );
         } else {
-            eprintln!("{name}: {} not built, its command line is not checked", binary.display());
+            eprintln!(
+                "{name}: {} not built, its command line is not checked",
+                binary.display()
+            );
         }
         // systemd-analyze checks the unit itself (binaries pointed at the
         // built ones, since /usr/local/bin has none here).
@@ -67,7 +73,10 @@ fn the_systemd_units_are_valid_and_their_commands_parse() {
     let Ok(out) = Command::new("systemd-analyze")
         .arg("verify")
         .arg("--man=no")
-        .args(["kilnd.service", "cometbft.service", "kiln-mlworker.service"].map(|n| scratch.path().join(n)))
+        .args(
+            ["kilnd.service", "cometbft.service", "kiln-mlworker.service"]
+                .map(|n| scratch.path().join(n)),
+        )
         .output()
     else {
         eprintln!("systemd-analyze is not installed: unit syntax not checked");
