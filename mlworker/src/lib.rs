@@ -9,5 +9,6 @@
 pub mod cli;
 pub mod device;
 pub mod executor;
+pub mod serve;
 pub mod sprint;
 pub mod worker;
