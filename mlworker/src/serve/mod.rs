@@ -3,3 +3,4 @@
 //! checking, and errors in OpenAI's shape.
 
 pub mod openai;
+pub mod sampling;
