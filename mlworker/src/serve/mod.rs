@@ -3,4 +3,5 @@
 //! checking, and errors in OpenAI's shape.
 
 pub mod openai;
+pub mod responses;
 pub mod sampling;
