@@ -2,6 +2,7 @@
 //! `run`) answers. [`openai`] owns the wire format — request parsing and
 //! checking, and errors in OpenAI's shape.
 
+pub mod metrics;
 pub mod openai;
 pub mod responses;
 pub mod sampling;
