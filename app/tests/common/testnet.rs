@@ -47,17 +47,33 @@ pub struct Testnet {
     pub port_base: u16,
     workers: bool,
     block_time: &'static str,
+    /// More `scripts/testnet.sh` environment (set after, so overriding, the
+    /// defaults above).
+    env: Vec<(String, String)>,
 }
 
 impl Testnet {
     /// `scripts/testnet.sh up <validators>`; room is reserved for `extra`
     /// nodes joining later.
     pub fn up(validators: u16, extra: u16, workers: bool, block_time: &'static str) -> Testnet {
+        Testnet::up_with_env(validators, extra, workers, block_time, Vec::new())
+    }
+
+    /// [`Testnet::up`] with more script environment, e.g.
+    /// `KILN_TESTNET_GENESIS_ACCOUNTS`.
+    pub fn up_with_env(
+        validators: u16,
+        extra: u16,
+        workers: bool,
+        block_time: &'static str,
+        env: Vec<(String, String)>,
+    ) -> Testnet {
         let net = Testnet {
             dir: tempfile::tempdir().unwrap(),
             port_base: free_port_base(validators + extra),
             workers,
             block_time,
+            env,
         };
         let out = net.script(&["up", &validators.to_string()]);
         assert!(
@@ -88,6 +104,7 @@ impl Testnet {
             .env("KILN_TESTNET_BLOCK_TIME", self.block_time)
             .env("KILN_TESTNET_WORKERS", if self.workers { "1" } else { "0" })
             .env("KILN_TESTNET_SNAPSHOT_INTERVAL", "10")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap()
     }
