@@ -27,7 +27,7 @@ CARGO := $(RUSTC_WRAPPER_CMD) cargo
 help:
 	@echo "make devnet  - install what is missing, build, start a single-node devnet (KILN_HOME, default ~/.kiln)"
 	@echo "make test    - install what is missing, build, run the whole test suite"
-	@echo "make bench   - throughput benchmarks (chain and sprint), printed as ratios"
+	@echo "make bench   - benchmarks (chain, settle, network, sprint, worker), printed as ratios"
 	@echo "make fuzz    - fuzz tx decoding and the ante pipeline (cargo-fuzz, nightly)"
 	@echo "make lint    - rustfmt check and clippy -D warnings"
 

@@ -161,7 +161,9 @@ impl AppGenesis {
         for i in touched {
             let entry = &mut self.bank.balances[i];
             entry.coins = kiln_framework::Coins::normalize(std::mem::take(&mut entry.coins))
-                .map_err(|e| GenesisError::AppState(format!("bank.balances[{}]: {}", entry.address, e.log)))?
+                .map_err(|e| {
+                    GenesisError::AppState(format!("bank.balances[{}]: {}", entry.address, e.log))
+                })?
                 .into_vec();
         }
         Ok(())

@@ -33,7 +33,10 @@ pub fn cometbft() -> Option<PathBuf> {
 fn free_port_base(nodes: u16) -> u16 {
     let seed = std::process::id() as u16;
     for attempt in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_mul(37).wrapping_add(attempt * 97) % 4000) * 10;
+        // Below Linux's ephemeral range (32768 and up): a port picked there
+        // can be taken meanwhile by an outgoing connection (e.g. CometBFT's
+        // to its own kilnd).
+        let base = 20_000 + (seed.wrapping_mul(37).wrapping_add(attempt * 97) % 1200) * 10;
         let all_free = (0..nodes * 10).all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok());
         if all_free {
             return base;
@@ -141,8 +144,8 @@ impl Testnet {
                 break;
             }
             for what in ["kilnd", "cometbft", "worker"] {
-                let log = std::fs::read_to_string(home.join(format!("{what}.log")))
-                    .unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(home.join(format!("{what}.log"))).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(15).collect();
                 text.push_str(&format!("--- node{node} {what}.log (tail) ---\n"));
                 for line in tail.iter().rev() {
