@@ -12,6 +12,10 @@
 #   scripts/testnet.sh logs I [kilnd|cometbft|worker] [-f]
 #   scripts/testnet.sh join         a new node state-syncs from the network, registers
 #                                   its host, grants its ML key and runs a worker
+#   scripts/testnet.sh add-node statesync|blocksync
+#                                   create (not start) a non-validator node that will
+#                                   join by state sync / by block sync from genesis;
+#                                   prints its index I (then: start I)
 #   scripts/testnet.sh stop I | kill I | start I    one node (SIGTERM / SIGKILL / again)
 #   scripts/testnet.sh reset        down, then delete the testnet directory
 #
@@ -20,7 +24,9 @@
 # KILN_TESTNET_BLOCK_TIME (CometBFT timeout_commit, default 1s),
 # KILN_TESTNET_WORKERS=0 (nodes without workers), KILN_TESTNET_WORKER_THREADS
 # (default 1), KILN_TESTNET_SNAPSHOT_INTERVAL (default 10), KILN_BIN_DIR
-# (default target/debug), KILN_COMETBFT (default .bin/cometbft).
+# (default target/debug), KILN_COMETBFT (default .bin/cometbft),
+# KILN_TESTNET_GENESIS_ACCOUNTS (a JSON file of extra accounts the coordinator
+# funds at genesis with `kilnd genesis bulk-add-accounts`, before the gentxs).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${KILN_BIN_DIR:-$ROOT/target/debug}
@@ -32,6 +38,7 @@ WORKERS=${KILN_TESTNET_WORKERS:-1}
 WORKER_THREADS=${KILN_TESTNET_WORKER_THREADS:-1}
 SNAPSHOT_INTERVAL=${KILN_TESTNET_SNAPSHOT_INTERVAL:-10}
 CHAIN_ID=${KILN_TESTNET_CHAIN_ID:-kiln-testnet}
+GENESIS_ACCOUNTS=${KILN_TESTNET_GENESIS_ACCOUNTS:-}
 # Genesis funds per operator and per ML key (ukiln).
 OPERATOR_FUNDS=1000000000000ukiln
 ML_FUNDS=10000000ukiln
@@ -208,6 +215,9 @@ create_network() { # count
     kilnd genesis add-account "$(operator_address "$i" operator)" "$OPERATOR_FUNDS" --home "$coordinator" >/dev/null
     kilnd genesis add-account "$(operator_address "$i" operator-ml)" "$ML_FUNDS" --home "$coordinator" >/dev/null
   done
+  if [ -n "$GENESIS_ACCOUNTS" ]; then
+    kilnd genesis bulk-add-accounts "$GENESIS_ACCOUNTS" --home "$coordinator"
+  fi
   for ((i = 0; i < n; i++)); do
     h=$(home "$i")
     [ "$i" = 0 ] || cp "$coordinator/config/genesis.json" "$h/config/genesis.json"
@@ -292,15 +302,16 @@ cmd_logs() {
   if [ "$follow" = -f ] || [ "$what" = -f ]; then tail -n 50 -F "$f"; else tail -n 50 "$f"; fi
 }
 
-cmd_join() {
-  check_bins
-  local n j h peer_rpc latest trust_height trust_hash
+# Creates (does not start) node N, a non-validator that joins the running
+# network by state sync or by block sync from genesis; prints its index.
+cmd_add_node() { # statesync|blocksync
+  local mode=$1 n j h peer_rpc latest trust_height trust_hash
+  case "$mode" in statesync | blocksync) ;; *) die "add-node: statesync or blocksync, not '$mode'" ;; esac
   n=$(node_count)
   [ "$n" -gt 0 ] || die "no testnet in $DIR: run scripts/testnet.sh up first"
   j=$n
   h=$(home "$j")
   peer_rpc=$(rpc_url 0)
-  say "node$j joins by state sync from $peer_rpc"
   kilnd init --home "$h" --chain-id "$CHAIN_ID" --moniker "node$j" >/dev/null
   # The genesis, from a peer's RPC (as a person joining would download it).
   rpc_get "$peer_rpc/genesis" | python3 -c 'import json,sys; json.dump(json.load(sys.stdin)["result"]["genesis"], open(sys.argv[1], "w"), indent=2)' \
@@ -308,6 +319,7 @@ cmd_join() {
   kilnd genesis validate --home "$h" >/dev/null
   configure_node "$j"
   set_peers "$j" "$n"
+  [ "$mode" = statesync ] || { echo "$j"; return 0; }
   # Trust a recent header read from a peer; the light client verifies the
   # snapshot's height against it.
   latest=$(rpc_get "$peer_rpc/status" | json 'd["result"]["sync_info"]["latest_block_height"]')
@@ -321,18 +333,37 @@ cmd_join() {
   toml_set "$cfg" statesync trust_hash "\"$trust_hash\""
   # Every peer is on loopback: their snapshot offers arrive at once.
   toml_set "$cfg" statesync discovery_time '"5s"'
-  say "trusting height $trust_height ($trust_hash)"
-  start_node "$j"
-  # Caught up: CometBFT says so and the height is the peer's.
+  say "node$j will trust height $trust_height ($trust_hash)" >&2
+  echo "$j"
+}
+
+# Waits until node I says it is not catching up and is at height H or above.
+wait_caught_up() { # index height
+  local j=$1 target=$2 h st; h=$(home "$1")
   for _ in $(seq 1 900); do
-    local st; st=$(rpc_get "$(rpc_url "$j")/status" || true)
+    st=$(rpc_get "$(rpc_url "$j")/status" || true)
     if [ -n "$st" ] && [ "$(echo "$st" | json 'd["result"]["sync_info"]["catching_up"]')" = False ] &&
-      [ "$(echo "$st" | json 'int(d["result"]["sync_info"]["latest_block_height"])')" -ge "$latest" ]; then
-      break
+      [ "$(echo "$st" | json 'int(d["result"]["sync_info"]["latest_block_height"])')" -ge "$target" ]; then
+      return 0
     fi
     alive "$h/cometbft.pid" || die "cometbft of node$j exited; see $h/cometbft.log"
     sleep 0.2
   done
+  die "node$j did not catch up to height $target within 180 s (see $h/cometbft.log)"
+}
+
+cmd_join() {
+  check_bins
+  local n j h latest
+  n=$(node_count)
+  [ "$n" -gt 0 ] || die "no testnet in $DIR: run scripts/testnet.sh up first"
+  say "node$n joins by state sync from $(rpc_url 0)"
+  j=$(cmd_add_node statesync)
+  h=$(home "$j")
+  latest=$(height_of 0)
+  start_node "$j"
+  # Caught up: CometBFT says so and the height is the peer's.
+  wait_caught_up "$j" "$latest"
   say "node$j caught up at height $(height_of "$j") ($(grep -c "Snapshot restored" "$h/cometbft.log" 2>/dev/null || echo 0) snapshot restored)"
   kiln keys add operator --keyring-backend test --home "$h" >"$h/operator.mnemonic"
   kiln keys add operator-ml --keyring-backend test --home "$h" >"$h/operator-ml.mnemonic"
@@ -352,9 +383,10 @@ case "${1:-}" in
   status) cmd_status ;;
   logs) shift; cmd_logs "$@" ;;
   join) cmd_join ;;
+  add-node) check_bins; cmd_add_node "${2:?usage: add-node statesync|blocksync}" ;;
   stop) stop_node "${2:?usage: stop I}" TERM ;;
   kill) stop_node "${2:?usage: kill I}" KILL ;;
   start) check_bins; start_node "${2:?usage: start I}"; start_worker "$2" ;;
   reset) cmd_down; rm -rf "$DIR"; say "deleted $DIR" ;;
-  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -2,7 +2,8 @@
 //!
 //! * `kilnd init` writes a home CometBFT can use (genesis.json in CometBFT's
 //!   format, priv_validator_key.json, node_key.json).
-//! * `kilnd genesis add-account|validate` edit and check the genesis file.
+//! * `kilnd genesis add-account|bulk-add-accounts|validate` edit and check the
+//!   genesis file.
 //! * `kilnd start` serves the application on the ABCI socket for CometBFT 0.38.
 //! * `kilnd devnet` runs the application under the embedded single-validator
 //!   block producer with a CometBFT-compatible JSON-RPC (creating, on first
@@ -133,6 +134,11 @@ enum SnapshotsCommand {
 enum GenesisCommand {
     /// Add a funded account: `kilnd genesis add-account kiln1… 1000000ukiln`.
     AddAccount { address: String, coins: String },
+    /// Add (or top up) many funded accounts from a JSON file: a list of
+    /// `{"address": "kiln1…", "coins": "1000000ukiln"}` (coins also as
+    /// `[{"denom": "ukiln", "amount": "1000000"}]`). All or nothing: the
+    /// genesis is written only when every entry and the result are valid.
+    BulkAddAccounts { file: PathBuf },
     /// Check a genesis file (default: the home's config/genesis.json):
     /// format, app_state, addresses, amounts, parameter ranges, a positive
     /// total genesis weight, and that its validators are the ones derived
@@ -259,6 +265,15 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Genesis(GenesisCommand::AddAccount { address, coins }) => {
             genesis_add_account(&home, &address, &coins)
+        }
+        Command::Genesis(GenesisCommand::BulkAddAccounts { file }) => {
+            let added = genesis_bulk_add_accounts(&home, &file)?;
+            println!(
+                "added {added} accounts from {} to {}",
+                file.display(),
+                kiln_node::home::genesis_path(&home).display()
+            );
+            Ok(())
         }
         Command::Genesis(GenesisCommand::Gentx {
             from,
@@ -581,8 +596,8 @@ fn validate_genesis(path: &Path) -> Result<(String, kiln_genesis::AppGenesis)> {
     Ok((chain_id, app))
 }
 
-fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {
-    let address = Address::parse(address)?;
+/// `1000000ukiln,5uatom` as coins (amounts parsed, denoms validated).
+fn parse_coins(coins: &str) -> Result<Vec<Coin>> {
     let mut parsed = Vec::new();
     for part in coins.split(',') {
         let split = part
@@ -593,6 +608,71 @@ fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {
         kiln_framework::coin::validate_denom(denom).map_err(anyhow::Error::msg)?;
         parsed.push(Coin::new(denom, amount));
     }
+    Ok(parsed)
+}
+
+/// Coins of a bulk-add entry: the `add-account` string or a list of coins.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum BulkCoins {
+    Text(String),
+    List(Vec<Coin>),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkAccount {
+    address: String,
+    coins: BulkCoins,
+}
+
+/// `kilnd genesis bulk-add-accounts FILE`: every entry checked as
+/// `add-account` checks one, the genesis written only if all pass. Returns
+/// the number of entries.
+fn genesis_bulk_add_accounts(home: &Path, file: &Path) -> Result<usize> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let entries: Vec<BulkAccount> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a JSON list of {{\"address\", \"coins\"}}",
+            file.display()
+        )
+    })?;
+    let mut balances = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let context = || format!("{} entry {i} ({})", file.display(), entry.address);
+        let address = Address::parse(&entry.address).with_context(context)?;
+        let coins = match &entry.coins {
+            BulkCoins::Text(text) => parse_coins(text).with_context(context)?,
+            BulkCoins::List(list) => {
+                for coin in list {
+                    kiln_framework::coin::validate_denom(&coin.denom)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(context)?;
+                }
+                list.clone()
+            }
+        };
+        if coins.is_empty() {
+            bail!("{}: no coins", context());
+        }
+        balances.push(kiln_bank::GenesisBalance { address, coins });
+    }
+    let added = balances.len();
+    edit_app_genesis(home, |app| {
+        app.add_balances(balances)?;
+        Ok(())
+    })?;
+    Ok(added)
+}
+
+/// Reads the home's genesis.json, applies `edit` to its `app_state`, checks
+/// the contents (accounts come before the gentxs in a ceremony: no host needs
+/// weight yet) and writes it back — or leaves the file untouched on error.
+fn edit_app_genesis(
+    home: &Path,
+    edit: impl FnOnce(&mut kiln_genesis::AppGenesis) -> Result<()>,
+) -> Result<PathBuf> {
     let path = kiln_node::home::genesis_path(home);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -605,12 +685,21 @@ fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {
         .unwrap_or_else(|| serde_json::json!({}));
     let mut app: kiln_genesis::AppGenesis =
         serde_json::from_value(app_state).context("genesis app_state is invalid")?;
-    app.add_balance(address, parsed);
-    // Accounts come before the gentxs in a ceremony: no host needs weight yet.
+    edit(&mut app)?;
     app.validate_contents()?;
     genesis["app_state"] = serde_json::to_value(&app)?;
     std::fs::write(&path, serde_json::to_string_pretty(&genesis)?)
         .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn genesis_add_account(home: &Path, address: &str, coins: &str) -> Result<()> {
+    let address = Address::parse(address)?;
+    let parsed = parse_coins(coins)?;
+    let path = edit_app_genesis(home, |app| {
+        app.add_balance(address, parsed);
+        Ok(())
+    })?;
     println!("added {address} with {coins} to {}", path.display());
     Ok(())
 }
@@ -776,6 +865,72 @@ mod tests {
         assert!(d.account(&dev_ml).is_some());
         assert_eq!(d.balance(&dev_ml), 10_000_000);
         d.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn bulk_add_accounts_funds_every_entry_in_order_or_leaves_the_genesis_untouched() {
+        let home = tempfile::tempdir().unwrap();
+        kiln_node::home::init_home(
+            home.path(),
+            "kiln-bulk-test",
+            "node0",
+            serde_json::to_value(kiln_genesis::AppGenesis::default()).unwrap(),
+        )
+        .unwrap();
+        let key = |label: &str| kiln_testkit::TestKey::from_label(label).address;
+        let (a, b, c) = (key("bulk-a"), key("bulk-b"), key("bulk-c"));
+        genesis_add_account(home.path(), &b.to_bech32(), "5ukiln").unwrap();
+
+        let file = home.path().join("accounts.json");
+        let write = |value: serde_json::Value| std::fs::write(&file, value.to_string()).unwrap();
+        write(serde_json::json!([
+            {"address": a.to_bech32(), "coins": "100ukiln,7uother"},
+            {"address": b.to_bech32(), "coins": [{"denom": "ukiln", "amount": "10"}]},
+            {"address": c.to_bech32(), "coins": "1ukiln"},
+            {"address": a.to_bech32(), "coins": "1ukiln"},
+        ]));
+        assert_eq!(genesis_bulk_add_accounts(home.path(), &file).unwrap(), 4);
+        let genesis_path = kiln_node::home::genesis_path(home.path());
+        // No host yet (mid-ceremony): the contents are valid, not yet a chain.
+        let genesis: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&genesis_path).unwrap()).unwrap();
+        let app: kiln_genesis::AppGenesis =
+            serde_json::from_value(genesis["app_state"].clone()).unwrap();
+        app.validate_contents().unwrap();
+        let listed: Vec<(Address, Vec<Coin>)> = app
+            .bank
+            .balances
+            .iter()
+            .map(|e| (e.address, e.coins.clone()))
+            .collect();
+        // b kept its place (and was topped up); a and c follow in file order,
+        // which is the order InitChain numbers their accounts in.
+        assert_eq!(
+            listed,
+            vec![
+                (b, vec![Coin::new(BASE_DENOM, 15)]),
+                (a, vec![Coin::new(BASE_DENOM, 101), Coin::new("uother", 7)]),
+                (c, vec![Coin::new(BASE_DENOM, 1)]),
+            ]
+        );
+
+        // One bad entry refuses the whole file and leaves genesis.json as it was.
+        let before = std::fs::read(&genesis_path).unwrap();
+        for bad in [
+            serde_json::json!([{"address": c.to_bech32(), "coins": "1ukiln"}, {"address": "kiln1nope", "coins": "1ukiln"}]),
+            serde_json::json!([{"address": c.to_bech32(), "coins": "1ukiln"}, {"address": a.to_bech32(), "coins": "12"}]),
+            serde_json::json!([{"address": c.to_bech32(), "coins": [{"denom": "U!", "amount": "1"}]}]),
+            serde_json::json!([{"address": c.to_bech32(), "coins": [{"denom": "ukiln", "amount": "-1"}]}]),
+            serde_json::json!([{"address": c.to_bech32(), "coins": format!("{}ukiln", u128::MAX)}]),
+            serde_json::json!({"address": c.to_bech32(), "coins": "1ukiln"}),
+        ] {
+            write(bad.clone());
+            assert!(
+                genesis_bulk_add_accounts(home.path(), &file).is_err(),
+                "accepted {bad}"
+            );
+            assert_eq!(std::fs::read(&genesis_path).unwrap(), before, "after {bad}");
+        }
     }
 
     #[test]

@@ -132,6 +132,42 @@ impl AppGenesis {
             entry.coins = merged;
         }
     }
+
+    /// Adds (or tops up) many genesis balances at once, in the order given
+    /// (new addresses are appended in that order, which fixes their account
+    /// numbers at InitChain). Linear in the number of entries, unlike calling
+    /// [`AppGenesis::add_balance`] for each. Errors (leaving `self` partly
+    /// updated) when an account's total of a denom overflows.
+    pub fn add_balances(&mut self, entries: Vec<GenesisBalance>) -> Result<(), GenesisError> {
+        let mut index: std::collections::BTreeMap<Address, usize> = self
+            .bank
+            .balances
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.address, i))
+            .collect();
+        let mut touched = std::collections::BTreeSet::new();
+        for entry in entries {
+            let i = *index.entry(entry.address).or_insert_with(|| {
+                self.bank.balances.push(GenesisBalance {
+                    address: entry.address,
+                    coins: Vec::new(),
+                });
+                self.bank.balances.len() - 1
+            });
+            self.bank.balances[i].coins.extend(entry.coins);
+            touched.insert(i);
+        }
+        for i in touched {
+            let entry = &mut self.bank.balances[i];
+            entry.coins = kiln_framework::Coins::normalize(std::mem::take(&mut entry.coins))
+                .map_err(|e| {
+                    GenesisError::AppState(format!("bank.balances[{}]: {}", entry.address, e.log))
+                })?
+                .into_vec();
+        }
+        Ok(())
+    }
 }
 
 /// Reads and validates the `app_state` of a CometBFT genesis.json file, and

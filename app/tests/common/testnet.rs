@@ -33,7 +33,10 @@ pub fn cometbft() -> Option<PathBuf> {
 fn free_port_base(nodes: u16) -> u16 {
     let seed = std::process::id() as u16;
     for attempt in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_mul(37).wrapping_add(attempt * 97) % 4000) * 10;
+        // Below Linux's ephemeral range (32768 and up): a port picked there
+        // can be taken meanwhile by an outgoing connection (e.g. CometBFT's
+        // to its own kilnd).
+        let base = 20_000 + (seed.wrapping_mul(37).wrapping_add(attempt * 97) % 1200) * 10;
         let all_free = (0..nodes * 10).all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok());
         if all_free {
             return base;
@@ -47,17 +50,33 @@ pub struct Testnet {
     pub port_base: u16,
     workers: bool,
     block_time: &'static str,
+    /// More `scripts/testnet.sh` environment (set after, so overriding, the
+    /// defaults above).
+    env: Vec<(String, String)>,
 }
 
 impl Testnet {
     /// `scripts/testnet.sh up <validators>`; room is reserved for `extra`
     /// nodes joining later.
     pub fn up(validators: u16, extra: u16, workers: bool, block_time: &'static str) -> Testnet {
+        Testnet::up_with_env(validators, extra, workers, block_time, Vec::new())
+    }
+
+    /// [`Testnet::up`] with more script environment, e.g.
+    /// `KILN_TESTNET_GENESIS_ACCOUNTS`.
+    pub fn up_with_env(
+        validators: u16,
+        extra: u16,
+        workers: bool,
+        block_time: &'static str,
+        env: Vec<(String, String)>,
+    ) -> Testnet {
         let net = Testnet {
             dir: tempfile::tempdir().unwrap(),
             port_base: free_port_base(validators + extra),
             workers,
             block_time,
+            env,
         };
         let out = net.script(&["up", &validators.to_string()]);
         assert!(
@@ -88,6 +107,7 @@ impl Testnet {
             .env("KILN_TESTNET_BLOCK_TIME", self.block_time)
             .env("KILN_TESTNET_WORKERS", if self.workers { "1" } else { "0" })
             .env("KILN_TESTNET_SNAPSHOT_INTERVAL", "10")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap()
     }
