@@ -122,7 +122,7 @@ fn check_tx_answers_while_finalize_block_of_a_big_block_is_running() {
     init(&mut conns, &[&whale, &user]);
     const BLOCK_TXS: u64 = 3_000;
     let block = sends(&app, &whale, 0, BLOCK_TXS);
-    let user_txs = sends(&app, &user, 0, 2_000);
+    let user_txs = sends(&app, &user, 0, 6_000);
 
     let (started_tx, started) = mpsc::channel();
     let (finalize_sent, finalize_answered, finalized, mempool_checks) =
