@@ -308,16 +308,13 @@ fn run(cli: Cli) -> Result<()> {
             if snapshot_interval > 0 && snapshot_keep_recent == 0 {
                 bail!("--snapshot-keep-recent must be at least 1 when snapshots are taken");
             }
-            let app = open_app(
-                &home,
-                pruning_keep_recent.unwrap_or(file.pruning_keep_recent),
-            )?
-            .with_min_retain_blocks(min_retain_blocks.unwrap_or(file.min_retain_blocks))
-            .with_snapshots(SnapshotConfig::new(
-                snapshots_dir(&home),
-                snapshot_interval,
-                snapshot_keep_recent,
-            ));
+            let app = open_app(&home, pruning_keep_recent.unwrap_or(file.pruning_keep_recent))?
+                .with_min_retain_blocks(min_retain_blocks.unwrap_or(file.min_retain_blocks))
+                .with_snapshots(SnapshotConfig::new(
+                    snapshots_dir(&home),
+                    snapshot_interval,
+                    snapshot_keep_recent,
+                ));
             tracing::info!(%abci, home = %home.display(), "serving ABCI for CometBFT 0.38");
             kiln_node::abci_server::serve_abci(app, abci)
         }

@@ -135,15 +135,9 @@ mod tests {
     fn the_written_file_reads_back_as_the_defaults() {
         let home = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(kiln_node::home::config_dir(home.path())).unwrap();
-        assert_eq!(
-            NodeConfig::load(home.path()).unwrap(),
-            NodeConfig::default()
-        );
+        assert_eq!(NodeConfig::load(home.path()).unwrap(), NodeConfig::default());
         write_default(home.path()).unwrap();
-        assert_eq!(
-            NodeConfig::load(home.path()).unwrap(),
-            NodeConfig::default()
-        );
+        assert_eq!(NodeConfig::load(home.path()).unwrap(), NodeConfig::default());
     }
 
     #[test]
@@ -172,10 +166,7 @@ mod tests {
         .unwrap();
         let set = NodeConfig::load(home.path()).unwrap();
         assert_eq!(set.snapshot_interval, 10);
-        assert_eq!(
-            set.abci_addr(home.path()).unwrap().to_string(),
-            "127.0.0.1:46658"
-        );
+        assert_eq!(set.abci_addr(home.path()).unwrap().to_string(), "127.0.0.1:46658");
 
         std::fs::write(
             config.join("config.toml"),
@@ -193,10 +184,7 @@ mod tests {
         std::fs::create_dir_all(&config).unwrap();
         std::fs::write(config.join("kilnd.toml"), "snapshot_intreval = 10\n").unwrap();
         let err = format!("{:#}", NodeConfig::load(home.path()).unwrap_err());
-        assert!(
-            err.contains("kilnd.toml") && err.contains("unknown field"),
-            "{err}"
-        );
+        assert!(err.contains("kilnd.toml") && err.contains("unknown field"), "{err}");
         std::fs::write(config.join("kilnd.toml"), "snapshot_interval = -1\n").unwrap();
         assert!(NodeConfig::load(home.path()).is_err());
         std::fs::write(

@@ -40,10 +40,8 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
     net.wait_height(3, 3, MINUTE);
 
     // A tx sent to node 0 is executed by every node.
-    let recipient = net.kiln(
-        0,
-        &["keys", "add", "recipient", "--keyring-backend", "test"],
-    )["address"]
+    let recipient = net.kiln(0, &["keys", "add", "recipient", "--keyring-backend", "test"])
+        ["address"]
         .as_str()
         .unwrap()
         .to_string();
@@ -51,14 +49,7 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
     let sent = net.kiln(
         0,
         &[
-            "tx",
-            "bank",
-            "send",
-            "operator",
-            recipient,
-            "7kiln",
-            "--keyring-backend",
-            "test",
+            "tx", "bank", "send", "operator", recipient, "7kiln", "--keyring-backend", "test",
             "--yes",
         ],
     );
@@ -69,11 +60,7 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
         if balances["balances"][0]["amount"] == "7000000" {
             break;
         }
-        assert!(
-            start.elapsed() < MINUTE,
-            "node3 never saw the send: {balances}\n{}",
-            net.logs()
-        );
+        assert!(start.elapsed() < MINUTE, "node3 never saw the send: {balances}\n{}", net.logs());
         std::thread::sleep(Duration::from_millis(200));
     }
     let common = (0..4).map(|n| net.height(n).unwrap()).min().unwrap();

@@ -124,8 +124,8 @@ impl Testnet {
                 break;
             }
             for what in ["kilnd", "cometbft", "worker"] {
-                let log =
-                    std::fs::read_to_string(home.join(format!("{what}.log"))).unwrap_or_default();
+                let log = std::fs::read_to_string(home.join(format!("{what}.log")))
+                    .unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(15).collect();
                 text.push_str(&format!("--- node{node} {what}.log (tail) ---\n"));
                 for line in tail.iter().rev() {
