@@ -59,6 +59,17 @@ type ExecutedBlock = (
     PreparedCommit,
 );
 
+/// What the consensus connection's block calls read from [`Inner`], copied
+/// out under the lock so that the lock is not held while a block is
+/// proposed, checked or executed: CheckTx on the mempool connection takes the
+/// same lock and must answer while the consensus connection is busy.
+struct BlockBase {
+    chain_id: String,
+    max_block_gas: Option<u64>,
+    /// Genesis writes not yet persisted (empty after the first Commit).
+    genesis_base: Changes,
+}
+
 struct PendingBlock {
     height: u64,
     prepared: PreparedCommit,
@@ -227,6 +238,19 @@ impl KilnApp {
         self.lock().chain_id.clone()
     }
 
+    /// A copy of what a block builds on. Only the consensus connection
+    /// (InitChain, Commit) and state sync change these, and neither runs
+    /// while that connection is inside a block call, so the copy stays
+    /// current for the whole call.
+    fn block_base(&self) -> BlockBase {
+        let inner = self.lock();
+        BlockBase {
+            chain_id: inner.chain_id.clone(),
+            max_block_gas: inner.max_block_gas,
+            genesis_base: inner.genesis_base.clone(),
+        }
+    }
+
     /// Verifies the signatures of `txs` in parallel against `base`, filling
     /// the signature cache. Transactions whose signers do not exist yet are
     /// skipped here (they are verified during execution). Returns the index of
@@ -264,13 +288,13 @@ impl KilnApp {
     /// events and the prepared commit.
     fn execute_block(
         &self,
-        inner: &Inner,
+        genesis_base: Changes,
         block: &BlockInfo,
         txs: &[Vec<u8>],
         misbehavior: &[kiln_staking::misbehavior::Reported],
     ) -> anyhow::Result<ExecutedBlock> {
         let latest = self.storage.latest();
-        let mut state = Overlay::with_changes(latest, inner.genesis_base.clone());
+        let mut state = Overlay::with_changes(latest, genesis_base);
         let decoded: Vec<TxResult<DecodedTx>> =
             txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
         let _ = self.preverify(&state, &block.chain_id, &decoded);
@@ -590,11 +614,11 @@ impl Application for KilnApp {
     }
 
     fn prepare_proposal(&self, request: RequestPrepareProposal) -> ResponsePrepareProposal {
-        let inner = self.lock();
+        let base = self.block_base();
         let height = u64::try_from(request.height).unwrap_or(0);
-        let block = now_block(&inner.chain_id, height, request.time.as_ref());
+        let block = now_block(&base.chain_id, height, request.time.as_ref());
         let max_bytes = usize::try_from(request.max_tx_bytes).unwrap_or(usize::MAX);
-        let mut view = Overlay::with_changes(self.storage.latest(), inner.genesis_base.clone());
+        let mut view = Overlay::with_changes(self.storage.latest(), base.genesis_base);
         let mut bytes_used = 0usize;
         let mut gas_used: u64 = 0;
         let mut chosen = Vec::new();
@@ -606,7 +630,7 @@ impl Application for KilnApp {
                 continue;
             };
             let gas = tx.gas_limit();
-            if inner
+            if base
                 .max_block_gas
                 .is_some_and(|max| gas_used.saturating_add(gas) > max)
             {
@@ -628,7 +652,7 @@ impl Application for KilnApp {
     }
 
     fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
-        let inner = self.lock();
+        let base = self.block_base();
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
         let decoded: Vec<TxResult<DecodedTx>> =
             txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
@@ -647,15 +671,15 @@ impl Application for KilnApp {
             .iter()
             .flatten()
             .fold(0u64, |acc, tx| acc.saturating_add(tx.gas_limit()));
-        if inner.max_block_gas.is_some_and(|max| total_gas > max) {
+        if base.max_block_gas.is_some_and(|max| total_gas > max) {
             tracing::warn!(
                 "rejecting proposal at height {}: gas {total_gas} over the block limit",
                 request.height
             );
             return reject;
         }
-        let view = Overlay::with_changes(self.storage.latest(), inner.genesis_base.clone());
-        if let Some(i) = self.preverify(&view, &inner.chain_id, &decoded) {
+        let view = Overlay::with_changes(self.storage.latest(), base.genesis_base);
+        if let Some(i) = self.preverify(&view, &base.chain_id, &decoded) {
             tracing::warn!(
                 "rejecting proposal at height {}: tx {i} has an invalid signature",
                 request.height
@@ -668,9 +692,10 @@ impl Application for KilnApp {
     }
 
     fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
-        let mut inner = self.lock();
+        // The lock is not held while the block executes (see `BlockBase`).
+        let base = self.block_base();
         let height = u64::try_from(request.height).unwrap_or(0);
-        let mut block = now_block(&inner.chain_id, height, request.time.as_ref());
+        let mut block = now_block(&base.chain_id, height, request.time.as_ref());
         block.hash = request.hash.to_vec();
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
         let misbehavior: Vec<kiln_staking::misbehavior::Reported> = request
@@ -692,10 +717,10 @@ impl Application for KilnApp {
                 height: m.height,
             })
             .collect();
-        match self.execute_block(&inner, &block, &txs, &misbehavior) {
+        match self.execute_block(base.genesis_base, &block, &txs, &misbehavior) {
             Ok((outcomes, events, power_updates, prepared)) => {
                 let app_hash = prepared.root.to_vec();
-                inner.pending = Some(PendingBlock { height, prepared });
+                self.lock().pending = Some(PendingBlock { height, prepared });
                 ResponseFinalizeBlock {
                     events: to_abci_events(&events),
                     tx_results: outcomes.iter().map(exec_result).collect(),

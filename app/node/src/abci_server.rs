@@ -3,8 +3,9 @@
 //!
 //! CometBFT opens four connections (consensus, mempool, query, snapshot);
 //! each is served on its own thread, and the app does its own locking (see
-//! `KilnApp`: no lock is held from FinalizeBlock to Commit, so CheckTx on the
-//! mempool connection never waits for a block).
+//! `KilnApp`: no lock is held while a block is proposed or executed, nor from
+//! FinalizeBlock to Commit, so CheckTx on the mempool connection never waits
+//! for a block).
 //!
 //! The wire format is tendermint-abci's: each message is a protobuf
 //! `Request`/`Response` prefixed by its length as an unsigned varint. This
