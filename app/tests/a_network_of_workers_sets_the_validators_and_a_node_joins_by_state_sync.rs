@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 
 use testnet::Testnet;
 
-/// validator address → weight, as `kiln query weights` has it, for the
+/// consensus key (hex) → weight, as `kiln query weights` has it, for the
 /// hosts with weight (a host whose sprint was not accepted has weight 0 and
-/// no validator: CometBFT lists no zero-power validator).
+/// no validator: CometBFT lists no zero-power validator). Keyed by the
+/// consensus key: right after a settle a host can have weight before
+/// CometBFT has its validator (and so before it has a validator address).
 fn kiln_weights(net: &Testnet, node: u16) -> BTreeMap<String, u64> {
     let weights = net.kiln(node, &["query", "weights"]);
     weights["weights"]
@@ -30,27 +32,28 @@ fn kiln_weights(net: &Testnet, node: u16) -> BTreeMap<String, u64> {
         .iter()
         .filter(|w| w["weight"].as_u64() != Some(0))
         .map(|w| {
-            let address = w["validator_address"].as_str();
+            let key = w["consensus_pubkey"].as_str();
             let weight = w["weight"].as_u64();
-            match (address, weight) {
-                (Some(a), Some(w)) => (a.to_string(), w),
+            match (key, weight) {
+                (Some(k), Some(w)) => (k.to_string(), w),
                 _ => panic!("unexpected `kiln query weights` entry {w} in {weights}"),
             }
         })
         .collect()
 }
 
-/// validator address → voting power, from CometBFT's own RPC.
+/// consensus key (hex) → voting power, from CometBFT's own RPC.
 fn cometbft_validators(net: &Testnet, node: u16) -> Option<BTreeMap<String, u64>> {
+    use base64::Engine;
     let v = net.get(node, "/validators?per_page=100")?;
     v["result"]["validators"]
         .as_array()?
         .iter()
         .map(|v| {
-            Some((
-                v["address"].as_str()?.to_string(),
-                v["voting_power"].as_str()?.parse().ok()?,
-            ))
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(v["pub_key"]["value"].as_str()?)
+                .ok()?;
+            Some((hex::encode(key), v["voting_power"].as_str()?.parse().ok()?))
         })
         .collect()
 }
@@ -98,12 +101,17 @@ fn snapshot_files(home: &Path, height: u64) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn validator_address(home: &Path) -> String {
+fn consensus_key_hex(home: &Path) -> String {
+    use base64::Engine;
     let key: serde_json::Value = serde_json::from_slice(
         &std::fs::read(home.join("config/priv_validator_key.json")).unwrap(),
     )
     .unwrap();
-    key["address"].as_str().unwrap().to_string()
+    hex::encode(
+        base64::engine::general_purpose::STANDARD
+            .decode(key["pub_key"]["value"].as_str().unwrap())
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -160,7 +168,7 @@ fn a_network_of_workers_sets_the_validators_and_a_node_joins_by_state_sync() {
     let h = net.height(4).unwrap();
     net.wait_height(0, h, minutes(1));
     assert_eq!(net.app_hash_in_block(4, h), net.app_hash_in_block(0, h));
-    let newcomer = validator_address(&joined);
+    let newcomer = consensus_key_hex(&joined);
     let start = Instant::now();
     loop {
         let power = cometbft_validators(&net, 0)
