@@ -60,6 +60,10 @@ pub enum ModelError {
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
+/// The most tokens one forward pass of a prefill takes; longer prompts run
+/// in consecutive chunks (same result up to float rounding).
+pub const PREFILL_CHUNK: usize = 512;
+
 /// Hyper-parameters read from the GGUF metadata (`{arch}.*` keys).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
@@ -634,12 +638,7 @@ impl LlamaModel {
                     total,
                 ));
             }
-            let attn = if outs.len() == 1 {
-                outs.pop()
-                    .unwrap_or_else(|| Tensor::zeros([0], (self.options.kind, dev)))
-            } else {
-                Tensor::cat(&outs, 0)
-            };
+            let attn = Tensor::cat(&outs, 0);
             x += attn.linear::<Tensor>(&layer.wo, None);
             let normed = self.rms_norm(&x, &layer.ffn_norm);
             let gate_up = normed.linear::<Tensor>(&layer.w_gate_up, None);
@@ -683,7 +682,13 @@ impl LlamaModel {
         self.check_tokens(tokens)?;
         let _guard = tch::no_grad_guard();
         self.reserve(seq, seq.len + tokens.len())?;
-        Ok(self.forward_rows(&mut [&mut *seq], tokens, &[(0, 0, tokens.len() as i64)]))
+        // Attention scores are [heads, chunk, cache length]: chunking bounds
+        // them (~150 MB at 512 × 8192 for SmolLM2) whatever the prompt length.
+        let hidden: Vec<Tensor> = tokens
+            .chunks(PREFILL_CHUNK)
+            .map(|chunk| self.forward_rows(&mut [&mut *seq], chunk, &[(0, 0, chunk.len() as i64)]))
+            .collect();
+        Ok(Tensor::cat(&hidden, 0))
     }
 
     /// Feeds `next_tokens[i]` to `seqs[i]` for every i in one forward pass and

@@ -6,7 +6,7 @@
 
 mod common;
 
-use kiln_llm::model::{logprobs_of, LlamaModel, LoadOptions, ModelError, Sequence};
+use kiln_llm::model::{logprobs_of, LlamaModel, LoadOptions, ModelError, Sequence, PREFILL_CHUNK};
 use kiln_llm::Llm;
 use tch::Tensor;
 
@@ -141,6 +141,29 @@ fn chunked_prefill_equals_one_prefill_and_replay_equals_generation() {
     println!("chunked (7) vs one prefill: max |logit diff| {d:.2e}");
     assert!(d < LOGIT_TOLERANCE);
     assert_eq!(whole.len(), chunked.len());
+    // A prompt longer than one internal prefill chunk (PREFILL_CHUNK) gives
+    // the same logits as feeding it 150 tokens at a time.
+    let long: Vec<u32> = prompts(&llm)
+        .concat()
+        .into_iter()
+        .cycle()
+        .take(PREFILL_CHUNK + 88)
+        .collect();
+    let mut whole = model.new_sequence();
+    let one_long = model.prefill_all(&mut whole, &long).unwrap();
+    let mut chunked = model.new_sequence();
+    let rows: Vec<Tensor> = long
+        .chunks(150)
+        .map(|c| model.prefill_all(&mut chunked, c).unwrap())
+        .collect();
+    let d = max_abs_diff(&one_long, &Tensor::cat(&rows, 0));
+    println!(
+        "{}-token prompt, internal chunks vs 150 at a time: max |logit diff| {d:.2e}",
+        long.len()
+    );
+    assert!(d < LOGIT_TOLERANCE);
+    assert_eq!(whole.len(), long.len());
+
     // prefill's last-position logits are prefill_all's last row (up to the
     // LM-head matmul's blocking for 1 row vs many).
     let mut s = model.new_sequence();
