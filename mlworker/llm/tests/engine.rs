@@ -238,3 +238,28 @@ fn cpu_runs_repeat_bit_for_bit_and_bad_inputs_are_errors() {
     seq.truncate(3);
     assert_eq!(seq.len(), 3);
 }
+
+/// bf16 weights (what CUDA runs) through the same code on the CPU: finite
+/// logits, and the same first greedy token as f32 on these prompts.
+#[test]
+fn bf16_weights_run_the_same_code_path() {
+    common::one_torch_thread();
+    let f32_llm = load();
+    let bf16 = Llm::load(
+        "smollm2-135m",
+        LoadOptions {
+            device: tch::Device::Cpu,
+            kind: tch::Kind::BFloat16,
+        },
+    )
+    .unwrap();
+    let mut max_diff = 0f32;
+    for prompt in prompts(&f32_llm) {
+        let a = f32_llm.model.generate_greedy(&prompt, 2, 5, &[]).unwrap();
+        let b = bf16.model.generate_greedy(&prompt, 2, 5, &[]).unwrap();
+        assert!(b.iter().all(|p| p.logprob.is_finite()));
+        assert_eq!(a[0].token, b[0].token);
+        max_diff = max_diff.max((a[0].logprob - b[0].logprob).abs());
+    }
+    println!("bf16 vs f32, first token: max |logprob diff| {max_diff:.2e}");
+}

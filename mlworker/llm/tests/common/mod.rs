@@ -34,29 +34,55 @@ pub fn python() -> PathBuf {
 
 /// Runs `scripts/llm_reference.py MODE <gguf> <spec.json>` and parses its JSON.
 pub fn run_reference(mode: &str, spec: &serde_json::Value) -> serde_json::Value {
+    spawn_reference(mode, spec).wait()
+}
+
+/// The reference running in the background (so the Rust side can compute meanwhile).
+pub struct ReferenceRun {
+    child: std::process::Child,
+    mode: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `scripts/llm_reference.py MODE <gguf> <spec.json>`.
+pub fn spawn_reference(mode: &str, spec: &serde_json::Value) -> ReferenceRun {
     let dir = tempfile::tempdir().unwrap();
     let spec_path = dir.path().join("spec.json");
     std::fs::write(&spec_path, serde_json::to_vec(spec).unwrap()).unwrap();
     let script = repo_root().join("scripts/llm_reference.py");
-    let out = Command::new(python())
+    let child = Command::new(python())
         .arg(&script)
         .arg(mode)
         .arg(model_path())
         .arg(&spec_path)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("running {}: {e} (run scripts/setup.sh)", python().display()));
-    assert!(
-        out.status.success(),
-        "{} {mode} failed:\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "reference printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    ReferenceRun {
+        child,
+        mode: mode.to_string(),
+        _dir: dir,
+    }
+}
+
+impl ReferenceRun {
+    /// Waits for the script and parses its JSON output.
+    pub fn wait(self) -> serde_json::Value {
+        let out = self.child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/llm_reference.py {} failed:\n{}",
+            self.mode,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "reference printed no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
 }
 
 /// Twelve single-turn conversations (one with a system prompt) of varied kinds.
