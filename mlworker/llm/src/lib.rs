@@ -124,3 +124,18 @@ impl Llm {
         Ok(self.tokenizer.encode(&text, false)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The serving engine moves a loaded model and its sequences into the
+    /// engine thread (tch tensors are `Send`, not `Sync`).
+    #[test]
+    fn a_model_and_its_sequences_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<super::Llm>();
+        send::<super::model::Sequence>();
+        fn sync<T: Sync>() {}
+        sync::<super::tokenizer::Tokenizer>();
+        sync::<super::chat::ChatTemplate>();
+    }
+}

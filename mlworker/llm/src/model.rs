@@ -29,6 +29,13 @@
 //! logprobs. CPU runs are deterministic for the same inputs and batch
 //! composition. This module never sets torch's thread count: the caller
 //! owns it (the sprint engine sets it process-wide).
+//!
+//! **Threads.** [`LlamaModel`] and [`Sequence`] are `Send` but not `Sync`
+//! (tch tensors): one engine thread owns the model and every sequence.
+//!
+//! **Cost.** A CPU decode step is memory-bound: it reads every f32 weight
+//! (~0.6 GB for SmolLM2-135M), so batching B sequences into one
+//! `decode_step` costs far less than B steps.
 
 use tch::{Device, Kind, Tensor};
 
