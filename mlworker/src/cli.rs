@@ -42,6 +42,23 @@ pub enum Cmd {
     /// The sprint: the proof-of-compute transformer (SPEC §4).
     #[command(subcommand)]
     Sprint(SprintCmd),
+    /// The LLMs this worker can serve.
+    #[command(subcommand)]
+    Models(ModelsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCmd {
+    /// Every model known by name: its file, and the identity the chain pins
+    /// (SHA-256 of the file) with its size.
+    List(ModelsListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsListArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -334,7 +351,47 @@ pub fn run(cli: Cli) -> Result<()> {
             SprintCmd::Verify(a) => cmd_verify(a),
             SprintCmd::Calibrate(a) => cmd_calibrate(a),
         },
+        Cmd::Models(ModelsCmd::List(a)) => cmd_models_list(a),
     }
+}
+
+/// `models list`: name, path, SHA-256 and size of every known model; a model
+/// that is not installed is listed with the reason instead.
+fn cmd_models_list(a: ModelsListArgs) -> Result<()> {
+    use kiln_llm::registry::{file_identity, KNOWN_MODELS};
+    if !a.json {
+        println!("{:<14} {:<64} {:>11}  PATH", "NAME", "SHA256", "BYTES");
+    }
+    for model in KNOWN_MODELS {
+        let found = model
+            .locate()
+            .map_err(anyhow::Error::from)
+            .and_then(|path| {
+                let id = file_identity(&path)?;
+                Ok((path, id))
+            });
+        match (found, a.json) {
+            (Ok((path, id)), true) => println!(
+                "{}",
+                serde_json::json!({
+                    "name": model.name, "path": path, "sha256": id.sha256, "size_bytes": id.size_bytes
+                })
+            ),
+            (Ok((path, id)), false) => println!(
+                "{:<14} {:<64} {:>11}  {}",
+                model.name,
+                id.sha256,
+                id.size_bytes,
+                path.display()
+            ),
+            (Err(e), true) => println!(
+                "{}",
+                serde_json::json!({ "name": model.name, "error": format!("{e:#}") })
+            ),
+            (Err(e), false) => println!("{:<14} not installed: {e:#}", model.name),
+        }
+    }
+    Ok(())
 }
 
 fn load_engine(

@@ -1,6 +1,7 @@
 //! End to end through the binary: `sprint run` → `sprint prove` → `sprint
 //! verify` accepts an honest run and rejects a run with fabricated distances;
-//! `sprint calibrate` and `sprint bench` run; bech32 addresses decode.
+//! `sprint calibrate` and `sprint bench` run; bech32 addresses decode;
+//! `models list` prints the installed SmolLM2's identity.
 
 use kiln_client::address;
 use kiln_mlworker::sprint::leaves::RunFile;
@@ -204,4 +205,21 @@ fn addresses() {
     broken.pop();
     broken.push(if s.ends_with('q') { 'p' } else { 'q' });
     assert!(address::decode(&broken).is_err());
+}
+
+#[test]
+fn models_list_prints_the_identity_of_the_installed_model() {
+    let path = kiln_llm::registry::resolve_model("smollm2-135m").unwrap_or_else(|e| panic!("{e}"));
+    let id = kiln_llm::registry::file_identity(&path).unwrap();
+    let out = ok(bin().args(["models", "list", "--json"]));
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(line["name"], "smollm2-135m");
+    assert_eq!(line["sha256"], id.sha256.as_str());
+    assert_eq!(line["size_bytes"], id.size_bytes);
+    assert_eq!(line["path"], path.to_str().unwrap());
+    let table = ok(bin().args(["models", "list"]));
+    assert!(
+        table.contains(&id.sha256) && table.contains("smollm2-135m"),
+        "{table}"
+    );
 }

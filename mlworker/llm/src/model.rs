@@ -1,0 +1,809 @@
+//! A Llama-family decoder (Llama/SmolLM, Qwen2) on libtorch, loaded from a GGUF.
+//!
+//! **Weights** are dequantized at load to `f32` (CPU) or `bf16` (CUDA), see
+//! [`LoadOptions`]. Q/K/V and gate/up are fused into one matrix each so a
+//! layer runs four matmuls.
+//!
+//! **Q/K row permutation.** llama.cpp's converter reorders the rows of
+//! `attn_q`/`attn_k` of `llama`-arch models so that its RoPE can rotate
+//! *adjacent* pairs `(x[2i], x[2i+1])`; Hugging Face's Llama rotates the two
+//! *halves* `(x[i], x[i + d/2])` ("rotate_half"). The converter's
+//! `permute(w, n_head)` is `w.reshape(n_head, 2, d/2, in).swapaxes(1, 2)`;
+//! [`unpermute_qk`] applies the inverse (`reshape(n_head, d/2, 2, in).swapaxes(1, 2)`)
+//! at load, so the standard rotate-half RoPE below is correct and the
+//! weights equal the original checkpoint's. Qwen2 GGUFs are not permuted
+//! (llama.cpp runs them with NEOX = rotate-half RoPE) and are loaded as is.
+//!
+//! **KV cache and batching.** Each request owns a [`Sequence`]: per layer a
+//! K and a V buffer `[kv_heads, capacity, head_dim]` (grown by doubling) and
+//! its length. [`LlamaModel::prefill`] appends any number of tokens (call it
+//! repeatedly for chunked prefill); [`LlamaModel::decode_step`] advances
+//! several sequences of different lengths by one token each in one forward
+//! pass: the projections and the MLP run as one batched matmul over the
+//! batch, attention runs per sequence against its own cache (no padding, so
+//! no mask and no wasted work). Sequences can join and leave between steps.
+//!
+//! **Numerics.** Same order of operations as Hugging Face's `LlamaForCausalLM`
+//! (RMSNorm in f32, RoPE tables in f32, softmax in f32, logits in f32), so
+//! an f32 CPU run matches `transformers` loading the same GGUF to ~1e-4 in
+//! logprobs. CPU runs are deterministic for the same inputs and batch
+//! composition. This module never sets torch's thread count: the caller
+//! owns it (the sprint engine sets it process-wide).
+//!
+//! **Threads.** [`LlamaModel`] and [`Sequence`] are `Send` but not `Sync`
+//! (tch tensors): one engine thread owns the model and every sequence.
+//!
+//! **Cost.** A CPU decode step is memory-bound: it reads every f32 weight
+//! (~0.6 GB for SmolLM2-135M), so batching B sequences into one
+//! `decode_step` costs far less than B steps.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::gguf::{GgufError, GgufFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("architecture {0:?} is not supported (supported: llama, qwen2)")]
+    UnsupportedArch(String),
+    #[error("bad model config: {0}")]
+    Config(String),
+    #[error("tensor {name}: shape {found:?}, expected {expected:?}")]
+    Shape {
+        name: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("{needed} tokens exceed the context length {context}")]
+    ContextFull { needed: usize, context: usize },
+    #[error("{0}")]
+    BadInput(String),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// The most tokens one forward pass of a prefill takes; longer prompts run
+/// in consecutive chunks (same result up to float rounding).
+pub const PREFILL_CHUNK: usize = 512;
+
+/// Hyper-parameters read from the GGUF metadata (`{arch}.*` keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    /// `general.architecture` (`llama`, `qwen2`).
+    pub arch: String,
+    pub n_layers: usize,
+    pub hidden: usize,
+    pub ffn_hidden: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_eps: f64,
+    pub rope_base: f64,
+    pub context_length: usize,
+    /// No `output.weight`: the LM head is the token embedding.
+    pub tied_embeddings: bool,
+    /// Q/K/V projections carry biases (Qwen2).
+    pub qkv_bias: bool,
+    /// `attn_q`/`attn_k` rows were permuted by llama.cpp's converter (llama arch).
+    pub permuted_qk: bool,
+}
+
+impl LlamaConfig {
+    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        let arch = file.str("general.architecture")?.to_string();
+        let permuted_qk = match arch.as_str() {
+            "llama" => true,
+            "qwen2" => false,
+            _ => return Err(ModelError::UnsupportedArch(arch)),
+        };
+        let key = |k: &str| format!("{arch}.{k}");
+        let int = |k: &str| -> Result<usize> {
+            usize::try_from(file.u64(&key(k))?)
+                .map_err(|_| ModelError::Config(format!("{} does not fit", key(k))))
+        };
+        let n_layers = int("block_count")?;
+        let hidden = int("embedding_length")?;
+        let ffn_hidden = int("feed_forward_length")?;
+        let n_heads = int("attention.head_count")?;
+        let n_kv_heads = match file.get(&key("attention.head_count_kv")) {
+            Some(_) => int("attention.head_count_kv")?,
+            None => n_heads,
+        };
+        let rms_eps = file.f32(&key("attention.layer_norm_rms_epsilon"))? as f64;
+        let rope_base = match file.get(&key("rope.freq_base")) {
+            Some(_) => file.f32(&key("rope.freq_base"))? as f64,
+            None => 10_000.0,
+        };
+        let context_length = int("context_length")?;
+        let embd = file
+            .tensor("token_embd.weight")
+            .ok_or_else(|| GgufError::MissingTensor("token_embd.weight".into()))?;
+        let vocab_size = *embd.shape().first().unwrap_or(&0) as usize;
+        if n_layers == 0 || hidden == 0 || n_heads == 0 || n_kv_heads == 0 || vocab_size == 0 {
+            return Err(ModelError::Config(format!(
+                "zero in layers {n_layers}, width {hidden}, heads {n_heads}/{n_kv_heads}, vocab {vocab_size}"
+            )));
+        }
+        if hidden % n_heads != 0 || n_heads % n_kv_heads != 0 {
+            return Err(ModelError::Config(format!(
+                "width {hidden}, {n_heads} heads and {n_kv_heads} KV heads do not divide"
+            )));
+        }
+        let head_dim = hidden / n_heads;
+        if head_dim % 2 != 0 {
+            return Err(ModelError::Config(format!("odd head dim {head_dim}")));
+        }
+        if let Some(rope_dims) = file.get(&key("rope.dimension_count")) {
+            if rope_dims.as_u64() != Some(head_dim as u64) {
+                return Err(ModelError::Config(format!(
+                    "partial RoPE ({rope_dims:?} of {head_dim} dims) is not supported"
+                )));
+            }
+        }
+        Ok(LlamaConfig {
+            tied_embeddings: file.tensor("output.weight").is_none(),
+            qkv_bias: file.tensor("blk.0.attn_q.bias").is_some(),
+            arch,
+            n_layers,
+            hidden,
+            ffn_hidden,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            vocab_size,
+            rms_eps,
+            rope_base,
+            context_length,
+            permuted_qk,
+        })
+    }
+
+    fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+/// Where the weights live and in which precision.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// `Kind::Float` or `Kind::BFloat16` (`Kind::Half` works on CUDA).
+    pub kind: Kind,
+}
+
+impl LoadOptions {
+    /// CPU, f32: the reference configuration.
+    pub fn cpu() -> Self {
+        LoadOptions {
+            device: Device::Cpu,
+            kind: Kind::Float,
+        }
+    }
+
+    /// CUDA in bf16 when torch sees a GPU, otherwise CPU f32.
+    pub fn auto() -> Self {
+        if tch::Cuda::is_available() {
+            LoadOptions {
+                device: Device::Cuda(0),
+                kind: Kind::BFloat16,
+            }
+        } else {
+            Self::cpu()
+        }
+    }
+}
+
+/// Undoes llama.cpp's Q/K row permutation (see the module doc): `w` is
+/// `[n_head * head_dim, in]` in llama.cpp's interleaved order, the result is
+/// in Hugging Face's rotate-half order.
+pub fn unpermute_qk(w: &Tensor, n_head: usize) -> Tensor {
+    let (rows, cols) = w.size2().unwrap_or((0, 0));
+    let n_head = n_head as i64;
+    w.reshape([n_head, rows / n_head / 2, 2, cols])
+        .transpose(1, 2)
+        .reshape([rows, cols])
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    /// `[q_dim + 2 kv_dim, hidden]`: Q, K, V stacked.
+    wqkv: Tensor,
+    bqkv: Option<Tensor>,
+    wo: Tensor,
+    ffn_norm: Tensor,
+    /// `[2 ffn, hidden]`: gate, up stacked.
+    w_gate_up: Tensor,
+    w_down: Tensor,
+}
+
+/// The model: weights on their device, and the RoPE inverse frequencies.
+pub struct LlamaModel {
+    config: LlamaConfig,
+    options: LoadOptions,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    /// `[vocab, hidden]`; the embedding itself when tied.
+    lm_head: Tensor,
+    /// `[head_dim / 2]`, f32 on the device.
+    inv_freq: Tensor,
+}
+
+impl std::fmt::Debug for LlamaModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaModel")
+            .field("config", &self.config)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// One layer's K and V history for a sequence.
+struct KvCache {
+    /// `[kv_heads, capacity, head_dim]`; positions `0..len` are filled.
+    k: Tensor,
+    v: Tensor,
+}
+
+/// A request's state: its KV cache and how many tokens it holds. Created by
+/// [`LlamaModel::new_sequence`]; only valid with the model that made it.
+pub struct Sequence {
+    caches: Vec<KvCache>,
+    len: usize,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for Sequence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequence")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl Sequence {
+    /// Tokens in the cache (the position the next token will take).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets everything after the first `len` tokens (e.g. to reuse a prompt prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Bytes held by the cache buffers.
+    pub fn cache_bytes(&self) -> usize {
+        self.caches
+            .iter()
+            .map(|c| 2 * c.k.numel() * c.k.kind().elt_size_in_bytes())
+            .sum()
+    }
+}
+
+/// A token and its log-probability.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+}
+
+/// One position of a response: the token that was there, its logprob under
+/// the model, and the model's top-k at that position (best first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PositionLogprobs {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<TokenLogprob>,
+}
+
+/// Top-k logprobs of each row of `logits` (`[vocab]` or `[n, vocab]`), best
+/// first, plus the logprob of `chosen[i]` when given.
+pub fn logprobs_of(
+    logits: &Tensor,
+    k: usize,
+    chosen: Option<&[u32]>,
+) -> Result<Vec<PositionLogprobs>> {
+    let logits = if logits.dim() == 1 {
+        logits.unsqueeze(0)
+    } else {
+        logits.shallow_clone()
+    };
+    let (rows, vocab) = logits.size2()?;
+    if let Some(c) = chosen {
+        if c.len() != rows as usize {
+            return Err(ModelError::BadInput(format!(
+                "{} chosen tokens for {rows} rows",
+                c.len()
+            )));
+        }
+    }
+    let lp = logits
+        .to_kind(Kind::Float)
+        .log_softmax(-1, Kind::Float)
+        .to_device(Device::Cpu);
+    let k = (k as i64).min(vocab);
+    let (top_v, top_i) = lp.topk(k.max(1), -1, true, true);
+    let top_v = Vec::<f32>::try_from(top_v.reshape([-1]))?;
+    let top_i = Vec::<i64>::try_from(top_i.reshape([-1]))?;
+    let flat = Vec::<f32>::try_from(lp.reshape([-1]))?;
+    let kk = k.max(1) as usize;
+    let mut out = Vec::with_capacity(rows as usize);
+    for r in 0..rows as usize {
+        let top: Vec<TokenLogprob> = (0..k as usize)
+            .map(|j| TokenLogprob {
+                token: top_i[r * kk + j] as u32,
+                logprob: top_v[r * kk + j],
+            })
+            .collect();
+        let token = match chosen {
+            Some(c) => c[r],
+            None => top_i[r * kk] as u32,
+        };
+        let idx = r * vocab as usize + token as usize;
+        let logprob = *flat.get(idx).ok_or(ModelError::TokenOutOfRange {
+            id: token,
+            vocab: vocab as usize,
+        })?;
+        out.push(PositionLogprobs {
+            token,
+            logprob,
+            top,
+        });
+    }
+    Ok(out)
+}
+
+fn load_tensor(
+    file: &GgufFile,
+    name: &str,
+    expected: &[i64],
+    opts: &LoadOptions,
+) -> Result<Tensor> {
+    let (shape, values) = file.dequantize(name)?;
+    if shape != expected {
+        return Err(ModelError::Shape {
+            name: name.to_string(),
+            found: shape,
+            expected: expected.to_vec(),
+        });
+    }
+    Ok(Tensor::from_slice(&values)
+        .reshape(&shape)
+        .to_device(opts.device)
+        .to_kind(opts.kind))
+}
+
+impl LlamaModel {
+    /// Loads every weight of `file` (see the module doc for the layout).
+    pub fn load(file: &GgufFile, options: LoadOptions) -> Result<Self> {
+        let _guard = tch::no_grad_guard();
+        let config = LlamaConfig::from_gguf(file)?;
+        let c = &config;
+        let (h, q, kv, ffn, vocab) = (
+            c.hidden as i64,
+            c.q_dim() as i64,
+            c.kv_dim() as i64,
+            c.ffn_hidden as i64,
+            c.vocab_size as i64,
+        );
+        // Unpermute in f32 on the CPU before moving, so it is exact.
+        let f32_cpu = LoadOptions::cpu();
+        let to_dev = |t: Tensor| t.to_device(options.device).to_kind(options.kind);
+        let embed = load_tensor(file, "token_embd.weight", &[vocab, h], &options)?;
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let name = |s: &str| format!("blk.{i}.{s}");
+            let mut wq = load_tensor(file, &name("attn_q.weight"), &[q, h], &f32_cpu)?;
+            let mut wk = load_tensor(file, &name("attn_k.weight"), &[kv, h], &f32_cpu)?;
+            let wv = load_tensor(file, &name("attn_v.weight"), &[kv, h], &f32_cpu)?;
+            if c.permuted_qk {
+                wq = unpermute_qk(&wq, c.n_heads);
+                wk = unpermute_qk(&wk, c.n_kv_heads);
+            }
+            let bqkv = if c.qkv_bias {
+                let bq = load_tensor(file, &name("attn_q.bias"), &[q], &f32_cpu)?;
+                let bk = load_tensor(file, &name("attn_k.bias"), &[kv], &f32_cpu)?;
+                let bv = load_tensor(file, &name("attn_v.bias"), &[kv], &f32_cpu)?;
+                Some(to_dev(Tensor::cat(&[bq, bk, bv], 0)))
+            } else {
+                None
+            };
+            let gate = load_tensor(file, &name("ffn_gate.weight"), &[ffn, h], &f32_cpu)?;
+            let up = load_tensor(file, &name("ffn_up.weight"), &[ffn, h], &f32_cpu)?;
+            layers.push(Layer {
+                attn_norm: load_tensor(file, &name("attn_norm.weight"), &[h], &options)?,
+                wqkv: to_dev(Tensor::cat(&[wq, wk, wv], 0)),
+                bqkv,
+                wo: load_tensor(file, &name("attn_output.weight"), &[h, q], &options)?,
+                ffn_norm: load_tensor(file, &name("ffn_norm.weight"), &[h], &options)?,
+                w_gate_up: to_dev(Tensor::cat(&[gate, up], 0)),
+                w_down: load_tensor(file, &name("ffn_down.weight"), &[h, ffn], &options)?,
+            });
+        }
+        let norm = load_tensor(file, "output_norm.weight", &[h], &options)?;
+        let lm_head = if c.tied_embeddings {
+            embed.shallow_clone()
+        } else {
+            load_tensor(file, "output.weight", &[vocab, h], &options)?
+        };
+        // As transformers' default RoPE: base ** (arange(0, d, 2) / d) in f32, inverted.
+        let d = c.head_dim as i64;
+        let exponent = Tensor::arange_start_step(0, d, 2, (Kind::Int64, Device::Cpu))
+            .to_kind(Kind::Float)
+            / (d as f64);
+        let inv_freq = Tensor::pow_scalar(c.rope_base, &exponent)
+            .reciprocal()
+            .to_device(options.device);
+        Ok(LlamaModel {
+            config,
+            options,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    pub fn options(&self) -> LoadOptions {
+        self.options
+    }
+
+    /// An empty sequence (no cache memory until its first prefill).
+    pub fn new_sequence(&self) -> Sequence {
+        let empty = || Tensor::zeros([0], (self.options.kind, self.options.device));
+        Sequence {
+            caches: (0..self.config.n_layers)
+                .map(|_| KvCache {
+                    k: empty(),
+                    v: empty(),
+                })
+                .collect(),
+            len: 0,
+            capacity: 0,
+        }
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let vocab = self.config.vocab_size;
+        match tokens.iter().find(|&&t| t as usize >= vocab) {
+            Some(&id) => Err(ModelError::TokenOutOfRange { id, vocab }),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes room for `needed` tokens in `seq`'s cache (doubling, capped at the context).
+    fn reserve(&self, seq: &mut Sequence, needed: usize) -> Result<()> {
+        let context = self.config.context_length;
+        if needed > context {
+            return Err(ModelError::ContextFull { needed, context });
+        }
+        if needed <= seq.capacity {
+            return Ok(());
+        }
+        if seq.caches.len() != self.config.n_layers {
+            return Err(ModelError::BadInput(
+                "sequence belongs to another model".into(),
+            ));
+        }
+        let capacity = needed.max(seq.capacity * 2).max(64).min(context);
+        let shape = [
+            self.config.n_kv_heads as i64,
+            capacity as i64,
+            self.config.head_dim as i64,
+        ];
+        let opts = (self.options.kind, self.options.device);
+        for cache in &mut seq.caches {
+            let k = Tensor::zeros(shape, opts);
+            let v = Tensor::zeros(shape, opts);
+            if seq.len > 0 {
+                let n = seq.len as i64;
+                k.narrow(1, 0, n).copy_(&cache.k.narrow(1, 0, n));
+                v.narrow(1, 0, n).copy_(&cache.v.narrow(1, 0, n));
+            }
+            cache.k = k;
+            cache.v = v;
+        }
+        seq.capacity = capacity;
+        Ok(())
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = xf * (var + self.config.rms_eps).rsqrt();
+        weight * normed.to_kind(self.options.kind)
+    }
+
+    /// `(cos, sin)` of shape `[n, head_dim]` for the given absolute positions.
+    fn rope_tables(&self, positions: &[i64]) -> (Tensor, Tensor) {
+        let pos = Tensor::from_slice(positions)
+            .to_device(self.options.device)
+            .to_kind(Kind::Float);
+        let freqs = pos.unsqueeze(1) * self.inv_freq.unsqueeze(0);
+        let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        (
+            emb.cos().to_kind(self.options.kind),
+            emb.sin().to_kind(self.options.kind),
+        )
+    }
+
+    /// Rotate-half RoPE on `x` of shape `[n, heads, head_dim]`, tables `[n, head_dim]`.
+    fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let half = x.size()[2] / 2;
+        let x1 = x.narrow(2, 0, half);
+        let x2 = x.narrow(2, half, half);
+        let rotated = Tensor::cat(&[&(-&x2), &x1], 2);
+        x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1)
+    }
+
+    /// Attention of `n` new queries `q` `[n, n_heads, hd]` of one sequence
+    /// whose cache already holds the new keys: positions `0..total`, the new
+    /// ones being the last `n`. Returns `[n, n_heads * hd]`.
+    fn attend(&self, q: &Tensor, k_all: &Tensor, v_all: &Tensor, n: i64, total: i64) -> Tensor {
+        let c = &self.config;
+        let (kvh, hd) = (c.n_kv_heads as i64, c.head_dim as i64);
+        let group = (c.n_heads / c.n_kv_heads) as i64;
+        // [n, heads, hd] → [kvh, group, n, hd] → [kvh, group*n, hd]
+        let qg = q.permute([1, 0, 2]).reshape([kvh, group * n, hd]);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = qg.matmul(&k_all.transpose(1, 2)) * scale; // [kvh, group*n, total]
+        let scores = if n > 1 {
+            // Query i sits at absolute position total - n + i and sees keys 0..=that.
+            let qpos = Tensor::arange_start(total - n, total, (Kind::Int64, self.options.device));
+            let kpos = Tensor::arange(total, (Kind::Int64, self.options.device));
+            let masked = kpos.unsqueeze(0).gt_tensor(&qpos.unsqueeze(1)); // [n, total]
+            scores
+                .reshape([kvh, group, n, total])
+                .masked_fill(&masked, f64::NEG_INFINITY)
+                .reshape([kvh, group * n, total])
+        } else {
+            scores
+        };
+        let probs = scores.softmax(-1, Kind::Float).to_kind(self.options.kind);
+        probs
+            .matmul(v_all) // [kvh, group*n, hd]
+            .reshape([c.n_heads as i64, n, hd])
+            .permute([1, 0, 2])
+            .reshape([n, c.n_heads as i64 * hd])
+    }
+
+    /// The transformer over a flat batch of `rows` tokens: `segments` lists
+    /// each sequence's rows (consecutive, in order) as `(seq index, start row,
+    /// count)`. Caches must have room. Returns the final hidden states `[rows, hidden]`.
+    fn forward_rows(
+        &self,
+        seqs: &mut [&mut Sequence],
+        tokens: &[u32],
+        segments: &[(usize, i64, i64)],
+    ) -> Tensor {
+        let c = &self.config;
+        let (qd, kvd, hd) = (c.q_dim() as i64, c.kv_dim() as i64, c.head_dim as i64);
+        let dev = self.options.device;
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let ids = Tensor::from_slice(&ids).to_device(dev);
+        let mut x = self.embed.index_select(0, &ids);
+        let mut positions = Vec::with_capacity(tokens.len());
+        for &(s, _, count) in segments {
+            let start = seqs[s].len as i64;
+            positions.extend(start..start + count);
+        }
+        let (cos, sin) = self.rope_tables(&positions);
+        let rows = tokens.len() as i64;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let normed = self.rms_norm(&x, &layer.attn_norm);
+            let qkv = normed.linear(&layer.wqkv, layer.bqkv.as_ref());
+            let q = qkv.narrow(1, 0, qd).reshape([rows, c.n_heads as i64, hd]);
+            let k = qkv
+                .narrow(1, qd, kvd)
+                .reshape([rows, c.n_kv_heads as i64, hd]);
+            let v = qkv
+                .narrow(1, qd + kvd, kvd)
+                .reshape([rows, c.n_kv_heads as i64, hd]);
+            let q = Self::apply_rope(&q, &cos, &sin);
+            let k = Self::apply_rope(&k, &cos, &sin);
+            let mut outs = Vec::with_capacity(segments.len());
+            for &(s, row, count) in segments {
+                let seq = &mut *seqs[s];
+                let start = seq.len as i64;
+                let cache = &mut seq.caches[li];
+                // [count, kvh, hd] → [kvh, count, hd] into the cache.
+                cache
+                    .k
+                    .narrow(1, start, count)
+                    .copy_(&k.narrow(0, row, count).transpose(0, 1));
+                cache
+                    .v
+                    .narrow(1, start, count)
+                    .copy_(&v.narrow(0, row, count).transpose(0, 1));
+                let total = start + count;
+                outs.push(self.attend(
+                    &q.narrow(0, row, count),
+                    &cache.k.narrow(1, 0, total),
+                    &cache.v.narrow(1, 0, total),
+                    count,
+                    total,
+                ));
+            }
+            let attn = Tensor::cat(&outs, 0);
+            x += attn.linear::<Tensor>(&layer.wo, None);
+            let normed = self.rms_norm(&x, &layer.ffn_norm);
+            let gate_up = normed.linear::<Tensor>(&layer.w_gate_up, None);
+            let ffn = c.ffn_hidden as i64;
+            let act = gate_up.narrow(1, 0, ffn).silu() * gate_up.narrow(1, ffn, ffn);
+            x += act.linear::<Tensor>(&layer.w_down, None);
+        }
+        for &(s, _, count) in segments {
+            seqs[s].len += count as usize;
+        }
+        self.rms_norm(&x, &self.norm)
+    }
+
+    fn lm_logits(&self, hidden: &Tensor) -> Tensor {
+        hidden
+            .linear::<Tensor>(&self.lm_head, None)
+            .to_kind(Kind::Float)
+    }
+
+    /// Appends `tokens` to `seq` and returns the logits `[vocab]` (f32, on
+    /// the model's device) predicting the token after the last one. Calling it
+    /// several times with consecutive chunks equals one call with all of them.
+    pub fn prefill(&self, seq: &mut Sequence, tokens: &[u32]) -> Result<Tensor> {
+        let hidden = self.prefill_hidden(seq, tokens)?;
+        Ok(self
+            .lm_logits(&hidden.narrow(0, tokens.len() as i64 - 1, 1))
+            .squeeze_dim(0))
+    }
+
+    /// As [`prefill`](Self::prefill) but returns the logits at every new
+    /// position, `[tokens.len(), vocab]` (row i predicts token i + 1).
+    pub fn prefill_all(&self, seq: &mut Sequence, tokens: &[u32]) -> Result<Tensor> {
+        let hidden = self.prefill_hidden(seq, tokens)?;
+        Ok(self.lm_logits(&hidden))
+    }
+
+    fn prefill_hidden(&self, seq: &mut Sequence, tokens: &[u32]) -> Result<Tensor> {
+        if tokens.is_empty() {
+            return Err(ModelError::BadInput("prefill of no tokens".into()));
+        }
+        self.check_tokens(tokens)?;
+        let _guard = tch::no_grad_guard();
+        self.reserve(seq, seq.len + tokens.len())?;
+        // Attention scores are [heads, chunk, cache length]: chunking bounds
+        // them (~150 MB at 512 × 8192 for SmolLM2) whatever the prompt length.
+        let hidden: Vec<Tensor> = tokens
+            .chunks(PREFILL_CHUNK)
+            .map(|chunk| self.forward_rows(&mut [&mut *seq], chunk, &[(0, 0, chunk.len() as i64)]))
+            .collect();
+        Ok(Tensor::cat(&hidden, 0))
+    }
+
+    /// Feeds `next_tokens[i]` to `seqs[i]` for every i in one forward pass and
+    /// returns the logits `[batch, vocab]` (f32, on the model's device). The
+    /// sequences may have any lengths; each must have been prefilled.
+    pub fn decode_step(&self, seqs: &mut [&mut Sequence], next_tokens: &[u32]) -> Result<Tensor> {
+        if seqs.len() != next_tokens.len() || seqs.is_empty() {
+            return Err(ModelError::BadInput(format!(
+                "{} sequences and {} tokens",
+                seqs.len(),
+                next_tokens.len()
+            )));
+        }
+        self.check_tokens(next_tokens)?;
+        let _guard = tch::no_grad_guard();
+        for seq in seqs.iter_mut() {
+            self.reserve(seq, seq.len + 1)?;
+        }
+        let segments: Vec<(usize, i64, i64)> = (0..seqs.len()).map(|i| (i, i as i64, 1)).collect();
+        let hidden = self.forward_rows(seqs, next_tokens, &segments);
+        Ok(self.lm_logits(&hidden))
+    }
+
+    /// Validation replay: one prefill of `prompt ++ response` (teacher
+    /// forcing) and, for every response position, the response token's
+    /// logprob and the top-`k` logprobs.
+    pub fn replay_logprobs(
+        &self,
+        prompt: &[u32],
+        response: &[u32],
+        k: usize,
+    ) -> Result<Vec<PositionLogprobs>> {
+        if prompt.is_empty() {
+            return Err(ModelError::BadInput("replay needs a prompt".into()));
+        }
+        if response.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut seq = self.new_sequence();
+        let all: Vec<u32> = prompt.iter().chain(response).copied().collect();
+        // The last response token predicts nothing we compare: feed all but it.
+        let fed = &all[..all.len() - 1];
+        let hidden = self.prefill_hidden(&mut seq, fed)?;
+        let from = prompt.len() as i64 - 1;
+        let logits = self.lm_logits(&hidden.narrow(0, from, response.len() as i64));
+        logprobs_of(&logits, k, Some(response))
+    }
+
+    /// Greedy generation of up to `max_new` tokens after `prompt` (stops
+    /// after emitting a token in `stop`), with each step's top-`k` logprobs.
+    pub fn generate_greedy(
+        &self,
+        prompt: &[u32],
+        max_new: usize,
+        k: usize,
+        stop: &[u32],
+    ) -> Result<Vec<PositionLogprobs>> {
+        let mut seq = self.new_sequence();
+        let mut logits = self.prefill(&mut seq, prompt)?;
+        let mut out = Vec::with_capacity(max_new);
+        for step in 0..max_new {
+            let pos = logprobs_of(&logits, k, None)?.remove(0);
+            let token = pos.token;
+            out.push(pos);
+            if stop.contains(&token) || step + 1 == max_new {
+                break;
+            }
+            logits = self.decode_step(&mut [&mut seq], &[token])?.squeeze_dim(0);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's converter permutation, as written in convert_hf_to_gguf.py.
+    fn permute(w: &Tensor, n_head: i64) -> Tensor {
+        let (rows, cols) = w.size2().unwrap();
+        w.reshape([n_head, 2, rows / n_head / 2, cols])
+            .transpose(1, 2)
+            .reshape([rows, cols])
+    }
+
+    #[test]
+    fn unpermute_inverts_the_converters_permutation() {
+        let w = Tensor::arange(3 * 8 * 5, (Kind::Float, Device::Cpu)).reshape([24, 5]);
+        let back = unpermute_qk(&permute(&w, 3), 3);
+        assert!(back.equal(&w));
+        // Head 0 of the permuted matrix interleaves the two halves: rows 0, 4, 1, 5, …
+        let p = permute(&w, 3);
+        let first_col: Vec<f32> = Vec::try_from(p.narrow(0, 0, 8).select(1, 0)).unwrap();
+        assert_eq!(first_col, vec![0., 20., 5., 25., 10., 30., 15., 35.]);
+    }
+
+    #[test]
+    fn logprobs_of_rows_and_chosen_tokens() {
+        let logits = Tensor::from_slice(&[0f32, 1., 2., 3., 3., 2., 1., 0.]).reshape([2, 4]);
+        let lp = logprobs_of(&logits, 2, Some(&[0, 0])).unwrap();
+        let lse = (0f32.exp() + 1f32.exp() + 2f32.exp() + 3f32.exp()).ln();
+        assert_eq!(
+            lp[0].top.iter().map(|t| t.token).collect::<Vec<_>>(),
+            vec![3, 2]
+        );
+        assert_eq!(lp[1].top[0].token, 0);
+        assert!((lp[0].logprob - (0.0 - lse)).abs() < 1e-6);
+        assert!((lp[1].logprob - (3.0 - lse)).abs() < 1e-6);
+        assert!(logprobs_of(&logits, 2, Some(&[0, 9])).is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! The KV-cache API on the real model (no Python): batched decode of
+//! sequences of different lengths that join and leave equals each sequence
+//! run alone; chunked prefill equals one prefill; the replay's logprobs
+//! equal the ones seen while generating; CPU runs are bit-for-bit
+//! repeatable; bad inputs are errors.
+
+mod common;
+
+use kiln_llm::model::{logprobs_of, LlamaModel, LoadOptions, ModelError, Sequence, PREFILL_CHUNK};
+use kiln_llm::Llm;
+use tch::Tensor;
+
+/// Logits from one batch composition and from another agree to this (f32
+/// matmuls with a different row count take different blocking paths).
+const LOGIT_TOLERANCE: f64 = 1e-3;
+
+fn load() -> Llm {
+    common::one_torch_thread();
+    Llm::load("smollm2-135m", LoadOptions::cpu()).unwrap()
+}
+
+fn prompts(llm: &Llm) -> Vec<Vec<u32>> {
+    common::conversations()
+        .iter()
+        .take(4)
+        .map(|c| llm.chat_prompt(c).unwrap())
+        .collect()
+}
+
+fn argmax(logits: &Tensor) -> u32 {
+    logits.argmax(-1, false).int64_value(&[]) as u32
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+/// Greedy alone: the logits of prefill and of each of `steps` decodes.
+fn alone(model: &LlamaModel, prompt: &[u32], steps: usize) -> Vec<Tensor> {
+    let mut seq = model.new_sequence();
+    let mut logits = vec![model.prefill(&mut seq, prompt).unwrap()];
+    for _ in 0..steps {
+        let next = argmax(logits.last().unwrap());
+        logits.push(
+            model
+                .decode_step(&mut [&mut seq], &[next])
+                .unwrap()
+                .squeeze_dim(0),
+        );
+    }
+    logits
+}
+
+#[test]
+fn batched_decode_of_sequences_that_join_and_leave_equals_each_alone() {
+    let llm = load();
+    let model = &llm.model;
+    let prompts = prompts(&llm);
+    let lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
+    assert!(
+        lens.windows(2).any(|w| w[0] != w[1]),
+        "lengths differ: {lens:?}"
+    );
+    const STEPS: usize = 12;
+    let reference: Vec<Vec<Tensor>> = prompts.iter().map(|p| alone(model, p, STEPS)).collect();
+
+    // Sequence i joins at step `join[i]` (prefilled then) and leaves after
+    // STEPS decodes; so the batch is 1, 2, 3, 4, then shrinks again.
+    let join = [0usize, 2, 3, 5];
+    let mut seqs: Vec<Sequence> = (0..4).map(|_| model.new_sequence()).collect();
+    let mut got: Vec<Vec<Tensor>> = (0..4).map(|_| Vec::new()).collect();
+    let mut max_diff = 0f64;
+    let mut batch_sizes = Vec::new();
+    for step in 0..join[3] + STEPS + 1 {
+        for i in 0..4 {
+            if join[i] == step {
+                got[i].push(model.prefill(&mut seqs[i], &prompts[i]).unwrap());
+            }
+        }
+        let active: Vec<usize> = (0..4)
+            .filter(|&i| join[i] < step + 1 && !got[i].is_empty() && got[i].len() <= STEPS)
+            .filter(|&i| join[i] != step)
+            .collect();
+        if active.is_empty() {
+            continue;
+        }
+        batch_sizes.push(active.len());
+        let next: Vec<u32> = active
+            .iter()
+            .map(|&i| argmax(got[i].last().unwrap()))
+            .collect();
+        let mut batch: Vec<&mut Sequence> = seqs
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| active.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        let logits = model.decode_step(&mut batch, &next).unwrap();
+        assert_eq!(logits.size(), vec![active.len() as i64, 49152]);
+        for (row, &i) in active.iter().enumerate() {
+            got[i].push(logits.get(row as i64));
+        }
+    }
+    println!("batch sizes per step: {batch_sizes:?}");
+    assert!(batch_sizes.contains(&4), "all four ran together");
+    for i in 0..4 {
+        assert_eq!(got[i].len(), STEPS + 1, "sequence {i}");
+        for (step, (a, b)) in got[i].iter().zip(&reference[i]).enumerate() {
+            assert_eq!(
+                argmax(a),
+                argmax(b),
+                "sequence {i} step {step}: greedy token"
+            );
+            let d = max_abs_diff(a, b);
+            max_diff = max_diff.max(d);
+            assert!(
+                d < LOGIT_TOLERANCE,
+                "sequence {i} step {step}: logits differ by {d}"
+            );
+        }
+        assert_eq!(seqs[i].len(), lens[i] + STEPS);
+    }
+    println!("batched vs alone: max |logit diff| {max_diff:.2e} (tolerance {LOGIT_TOLERANCE:.0e})");
+}
+
+#[test]
+fn chunked_prefill_equals_one_prefill_and_replay_equals_generation() {
+    let llm = load();
+    let model = &llm.model;
+    let prompt = &prompts(&llm)[1];
+
+    let mut whole = model.new_sequence();
+    let one = model.prefill_all(&mut whole, prompt).unwrap();
+    let mut chunked = model.new_sequence();
+    let mut rows = Vec::new();
+    for chunk in prompt.chunks(7) {
+        rows.push(model.prefill_all(&mut chunked, chunk).unwrap());
+    }
+    let chunks = Tensor::cat(&rows, 0);
+    let d = max_abs_diff(&one, &chunks);
+    println!("chunked (7) vs one prefill: max |logit diff| {d:.2e}");
+    assert!(d < LOGIT_TOLERANCE);
+    assert_eq!(whole.len(), chunked.len());
+    // A prompt longer than one internal prefill chunk (PREFILL_CHUNK) gives
+    // the same logits as feeding it 150 tokens at a time.
+    let long: Vec<u32> = prompts(&llm)
+        .concat()
+        .into_iter()
+        .cycle()
+        .take(PREFILL_CHUNK + 88)
+        .collect();
+    let mut whole = model.new_sequence();
+    let one_long = model.prefill_all(&mut whole, &long).unwrap();
+    let mut chunked = model.new_sequence();
+    let rows: Vec<Tensor> = long
+        .chunks(150)
+        .map(|c| model.prefill_all(&mut chunked, c).unwrap())
+        .collect();
+    let d = max_abs_diff(&one_long, &Tensor::cat(&rows, 0));
+    println!(
+        "{}-token prompt, internal chunks vs 150 at a time: max |logit diff| {d:.2e}",
+        long.len()
+    );
+    assert!(d < LOGIT_TOLERANCE);
+    assert_eq!(whole.len(), long.len());
+
+    // prefill's last-position logits are prefill_all's last row (up to the
+    // LM-head matmul's blocking for 1 row vs many).
+    let mut s = model.new_sequence();
+    let last = model.prefill(&mut s, prompt).unwrap();
+    assert!(max_abs_diff(&last, &one.get(prompt.len() as i64 - 1)) < LOGIT_TOLERANCE);
+
+    // Replay (one prefill over prompt + response) reproduces what
+    // generation saw at every response position.
+    let generated = model.generate_greedy(prompt, 24, 5, &[]).unwrap();
+    let response: Vec<u32> = generated.iter().map(|p| p.token).collect();
+    let replay = model.replay_logprobs(prompt, &response, 5).unwrap();
+    assert_eq!(replay.len(), response.len());
+    let mut max_diff = 0f32;
+    for (g, r) in generated.iter().zip(&replay) {
+        assert_eq!(g.token, r.token);
+        assert_eq!(
+            r.top[0].token, r.token,
+            "greedy token is the replay's top-1"
+        );
+        max_diff = max_diff.max((g.logprob - r.logprob).abs());
+        for (a, b) in g.top.iter().zip(&r.top) {
+            max_diff = max_diff.max((a.logprob - b.logprob).abs());
+        }
+    }
+    println!("replay vs generation logprobs: max |diff| {max_diff:.2e}");
+    assert!(max_diff < 1e-3);
+    // A response token that is not the model's choice gets its own logprob.
+    let mut other = response.clone();
+    other[3] = 42;
+    let r = model.replay_logprobs(prompt, &other, 5).unwrap();
+    assert_eq!(r[3].token, 42);
+    assert!(r[3].logprob < r[3].top[0].logprob);
+}
+
+#[test]
+fn cpu_runs_repeat_bit_for_bit_and_bad_inputs_are_errors() {
+    let llm = load();
+    let model = &llm.model;
+    let prompt = &prompts(&llm)[0];
+    let a = alone(model, prompt, 6);
+    let b = alone(model, prompt, 6);
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x.equal(y), "same inputs, same logits bit for bit");
+    }
+    let top = logprobs_of(&a[0], 3, None).unwrap();
+    assert_eq!(top[0].top.len(), 3);
+
+    let mut seq = model.new_sequence();
+    assert!(matches!(
+        model.prefill(&mut seq, &[]),
+        Err(ModelError::BadInput(_))
+    ));
+    assert!(matches!(
+        model.prefill(&mut seq, &[1, 49152]),
+        Err(ModelError::TokenOutOfRange { id: 49152, .. })
+    ));
+    assert_eq!(
+        seq.len(),
+        0,
+        "a failed prefill leaves the sequence as it was"
+    );
+    let too_long = vec![1u32; model.config().context_length + 1];
+    assert!(matches!(
+        model.prefill(&mut seq, &too_long),
+        Err(ModelError::ContextFull { .. })
+    ));
+    assert!(matches!(
+        model.decode_step(&mut [&mut seq], &[1, 2]),
+        Err(ModelError::BadInput(_))
+    ));
+    let _ = model.prefill(&mut seq, &prompt[..5]).unwrap();
+    seq.truncate(3);
+    assert_eq!(seq.len(), 3);
+}
+
+/// bf16 weights (what CUDA runs) through the same code on the CPU: finite
+/// logits, and the same first greedy token as f32 on these prompts.
+#[test]
+fn bf16_weights_run_the_same_code_path() {
+    common::one_torch_thread();
+    let f32_llm = load();
+    let bf16 = Llm::load(
+        "smollm2-135m",
+        LoadOptions {
+            device: tch::Device::Cpu,
+            kind: tch::Kind::BFloat16,
+        },
+    )
+    .unwrap();
+    let mut max_diff = 0f32;
+    for prompt in prompts(&f32_llm) {
+        let a = f32_llm.model.generate_greedy(&prompt, 2, 5, &[]).unwrap();
+        let b = bf16.model.generate_greedy(&prompt, 2, 5, &[]).unwrap();
+        assert!(b.iter().all(|p| p.logprob.is_finite()));
+        assert_eq!(a[0].token, b[0].token);
+        max_diff = max_diff.max((a[0].logprob - b[0].logprob).abs());
+    }
+    println!("bf16 vs f32, first token: max |logprob diff| {max_diff:.2e}");
+}
