@@ -45,6 +45,36 @@ pub enum Cmd {
     /// The LLMs this worker can serve.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Serve an LLM behind an OpenAI-compatible API, without a chain:
+    /// /v1/models, /v1/chat/completions, /v1/completions, /health, /metrics.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A known model's name (`kiln-mlworker models list`) or a GGUF file.
+    #[arg(long, default_value = "smollm2-135m")]
+    pub model: String,
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub http: String,
+    /// Requests decoded together at most (continuous batching).
+    #[arg(long, default_value_t = 8)]
+    pub max_batch: usize,
+    /// Requests waiting for a batch slot at most; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Prompt tokens prefilled per step for a joining request.
+    #[arg(long, default_value_t = 256)]
+    pub prefill_chunk: usize,
+    /// Request bodies above this many bytes get 413.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Tokens generated per request at most (`max_tokens` above it gets 400).
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: usize,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -352,6 +382,7 @@ pub fn run(cli: Cli) -> Result<()> {
             SprintCmd::Calibrate(a) => cmd_calibrate(a),
         },
         Cmd::Models(ModelsCmd::List(a)) => cmd_models_list(a),
+        Cmd::Serve(a) => crate::serve::run_serve(a),
     }
 }
 

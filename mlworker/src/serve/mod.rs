@@ -2,7 +2,97 @@
 //! `run`) answers. [`openai`] owns the wire format — request parsing and
 //! checking, and errors in OpenAI's shape.
 
+pub mod engine;
+pub mod http;
 pub mod metrics;
 pub mod openai;
 pub mod responses;
 pub mod sampling;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use kiln_llm::model::LoadOptions;
+use kiln_llm::Llm;
+
+use crate::cli::ServeArgs;
+use crate::executor::EngineExecutor;
+
+/// `kiln-mlworker serve`: loads the model, starts the engine on its own
+/// executor and serves the API until killed.
+pub fn run_serve(args: ServeArgs) -> Result<()> {
+    let device = args.dev.resolve()?;
+    let threads = crate::device::configure_threads(args.dev.threads);
+    let options = if device.is_cuda() {
+        LoadOptions::auto()
+    } else {
+        LoadOptions::cpu()
+    };
+    let started = std::time::Instant::now();
+    let llm =
+        Llm::load(&args.model, options).with_context(|| format!("loading model {}", args.model))?;
+    let Llm {
+        name,
+        path,
+        identity,
+        tokenizer,
+        chat,
+        model,
+    } = llm;
+    let context_length = model.config().context_length;
+    tracing::info!(model = %name, sha256 = %identity.sha256, %device, seconds = started.elapsed().as_secs_f64(), "model loaded");
+    let executor = EngineExecutor::start(device, threads)?;
+    let metrics = Arc::new(metrics::ServeMetrics::default());
+    let tokenizer = Arc::new(tokenizer);
+    let engine = engine::InferenceEngine::start(
+        executor,
+        model,
+        (path, options),
+        tokenizer.clone(),
+        engine::EngineConfig {
+            max_batch: args.max_batch.max(1),
+            max_queue: args.max_queue,
+            prefill_chunk: args.prefill_chunk.max(1),
+            context_length,
+        },
+        metrics.clone(),
+    )?;
+    let app = Arc::new(http::ServeApp {
+        model_name: name,
+        model_sha256: identity.sha256,
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        tokenizer,
+        chat,
+        engine,
+        metrics,
+        limits: http::ApiLimits {
+            max_body_bytes: args.max_body_bytes,
+            max_tokens: args.max_tokens.max(1),
+        },
+    });
+    let listener = std::net::TcpListener::bind(&args.http).with_context(|| {
+        format!(
+            "cannot listen on {} (choose another address with --http)",
+            args.http
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("api")
+        .build()?;
+    println!(
+        "serving {} (sha256 {}) on http://{local}/v1 — try: curl http://{local}/v1/models",
+        app.model_name, app.model_sha256
+    );
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        axum::serve(listener, http::router(app)).await?;
+        Ok(())
+    })
+}

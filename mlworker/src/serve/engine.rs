@@ -1,0 +1,555 @@
+//! The inference engine: continuous batching over the model on the engine
+//! executor.
+//!
+//! A scheduler thread keeps the running batch. Between two decode steps it
+//! admits waiting requests (up to `max_batch`) and drops finished or
+//! abandoned ones, so requests join and leave without waiting for each
+//! other. A new request's prompt is prefilled in chunks of `prefill_chunk`
+//! tokens, one chunk per step beside the running decodes, so a long prompt
+//! delays the others by one chunk's time per step instead of its whole
+//! prefill.
+//!
+//! Each step is one work item on the [`EngineExecutor`] at
+//! [`Priority::Inference`]: the model and every sequence's KV cache live on
+//! the executor thread, and a sprint running on the same device yields to a
+//! waiting step between two of its slices (the sprint loses the time the
+//! steps take; no request is refused because a sprint runs). Sampling,
+//! detokenizing and stop strings run on the scheduler thread, off the
+//! device.
+//!
+//! Events go to each request over an unbounded channel; when the receiver is
+//! gone (the client disconnected), the request is cancelled at the next step.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use kiln_llm::model::{LlamaModel, LoadOptions, Sequence};
+use kiln_llm::tokenizer::Tokenizer;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::metrics::ServeMetrics;
+use super::openai::{ApiError, SamplingParams};
+use super::responses::{FinishReason, TokenLogprob, Usage};
+use super::sampling::{logprobs, Sampler, StopMatcher};
+use crate::executor::{EngineExecutor, Priority};
+
+/// Engine limits.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Requests decoded together at most.
+    pub max_batch: usize,
+    /// Requests waiting to join the batch at most (then 429).
+    pub max_queue: usize,
+    /// Prompt tokens prefilled per step for a joining request.
+    pub prefill_chunk: usize,
+    /// The model's context length (prompt + generated tokens).
+    pub context_length: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_batch: 8,
+            max_queue: 64,
+            prefill_chunk: 256,
+            context_length: 8192,
+        }
+    }
+}
+
+/// What a request asks the engine for (already checked by the API layer).
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub prompt: Vec<u32>,
+    pub sampling: SamplingParams,
+    /// Tokens to generate at most (already bounded by the context).
+    pub max_new_tokens: usize,
+    /// Report each token's logprob, with this many alternatives.
+    pub logprobs: bool,
+    pub top_logprobs: usize,
+}
+
+/// What the engine tells a request, in order: tokens, then `Done` or `Failed`.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// One generated token. `text` is what may be shown now (possibly empty:
+    /// an incomplete character or a possible stop string is held back).
+    Token {
+        id: u32,
+        text: String,
+        logprob: Option<TokenLogprob>,
+    },
+    Done {
+        /// Text released at the end (what was held back, when no stop string cut it).
+        tail: String,
+        finish: FinishReason,
+        usage: Usage,
+    },
+    Failed(ApiError),
+}
+
+struct Job {
+    id: u64,
+    spec: JobSpec,
+    events: UnboundedSender<Event>,
+    arrived: Instant,
+}
+
+/// The model side of the engine, on the executor thread.
+#[derive(Default)]
+struct DeviceSide {
+    model: Option<LlamaModel>,
+    sequences: BTreeMap<u64, Sequence>,
+}
+
+/// What one step does on the device.
+struct StepPlan {
+    /// Sequences to forget (finished, failed or cancelled).
+    drop: Vec<u64>,
+    /// A chunk of one joining request's prompt; logits wanted when it is the last.
+    prefill: Option<(u64, Vec<u32>, bool)>,
+    /// Running requests and the token each feeds in.
+    decode: Vec<(u64, u32)>,
+}
+
+struct StepOutput {
+    prefill: Option<(u64, Result<Option<Vec<f32>>, String>)>,
+    decode: Result<Vec<(u64, Vec<f32>)>, String>,
+}
+
+fn logits_rows(t: &tch::Tensor) -> Result<Vec<Vec<f32>>> {
+    let t = t.to_kind(tch::Kind::Float).to_device(tch::Device::Cpu);
+    let t = if t.dim() == 1 { t.unsqueeze(0) } else { t };
+    let (rows, vocab) = t.size2()?;
+    let flat: Vec<f32> = Vec::<f32>::try_from(&t.reshape([-1]))?;
+    Ok((0..rows as usize)
+        .map(|r| flat[r * vocab as usize..(r + 1) * vocab as usize].to_vec())
+        .collect())
+}
+
+impl DeviceSide {
+    fn step(&mut self, plan: StepPlan, reload: &(PathBuf, LoadOptions)) -> Result<StepOutput> {
+        for id in &plan.drop {
+            self.sequences.remove(id);
+        }
+        if self.model.is_none() {
+            // After a panic the executor drops engines' state: load again.
+            let file = kiln_llm::gguf::GgufFile::open(&reload.0)?;
+            self.model = Some(LlamaModel::load(&file, reload.1)?);
+            self.sequences.clear();
+        }
+        let model = self.model.as_ref().ok_or_else(|| anyhow!("no model"))?;
+        let prefill = plan.prefill.map(|(id, chunk, last)| {
+            let seq = self
+                .sequences
+                .entry(id)
+                .or_insert_with(|| model.new_sequence());
+            let out = model
+                .prefill(seq, &chunk)
+                .map_err(|e| e.to_string())
+                .and_then(|logits| {
+                    if last {
+                        logits_rows(&logits)
+                            .map(|mut r| r.pop())
+                            .map_err(|e| e.to_string())
+                    } else {
+                        Ok(None)
+                    }
+                });
+            (id, out)
+        });
+        let decode = if plan.decode.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let mut taken: Vec<(u64, Sequence)> = plan
+                .decode
+                .iter()
+                .filter_map(|(id, _)| self.sequences.remove(id).map(|s| (*id, s)))
+                .collect();
+            let tokens: Vec<u32> = plan.decode.iter().map(|(_, t)| *t).collect();
+            let result = if taken.len() != plan.decode.len() {
+                Err("a running sequence lost its cache".to_string())
+            } else {
+                let mut refs: Vec<&mut Sequence> = taken.iter_mut().map(|(_, s)| s).collect();
+                model
+                    .decode_step(&mut refs, &tokens)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| logits_rows(&t).map_err(|e| e.to_string()))
+            };
+            let ids: Vec<u64> = taken.iter().map(|(id, _)| *id).collect();
+            for (id, seq) in taken {
+                self.sequences.insert(id, seq);
+            }
+            result.map(|rows| ids.into_iter().zip(rows).collect())
+        };
+        Ok(StepOutput { prefill, decode })
+    }
+}
+
+/// Handle to the engine; clones share it.
+#[derive(Clone)]
+pub struct InferenceEngine {
+    jobs: mpsc::Sender<Job>,
+    waiting: Arc<AtomicUsize>,
+    next_id: Arc<AtomicUsize>,
+    config: EngineConfig,
+    metrics: Arc<ServeMetrics>,
+}
+
+impl InferenceEngine {
+    /// Moves `model` onto the executor thread and starts the scheduler.
+    /// `reload` is where the model comes from, to load it again should a
+    /// panic on the executor drop it.
+    pub fn start(
+        executor: EngineExecutor,
+        model: LlamaModel,
+        reload: (PathBuf, LoadOptions),
+        tokenizer: Arc<Tokenizer>,
+        config: EngineConfig,
+        metrics: Arc<ServeMetrics>,
+    ) -> Result<InferenceEngine> {
+        executor
+            .run(Priority::Inference, move |ctx| {
+                ctx.state::<DeviceSide>().model = Some(model);
+                Ok(())
+            })
+            .context("installing the model on the engine executor")?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let scheduler = Scheduler {
+            executor,
+            reload,
+            tokenizer,
+            config: config.clone(),
+            metrics: metrics.clone(),
+            waiting: waiting.clone(),
+            jobs: rx,
+            queue: VecDeque::new(),
+            active: BTreeMap::new(),
+            to_drop: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || scheduler.run())?;
+        Ok(InferenceEngine {
+            jobs,
+            waiting,
+            next_id: Arc::new(AtomicUsize::new(1)),
+            config,
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Queues a request; 429 when `max_queue` requests already wait.
+    pub fn submit(&self, spec: JobSpec) -> Result<UnboundedReceiver<Event>, ApiError> {
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if waiting >= self.config.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::queue_full(waiting, 1));
+        }
+        let (tx, rx) = unbounded_channel();
+        self.metrics.request_started(spec.prompt.len());
+        let job = Job {
+            id: self.next_id.fetch_add(1, Ordering::SeqCst) as u64,
+            spec,
+            events: tx,
+            arrived: Instant::now(),
+        };
+        if self.jobs.send(job).is_err() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::unavailable("the inference engine has stopped"));
+        }
+        Ok(rx)
+    }
+}
+
+/// A request in the running batch.
+struct Active {
+    job: Job,
+    sampler: Sampler,
+    stop: StopMatcher,
+    /// Prompt tokens prefilled so far.
+    prefilled: usize,
+    /// The token to feed at the next decode step (None while prefilling).
+    next_input: Option<u32>,
+    generated: usize,
+    /// Bytes of an incomplete UTF-8 character.
+    pending_utf8: Vec<u8>,
+    last_token_at: Option<Instant>,
+}
+
+struct Scheduler {
+    executor: EngineExecutor,
+    reload: (PathBuf, LoadOptions),
+    tokenizer: Arc<Tokenizer>,
+    config: EngineConfig,
+    metrics: Arc<ServeMetrics>,
+    waiting: Arc<AtomicUsize>,
+    jobs: mpsc::Receiver<Job>,
+    queue: VecDeque<Job>,
+    active: BTreeMap<u64, Active>,
+    to_drop: Vec<u64>,
+}
+
+impl Scheduler {
+    fn run(mut self) {
+        loop {
+            if self.active.is_empty() && self.queue.is_empty() {
+                match self.jobs.recv() {
+                    Ok(job) => self.queue.push_back(job),
+                    Err(_) => return, // every handle is gone
+                }
+            }
+            while let Ok(job) = self.jobs.try_recv() {
+                self.queue.push_back(job);
+            }
+            self.admit();
+            self.metrics.set_queue(self.queue.len(), self.active.len());
+            if self.active.is_empty() {
+                continue;
+            }
+            self.step();
+        }
+    }
+
+    /// Moves waiting requests into the batch; drops those whose client left.
+    fn admit(&mut self) {
+        let before = self.queue.len();
+        self.queue.retain(|j| !j.events.is_closed());
+        let abandoned = before - self.queue.len();
+        for _ in 0..abandoned {
+            self.metrics.request_cancelled();
+        }
+        self.waiting.fetch_sub(abandoned, Ordering::SeqCst);
+        while self.active.len() < self.config.max_batch {
+            let Some(job) = self.queue.pop_front() else {
+                break;
+            };
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            let sampler = Sampler::new(&job.spec.sampling);
+            let stop = StopMatcher::new(&job.spec.sampling.stop);
+            self.active.insert(
+                job.id,
+                Active {
+                    job,
+                    sampler,
+                    stop,
+                    prefilled: 0,
+                    next_input: None,
+                    generated: 0,
+                    pending_utf8: Vec::new(),
+                    last_token_at: None,
+                },
+            );
+        }
+    }
+
+    fn step(&mut self) {
+        // Clients that left are dropped before spending a step on them.
+        let gone: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.job.events.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.metrics.request_cancelled();
+            self.finish_silently(id);
+        }
+        let prefill = self
+            .active
+            .values()
+            .find(|a| a.next_input.is_none())
+            .map(|a| {
+                let end = (a.prefilled + self.config.prefill_chunk).min(a.job.spec.prompt.len());
+                (
+                    a.job.id,
+                    a.job.spec.prompt[a.prefilled..end].to_vec(),
+                    end == a.job.spec.prompt.len(),
+                )
+            });
+        let decode: Vec<(u64, u32)> = self
+            .active
+            .values()
+            .filter_map(|a| a.next_input.map(|t| (a.job.id, t)))
+            .collect();
+        if prefill.is_none() && decode.is_empty() {
+            return;
+        }
+        let plan = StepPlan {
+            drop: std::mem::take(&mut self.to_drop),
+            prefill,
+            decode,
+        };
+        let reload = self.reload.clone();
+        let out = self.executor.run(Priority::Inference, move |ctx| {
+            ctx.state::<DeviceSide>().step(plan, &reload)
+        });
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                // The device step itself failed: every running request fails.
+                let ids: Vec<u64> = self.active.keys().copied().collect();
+                for id in ids {
+                    self.fail(
+                        id,
+                        ApiError::unavailable(format!("the inference step failed: {e:#}")),
+                    );
+                }
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut tokens_this_step = 0u64;
+        if let Some((id, result)) = out.prefill {
+            match result {
+                Err(e) => self.fail(id, ApiError::internal(format!("prefill failed: {e}"))),
+                Ok(logits) => {
+                    if let Some(a) = self.active.get_mut(&id) {
+                        let end =
+                            (a.prefilled + self.config.prefill_chunk).min(a.job.spec.prompt.len());
+                        a.prefilled = end;
+                        if let Some(row) = logits {
+                            tokens_this_step += 1;
+                            self.accept(id, &row, now);
+                        }
+                    }
+                }
+            }
+        }
+        match out.decode {
+            Err(e) => {
+                let ids: Vec<u64> = self
+                    .active
+                    .iter()
+                    .filter(|(_, a)| a.next_input.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.fail(id, ApiError::internal(format!("decode failed: {e}")));
+                }
+            }
+            Ok(rows) => {
+                for (id, row) in rows {
+                    tokens_this_step += 1;
+                    self.accept(id, &row, now);
+                }
+            }
+        }
+        self.metrics.tokens_generated(now, tokens_this_step);
+        self.metrics.set_queue(self.queue.len(), self.active.len());
+    }
+
+    /// Samples request `id`'s next token from `logits` and tells its client.
+    fn accept(&mut self, id: u64, logits: &[f32], now: Instant) {
+        let Some(a) = self.active.get_mut(&id) else {
+            return;
+        };
+        let token = a.sampler.sample(logits);
+        match a.last_token_at {
+            None => self.metrics.first_token(now.duration_since(a.job.arrived)),
+            Some(prev) => self.metrics.next_token(now.duration_since(prev)),
+        }
+        a.last_token_at = Some(now);
+        a.generated += 1;
+        let usage = Usage {
+            prompt_tokens: a.job.spec.prompt.len(),
+            completion_tokens: a.generated,
+        };
+        if self.tokenizer.stop_ids().contains(&token) {
+            let tail = a.stop.finish();
+            self.done(id, tail, FinishReason::Stop, usage);
+            return;
+        }
+        let logprob = a.job.spec.logprobs.then(|| {
+            let (lp, top) = logprobs(logits, token, a.job.spec.top_logprobs);
+            let text_of = |t: u32| {
+                let bytes = self.tokenizer.token_bytes(t).unwrap_or_default().to_vec();
+                (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+            };
+            let (text, bytes) = text_of(token);
+            TokenLogprob {
+                token: text,
+                bytes,
+                logprob: lp,
+                top: top
+                    .into_iter()
+                    .map(|(t, lp)| {
+                        let (s, b) = text_of(t);
+                        (s, b, lp)
+                    })
+                    .collect(),
+            }
+        });
+        // Special tokens other than the stop ids are not shown as text.
+        if !self.tokenizer.is_special(token) {
+            a.pending_utf8
+                .extend_from_slice(self.tokenizer.token_bytes(token).unwrap_or_default());
+        }
+        let complete = match std::str::from_utf8(&a.pending_utf8) {
+            Ok(s) => s.len(),
+            // An invalid sequence (not just an incomplete one) is replaced.
+            Err(e) if e.error_len().is_some() => a.pending_utf8.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        let ready: Vec<u8> = a.pending_utf8.drain(..complete).collect();
+        let (text, stopped) = a.stop.push(&String::from_utf8_lossy(&ready));
+        let sent = a
+            .job
+            .events
+            .send(Event::Token {
+                id: token,
+                text,
+                logprob,
+            })
+            .is_ok();
+        if !sent {
+            self.metrics.request_cancelled();
+            self.finish_silently(id);
+            return;
+        }
+        let total = a.job.spec.prompt.len() + a.generated;
+        if stopped {
+            self.done(id, String::new(), FinishReason::Stop, usage);
+        } else if a.generated >= a.job.spec.max_new_tokens || total >= self.config.context_length {
+            let mut tail =
+                String::from_utf8_lossy(&std::mem::take(&mut a.pending_utf8)).into_owned();
+            tail.push_str(&a.stop.finish());
+            self.done(id, tail, FinishReason::Length, usage);
+        } else {
+            a.next_input = Some(token);
+        }
+    }
+
+    fn done(&mut self, id: u64, tail: String, finish: FinishReason, usage: Usage) {
+        if let Some(a) = self.active.remove(&id) {
+            let _ = a.job.events.send(Event::Done {
+                tail,
+                finish,
+                usage,
+            });
+        }
+        self.to_drop.push(id);
+    }
+
+    fn fail(&mut self, id: u64, error: ApiError) {
+        if let Some(a) = self.active.remove(&id) {
+            self.metrics.request_failed();
+            let _ = a.job.events.send(Event::Failed(error));
+        }
+        self.to_drop.push(id);
+    }
+
+    fn finish_silently(&mut self, id: u64) {
+        self.active.remove(&id);
+        self.to_drop.push(id);
+    }
+}

@@ -1,0 +1,488 @@
+//! The OpenAI-compatible routes: `GET /v1/models`, `GET /v1/models/{id}`,
+//! `POST /v1/chat/completions`, `POST /v1/completions` (streamed as
+//! server-sent events or not), plus `/health` and `/metrics`. Every error is
+//! in OpenAI's shape; a body over the limit is a 413, a full queue a 429
+//! with `Retry-After`.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::StreamExt;
+use kiln_llm::chat::{ChatMessage as TemplateMessage, ChatTemplate};
+use kiln_llm::tokenizer::Tokenizer;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::engine::{Event, InferenceEngine, JobSpec};
+use super::metrics::ServeMetrics;
+use super::openai::{parse_request, ApiError, Endpoint, GenerationRequest, PromptInput};
+use super::responses::{self, FinishReason, ResponseMeta, TokenLogprob, Usage};
+
+/// Limits of the API (the engine has its own: batch, queue, context).
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Request bodies above this are refused with 413.
+    pub max_body_bytes: usize,
+    /// `max_tokens` above this is refused; requests without it get at most this.
+    pub max_tokens: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_body_bytes: 1 << 20,
+            max_tokens: 4096,
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct ServeApp {
+    /// The name clients put in `model`.
+    pub model_name: String,
+    /// SHA-256 of the model file (hex).
+    pub model_sha256: String,
+    pub created_unix: u64,
+    pub tokenizer: Arc<Tokenizer>,
+    pub chat: Option<ChatTemplate>,
+    pub engine: InferenceEngine,
+    pub metrics: Arc<ServeMetrics>,
+    pub limits: ApiLimits,
+}
+
+type Shared = Arc<ServeApp>;
+
+/// The API routes over `app`.
+pub fn router(app: Arc<ServeApp>) -> Router {
+    let body_limit = app.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{id}", get(get_model))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .fallback(unknown_route)
+        .with_state(app)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, axum::Json(e.body())).into_response();
+    if let Some(secs) = e.retry_after_secs {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> Response {
+    error_response(&ApiError::not_found_route(method.as_str(), uri.path()))
+}
+
+fn model_json(app: &ServeApp) -> Value {
+    json!({
+        "id": app.model_name,
+        "object": "model",
+        "created": app.created_unix,
+        "owned_by": "kiln",
+        "kiln_sha256": app.model_sha256,
+        "context_length": app.engine.config().context_length,
+    })
+}
+
+async fn list_models(State(app): State<Shared>) -> Response {
+    axum::Json(json!({"object": "list", "data": [model_json(&app)]})).into_response()
+}
+
+async fn get_model(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+    if id == app.model_name {
+        axum::Json(model_json(&app)).into_response()
+    } else {
+        error_response(&ApiError::model_not_found(
+            &id,
+            std::slice::from_ref(&app.model_name),
+        ))
+    }
+}
+
+async fn health() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn metrics(State(app): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(Instant::now()),
+    )
+        .into_response()
+}
+
+async fn chat_completions(
+    State(app): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    generate(app, Endpoint::Chat, body).await
+}
+
+async fn completions(State(app): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
+    generate(app, Endpoint::Completions, body).await
+}
+
+/// The prompt's token ids and its text (for `echo`).
+fn prompt_tokens(app: &ServeApp, prompt: &PromptInput) -> Result<(Vec<u32>, String), ApiError> {
+    match prompt {
+        PromptInput::Messages(messages) => {
+            let template = app.chat.as_ref().ok_or_else(|| {
+                ApiError::invalid(
+                    Some("messages"),
+                    "this model has no chat template: use /v1/completions",
+                )
+            })?;
+            let messages: Vec<TemplateMessage> = messages
+                .iter()
+                .map(|m| TemplateMessage::new(m.role.clone(), m.content.clone()))
+                .collect();
+            let text = template.render(&messages, true).map_err(|e| {
+                ApiError::invalid(
+                    Some("messages"),
+                    format!("the chat template refused these messages: {e}"),
+                )
+            })?;
+            let ids = app
+                .tokenizer
+                .encode(&text, false)
+                .map_err(|e| ApiError::invalid(Some("messages"), e.to_string()))?;
+            Ok((ids, text))
+        }
+        PromptInput::Text(text) => {
+            let ids = app
+                .tokenizer
+                .encode(text, false)
+                .map_err(|e| ApiError::invalid(Some("prompt"), e.to_string()))?;
+            Ok((ids, text.clone()))
+        }
+        PromptInput::Tokens(ids) => {
+            let vocab = app.tokenizer.vocab_size();
+            if let Some(bad) = ids.iter().find(|id| **id as usize >= vocab) {
+                return Err(ApiError::invalid(
+                    Some("prompt"),
+                    format!("token id {bad} is outside the vocabulary (0..{vocab})"),
+                ));
+            }
+            Ok((ids.clone(), app.tokenizer.decode(ids, false)))
+        }
+    }
+}
+
+/// Checks the request against the model and the limits; the engine's job.
+fn plan(app: &ServeApp, req: &GenerationRequest) -> Result<(JobSpec, String), ApiError> {
+    if req.model != app.model_name {
+        return Err(ApiError::model_not_found(
+            &req.model,
+            std::slice::from_ref(&app.model_name),
+        ));
+    }
+    let (prompt, prompt_text) = prompt_tokens(app, &req.prompt)?;
+    if prompt.is_empty() {
+        return Err(ApiError::invalid(Some("prompt"), "the prompt is empty"));
+    }
+    let context = app.engine.config().context_length;
+    if let Some(max) = req.sampling.max_tokens {
+        if max as usize > app.limits.max_tokens {
+            return Err(ApiError::invalid(
+                Some("max_tokens"),
+                format!(
+                    "max_tokens is {max}; this worker generates at most {} per request",
+                    app.limits.max_tokens
+                ),
+            )
+            .with_code("out_of_range"));
+        }
+    }
+    let wanted = req.sampling.max_tokens.map_or(1, |m| m as usize);
+    if prompt.len() + wanted > context {
+        return Err(ApiError::invalid(
+            Some("messages"),
+            format!(
+                "This model's maximum context length is {context} tokens. However, you requested {} tokens ({} in the prompt, {wanted} for the completion). Please reduce the prompt or max_tokens.",
+                prompt.len() + wanted,
+                prompt.len()
+            ),
+        )
+        .with_code("context_length_exceeded"));
+    }
+    let max_new_tokens = req
+        .sampling
+        .max_tokens
+        .map_or(app.limits.max_tokens.min(context - prompt.len()), |m| {
+            m as usize
+        });
+    Ok((
+        JobSpec {
+            prompt,
+            sampling: req.sampling.clone(),
+            max_new_tokens,
+            logprobs: req.logprobs,
+            top_logprobs: req.top_logprobs as usize,
+        },
+        prompt_text,
+    ))
+}
+
+async fn generate(
+    app: Shared,
+    endpoint: Endpoint,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(&ApiError::body_too_large(app.limits.max_body_bytes))
+        }
+        Err(rejection) => return error_response(&ApiError::invalid(None, rejection.body_text())),
+    };
+    let req = match parse_request(endpoint, &body) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let (spec, prompt_text) = match plan(&app, &req) {
+        Ok(p) => p,
+        Err(e) => return error_response(&e),
+    };
+    let prompt_len = spec.prompt.len();
+    let events = match app.engine.submit(spec) {
+        Ok(rx) => rx,
+        Err(e) => return error_response(&e),
+    };
+    let meta = ResponseMeta {
+        id: format!(
+            "{}-{:016x}",
+            if endpoint == Endpoint::Chat {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            },
+            rand_id()
+        ),
+        created: unix_now(),
+        model: app.model_name.clone(),
+        system_fingerprint: format!("fp_{}", &app.model_sha256[..app.model_sha256.len().min(12)]),
+    };
+    let echo = if req.echo { prompt_text } else { String::new() };
+    if req.stream {
+        stream_response(meta, req, events, echo)
+    } else {
+        whole_response(meta, req, events, echo, prompt_len).await
+    }
+}
+
+fn rand_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+/// Collects every event, then answers once. Dropping this future (the
+/// client went away) drops the receiver, which cancels the request.
+async fn whole_response(
+    meta: ResponseMeta,
+    req: GenerationRequest,
+    mut events: UnboundedReceiver<Event>,
+    echo: String,
+    prompt_len: usize,
+) -> Response {
+    let mut text = echo.clone();
+    let mut tokens: Vec<TokenLogprob> = Vec::new();
+    loop {
+        match events.recv().await {
+            Some(Event::Token {
+                text: piece,
+                logprob,
+                ..
+            }) => {
+                text.push_str(&piece);
+                tokens.extend(logprob);
+            }
+            Some(Event::Done {
+                tail,
+                finish,
+                usage,
+            }) => {
+                text.push_str(&tail);
+                let body = match req.endpoint {
+                    Endpoint::Chat => responses::chat_completion(
+                        &meta,
+                        &text,
+                        finish,
+                        req.logprobs.then_some(&tokens[..]),
+                        usage,
+                    ),
+                    Endpoint::Completions => responses::text_completion(
+                        &meta,
+                        &text,
+                        finish,
+                        req.logprobs.then_some((&tokens[..], echo.len())),
+                        usage,
+                    ),
+                };
+                return axum::Json(body).into_response();
+            }
+            Some(Event::Failed(e)) => return error_response(&e),
+            None => {
+                return error_response(&ApiError::internal(format!(
+                    "the engine dropped the request ({prompt_len} prompt tokens)"
+                )))
+            }
+        }
+    }
+}
+
+/// Server-sent events: a chunk per token (its text and logprobs), then the
+/// finish reason, the usage chunk when asked for, and `data: [DONE]`.
+fn stream_response(
+    meta: ResponseMeta,
+    req: GenerationRequest,
+    events: UnboundedReceiver<Event>,
+    echo: String,
+) -> Response {
+    struct StreamState {
+        events: UnboundedReceiver<Event>,
+        meta: ResponseMeta,
+        req: GenerationRequest,
+        first: bool,
+        offset: usize,
+        finished: bool,
+        pending_echo: String,
+    }
+    let state = StreamState {
+        events,
+        offset: echo.len(),
+        pending_echo: echo,
+        meta,
+        req,
+        first: true,
+        finished: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut s| async move {
+        if s.finished {
+            return None;
+        }
+        let mut out = String::new();
+        if s.first && s.req.endpoint == Endpoint::Chat {
+            out.push_str(&responses::sse_event(&responses::chat_chunk(
+                &s.meta,
+                true,
+                Some(""),
+                None,
+                None,
+                s.req.include_usage,
+            )));
+        }
+        if s.first && !s.pending_echo.is_empty() {
+            let echo = std::mem::take(&mut s.pending_echo);
+            out.push_str(&responses::sse_event(&responses::text_chunk(
+                &s.meta,
+                &echo,
+                None,
+                None,
+                s.req.include_usage,
+            )));
+        }
+        s.first = false;
+        let chunk = |s: &mut StreamState,
+                     text: &str,
+                     lps: Option<Vec<TokenLogprob>>,
+                     finish: Option<FinishReason>| {
+            let value = match s.req.endpoint {
+                Endpoint::Chat => responses::chat_chunk(
+                    &s.meta,
+                    false,
+                    (!text.is_empty() || finish.is_none()).then_some(text),
+                    lps.as_deref(),
+                    finish,
+                    s.req.include_usage,
+                ),
+                Endpoint::Completions => {
+                    let v = responses::text_chunk(
+                        &s.meta,
+                        text,
+                        lps.as_deref().map(|t| (t, s.offset)),
+                        finish,
+                        s.req.include_usage,
+                    );
+                    s.offset += text.len();
+                    v
+                }
+            };
+            responses::sse_event(&value)
+        };
+        match s.events.recv().await {
+            Some(Event::Token { text, logprob, .. }) => {
+                let lps = if s.req.logprobs {
+                    logprob.map(|l| vec![l])
+                } else {
+                    None
+                };
+                if !text.is_empty() || lps.is_some() {
+                    out.push_str(&chunk(&mut s, &text, lps, None));
+                }
+            }
+            Some(Event::Done {
+                tail,
+                finish,
+                usage,
+            }) => {
+                if !tail.is_empty() {
+                    out.push_str(&chunk(&mut s, &tail, None, None));
+                }
+                out.push_str(&chunk(&mut s, "", None, Some(finish)));
+                if s.req.include_usage {
+                    let u: Usage = usage;
+                    let v = match s.req.endpoint {
+                        Endpoint::Chat => responses::chat_usage_chunk(&s.meta, u),
+                        Endpoint::Completions => responses::text_usage_chunk(&s.meta, u),
+                    };
+                    out.push_str(&responses::sse_event(&v));
+                }
+                out.push_str(responses::SSE_DONE);
+                s.finished = true;
+            }
+            Some(Event::Failed(e)) => {
+                out.push_str(&responses::sse_event(&e.body()));
+                out.push_str(responses::SSE_DONE);
+                s.finished = true;
+            }
+            None => {
+                out.push_str(&responses::sse_event(
+                    &ApiError::internal("the engine dropped the request").body(),
+                ));
+                s.finished = true;
+            }
+        }
+        Some((Ok::<Bytes, std::convert::Infallible>(Bytes::from(out)), s))
+    })
+    .boxed();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| error_response(&ApiError::internal("cannot build the stream")))
+}
