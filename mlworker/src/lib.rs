@@ -3,8 +3,9 @@
 //! abstraction every engine shares; `executor` the one thread that owns the
 //! device and runs the engines' work items by priority; `worker` follows the
 //! chain and does the host's duties each epoch (sprint: commit, open,
-//! validate, vote) through its ML operational key. The inference engine and
-//! its HTTP API are added next to them.
+//! validate, vote) through its ML operational key; `serve` the LLM engine
+//! (continuous batching over `kiln-llm` on the same executor) behind an
+//! OpenAI-compatible HTTP API (`kiln-mlworker serve`).
 
 pub mod cli;
 pub mod device;

@@ -116,8 +116,12 @@ struct StepPlan {
     decode: Vec<(u64, u32)>,
 }
 
+/// A prefill chunk's outcome: the last position's logits when the prompt is
+/// complete, nothing for an intermediate chunk, or the error.
+type PrefillOutcome = Result<Option<Vec<f32>>, String>;
+
 struct StepOutput {
-    prefill: Option<(u64, Result<Option<Vec<f32>>, String>)>,
+    prefill: Option<(u64, PrefillOutcome)>,
     decode: Result<Vec<(u64, Vec<f32>)>, String>,
 }
 

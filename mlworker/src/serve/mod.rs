@@ -1,6 +1,9 @@
-//! Inference serving: the OpenAI-compatible API `kiln-mlworker serve` (and
-//! `run`) answers. [`openai`] owns the wire format — request parsing and
-//! checking, and errors in OpenAI's shape.
+//! Inference serving: the OpenAI-compatible API `kiln-mlworker serve`
+//! answers. [`openai`] owns the wire format (request parsing and checking,
+//! errors in OpenAI's shape), [`responses`] the response bodies and SSE,
+//! [`sampling`] token choice, logprobs and stop strings, [`engine`] the
+//! continuous-batching scheduler over the model on the engine executor,
+//! [`metrics`] `/metrics`, and [`http`] the routes.
 
 pub mod engine;
 pub mod http;
