@@ -8,6 +8,7 @@
 #   4. cosmjs queries a balance and sends tokens with simulated gas;
 #   5. `kiln-mlworker run` for the dev host (ML key dev-ml) sprints, commits,
 #      opens, validates and votes; the settled weight becomes consensus power;
+#      it serves the OpenAI API (--serve-model) mid-sprint;
 #      killed -9 mid-sprint and restarted, it resumes from its journal;
 #   6. the node is killed and restarted and resumes from disk.
 # Uses the binaries in target/debug (make test builds them); KILN_BIN_DIR overrides.
@@ -131,7 +132,7 @@ if [ ! -d tests/cosmjs/node_modules ]; then (cd tests/cosmjs && npm ci --no-audi
 WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker() {
   RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key dev-ml --keyring-backend test \
-    --http "127.0.0.1:$WPORT" --journal "$WORK/journal" >>"$WORK/worker.log" 2>&1 &
+    --http "127.0.0.1:$WPORT" --journal "$WORK/journal" --serve-model smollm2-135m >>"$WORK/worker.log" 2>&1 &
   WORKER_PID=$!
 }
 worker_status() { curl -sf "http://127.0.0.1:$WPORT/status"; }
@@ -161,6 +162,21 @@ echo "   -> epoch $E1: dev weight $W = consensus power $P = CometBFT voting powe
 curl -sf "http://127.0.0.1:$WPORT/health" | grep -q '"ok"' || fail "/health not ok"
 grep -q "subscribed to new blocks" "$WORK/worker.log" || fail "the worker did not subscribe to new blocks over the websocket"
 curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_worker_nonces_total' || fail "/metrics lacks counters"
+
+step "the worker serves the OpenAI API while it sprints (inference first, the sprint yields)"
+for _ in $(seq 1 200); do
+  S=$(worker_status | json_field '["stage"] + " " + str(d["nonces_done"])')
+  case "$S" in sprint\ 0) ;; sprint\ *) break ;; esac
+  sleep 0.1
+done
+case "$S" in sprint\ *) ;; *) fail "never saw the worker mid-sprint: $S" ;; esac
+REPLY=$(curl -sf "http://127.0.0.1:$WPORT/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Say hello."}],"temperature":0,"max_tokens":8}') ||
+  fail "the chat completion was refused during the sprint"
+echo "$REPLY" | json_field '["choices"][0]["message"]["content"]' | grep -q . || fail "empty completion: $REPLY"
+S2=$(worker_status | json_field '["stage"]')
+echo "   -> served during '$S' (stage now $S2): $(echo "$REPLY" | json_field '["choices"][0]["message"]["content"]')"
+curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_inference_requests_total 1' || fail "/metrics lacks the inference counters"
 
 step "the worker killed -9 mid-sprint resumes from its journal"
 for _ in $(seq 1 200); do

@@ -125,6 +125,11 @@ pub struct WorkerRunArgs {
     /// Stop after this epoch has settled (default: run until killed).
     #[arg(long)]
     pub until_epoch: Option<u64>,
+    /// Also serve this model (a known name such as smollm2-135m, or a GGUF
+    /// path) behind the OpenAI-compatible /v1 routes on --http, sharing the
+    /// device with the sprint (inference runs first; see README "Serving").
+    #[arg(long)]
+    pub serve_model: Option<String>,
     #[command(flatten)]
     pub dev: DeviceArgs,
 }
@@ -808,9 +813,38 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         commit_every_blocks: a.commit_every.max(1),
         misbehaviour: Misbehaviour::default(),
     };
-    let mut worker = Worker::new(cfg, journal)?;
+    let executor = crate::executor::EngineExecutor::start(device, threads)?;
+    let mut worker = Worker::with_executor(cfg, journal, executor.clone())?;
     let mut chain = RpcChain::new(&a.node, key);
-    let bound = http::serve(&a.http, worker.status())?;
+    // The model loads beside the worker (its duties do not wait for it);
+    // the API answers 503 until it is ready.
+    let inference = match &a.serve_model {
+        Some(model) => {
+            let cell = crate::serve::http::LoadingApp::default();
+            let metrics = std::sync::Arc::new(crate::serve::metrics::ServeMetrics::default());
+            let (model, loaded, metrics_for_loader) =
+                (model.clone(), cell.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name("model-load".into())
+                .spawn(move || {
+                    match crate::serve::load_app(
+                        &model,
+                        executor,
+                        crate::serve::ServeSettings::default(),
+                        metrics_for_loader,
+                    ) {
+                        Ok(app) => {
+                            let _ = loaded.set(app);
+                            tracing::info!(%model, "serving the OpenAI-compatible API");
+                        }
+                        Err(e) => tracing::error!(error = %format!("{e:#}"), %model, "cannot serve the model; the /v1 routes answer 503"),
+                    }
+                })?;
+            Some((cell, metrics))
+        }
+        None => None,
+    };
+    let bound = http::serve_with_inference(&a.http, worker.status(), inference)?;
     eprintln!(
         "kiln-mlworker: host {} with ML key {} ({}) on {device}; node {}; journal {}; http://{bound}/status",
         a.host,

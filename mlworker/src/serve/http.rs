@@ -59,19 +59,61 @@ pub struct ServeApp {
 
 type Shared = Arc<ServeApp>;
 
-/// The API routes over `app`.
+/// The whole server of `kiln-mlworker serve`: the API, `/health`,
+/// `/metrics`, and OpenAI-shaped 404s for other paths.
 pub fn router(app: Arc<ServeApp>) -> Router {
+    api_routes(app.clone()).merge(
+        Router::new()
+            .route("/health", get(health))
+            .route("/metrics", get(metrics))
+            .fallback(unknown_route)
+            .with_state(app),
+    )
+}
+
+/// The `/v1` routes alone, to merge into another server (the worker's
+/// `run`, which has its own `/health` and `/metrics`).
+pub fn api_routes(app: Arc<ServeApp>) -> Router {
     let body_limit = app.limits.max_body_bytes;
+    v1_routes::<Arc<ServeApp>>(body_limit).with_state(app)
+}
+
+/// A model that is still loading: the `/v1` routes answer 503 (with
+/// `Retry-After`) until the loader sets it, so a worker can follow the chain
+/// while its model loads.
+pub type LoadingApp = Arc<std::sync::OnceLock<Arc<ServeApp>>>;
+
+/// [`api_routes`] over a model that may still be loading.
+pub fn api_routes_loading(app: LoadingApp, max_body_bytes: usize) -> Router {
+    v1_routes::<LoadingApp>(max_body_bytes).with_state(app)
+}
+
+/// Where the handlers find the served model.
+pub trait AppSource: Clone + Send + Sync + 'static {
+    fn app(&self) -> Result<Arc<ServeApp>, ApiError>;
+}
+
+impl AppSource for Arc<ServeApp> {
+    fn app(&self) -> Result<Arc<ServeApp>, ApiError> {
+        Ok(self.clone())
+    }
+}
+
+impl AppSource for LoadingApp {
+    fn app(&self) -> Result<Arc<ServeApp>, ApiError> {
+        self.get()
+            .cloned()
+            .ok_or_else(|| ApiError::unavailable("the model is still loading; retry in a moment"))
+    }
+}
+
+fn v1_routes<S: AppSource>(body_limit: usize) -> Router<S> {
     Router::new()
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{id}", get(get_model))
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/completions", post(completions))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+        .route("/v1/models", get(list_models::<S>))
+        .route("/v1/models/{id}", get(get_model::<S>))
+        .route("/v1/chat/completions", post(chat_completions::<S>))
+        .route("/v1/completions", post(completions::<S>))
         .layer(DefaultBodyLimit::max(body_limit))
-        .fallback(unknown_route)
-        .with_state(app)
 }
 
 fn unix_now() -> u64 {
@@ -107,11 +149,19 @@ fn model_json(app: &ServeApp) -> Value {
     })
 }
 
-async fn list_models(State(app): State<Shared>) -> Response {
+async fn list_models<S: AppSource>(State(source): State<S>) -> Response {
+    let app = match source.app() {
+        Ok(app) => app,
+        Err(e) => return error_response(&e),
+    };
     axum::Json(json!({"object": "list", "data": [model_json(&app)]})).into_response()
 }
 
-async fn get_model(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+async fn get_model<S: AppSource>(State(source): State<S>, Path(id): Path<String>) -> Response {
+    let app = match source.app() {
+        Ok(app) => app,
+        Err(e) => return error_response(&e),
+    };
     if id == app.model_name {
         axum::Json(model_json(&app)).into_response()
     } else {
@@ -134,15 +184,24 @@ async fn metrics(State(app): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn chat_completions(
-    State(app): State<Shared>,
+async fn chat_completions<S: AppSource>(
+    State(source): State<S>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    generate(app, Endpoint::Chat, body).await
+    match source.app() {
+        Ok(app) => generate(app, Endpoint::Chat, body).await,
+        Err(e) => error_response(&e),
+    }
 }
 
-async fn completions(State(app): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
-    generate(app, Endpoint::Completions, body).await
+async fn completions<S: AppSource>(
+    State(source): State<S>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match source.app() {
+        Ok(app) => generate(app, Endpoint::Completions, body).await,
+        Err(e) => error_response(&e),
+    }
 }
 
 /// The prompt's token ids and its text (for `echo`).

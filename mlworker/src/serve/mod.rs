@@ -21,19 +21,43 @@ use kiln_llm::Llm;
 use crate::cli::ServeArgs;
 use crate::executor::EngineExecutor;
 
-/// `kiln-mlworker serve`: loads the model, starts the engine on its own
-/// executor and serves the API until killed.
-pub fn run_serve(args: ServeArgs) -> Result<()> {
-    let device = args.dev.resolve()?;
-    let threads = crate::device::configure_threads(args.dev.threads);
-    let options = if device.is_cuda() {
+/// Engine and API settings (`serve`'s flags; `run --serve-model` uses the defaults).
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub max_batch: usize,
+    pub max_queue: usize,
+    pub prefill_chunk: usize,
+    pub limits: http::ApiLimits,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        let engine = engine::EngineConfig::default();
+        ServeSettings {
+            max_batch: engine.max_batch,
+            max_queue: engine.max_queue,
+            prefill_chunk: engine.prefill_chunk,
+            limits: http::ApiLimits::default(),
+        }
+    }
+}
+
+/// Loads `model` (a known name or a GGUF path) and starts its engine on
+/// `executor` — the worker's own executor under `run`, so inference and the
+/// sprint share the device by priority.
+pub fn load_app(
+    model: &str,
+    executor: EngineExecutor,
+    settings: ServeSettings,
+    metrics: Arc<metrics::ServeMetrics>,
+) -> Result<Arc<http::ServeApp>> {
+    let options = if executor.device().is_cuda() {
         LoadOptions::auto()
     } else {
         LoadOptions::cpu()
     };
     let started = std::time::Instant::now();
-    let llm =
-        Llm::load(&args.model, options).with_context(|| format!("loading model {}", args.model))?;
+    let llm = Llm::load(model, options).with_context(|| format!("loading model {model}"))?;
     let Llm {
         name,
         path,
@@ -43,9 +67,7 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
         model,
     } = llm;
     let context_length = model.config().context_length;
-    tracing::info!(model = %name, sha256 = %identity.sha256, %device, seconds = started.elapsed().as_secs_f64(), "model loaded");
-    let executor = EngineExecutor::start(device, threads)?;
-    let metrics = Arc::new(metrics::ServeMetrics::default());
+    tracing::info!(model = %name, sha256 = %identity.sha256, device = %executor.device(), seconds = started.elapsed().as_secs_f64(), "model loaded");
     let tokenizer = Arc::new(tokenizer);
     let engine = engine::InferenceEngine::start(
         executor,
@@ -53,14 +75,14 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
         (path, options),
         tokenizer.clone(),
         engine::EngineConfig {
-            max_batch: args.max_batch.max(1),
-            max_queue: args.max_queue,
-            prefill_chunk: args.prefill_chunk.max(1),
+            max_batch: settings.max_batch.max(1),
+            max_queue: settings.max_queue,
+            prefill_chunk: settings.prefill_chunk.max(1),
             context_length,
         },
         metrics.clone(),
     )?;
-    let app = Arc::new(http::ServeApp {
+    Ok(Arc::new(http::ServeApp {
         model_name: name,
         model_sha256: identity.sha256,
         created_unix: std::time::SystemTime::now()
@@ -71,11 +93,30 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
         chat,
         engine,
         metrics,
-        limits: http::ApiLimits {
-            max_body_bytes: args.max_body_bytes,
-            max_tokens: args.max_tokens.max(1),
+        limits: settings.limits,
+    }))
+}
+
+/// `kiln-mlworker serve`: loads the model, starts the engine on its own
+/// executor and serves the API until killed.
+pub fn run_serve(args: ServeArgs) -> Result<()> {
+    let device = args.dev.resolve()?;
+    let threads = crate::device::configure_threads(args.dev.threads);
+    let executor = EngineExecutor::start(device, threads)?;
+    let app = load_app(
+        &args.model,
+        executor,
+        ServeSettings {
+            max_batch: args.max_batch,
+            max_queue: args.max_queue,
+            prefill_chunk: args.prefill_chunk,
+            limits: http::ApiLimits {
+                max_body_bytes: args.max_body_bytes,
+                max_tokens: args.max_tokens.max(1),
+            },
         },
-    });
+        Arc::new(metrics::ServeMetrics::default()),
+    )?;
     let listener = std::net::TcpListener::bind(&args.http).with_context(|| {
         format!(
             "cannot listen on {} (choose another address with --http)",

@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,6 +19,8 @@ use axum::routing;
 use axum::Router;
 
 use super::{unix_now, SharedStatus, WorkerStatus};
+use crate::serve::http::{api_routes_loading, ApiLimits, LoadingApp};
+use crate::serve::metrics::ServeMetrics;
 
 /// The worker is healthy while its last successful chain read is this recent.
 pub const HEALTHY_WITHIN_SECS: u64 = 30;
@@ -28,6 +31,17 @@ const TEXT: &str = "text/plain";
 
 /// Binds `addr` and serves in a background thread; returns the bound address.
 pub fn serve(addr: &str, status: SharedStatus) -> Result<SocketAddr> {
+    serve_with_inference(addr, status, None)
+}
+
+/// [`serve`], plus the OpenAI-compatible `/v1` routes of a model (its
+/// metrics appended to `/metrics`) when the worker serves one; the routes
+/// answer 503 until the model has loaded.
+pub fn serve_with_inference(
+    addr: &str,
+    status: SharedStatus,
+    inference: Option<(LoadingApp, Arc<ServeMetrics>)>,
+) -> Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| {
         format!(
             "cannot listen on {addr} (is another worker using this port? choose one with --http)"
@@ -35,7 +49,15 @@ pub fn serve(addr: &str, status: SharedStatus) -> Result<SocketAddr> {
     })?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Inference streams many responses at once: give the API two threads.
+    let mut builder = if inference.is_some() {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder
         .enable_all()
         .thread_name("http")
         .build()
@@ -44,7 +66,11 @@ pub fn serve(addr: &str, status: SharedStatus) -> Result<SocketAddr> {
         let _in_runtime = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    let app = router(status);
+    let app = match inference {
+        Some((api, metrics)) => router_with(status, Some(metrics))
+            .merge(api_routes_loading(api, ApiLimits::default().max_body_bytes)),
+        None => router(status),
+    };
     std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
@@ -55,8 +81,20 @@ pub fn serve(addr: &str, status: SharedStatus) -> Result<SocketAddr> {
     Ok(local)
 }
 
+/// What the worker's handlers read.
+#[derive(Clone)]
+struct HttpState {
+    status: SharedStatus,
+    inference: Option<Arc<ServeMetrics>>,
+}
+
 /// The worker's routes over its shared status.
 pub fn router(status: SharedStatus) -> Router {
+    router_with(status, None)
+}
+
+fn router_with(status: SharedStatus, inference: Option<Arc<ServeMetrics>>) -> Router {
+    let status = HttpState { status, inference };
     Router::new()
         .route("/health", routing::get(health))
         .route("/metrics", routing::get(prometheus))
@@ -74,7 +112,7 @@ fn respond(code: StatusCode, content_type: &'static str, body: String) -> Respon
     (code, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-async fn health(State(status): State<SharedStatus>) -> Response {
+async fn health(State(HttpState { status, .. }): State<HttpState>) -> Response {
     let snapshot = snapshot(&status);
     let age = unix_now().saturating_sub(snapshot.last_chain_contact_unix);
     if snapshot.last_chain_contact_unix > 0 && age <= HEALTHY_WITHIN_SECS {
@@ -102,11 +140,15 @@ async fn health(State(status): State<SharedStatus>) -> Response {
     }
 }
 
-async fn prometheus(State(status): State<SharedStatus>) -> Response {
-    respond(StatusCode::OK, PROMETHEUS_TEXT, metrics(&snapshot(&status)))
+async fn prometheus(State(state): State<HttpState>) -> Response {
+    let mut text = metrics(&snapshot(&state.status));
+    if let Some(inference) = &state.inference {
+        text.push_str(&inference.render(std::time::Instant::now()));
+    }
+    respond(StatusCode::OK, PROMETHEUS_TEXT, text)
 }
 
-async fn status_json(State(status): State<SharedStatus>) -> Response {
+async fn status_json(State(HttpState { status, .. }): State<HttpState>) -> Response {
     match serde_json::to_string(&snapshot(&status)) {
         Ok(json) => respond(StatusCode::OK, JSON, format!("{json}\n")),
         Err(e) => respond(
