@@ -177,6 +177,10 @@ echo "$REPLY" | json_field '["choices"][0]["message"]["content"]' | grep -q . ||
 S2=$(worker_status | json_field '["stage"]')
 echo "   -> served during '$S' (stage now $S2): $(echo "$REPLY" | json_field '["choices"][0]["message"]["content"]')"
 curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_inference_requests_total 1' || fail "/metrics lacks the inference counters"
+EI=$(worker_status | json_field '["epoch"]')
+wait_settled "$EI" 120 >/dev/null
+worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "the epoch with inference was not accepted: $(worker_status)"
+echo "   -> epoch $EI, which served the request mid-sprint, was accepted"
 
 step "the worker killed -9 mid-sprint resumes from its journal"
 for _ in $(seq 1 200); do
