@@ -163,13 +163,19 @@ curl -sf "http://127.0.0.1:$WPORT/health" | grep -q '"ok"' || fail "/health not 
 grep -q "subscribed to new blocks" "$WORK/worker.log" || fail "the worker did not subscribe to new blocks over the websocket"
 curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_worker_nonces_total' || fail "/metrics lacks counters"
 
+# Waits until the worker is inside a sprint with nonces done; sets S to "sprint <nonces>".
+wait_mid_sprint() {
+  for _ in $(seq 1 200); do
+    S=$(worker_status | json_field '["stage"] + " " + str(d["nonces_done"])')
+    case "$S" in sprint\ 0) ;; sprint\ *) return 0 ;; esac
+    sleep 0.1
+  done
+  fail "never saw the worker mid-sprint: $S"
+}
+
 step "the worker serves the OpenAI API while it sprints (inference first, the sprint yields)"
-for _ in $(seq 1 200); do
-  S=$(worker_status | json_field '["stage"] + " " + str(d["nonces_done"])')
-  case "$S" in sprint\ 0) ;; sprint\ *) break ;; esac
-  sleep 0.1
-done
-case "$S" in sprint\ *) ;; *) fail "never saw the worker mid-sprint: $S" ;; esac
+wait_mid_sprint
+EI=$(worker_status | json_field '["epoch"]')
 REPLY=$(curl -sf "http://127.0.0.1:$WPORT/v1/chat/completions" -H 'content-type: application/json' \
   -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Say hello."}],"temperature":0,"max_tokens":8}') ||
   fail "the chat completion was refused during the sprint"
@@ -177,18 +183,12 @@ echo "$REPLY" | json_field '["choices"][0]["message"]["content"]' | grep -q . ||
 S2=$(worker_status | json_field '["stage"]')
 echo "   -> served during '$S' (stage now $S2): $(echo "$REPLY" | json_field '["choices"][0]["message"]["content"]')"
 curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_inference_requests_total 1' || fail "/metrics lacks the inference counters"
-EI=$(worker_status | json_field '["epoch"]')
 wait_settled "$EI" 120 >/dev/null
 worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "the epoch with inference was not accepted: $(worker_status)"
 echo "   -> epoch $EI, which served the request mid-sprint, was accepted"
 
 step "the worker killed -9 mid-sprint resumes from its journal"
-for _ in $(seq 1 200); do
-  S=$(worker_status | json_field '["stage"] + " " + str(d["nonces_done"])')
-  case "$S" in sprint\ 0) ;; sprint\ *) break ;; esac
-  sleep 0.1
-done
-case "$S" in sprint\ *) ;; *) fail "never saw the worker mid-sprint: $S" ;; esac
+wait_mid_sprint
 EK=$(worker_status | json_field '["epoch"]')
 kill -9 "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
 echo "   -> killed in epoch $EK at '$S'"

@@ -7,27 +7,15 @@
 // A test, not consensus code: it waits on the wall clock for background work.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+#[path = "common/testnet.rs"]
+mod testnet;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("app/ is inside the workspace")
-        .to_path_buf()
-}
-
-fn cometbft() -> Option<PathBuf> {
-    let p = std::env::var_os("KILN_COMETBFT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".bin/cometbft"));
-    p.exists().then_some(p)
-}
+use testnet::{cometbft, http_get};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -69,20 +57,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<Value> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let body = text.split_once("\r\n\r\n")?.1;
-    serde_json::from_str(body).ok()
 }
 
 fn height(rpc: SocketAddr) -> Option<u64> {

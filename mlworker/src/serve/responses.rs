@@ -161,11 +161,16 @@ pub fn chat_chunk(
     chunk
 }
 
-/// The last chunk of a stream with `stream_options.include_usage`.
+/// The last chunk of a chat stream with `stream_options.include_usage`.
 pub fn chat_usage_chunk(meta: &ResponseMeta, usage: Usage) -> Value {
+    usage_chunk(meta, "chat.completion.chunk", usage)
+}
+
+/// The last chunk of a stream with usage: no choices, only `usage`.
+fn usage_chunk(meta: &ResponseMeta, object: &str, usage: Usage) -> Value {
     json!({
         "id": meta.id,
-        "object": "chat.completion.chunk",
+        "object": object,
         "created": meta.created,
         "model": meta.model,
         "system_fingerprint": meta.system_fingerprint,
@@ -228,15 +233,7 @@ pub fn text_chunk(
 
 /// The last legacy chunk with `include_usage`.
 pub fn text_usage_chunk(meta: &ResponseMeta, usage: Usage) -> Value {
-    json!({
-        "id": meta.id,
-        "object": "text_completion",
-        "created": meta.created,
-        "model": meta.model,
-        "system_fingerprint": meta.system_fingerprint,
-        "choices": [],
-        "usage": usage.json(),
-    })
+    usage_chunk(meta, "text_completion", usage)
 }
 
 /// A server-sent event carrying `value`.
