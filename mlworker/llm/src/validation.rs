@@ -310,7 +310,10 @@ mod tests {
     #[test]
     fn identical_records_are_at_distance_zero() {
         let p = pos(1, -0.5, &[(1, -0.5), (2, -1.5), (3, -2.0)]);
-        assert_eq!(replay_distance(&[p.clone()], &[p]).unwrap(), 0.0);
+        assert_eq!(
+            replay_distance(std::slice::from_ref(&p), std::slice::from_ref(&p)).unwrap(),
+            0.0
+        );
     }
 
     #[test]
@@ -332,30 +335,33 @@ mod tests {
             Err(ValidationError::Empty)
         ));
         assert!(matches!(
-            replay_distance(&[ok.clone()], &[]),
+            replay_distance(std::slice::from_ref(&ok), &[]),
             Err(ValidationError::LengthMismatch { .. })
         ));
         assert!(matches!(
-            replay_distance(&[pos(2, -0.1, &[])], &[ok.clone()]),
+            replay_distance(&[pos(2, -0.1, &[])], std::slice::from_ref(&ok)),
             Err(ValidationError::TokenMismatch { .. })
         ));
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5] {
             assert!(matches!(
-                replay_distance(&[pos(1, bad, &[])], &[ok.clone()]),
+                replay_distance(&[pos(1, bad, &[])], std::slice::from_ref(&ok)),
                 Err(ValidationError::BadLogprob { .. })
             ));
         }
         assert!(matches!(
-            replay_distance(&[pos(1, -0.1, &[(5, -1.0), (5, -1.0)])], &[ok.clone()]),
+            replay_distance(
+                &[pos(1, -0.1, &[(5, -1.0), (5, -1.0)])],
+                std::slice::from_ref(&ok)
+            ),
             Err(ValidationError::DuplicateToken { .. })
         ));
         let many: Vec<(u32, f32)> = (0..21).map(|t| (t, -1.0)).collect();
         assert!(matches!(
-            replay_distance(&[pos(1, -0.1, &many)], &[ok.clone()]),
+            replay_distance(&[pos(1, -0.1, &many)], std::slice::from_ref(&ok)),
             Err(ValidationError::TooManyAlternatives { .. })
         ));
         assert!(matches!(
-            replay_distance(&[ok.clone()], &[pos(1, -0.1, &[])]),
+            replay_distance(std::slice::from_ref(&ok), &[pos(1, -0.1, &[])]),
             Err(ValidationError::EmptyReplay { .. })
         ));
     }
