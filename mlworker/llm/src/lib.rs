@@ -13,6 +13,9 @@
 //!   caches: prefill (chunkable), batched decode of sequences of different
 //!   lengths, and the validation replay (top-k logprobs at every response
 //!   position from one prefill).
+//! - [`validation`]: the executor's per-position record, the replay
+//!   distance, its threshold and verdict, and substitute models (weights
+//!   perturbed or requantized at load) that the threshold must catch.
 //! - [`registry`]: models known by name (`smollm2-135m`) and where
 //!   `scripts/setup.sh` installed them.
 //!
@@ -34,6 +37,7 @@ pub mod gguf;
 pub mod model;
 pub mod registry;
 pub mod tokenizer;
+pub mod validation;
 
 use std::path::PathBuf;
 

@@ -369,11 +369,18 @@ pub fn logprobs_of(
     Ok(out)
 }
 
+/// Rewrites a weight at load: called with the GGUF tensor name and the
+/// dequantized f32 CPU tensor (before any Q/K unpermutation or fusion),
+/// returns the tensor to use (same shape). Used to build substitute models
+/// for the validation tests (see [`crate::validation`]).
+pub type WeightTransform<'a> = &'a dyn Fn(&str, Tensor) -> Tensor;
+
 fn load_tensor(
     file: &GgufFile,
     name: &str,
     expected: &[i64],
     opts: &LoadOptions,
+    transform: WeightTransform,
 ) -> Result<Tensor> {
     let (shape, values) = file.dequantize(name)?;
     if shape != expected {
@@ -383,15 +390,30 @@ fn load_tensor(
             expected: expected.to_vec(),
         });
     }
-    Ok(Tensor::from_slice(&values)
-        .reshape(&shape)
-        .to_device(opts.device)
-        .to_kind(opts.kind))
+    let tensor = transform(name, Tensor::from_slice(&values).reshape(&shape));
+    if tensor.size() != shape {
+        return Err(ModelError::Shape {
+            name: format!("{name} (after the load transform)"),
+            found: tensor.size(),
+            expected: shape,
+        });
+    }
+    Ok(tensor.to_device(opts.device).to_kind(opts.kind))
 }
 
 impl LlamaModel {
     /// Loads every weight of `file` (see the module doc for the layout).
     pub fn load(file: &GgufFile, options: LoadOptions) -> Result<Self> {
+        Self::load_with(file, options, &|_, t| t)
+    }
+
+    /// As [`load`](Self::load), with every weight passed through `transform`
+    /// (see [`WeightTransform`]) after dequantization.
+    pub fn load_with(
+        file: &GgufFile,
+        options: LoadOptions,
+        transform: WeightTransform,
+    ) -> Result<Self> {
         let _guard = tch::no_grad_guard();
         let config = LlamaConfig::from_gguf(file)?;
         let c = &config;
@@ -405,42 +427,60 @@ impl LlamaModel {
         // Unpermute in f32 on the CPU before moving, so it is exact.
         let f32_cpu = LoadOptions::cpu();
         let to_dev = |t: Tensor| t.to_device(options.device).to_kind(options.kind);
-        let embed = load_tensor(file, "token_embd.weight", &[vocab, h], &options)?;
+        let embed = load_tensor(file, "token_embd.weight", &[vocab, h], &options, transform)?;
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             let name = |s: &str| format!("blk.{i}.{s}");
-            let mut wq = load_tensor(file, &name("attn_q.weight"), &[q, h], &f32_cpu)?;
-            let mut wk = load_tensor(file, &name("attn_k.weight"), &[kv, h], &f32_cpu)?;
-            let wv = load_tensor(file, &name("attn_v.weight"), &[kv, h], &f32_cpu)?;
+            let mut wq = load_tensor(file, &name("attn_q.weight"), &[q, h], &f32_cpu, transform)?;
+            let mut wk = load_tensor(file, &name("attn_k.weight"), &[kv, h], &f32_cpu, transform)?;
+            let wv = load_tensor(file, &name("attn_v.weight"), &[kv, h], &f32_cpu, transform)?;
             if c.permuted_qk {
                 wq = unpermute_qk(&wq, c.n_heads);
                 wk = unpermute_qk(&wk, c.n_kv_heads);
             }
             let bqkv = if c.qkv_bias {
-                let bq = load_tensor(file, &name("attn_q.bias"), &[q], &f32_cpu)?;
-                let bk = load_tensor(file, &name("attn_k.bias"), &[kv], &f32_cpu)?;
-                let bv = load_tensor(file, &name("attn_v.bias"), &[kv], &f32_cpu)?;
+                let bq = load_tensor(file, &name("attn_q.bias"), &[q], &f32_cpu, transform)?;
+                let bk = load_tensor(file, &name("attn_k.bias"), &[kv], &f32_cpu, transform)?;
+                let bv = load_tensor(file, &name("attn_v.bias"), &[kv], &f32_cpu, transform)?;
                 Some(to_dev(Tensor::cat(&[bq, bk, bv], 0)))
             } else {
                 None
             };
-            let gate = load_tensor(file, &name("ffn_gate.weight"), &[ffn, h], &f32_cpu)?;
-            let up = load_tensor(file, &name("ffn_up.weight"), &[ffn, h], &f32_cpu)?;
+            let gate = load_tensor(
+                file,
+                &name("ffn_gate.weight"),
+                &[ffn, h],
+                &f32_cpu,
+                transform,
+            )?;
+            let up = load_tensor(file, &name("ffn_up.weight"), &[ffn, h], &f32_cpu, transform)?;
             layers.push(Layer {
-                attn_norm: load_tensor(file, &name("attn_norm.weight"), &[h], &options)?,
+                attn_norm: load_tensor(file, &name("attn_norm.weight"), &[h], &options, transform)?,
                 wqkv: to_dev(Tensor::cat(&[wq, wk, wv], 0)),
                 bqkv,
-                wo: load_tensor(file, &name("attn_output.weight"), &[h, q], &options)?,
-                ffn_norm: load_tensor(file, &name("ffn_norm.weight"), &[h], &options)?,
+                wo: load_tensor(
+                    file,
+                    &name("attn_output.weight"),
+                    &[h, q],
+                    &options,
+                    transform,
+                )?,
+                ffn_norm: load_tensor(file, &name("ffn_norm.weight"), &[h], &options, transform)?,
                 w_gate_up: to_dev(Tensor::cat(&[gate, up], 0)),
-                w_down: load_tensor(file, &name("ffn_down.weight"), &[h, ffn], &options)?,
+                w_down: load_tensor(
+                    file,
+                    &name("ffn_down.weight"),
+                    &[h, ffn],
+                    &options,
+                    transform,
+                )?,
             });
         }
-        let norm = load_tensor(file, "output_norm.weight", &[h], &options)?;
+        let norm = load_tensor(file, "output_norm.weight", &[h], &options, transform)?;
         let lm_head = if c.tied_embeddings {
             embed.shallow_clone()
         } else {
-            load_tensor(file, "output.weight", &[vocab, h], &options)?
+            load_tensor(file, "output.weight", &[vocab, h], &options, transform)?
         };
         // As transformers' default RoPE: base ** (arange(0, d, 2) / d) in f32, inverted.
         let d = c.head_dim as i64;
