@@ -159,9 +159,12 @@ V=$(curl -sf "$RPC/validators" | json_field '["result"]["validators"][0]["voting
 R=$(kiln query sprint-result "$E1" "$DEV" --output json | json_field '["effective_weight"]')
 [ "$W" -gt 0 ] && [ "$W" = "$P" ] && [ "$W" = "$V" ] && [ "$W" = "$R" ] || fail "weight $W, power $P, CometBFT power $V, epoch $E1 result $R must agree"
 echo "   -> epoch $E1: dev weight $W = consensus power $P = CometBFT voting power $V"
-curl -sf "http://127.0.0.1:$WPORT/health" | grep -q '"ok"' || fail "/health not ok"
+# Read whole answers before grep -q: an early exit of grep would SIGPIPE curl (pipefail).
+HEALTH=$(curl -sf "http://127.0.0.1:$WPORT/health") || fail "/health not ok"
+grep -q '"ok"' <<<"$HEALTH" || fail "/health not ok: $HEALTH"
 grep -q "subscribed to new blocks" "$WORK/worker.log" || fail "the worker did not subscribe to new blocks over the websocket"
-curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_worker_nonces_total' || fail "/metrics lacks counters"
+METRICS=$(curl -sf "http://127.0.0.1:$WPORT/metrics") || fail "/metrics did not answer"
+grep -q '^kiln_worker_nonces_total' <<<"$METRICS" || fail "/metrics lacks counters"
 
 # Waits until the worker is inside a sprint with nonces done; sets S to "sprint <nonces>".
 wait_mid_sprint() {
@@ -182,7 +185,8 @@ REPLY=$(curl -sf "http://127.0.0.1:$WPORT/v1/chat/completions" -H 'content-type:
 echo "$REPLY" | json_field '["choices"][0]["message"]["content"]' | grep -q . || fail "empty completion: $REPLY"
 S2=$(worker_status | json_field '["stage"]')
 echo "   -> served during '$S' (stage now $S2): $(echo "$REPLY" | json_field '["choices"][0]["message"]["content"]')"
-curl -sf "http://127.0.0.1:$WPORT/metrics" | grep -q '^kiln_inference_requests_total 1' || fail "/metrics lacks the inference counters"
+METRICS=$(curl -sf "http://127.0.0.1:$WPORT/metrics") || fail "/metrics did not answer"
+grep -q '^kiln_inference_requests_total 1' <<<"$METRICS" || fail "/metrics lacks the inference counters"
 wait_settled "$EI" 120 >/dev/null
 worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "the epoch with inference was not accepted: $(worker_status)"
 echo "   -> epoch $EI, which served the request mid-sprint, was accepted"
