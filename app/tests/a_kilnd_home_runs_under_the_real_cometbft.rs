@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 #[path = "common/testnet.rs"]
 mod testnet;
 
-use testnet::{cometbft, http_get};
+use testnet::{add_genesis_host, cometbft, http_get};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -81,38 +81,6 @@ fn wait_for_height(rpc: SocketAddr, at_least: u64, comet: &Proc, app: &Proc) -> 
             app.log()
         );
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Makes the node a genesis host through the ceremony's own commands: a
-/// test-keyring account signs a gentx with the node's consensus key, and
-/// `collect-gentxs` writes it into genesis (a genesis without a weighted
-/// host is refused: the chain would have no validator it tracks).
-fn add_genesis_host(home: &Path) {
-    let mnemonic = kiln_client::keyring::generate_mnemonic();
-    kiln_client::keyring::write_test_key(home, "operator", &mnemonic).unwrap();
-    for args in [
-        &[
-            "genesis",
-            "gentx",
-            "--from",
-            "operator",
-            "--weight",
-            "10",
-            "--worker-url",
-            "http://127.0.0.1:8090",
-            "--keyring-backend",
-            "test",
-        ][..],
-        &["genesis", "collect-gentxs"][..],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_kilnd"))
-            .args(args)
-            .arg("--home")
-            .arg(home)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "kilnd {args:?}: {out:?}");
     }
 }
 

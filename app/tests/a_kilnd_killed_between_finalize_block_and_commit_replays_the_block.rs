@@ -14,6 +14,8 @@
 
 #[path = "common/abci_wire.rs"]
 mod abci_wire;
+#[path = "common/testnet.rs"]
+mod testnet;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -61,24 +63,7 @@ fn make_home(home: &Path, funded: &TestKey) {
         ],
         home,
     );
-    let mnemonic = kiln_client::keyring::generate_mnemonic();
-    kiln_client::keyring::write_test_key(home, "operator", &mnemonic).unwrap();
-    kilnd(
-        &[
-            "genesis",
-            "gentx",
-            "--from",
-            "operator",
-            "--weight",
-            "10",
-            "--worker-url",
-            "http://127.0.0.1:8090",
-            "--keyring-backend",
-            "test",
-        ],
-        home,
-    );
-    kilnd(&["genesis", "collect-gentxs"], home);
+    testnet::add_genesis_host(home);
 }
 
 /// The InitChain CometBFT sends for the home's genesis.json.

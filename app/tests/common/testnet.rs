@@ -240,6 +240,39 @@ impl Drop for Testnet {
     }
 }
 
+/// Makes the node at `home` a genesis host through the ceremony's own
+/// commands: a test-keyring account `operator` signs a gentx with the
+/// node's consensus key, and `collect-gentxs` writes it into genesis (a
+/// genesis without a weighted host is refused: the chain would have no
+/// validator it tracks).
+pub fn add_genesis_host(home: &Path) {
+    let mnemonic = kiln_client::keyring::generate_mnemonic();
+    kiln_client::keyring::write_test_key(home, "operator", &mnemonic).unwrap();
+    for args in [
+        &[
+            "genesis",
+            "gentx",
+            "--from",
+            "operator",
+            "--weight",
+            "10",
+            "--worker-url",
+            "http://127.0.0.1:8090",
+            "--keyring-backend",
+            "test",
+        ][..],
+        &["genesis", "collect-gentxs"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+            .args(args)
+            .arg("--home")
+            .arg(home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kilnd {args:?}: {out:?}");
+    }
+}
+
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<Value> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

@@ -368,16 +368,19 @@ impl Scheduler {
             self.metrics.request_cancelled();
             self.finish_silently(id);
         }
+        // Where the planned prefill chunk ends (the request's new `prefilled`).
+        let mut prefill_end = 0;
         let prefill = self
             .active
             .values()
             .find(|a| a.next_input.is_none())
             .map(|a| {
-                let end = (a.prefilled + self.config.prefill_chunk).min(a.job.spec.prompt.len());
+                prefill_end =
+                    (a.prefilled + self.config.prefill_chunk).min(a.job.spec.prompt.len());
                 (
                     a.job.id,
-                    a.job.spec.prompt[a.prefilled..end].to_vec(),
-                    end == a.job.spec.prompt.len(),
+                    a.job.spec.prompt[a.prefilled..prefill_end].to_vec(),
+                    prefill_end == a.job.spec.prompt.len(),
                 )
             });
         let decode: Vec<(u64, u32)> = self
@@ -418,9 +421,7 @@ impl Scheduler {
                 Err(e) => self.fail(id, ApiError::internal(format!("prefill failed: {e}"))),
                 Ok(logits) => {
                     if let Some(a) = self.active.get_mut(&id) {
-                        let end =
-                            (a.prefilled + self.config.prefill_chunk).min(a.job.spec.prompt.len());
-                        a.prefilled = end;
+                        a.prefilled = prefill_end;
                         if let Some(row) = logits {
                             tokens_this_step += 1;
                             self.accept(id, &row, now);

@@ -100,8 +100,8 @@ pub fn load_app(
 /// `kiln-mlworker serve`: loads the model, starts the engine on its own
 /// executor and serves the API until killed.
 pub fn run_serve(args: ServeArgs) -> Result<()> {
-    let device = args.dev.resolve()?;
     let threads = crate::device::configure_threads(args.dev.threads);
+    let device = crate::device::ComputeDevice::resolve(args.dev.device, args.dev.precision)?;
     let executor = EngineExecutor::start(device, threads)?;
     let app = load_app(
         &args.model,
