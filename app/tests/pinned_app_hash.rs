@@ -17,7 +17,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "ee0efb133c61b009538f2c8ab5a607503fa9667d4f0889d3ea143eca108bc1cb";
+const PINNED: &str = "50a936cfc9cf06aeb311b604d87e240376d31ac46c25f389dd8a6ea6ae5a103f";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

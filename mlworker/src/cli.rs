@@ -7,11 +7,12 @@ use crate::sprint::bench::{dense_matmul_flops, run_reference, sprint_throughput}
 use crate::sprint::engine::SprintEngine;
 use crate::sprint::leaves::{default_r_target, prove, verify, ProofFile, RunFile, VerifyParams};
 use crate::sprint::model::{flops_per_nonce, nominal_flops_per_nonce};
+use crate::sprint::shares::recheck_near_boundary;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_client::address;
-use kiln_sprint_protocol::leaf::{quantize_distance, Leaf};
+use kiln_sprint_protocol::leaf::{claims_share, quantize_distance, Leaf};
 use kiln_sprint_protocol::model::ModelConfig;
 use kiln_sprint_protocol::verdict::Ratio;
 use kiln_sprint_protocol::Hash32;
@@ -307,7 +308,7 @@ pub struct VerifyArgs {
     /// sprint_tolerance in millionths.
     #[arg(long, default_value_t = 2000)]
     pub tolerance_micro: u64,
-    /// share_slack in millionths: how far above r_target a recomputed distance may lie.
+    /// share_slack in millionths: how far above the share bound (where shares end) a recomputed f32 distance may lie.
     #[arg(long, default_value_t = kiln_sprint_protocol::verdict::SHARE_SLACK_MICRO_DEFAULT)]
     pub share_slack_micro: u64,
     /// Honest mismatch rate p0 (a/b or decimal).
@@ -584,8 +585,20 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     let t0 = Instant::now();
     let limit = Duration::from_secs_f64(a.seconds);
     let max = a.max_nonces.unwrap_or(u64::MAX);
+    // Shares are decided in f32 (sprint::shares): a bf16 sweep's
+    // near-boundary nonces are recomputed by an f32 twin on the same device.
+    let f32_twin = if e.model.dev.kind == tch::Kind::Float {
+        None
+    } else {
+        let dev = ComputeDevice {
+            kind: tch::Kind::Float,
+            ..e.model.dev
+        };
+        Some(SprintEngine::new(seed, addr, cfg, dev, a.dev.batch)?)
+    };
     let mut leaves: Vec<Leaf> = Vec::new();
     let mut computed = 0u64;
+    let mut rechecked = 0usize;
     let shares = std::cell::Cell::new(0u64);
     e.sweep(
         a.start_nonce,
@@ -596,21 +609,28 @@ fn cmd_run(a: RunArgs) -> Result<()> {
             el < limit && done < max
         },
         |ns, ds| {
-            for (&n, &d) in ns.iter().zip(ds) {
+            let mut ds = ds.to_vec();
+            if let Some(twin) = &f32_twin {
+                rechecked +=
+                    recheck_near_boundary(ns, &mut ds, r_target, |near| Ok(twin.distances(near)))
+                        .unwrap_or(0);
+            }
+            for (&n, &d) in ns.iter().zip(&ds) {
                 if computed >= max {
                     break;
                 }
                 computed += 1;
-                if d * 1e6 < r_target as f64 {
-                    leaves.push(Leaf {
-                        nonce: n,
-                        d_q: quantize_distance(d),
-                    });
+                let d_q = quantize_distance(d);
+                if claims_share(d_q, r_target) {
+                    leaves.push(Leaf { nonce: n, d_q });
                     shares.set(shares.get() + 1);
                 }
             }
         },
     );
+    if f32_twin.is_some() {
+        tracing::info!(rechecked, "near-boundary nonces recomputed in f32");
+    }
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     let root = RunFile::root_of(&leaves)
@@ -665,7 +685,11 @@ fn cmd_verify(a: VerifyArgs) -> Result<()> {
     )
     .context("not a sprint opening (from `sprint prove`)")?;
     let addr = address::parse(&p.address)?;
-    let e = load_engine(parse_seed(&p.seed)?, addr, p.model, &a.dev)?;
+    // Validation recomputes in f32 whatever the device computes sprints in:
+    // shares are f32's (sprint::shares).
+    let mut dev = a.dev.clone();
+    dev.precision = Precision::F32;
+    let e = load_engine(parse_seed(&p.seed)?, addr, p.model, &dev)?;
     let params = VerifyParams {
         tol_micro: a.tolerance_micro,
         share_slack_micro: a.share_slack_micro,

@@ -6,6 +6,7 @@ use super::model::flops_per_nonce;
 use crate::device::ComputeDevice;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use kiln_sprint_protocol::leaf::{claims_share, quantize_distance};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::Command;
@@ -105,7 +106,7 @@ pub fn sprint_throughput(
         |_, ds| {
             shares += ds
                 .iter()
-                .filter(|&&d| d * 1e6 < r_target_micro as f64)
+                .filter(|&&d| claims_share(quantize_distance(d), r_target_micro))
                 .count() as u64
         },
     );

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod engine;
 pub mod leaves;
 pub mod model;
+pub mod shares;
 
 pub use crate::device::{ComputeDevice, DeviceChoice, Precision};
 pub use engine::SprintEngine;

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::sprint::shares::recheck_near_boundary;
 use anyhow::{anyhow, bail, Context, Result};
 use kiln_epochs::Stage;
 use kiln_sprint::msgs::{
@@ -70,10 +71,13 @@ struct EngineSpec {
     batch: Option<usize>,
 }
 
-/// Executor-side state: the current sprint engine.
+/// Executor-side state: the current sprint engine, and its f32 twin when the
+/// device computes in another precision (shares are decided in f32:
+/// `crate::sprint::shares`).
 #[derive(Default)]
 struct SprintEngines {
     current: Option<(EngineSpec, SprintEngine)>,
+    f32_twin: Option<(EngineSpec, SprintEngine)>,
 }
 
 /// The sprint engine for `spec` on the executor, built on first use.
@@ -97,6 +101,39 @@ fn sprint_engine<'a>(
         .current
         .as_mut()
         .ok_or_else(|| anyhow!("engine missing"))?;
+    engine.addr = addr;
+    Ok(engine)
+}
+
+/// The engine that decides shares: the sprint engine itself when the device
+/// computes in f32, else an f32 engine on the same device, built on first use
+/// (twice the weights' memory in exchange for an f32 share predicate on
+/// every device).
+fn exact_engine<'a>(
+    ctx: &'a mut ExecContext,
+    spec: &EngineSpec,
+    addr: Address,
+) -> Result<&'a mut SprintEngine> {
+    let device = ctx.device();
+    if device.kind == tch::Kind::Float {
+        return sprint_engine(ctx, spec, addr);
+    }
+    let engines = ctx.state::<SprintEngines>();
+    if engines.f32_twin.as_ref().map(|(s, _)| s) != Some(spec) {
+        engines.f32_twin = None;
+        let f32_device = crate::device::ComputeDevice {
+            device: device.device,
+            kind: tch::Kind::Float,
+        };
+        let t0 = Instant::now();
+        let engine = SprintEngine::new(spec.seed, addr, spec.cfg, f32_device, spec.batch)?;
+        tracing::info!(preset = %spec.preset, device = %f32_device, seconds = t0.elapsed().as_secs_f64(), "f32 share-check model ready");
+        engines.f32_twin = Some((spec.clone(), engine));
+    }
+    let (_, engine) = engines
+        .f32_twin
+        .as_mut()
+        .ok_or_else(|| anyhow!("f32 engine missing"))?;
     engine.addr = addr;
     Ok(engine)
 }
@@ -426,13 +463,15 @@ impl SprintDuty {
 
     /// Distances of `nonces` (in order) for `addr`, computed on the executor
     /// one round of batches per work item, so more urgent work can run
-    /// between rounds.
+    /// between rounds. `exact`: in f32 whatever the device's precision (what
+    /// shares are decided on).
     fn distances(
         &mut self,
         spec: &EngineSpec,
         addr: Address,
         nonces: &[u64],
         priority: Priority,
+        exact: bool,
     ) -> Result<Vec<f64>> {
         let round = usize::try_from(self.round(spec)?)?.max(1);
         // After a failed round the remaining ones are skipped, not computed.
@@ -445,7 +484,12 @@ impl SprintDuty {
                     if abort.load(Ordering::Relaxed) {
                         bail!("skipped: an earlier round of this computation failed");
                     }
-                    Ok(sprint_engine(ctx, &spec, addr)?.distances(&chunk))
+                    let engine = if exact {
+                        exact_engine(ctx, &spec, addr)?
+                    } else {
+                        sprint_engine(ctx, &spec, addr)?
+                    };
+                    Ok(engine.distances(&chunk))
                 })
             })
             .collect();
@@ -505,13 +549,21 @@ impl SprintDuty {
         let fabricate = self.misbehaviour.fabricate_permille;
         let nonces: Vec<u64> = (next..target).collect();
         let t0 = Instant::now();
-        let distances = self.distances(&spec, self.host_bytes, &nonces, Priority::Sprint)?;
+        let mut distances =
+            self.distances(&spec, self.host_bytes, &nonces, Priority::Sprint, false)?;
         if distances.len() != nonces.len() {
             bail!(
                 "the engine returned {} distances for {} nonces",
                 distances.len(),
                 nonces.len()
             );
+        }
+        if self.executor.device().kind != tch::Kind::Float {
+            let (addr, spec2) = (self.host_bytes, spec.clone());
+            let rechecked = recheck_near_boundary(&nonces, &mut distances, r_target, |near| {
+                self.distances(&spec2, addr, near, Priority::Sprint, true)
+            })?;
+            tracing::debug!(rechecked, "near-boundary nonces recomputed in f32");
         }
         let seconds = t0.elapsed().as_secs_f64();
         let j = self.journal_mut()?;
@@ -743,7 +795,8 @@ impl SprintDuty {
         let nonces: Vec<u64> = leaves.iter().map(|l| l.nonce).collect();
         let claimed: Vec<u32> = leaves.iter().map(|l| l.distance_q).collect();
         let spec = self.engine_spec(seed, params)?;
-        let distances = self.distances(&spec, host_bytes, &nonces, Priority::Validation)?;
+        // Recomputed in f32 on every device: shares are f32's (sprint::shares).
+        let distances = self.distances(&spec, host_bytes, &nonces, Priority::Validation, true)?;
         let mut mismatches = 0u32;
         for (d, c) in distances.iter().zip(&claimed) {
             if verdict::is_mismatch(

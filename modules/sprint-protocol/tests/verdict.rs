@@ -81,10 +81,38 @@ fn mismatch_rule() {
     assert!(is_mismatch(1_302_001, 13000, r, tol, slack));
     assert!(is_mismatch(1_297_999, 13000, r, tol, slack));
     assert!(is_mismatch(1_348_000, 13480, r, tol, slack)); // not a share at all
-                                                           // A near miss: within the tolerance of its claim, but above r_target + slack.
-    assert!(is_mismatch(r + slack, 13450, r, tol, slack));
-    assert!(!is_mismatch(r + slack - 1, 13450, r, tol, slack));
+                                                           // A near miss: within the tolerance of its claim, but at or above the
+                                                           // share bound (where honest shares end) + slack.
+    let bound = share_bound_micro(r);
+    assert_eq!(bound, 1_345_950);
+    assert!(is_mismatch(bound + slack, 13450, r, tol, slack));
+    assert!(!is_mismatch(bound + slack - 1, 13450, r, tol, slack));
+    // Between the share bound + slack and r_target: no longer free slack.
+    assert!(is_mismatch(r - 1, 13459, r, tol, slack));
     assert!(is_mismatch(u64::MAX, 13000, u64::MAX, tol, slack));
+}
+
+/// The share bound is exactly where `claims_share(quantize(d))` flips.
+#[cfg(feature = "float")]
+#[test]
+fn the_share_bound_is_where_quantized_claims_stop() {
+    use kiln_sprint_protocol::leaf::{claims_share, quantize_distance};
+    for r in [
+        1_346_000u64,
+        1_391_480,
+        1_391_401,
+        1_391_499,
+        1,
+        100,
+        2_000_000,
+    ] {
+        let bound = share_bound_micro(r);
+        let just_below = (bound as f64 - 0.01) / 1e6;
+        let at = bound as f64 / 1e6;
+        assert!(claims_share(quantize_distance(just_below), r), "r {r}");
+        assert!(!claims_share(quantize_distance(at), r), "r {r}");
+        assert!(bound < r + 50 && bound + 150 > r, "r {r}: bound {bound}");
+    }
 }
 
 #[cfg(feature = "float")]
