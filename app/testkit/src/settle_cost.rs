@@ -4,7 +4,7 @@
 //! committed, opened and was voted valid by its whole committee, stopped just
 //! before the epoch-1 settle. [`time_settle`] times the chain's own work for
 //! that epoch's tally: the committee assignment at the start of the vote
-//! stages and the settle pipeline.
+//! stages and the settle pipeline, each on its own.
 
 // Not consensus code: it reads the wall clock.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -124,14 +124,22 @@ pub fn settle_fixture(hosts: usize, committee_base: Option<u32>) -> anyhow::Resu
 fn vote_everyone_valid(f: &mut SettleFixture) -> anyhow::Result<()> {
     let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
     for host in f.hosts.clone() {
-        let committee = kiln_sprint::handler::committee_of(&f.state, 1, &host).map_err(err)?;
-        for voter in committee {
-            f.state.put_raw(
-                kiln_sprint::keys::vote_commit(1, &host, &voter),
-                vec![0; 32],
-            );
+        let committee = kiln_sprint::state::assigned_committee(&f.state, 1, &host).map_err(err)?;
+        let members = committee.0.len();
+        for (position, (voter, _)) in committee.0.iter().enumerate() {
             f.state
-                .put_raw(kiln_sprint::keys::vote_reveal(1, &host, &voter), vec![1]);
+                .put_raw(kiln_sprint::keys::vote_commit(1, &host, voter), vec![0; 32]);
+            f.state
+                .put_raw(kiln_sprint::keys::vote_reveal(1, &host, voter), vec![1]);
+            kiln_sprint::state::record_member_vote(
+                &mut f.state,
+                1,
+                &host,
+                members,
+                position,
+                kiln_sprint::state::MemberVoteState::RevealedValid,
+            )
+            .map_err(err)?;
         }
     }
     Ok(())
@@ -145,10 +153,21 @@ fn block(height: u64) -> BlockInfo {
     }
 }
 
+/// Thread CPU time of the two blocks of an epoch's tally work.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TallyTimes {
+    /// The first vote-commit block: committees drawn and stored for every
+    /// committed host (h · committee writes; committees grow with ⌈log₃ h⌉).
+    pub assignment: Duration,
+    /// The escalation check and the settle block (raw weights → power cap →
+    /// validator set → reputation).
+    pub settle: Duration,
+}
+
 /// Times (thread CPU time) the chain's tally work for the fixture's epoch: the committee
-/// assignment at the start of the vote stages (none before committees were
-/// stored) and the settle pipeline. Returns (time, accepted hosts).
-pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(Duration, usize)> {
+/// assignment at the start of the vote stages and, separately, the settle
+/// (with the escalation check before it). Returns (times, accepted hosts).
+pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(TallyTimes, usize)> {
     let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
     let vote_height = f.params.stage_height(1, 1, Stage::VoteCommit);
     let escalation_height = f.params.stage_height(1, 1, Stage::EscalationCommit);
@@ -156,13 +175,13 @@ pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(Duration, usize)> {
     // Committee assignment at the first vote block (stage-start hooks).
     let t0 = thread_cpu_time();
     kiln_app::components::begin_block(&mut f.state, &block(vote_height)).map_err(err)?;
-    let mut spent = thread_cpu_time().saturating_sub(t0);
+    let assignment = thread_cpu_time().saturating_sub(t0);
     vote_everyone_valid(f)?;
     // Escalation check at the first escalation block, then the settle.
     let t1 = thread_cpu_time();
     kiln_app::components::begin_block(&mut f.state, &block(escalation_height)).map_err(err)?;
     let out = kiln_app::components::settle(&mut f.state, 1, settle_height).map_err(err)?;
-    spent += thread_cpu_time().saturating_sub(t1);
+    let settle = thread_cpu_time().saturating_sub(t1);
     let accepted = out
         .events
         .iter()
@@ -173,5 +192,5 @@ pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(Duration, usize)> {
                     .any(|(k, v)| k == "accepted" && v == "true")
         })
         .count();
-    Ok((spent, accepted))
+    Ok((TallyTimes { assignment, settle }, accepted))
 }

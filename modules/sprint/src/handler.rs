@@ -441,30 +441,42 @@ pub struct MemberVote {
 }
 
 /// The assigned committee of `host` with each member's weight, revealed vote
-/// and whether it committed one. O(committee) reads.
+/// and whether it committed one. Two reads (the committee and its
+/// [`state::MemberVoteState`] record), whatever the committee's size.
 pub fn committee_votes<S: kiln_state::StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     host: &Address,
 ) -> TxResult<Vec<MemberVote>> {
-    let mut out = Vec::new();
-    for (voter, w) in state::assigned_committee(state, epoch, host)?.0 {
-        let vote = state
-            .get_raw(&keys::vote_reveal(epoch, host, &voter))?
-            .map(|v| v.first() == Some(&1));
-        let committed = vote.is_some()
-            || state
-                .get_raw(&keys::vote_commit(epoch, host, &voter))?
-                .is_some();
-        out.push(MemberVote {
-            voter,
-            // A member without weight in force (a one-host devnet's first epochs) counts 1.
-            weight: w.max(1),
-            vote,
-            committed,
-        });
-    }
-    Ok(out)
+    let committee = state::assigned_committee(state, epoch, host)?;
+    let votes = state
+        .get_raw(&keys::member_votes(epoch, host))?
+        .unwrap_or_default();
+    Ok(member_votes_of(committee, &votes))
+}
+
+/// Each member of `committee` with its weight and its
+/// [`state::MemberVoteState`] byte from `votes` (committee order; missing
+/// bytes read as no vote).
+pub(crate) fn member_votes_of(
+    committee: state::AssignedCommittee,
+    votes: &[u8],
+) -> Vec<MemberVote> {
+    committee
+        .0
+        .into_iter()
+        .enumerate()
+        .map(|(i, (voter, w))| {
+            let s = state::MemberVoteState::from_byte(votes.get(i).copied().unwrap_or(0));
+            MemberVote {
+                voter,
+                // A member without weight in force (a one-host devnet's first epochs) counts 1.
+                weight: w.max(1),
+                vote: s.vote(),
+                committed: s != state::MemberVoteState::None,
+            }
+        })
+        .collect()
 }
 
 pub fn vote_commit<S: StateWrite>(
@@ -487,12 +499,15 @@ pub fn vote_commit<S: StateWrite>(
             format!("{host} has no opening to vote on in epoch {}", msg.epoch),
         ));
     }
+    // (committee size, the voter's place) for the per-host vote record.
+    let mut member = None;
     let key = if escalation {
         may_vote_in_escalation(state, msg.epoch, &host, &voter)?;
         keys::escalation_commit(msg.epoch, &host, &voter)
     } else {
         // One read of the stored assignment (O(committee)), no weight scan.
-        if !state::assigned_committee(state, msg.epoch, &host)?.contains(&voter) {
+        let committee = state::assigned_committee(state, msg.epoch, &host)?;
+        let Some(position) = committee.position(&voter) else {
             return Err(err(
                 codes::NOT_ON_COMMITTEE,
                 format!(
@@ -500,13 +515,24 @@ pub fn vote_commit<S: StateWrite>(
                     msg.epoch
                 ),
             ));
-        }
+        };
+        member = Some((committee.0.len(), position));
         keys::vote_commit(msg.epoch, &host, &voter)
     };
     if state.get_raw(&key)?.is_some() {
         return Err(err(codes::VOTE_ALREADY_COMMITTED, "vote already committed"));
     }
     state.put_raw(key, msg.commitment.clone());
+    if let Some((members, position)) = member {
+        state::record_member_vote(
+            state,
+            msg.epoch,
+            &host,
+            members,
+            position,
+            state::MemberVoteState::Committed,
+        )?;
+    }
     ctx.emit(
         Event::new("kiln.sprint.v1.EventVoteCommitted")
             .attr("epoch", msg.epoch)
@@ -589,6 +615,24 @@ pub fn vote_reveal<S: StateWrite>(
         return Err(err(codes::VOTE_ALREADY_REVEALED, "vote already revealed"));
     }
     state.put_raw(reveal_key, vec![u8::from(msg.valid)]);
+    if !escalation {
+        let committee = state::assigned_committee(state, msg.epoch, &host)?;
+        if let Some(position) = committee.position(&voter) {
+            let revealed = if msg.valid {
+                state::MemberVoteState::RevealedValid
+            } else {
+                state::MemberVoteState::RevealedInvalid
+            };
+            state::record_member_vote(
+                state,
+                msg.epoch,
+                &host,
+                committee.0.len(),
+                position,
+                revealed,
+            )?;
+        }
+    }
     if !escalation && !msg.valid {
         // Any revealed `invalid` committee vote sends the host to the
         // all-weight tally (SPEC §4 "Weight"); marked here, in O(1), so no

@@ -14,6 +14,7 @@
 //! | `sprint/vote_reveal/{epoch}/{host}/{voter}` | 1 byte: 1 valid, 0 invalid |
 //! | `sprint/result/{epoch}/{addr}` | [`crate::state::EpochResult`] written at settle |
 //! | `sprint/committee/{epoch}/{host}` | [`crate::state::AssignedCommittee`]: members and their weights in force, written when the vote stages start |
+//! | `sprint/member_votes/{epoch}/{host}` | one byte per committee member, in the committee's order ([`crate::state::MemberVoteState`]): what settle tallies, in one read |
 //! | `sprint/duty/{epoch}/{voter}` | [`crate::state::AssignedDuties`]: the same assignment indexed by voter (for `Duties`) |
 //! | `sprint/escalated/{epoch}/{host}` | empty: a revealed `invalid` vote sent the host to the all-weight tally |
 //! | `sprint/esc_commit/{epoch}/{host}/{voter}` | 32-byte escalation vote commitment |
@@ -109,8 +110,24 @@ fn epoch_key(tag: &[u8], epoch: u64, parts: &[&Address]) -> Vec<u8> {
     k
 }
 
+pub fn committees_of_epoch(epoch: u64) -> Vec<u8> {
+    epoch_key(b"sprint/committee/", epoch, &[])
+}
+
+pub fn member_votes_of_epoch(epoch: u64) -> Vec<u8> {
+    epoch_key(b"sprint/member_votes/", epoch, &[])
+}
+
+pub fn bonds_of_epoch(epoch: u64) -> Vec<u8> {
+    epoch_key(b"sprint/bond/", epoch, &[])
+}
+
 pub fn committee(epoch: u64, host: &Address) -> Vec<u8> {
     epoch_key(b"sprint/committee/", epoch, &[host])
+}
+
+pub fn member_votes(epoch: u64, host: &Address) -> Vec<u8> {
+    epoch_key(b"sprint/member_votes/", epoch, &[host])
 }
 
 pub fn duties(epoch: u64, voter: &Address) -> Vec<u8> {

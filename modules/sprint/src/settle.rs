@@ -5,21 +5,26 @@
 //! validator set: it reports what happened ([`kiln_framework::ComputeOutcome`]) and the app
 //! hands that on.
 //!
-//! Cost: the weights in force are read once; each committed host costs its
-//! stored committee (O(committee)) and, when escalated, its escalation votes.
-//! No committee is redrawn here.
+//! Cost: the weights in force are read once; the epoch's per-host records
+//! (commitments, openings, committees, member votes, escalation marks,
+//! revealed secrets, bonds) are each read by one ordered scan of their
+//! prefix and merged by host ([`HostScan`]) instead of one point lookup per
+//! host, so the reads stay linear in hosts however large the state is; an
+//! escalated host also costs its escalation votes. No committee is redrawn
+//! here.
 
 use std::collections::BTreeMap;
 
 use kiln_bank::state::BankExt;
 use kiln_framework::{
-    Address, Coin, Coins, Event, RawWeightSource, RawWeights, StateWriteExt, TxResult, BASE_DENOM,
+    Address, Coin, Coins, Event, RawWeightSource, RawWeights, StateReadExt, StateWriteExt,
+    StoredValue, TxError, TxResult, BASE_DENOM,
 };
 use kiln_staking::StakingExt;
 use kiln_state::StateWrite;
 
 use crate::genesis::Sprint;
-use crate::handler::committee_votes;
+use crate::handler::member_votes_of;
 use crate::keys;
 use crate::state::{self, CommitteeVerdict, EpochResult};
 
@@ -37,13 +42,24 @@ impl RawWeightSource for Sprint {
         let params = state::sprint_params(state)?;
         let mut out = RawWeights::default();
 
-        for host in state::committed_hosts(state, epoch)? {
-            let Some(commit) = state::commitment(state, epoch, &host)? else {
-                continue;
-            };
-            let opened = state::opened(state, epoch, &host)?.is_some();
+        let commits = HostScan::of(state, &keys::commits_of_epoch(epoch))?;
+        let mut opens = HostScan::of(state, &keys::opens_of_epoch(epoch))?;
+        let mut committees = HostScan::of(state, &keys::committees_of_epoch(epoch))?;
+        let mut member_votes = HostScan::of(state, &keys::member_votes_of_epoch(epoch))?;
+        let mut escalations = HostScan::of(state, &keys::escalated_of_epoch(epoch))?;
+        let mut secrets = HostScan::of(state, &keys::secrets_of_epoch(epoch))?;
+        let mut bonds = HostScan::of(state, &keys::bonds_of_epoch(epoch))?;
+
+        for (host, commit_bytes) in commits.entries {
+            let commit = state::Commitment::decode_value(&commit_bytes)?;
+            let opened = opens.take(&host).is_some();
             let members = if opened {
-                committee_votes(state, epoch, &host)?
+                let committee = match committees.take(&host) {
+                    Some(b) => state::AssignedCommittee::decode_value(&b)?,
+                    None => state::AssignedCommittee::default(),
+                };
+                let votes = member_votes.take(&host).unwrap_or_default();
+                member_votes_of(committee, &votes)
             } else {
                 Vec::new()
             };
@@ -69,7 +85,7 @@ impl RawWeightSource for Sprint {
                 }
             }
             let verdict = state::committee_verdict(members.iter().map(|m| (m.weight, m.vote)));
-            let escalated = opened && state.get_raw(&keys::escalated(epoch, &host))?.is_some();
+            let escalated = escalations.take(&host).is_some() && opened;
             let (mut esc_valid, mut esc_revealed) = (0u128, 0u128);
             let accepted = if escalated {
                 let reveals = state::escalation_reveals(state, epoch, &host)?;
@@ -107,7 +123,7 @@ impl RawWeightSource for Sprint {
             } else {
                 opened && verdict == CommitteeVerdict::Accepted
             };
-            let revealed = crate::beacon::revealed_secret(state, epoch, &host)?.is_some();
+            let revealed = secrets.take(&host).is_some();
             let reason = if !revealed {
                 // It could not open: its secret is missing from the beacon.
                 "unrevealed"
@@ -135,7 +151,15 @@ impl RawWeightSource for Sprint {
             if raw > 0 {
                 out.weights.insert(host, raw);
             }
-            let (returned, burned) = settle_bond(state, epoch, &host, accepted, &mut out.events)?;
+            let bond = match bonds.take(&host) {
+                Some(b) => u128::from_be_bytes(
+                    <[u8; 16]>::try_from(b.as_slice())
+                        .map_err(|_| TxError::internal("corrupt bond record"))?,
+                ),
+                None => 0,
+            };
+            let (returned, burned) =
+                settle_bond(state, epoch, &host, bond, accepted, &mut out.events)?;
             state.put_value(
                 keys::result(epoch, &host),
                 &EpochResult {
@@ -173,16 +197,55 @@ impl RawWeightSource for Sprint {
     }
 }
 
+/// One epoch's records under `prefix`, keyed by host, read by one ordered
+/// scan. [`HostScan::take`] must be asked for hosts in increasing address
+/// order (settle walks the committed hosts in that order), so merging costs
+/// O(records) in total rather than a point lookup per host.
+struct HostScan {
+    entries: Vec<(Address, Vec<u8>)>,
+    next: usize,
+}
+
+impl HostScan {
+    fn of<S: kiln_state::StateRead + ?Sized>(state: &S, prefix: &[u8]) -> TxResult<Self> {
+        let mut entries = Vec::new();
+        state.for_each_under(prefix, |suffix, value| {
+            // Only `{prefix}{host}` records; longer keys (none today) are skipped.
+            if let Some(host) = Address::from_bytes(suffix) {
+                entries.push((host, value.to_vec()));
+            }
+            Ok(())
+        })?;
+        Ok(HostScan { entries, next: 0 })
+    }
+
+    /// The record of `host`, skipping (for good) every record of a smaller
+    /// address.
+    fn take(&mut self, host: &Address) -> Option<Vec<u8>> {
+        while let Some((a, value)) = self.entries.get_mut(self.next) {
+            match (*a).cmp(host) {
+                std::cmp::Ordering::Less => self.next += 1,
+                std::cmp::Ordering::Equal => {
+                    self.next += 1;
+                    return Some(std::mem::take(value));
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+}
+
 /// Returns the host's bond from escrow (accepted) or burns it (rejected or
 /// unopened); deletes the record. Returns (returned, burned) in ukiln.
 fn settle_bond<S: StateWrite>(
     state: &mut S,
     epoch: u64,
     host: &Address,
+    amount: u128,
     accepted: bool,
     events: &mut Vec<Event>,
 ) -> TxResult<(u64, u64)> {
-    let amount = state::bond(state, epoch, host)?;
     if amount == 0 {
         return Ok((0, 0));
     }

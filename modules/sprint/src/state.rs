@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use kiln_framework::{Address, StateReadExt, TxError, TxResult};
-use kiln_state::StateRead;
+use kiln_state::{StateRead, StateWrite};
 use sha2::{Digest, Sha256};
 
 use crate::keys;
@@ -350,8 +350,72 @@ pub struct AssignedCommittee(pub Vec<(Address, u64)>);
 impl AssignedCommittee {
     /// O(log c).
     pub fn contains(&self, voter: &Address) -> bool {
-        self.0.binary_search_by(|(a, _)| a.cmp(voter)).is_ok()
+        self.position(voter).is_some()
     }
+
+    /// The member's index (members are in address order). O(log c).
+    pub fn position(&self, voter: &Address) -> Option<usize> {
+        self.0.binary_search_by(|(a, _)| a.cmp(voter)).ok()
+    }
+}
+
+/// How far one committee member got with its vote on a host, kept per host
+/// in one byte per member (`sprint/member_votes/{epoch}/{host}`, committee
+/// order) beside the per-voter commitment and reveal keys, so settle reads
+/// one record per host instead of two keys per member: its cost stays
+/// linear in hosts while committees grow with ⌈log₃ h⌉ (issue 9 item 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MemberVoteState {
+    None = 0,
+    Committed = 1,
+    RevealedValid = 2,
+    RevealedInvalid = 3,
+}
+
+impl MemberVoteState {
+    /// Unknown bytes read as `None` (the record is only ever written by
+    /// [`record_member_vote`]).
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            1 => MemberVoteState::Committed,
+            2 => MemberVoteState::RevealedValid,
+            3 => MemberVoteState::RevealedInvalid,
+            _ => MemberVoteState::None,
+        }
+    }
+
+    /// The revealed vote, if any.
+    pub fn vote(self) -> Option<bool> {
+        match self {
+            MemberVoteState::RevealedValid => Some(true),
+            MemberVoteState::RevealedInvalid => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Records member `position`'s progress on `host`'s committee (of `members`
+/// members). A state only moves forward: a commit never overwrites a reveal.
+pub fn record_member_vote<S: StateWrite>(
+    state: &mut S,
+    epoch: u64,
+    host: &Address,
+    members: usize,
+    position: usize,
+    new_state: MemberVoteState,
+) -> TxResult<()> {
+    let key = keys::member_votes(epoch, host);
+    let mut raw = state.get_raw(&key)?.unwrap_or_default();
+    if raw.len() < members {
+        raw.resize(members, 0);
+    }
+    if let Some(slot) = raw.get_mut(position) {
+        if MemberVoteState::from_byte(*slot) < new_state {
+            *slot = new_state as u8;
+        }
+    }
+    state.put_raw(key, raw);
+    Ok(())
 }
 
 /// The hosts one voter must judge, in address order.
