@@ -130,6 +130,8 @@ struct Queue {
     heap: BinaryHeap<Queued>,
     next_seq: u64,
     closed: bool,
+    /// Live [`SprintHold`]s: while any is held, queued `Sprint` items wait.
+    sprint_holds: usize,
 }
 
 #[derive(Default)]
@@ -260,6 +262,19 @@ impl EngineExecutor {
         self.submit(priority, work).wait()
     }
 
+    /// Keeps `Sprint` items from starting while the returned guard lives
+    /// (they stay queued; more urgent items run as usual). The inference
+    /// engine holds one while it has requests in flight: otherwise the
+    /// always-queued sprint round would run between every two decode steps
+    /// and a request would wait a whole round per token (measured: requests
+    /// 3× slower, `examples/inference_cost_to_sprint.rs`).
+    pub fn hold_sprint(&self) -> SprintHold {
+        self.inner.shared.lock().sprint_holds += 1;
+        SprintHold {
+            shared: self.inner.shared.clone(),
+        }
+    }
+
     /// Items queued and not started yet.
     pub fn queued(&self) -> usize {
         self.inner.shared.lock().heap.len()
@@ -269,6 +284,21 @@ impl EngineExecutor {
     /// ones and joins the executor thread. Idempotent.
     pub fn shutdown(&self) {
         self.inner.shutdown();
+    }
+}
+
+/// See [`EngineExecutor::hold_sprint`]; dropping it lets sprint items run again.
+pub struct SprintHold {
+    shared: Arc<Shared>,
+}
+
+impl Drop for SprintHold {
+    fn drop(&mut self) {
+        {
+            let mut q = self.shared.lock();
+            q.sprint_holds = q.sprint_holds.saturating_sub(1);
+        }
+        self.shared.ready.notify_all();
     }
 }
 
@@ -317,8 +347,14 @@ fn run(shared: &Shared, device: ComputeDevice, threads: usize) {
                 if q.closed {
                     break None;
                 }
-                if let Some(item) = q.heap.pop() {
-                    break Some(item);
+                // The heap's top is its most urgent item: when that is a
+                // sprint item and the sprint is held, nothing may run yet.
+                let held = q.sprint_holds > 0
+                    && q.heap.peek().map(|i| i.priority) == Some(Priority::Sprint);
+                if !held {
+                    if let Some(item) = q.heap.pop() {
+                        break Some(item);
+                    }
                 }
                 q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
             }
@@ -332,6 +368,30 @@ fn run(shared: &Shared, device: ComputeDevice, threads: usize) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_sprint_hold_keeps_sprint_items_queued_but_not_more_urgent_ones() {
+        let exec = executor();
+        let hold = exec.hold_sprint();
+        let sprint = exec.submit(Priority::Sprint, |_| Ok("sprint"));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            sprint.try_wait().is_none(),
+            "a held sprint item must not run"
+        );
+        assert_eq!(
+            exec.run(Priority::Validation, |_| Ok("validation"))
+                .unwrap(),
+            "validation"
+        );
+        assert!(sprint.try_wait().is_none(), "still held");
+        let second = exec.hold_sprint();
+        drop(hold);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(sprint.try_wait().is_none(), "one hold is still alive");
+        drop(second);
+        assert_eq!(sprint.wait().unwrap(), "sprint");
+    }
 
     fn executor() -> EngineExecutor {
         EngineExecutor::start(ComputeDevice::cpu_f32(), 1).unwrap()
