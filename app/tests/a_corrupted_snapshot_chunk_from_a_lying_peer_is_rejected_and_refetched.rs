@@ -330,6 +330,27 @@ fn a_corrupted_snapshot_chunk_from_a_lying_peer_is_rejected_and_refetched() {
         "node{JOINER} and node{HONEST} disagree at height {h}"
     );
 
+    // A state-synced node has the blocks, and their ABCI results, from the
+    // one after the snapshot on; below that CometBFT says the height is not
+    // available (it has no block there either).
+    let earliest: u64 = net.get(JOINER, "/status").unwrap()["result"]["sync_info"]
+        ["earliest_block_height"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(earliest > 1, "node{JOINER} has blocks from {earliest}");
+    let missing = net.missing_block_results(JOINER, earliest, h - 1);
+    assert!(
+        missing.is_empty(),
+        "node{JOINER} lacks block results: {missing:?}"
+    );
+    let below = net.missing_block_results(JOINER, earliest - 1, earliest - 1);
+    assert!(
+        below.len() == 1 && below[0].1.contains("is not available"),
+        "{below:?}"
+    );
+
     // The rejection path ran: the joining kilnd refused chunks that failed
     // their SHA-256, each from a liar, never from the honest node, and
     // CometBFT fetched them again (the restore completed). At most one

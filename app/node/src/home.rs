@@ -96,6 +96,12 @@ discovery_time = "15s"
 
 [consensus]
 timeout_commit = "1s"
+
+[storage]
+# Keep each block's ABCI results: /block_results serves them (CometBFT's
+# default, written out because clients depend on it). They are pruned with
+# the blocks below kilnd's retain height (kilnd.toml min_retain_blocks).
+discard_abci_responses = false
 "#
     )
 }
