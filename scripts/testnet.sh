@@ -23,7 +23,9 @@
 # (default 26656: node I uses base+10*I for p2p, +1 RPC, +2 ABCI, +3 worker),
 # KILN_TESTNET_BLOCK_TIME (CometBFT timeout_commit, default 1s),
 # KILN_TESTNET_WORKERS=0 (nodes without workers), KILN_TESTNET_WORKER_THREADS
-# (default 1), KILN_TESTNET_SNAPSHOT_INTERVAL (default 10), KILN_BIN_DIR
+# (default 1), KILN_TESTNET_SNAPSHOT_INTERVAL (default 10),
+# KILN_TESTNET_SNAPSHOT_CHUNK_BYTES (default: kilnd's, 4 MiB),
+# KILN_TESTNET_MEMPOOL_SIZE (CometBFT mempool size, default kilnd init's), KILN_BIN_DIR
 # (default target/debug), KILN_COMETBFT (default .bin/cometbft),
 # KILN_TESTNET_GENESIS_ACCOUNTS (a JSON file of extra accounts the coordinator
 # funds at genesis with `kilnd genesis bulk-add-accounts`, before the gentxs).
@@ -37,6 +39,8 @@ BLOCK_TIME=${KILN_TESTNET_BLOCK_TIME:-1s}
 WORKERS=${KILN_TESTNET_WORKERS:-1}
 WORKER_THREADS=${KILN_TESTNET_WORKER_THREADS:-1}
 SNAPSHOT_INTERVAL=${KILN_TESTNET_SNAPSHOT_INTERVAL:-10}
+SNAPSHOT_CHUNK_BYTES=${KILN_TESTNET_SNAPSHOT_CHUNK_BYTES:-}
+MEMPOOL_SIZE=${KILN_TESTNET_MEMPOOL_SIZE:-}
 CHAIN_ID=${KILN_TESTNET_CHAIN_ID:-kiln-testnet}
 GENESIS_ACCOUNTS=${KILN_TESTNET_GENESIS_ACCOUNTS:-}
 # Genesis funds per operator and per ML key (ukiln).
@@ -103,8 +107,15 @@ configure_node() { # index
   toml_set "$cfg" p2p laddr "\"tcp://127.0.0.1:$(p2p_port "$i")\""
   toml_set "$cfg" p2p addr_book_strict false
   toml_set "$cfg" p2p allow_duplicate_ip true
+  # Loopback: no reason to pace peers at CometBFT's internet default (5 MB/s).
+  toml_set "$cfg" p2p send_rate 52428800
+  toml_set "$cfg" p2p recv_rate 52428800
   toml_set "$cfg" consensus timeout_commit "\"$BLOCK_TIME\""
+  if [ -n "$MEMPOOL_SIZE" ]; then toml_set "$cfg" mempool size "$MEMPOOL_SIZE"; fi
   toml_set "$h/config/kilnd.toml" "" snapshot_interval "$SNAPSHOT_INTERVAL"
+  if [ -n "$SNAPSHOT_CHUNK_BYTES" ]; then
+    toml_set "$h/config/kilnd.toml" "" snapshot_chunk_bytes "$SNAPSHOT_CHUNK_BYTES"
+  fi
 }
 
 # Every other node as a persistent peer.
@@ -388,5 +399,5 @@ case "${1:-}" in
   kill) stop_node "${2:?usage: kill I}" KILL ;;
   start) check_bins; start_node "${2:?usage: start I}"; start_worker "$2" ;;
   reset) cmd_down; rm -rf "$DIR"; say "deleted $DIR" ;;
-  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

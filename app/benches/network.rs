@@ -17,6 +17,9 @@
 //!    timed from `testnet.sh start` (kilnd + CometBFT start) until its
 //!    `/status` says `catching_up: false` at a height at or above the
 //!    network's height when it started. Target: block sync / state sync >= 10.
+//!    Each join also prints its phases (snapshot discovery, offer, chunks
+//!    applied, restored, block sync, switch to consensus) from the joining
+//!    node's CometBFT log.
 //!
 //! Knobs (env): `KILN_BENCH_NETWORK` (`throughput`, `join` or `all`, default
 //! all), `KILN_BENCH_NETWORK_TXS` (default 20000),
@@ -637,6 +640,7 @@ fn time_join(net: &Testnet, mode: &str, probe: &Address) -> Joined {
         std::thread::sleep(Duration::from_millis(100));
     };
     let seconds = start.elapsed().as_secs_f64();
+    println!("    {mode} phases: {}", phases(&net.home(index)));
     // The joined node has the network's state: the same app hash in a block
     // both have, and the last account the chain created.
     let check_height = caught_up_height.max(earliest + 1);
@@ -659,6 +663,52 @@ fn time_join(net: &Testnet, mode: &str, probe: &Address) -> Joined {
         height: caught_up_height,
         earliest,
     }
+}
+
+/// Seconds of `HH:MM:SS.mmm` in a CometBFT log line (`I[YYYY-MM-DD|HH:MM:SS.mmm] …`).
+fn comet_log_seconds(line: &str) -> Option<f64> {
+    let time = line.split_once('|')?.1.split_once(']')?.0;
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// When the joining node's CometBFT reached each phase of its join, in
+/// seconds after its first log line (from its `cometbft.log`).
+fn phases(home: &Path) -> String {
+    let log = std::fs::read_to_string(home.join("cometbft.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let Some(origin) = lines.iter().find_map(|l| comet_log_seconds(l)) else {
+        return "no cometbft.log".into();
+    };
+    let first = |marker: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(marker))
+            .and_then(|l| comet_log_seconds(l))
+    };
+    let last = |marker: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.contains(marker))
+            .and_then(|l| comet_log_seconds(l))
+    };
+    [
+        ("discovering", first("Discovering snapshots")),
+        ("offered", first("Offering snapshot to ABCI app")),
+        ("first chunk applied", first("Applied snapshot chunk")),
+        ("last chunk applied", last("Applied snapshot chunk")),
+        ("snapshot restored", first("Snapshot restored")),
+        ("block sync started", first("Starting BlockPool service")),
+        ("switch to consensus", first("Time to switch to consensus")),
+    ]
+    .iter()
+    .filter_map(|(name, t)| Some(format!("{name} {:.1}s", t.as_ref()? - origin)))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 fn join() -> Vec<String> {

@@ -82,6 +82,10 @@ enum Command {
         /// How many snapshots to keep and serve [default: config/kilnd.toml, else 2].
         #[arg(long)]
         snapshot_keep_recent: Option<u32>,
+        /// Target size of a snapshot chunk in bytes (nodes serving the same
+        /// snapshot must agree on it) [default: config/kilnd.toml, else 4 MiB].
+        #[arg(long)]
+        snapshot_chunk_bytes: Option<usize>,
     },
     /// State-sync snapshots in `<home>/data/snapshots`, for offline bootstrap
     /// (stop `kilnd start` first: the store is opened exclusively).
@@ -312,6 +316,7 @@ fn run(cli: Cli) -> Result<()> {
             min_retain_blocks,
             snapshot_interval,
             snapshot_keep_recent,
+            snapshot_chunk_bytes,
         } => {
             let file = node_config::NodeConfig::load(&home)?;
             let abci = match abci {
@@ -323,16 +328,27 @@ fn run(cli: Cli) -> Result<()> {
             if snapshot_interval > 0 && snapshot_keep_recent == 0 {
                 bail!("--snapshot-keep-recent must be at least 1 when snapshots are taken");
             }
+            let chunk_bytes = snapshot_chunk_bytes.unwrap_or(file.snapshot_chunk_bytes);
+            let chunk_range = node_config::MIN_CHUNK_BYTES..=node_config::MAX_CHUNK_BYTES;
+            if !chunk_range.contains(&chunk_bytes) {
+                bail!(
+                    "--snapshot-chunk-bytes must be between {} and {}",
+                    chunk_range.start(),
+                    chunk_range.end()
+                );
+            }
+            let mut snapshots = SnapshotConfig::new(
+                snapshots_dir(&home),
+                snapshot_interval,
+                snapshot_keep_recent,
+            );
+            snapshots.chunk_bytes = chunk_bytes;
             let app = open_app(
                 &home,
                 pruning_keep_recent.unwrap_or(file.pruning_keep_recent),
             )?
             .with_min_retain_blocks(min_retain_blocks.unwrap_or(file.min_retain_blocks))
-            .with_snapshots(SnapshotConfig::new(
-                snapshots_dir(&home),
-                snapshot_interval,
-                snapshot_keep_recent,
-            ));
+            .with_snapshots(snapshots);
             tracing::info!(%abci, home = %home.display(), "serving ABCI for CometBFT 0.38");
             kiln_node::abci_server::serve_abci(app, abci)
         }
@@ -500,7 +516,10 @@ fn run_snapshots(home: &Path, command: SnapshotsCommand) -> Result<()> {
                     .latest_version()
                     .ok_or_else(|| anyhow::anyhow!("the state is empty: nothing to export"))?,
             };
-            let snapshots = Snapshots::new(Some(SnapshotConfig::new(&dir, 0, u32::MAX)));
+            // The node's chunk size, so the export is the snapshot it serves.
+            let mut config = SnapshotConfig::new(&dir, 0, u32::MAX);
+            config.chunk_bytes = node_config::NodeConfig::load(home)?.snapshot_chunk_bytes;
+            let snapshots = Snapshots::new(Some(config));
             let chunks = snapshots.take(storage, height)?;
             println!(
                 "snapshot of height {height} written to {} ({chunks} chunks, app hash {})",

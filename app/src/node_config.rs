@@ -35,7 +35,20 @@ snapshot_interval = 0
 
 # How many snapshots to keep and serve.
 snapshot_keep_recent = 2
+
+# Target size of a snapshot chunk in bytes (a chunk ends after the entry that
+# reaches it). The chunks, and so the snapshot's hash, depend on it: nodes
+# that should serve the same snapshot to a joining node must use the same
+# value. At most 12 MiB (CometBFT carries a chunk in a message of at most
+# 16 MB).
+snapshot_chunk_bytes = 4194304
 "#;
+
+/// Smallest `snapshot_chunk_bytes` (smaller chunks only add round trips).
+pub const MIN_CHUNK_BYTES: usize = 1024;
+/// Largest `snapshot_chunk_bytes`: a chunk can exceed the target by one
+/// entry, and CometBFT's state sync refuses messages above 16 MB.
+pub const MAX_CHUNK_BYTES: usize = 12 << 20;
 
 /// The settings, after defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -46,6 +59,7 @@ pub struct NodeConfig {
     pub min_retain_blocks: u64,
     pub snapshot_interval: u64,
     pub snapshot_keep_recent: u32,
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl Default for NodeConfig {
@@ -56,6 +70,7 @@ impl Default for NodeConfig {
             min_retain_blocks: 0,
             snapshot_interval: 0,
             snapshot_keep_recent: 2,
+            snapshot_chunk_bytes: kiln_store::snapshot::DEFAULT_CHUNK_BYTES,
         }
     }
 }
@@ -75,6 +90,12 @@ impl NodeConfig {
         if config.snapshot_interval > 0 && config.snapshot_keep_recent == 0 {
             bail!(
                 "invalid {}: snapshot_keep_recent must be at least 1 when snapshot_interval is set",
+                file.display()
+            );
+        }
+        if !(MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES).contains(&config.snapshot_chunk_bytes) {
+            bail!(
+                "invalid {}: snapshot_chunk_bytes must be between {MIN_CHUNK_BYTES} and {MAX_CHUNK_BYTES}",
                 file.display()
             );
         }
@@ -206,5 +227,14 @@ mod tests {
         .unwrap();
         let err = format!("{:#}", NodeConfig::load(home.path()).unwrap_err());
         assert!(err.contains("snapshot_keep_recent"), "{err}");
+        for bad in [0, MIN_CHUNK_BYTES - 1, MAX_CHUNK_BYTES + 1] {
+            std::fs::write(
+                config.join("kilnd.toml"),
+                format!("snapshot_chunk_bytes = {bad}\n"),
+            )
+            .unwrap();
+            let err = format!("{:#}", NodeConfig::load(home.path()).unwrap_err());
+            assert!(err.contains("snapshot_chunk_bytes"), "{err}");
+        }
     }
 }

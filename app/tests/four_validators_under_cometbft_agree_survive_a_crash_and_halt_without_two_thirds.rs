@@ -124,6 +124,28 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
         !kilnd_log.contains("panicked"),
         "kilnd of node3 panicked:\n{kilnd_log}"
     );
+    // Every node keeps the ABCI results of every block below its tip
+    // (`/block_results`), the restarted one too, and they hold the send.
+    for node in [0, 3] {
+        let missing = net.missing_block_results(node, 1, target - 1);
+        assert!(
+            missing.is_empty(),
+            "node{node} lacks block results: {missing:?}"
+        );
+    }
+    let tx_height = match &sent["height"] {
+        serde_json::Value::String(h) => h.clone(),
+        other => other.to_string(),
+    };
+    let results = net
+        .get(3, &format!("/block_results?height={tx_height}"))
+        .unwrap_or_default();
+    assert!(
+        results["result"]["txs_results"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["code"] == 0)),
+        "node3's results of block {tx_height} lack the send: {results} (sent: {sent})"
+    );
 
     // Two of four stopped (20 of 40): no new block.
     net.run(&["kill", "2"]);

@@ -78,6 +78,11 @@ persistent_peers = ""
 # Loopback networks (several validators on one machine) need these two.
 addr_book_strict = true
 allow_duplicate_ip = false
+# Bytes per second sent to / received from each peer (CometBFT's defaults,
+# 5 MB/s, suit the open internet; raise both on a fast LAN: state-sync
+# chunks and large blocks travel faster).
+send_rate = 5120000
+recv_rate = 5120000
 
 [mempool]
 size = 5000
@@ -96,6 +101,18 @@ discovery_time = "15s"
 
 [consensus]
 timeout_commit = "1s"
+
+[tx_index]
+# "kv" indexes every tx (and its events' indexed attributes): /tx and
+# /tx_search need it, and the kiln CLI and the worker wait for their txs
+# through /tx. "null" turns it off (a validator that serves no clients).
+indexer = "kv"
+
+[storage]
+# Keep each block's ABCI results: /block_results serves them (CometBFT's
+# default, written out because clients depend on it). They are pruned with
+# the blocks below kilnd's retain height (kilnd.toml min_retain_blocks).
+discard_abci_responses = false
 "#
     )
 }

@@ -178,6 +178,24 @@ impl Testnet {
         )
     }
 
+    /// The heights in `from..=to` whose `/block_results` `node` does not
+    /// serve, with CometBFT's error. CometBFT stores a block (and `/status`
+    /// reports its height) before it executes it and saves the results, so
+    /// the tip's results can be briefly missing: ask only for heights below
+    /// the node's tip.
+    pub fn missing_block_results(&self, node: u16, from: u64, to: u64) -> Vec<(u64, String)> {
+        (from..=to)
+            .filter_map(|h| {
+                let answer = self.get(node, &format!("/block_results?height={h}"));
+                match answer {
+                    Some(v) if v["result"]["height"].as_str() == Some(&h.to_string()) => None,
+                    Some(v) => Some((h, v["error"]["data"].to_string())),
+                    None => Some((h, "no answer".into())),
+                }
+            })
+            .collect()
+    }
+
     /// Waits until `node` is at `height` or above; returns its height.
     pub fn wait_height(&self, node: u16, height: u64, within: Duration) -> u64 {
         let start = Instant::now();
