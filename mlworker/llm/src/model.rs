@@ -341,8 +341,22 @@ pub fn logprobs_of(
     let (top_v, top_i) = lp.topk(k.max(1), -1, true, true);
     let top_v = Vec::<f32>::try_from(top_v.reshape([-1]))?;
     let top_i = Vec::<i64>::try_from(top_i.reshape([-1]))?;
-    let flat = Vec::<f32>::try_from(lp.reshape([-1]))?;
     let kk = k.max(1) as usize;
+    // The chosen tokens' logprobs: a gather, not a copy of every row.
+    let chosen_lp = match chosen {
+        Some(c) => {
+            if let Some(&id) = c.iter().find(|&&t| t as i64 >= vocab) {
+                return Err(ModelError::TokenOutOfRange {
+                    id,
+                    vocab: vocab as usize,
+                });
+            }
+            let idx: Vec<i64> = c.iter().map(|&t| t as i64).collect();
+            let idx = Tensor::from_slice(&idx).unsqueeze(1);
+            Vec::<f32>::try_from(lp.gather(1, &idx, false).reshape([-1]))?
+        }
+        None => (0..rows as usize).map(|r| top_v[r * kk]).collect(),
+    };
     let mut out = Vec::with_capacity(rows as usize);
     for r in 0..rows as usize {
         let top: Vec<TokenLogprob> = (0..k as usize)
@@ -355,14 +369,9 @@ pub fn logprobs_of(
             Some(c) => c[r],
             None => top_i[r * kk] as u32,
         };
-        let idx = r * vocab as usize + token as usize;
-        let logprob = *flat.get(idx).ok_or(ModelError::TokenOutOfRange {
-            id: token,
-            vocab: vocab as usize,
-        })?;
         out.push(PositionLogprobs {
             token,
-            logprob,
+            logprob: chosen_lp[r],
             top,
         });
     }
