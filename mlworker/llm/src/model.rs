@@ -19,9 +19,13 @@
 //! its length. [`LlamaModel::prefill`] appends any number of tokens (call it
 //! repeatedly for chunked prefill); [`LlamaModel::decode_step`] advances
 //! several sequences of different lengths by one token each in one forward
-//! pass: the projections and the MLP run as one batched matmul over the
-//! batch, attention runs per sequence against its own cache (no padding, so
-//! no mask and no wasted work). Sequences can join and leave between steps.
+//! pass; [`LlamaModel::forward_batch`] does both at once (a serving step:
+//! every running request's next token and joining requests' prompt chunks).
+//! The projections, the MLP and the LM head run as one matmul over all the
+//! rows; the decode rows' attention is one batched matmul over their caches
+//! stacked to the longest (`[b, kv_heads, len, head_dim]`, shorter ones
+//! masked), and each prefill chunk attends on its own against its cache.
+//! Sequences can join and leave between steps.
 //!
 //! **Numerics.** Same order of operations as Hugging Face's `LlamaForCausalLM`
 //! (RMSNorm in f32, RoPE tables in f32, softmax in f32, logits in f32), so
