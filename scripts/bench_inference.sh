@@ -2,9 +2,12 @@
 # Inference benchmark (issue 11): `kiln-mlworker serve` (release build, which
 # `make bench` makes) against transformers.generate on the same GGUF, in the
 # same run, both with KILN_BENCH_THREADS torch threads (default: all cores).
-# See scripts/bench_inference.py. llama.cpp is not compared: llama-cpp-python
-# is a source package needing cmake and a C++ build, which this project does
-# not install.
+# See scripts/bench_inference.py. Then replay cost ÷ generation cost for the
+# same tokens (mlworker/llm/benches/replay_cost.rs, built with cargo's
+# KILN_BENCH_PROFILE, default `bench`). llama.cpp (scripts/bench_llama_cpp.py)
+# only when KILN_LLAMA_CPP_PYTHON (default the venv's python) imports
+# llama_cpp: llama-cpp-python is a source package needing cmake and a C++
+# build, which setup does not install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${KILN_BIN_DIR:-$(pwd)/target/release}
@@ -17,3 +20,10 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
 .venv/bin/python scripts/bench_inference.py "http://127.0.0.1:$PORT/v1" "$GGUF" "$THREADS" | tee target/bench_inference.txt
+LLAMA_PY=${KILN_LLAMA_CPP_PYTHON:-.venv/bin/python}
+if "$LLAMA_PY" -c 'import llama_cpp' 2>/dev/null; then
+  "$LLAMA_PY" scripts/bench_llama_cpp.py "$GGUF" "$THREADS" | tee -a target/bench_inference.txt
+else
+  echo "RESULT llama_cpp_1 skipped: $LLAMA_PY cannot import llama_cpp (llama-cpp-python is a source build, see README)" | tee -a target/bench_inference.txt
+fi
+cargo bench -q --profile "${KILN_BENCH_PROFILE:-bench}" -p kiln-llm --bench replay_cost -- "$THREADS" | tee -a target/bench_inference.txt

@@ -65,7 +65,7 @@ pub struct ServeArgs {
     /// Requests waiting for a batch slot at most; more get 429 with Retry-After.
     #[arg(long, default_value_t = 64)]
     pub max_queue: usize,
-    /// Prompt tokens prefilled per step for a joining request.
+    /// Prompt tokens prefilled per step, over all joining requests.
     #[arg(long, default_value_t = 256)]
     pub prefill_chunk: usize,
     /// Request bodies above this many bytes get 413.

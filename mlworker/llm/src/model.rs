@@ -19,9 +19,13 @@
 //! its length. [`LlamaModel::prefill`] appends any number of tokens (call it
 //! repeatedly for chunked prefill); [`LlamaModel::decode_step`] advances
 //! several sequences of different lengths by one token each in one forward
-//! pass: the projections and the MLP run as one batched matmul over the
-//! batch, attention runs per sequence against its own cache (no padding, so
-//! no mask and no wasted work). Sequences can join and leave between steps.
+//! pass; [`LlamaModel::forward_batch`] does both at once (a serving step:
+//! every running request's next token and joining requests' prompt chunks).
+//! The projections, the MLP and the LM head run as one matmul over all the
+//! rows; the decode rows' attention is one batched matmul over their caches
+//! stacked to the longest (`[b, kv_heads, len, head_dim]`, shorter ones
+//! masked), and each prefill chunk attends on its own against its cache.
+//! Sequences can join and leave between steps.
 //!
 //! **Numerics.** Same order of operations as Hugging Face's `LlamaForCausalLM`
 //! (RMSNorm in f32, RoPE tables in f32, softmax in f32, logits in f32), so
@@ -341,8 +345,22 @@ pub fn logprobs_of(
     let (top_v, top_i) = lp.topk(k.max(1), -1, true, true);
     let top_v = Vec::<f32>::try_from(top_v.reshape([-1]))?;
     let top_i = Vec::<i64>::try_from(top_i.reshape([-1]))?;
-    let flat = Vec::<f32>::try_from(lp.reshape([-1]))?;
     let kk = k.max(1) as usize;
+    // The chosen tokens' logprobs: a gather, not a copy of every row.
+    let chosen_lp = match chosen {
+        Some(c) => {
+            if let Some(&id) = c.iter().find(|&&t| t as i64 >= vocab) {
+                return Err(ModelError::TokenOutOfRange {
+                    id,
+                    vocab: vocab as usize,
+                });
+            }
+            let idx: Vec<i64> = c.iter().map(|&t| t as i64).collect();
+            let idx = Tensor::from_slice(&idx).unsqueeze(1);
+            Vec::<f32>::try_from(lp.gather(1, &idx, false).reshape([-1]))?
+        }
+        None => (0..rows as usize).map(|r| top_v[r * kk]).collect(),
+    };
     let mut out = Vec::with_capacity(rows as usize);
     for r in 0..rows as usize {
         let top: Vec<TokenLogprob> = (0..k as usize)
@@ -355,14 +373,9 @@ pub fn logprobs_of(
             Some(c) => c[r],
             None => top_i[r * kk] as u32,
         };
-        let idx = r * vocab as usize + token as usize;
-        let logprob = *flat.get(idx).ok_or(ModelError::TokenOutOfRange {
-            id: token,
-            vocab: vocab as usize,
-        })?;
         out.push(PositionLogprobs {
             token,
-            logprob,
+            logprob: chosen_lp[r],
             top,
         });
     }
@@ -628,9 +641,60 @@ impl LlamaModel {
             .reshape([n, c.n_heads as i64 * hd])
     }
 
+    /// Attention for `decode` sequences that take one new token each (rows
+    /// `0..decode.len()` of `q`, `[rows, n_heads, hd]`), all in one batched
+    /// matmul: their caches (already holding the new keys, room for `tmax`
+    /// positions each) are stacked to `[b, kvh, tmax, hd]` and positions at or
+    /// past a sequence's length are masked (`mask`, `[b, 1, 1, tmax]`, true =
+    /// hidden). Returns `[b, n_heads * hd]`.
+    fn attend_decode(
+        &self,
+        q: &Tensor,
+        seqs: &[&mut Sequence],
+        decode: &[usize],
+        layer: usize,
+        tmax: i64,
+        mask: Option<&Tensor>,
+    ) -> Tensor {
+        let c = &self.config;
+        let (kvh, hd) = (c.n_kv_heads as i64, c.head_dim as i64);
+        let group = (c.n_heads / c.n_kv_heads) as i64;
+        let b = decode.len() as i64;
+        let gather = |pick: fn(&KvCache) -> &Tensor| -> Tensor {
+            if let [only] = decode {
+                pick(&seqs[*only].caches[layer])
+                    .narrow(1, 0, tmax)
+                    .unsqueeze(0)
+            } else {
+                let views: Vec<Tensor> = decode
+                    .iter()
+                    .map(|&s| pick(&seqs[s].caches[layer]).narrow(1, 0, tmax))
+                    .collect();
+                Tensor::stack(&views, 0)
+            }
+        };
+        let k_all = gather(|cache| &cache.k); // [b, kvh, tmax, hd]
+        let v_all = gather(|cache| &cache.v);
+        // Head h = kv_head * group + g (as repeat_kv): [b, heads, hd] → [b, kvh, group, hd].
+        let qg = q.narrow(0, 0, b).reshape([b, kvh, group, hd]);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = qg.matmul(&k_all.transpose(2, 3)) * scale; // [b, kvh, group, tmax]
+        let scores = match mask {
+            Some(mask) => scores.masked_fill(mask, f64::NEG_INFINITY),
+            None => scores,
+        };
+        let probs = scores.softmax(-1, Kind::Float).to_kind(self.options.kind);
+        probs
+            .matmul(&v_all) // [b, kvh, group, hd]
+            .reshape([b, c.n_heads as i64 * hd])
+    }
+
     /// The transformer over a flat batch of `rows` tokens: `segments` lists
     /// each sequence's rows (consecutive, in order) as `(seq index, start row,
-    /// count)`. Caches must have room. Returns the final hidden states `[rows, hidden]`.
+    /// count)`. The leading one-token segments (decode steps) attend in one
+    /// batched matmul, each other segment (a prefill chunk) on its own.
+    /// Caches must have room, and the decode sequences room for the longest
+    /// of them. Returns the final hidden states `[rows, hidden]`.
     fn forward_rows(
         &self,
         seqs: &mut [&mut Sequence],
@@ -650,6 +714,27 @@ impl LlamaModel {
         }
         let (cos, sin) = self.rope_tables(&positions);
         let rows = tokens.len() as i64;
+        // The decode segments: rows 0..decode.len(), one token each.
+        let n_decode = segments
+            .iter()
+            .enumerate()
+            .take_while(|(i, &(_, row, count))| count == 1 && row == *i as i64)
+            .count();
+        let decode: Vec<usize> = segments[..n_decode].iter().map(|&(s, _, _)| s).collect();
+        let decode_lens: Vec<i64> = decode.iter().map(|&s| seqs[s].len as i64 + 1).collect();
+        let tmax = decode_lens.iter().copied().max().unwrap_or(0);
+        let decode_mask = if decode_lens.iter().any(|&l| l != tmax) {
+            let lens = Tensor::from_slice(&decode_lens).to_device(dev);
+            let kpos = Tensor::arange(tmax, (Kind::Int64, dev));
+            Some(kpos.unsqueeze(0).ge_tensor(&lens.unsqueeze(1)).reshape([
+                n_decode as i64,
+                1,
+                1,
+                tmax,
+            ]))
+        } else {
+            None
+        };
         for (li, layer) in self.layers.iter().enumerate() {
             let normed = self.rms_norm(&x, &layer.attn_norm);
             let qkv = normed.linear(&layer.wqkv, layer.bqkv.as_ref());
@@ -662,7 +747,6 @@ impl LlamaModel {
                 .reshape([rows, c.n_kv_heads as i64, hd]);
             let q = Self::apply_rope(&q, &cos, &sin);
             let k = Self::apply_rope(&k, &cos, &sin);
-            let mut outs = Vec::with_capacity(segments.len());
             for &(s, row, count) in segments {
                 let seq = &mut *seqs[s];
                 let start = seq.len as i64;
@@ -676,7 +760,15 @@ impl LlamaModel {
                     .v
                     .narrow(1, start, count)
                     .copy_(&v.narrow(0, row, count).transpose(0, 1));
-                let total = start + count;
+            }
+            let mut outs = Vec::with_capacity(segments.len() - n_decode + 1);
+            if n_decode > 0 {
+                outs.push(self.attend_decode(&q, seqs, &decode, li, tmax, decode_mask.as_ref()));
+            }
+            for &(s, row, count) in &segments[n_decode..] {
+                let seq = &*seqs[s];
+                let cache = &seq.caches[li];
+                let total = seq.len as i64 + count;
                 outs.push(self.attend(
                     &q.narrow(0, row, count),
                     &cache.k.narrow(1, 0, total),
@@ -685,7 +777,12 @@ impl LlamaModel {
                     total,
                 ));
             }
-            let attn = Tensor::cat(&outs, 0);
+            let attn = if outs.len() == 1 {
+                outs.pop()
+                    .unwrap_or_else(|| Tensor::zeros([0], (self.options.kind, dev)))
+            } else {
+                Tensor::cat(&outs, 0)
+            };
             x += attn.linear::<Tensor>(&layer.wo, None);
             let normed = self.rms_norm(&x, &layer.ffn_norm);
             let gate_up = normed.linear::<Tensor>(&layer.w_gate_up, None);
@@ -749,13 +846,75 @@ impl LlamaModel {
                 next_tokens.len()
             )));
         }
-        self.check_tokens(next_tokens)?;
-        let _guard = tch::no_grad_guard();
-        for seq in seqs.iter_mut() {
-            self.reserve(seq, seq.len + 1)?;
+        let inputs: Vec<&[u32]> = next_tokens.iter().map(std::slice::from_ref).collect();
+        self.forward_batch(seqs, &inputs)
+    }
+
+    /// One forward pass that appends `inputs[i]` to `seqs[i]` for every i
+    /// (one token for a decode step, a prompt chunk for a prefill) and returns
+    /// the logits `[n, vocab]` (f32, on the model's device) at each input's
+    /// last position. Continuous batching runs a step's decodes and prefill
+    /// chunks in one pass, so the weights are read once for all of them. The
+    /// sequences must be distinct; the total is not chunked (keep it to a few
+    /// hundred tokens: prefill attention scores are `[heads, chunk, length]`).
+    pub fn forward_batch(&self, seqs: &mut [&mut Sequence], inputs: &[&[u32]]) -> Result<Tensor> {
+        if seqs.len() != inputs.len() || seqs.is_empty() {
+            return Err(ModelError::BadInput(format!(
+                "{} sequences and {} inputs",
+                seqs.len(),
+                inputs.len()
+            )));
         }
-        let segments: Vec<(usize, i64, i64)> = (0..seqs.len()).map(|i| (i, i as i64, 1)).collect();
-        let hidden = self.forward_rows(seqs, next_tokens, &segments);
+        if inputs.iter().any(|i| i.is_empty()) {
+            return Err(ModelError::BadInput("an empty input".into()));
+        }
+        for input in inputs {
+            self.check_tokens(input)?;
+        }
+        let _guard = tch::no_grad_guard();
+        // Decode steps (one token) first, as forward_rows batches them.
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs[i].len() != 1);
+        let tmax = order
+            .iter()
+            .filter(|&&i| inputs[i].len() == 1)
+            .map(|&i| seqs[i].len + 1)
+            .max()
+            .unwrap_or(0);
+        for (seq, input) in seqs.iter_mut().zip(inputs) {
+            let needed = seq.len + input.len();
+            if needed > self.config.context_length {
+                return Err(ModelError::ContextFull {
+                    needed,
+                    context: self.config.context_length,
+                });
+            }
+            // A decode sequence's cache is stacked to the batch's longest.
+            let room = if input.len() == 1 {
+                needed.max(tmax)
+            } else {
+                needed
+            };
+            self.reserve(seq, room)?;
+        }
+        let mut tokens = Vec::new();
+        let mut segments = Vec::with_capacity(order.len());
+        let mut last_rows = vec![0i64; inputs.len()];
+        for &i in &order {
+            let row = tokens.len() as i64;
+            tokens.extend_from_slice(inputs[i]);
+            segments.push((i, row, inputs[i].len() as i64));
+            last_rows[i] = tokens.len() as i64 - 1;
+        }
+        let hidden = self.forward_rows(seqs, &tokens, &segments);
+        let hidden = if hidden.size()[0] == inputs.len() as i64
+            && order.iter().enumerate().all(|(r, &i)| r == i)
+        {
+            hidden
+        } else {
+            let rows = Tensor::from_slice(&last_rows).to_device(self.options.device);
+            hidden.index_select(0, &rows)
+        };
         Ok(self.lm_logits(&hidden))
     }
 

@@ -123,6 +123,67 @@ fn batched_decode_of_sequences_that_join_and_leave_equals_each_alone() {
     println!("batched vs alone: max |logit diff| {max_diff:.2e} (tolerance {LOGIT_TOLERANCE:.0e})");
 }
 
+/// A serving step: two running sequences decode while two others prefill
+/// chunks (one its first, one its last), all in one `forward_batch`; each
+/// row equals what the sequence gets on its own.
+#[test]
+fn one_pass_of_decodes_and_prefill_chunks_equals_each_alone() {
+    let llm = load();
+    let model = &llm.model;
+    let prompts = prompts(&llm);
+    let next_of = |p: &[u32]| {
+        let mut s = model.new_sequence();
+        argmax(&model.prefill(&mut s, p).unwrap())
+    };
+    let mut running: Vec<Sequence> = (0..2).map(|_| model.new_sequence()).collect();
+    for (s, p) in running.iter_mut().zip(&prompts) {
+        let _ = model.prefill(s, p).unwrap();
+    }
+    let tokens = [next_of(&prompts[0]), next_of(&prompts[1])];
+    // Sequence 3 already holds the first 7 tokens of its prompt.
+    let (p2, p3) = (&prompts[2], &prompts[3]);
+    let mut fresh = model.new_sequence();
+    let mut resumed = model.new_sequence();
+    let _ = model.prefill(&mut resumed, &p3[..7]).unwrap();
+    let mut expected = Vec::new();
+    for (i, s) in running.iter().enumerate() {
+        let mut alone_seq = model.new_sequence();
+        let _ = model.prefill(&mut alone_seq, &prompts[i]).unwrap();
+        assert_eq!(alone_seq.len(), s.len());
+        expected.push(
+            model
+                .decode_step(&mut [&mut alone_seq], &[tokens[i]])
+                .unwrap()
+                .squeeze_dim(0),
+        );
+    }
+    expected.push(model.prefill(&mut model.new_sequence(), &p2[..9]).unwrap());
+    expected.push(model.prefill(&mut model.new_sequence(), p3).unwrap());
+
+    let [a, b] = &mut running[..] else {
+        unreachable!()
+    };
+    // Prefill chunks first: forward_batch reorders the decode rows itself.
+    let logits = model
+        .forward_batch(
+            &mut [&mut fresh, a, &mut resumed, b],
+            &[&p2[..9], &tokens[..1], &p3[7..], &tokens[1..]],
+        )
+        .unwrap();
+    assert_eq!(logits.size(), vec![4, 49152]);
+    let got = [logits.get(1), logits.get(3), logits.get(0), logits.get(2)];
+    let mut max_diff = 0f64;
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(argmax(g), argmax(e), "row {i}: greedy token");
+        max_diff = max_diff.max(max_abs_diff(g, e));
+    }
+    println!("one mixed pass vs alone: max |logit diff| {max_diff:.2e}");
+    assert!(max_diff < LOGIT_TOLERANCE);
+    assert_eq!(fresh.len(), 9);
+    assert_eq!(resumed.len(), p3.len());
+    assert_eq!(running[0].len(), prompts[0].len() + 1);
+}
+
 #[test]
 fn chunked_prefill_equals_one_prefill_and_replay_equals_generation() {
     let llm = load();

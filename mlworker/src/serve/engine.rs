@@ -4,10 +4,12 @@
 //! A scheduler thread keeps the running batch. Between two decode steps it
 //! admits waiting requests (up to `max_batch`) and drops finished or
 //! abandoned ones, so requests join and leave without waiting for each
-//! other. A new request's prompt is prefilled in chunks of `prefill_chunk`
-//! tokens, one chunk per step beside the running decodes, so a long prompt
-//! delays the others by one chunk's time per step instead of its whole
-//! prefill.
+//! other. A step is one forward pass of the model over every running
+//! request's next token plus up to `prefill_chunk` prompt tokens of joining
+//! requests (in arrival order, several requests' prompts in one step when
+//! they fit), so the weights are read once per step for all of them, and a
+//! long prompt delays the others by one chunk's time per step instead of
+//! its whole prefill.
 //!
 //! Each step is one work item on the [`EngineExecutor`] at
 //! [`Priority::Inference`]: the model and every sequence's KV cache live on
@@ -44,7 +46,7 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Requests waiting to join the batch at most (then 429).
     pub max_queue: usize,
-    /// Prompt tokens prefilled per step for a joining request.
+    /// Prompt tokens prefilled per step, over all joining requests.
     pub prefill_chunk: usize,
     /// The model's context length (prompt + generated tokens).
     pub context_length: usize,
@@ -110,20 +112,14 @@ struct DeviceSide {
 struct StepPlan {
     /// Sequences to forget (finished, failed or cancelled).
     drop: Vec<u64>,
-    /// A chunk of one joining request's prompt; logits wanted when it is the last.
-    prefill: Option<(u64, Vec<u32>, bool)>,
-    /// Running requests and the token each feeds in.
-    decode: Vec<(u64, u32)>,
+    /// What each request feeds in this step: the token it decodes, or a
+    /// chunk of its prompt (joining requests). All run in one forward pass.
+    inputs: Vec<(u64, Vec<u32>)>,
 }
 
-/// A prefill chunk's outcome: the last position's logits when the prompt is
-/// complete, nothing for an intermediate chunk, or the error.
-type PrefillOutcome = Result<Option<Vec<f32>>, String>;
-
-struct StepOutput {
-    prefill: Option<(u64, PrefillOutcome)>,
-    decode: Result<Vec<(u64, Vec<f32>)>, String>,
-}
+/// Per input of the plan, in its order: the logits at its last position, or
+/// why it failed.
+type StepOutput = Vec<(u64, Result<Vec<f32>, String>)>;
 
 fn logits_rows(t: &tch::Tensor) -> Result<Vec<Vec<f32>>> {
     let t = t.to_kind(tch::Kind::Float).to_device(tch::Device::Cpu);
@@ -147,50 +143,65 @@ impl DeviceSide {
             self.sequences.clear();
         }
         let model = self.model.as_ref().ok_or_else(|| anyhow!("no model"))?;
-        let prefill = plan.prefill.map(|(id, chunk, last)| {
+        let (context, vocab) = (model.config().context_length, model.config().vocab_size);
+        let mut out: StepOutput = Vec::with_capacity(plan.inputs.len());
+        // An input that cannot run fails alone, before the shared forward pass.
+        let mut ids = Vec::with_capacity(plan.inputs.len());
+        let mut seqs: Vec<Sequence> = Vec::with_capacity(plan.inputs.len());
+        let mut inputs: Vec<Vec<u32>> = Vec::with_capacity(plan.inputs.len());
+        for (id, input) in plan.inputs {
             let seq = self
                 .sequences
-                .entry(id)
-                .or_insert_with(|| model.new_sequence());
-            let out = model
-                .prefill(seq, &chunk)
-                .map_err(|e| e.to_string())
-                .and_then(|logits| {
-                    if last {
-                        logits_rows(&logits)
-                            .map(|mut r| r.pop())
-                            .map_err(|e| e.to_string())
-                    } else {
-                        Ok(None)
-                    }
-                });
-            (id, out)
-        });
-        let decode = if plan.decode.is_empty() {
-            Ok(Vec::new())
-        } else {
-            let mut taken: Vec<(u64, Sequence)> = plan
-                .decode
-                .iter()
-                .filter_map(|(id, _)| self.sequences.remove(id).map(|s| (*id, s)))
-                .collect();
-            let tokens: Vec<u32> = plan.decode.iter().map(|(_, t)| *t).collect();
-            let result = if taken.len() != plan.decode.len() {
-                Err("a running sequence lost its cache".to_string())
+                .remove(&id)
+                .unwrap_or_else(|| model.new_sequence());
+            let problem = if input.is_empty() {
+                Some("an empty input".to_string())
+            } else if seq.len() + input.len() > context {
+                Some(format!(
+                    "{} tokens exceed the context length {context}",
+                    seq.len() + input.len()
+                ))
             } else {
-                let mut refs: Vec<&mut Sequence> = taken.iter_mut().map(|(_, s)| s).collect();
-                model
-                    .decode_step(&mut refs, &tokens)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| logits_rows(&t).map_err(|e| e.to_string()))
+                input
+                    .iter()
+                    .find(|&&t| t as usize >= vocab)
+                    .map(|t| format!("token id {t} is outside the vocabulary of {vocab}"))
             };
-            let ids: Vec<u64> = taken.iter().map(|(id, _)| *id).collect();
-            for (id, seq) in taken {
-                self.sequences.insert(id, seq);
+            match problem {
+                Some(e) => out.push((id, Err(e))),
+                None => {
+                    ids.push(id);
+                    seqs.push(seq);
+                    inputs.push(input);
+                }
             }
-            result.map(|rows| ids.into_iter().zip(rows).collect())
+        }
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let result = {
+            let mut refs: Vec<&mut Sequence> = seqs.iter_mut().collect();
+            let inputs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
+            model
+                .forward_batch(&mut refs, &inputs)
+                .map_err(|e| e.to_string())
+                .and_then(|t| logits_rows(&t).map_err(|e| e.to_string()))
         };
-        Ok(StepOutput { prefill, decode })
+        match result {
+            Ok(rows) => {
+                for ((id, seq), row) in ids.into_iter().zip(seqs).zip(rows) {
+                    self.sequences.insert(id, seq);
+                    out.push((id, Ok(row)));
+                }
+            }
+            Err(e) => {
+                // A sequence's cache is unreliable after a failed pass: forget it.
+                for id in ids {
+                    out.push((id, Err(e.clone())));
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -368,33 +379,30 @@ impl Scheduler {
             self.metrics.request_cancelled();
             self.finish_silently(id);
         }
-        // Where the planned prefill chunk ends (the request's new `prefilled`).
-        let mut prefill_end = 0;
-        let prefill = self
-            .active
-            .values()
-            .find(|a| a.next_input.is_none())
-            .map(|a| {
-                prefill_end =
-                    (a.prefilled + self.config.prefill_chunk).min(a.job.spec.prompt.len());
-                (
-                    a.job.id,
-                    a.job.spec.prompt[a.prefilled..prefill_end].to_vec(),
-                    prefill_end == a.job.spec.prompt.len(),
-                )
-            });
-        let decode: Vec<(u64, u32)> = self
-            .active
-            .values()
-            .filter_map(|a| a.next_input.map(|t| (a.job.id, t)))
-            .collect();
-        if prefill.is_none() && decode.is_empty() {
+        // Joining requests' prompts, in arrival order, up to `prefill_chunk`
+        // tokens in all, and every running request's next token: one pass.
+        let mut budget = self.config.prefill_chunk;
+        let mut prefill_ends: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut inputs: Vec<(u64, Vec<u32>)> = Vec::with_capacity(self.active.len());
+        for a in self.active.values() {
+            match a.next_input {
+                Some(token) => inputs.push((a.job.id, vec![token])),
+                None if budget > 0 => {
+                    let prompt = &a.job.spec.prompt;
+                    let end = (a.prefilled + budget).min(prompt.len());
+                    budget -= end - a.prefilled;
+                    prefill_ends.insert(a.job.id, end);
+                    inputs.push((a.job.id, prompt[a.prefilled..end].to_vec()));
+                }
+                None => {}
+            }
+        }
+        if inputs.is_empty() {
             return;
         }
         let plan = StepPlan {
             drop: std::mem::take(&mut self.to_drop),
-            prefill,
-            decode,
+            inputs,
         };
         let reload = self.reload.clone();
         let out = self.executor.run(Priority::Inference, move |ctx| {
@@ -416,34 +424,24 @@ impl Scheduler {
         };
         let now = Instant::now();
         let mut tokens_this_step = 0u64;
-        if let Some((id, result)) = out.prefill {
-            match result {
-                Err(e) => self.fail(id, ApiError::internal(format!("prefill failed: {e}"))),
-                Ok(logits) => {
-                    if let Some(a) = self.active.get_mut(&id) {
-                        a.prefilled = prefill_end;
-                        if let Some(row) = logits {
-                            tokens_this_step += 1;
-                            self.accept(id, &row, now);
-                        }
+        for (id, result) in out {
+            let prefill_end = prefill_ends.get(&id).copied();
+            match (result, prefill_end) {
+                (Err(e), Some(_)) => {
+                    self.fail(id, ApiError::internal(format!("prefill failed: {e}")))
+                }
+                (Err(e), None) => self.fail(id, ApiError::internal(format!("decode failed: {e}"))),
+                (Ok(row), Some(end)) => {
+                    let Some(a) = self.active.get_mut(&id) else {
+                        continue;
+                    };
+                    a.prefilled = end;
+                    if end == a.job.spec.prompt.len() {
+                        tokens_this_step += 1;
+                        self.accept(id, &row, now);
                     }
                 }
-            }
-        }
-        match out.decode {
-            Err(e) => {
-                let ids: Vec<u64> = self
-                    .active
-                    .iter()
-                    .filter(|(_, a)| a.next_input.is_some())
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ids {
-                    self.fail(id, ApiError::internal(format!("decode failed: {e}")));
-                }
-            }
-            Ok(rows) => {
-                for (id, row) in rows {
+                (Ok(row), None) => {
                     tokens_this_step += 1;
                     self.accept(id, &row, now);
                 }
