@@ -27,3 +27,6 @@ else
   echo "RESULT llama_cpp_1 skipped: $LLAMA_PY cannot import llama_cpp (llama-cpp-python is a source build, see README)" | tee -a target/bench_inference.txt
 fi
 cargo bench -q --profile "${KILN_BENCH_PROFILE:-bench}" -p kiln-llm --bench replay_cost -- "$THREADS" | tee -a target/bench_inference.txt
+# What serving costs the sprint (device policy): sprint and inference on one
+# engine executor, alone and together (mlworker/examples/inference_cost_to_sprint.rs).
+cargo run -q --profile "${KILN_BENCH_PROFILE:-bench}" -p kiln-mlworker --example inference_cost_to_sprint -- --seconds 15 | tee -a target/bench_inference.txt

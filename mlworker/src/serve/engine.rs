@@ -316,12 +316,20 @@ struct Scheduler {
 
 impl Scheduler {
     fn run(mut self) {
+        // Held while requests are in flight: the sprint's next round waits
+        // instead of running between every two steps (device policy, README
+        // "Serving inference"); released whenever the engine goes idle.
+        let mut sprint_hold = None;
         loop {
             if self.active.is_empty() && self.queue.is_empty() {
+                sprint_hold = None;
                 match self.jobs.recv() {
                     Ok(job) => self.queue.push_back(job),
                     Err(_) => return, // every handle is gone
                 }
+            }
+            if sprint_hold.is_none() {
+                sprint_hold = Some(self.executor.hold_sprint());
             }
             while let Ok(job) = self.jobs.try_recv() {
                 self.queue.push_back(job);
