@@ -217,62 +217,39 @@ fn main() -> Result<()> {
     sprint_round(&executor, threads, 0)?;
     one_request(&engine, &prompt)?;
 
-    let sprint_alone = phase(&executor, threads, None, true, &prompt, seconds)?;
-    let busy_alone = phase(
-        &executor,
-        threads,
-        Some((&engine, None)),
-        false,
-        &prompt,
-        seconds,
-    )?;
-    let busy_both = phase(
-        &executor,
-        threads,
-        Some((&engine, None)),
-        true,
-        &prompt,
-        seconds,
-    )?;
-    let paced_alone = phase(
-        &executor,
-        threads,
-        Some((&engine, Some(interval))),
-        false,
-        &prompt,
-        seconds,
-    )?;
-    let paced_both = phase(
-        &executor,
-        threads,
-        Some((&engine, Some(interval))),
-        true,
-        &prompt,
-        seconds,
-    )?;
-    let show = |name: &str, p: &Phase| {
-        println!(
-            "{name:<44} sprint {:>8.1} nonces/s | inference {:>5.1} tok/s, {:>3} requests, mean latency {:.2} s",
-            p.nonces_per_s, p.tokens_per_s, p.requests, p.mean_latency_s
-        )
-    };
     println!(
         "cpu f32, {threads} threads, {seconds} s per phase; requests: {} prompt tokens, {NEW_TOKENS} new, greedy",
         prompt.len()
     );
-    show("sprint alone", &sprint_alone);
-    show("inference back to back, alone", &busy_alone);
-    show("inference back to back + sprint", &busy_both);
-    show(
-        &format!("inference every {:.0} s, alone", interval.as_secs_f64()),
-        &paced_alone,
-    );
-    show(
-        &format!("inference every {:.0} s + sprint", interval.as_secs_f64()),
-        &paced_both,
-    );
+    let every = format!("inference every {:.0} s", interval.as_secs_f64());
+    // (name, inference load: None = none, Some(None) = back to back, Some(Some(i)) = paced; sprint?)
+    let plan: [(String, Option<Option<Duration>>, bool); 5] = [
+        ("sprint alone".into(), None, true),
+        ("inference back to back, alone".into(), Some(None), false),
+        ("inference back to back + sprint".into(), Some(None), true),
+        (format!("{every}, alone"), Some(Some(interval)), false),
+        (format!("{every} + sprint"), Some(Some(interval)), true),
+    ];
+    let mut results = Vec::with_capacity(plan.len());
+    for (name, load, sprint) in plan {
+        let p = phase(
+            &executor,
+            threads,
+            load.map(|pace| (&engine, pace)),
+            sprint,
+            &prompt,
+            seconds,
+        )?;
+        println!(
+            "{name:<44} sprint {:>8.1} nonces/s | inference {:>5.1} tok/s, {:>3} requests, mean latency {:.2} s",
+            p.nonces_per_s, p.tokens_per_s, p.requests, p.mean_latency_s
+        );
+        results.push(p);
+    }
+    let [sprint_alone, busy_alone, busy_both, paced_alone, paced_both] = results[..] else {
+        return Err(anyhow!("a phase is missing"));
+    };
     let kept = |p: &Phase| p.nonces_per_s / sprint_alone.nonces_per_s.max(1e-9);
-    // Device time inference took when alone: its share of the phase.
     println!(
         "RESULT sprint_kept_under_back_to_back_inference={:.3} (inference kept {:.2} of its alone rate)",
         kept(&busy_both),

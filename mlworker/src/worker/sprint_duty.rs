@@ -80,6 +80,29 @@ struct SprintEngines {
     f32_twin: Option<(EngineSpec, SprintEngine)>,
 }
 
+/// The engine in `slot` for `spec` on `device`, (re)built when the spec
+/// changed, pointed at `addr`.
+fn cached_engine<'a>(
+    slot: &'a mut Option<(EngineSpec, SprintEngine)>,
+    spec: &EngineSpec,
+    addr: Address,
+    device: crate::device::ComputeDevice,
+    threads: usize,
+) -> Result<&'a mut SprintEngine> {
+    if slot.as_ref().map(|(s, _)| s) != Some(spec) {
+        *slot = None;
+        // Earlier engines set torch's pool to one thread per stream; give the new one the full pool.
+        tch::set_num_threads(threads.max(1) as i32);
+        let t0 = Instant::now();
+        let engine = SprintEngine::new(spec.seed, addr, spec.cfg, device, spec.batch)?;
+        tracing::info!(seed = %hex::encode(spec.seed), preset = %spec.preset, device = %device, seconds = t0.elapsed().as_secs_f64(), "sprint model ready");
+        *slot = Some((spec.clone(), engine));
+    }
+    let (_, engine) = slot.as_mut().ok_or_else(|| anyhow!("engine missing"))?;
+    engine.addr = addr;
+    Ok(engine)
+}
+
 /// The sprint engine for `spec` on the executor, built on first use.
 fn sprint_engine<'a>(
     ctx: &'a mut ExecContext,
@@ -87,22 +110,13 @@ fn sprint_engine<'a>(
     addr: Address,
 ) -> Result<&'a mut SprintEngine> {
     let (device, threads) = (ctx.device(), ctx.threads());
-    let engines = ctx.state::<SprintEngines>();
-    if engines.current.as_ref().map(|(s, _)| s) != Some(spec) {
-        engines.current = None;
-        // Earlier engines set torch's pool to one thread per stream; give the new one the full pool.
-        tch::set_num_threads(threads.max(1) as i32);
-        let t0 = Instant::now();
-        let engine = SprintEngine::new(spec.seed, addr, spec.cfg, device, spec.batch)?;
-        tracing::info!(seed = %hex::encode(spec.seed), preset = %spec.preset, device = %device, seconds = t0.elapsed().as_secs_f64(), "sprint model ready");
-        engines.current = Some((spec.clone(), engine));
-    }
-    let (_, engine) = engines
-        .current
-        .as_mut()
-        .ok_or_else(|| anyhow!("engine missing"))?;
-    engine.addr = addr;
-    Ok(engine)
+    cached_engine(
+        &mut ctx.state::<SprintEngines>().current,
+        spec,
+        addr,
+        device,
+        threads,
+    )
 }
 
 /// The engine that decides shares: the sprint engine itself when the device
@@ -114,28 +128,21 @@ fn exact_engine<'a>(
     spec: &EngineSpec,
     addr: Address,
 ) -> Result<&'a mut SprintEngine> {
-    let device = ctx.device();
+    let (device, threads) = (ctx.device(), ctx.threads());
     if device.kind == tch::Kind::Float {
         return sprint_engine(ctx, spec, addr);
     }
-    let engines = ctx.state::<SprintEngines>();
-    if engines.f32_twin.as_ref().map(|(s, _)| s) != Some(spec) {
-        engines.f32_twin = None;
-        let f32_device = crate::device::ComputeDevice {
-            device: device.device,
-            kind: tch::Kind::Float,
-        };
-        let t0 = Instant::now();
-        let engine = SprintEngine::new(spec.seed, addr, spec.cfg, f32_device, spec.batch)?;
-        tracing::info!(preset = %spec.preset, device = %f32_device, seconds = t0.elapsed().as_secs_f64(), "f32 share-check model ready");
-        engines.f32_twin = Some((spec.clone(), engine));
-    }
-    let (_, engine) = engines
-        .f32_twin
-        .as_mut()
-        .ok_or_else(|| anyhow!("f32 engine missing"))?;
-    engine.addr = addr;
-    Ok(engine)
+    let f32_device = crate::device::ComputeDevice {
+        kind: tch::Kind::Float,
+        ..device
+    };
+    cached_engine(
+        &mut ctx.state::<SprintEngines>().f32_twin,
+        spec,
+        addr,
+        f32_device,
+        threads,
+    )
 }
 
 /// Which vote a duty is: the committee's, or the all-weight escalation's
