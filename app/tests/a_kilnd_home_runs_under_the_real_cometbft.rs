@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 #[path = "common/testnet.rs"]
 mod testnet;
 
-use testnet::{add_genesis_host, cometbft, http_get};
+use testnet::{add_genesis_host, cometbft, http_get, kilnd};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -196,16 +196,6 @@ fn a_kilnd_home_runs_under_the_real_cometbft_and_recovers_from_a_killed_app() {
 
     // Offline bootstrap: export a snapshot of this home, restore it into a
     // fresh home with the same genesis, and both list the same app hash.
-    let kilnd = |args: &[&str], home: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_kilnd"))
-            .args(args)
-            .arg("--home")
-            .arg(home)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "kilnd {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
     let exported = kilnd(&["snapshots", "export"], &home);
     let height = exported.split_whitespace().nth(3).unwrap().to_string();
     let app_hash = exported

@@ -16,6 +16,7 @@
 mod abci_wire;
 #[path = "common/testnet.rs"]
 mod testnet;
+use testnet::kilnd;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -38,16 +39,6 @@ use tendermint_proto::v0_38::types::{BlockParams, ConsensusParams};
 const CHAIN: &str = "kiln-replay";
 /// Heights every scenario drives to.
 const LAST_HEIGHT: i64 = 5;
-
-fn kilnd(args: &[&str], home: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kilnd"))
-        .args(args)
-        .arg("--home")
-        .arg(home)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "kilnd {args:?}: {out:?}");
-}
 
 /// A home built as an operator would: `kilnd init`, a funded account, and
 /// the node made a genesis host by `gentx` + `collect-gentxs` (as in

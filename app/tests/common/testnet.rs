@@ -281,14 +281,20 @@ pub fn add_genesis_host(home: &Path) {
         ][..],
         &["genesis", "collect-gentxs"][..],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_kilnd"))
-            .args(args)
-            .arg("--home")
-            .arg(home)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "kilnd {args:?}: {out:?}");
+        kilnd(args, home);
     }
+}
+
+/// Runs `kilnd ARGS --home HOME`, asserts it succeeded and returns its stdout.
+pub fn kilnd(args: &[&str], home: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+        .args(args)
+        .arg("--home")
+        .arg(home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kilnd {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<Value> {
