@@ -381,6 +381,9 @@ cmd_join() {
   # A network member (node0's operator) funds the newcomer's two accounts.
   send_tx 0 tx bank send operator "$(operator_address "$j" operator)" 1000kiln
   send_tx 0 tx bank send operator "$(operator_address "$j" operator-ml)" 10kiln
+  # The funds are committed on node0; node j may be a block behind, and it is
+  # node j that the newcomer's next transaction reads its account from.
+  wait_caught_up "$j" "$(height_of 0)"
   send_tx "$j" tx host register --from operator --worker-url "http://127.0.0.1:$(worker_port "$j")" \
     --hardware "loopback cpu" --consensus-key-file "$h/config/priv_validator_key.json"
   grant_and_start_worker "$j"
