@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Settle-cost benchmark (issue 9 item 10): the epoch's tally work (committee
-# assignment + settle pipeline) at 1 000 committed hosts ÷ at 10, on an
-# in-memory state. Target: ratio <= 100 (linear in hosts). Source:
+# assignment + settle pipeline) at 1 000 committed hosts ÷ at 10, with the
+# state in the node's store and each block in its own overlay, as the node
+# runs them. Target: ratio <= 100 (linear in hosts). Source:
 # app/benches/settle_cost.rs; fixture kiln_testkit::settle_cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."

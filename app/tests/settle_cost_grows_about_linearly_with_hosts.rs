@@ -1,14 +1,16 @@
 //! Issue 9 item 10: the epoch's tally work must grow about linearly with the
 //! number of hosts, not quadratically. Times are the thread's CPU time
 //! (wall-clock ratios moved 2× with the load of the shared machine), best of
-//! several runs, dev profile. The settle block reads one committee record and
-//! one member-vote record per host whatever the committee's size; the
-//! committee assignment block writes h · committee entries, and committees
-//! grow by design with ⌈log₃ h⌉ (9 members — everyone, no draw — at 10 hosts,
-//! 14 drawn at 100, 16 at 1 000). README "Protocol notes" has the measured
-//! ratios; the bounds here leave room for a loaded CI machine and still fail
-//! the quadratic code of before (1 365–1 379 for 1 000 ÷ 10, 69–71 for
-//! 1 000 ÷ 100, both blocks together).
+//! several runs, with the state committed in the node's store and each block
+//! in its own overlay, as the node runs them. The settle block reads one
+//! committee record and one member-vote record per host whatever the
+//! committee's size; the committee assignment block writes h · committee
+//! entries, and committees grow by design with ⌈log₃ h⌉ (9 members — everyone,
+//! no draw — at 10 hosts, 14 drawn at 100, 16 at 1 000). README "Protocol
+//! notes" has the measured ratios (settle 1 000 ÷ 10 ≈ 55–60); the bounds here
+//! leave room for a loaded CI machine and still fail the quadratic code of
+//! before (1 365–1 379 for 1 000 ÷ 10, 69–71 for 1 000 ÷ 100, both blocks
+//! together, measured on an in-memory state).
 
 // A timing test, not consensus code: it compares float ratios of measured times.
 #![allow(clippy::disallowed_types)]
@@ -59,8 +61,8 @@ fn settle_cost_grows_about_linearly_from_10_and_100_hosts_to_1000() {
         "1000/100 hosts settle cost ratio {settle100:.1} > 20: superlinear again?"
     );
     assert!(
-        settle10 <= 200.0,
-        "1000/10 hosts settle cost ratio {settle10:.1} > 200: superlinear again?"
+        settle10 <= 150.0,
+        "1000/10 hosts settle cost ratio {settle10:.1} > 150: superlinear again?"
     );
     assert!(
         assign100 <= 25.0,

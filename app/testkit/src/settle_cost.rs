@@ -1,10 +1,13 @@
 //! The settle-cost fixture shared by `make bench` (`app/benches/settle_cost.rs`)
-//! and the regression test `settle_cost_grows_about_linearly_with_hosts`:
-//! an in-memory state with `hosts` genesis hosts with weight, each of which
-//! committed, opened and was voted valid by its whole committee, stopped just
-//! before the epoch-1 settle. [`time_settle`] times the chain's own work for
-//! that epoch's tally: the committee assignment at the start of the vote
-//! stages and the settle pipeline, each on its own.
+//! and the regression test `settle_cost_grows_about_linearly_with_hosts`: a
+//! chain with `hosts` genesis hosts with weight, each of which committed,
+//! opened and was voted valid by its whole committee, stopped just before the
+//! epoch-1 settle. The state lives where a node keeps it — committed in the
+//! node's store (`kiln-store`: rocksdb under the Jellyfish Merkle tree) — and
+//! each block executes as the node runs it, in a fresh overlay over the last
+//! committed version. [`time_settle`] times the chain's own work for that
+//! epoch's tally: the committee assignment at the start of the vote stages and
+//! the settle pipeline, each on its own.
 
 // Not consensus code: it reads the wall clock.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -31,13 +34,32 @@ use kiln_epochs::{EpochParams, Stage};
 use kiln_framework::{Address, BlockInfo, GenesisCtx, StateWriteExt};
 use kiln_sprint::state::{Commitment, Opened, OpenedLeaves};
 use kiln_state::{EmptyState, Overlay, StateWrite};
+use kiln_store::{Snapshot, Storage, StorageConfig};
 use sha2::{Digest, Sha256};
 
 /// Committed, opened and fully voted state of epoch 1, before its settle.
 pub struct SettleFixture {
-    pub state: Overlay<EmptyState>,
+    /// The node's store; the fixture commits every block it runs into it.
+    pub storage: Storage,
     pub hosts: Vec<Address>,
     pub params: EpochParams,
+    _dir: tempfile::TempDir,
+}
+
+impl SettleFixture {
+    /// A block's overlay: writes buffered over the last committed version.
+    fn block_state(&self) -> Overlay<Snapshot> {
+        Overlay::new(self.storage.latest())
+    }
+
+    /// Commits a block's changes as the next version (the app hash and the
+    /// write to disk: not part of the timed block execution).
+    fn commit(&mut self, changes: &kiln_state::Changes) -> anyhow::Result<()> {
+        let version = self.storage.latest_version().map_or(1, |v| v + 1);
+        let prepared = self.storage.prepare_commit(version, changes)?;
+        self.storage.commit(prepared)?;
+        Ok(())
+    }
 }
 
 fn host_address(i: usize) -> Address {
@@ -112,29 +134,33 @@ pub fn settle_fixture(hosts: usize, committee_base: Option<u32>) -> anyhow::Resu
             .put_value(kiln_sprint::keys::open(1, a), &OpenedLeaves(leaves))
             .map_err(err)?;
     }
-    Ok(SettleFixture {
-        state,
+    let dir = tempfile::tempdir()?;
+    let storage = Storage::open(dir.path(), StorageConfig { keep_recent: 0 })?;
+    let mut fixture = SettleFixture {
+        storage,
         hosts: addrs,
         params,
-    })
+        _dir: dir,
+    };
+    fixture.commit(state.changes())?;
+    Ok(fixture)
 }
 
 /// Writes a revealed `valid` vote from every committee member of every host
 /// (setup, not timed).
 fn vote_everyone_valid(f: &mut SettleFixture) -> anyhow::Result<()> {
     let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
-    for host in f.hosts.clone() {
-        let committee = kiln_sprint::state::assigned_committee(&f.state, 1, &host).map_err(err)?;
+    let mut state = f.block_state();
+    for host in &f.hosts {
+        let committee = kiln_sprint::state::assigned_committee(&state, 1, host).map_err(err)?;
         let members = committee.0.len();
         for (position, (voter, _)) in committee.0.iter().enumerate() {
-            f.state
-                .put_raw(kiln_sprint::keys::vote_commit(1, &host, voter), vec![0; 32]);
-            f.state
-                .put_raw(kiln_sprint::keys::vote_reveal(1, &host, voter), vec![1]);
+            state.put_raw(kiln_sprint::keys::vote_commit(1, host, voter), vec![0; 32]);
+            state.put_raw(kiln_sprint::keys::vote_reveal(1, host, voter), vec![1]);
             kiln_sprint::state::record_member_vote(
-                &mut f.state,
+                &mut state,
                 1,
-                &host,
+                host,
                 members,
                 position,
                 kiln_sprint::state::MemberVoteState::RevealedValid,
@@ -142,7 +168,8 @@ fn vote_everyone_valid(f: &mut SettleFixture) -> anyhow::Result<()> {
             .map_err(err)?;
         }
     }
-    Ok(())
+    let changes = state.into_changes();
+    f.commit(&changes)
 }
 
 fn block(height: u64) -> BlockInfo {
@@ -173,15 +200,23 @@ pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(TallyTimes, usize)>
     let escalation_height = f.params.stage_height(1, 1, Stage::EscalationCommit);
     let settle_height = f.params.stage_height(1, 1, Stage::Settle);
     // Committee assignment at the first vote block (stage-start hooks).
+    let mut vote_block = f.block_state();
     let t0 = thread_cpu_time();
-    kiln_app::components::begin_block(&mut f.state, &block(vote_height)).map_err(err)?;
+    kiln_app::components::begin_block(&mut vote_block, &block(vote_height)).map_err(err)?;
     let assignment = thread_cpu_time().saturating_sub(t0);
+    f.commit(&vote_block.into_changes())?;
     vote_everyone_valid(f)?;
-    // Escalation check at the first escalation block, then the settle.
+    // Escalation check at the first escalation block, then the settle block.
+    let mut escalation_block = f.block_state();
     let t1 = thread_cpu_time();
-    kiln_app::components::begin_block(&mut f.state, &block(escalation_height)).map_err(err)?;
-    let out = kiln_app::components::settle(&mut f.state, 1, settle_height).map_err(err)?;
-    let settle = thread_cpu_time().saturating_sub(t1);
+    kiln_app::components::begin_block(&mut escalation_block, &block(escalation_height))
+        .map_err(err)?;
+    let mut settle = thread_cpu_time().saturating_sub(t1);
+    f.commit(&escalation_block.into_changes())?;
+    let mut settle_block = f.block_state();
+    let t2 = thread_cpu_time();
+    let out = kiln_app::components::settle(&mut settle_block, 1, settle_height).map_err(err)?;
+    settle += thread_cpu_time().saturating_sub(t2);
     let accepted = out
         .events
         .iter()

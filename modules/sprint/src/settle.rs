@@ -43,11 +43,13 @@ impl RawWeightSource for Sprint {
         let mut out = RawWeights::default();
 
         let commits = HostScan::of(state, &keys::commits_of_epoch(epoch))?;
-        let mut opens = HostScan::of(state, &keys::opens_of_epoch(epoch))?;
+        // Only whether a host opened, escalated or revealed matters here:
+        // those scans keep no values (an opening alone is 16 leaves).
+        let mut opens = HostScan::presence(state, &keys::opens_of_epoch(epoch))?;
         let mut committees = HostScan::of(state, &keys::committees_of_epoch(epoch))?;
         let mut member_votes = HostScan::of(state, &keys::member_votes_of_epoch(epoch))?;
-        let mut escalations = HostScan::of(state, &keys::escalated_of_epoch(epoch))?;
-        let mut secrets = HostScan::of(state, &keys::secrets_of_epoch(epoch))?;
+        let mut escalations = HostScan::presence(state, &keys::escalated_of_epoch(epoch))?;
+        let mut secrets = HostScan::presence(state, &keys::secrets_of_epoch(epoch))?;
         let mut bonds = HostScan::of(state, &keys::bonds_of_epoch(epoch))?;
 
         for (host, commit_bytes) in commits.entries {
@@ -208,11 +210,30 @@ struct HostScan {
 
 impl HostScan {
     fn of<S: kiln_state::StateRead + ?Sized>(state: &S, prefix: &[u8]) -> TxResult<Self> {
+        Self::scan(state, prefix, true)
+    }
+
+    /// The hosts that have a record under `prefix`; [`HostScan::take`]
+    /// answers `Some(empty)` for them (the values are not copied).
+    fn presence<S: kiln_state::StateRead + ?Sized>(state: &S, prefix: &[u8]) -> TxResult<Self> {
+        Self::scan(state, prefix, false)
+    }
+
+    fn scan<S: kiln_state::StateRead + ?Sized>(
+        state: &S,
+        prefix: &[u8],
+        keep_values: bool,
+    ) -> TxResult<Self> {
         let mut entries = Vec::new();
         state.for_each_under(prefix, |suffix, value| {
             // Only `{prefix}{host}` records; longer keys (none today) are skipped.
             if let Some(host) = Address::from_bytes(suffix) {
-                entries.push((host, value.to_vec()));
+                let value = if keep_values {
+                    value.to_vec()
+                } else {
+                    Vec::new()
+                };
+                entries.push((host, value));
             }
             Ok(())
         })?;
