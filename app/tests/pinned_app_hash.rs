@@ -17,7 +17,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "18ef5cae6d394604386808d10f1db582c99c6e545e310f715522494e4523bb87";
+const PINNED: &str = "b35c41c9d1888dd2db2890cd612cd2a52ec2f76d2592334ff1f8b482b738f22f";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

@@ -532,3 +532,61 @@ fn the_growth_cap_limits_a_jump_in_weight() {
     let weights = kiln_staking::StakingExt::weights_in_force(&d.app.latest_view()).unwrap();
     assert_eq!(weights[&hosts[0].key.address], 250);
 }
+
+/// Issue 9 item 10, "bound the work per block": at most
+/// `max_hosts_per_epoch` hosts commit per epoch. Two hosts with weight hold
+/// reserved places, so a limit of 3 leaves one place for a new host: the
+/// first new host takes it, the second is refused with a clear error (and
+/// pays no bond), and the hosts with weight still commit after the epoch is
+/// full.
+#[test]
+fn a_full_epoch_refuses_new_hosts_and_keeps_places_for_hosts_with_weight() {
+    let hosts = hosts(&[100, 100, 100, 100]);
+    let dir = tempfile::tempdir().unwrap();
+    let params = kiln_sprint::SprintParams {
+        max_hosts_per_epoch: 3,
+        ..sprint_params()
+    };
+    let g = genesis(&hosts, &[100, 100, 0, 0], &[FUNDS; 4], params);
+    let mut d = BlockDriver::open(dir.path(), CHAIN, &g, 0).unwrap();
+    let committed = |d: &BlockDriver, i: usize| {
+        kiln_sprint::state::commitment(&d.app.latest_view(), 1, &hosts[i].key.address)
+            .unwrap()
+            .is_some()
+    };
+    // The first new host takes the one free place.
+    let tx = exec(&d, &hosts[2], vec![commit_msg(&hosts[2])]);
+    let r = deliver(&mut d, vec![tx]);
+    all_ok(&r);
+    // The second new host finds the epoch full.
+    let tx = exec(&d, &hosts[3], vec![commit_msg(&hosts[3])]);
+    let r = deliver(&mut d, vec![tx]);
+    assert_eq!(
+        (r[0].codespace.as_str(), r[0].code),
+        ("sprint", 35),
+        "{}",
+        r[0].log
+    );
+    assert!(
+        r[0].log.contains("epoch 1 is full") && r[0].log.contains("2 places are reserved"),
+        "{}",
+        r[0].log
+    );
+    assert!(!committed(&d, 3));
+    assert_eq!(d.balance(&hosts[3].key.address), FUNDS, "no bond taken");
+    // Hosts with weight keep their places, and a new host already admitted
+    // may commit again (a later root replaces the earlier one).
+    let txs = vec![
+        exec(&d, &hosts[0], vec![commit_msg(&hosts[0])]),
+        exec(&d, &hosts[1], vec![commit_msg(&hosts[1])]),
+    ];
+    let r = deliver(&mut d, txs);
+    all_ok(&r);
+    let tx = exec(&d, &hosts[2], vec![commit_msg(&hosts[2])]);
+    let r = deliver(&mut d, vec![tx]);
+    all_ok(&r);
+    assert!((0..3).all(|i| committed(&d, i)));
+    let tx = exec(&d, &hosts[3], vec![commit_msg(&hosts[3])]);
+    let r = deliver(&mut d, vec![tx]);
+    assert_eq!(r[0].code, 35, "{}", r[0].log);
+}

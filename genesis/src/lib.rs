@@ -81,6 +81,18 @@ impl AppGenesis {
             .params
             .validate()
             .map_err(GenesisError::AppState)?;
+        let weighted = self
+            .hosts
+            .initial_weights()
+            .iter()
+            .filter(|(_, w)| *w > 0)
+            .count();
+        let max = self.sprint.params.max_hosts_per_epoch;
+        if weighted > max as usize {
+            return Err(GenesisError::AppState(format!(
+                "hosts: {weighted} genesis hosts have weight but sprint.params.max_hosts_per_epoch is {max}: hosts with weight always keep their place in an epoch, so raise the limit or give fewer hosts weight"
+            )));
+        }
         Ok(())
     }
 
@@ -303,6 +315,24 @@ mod tests {
         });
         g.validate().unwrap();
         assert_eq!(g.validators().unwrap(), vec![(vec![7u8; 32], 10)]);
+        // Hosts with weight keep their places in every epoch: more of them
+        // than an epoch admits is refused.
+        g.sprint.params.max_hosts_per_epoch = 0;
+        let err = g.validate().unwrap_err().to_string();
+        assert!(err.contains("max_hosts_per_epoch must be in 1..="), "{err}");
+        let mut second = g.hosts.hosts[0].clone();
+        second.owner = Address([3; 20]);
+        second.consensus_pubkey = hex::encode([8u8; 32]);
+        g.hosts.hosts.push(second);
+        g.sprint.params.max_hosts_per_epoch = 1;
+        let err = g.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("2 genesis hosts have weight but sprint.params.max_hosts_per_epoch is 1"),
+            "{err}"
+        );
+        g.hosts.hosts.pop();
+        g.sprint.params.max_hosts_per_epoch = kiln_sprint::params::DEFAULT_MAX_HOSTS_PER_EPOCH;
+        g.validate().unwrap();
         assert_eq!(
             g.sprint.params.sprint_committee, 8,
             "the devnet names its committee size"

@@ -421,6 +421,15 @@ impl BlockDriver {
             show_set(&expected)
         );
         let weights = kiln_staking::StakingExt::weights_in_force(state).map_err(err)?;
+        // The count a sprint commitment reads for the epoch's reserved places.
+        let counted = state
+            .get_raw(kiln_staking::keys::HOSTS_WITH_WEIGHT)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(
+            counted == Some((weights.len() as u64).to_be_bytes().to_vec()),
+            "staking/hosts_with_weight is {counted:?} but {} hosts have weight in force",
+            weights.len()
+        );
         let params = kiln_staking::StakingExt::staking_params(state).map_err(err)?;
         let total: u128 = weights.values().map(|w| u128::from(*w)).sum();
         if weights.len() >= params.min_hosts_for_cap as usize {
@@ -935,6 +944,11 @@ mod tests {
             );
             validators.insert(vec![50 + i; 32], 1);
         }
+        // Weights written by hand: the count beside them too.
+        broken.put_raw(
+            kiln_staking::keys::HOSTS_WITH_WEIGHT.to_vec(),
+            6u64.to_be_bytes().to_vec(),
+        );
         let d = BlockDriver { validators, ..d };
         let e = d.check_invariants_on(&broken).unwrap_err().to_string();
         assert!(e.contains("power cap"), "{e}");

@@ -7,7 +7,8 @@ use kiln_bank::state::BankExt;
 use kiln_epochs::{EpochExt, Stage};
 use kiln_framework::msg::address_field;
 use kiln_framework::{
-    Address, Coin, Coins, Event, ExecCtx, StateWriteExt, TxError, TxResult, BASE_DENOM,
+    Address, Coin, Coins, Event, ExecCtx, StateReadExt, StateWriteExt, TxError, TxResult,
+    BASE_DENOM,
 };
 use kiln_hosts::HostsExt;
 use kiln_sprint_protocol::{challenge, leaf, merkle, vote};
@@ -80,6 +81,9 @@ pub mod codes {
     pub const SECRET_ALREADY_REVEALED: u32 = 33;
     /// An opening by a host that did not reveal its secret.
     pub const SECRET_NOT_REVEALED: u32 = 34;
+    /// A host without weight in force committing in an epoch that has no
+    /// place left (`max_hosts_per_epoch`).
+    pub const EPOCH_FULL: u32 = 35;
 }
 
 pub(crate) fn err(code: u32, log: impl Into<String>) -> TxError {
@@ -141,6 +145,9 @@ pub fn commit<S: StateWrite>(
             &info,
             "MsgSprintCommit (the commit deadline has passed)",
         ));
+    }
+    if state.get_raw(&keys::commit(msg.epoch, &host))?.is_none() {
+        admit_host(state, msg.epoch, &host)?;
     }
     lock_bond(state, ctx, msg.epoch, &host)?;
     let record = Commitment {
@@ -317,6 +324,30 @@ pub fn open<S: StateWrite>(
             .attr("host", host)
             .attr("leaves", opened.len()),
     );
+    Ok(())
+}
+
+/// A host's first commitment of `epoch` takes one of its
+/// `max_hosts_per_epoch` places. Hosts with weight in force always have one
+/// (their places are reserved); new hosts take the rest in commit order and
+/// are counted under `sprint/new_hosts/{epoch}`.
+fn admit_host<S: StateWrite>(state: &mut S, epoch: u64, host: &Address) -> TxResult<()> {
+    if state.weight_in_force(host)? > 0 {
+        return Ok(());
+    }
+    let max = u64::from(state::sprint_params(state)?.max_hosts_per_epoch);
+    let reserved = state.hosts_with_weight()?;
+    let key = keys::new_hosts(epoch);
+    let admitted = state.get_u64(&key)?.unwrap_or(0);
+    if reserved.saturating_add(admitted) >= max {
+        return Err(err(
+            codes::EPOCH_FULL,
+            format!(
+                "epoch {epoch} is full: at most {max} hosts commit per epoch, {reserved} places are reserved for hosts with weight in force and {admitted} new hosts have committed; commit in a later epoch"
+            ),
+        ));
+    }
+    state.put_u64(key, admitted.saturating_add(1));
     Ok(())
 }
 

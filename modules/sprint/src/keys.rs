@@ -163,3 +163,9 @@ pub fn bond(epoch: u64, host: &Address) -> Vec<u8> {
 }
 
 pub const BOND_PREFIX: &[u8] = b"sprint/bond/";
+
+/// How many hosts without weight in force committed in `epoch` (their places
+/// count against `max_hosts_per_epoch`).
+pub fn new_hosts(epoch: u64) -> Vec<u8> {
+    epoch_key(b"sprint/new_hosts/", epoch, &[])
+}

@@ -43,6 +43,24 @@ pub struct SprintParams {
     /// cross-device distance error, never the (larger) vote tolerance, so
     /// near-miss nonces cannot be claimed as shares.
     pub share_slack_micro: u64,
+    /// Most hosts that may commit in one epoch. Hosts with weight in force
+    /// are always admitted; a host without weight is refused once the
+    /// epoch's new hosts would take the total past this. Every host that
+    /// commits costs the tally a bounded amount of work (committee draw,
+    /// settle), so this bounds that work per block; incumbents never exceed
+    /// it (they were last epoch's admitted hosts), so neither does the total.
+    #[serde(default = "default_max_hosts_per_epoch")]
+    pub max_hosts_per_epoch: u32,
+}
+
+/// The default `max_hosts_per_epoch`: at ~6.5 µs of settle per host
+/// (README, "Settle cost") the settle block stays under ~0.1 s.
+pub const DEFAULT_MAX_HOSTS_PER_EPOCH: u32 = 10_000;
+/// Largest accepted `max_hosts_per_epoch`.
+pub const MAX_HOSTS_PER_EPOCH: u32 = 1_000_000;
+
+fn default_max_hosts_per_epoch() -> u32 {
+    DEFAULT_MAX_HOSTS_PER_EPOCH
 }
 
 impl Default for SprintParams {
@@ -57,6 +75,7 @@ impl Default for SprintParams {
             commit_bond: 10_000_000,
             max_weight_growth_bps: 20_000,
             new_host_weight_cap: 1_000,
+            max_hosts_per_epoch: DEFAULT_MAX_HOSTS_PER_EPOCH,
         }
     }
 }
@@ -113,6 +132,12 @@ impl SprintParams {
         }
         if self.new_host_weight_cap == 0 {
             return Err("sprint.params.new_host_weight_cap must be positive (or no host could ever gain weight)".into());
+        }
+        if !(1..=MAX_HOSTS_PER_EPOCH).contains(&self.max_hosts_per_epoch) {
+            return Err(format!(
+                "sprint.params.max_hosts_per_epoch must be in 1..={MAX_HOSTS_PER_EPOCH}, got {}",
+                self.max_hosts_per_epoch
+            ));
         }
         if self.preset.is_empty() {
             return Err("sprint.params.preset must name a model preset".into());

@@ -73,9 +73,14 @@ impl Component for Staking {
             .validate()
             .map_err(TxError::invalid_request)?;
         state.put_value(keys::PARAMS.to_vec(), &genesis.params)?;
-        for (host, weight) in genesis_weights(&genesis.params, &genesis.initial_weights)? {
-            state.put_u64(keys::weight(&host), weight);
+        let weights = genesis_weights(&genesis.params, &genesis.initial_weights)?;
+        for (host, weight) in &weights {
+            state.put_u64(keys::weight(host), *weight);
         }
+        state.put_u64(
+            keys::HOSTS_WITH_WEIGHT.to_vec(),
+            weights.values().filter(|w| **w > 0).count() as u64,
+        );
         // The genesis validator set (InitChain's answer): every host with
         // weight, under its genesis consensus key (hosts' genesis ran first).
         crate::validators::init_given_set(state)?;

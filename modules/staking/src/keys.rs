@@ -14,6 +14,9 @@ use kiln_framework::Address;
 pub const PREFIX: &[u8] = b"staking/";
 pub const PARAMS: &[u8] = b"staking/params";
 pub const WEIGHT_PREFIX: &[u8] = b"staking/weight/";
+/// How many hosts have weight in force (kept beside the weights, so a sprint
+/// commitment can tell in O(1) how many of an epoch's places are reserved).
+pub const HOSTS_WITH_WEIGHT: &[u8] = b"staking/hosts_with_weight";
 pub const VALIDATOR_PREFIX: &[u8] = b"staking/validator/";
 pub const VALIDATOR_HISTORY: &[u8] = b"staking/validator_history";
 pub const MISBEHAVIOR_PREFIX: &[u8] = b"staking/misbehavior/";

@@ -74,6 +74,7 @@ pub fn apply_validator_set<S: StateWrite>(
     let previous = state.weights_in_force()?;
     let mut everyone: BTreeSet<Address> = previous.keys().copied().collect();
     everyone.extend(effective.keys().copied());
+    let mut with_weight: u64 = 0;
     for host in everyone {
         let new = effective.get(&host).copied().unwrap_or(0);
         let old = previous.get(&host).copied().unwrap_or(0);
@@ -83,6 +84,7 @@ pub fn apply_validator_set<S: StateWrite>(
             state.delete_raw(keys::weight(&host));
         } else {
             state.put_u64(keys::weight(&host), new);
+            with_weight += 1;
         }
         change.weights_changed |= new != old;
         change.events.push(
@@ -93,5 +95,6 @@ pub fn apply_validator_set<S: StateWrite>(
                 .attr("previous", old),
         );
     }
+    state.put_u64(keys::HOSTS_WITH_WEIGHT.to_vec(), with_weight);
     Ok(change)
 }

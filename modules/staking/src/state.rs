@@ -75,6 +75,16 @@ pub trait StakingExt: StateRead {
         Ok(self.get_u64(&keys::weight(addr))?.unwrap_or(0))
     }
 
+    /// How many hosts have weight in force (the size of
+    /// [`Self::weights_in_force`], kept by genesis and every settle that
+    /// applies weights; counted once from the weights if absent).
+    fn hosts_with_weight(&self) -> TxResult<u64> {
+        match self.get_u64(keys::HOSTS_WITH_WEIGHT)? {
+            Some(n) => Ok(n),
+            None => Ok(self.weights_in_force()?.len() as u64),
+        }
+    }
+
     /// Effective weights in force (from the last settle or genesis), by
     /// address; hosts with 0 are absent.
     fn weights_in_force(&self) -> TxResult<BTreeMap<Address, u64>> {
