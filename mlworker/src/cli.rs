@@ -131,6 +131,10 @@ pub struct WorkerRunArgs {
     /// device with the sprint (inference runs first; see README "Serving").
     #[arg(long)]
     pub serve_model: Option<String>,
+    /// Precision of the served model: f32, bf16 or auto (f32 on CPU, bf16 on
+    /// CUDA; see `serve --precision`). `--precision` is the sprint's.
+    #[arg(long, default_value = "auto")]
+    pub inference_precision: Precision,
     #[command(flatten)]
     pub dev: DeviceArgs,
 }
@@ -209,7 +213,9 @@ pub struct DeviceArgs {
     /// cpu, cuda or auto (CUDA when torch sees a GPU).
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// f32, bf16 or auto (f32 on CPU, bf16 on CUDA).
+    /// f32, bf16 or auto (f32 on CPU, bf16 on CUDA). For `serve`, the
+    /// model's precision: bf16 on a CPU with AVX512-BF16 serves ~1.8× faster
+    /// but batched outputs may differ from one-at-a-time ones.
     #[arg(long, default_value = "auto")]
     pub precision: Precision,
     /// Torch intra-op threads (default: all cores).
@@ -848,13 +854,17 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
             let metrics = std::sync::Arc::new(crate::serve::metrics::ServeMetrics::default());
             let (model, loaded, metrics_for_loader) =
                 (model.clone(), cell.clone(), metrics.clone());
+            let precision = a.inference_precision;
             std::thread::Builder::new()
                 .name("model-load".into())
                 .spawn(move || {
                     match crate::serve::load_app(
                         &model,
                         executor,
-                        crate::serve::ServeSettings::default(),
+                        crate::serve::ServeSettings {
+                            precision,
+                            ..Default::default()
+                        },
                         metrics_for_loader,
                     ) {
                         Ok(app) => {

@@ -274,3 +274,28 @@ fn a_full_queue_answers_429_with_retry_after() {
     );
     assert!(statuses.iter().any(|(s, _)| *s == 200), "{statuses:?}");
 }
+
+/// `serve --precision` chooses the served model's dtype (it was ignored on
+/// the CPU, which always served f32): the default is f32 on the CPU, `bf16`
+/// loads the model in bf16 and still answers.
+#[test]
+fn the_precision_flag_chooses_the_served_models_dtype() {
+    let cpu_default: &[&str] = &["--device", "cpu"];
+    let cpu_bf16: &[&str] = &["--device", "cpu", "--precision", "bf16"];
+    for (flags, dtype) in [(cpu_default, "f32"), (cpu_bf16, "bf16")] {
+        let server = Server::start(flags);
+        let (status, body) = server.post("/v1/chat/completions", &chat("Say yes.", 4));
+        assert_eq!(status, 200, "{flags:?}: {body}");
+        assert!(
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty()),
+            "{flags:?}: {body}"
+        );
+        let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        assert!(
+            log.contains(&format!("on cpu in {dtype}")),
+            "{flags:?}: {log}"
+        );
+    }
+}

@@ -21,13 +21,16 @@ use kiln_llm::Llm;
 use crate::cli::ServeArgs;
 use crate::executor::EngineExecutor;
 
-/// Engine and API settings (`serve`'s flags; `run --serve-model` uses the defaults).
+/// Engine and API settings (`serve`'s flags; `run --serve-model` uses the
+/// defaults and its `--inference-precision`).
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub max_batch: usize,
     pub max_queue: usize,
     pub prefill_chunk: usize,
     pub limits: http::ApiLimits,
+    /// The model's dtype (see [`crate::device::inference_kind`]).
+    pub precision: crate::device::Precision,
 }
 
 impl Default for ServeSettings {
@@ -38,6 +41,7 @@ impl Default for ServeSettings {
             max_queue: engine.max_queue,
             prefill_chunk: engine.prefill_chunk,
             limits: http::ApiLimits::default(),
+            precision: crate::device::Precision::Auto,
         }
     }
 }
@@ -51,10 +55,10 @@ pub fn load_app(
     settings: ServeSettings,
     metrics: Arc<metrics::ServeMetrics>,
 ) -> Result<Arc<http::ServeApp>> {
-    let options = if executor.device().is_cuda() {
-        LoadOptions::auto()
-    } else {
-        LoadOptions::cpu()
+    let device = executor.device().device;
+    let options = LoadOptions {
+        device,
+        kind: crate::device::inference_kind(device, settings.precision),
     };
     let started = std::time::Instant::now();
     let llm = Llm::load(model, options).with_context(|| format!("loading model {model}"))?;
@@ -114,6 +118,7 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
                 max_body_bytes: args.max_body_bytes,
                 max_tokens: args.max_tokens.max(1),
             },
+            precision: args.dev.precision,
         },
         Arc::new(metrics::ServeMetrics::default()),
     )?;
@@ -130,9 +135,16 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .thread_name("api")
         .build()?;
+    let kind = crate::device::inference_kind(device.device, args.dev.precision);
+    if kind == tch::Kind::Float && !device.is_cuda() && crate::device::cpu_has_native_bf16() {
+        println!("this CPU has native bf16 (AVX512-BF16): --precision bf16 serves faster (README, \"Serving inference\")");
+    }
     println!(
-        "serving {} (sha256 {}) on http://{local}/v1 — try: curl http://{local}/v1/models",
-        app.model_name, app.model_sha256
+        "serving {} (sha256 {}) on {} in {} on http://{local}/v1 — try: curl http://{local}/v1/models",
+        app.model_name,
+        app.model_sha256,
+        if device.is_cuda() { "cuda" } else { "cpu" },
+        if kind == tch::Kind::BFloat16 { "bf16" } else { "f32" },
     );
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
