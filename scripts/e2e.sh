@@ -100,6 +100,10 @@ BAL=$(kiln query bank balances "$ALICE" --output json | json_field '["balances"]
 HASH=$(json_field '["txhash"]' <"$WORK/send.json")
 kiln query tx "$HASH" --output json | json_field '["code"]' | grep -qx 0 || fail "query tx"
 kiln query account "$ALICE" --output json >/dev/null
+# The devnet registers SmolLM2; with no requests its price sits at its floor.
+M=$(kiln query models --output json | json_field '[0]["id"]')
+[ "$M" = smollm2-135m ] || fail "query models: $M"
+kiln query prices | grep -q "^smollm2-135m .* 100 " || fail "query prices: $(kiln query prices)"
 
 step "tx authz grant-ml-ops: alice grants the hot key the worker messages only"
 kiln tx authz grant-ml-ops "$HOT" --from alice --expiration +30d --yes --output json >"$WORK/grant.json"

@@ -11,6 +11,7 @@
 //! | 5 | `staking` | params, epoch-1 weights (power-capped), the genesis validator set | — | 2. effective weights, 3. weights in force |
 //! | 6 | `sprint` | params | challenge stage start: the epoch's beacon; vote-commit stage start: committees | 1. raw weights |
 //! | 7 | `reputation` | params | — | 4. reputation |
+//! | 8 | `inference` | params, models, starting prices | end of block: each model's price steps toward the utilisation band | — |
 //!
 //! Last in every block's end, staking turns the block's weight changes and
 //! consensus-key rotations into CometBFT's validator updates
@@ -42,6 +43,7 @@ pub const KEY_PREFIXES: &[(&str, &[u8])] = &[
     ("staking", kiln_staking::keys::PREFIX),
     ("sprint", kiln_sprint::keys::PREFIX),
     ("reputation", kiln_reputation::PREFIX),
+    ("inference", kiln_inference::keys::PREFIX),
 ];
 
 /// Writes every module's genesis, in the component order.
@@ -71,6 +73,7 @@ pub fn init_genesis<S: StateWrite>(
     )?;
     kiln_sprint::Sprint::init_genesis(state, &genesis.sprint, ctx)?;
     kiln_reputation::Reputation::init_genesis(state, &genesis.reputation, ctx)?;
+    kiln_inference::Inference::init_genesis(state, &genesis.inference, ctx)?;
     Ok(())
 }
 
@@ -140,6 +143,8 @@ pub fn end_block<S: StateWrite>(
         .extend(kiln_sprint::Sprint::end_block(state, block, epoch)?);
     out.events
         .extend(kiln_reputation::Reputation::end_block(state, block, epoch)?);
+    out.events
+        .extend(kiln_inference::Inference::end_block(state, block, epoch)?);
     // Last: the validator updates of the block — the settle's new weights and
     // this block's consensus-key rotations, as one list with one update per key.
     let (updates, events) =

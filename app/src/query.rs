@@ -118,6 +118,7 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
     let routed = kiln_bank::query::route(&snapshot, path, &request.data)
         .or_else(|| kiln_authz::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_hosts::query::route(&snapshot, path, &request.data))
+        .or_else(|| kiln_inference::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_staking::query::route(&snapshot, path, height))
         .or_else(|| kiln_sprint::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_reputation::route(&snapshot, path, &request.data));

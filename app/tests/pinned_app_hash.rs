@@ -17,7 +17,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "b35c41c9d1888dd2db2890cd612cd2a52ec2f76d2592334ff1f8b482b738f22f";
+const PINNED: &str = "e94bbbdc96676b2171b8f4ddd31b08d01f97905147620571dd05efbf9d867d99";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

@@ -299,6 +299,10 @@ enum QueryCmd {
     /// Misbehaviour (double signs, light-client attacks) CometBFT reported,
     /// with the host whose key it was; newest first.
     Misbehavior,
+    /// Models the network serves: hashes, validation threshold, price.
+    Models,
+    /// Each model's price per token (and its floor).
+    Prices,
 }
 
 #[derive(Subcommand, Debug)]
@@ -856,6 +860,22 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
             query::host_json(&rpc, &a, h)?
         }
         QueryCmd::Misbehavior => kiln_client::query::misbehavior(&rpc, h)?,
+        QueryCmd::Models => {
+            let rows = kiln_client::query::models(&rpc, h)?;
+            if !ctx.output.is_json() {
+                print!("{}", query::models_text(&rows));
+                return Ok(());
+            }
+            Value::Array(rows)
+        }
+        QueryCmd::Prices => {
+            let rows = kiln_client::query::prices(&rpc, h)?;
+            if !ctx.output.is_json() {
+                print!("{}", query::prices_text(&rows));
+                return Ok(());
+            }
+            Value::Array(rows)
+        }
         QueryCmd::Weights => {
             let v = query::weights_json(&rpc, h)?;
             if !ctx.output.is_json() {

@@ -260,6 +260,73 @@ pub fn weights_json(rpc: &RpcClient, height: u64) -> Result<Value> {
     }))
 }
 
+/// A price in pkiln per token as ukiln per 1 000 tokens (pkiln / 1 000),
+/// exact in decimal.
+pub fn ukiln_per_1k_tokens(pkiln: u64) -> String {
+    let (whole, frac) = (pkiln / 1_000, pkiln % 1_000);
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string()
+    }
+}
+
+/// Table of `kiln query models`.
+pub fn models_text(rows: &[Value]) -> String {
+    if rows.is_empty() {
+        return "no models registered\n".into();
+    }
+    let mut out = format!(
+        "{:<20} {:>22} {:>10}  {:<16} {:<16}\n",
+        "MODEL", "UKILN/1K TOKENS", "THRESHOLD", "GGUF SHA256", "TOKENIZER"
+    );
+    for m in rows {
+        let short = |k: &str| {
+            m[k].as_str()
+                .unwrap_or("")
+                .chars()
+                .take(16)
+                .collect::<String>()
+        };
+        out.push_str(&format!(
+            "{:<20} {:>22} {:>10}  {:<16} {:<16}\n",
+            m["id"].as_str().unwrap_or("?"),
+            ukiln_per_1k_tokens(m["price_pkiln"].as_u64().unwrap_or(0)),
+            {
+                let t = m["validation_threshold_micro"].as_u64().unwrap_or(0);
+                format!("{}.{:06}", t / 1_000_000, t % 1_000_000)
+            },
+            short("gguf_sha256"),
+            short("tokenizer_sha256"),
+        ));
+    }
+    out
+}
+
+/// Table of `kiln query prices`.
+pub fn prices_text(rows: &[Value]) -> String {
+    if rows.is_empty() {
+        return "no models registered\n".into();
+    }
+    let mut out = format!(
+        "{:<20} {:>16} {:>22} {:>16}\n",
+        "MODEL", "PKILN/TOKEN", "UKILN/1K TOKENS", "FLOOR PKILN"
+    );
+    for r in rows {
+        let price = r["price_pkiln"].as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "{:<20} {:>16} {:>22} {:>16}\n",
+            r["model"].as_str().unwrap_or("?"),
+            price,
+            ukiln_per_1k_tokens(price),
+            r["price_floor_pkiln"].as_u64().unwrap_or(0),
+        ));
+    }
+    out
+}
+
 /// Table of [`weights_json`]: share in %, CometBFT power next to the weight.
 pub fn weights_text(v: &Value) -> String {
     let rows = v["weights"].as_array().cloned().unwrap_or_default();
@@ -329,6 +396,22 @@ mod kiln_tests {
             epoch_text(&v),
             "epoch 3, stage inference (block 20), 1 block to sprint of epoch 4\n"
         );
+    }
+
+    #[test]
+    fn price_tables() {
+        assert_eq!(ukiln_per_1k_tokens(100_000), "100");
+        assert_eq!(ukiln_per_1k_tokens(98_010), "98.01");
+        assert_eq!(ukiln_per_1k_tokens(7), "0.007");
+        let rows = vec![
+            json!({"model": "smollm2-135m", "price_pkiln": 98_010, "price_floor_pkiln": 50_000}),
+        ];
+        let t = prices_text(&rows);
+        assert!(
+            t.contains("smollm2-135m") && t.contains("98.01") && t.contains("50000"),
+            "{t}"
+        );
+        assert_eq!(prices_text(&[]), "no models registered\n");
     }
 
     #[test]

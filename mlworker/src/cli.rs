@@ -411,21 +411,26 @@ fn cmd_models_list(a: ModelsListArgs) -> Result<()> {
             .map_err(anyhow::Error::from)
             .and_then(|path| {
                 let id = file_identity(&path)?;
-                Ok((path, id))
+                let gguf = kiln_llm::gguf::GgufFile::open(&path)?;
+                let tokenizer = kiln_llm::tokenizer::tokenizer_sha256(&gguf)?;
+                Ok((path, id, tokenizer))
             });
         match (found, a.json) {
-            (Ok((path, id)), true) => println!(
+            (Ok((path, id, tokenizer)), true) => println!(
                 "{}",
                 serde_json::json!({
-                    "name": model.name, "path": path, "sha256": id.sha256, "size_bytes": id.size_bytes
+                    "name": model.name, "path": path, "sha256": id.sha256, "size_bytes": id.size_bytes,
+                    "tokenizer_sha256": tokenizer,
                 })
             ),
-            (Ok((path, id)), false) => println!(
-                "{:<14} {:<64} {:>11}  {}",
+            (Ok((path, id, tokenizer)), false) => println!(
+                "{:<14} {:<64} {:>11}  {}\n{:<14} tokenizer {}",
                 model.name,
                 id.sha256,
                 id.size_bytes,
-                path.display()
+                path.display(),
+                "",
+                tokenizer
             ),
             (Err(e), true) => println!(
                 "{}",

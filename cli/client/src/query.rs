@@ -292,6 +292,23 @@ pub fn sprint_result(
 }
 
 /// The sprint module's weight rows (a JSON list; empty when none).
+/// Every registered model with its current price (`kiln query models`).
+pub fn models(rpc: &RpcClient, height: u64) -> Result<Vec<Value>> {
+    list_query(rpc, kiln_inference::query::MODELS_PATH, height)
+}
+
+/// Each model's price and floor, pkiln per token (`kiln query prices`).
+pub fn prices(rpc: &RpcClient, height: u64) -> Result<Vec<Value>> {
+    list_query(rpc, kiln_inference::query::PRICES_PATH, height)
+}
+
+fn list_query(rpc: &RpcClient, path: &str, height: u64) -> Result<Vec<Value>> {
+    let rows = json_query_opt(rpc, path, &[], height)?.unwrap_or(json!([]));
+    rows.as_array()
+        .cloned()
+        .ok_or_else(|| anyhow!("the answer to {path} is not a list: {rows}"))
+}
+
 pub fn weights(rpc: &RpcClient, height: u64) -> Result<Vec<Value>> {
     let rows = json_query_opt(rpc, WEIGHTS_PATH, &[], height)?.unwrap_or(json!([]));
     rows.as_array()

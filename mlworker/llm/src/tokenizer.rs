@@ -104,6 +104,39 @@ fn token_id(file: &GgufFile, key: &str, vocab: usize) -> Result<Option<u32>, Tok
     }
 }
 
+/// The tokenizer's fingerprint the chain registers beside the GGUF file's
+/// hash (`tokenizer_sha256` of a model): SHA-256 over `"kiln/tokenizer/v1"`
+/// and, each as a u32 LE byte length then the bytes, `tokenizer.ggml.model`,
+/// `tokenizer.ggml.pre` (empty when absent), the token count (u32 LE), every
+/// token, the merge count (u32 LE) and every merge. Two files with the same
+/// vocabulary and merges tokenize alike, whatever their weights.
+pub fn tokenizer_sha256(file: &GgufFile) -> Result<String, TokenizerError> {
+    use sha2::{Digest, Sha256};
+    fn field(h: &mut Sha256, bytes: &[u8]) {
+        h.update((bytes.len() as u32).to_le_bytes());
+        h.update(bytes);
+    }
+    let mut h = Sha256::new();
+    h.update(b"kiln/tokenizer/v1");
+    field(&mut h, file.str("tokenizer.ggml.model")?.as_bytes());
+    let pre = match file.get("tokenizer.ggml.pre") {
+        Some(_) => file.str("tokenizer.ggml.pre")?.to_string(),
+        None => String::new(),
+    };
+    field(&mut h, pre.as_bytes());
+    let tokens = file.str_array("tokenizer.ggml.tokens")?;
+    let merges = file.str_array("tokenizer.ggml.merges")?;
+    h.update((tokens.len() as u32).to_le_bytes());
+    for t in &tokens {
+        field(&mut h, t.as_bytes());
+    }
+    h.update((merges.len() as u32).to_le_bytes());
+    for m in &merges {
+        field(&mut h, m.as_bytes());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 impl Tokenizer {
     /// Builds the tokenizer described by `file`'s `tokenizer.ggml.*` metadata.
     pub fn from_gguf(file: &GgufFile) -> Result<Self, TokenizerError> {
