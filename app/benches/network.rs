@@ -605,6 +605,7 @@ fn throughput() -> Vec<String> {
     let last_height = counts.last().map_or(start_height, |(h, _)| *h);
 
     // The same state everywhere: node 3's app hash after the last block.
+    net.wait_height(0, last_height + 1, Duration::from_secs(60));
     net.wait_height(VALIDATORS - 1, last_height + 1, Duration::from_secs(60));
     let hash0 = net.app_hash_in_block(0, last_height + 1);
     let hash3 = net.app_hash_in_block(VALIDATORS - 1, last_height + 1);

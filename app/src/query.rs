@@ -170,22 +170,7 @@ fn simulate(app: &KilnApp, data: &[u8]) -> TxResult<Vec<u8>> {
         ));
     }
     let outcome = app.simulate(&request.tx_bytes)?;
-    let events = outcome
-        .events
-        .iter()
-        .map(|e| tendermint_proto::v0_38::abci::Event {
-            r#type: e.kind.clone(),
-            attributes: e
-                .attributes
-                .iter()
-                .map(|(k, v)| tendermint_proto::v0_38::abci::EventAttribute {
-                    key: k.clone(),
-                    value: v.clone(),
-                    index: true,
-                })
-                .collect(),
-        })
-        .collect();
+    let events = crate::app::to_abci_events(&outcome.events);
     #[allow(deprecated)]
     let response = SimulateResponse {
         gas_info: Some(GasInfo {

@@ -267,7 +267,9 @@ impl BlockStore {
             wb.put(xk, indexed.encode_to_vec());
             if let Some(res) = rec.results.tx_results.get(i) {
                 for ev in &res.events {
-                    for attr in &ev.attributes {
+                    // As CometBFT's kv indexer: only attributes the app
+                    // marked indexed.
+                    for attr in ev.attributes.iter().filter(|a| a.index) {
                         let ck = format!("{}.{}", ev.r#type, attr.key);
                         let mut k = ev_prefix(&ck, &attr.value);
                         k.extend_from_slice(&pos);

@@ -10,12 +10,19 @@ fn the_devnet_model_hashes_are_the_installed_files() {
         .iter()
         .find(|m| m.name == "smollm2-135m")
         .expect("smollm2-135m is a known model");
-    let path = known.locate().expect("the model is installed (scripts/setup.sh)");
+    let path = known
+        .locate()
+        .expect("the model is installed (scripts/setup.sh)");
     let identity = kiln_llm::registry::file_identity(&path).unwrap();
     let gguf = kiln_llm::gguf::GgufFile::open(&path).unwrap();
     let tokenizer = kiln_llm::tokenizer::tokenizer_sha256(&gguf).unwrap();
     let registered = kiln_genesis::devnet_model();
     assert_eq!(registered.id, known.name);
-    assert_eq!(registered.gguf_sha256, identity.sha256, "{}", path.display());
+    assert_eq!(
+        registered.gguf_sha256,
+        identity.sha256,
+        "{}",
+        path.display()
+    );
     assert_eq!(registered.tokenizer_sha256, tokenizer, "{}", path.display());
 }
