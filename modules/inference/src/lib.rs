@@ -14,10 +14,14 @@
 //! validation and disputes land in this crate next; they feed the block's
 //! used tokens (`inference/used/{model}`) that the price follows.
 //!
+//! Also here, ready for the settlement: the executor draw ([`draw`]) by
+//! weight × reliability, seeded by `SHA256(block hash ‖ request signature)`.
+//!
 //! Keys (all under `inference/`): see [`keys`].
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod draw;
 pub mod genesis;
 pub mod keys;
 pub mod params;
