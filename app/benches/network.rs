@@ -241,32 +241,40 @@ fn send_all(
 ) -> usize {
     let mut refused = 0;
     for tx in txs {
-        loop {
-            match client.broadcast_tx_sync(tx) {
-                Ok(r) if r.code == 0 => break,
-                Ok(r) => {
-                    refused += 1;
-                    let mut log = refused_log.lock().unwrap();
-                    if log.len() < 3 {
-                        log.push(format!("code {}: {}", r.code, r.log));
-                    }
-                    break;
-                }
-                Err(e) => {
-                    let text = format!("{e:#}");
-                    if text.contains("already exists in cache") {
-                        break;
-                    }
-                    if text.contains("mempool is full") {
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
-                    panic!("broadcast_tx_sync to {}: {text}", client.url());
+        match broadcast_waiting_for_room(client, tx) {
+            Ok(r) if r.code == 0 => {}
+            Ok(r) => {
+                refused += 1;
+                let mut log = refused_log.lock().unwrap();
+                if log.len() < 3 {
+                    log.push(format!("code {}: {}", r.code, r.log));
                 }
             }
+            Err(text) if text.contains("already exists in cache") => {}
+            Err(text) => panic!("broadcast_tx_sync to {}: {text}", client.url()),
         }
     }
     refused
+}
+
+/// `broadcast_tx_sync`, retried while the node's mempool is full; CheckTx's
+/// answer, or the RPC error's text.
+fn broadcast_waiting_for_room(
+    client: &RpcClient,
+    tx: &[u8],
+) -> Result<kiln_client::rpc::BroadcastResponse, String> {
+    loop {
+        match client.broadcast_tx_sync(tx) {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                let text = format!("{e:#}");
+                if !text.contains("mempool is full") {
+                    return Err(text);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 /// Sends `txs` spread over every node's RPC (`senders` threads per node,
@@ -383,19 +391,8 @@ fn resend_dropped(client: &RpcClient, txs: &[Vec<u8>]) -> usize {
             let admitted = &admitted;
             s.spawn(move || {
                 for tx in txs.iter().skip(lane).step_by(2) {
-                    loop {
-                        match client.broadcast_tx_sync(tx) {
-                            Ok(r) => {
-                                if r.code == 0 {
-                                    admitted.fetch_add(1, Ordering::Relaxed);
-                                }
-                                break;
-                            }
-                            Err(e) if format!("{e:#}").contains("mempool is full") => {
-                                std::thread::sleep(Duration::from_millis(20));
-                            }
-                            Err(_) => break,
-                        }
+                    if broadcast_waiting_for_room(client, tx).is_ok_and(|r| r.code == 0) {
+                        admitted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             });

@@ -401,7 +401,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// `models list`: name, path, SHA-256 and size of every known model; a model
 /// that is not installed is listed with the reason instead.
 fn cmd_models_list(a: ModelsListArgs) -> Result<()> {
-    use kiln_llm::registry::{file_identity, KNOWN_MODELS};
+    use kiln_llm::registry::{bytes_identity, KNOWN_MODELS};
     if !a.json {
         println!("{:<14} {:<64} {:>11}  PATH", "NAME", "SHA256", "BYTES");
     }
@@ -410,8 +410,11 @@ fn cmd_models_list(a: ModelsListArgs) -> Result<()> {
             .locate()
             .map_err(anyhow::Error::from)
             .and_then(|path| {
-                let id = file_identity(&path)?;
-                let gguf = kiln_llm::gguf::GgufFile::open(&path)?;
+                // Read once: hashed whole, then parsed for the tokenizer.
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let id = bytes_identity(&bytes);
+                let gguf = kiln_llm::gguf::GgufFile::parse(bytes)?;
                 let tokenizer = kiln_llm::tokenizer::tokenizer_sha256(&gguf)?;
                 Ok((path, id, tokenizer))
             });

@@ -254,20 +254,11 @@ pub fn epoch(rpc: &RpcClient, height: u64) -> Result<Value> {
 /// Every registered host (a JSON list).
 /// Misbehaviour CometBFT reported (newest first, at most 100).
 pub fn misbehavior(rpc: &RpcClient, height: u64) -> Result<Value> {
-    const PATH: &str = "/kiln.staking.v1.Query/Misbehavior";
-    let v = json_query_opt(rpc, PATH, &[], height)?.unwrap_or(json!([]));
-    if !v.is_array() {
-        bail!("the answer to {PATH} is not a list: {v}");
-    }
-    Ok(v)
+    list_query(rpc, "/kiln.staking.v1.Query/Misbehavior", height).map(Value::Array)
 }
 
 pub fn hosts(rpc: &RpcClient, height: u64) -> Result<Value> {
-    let v = json_query_opt(rpc, HOSTS_PATH, &[], height)?.unwrap_or(json!([]));
-    if !v.is_array() {
-        bail!("the answer to {HOSTS_PATH} is not a list: {v}");
-    }
-    Ok(v)
+    list_query(rpc, HOSTS_PATH, height).map(Value::Array)
 }
 
 /// The host record of `address`; `Ok(None)` when it is not a host.
@@ -302,6 +293,7 @@ pub fn prices(rpc: &RpcClient, height: u64) -> Result<Vec<Value>> {
     list_query(rpc, kiln_inference::query::PRICES_PATH, height)
 }
 
+/// A JSON query answering a list (an empty list when the key is absent).
 fn list_query(rpc: &RpcClient, path: &str, height: u64) -> Result<Vec<Value>> {
     let rows = json_query_opt(rpc, path, &[], height)?.unwrap_or(json!([]));
     rows.as_array()
@@ -310,8 +302,5 @@ fn list_query(rpc: &RpcClient, path: &str, height: u64) -> Result<Vec<Value>> {
 }
 
 pub fn weights(rpc: &RpcClient, height: u64) -> Result<Vec<Value>> {
-    let rows = json_query_opt(rpc, WEIGHTS_PATH, &[], height)?.unwrap_or(json!([]));
-    rows.as_array()
-        .cloned()
-        .ok_or_else(|| anyhow!("the answer to {WEIGHTS_PATH} is not a list: {rows}"))
+    list_query(rpc, WEIGHTS_PATH, height)
 }

@@ -144,6 +144,14 @@ pub struct ModelIdentity {
     pub size_bytes: u64,
 }
 
+/// The identity of a file already read into memory.
+pub fn bytes_identity(bytes: &[u8]) -> ModelIdentity {
+    ModelIdentity {
+        sha256: hex::encode(Sha256::digest(bytes)),
+        size_bytes: bytes.len() as u64,
+    }
+}
+
 /// Hashes the file at `path` (streamed, 1 MiB at a time).
 pub fn file_identity(path: &Path) -> Result<ModelIdentity, RegistryError> {
     let io = |source| RegistryError::Io {
