@@ -10,8 +10,8 @@
 //! | 4 | `hosts` | genesis hosts | — | — |
 //! | 5 | `staking` | params, epoch-1 weights (power-capped), the genesis validator set | — | 2. effective weights, 3. weights in force |
 //! | 6 | `sprint` | params | challenge stage start: the epoch's beacon; vote-commit stage start: committees | 1. raw weights |
-//! | 7 | `reputation` | params | — | 4. reputation |
-//! | 8 | `inference` | params, models, starting prices | end of block: each model's price steps toward the utilisation band | — |
+//! | 7 | `reputation` | params | — | 5. reputation |
+//! | 8 | `inference` | params, models, starting prices, serving sets | end of block: timeouts (refund + miss), pruning, the draw window's block hash, each model's price steps toward the utilisation band | 4. reliability, serving sets |
 //!
 //! Last in every block's end, staking turns the block's weight changes and
 //! consensus-key rotations into CometBFT's validator updates
@@ -20,8 +20,9 @@
 //! The settle ([`settle`]) runs at the epoch's settle block, after the
 //! block's transactions, as one explicit pipeline:
 //! raw weights (sprint) → effective weights (staking: power cap; collateral
-//! later) → validator set (staking) → reputation → rewards (later issue) →
-//! slashing (later issue).
+//! later) → validator set (staking) → serving (inference: reliability,
+//! serving sets) → reputation (sprint outcome + inference misses) → rewards
+//! (later issue) → slashing (later issue).
 
 use kiln_framework::{
     BlockInfo, Component, EpochInfo, Event, GenesisCtx, RawWeightSource, Stage, TxResult,
@@ -182,17 +183,26 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult
     out.events.extend(validators.events);
     out.weights_changed = validators.weights_changed;
 
-    // 4. Reputation: what each host did this epoch.
-    for (host, outcome) in &raw.outcomes {
-        out.events.push(kiln_reputation::apply_outcome(
-            state,
-            epoch,
-            host,
-            &(*outcome).into(),
-        )?);
+    // 4. Inference: the epoch's misses become next epoch's reliability, and
+    //    each model's executor candidates are rebuilt from the new weights.
+    let (serving, serving_events) = kiln_inference::settle::end_epoch(state, epoch, height)?;
+    out.events.extend(serving_events);
+
+    // 5. Reputation: what each host did this epoch (sprint and serving).
+    let mut outcomes: std::collections::BTreeMap<_, kiln_reputation::EpochOutcome> = raw
+        .outcomes
+        .iter()
+        .map(|(host, outcome)| (*host, (*outcome).into()))
+        .collect();
+    for (host, served) in &serving {
+        outcomes.entry(*host).or_default().excess_miss_percent = served.excess_miss_percent;
+    }
+    for (host, outcome) in &outcomes {
+        out.events
+            .push(kiln_reputation::apply_outcome(state, epoch, host, outcome)?);
     }
 
-    // 5. Rewards: later (staking/rewards issue).
-    // 6. Slashing: later (staking/rewards issue).
+    // 6. Rewards: later (staking/rewards issue).
+    // 7. Slashing: later (staking/rewards issue).
     Ok(out)
 }

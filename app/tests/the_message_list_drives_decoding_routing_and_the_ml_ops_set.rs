@@ -74,6 +74,31 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
             valid: true,
             salt: vec![],
         }),
+        "/kiln.inference.v1.MsgStartInference" => {
+            any_of(&kiln_inference::msgs::MsgStartInference {
+                transfer_agent: s,
+                id: kiln_inference::request::request_id(&[3; 64]).to_vec(),
+                requester: other.to_bech32(),
+                requester_pubkey: vec![2; 33],
+                model: "smollm2-135m".into(),
+                prompt_hash: vec![4; 32],
+                prompt_tokens: 5,
+                max_tokens: 6,
+                executor: other.to_bech32(),
+                seed_height: 1,
+                request_timestamp: 1,
+                request_signature: vec![3; 64],
+            })
+        }
+        "/kiln.inference.v1.MsgFinishInference" => {
+            any_of(&kiln_inference::msgs::MsgFinishInference {
+                executor: s,
+                id: vec![1; 32],
+                response_hash: vec![2; 32],
+                completion_tokens: 3,
+                top_logprobs_hash: vec![4; 32],
+            })
+        }
         other => panic!("listed message {other} has no sample: add one (and its module)"),
     }
 }
@@ -82,6 +107,8 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
 fn module_codespace(type_url: &str) -> &'static str {
     if type_url.starts_with("/kiln.sprint.") {
         "sprint"
+    } else if type_url.starts_with("/kiln.inference.") {
+        "inference"
     } else if type_url.starts_with("/kiln.host.") {
         "hosts"
     } else {
@@ -134,7 +161,7 @@ fn every_listed_type_decodes_and_an_unlisted_one_does_not() {
 }
 
 #[test]
-fn the_ml_ops_set_is_the_sprint_messages_today() {
+fn the_ml_ops_set_is_the_sprint_and_inference_messages() {
     assert_eq!(
         kiln_messages::ml_ops_type_urls(),
         [
@@ -143,6 +170,8 @@ fn the_ml_ops_set_is_the_sprint_messages_today() {
             "/kiln.sprint.v1.MsgSprintOpen",
             "/kiln.sprint.v1.MsgSprintVoteCommit",
             "/kiln.sprint.v1.MsgSprintVoteReveal",
+            "/kiln.inference.v1.MsgStartInference",
+            "/kiln.inference.v1.MsgFinishInference",
         ]
     );
 }

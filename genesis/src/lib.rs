@@ -239,6 +239,7 @@ impl AppGenesis {
         genesis.sprint.params = kiln_sprint::SprintParams::devnet();
         genesis.reputation.params = kiln_reputation::ReputationParams::devnet();
         genesis.authz.params = kiln_authz::AuthzParams::devnet();
+        genesis.inference.params = kiln_inference::InferenceParams::devnet();
         genesis.inference.models.push(devnet_model());
         genesis
     }

@@ -141,6 +141,8 @@ messages! {
     SprintOpen => kiln_sprint::msgs::SprintOpen,
     SprintVoteCommit => kiln_sprint::msgs::SprintVoteCommit,
     SprintVoteReveal => kiln_sprint::msgs::SprintVoteReveal,
+    StartInference => kiln_inference::msgs::StartInference,
+    FinishInference => kiln_inference::msgs::FinishInference,
 }
 
 /// Decodes `M` from `any.value` and requires the bytes to be its canonical

@@ -8,6 +8,7 @@
 //! it makes goes through kiln-client's SIGN_MODE_DIRECT implementation
 //! ([`kiln_client::sign`]).
 
+pub mod inference;
 pub mod settle_cost;
 
 use std::collections::BTreeMap;
@@ -327,7 +328,9 @@ impl BlockDriver {
     ///   weights in force, host by host through each host's consensus key
     ///   (so the totals agree), and once `min_hosts_for_cap` hosts have weight
     ///   no host holds more than `max_power_share_bps` of the total;
-    /// * escrow: skipped — there is no inference module (and so no escrow) yet.
+    /// * escrow: the inference escrow account holds exactly the escrows of
+    ///   the open inferences, which equal the module's recorded total, and
+    ///   every settled inference paid + refunded exactly its escrow.
     pub fn check_invariants_on<S: StateRead>(&self, state: &S) -> anyhow::Result<()> {
         let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
 
@@ -442,7 +445,40 @@ impl BlockDriver {
             }
         }
 
-        // Escrow total = sum of open inferences' escrows: no inference module yet.
+        // Escrow total = sum of open inferences' escrows = what the escrow
+        // account holds.
+        let mut open_escrows: u128 = 0;
+        let records: Vec<(Vec<u8>, kiln_inference::state::InferenceRecord)> =
+            kiln_framework::StateReadExt::prefix_values(state, kiln_inference::keys::RECORD_PREFIX)
+                .map_err(err)?;
+        for (_, record) in &records {
+            if record.status == kiln_inference::state::Status::Open {
+                open_escrows = open_escrows
+                    .checked_add(record.escrow)
+                    .ok_or_else(|| anyhow::anyhow!("sum of inference escrows overflows"))?;
+            } else {
+                anyhow::ensure!(
+                    record.paid.checked_add(record.refunded) == Some(record.escrow),
+                    "settled inference {} paid {} and refunded {} of an escrow of {}",
+                    hex::encode(record.id),
+                    record.paid,
+                    record.refunded,
+                    record.escrow
+                );
+            }
+        }
+        let recorded_total =
+            kiln_inference::state::SettlementExt::escrow_total(state).map_err(err)?;
+        let held = kiln_bank::state::balance_readonly(
+            state,
+            &Address::module(kiln_inference::keys::ESCROW_ACCOUNT),
+            kiln_framework::BASE_DENOM,
+        )
+        .map_err(err)?;
+        anyhow::ensure!(
+            recorded_total == open_escrows && held == open_escrows,
+            "inference escrow: the account holds {held}, the recorded total is {recorded_total}, open inferences escrow {open_escrows}"
+        );
         Ok(())
     }
 

@@ -131,19 +131,24 @@ impl Component for Inference {
             state.put_value(keys::model(&m.id), &m.model())?;
             state.put_u64(keys::price(&m.id), m.initial_price());
         }
-        Ok(())
+        // The genesis hosts with weight serve from the first block.
+        crate::settle::rebuild_serving_sets(state, 0)
     }
 
-    /// Each model's price takes one step toward the utilisation band
-    /// ([`crate::price::next_price`]) from the tokens the block's requests
-    /// took; the block's count is then cleared.
+    /// Timeouts, dropped early finishes, pruning and the draw window's block
+    /// hashes ([`crate::handler::end_block`]); then each model's price takes
+    /// one step toward the utilisation band ([`crate::price::next_price`])
+    /// from the tokens the block's requests took, and the block's count is
+    /// cleared.
     fn end_block<S: StateWrite>(
         state: &mut S,
         block: &BlockInfo,
         _epoch: &EpochInfo,
     ) -> TxResult<Vec<Event>> {
+        let mut ctx = kiln_framework::ExecCtx::new(block);
+        crate::handler::end_block(state, &mut ctx)?;
+        let mut events = ctx.events;
         let params = state.inference_params()?;
-        let mut events = Vec::new();
         for model in state.models()? {
             let used_key = keys::used(&model.id);
             let used = state.get_u64(&used_key)?;

@@ -1,11 +1,26 @@
 //! Storage keys of the inference module. Every key starts with [`PREFIX`].
+//! Heights are u64 big-endian so that a prefix scan lists them in order;
+//! ids are the 32-byte request ids ([`crate::request::request_id`]);
+//! addresses are their 20 bytes.
 //!
 //! | key | value |
 //! |---|---|
 //! | `inference/params` | [`crate::InferenceParams`] |
 //! | `inference/model/{id}` | [`crate::Model`] |
-//! | `inference/price/{id}` | u64 BE: the price per token in pkiln |
-//! | `inference/used/{id}` | u64 BE: tokens the block's requests took (reset at the end of each block) |
+//! | `inference/price/{model}` | u64 BE: the price per token in pkiln |
+//! | `inference/used/{model}` | u64 BE: tokens the block's requests took (reset at the end of each block) |
+//! | `inference/record/{id}` | [`crate::state::InferenceRecord`] |
+//! | `inference/deadline/{height}/{id}` | empty: an open inference that expires at the end of `height` |
+//! | `inference/early/{id}/{executor}` | [`crate::state::EarlyFinish`]: a finish that arrived before its start |
+//! | `inference/early_deadline/{height}/{id}{executor}` | empty: when that early finish is dropped |
+//! | `inference/by_requester/{requester}/{height}/{id}` | empty: the requester's inferences by start height |
+//! | `inference/prune/{height}/{id}` | empty: a settled record removed at the end of `height` |
+//! | `inference/serving/{model}` | [`crate::state::ServingSet`]: the executor draw's candidates |
+//! | `inference/stats/{host}` | [`crate::state::HostStats`] |
+//! | `inference/block_hash/{height}` | the block's hash (kept for `draw_window_blocks`) |
+//! | `inference/escrow_total` | u128 BE: ukiln held for open inferences |
+
+use kiln_framework::Address;
 
 /// The one prefix this module owns.
 pub const PREFIX: &[u8] = b"inference/";
@@ -13,6 +28,19 @@ pub const PARAMS: &[u8] = b"inference/params";
 pub const MODEL_PREFIX: &[u8] = b"inference/model/";
 pub const PRICE_PREFIX: &[u8] = b"inference/price/";
 pub const USED_PREFIX: &[u8] = b"inference/used/";
+pub const RECORD_PREFIX: &[u8] = b"inference/record/";
+pub const DEADLINE_PREFIX: &[u8] = b"inference/deadline/";
+pub const EARLY_PREFIX: &[u8] = b"inference/early/";
+pub const EARLY_DEADLINE_PREFIX: &[u8] = b"inference/early_deadline/";
+pub const BY_REQUESTER_PREFIX: &[u8] = b"inference/by_requester/";
+pub const PRUNE_PREFIX: &[u8] = b"inference/prune/";
+pub const SERVING_PREFIX: &[u8] = b"inference/serving/";
+pub const STATS_PREFIX: &[u8] = b"inference/stats/";
+pub const BLOCK_HASH_PREFIX: &[u8] = b"inference/block_hash/";
+pub const ESCROW_TOTAL: &[u8] = b"inference/escrow_total";
+
+/// The module account that holds open inferences' escrows.
+pub const ESCROW_ACCOUNT: &str = "inference_escrow";
 
 pub fn model(id: &str) -> Vec<u8> {
     [MODEL_PREFIX, id.as_bytes()].concat()
@@ -24,4 +52,68 @@ pub fn price(id: &str) -> Vec<u8> {
 
 pub fn used(id: &str) -> Vec<u8> {
     [USED_PREFIX, id.as_bytes()].concat()
+}
+
+pub fn record(id: &[u8; 32]) -> Vec<u8> {
+    [RECORD_PREFIX, id].concat()
+}
+
+pub fn deadline_at(height: u64) -> Vec<u8> {
+    [DEADLINE_PREFIX, &height.to_be_bytes()].concat()
+}
+
+pub fn deadline(height: u64, id: &[u8; 32]) -> Vec<u8> {
+    [DEADLINE_PREFIX, &height.to_be_bytes(), id].concat()
+}
+
+pub fn early(id: &[u8; 32], executor: &Address) -> Vec<u8> {
+    [EARLY_PREFIX, id, executor.as_bytes()].concat()
+}
+
+pub fn early_deadline_at(height: u64) -> Vec<u8> {
+    [EARLY_DEADLINE_PREFIX, &height.to_be_bytes()].concat()
+}
+
+pub fn early_deadline(height: u64, id: &[u8; 32], executor: &Address) -> Vec<u8> {
+    [
+        EARLY_DEADLINE_PREFIX,
+        &height.to_be_bytes(),
+        id,
+        executor.as_bytes(),
+    ]
+    .concat()
+}
+
+pub fn by_requester_of(requester: &Address) -> Vec<u8> {
+    [BY_REQUESTER_PREFIX, requester.as_bytes()].concat()
+}
+
+pub fn by_requester(requester: &Address, height: u64, id: &[u8; 32]) -> Vec<u8> {
+    [
+        BY_REQUESTER_PREFIX,
+        requester.as_bytes(),
+        &height.to_be_bytes(),
+        id,
+    ]
+    .concat()
+}
+
+pub fn prune_at(height: u64) -> Vec<u8> {
+    [PRUNE_PREFIX, &height.to_be_bytes()].concat()
+}
+
+pub fn prune(height: u64, id: &[u8; 32]) -> Vec<u8> {
+    [PRUNE_PREFIX, &height.to_be_bytes(), id].concat()
+}
+
+pub fn serving(model: &str) -> Vec<u8> {
+    [SERVING_PREFIX, model.as_bytes()].concat()
+}
+
+pub fn stats(host: &Address) -> Vec<u8> {
+    [STATS_PREFIX, host.as_bytes()].concat()
+}
+
+pub fn block_hash(height: u64) -> Vec<u8> {
+    [BLOCK_HASH_PREFIX, &height.to_be_bytes()].concat()
 }

@@ -1,21 +1,27 @@
 //! kiln-inference: the inference market (SPEC §5) — which models the network
 //! serves and what a token of each costs.
 //!
-//! Owned today: the **model registry** (id, GGUF file SHA-256, tokenizer
-//! hash, validation threshold, price floor; written at genesis, governance
-//! adds and retires models later) and each model's **price per token**,
-//! adjusted at the end of every block toward 40–60% utilisation of the
-//! model's per-block token capacity ([`price::next_price`]: no change inside
-//! the band, at most ±`max_price_step_bps` per block, never below the
-//! floor). Integer arithmetic only; prices are in pkiln (10⁻¹² kiln, i.e.
-//! 10⁻⁶ ukiln) per token, so a request is charged
-//! `⌈tokens × price / 10⁶⌉` ukiln. The settlement messages (escrow on
-//! `MsgStartInference`, pay and refund on `MsgFinishInference`, timeouts),
-//! validation and disputes land in this crate next; they feed the block's
-//! used tokens (`inference/used/{model}`) that the price follows.
+//! Owned here:
+//! - the **model registry** (id, GGUF file SHA-256, tokenizer hash,
+//!   validation threshold, price floor; written at genesis, governance adds
+//!   and retires models later);
+//! - each model's **price per token**, adjusted at the end of every block
+//!   toward 40–60% utilisation of the model's per-block token capacity
+//!   ([`price::next_price`]: no change inside the band, at most
+//!   ±`max_price_step_bps` per block, never below the floor). Prices are in
+//!   pkiln (10⁻¹² kiln, i.e. 10⁻⁶ ukiln) per token, so a request is charged
+//!   `⌈tokens × price / 10⁶⌉` ukiln;
+//! - the **requester's signature** over a request ([`request`]), shared
+//!   with the CLI's proxy and the worker's transfer agent;
+//! - the **executor draw** ([`draw`]) by weight × reliability among each
+//!   model's serving set ([`state::ServingSet`], rebuilt at each settle),
+//!   seeded by `SHA256(block hash ‖ request signature)`;
+//! - **settlement** ([`handler`]): `MsgStartInference` escrows, and
+//!   `MsgFinishInference` pays the executor and refunds the rest, in either
+//!   order; an inference not finished in time is refunded and counts a miss;
+//!   misses set next epoch's reliability and feed reputation ([`settle`]).
 //!
-//! Also here, ready for the settlement: the executor draw ([`draw`]) by
-//! weight × reliability, seeded by `SHA256(block hash ‖ request signature)`.
+//! Validation and disputes are still to come. Integer arithmetic only.
 //!
 //! Keys (all under `inference/`): see [`keys`].
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -23,10 +29,14 @@
 
 pub mod draw;
 pub mod genesis;
+pub mod handler;
 pub mod keys;
+pub mod msgs;
 pub mod params;
 pub mod price;
 pub mod query;
+pub mod request;
+pub mod settle;
 pub mod state;
 
 pub use genesis::{Inference, InferenceGenesis, ModelSpec};

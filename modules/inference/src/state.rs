@@ -1,6 +1,6 @@
 //! The registry and prices as stored, and the reads every caller uses.
 
-use kiln_framework::{stored_value, StateReadExt, TxError, TxResult};
+use kiln_framework::{stored_value, Address, StateReadExt, TxError, TxResult};
 use kiln_state::StateRead;
 
 use crate::keys;
@@ -61,3 +61,187 @@ pub trait InferenceExt: StateRead {
 }
 
 impl<S: StateRead + ?Sized> InferenceExt for S {}
+
+/// Where an inference stands.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Escrowed, waiting for the executor's `MsgFinishInference`.
+    Open,
+    /// The executor was paid and the requester refunded the rest.
+    Finished,
+    /// Not finished within `inference_timeout_blocks`: fully refunded, a
+    /// miss for the executor.
+    Expired,
+}
+
+/// One inference as the chain settles it: hashes and token counts, never
+/// the payload.
+#[derive(Debug, Clone, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct InferenceRecord {
+    pub id: [u8; 32],
+    pub requester: Address,
+    pub transfer_agent: Address,
+    pub executor: Address,
+    pub model: String,
+    /// SHA-256 of the request body the requester signed.
+    pub prompt_hash: [u8; 32],
+    pub prompt_tokens: u64,
+    pub max_tokens: u64,
+    /// The price per token (pkiln) when it started: what it is charged at.
+    pub price_pkiln: u64,
+    /// ukiln taken from the requester at the start.
+    pub escrow: u128,
+    pub start_height: u64,
+    /// Unix seconds the requester signed at: the record (which refuses a
+    /// replay of the signature) is not pruned while the signature is fresh.
+    pub request_timestamp: i64,
+    /// The last height a finish is accepted; expires at the end of it.
+    pub deadline: u64,
+    pub status: Status,
+    pub completion_tokens: u64,
+    pub response_hash: [u8; 32],
+    pub top_logprobs_hash: [u8; 32],
+    pub paid: u128,
+    pub refunded: u128,
+    /// The height it finished or expired (0 while open).
+    pub end_height: u64,
+}
+
+stored_value!(InferenceRecord, "inference record", 1);
+
+/// A finish posted before its start (SPEC: either order): kept until the
+/// start arrives or `inference_timeout_blocks` pass.
+#[derive(Debug, Clone, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct EarlyFinish {
+    pub response_hash: [u8; 32],
+    pub completion_tokens: u64,
+    pub top_logprobs_hash: [u8; 32],
+    pub height: u64,
+}
+
+stored_value!(EarlyFinish, "early inference finish", 1);
+
+/// One candidate executor of a model.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, borsh::BorshSerialize, borsh::BorshDeserialize,
+)]
+pub struct ServingEntry {
+    pub host: Address,
+    pub weight: u64,
+    pub reliability_bps: u64,
+    /// The height from which draws skip it (it missed `dead_after_misses`
+    /// requests in a row); `None` while alive.
+    pub dead_since: Option<u64>,
+}
+
+/// The candidates of a model's executor draw, fixed at each settle (and at
+/// genesis) so the chain re-derives the draw a transfer agent made from the
+/// same table: the hosts with weight in force that declare the model, with
+/// last epoch's reliability. Only dead marks change it between settles, and
+/// they carry their height.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+pub struct ServingSet {
+    /// The block that built it: draws seeded before it used the previous set.
+    pub since_height: u64,
+    /// By address.
+    pub entries: Vec<ServingEntry>,
+}
+
+stored_value!(ServingSet, "serving set", 1);
+
+impl ServingSet {
+    /// The draw's candidates for a seed taken at `seed_height`.
+    pub fn candidates_at(&self, seed_height: u64) -> Vec<crate::draw::Candidate> {
+        self.entries
+            .iter()
+            .filter(|e| e.dead_since.is_none_or(|d| d > seed_height))
+            .map(|e| crate::draw::Candidate {
+                host: e.host,
+                weight: e.weight,
+                reliability_bps: e.reliability_bps,
+            })
+            .collect()
+    }
+}
+
+/// A host's serving record: this epoch's counts (which set next epoch's
+/// reliability and reputation) and lifetime totals (the stats query).
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+pub struct HostStats {
+    pub epoch_completed: u64,
+    pub epoch_missed: u64,
+    pub consecutive_misses: u64,
+    /// From last epoch's completion rate (SPEC §6 tiers); 10 000 for a host
+    /// that has not served yet.
+    pub reliability_bps: u64,
+    pub total_completed: u64,
+    pub total_missed: u64,
+    /// Prompt + completion tokens of finished inferences.
+    pub total_tokens: u128,
+    /// ukiln earned as executor.
+    pub total_earned: u128,
+}
+
+stored_value!(HostStats, "host serving stats", 1);
+
+/// Reads of the settlement state.
+pub trait SettlementExt: StateRead {
+    fn record(&self, id: &[u8; 32]) -> TxResult<Option<InferenceRecord>> {
+        self.get_value(&keys::record(id))
+    }
+
+    fn serving_set(&self, model: &str) -> TxResult<ServingSet> {
+        Ok(self.get_value(&keys::serving(model))?.unwrap_or_default())
+    }
+
+    fn host_stats(&self, host: &Address) -> TxResult<HostStats> {
+        Ok(self.get_value(&keys::stats(host))?.unwrap_or(HostStats {
+            reliability_bps: 10_000,
+            ..Default::default()
+        }))
+    }
+
+    fn escrow_total(&self) -> TxResult<u128> {
+        Ok(self.get_u128(keys::ESCROW_TOTAL)?.unwrap_or(0))
+    }
+}
+
+impl<S: StateRead + ?Sized> SettlementExt for S {}
+
+/// `⌈tokens × price / 10⁶⌉` ukiln (prices are pkiln per token); `None` on
+/// overflow (impossible for u64 inputs, kept checked anyway).
+pub fn charge(tokens: u64, price_pkiln: u64) -> Option<u128> {
+    u128::from(tokens)
+        .checked_mul(u128::from(price_pkiln))?
+        .checked_add(u128::from(crate::PKILN_PER_UKILN - 1))
+        .map(|n| n / u128::from(crate::PKILN_PER_UKILN))
+}
