@@ -49,6 +49,8 @@ In another terminal, for example:
   $BIN/kiln query epoch                 # stage of the sprint cycle
   $BIN/kiln query weights               # host weights = consensus power
   $BIN/kiln-mlworker status --http $WORKER_HTTP
+  $BIN/kiln infer "Say hello." --from dev --keyring-backend test --stream   # buy inference
+  $BIN/kiln api-proxy --from dev --keyring-backend test   # OpenAI base_url http://127.0.0.1:8080/v1
   $BIN/kiln keys add alice
   $BIN/kiln tx bank send dev \$($BIN/kiln keys show alice --address) 10kiln --keyring-backend test
 Stop with Ctrl-C; run again to resume from disk.
@@ -57,7 +59,7 @@ MSG
 if [ "${KILN_NO_WORKER:-0}" != "1" ]; then
     echo "ML worker for $DEV (key dev-ml) — log $KILN_HOME/worker.log, status http://$WORKER_HTTP/status"
     RUST_LOG=${RUST_LOG:-info} "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key dev-ml \
-        --keyring-backend test --http "$WORKER_HTTP" >>"$KILN_HOME/worker.log" 2>&1 &
+        --keyring-backend test --http "$WORKER_HTTP" --serve-model smollm2-135m >>"$KILN_HOME/worker.log" 2>&1 &
     worker_pid=$!
 fi
 wait "$node_pid"

@@ -8,7 +8,12 @@
 #   4. cosmjs queries a balance and sends tokens with simulated gas;
 #   5. `kiln-mlworker run` for the dev host (ML key dev-ml) sprints, commits,
 #      opens, validates and votes; the settled weight becomes consensus power;
-#      it serves the OpenAI API (--serve-model) mid-sprint;
+#      mid-sprint it sells inference (--serve-model): an unsigned request is
+#      refused, the official openai client buys plain and streamed
+#      completions through `kiln api-proxy`, each settles on chain (paid
+#      (prompt + completion) x price, the rest refunded, the completion's
+#      hash as received) and alice's balance falls by exactly the sum paid;
+#      `kiln infer --stream` buys one more;
 #      killed -9 mid-sprint and restarted, it resumes from its journal;
 #   6. the node is killed and restarted and resumes from disk.
 # Uses the binaries in target/debug (make test builds them); KILN_BIN_DIR overrides.
@@ -19,9 +24,11 @@ BIN=${KILN_BIN_DIR:-$ROOT/target/debug}
 WORK=$(mktemp -d -t kiln-e2e.XXXXXX)
 NODE_PID=""
 WORKER_PID=""
+PROXY_PID=""
 cleanup() {
   local status=$?
   set +e
+  if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null; fi
   if [ -n "$WORKER_PID" ]; then kill "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null; fi
   if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/worker.log" ]; then echo "--- worker log (tail) ---"; tail -n 40 "$WORK/worker.log"; fi
   if [ -n "$NODE_PID" ]; then kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null; fi
@@ -35,6 +42,7 @@ fail() { printf '\033[1;31m[e2e] FAIL:\033[0m %s\n' "$*"; exit 1; }
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RPC="http://127.0.0.1:$PORT"
+export BIN RPC
 export KILN_HOME="$WORK/home"
 KILND="$BIN/kilnd"
 kiln() { "$BIN/kiln" --node "$RPC" "$@"; }
@@ -180,20 +188,68 @@ wait_mid_sprint() {
   fail "never saw the worker mid-sprint: $S"
 }
 
-step "the worker serves the OpenAI API while it sprints (inference first, the sprint yields)"
+step "the dev host sells inference while it sprints: unsigned requests are refused, the openai client buys through kiln api-proxy"
 wait_mid_sprint
 EI=$(worker_status | json_field '["epoch"]')
-REPLY=$(curl -sf "http://127.0.0.1:$WPORT/v1/chat/completions" -H 'content-type: application/json' \
-  -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Say hello."}],"temperature":0,"max_tokens":8}') ||
-  fail "the chat completion was refused during the sprint"
-echo "$REPLY" | json_field '["choices"][0]["message"]["content"]' | grep -q . || fail "empty completion: $REPLY"
+CODE=$(curl -s -o "$WORK/unsigned.json" -w '%{http_code}' "http://127.0.0.1:$WPORT/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Say hello."}],"max_tokens":8}')
+[ "$CODE" = 401 ] && grep -q "sign each request" "$WORK/unsigned.json" || fail "an unsigned request got $CODE: $(cat "$WORK/unsigned.json")"
+BAL0=$(kiln query bank balances "$ALICE" --output json | json_field '["balances"][0]["amount"]')
+PPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BIN/kiln" --node "$RPC" api-proxy --from alice --worker "http://127.0.0.1:$WPORT" --listen "127.0.0.1:$PPORT" >>"$WORK/proxy.log" 2>&1 &
+PROXY_PID=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PPORT/v1/models" >/dev/null 2>&1 && break; kill -0 "$PROXY_PID" 2>/dev/null || fail "api-proxy exited: $(cat "$WORK/proxy.log")"; sleep 0.2; done
+"$ROOT/.venv/bin/python" tests/openai/check_paid.py "http://127.0.0.1:$PPORT/v1" smollm2-135m "$WORK/paid.json" | sed 's/^/   /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "the openai client could not buy inference through the proxy"
 S2=$(worker_status | json_field '["stage"]')
-echo "   -> served during '$S' (stage now $S2): $(echo "$REPLY" | json_field '["choices"][0]["message"]["content"]')"
+echo "   -> served during '$S' (stage now $S2)"
+# Each inference settles on chain: finished, paid (prompt + completion) × price,
+# the rest refunded, the completion's hash as the client received it.
+PAID=$(python3 - "$WORK/paid.json" "$DEV" <<'PY'
+import json, subprocess, sys, time
+paid_total = 0
+for want in json.load(open(sys.argv[1])):
+    for _ in range(150):
+        out = subprocess.run(["bash", "-c", f'"$BIN/kiln" --node "$RPC" query inference {want["id"]} --output json'],
+                             capture_output=True, text=True)
+        rec = json.loads(out.stdout) if out.returncode == 0 else {}
+        if rec.get("status") == "finished":
+            break
+        time.sleep(0.2)
+    else:
+        sys.exit(f"inference {want['id']} did not finish on chain: {out.stdout} {out.stderr}")
+    tokens = rec["prompt_tokens"] + rec["completion_tokens"]
+    expect = -(-tokens * rec["price_pkiln"] // 1_000_000)
+    checks = {
+        "executor": rec["executor"] == sys.argv[2] == want["executor"],
+        "prompt tokens": rec["prompt_tokens"] == want["prompt_tokens"],
+        "completion tokens": rec["completion_tokens"] == want["completion_tokens"],
+        "response hash": rec["response_hash"] == want["response_sha256"],
+        "paid = tokens x price": int(rec["paid"]) == expect,
+        "paid + refunded = escrow": int(rec["paid"]) + int(rec["refunded"]) == int(rec["escrow"]),
+    }
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        sys.exit(f"inference {want['id']}: {bad}: {rec} vs {want}")
+    paid_total += int(rec["paid"])
+    print(f"   -> {want['id'][:16]}: {tokens} tokens x {rec['price_pkiln']} pkiln = {rec['paid']} ukiln paid, {rec['refunded']} refunded", file=sys.stderr)
+print(paid_total)
+PY
+) || fail "the settlements do not match what the client received"
+BAL1=$(kiln query bank balances "$ALICE" --output json | json_field '["balances"][0]["amount"]')
+[ $((BAL0 - BAL1)) = "$PAID" ] || fail "alice paid $((BAL0 - BAL1)) ukiln but the settlements say $PAID"
+EARNED=$(kiln query serving-stats "$DEV" --output json | json_field '["total_earned"]')
+[ "$EARNED" = "$PAID" ] || fail "the executor earned $EARNED, the settlements paid $PAID"
+echo "   -> alice's balance fell by exactly $PAID ukiln; the executor earned $EARNED"
+OUT=$(kiln infer "Say hi." --from alice --worker "http://127.0.0.1:$WPORT" --max-tokens 6 --stream 2>"$WORK/infer.err") || fail "kiln infer failed: $(cat "$WORK/infer.err")"
+[ -n "$OUT" ] && grep -q "kiln query inference" "$WORK/infer.err" || fail "kiln infer printed: $OUT / $(cat "$WORK/infer.err")"
+echo "   -> kiln infer --stream: $OUT"
+kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=""
 METRICS=$(curl -sf "http://127.0.0.1:$WPORT/metrics") || fail "/metrics did not answer"
-grep -q '^kiln_inference_requests_total 1' <<<"$METRICS" || fail "/metrics lacks the inference counters"
+grep -q '^kiln_inference_requests_total [1-9]' <<<"$METRICS" || fail "/metrics lacks the inference counters"
 wait_settled "$EI" 120 >/dev/null
 worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "the epoch with inference was not accepted: $(worker_status)"
-echo "   -> epoch $EI, which served the request mid-sprint, was accepted"
+echo "   -> epoch $EI, which served paid requests mid-sprint, was accepted"
 
 step "the worker killed -9 mid-sprint resumes from its journal"
 wait_mid_sprint

@@ -798,11 +798,14 @@ fn register_dev_host(home: &Path, dev: Address) -> Result<()> {
     let mut genesis: serde_json::Value = serde_json::from_str(&text)?;
     let mut app: kiln_genesis::AppGenesis =
         serde_json::from_value(genesis["app_state"].clone()).context("devnet app_state")?;
+    // The dev host serves every model the devnet registers, from the worker
+    // `scripts/devnet.sh` starts (`--http 127.0.0.1:8547`).
+    let models = app.inference.models.iter().map(|m| m.id.clone()).collect();
     app.hosts.hosts.push(kiln_hosts::GenesisHost {
         owner: dev,
-        worker_url: "http://127.0.0.1:8090".into(),
+        worker_url: "http://127.0.0.1:8547".into(),
         consensus_pubkey: hex::encode(key.verifying_key().as_bytes()),
-        models: Vec::new(),
+        models,
         hardware: "devnet".into(),
         weight: GENESIS_POWER,
     });

@@ -3,6 +3,7 @@
 //! terminal user sees: prompts, confirmations, output formatting and the
 //! command line.
 
+pub mod infer;
 pub mod output;
 pub mod prompt;
 pub mod query;

@@ -78,6 +78,55 @@ enum Cmd {
     Query(QueryArgs),
     /// Show the node's status (chain id, latest block, validator).
     Status,
+    /// Buy one chat completion from the network, paid from --from's balance.
+    Infer(InferArgs),
+    /// A local OpenAI-compatible endpoint that signs every request with
+    /// --from's key and forwards it to a transfer agent: point any OpenAI
+    /// client's base_url at http://LISTEN/v1.
+    ApiProxy(ApiProxyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct TransferAgentArgs {
+    /// The paying account (key name or address in the keyring).
+    #[arg(long)]
+    from: String,
+    /// The host whose worker receives the requests (default: the worker at
+    /// --worker, else a registered host that serves a model).
+    #[arg(long)]
+    transfer_agent: Option<String>,
+    /// The transfer agent's worker URL (default: the one it registered).
+    #[arg(long)]
+    worker: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct InferArgs {
+    /// The user message.
+    prompt: String,
+    /// A registered model (`kiln query models`).
+    #[arg(long, default_value = "smollm2-135m")]
+    model: String,
+    /// Most tokens to generate; the escrow is (prompt + max) × price.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u64,
+    /// Print the answer as it is generated.
+    #[arg(long)]
+    stream: bool,
+    #[command(flatten)]
+    ta: TransferAgentArgs,
+}
+
+#[derive(Args, Debug)]
+struct ApiProxyArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// max_tokens given to requests that state none.
+    #[arg(long, default_value_t = 256)]
+    default_max_tokens: u64,
+    #[command(flatten)]
+    ta: TransferAgentArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -303,6 +352,12 @@ enum QueryCmd {
     Models,
     /// Each model's price per token (and its floor).
     Prices,
+    /// One inference's settlement (escrow, pay, refund, hashes) by id.
+    Inference { id: String },
+    /// A requester's recent inferences (address or key name), newest first.
+    Inferences { address: String },
+    /// A host's serving stats: completed, missed, reliability, earnings.
+    ServingStats { address: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -876,6 +931,18 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
             }
             Value::Array(rows)
         }
+        QueryCmd::Inference { id } => kiln_client::query::inference(&rpc, id.trim(), h)?
+            .ok_or_else(|| {
+                anyhow::anyhow!("no inference {id}: never started, or pruned after its retention")
+            })?,
+        QueryCmd::Inferences { address } => {
+            let a = ctx.resolve_address(&address)?;
+            Value::Array(kiln_client::query::inferences_by_requester(&rpc, &a, h)?)
+        }
+        QueryCmd::ServingStats { address } => {
+            let a = ctx.resolve_address(&address)?;
+            kiln_client::query::host_serving_stats(&rpc, &a, h)?
+        }
         QueryCmd::Weights => {
             let v = query::weights_json(&rpc, h)?;
             if !ctx.output.is_json() {
@@ -920,7 +987,81 @@ fn run(cli: Cli) -> Result<()> {
             output::print(ctx.output, &v);
             Ok(())
         }
+        Cmd::Infer(a) => infer(&ctx, a),
+        Cmd::ApiProxy(a) => api_proxy(&ctx, a),
     }
+}
+
+/// The paying key, the chain id and the transfer agent of `infer` and `api-proxy`.
+fn buyer(
+    ctx: &Ctx,
+    a: &TransferAgentArgs,
+) -> Result<(
+    k256::ecdsa::SigningKey,
+    String,
+    kiln_client::inference::TransferAgent,
+)> {
+    let kr = ctx.keyring();
+    let info = ctx.signer(&kr, &a.from)?;
+    let rpc = ctx.rpc();
+    let chain_id = match &ctx.chain_id {
+        Some(c) => c.clone(),
+        None => rpc.chain_id()?,
+    };
+    let ta = kiln_client::inference::transfer_agent(
+        &rpc,
+        a.transfer_agent.as_deref(),
+        a.worker.as_deref(),
+    )?;
+    let mut ui = CliUi { ctx };
+    let key = tx::TxUi::signing_key(&mut ui, &info)?;
+    Ok((key, chain_id, ta))
+}
+
+fn infer(ctx: &Ctx, a: InferArgs) -> Result<()> {
+    let (key, chain_id, ta) = buyer(ctx, &a.ta)?;
+    let json_out = ctx.output.is_json();
+    let streaming = a.stream && !json_out;
+    let outcome = kiln_cli::infer::infer(
+        &key,
+        &chain_id,
+        &ta,
+        &a.model,
+        &a.prompt,
+        a.max_tokens,
+        a.stream,
+        |piece| {
+            if streaming {
+                print!("{piece}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            }
+        },
+    )?;
+    if json_out {
+        output::print(
+            ctx.output,
+            &serde_json::json!({
+                "text": outcome.text, "id": outcome.id, "executor": outcome.executor,
+                "transfer_agent": ta.host, "usage": outcome.usage,
+            }),
+        );
+        return Ok(());
+    }
+    if streaming {
+        println!();
+    } else {
+        println!("{}", outcome.text);
+    }
+    eprintln!(
+        "inference {} executed by {} via {}; settlement: kiln query inference {}",
+        outcome.id, outcome.executor, ta.host, outcome.id
+    );
+    Ok(())
+}
+
+fn api_proxy(ctx: &Ctx, a: ApiProxyArgs) -> Result<()> {
+    let (key, chain_id, ta) = buyer(ctx, &a.ta)?;
+    kiln_cli::infer::api_proxy(&a.listen, key, chain_id, ta, a.default_max_tokens)
 }
 
 fn main() -> ExitCode {

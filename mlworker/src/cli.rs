@@ -17,6 +17,7 @@ use kiln_sprint_protocol::model::ModelConfig;
 use kiln_sprint_protocol::verdict::Ratio;
 use kiln_sprint_protocol::Hash32;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -135,6 +136,10 @@ pub struct WorkerRunArgs {
     /// CUDA; see `serve --precision`). `--precision` is the sprint's.
     #[arg(long, default_value = "auto")]
     pub inference_precision: Precision,
+    /// Hours the executor keeps each served payload (request, completion,
+    /// top logprobs) for the validators the chain assigns.
+    #[arg(long, default_value_t = 48)]
+    pub payload_retention_hours: u64,
     #[command(flatten)]
     pub dev: DeviceArgs,
 }
@@ -856,9 +861,21 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     let mut chain = RpcChain::new(&a.node, key);
     // The model loads beside the worker (its duties do not wait for it);
     // the API answers 503 until it is ready.
+    // Paid inference: requests must be signed and are settled on chain; the
+    // model's API opens only once the market is ready (never unpaid).
+    let host_address = kiln_framework::Address::parse(&a.host)
+        .map_err(|e| anyhow::anyhow!("--host {}: {e}", a.host))?;
+    let market_cell: Arc<std::sync::OnceLock<Arc<crate::market::Market>>> = Default::default();
+    let market_outbox = crate::market::MarketOutbox::default();
+    if a.serve_model.is_some() {
+        worker.add_duty(Box::new(crate::market::InferenceDuty::new(
+            market_outbox.clone(),
+        )));
+    }
     let inference = match &a.serve_model {
         Some(model) => {
             let cell = crate::serve::http::LoadingApp::default();
+            let market_for_loader = market_cell.clone();
             let metrics = std::sync::Arc::new(crate::serve::metrics::ServeMetrics::default());
             let (model, loaded, metrics_for_loader) =
                 (model.clone(), cell.clone(), metrics.clone());
@@ -876,8 +893,15 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                         metrics_for_loader,
                     ) {
                         Ok(app) => {
+                            let market = loop {
+                                if let Some(m) = market_for_loader.get() {
+                                    break m.clone();
+                                }
+                                std::thread::sleep(Duration::from_millis(200));
+                            };
+                            let _ = app.market.set(market);
                             let _ = loaded.set(app);
-                            tracing::info!(%model, "serving the OpenAI-compatible API");
+                            tracing::info!(%model, "selling inference: the OpenAI-compatible API takes signed requests");
                         }
                         Err(e) => tracing::error!(error = %format!("{e:#}"), %model, "cannot serve the model; the /v1 routes answer 503"),
                     }
@@ -909,6 +933,17 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+    }
+    if a.serve_model.is_some() {
+        let market = crate::market::Market::new(
+            crate::worker::chain::ChainClient::chain_id(&mut chain)?,
+            host_address,
+            &a.node,
+            journal_dir.join("payloads"),
+            a.payload_retention_hours.saturating_mul(3600),
+            market_outbox.clone(),
+        )?;
+        let _ = market_cell.set(market);
     }
     let status = worker.status();
     // Wake up as soon as the node announces a block; poll when it cannot.

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod device;
 pub mod executor;
+pub mod market;
 pub mod serve;
 pub mod sprint;
 pub mod worker;

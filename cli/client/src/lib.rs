@@ -16,6 +16,7 @@
 pub mod address;
 pub mod amount;
 pub mod host;
+pub mod inference;
 pub mod keyring;
 pub mod msgs;
 pub mod passphrase;

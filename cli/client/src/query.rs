@@ -304,3 +304,37 @@ fn list_query(rpc: &RpcClient, path: &str, height: u64) -> Result<Vec<Value>> {
 pub fn weights(rpc: &RpcClient, height: u64) -> Result<Vec<Value>> {
     list_query(rpc, WEIGHTS_PATH, height)
 }
+
+/// An inference's settlement record by id (hex), `None` when the chain has
+/// none (never started, or pruned after its retention).
+pub fn inference(rpc: &RpcClient, id_hex: &str, height: u64) -> Result<Option<Value>> {
+    json_query_opt(
+        rpc,
+        kiln_inference::query::INFERENCE_PATH,
+        id_hex.as_bytes(),
+        height,
+    )
+}
+
+/// A requester's inferences still kept, newest first.
+pub fn inferences_by_requester(rpc: &RpcClient, address: &str, height: u64) -> Result<Vec<Value>> {
+    Ok(json_query(
+        rpc,
+        kiln_inference::query::BY_REQUESTER_PATH,
+        address.as_bytes(),
+        height,
+    )?
+    .as_array()
+    .cloned()
+    .unwrap_or_default())
+}
+
+/// A host's serving stats (requests completed and missed, reliability, earnings).
+pub fn host_serving_stats(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
+    json_query(
+        rpc,
+        kiln_inference::query::HOST_STATS_PATH,
+        address.as_bytes(),
+        height,
+    )
+}

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -55,6 +55,9 @@ pub struct ServeApp {
     pub engine: InferenceEngine,
     pub metrics: Arc<ServeMetrics>,
     pub limits: ApiLimits,
+    /// Set on a chain host (`kiln-mlworker run`): requests must be signed
+    /// and are paid on chain ([`crate::market`]). Unset for `serve`.
+    pub market: std::sync::OnceLock<Arc<crate::market::Market>>,
 }
 
 type Shared = Arc<ServeApp>;
@@ -123,7 +126,7 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub fn error_response(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = (status, axum::Json(e.body())).into_response();
     if let Some(secs) = e.retry_after_secs {
@@ -186,20 +189,22 @@ async fn metrics(State(app): State<Shared>) -> Response {
 
 async fn chat_completions<S: AppSource>(
     State(source): State<S>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match source.app() {
-        Ok(app) => generate(app, Endpoint::Chat, body).await,
+        Ok(app) => generate(app, Endpoint::Chat, headers, body).await,
         Err(e) => error_response(&e),
     }
 }
 
 async fn completions<S: AppSource>(
     State(source): State<S>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match source.app() {
-        Ok(app) => generate(app, Endpoint::Completions, body).await,
+        Ok(app) => generate(app, Endpoint::Completions, headers, body).await,
         Err(e) => error_response(&e),
     }
 }
@@ -308,6 +313,7 @@ fn plan(app: &ServeApp, req: &GenerationRequest) -> Result<(JobSpec, String), Ap
 async fn generate(
     app: Shared,
     endpoint: Endpoint,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -321,14 +327,88 @@ async fn generate(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let (spec, prompt_text) = match plan(&app, &req) {
+    let (mut spec, prompt_text) = match plan(&app, &req) {
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
     let prompt_len = spec.prompt.len();
+    // On a chain host the request is paid: check it, draw its executor,
+    // and serve here or forward.
+    let mut paid: Option<(Arc<crate::market::Market>, [u8; 32], String)> = None;
+    if let Some(market) = app.market.get() {
+        let signed = match crate::market::SignedHeaders::from_headers(&headers) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return error_response(&ApiError {
+                    status: 401,
+                    kind: "authentication_error",
+                    message: "this host sells inference on chain: sign each request with your account key (`kiln api-proxy --from KEY`, or `kiln infer`)".into(),
+                    param: None,
+                    code: Some("missing_signature"),
+                    retry_after_secs: None,
+                })
+            }
+            Err(e) => return error_response(&e),
+        };
+        let Some(max_tokens) = req.sampling.max_tokens else {
+            return error_response(
+                &ApiError::invalid(
+                    Some("max_tokens"),
+                    "a paid request must state max_tokens (the escrow is prompt + max_tokens tokens)",
+                )
+                .with_code("missing_max_tokens"),
+            );
+        };
+        let accepted = match crate::market::accept(
+            market.clone(),
+            signed,
+            &body,
+            &req.model,
+            u64::from(max_tokens),
+            prompt_len as u64,
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(e) => return error_response(&e),
+        };
+        let id_hex = hex::encode(accepted.id);
+        let executor = accepted.executor.to_bech32();
+        match accepted.route {
+            crate::market::Route::Forward {
+                url, seed_height, ..
+            } => {
+                let path = match endpoint {
+                    Endpoint::Chat => "/v1/chat/completions",
+                    Endpoint::Completions => "/v1/completions",
+                };
+                let mut response =
+                    crate::market::forward(url, headers, body, market.host, seed_height, path)
+                        .await;
+                add_paid_headers(&mut response, &id_hex, &executor);
+                return response;
+            }
+            crate::market::Route::Serve { start } => {
+                if let Some(start) = start {
+                    crate::market::queue_start(market, &start);
+                }
+                // Validators replay against the top logprobs: keep them
+                // whether or not the client asked for logprobs.
+                spec.logprobs = true;
+                spec.top_logprobs = spec.top_logprobs.max(crate::market::VALIDATION_TOP_K);
+                paid = Some((market.clone(), accepted.id, executor));
+            }
+        }
+    }
     let events = match app.engine.submit(spec) {
         Ok(rx) => rx,
         Err(e) => return error_response(&e),
+    };
+    let events = match &paid {
+        Some((market, id, _)) => {
+            crate::market::tap_events(market.clone(), *id, body.clone(), events)
+        }
+        None => events,
     };
     let meta = ResponseMeta {
         id: format!(
@@ -345,10 +425,27 @@ async fn generate(
         system_fingerprint: format!("fp_{}", &app.model_sha256[..app.model_sha256.len().min(12)]),
     };
     let echo = if req.echo { prompt_text } else { String::new() };
-    if req.stream {
+    let mut response = if req.stream {
         stream_response(meta, req, events, echo)
     } else {
         whole_response(meta, req, events, echo, prompt_len).await
+    };
+    if let Some((_, id, executor)) = &paid {
+        add_paid_headers(&mut response, &hex::encode(id), executor);
+    }
+    response
+}
+
+/// The inference id and executor on a paid answer, so a client can find
+/// its settlement (`kiln query inference ID`).
+fn add_paid_headers(response: &mut Response, id_hex: &str, executor: &str) {
+    for (name, value) in [
+        (crate::market::HEADER_INFERENCE_ID, id_hex),
+        (crate::market::HEADER_EXECUTOR, executor),
+    ] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+            response.headers_mut().insert(name, v);
+        }
     }
 }
 

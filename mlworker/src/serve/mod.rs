@@ -98,6 +98,7 @@ pub fn load_app(
         engine,
         metrics,
         limits: settings.limits,
+        market: Default::default(),
     }))
 }
 

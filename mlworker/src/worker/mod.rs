@@ -399,6 +399,12 @@ impl Worker {
         self.status.clone()
     }
 
+    /// Adds a duty (the inference duty of a worker that serves a model);
+    /// preflight then checks its message types are granted too.
+    pub fn add_duty(&mut self, duty: Box<dyn Duty>) {
+        self.duties.push(duty);
+    }
+
     /// The engine executor the duties compute on.
     pub fn executor(&self) -> &EngineExecutor {
         &self.executor

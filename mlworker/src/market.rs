@@ -1,0 +1,721 @@
+//! Paid inference on a chain host (SPEC §5 "Request path"): the worker's
+//! `/v1` routes as **transfer agent** (TA) and as **executor**.
+//!
+//! A request signed by a requester (`kiln api-proxy`, `kiln infer`: the
+//! headers of [`kiln_inference::request`]) reaches any host's worker, the
+//! TA. The TA checks the signature over (chain, this host, timestamp, body
+//! hash, model, max_tokens), the 60 s window and that the signature is new,
+//! counts the prompt's tokens, checks the requester can pay
+//! `(prompt + max_tokens) × price`, and draws the executor exactly as the
+//! chain will (the model's serving set and the hash of the latest committed
+//! block, seeded with the request signature). It queues `MsgStartInference`
+//! and either serves the request itself (when drawn) or forwards it to the
+//! executor's worker with the seed height, and relays the answer.
+//!
+//! The executor re-checks the signature and the draw (it is paid only if the
+//! chain agrees it was drawn), serves, keeps the payload (request body,
+//! completion, per-position top-5 logprobs) for validators, and queues
+//! `MsgFinishInference` with the completion's token count and hashes.
+//!
+//! Queued messages are sent by the worker's [`InferenceDuty`], each in its
+//! own `MsgExec` from the ML key, so a refused start never holds back others.
+//! Every refusal is an OpenAI-shaped error that names the cause, and nothing
+//! is queued (so nothing is charged) for a refused request.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cosmrs::Any;
+use kiln_client::rpc::RpcClient;
+use kiln_framework::Address;
+use kiln_inference::msgs::{MsgFinishInference, MsgStartInference};
+use kiln_inference::request::{
+    request_id, timestamp_is_fresh, RequestHeader, HEADER_PUBKEY, HEADER_SIGNATURE,
+    HEADER_TIMESTAMP, MAX_REQUEST_AGE_SECONDS,
+};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::serve::engine::Event;
+use crate::serve::openai::ApiError;
+use crate::worker::{ChainTick, Duty, Outbox, Tick};
+
+/// Headers a transfer agent adds when it forwards a request to the executor.
+pub const HEADER_TRANSFER_AGENT: &str = "x-kiln-transfer-agent";
+pub const HEADER_SEED_HEIGHT: &str = "x-kiln-seed-height";
+/// Headers on every paid answer: the inference id and who executed it.
+pub const HEADER_INFERENCE_ID: &str = "x-kiln-inference-id";
+pub const HEADER_EXECUTOR: &str = "x-kiln-executor";
+
+/// Top logprobs the executor keeps per position for validators (SPEC: k = 5).
+pub const VALIDATION_TOP_K: usize = 5;
+
+/// Messages (with their log names) waiting for the [`InferenceDuty`].
+pub type MarketOutbox = Arc<Mutex<Vec<(String, Any)>>>;
+
+/// What a worker needs to sell inference on a chain.
+pub struct Market {
+    pub chain_id: String,
+    /// The host this worker works for (TA and executor address).
+    pub host: Address,
+    rpc: RpcClient,
+    /// Messages for [`InferenceDuty`] to send.
+    outbox: MarketOutbox,
+    /// Request ids seen (and when, unix seconds): a reused signature is refused.
+    seen: Mutex<BTreeMap<[u8; 32], i64>>,
+    payload_dir: PathBuf,
+    /// How long payloads are kept on disk, seconds.
+    payload_retention_seconds: u64,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// An OpenAI-shaped error with a status and a stable code.
+fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: status.as_u16(),
+        kind: match status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => "server_error",
+            _ => "invalid_request_error",
+        },
+        message: message.into(),
+        param: None,
+        code: Some(code),
+        retry_after_secs: None,
+    }
+}
+
+impl Market {
+    /// A market whose messages go to `outbox` (the [`InferenceDuty`]'s).
+    pub fn new(
+        chain_id: String,
+        host: Address,
+        node_url: &str,
+        payload_dir: PathBuf,
+        payload_retention_seconds: u64,
+        outbox: MarketOutbox,
+    ) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&payload_dir)
+            .with_context(|| format!("creating {}", payload_dir.display()))?;
+        Ok(Arc::new(Market {
+            chain_id,
+            host,
+            rpc: RpcClient::new(node_url),
+            outbox,
+            seen: Mutex::new(BTreeMap::new()),
+            payload_dir,
+            payload_retention_seconds,
+        }))
+    }
+
+    fn queue(&self, kind: String, msg: Any) {
+        if let Ok(mut q) = self.outbox.lock() {
+            q.push((kind, msg));
+        }
+    }
+
+    /// Records `id` as used; false when it was seen within the window.
+    fn first_use(&self, id: [u8; 32], now: i64) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        seen.retain(|_, at| now - *at <= 2 * MAX_REQUEST_AGE_SECONDS);
+        seen.insert(id, now).is_none()
+    }
+
+    fn payload_path(&self, id: &[u8; 32]) -> PathBuf {
+        self.payload_dir.join(format!("{}.json", hex::encode(id)))
+    }
+
+    /// A kept payload (request body, completion, top logprobs), if any.
+    pub fn payload(&self, id: &[u8; 32]) -> Option<Value> {
+        let text = std::fs::read_to_string(self.payload_path(id)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn keep_payload(&self, id: &[u8; 32], payload: &Value) -> Result<()> {
+        let path = self.payload_path(id);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(payload)?)?;
+        std::fs::rename(&tmp, &path)?;
+        // Drop payloads past their retention.
+        let horizon = std::time::Duration::from_secs(self.payload_retention_seconds);
+        if let Ok(dir) = std::fs::read_dir(&self.payload_dir) {
+            for entry in dir.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > horizon);
+                if old {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The requester's signed headers.
+#[derive(Debug, Clone)]
+pub struct SignedHeaders {
+    pub pubkey: Vec<u8>,
+    pub timestamp: i64,
+    pub signature: Vec<u8>,
+    /// Set when a transfer agent forwarded the request to this executor.
+    pub forwarded: Option<(Address, u64)>,
+}
+
+impl SignedHeaders {
+    /// `None` when the request carries no signature at all.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(pubkey), Some(timestamp), Some(signature)) = (
+            get(HEADER_PUBKEY),
+            get(HEADER_TIMESTAMP),
+            get(HEADER_SIGNATURE),
+        ) else {
+            if get(HEADER_SIGNATURE).is_some() || get(HEADER_PUBKEY).is_some() {
+                return Err(unsigned(format!(
+                    "a signed request needs all of {HEADER_PUBKEY}, {HEADER_TIMESTAMP} and {HEADER_SIGNATURE}"
+                )));
+            }
+            return Ok(None);
+        };
+        let bad = |what: &str| unsigned(format!("{what} is not valid hex of the right length"));
+        let pubkey = hex::decode(pubkey)
+            .ok()
+            .filter(|k| k.len() == 33)
+            .ok_or_else(|| bad(HEADER_PUBKEY))?;
+        let signature = hex::decode(signature)
+            .ok()
+            .filter(|s| s.len() == 64)
+            .ok_or_else(|| bad(HEADER_SIGNATURE))?;
+        let timestamp: i64 = timestamp
+            .parse()
+            .map_err(|_| unsigned(format!("{HEADER_TIMESTAMP} must be unix seconds")))?;
+        let forwarded = match (get(HEADER_TRANSFER_AGENT), get(HEADER_SEED_HEIGHT)) {
+            (Some(ta), Some(h)) => Some((
+                Address::parse(ta)
+                    .map_err(|e| unsigned(format!("{HEADER_TRANSFER_AGENT}: {e}")))?,
+                h.parse()
+                    .map_err(|_| unsigned(format!("{HEADER_SEED_HEIGHT} must be a height")))?,
+            )),
+            (None, None) => None,
+            _ => {
+                return Err(unsigned(format!(
+                "a forwarded request needs both {HEADER_TRANSFER_AGENT} and {HEADER_SEED_HEIGHT}"
+            )))
+            }
+        };
+        Ok(Some(SignedHeaders {
+            pubkey,
+            timestamp,
+            signature,
+            forwarded,
+        }))
+    }
+}
+
+fn unsigned(message: impl Into<String>) -> ApiError {
+    refuse(StatusCode::UNAUTHORIZED, "invalid_signature", message)
+}
+
+/// What the chain says about a request at one height.
+struct Draw {
+    seed_height: u64,
+    executor: Address,
+    price_pkiln: u64,
+}
+
+/// The hash of block `height` (CometBFT's block id).
+fn block_hash(rpc: &RpcClient, height: u64) -> Result<Vec<u8>> {
+    let block = rpc.call_uri("block", &[("height", &height.to_string())])?;
+    let hash = block["block_id"]["hash"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the node's block {height} has no hash"))?;
+    hex::decode(hash).context("the node's block hash is not hex")
+}
+
+fn query_json(rpc: &RpcClient, path: &str, data: &[u8], height: u64) -> Result<Value> {
+    let r = rpc.abci_query(path, data, height)?;
+    if r.code != 0 {
+        return Err(anyhow!("query {path} failed (code {}): {}", r.code, r.log));
+    }
+    serde_json::from_slice(&r.value).with_context(|| format!("query {path}: not JSON"))
+}
+
+/// The executor the chain's draw picks for `signature` seeded at `height`.
+fn draw_at(rpc: &RpcClient, model: &str, signature: &[u8], height: u64) -> Result<Draw> {
+    let hash = block_hash(rpc, height)?;
+    let serving = query_json(
+        rpc,
+        kiln_inference::query::EXECUTORS_PATH,
+        model.as_bytes(),
+        height,
+    )?;
+    let mut candidates = Vec::new();
+    for e in serving["entries"].as_array().into_iter().flatten() {
+        let host = e["host"]
+            .as_str()
+            .and_then(|h| Address::parse(h).ok())
+            .ok_or_else(|| anyhow!("serving set: bad host"))?;
+        if e["dead_since"].as_u64().is_some_and(|d| d <= height) {
+            continue;
+        }
+        candidates.push(kiln_inference::draw::Candidate {
+            host,
+            weight: e["weight"].as_u64().unwrap_or(0),
+            reliability_bps: e["reliability_bps"].as_u64().unwrap_or(0),
+        });
+    }
+    let seed = kiln_inference::draw::draw_seed(&hash, signature);
+    let executor = kiln_inference::draw::draw_executor(&candidates, &seed)
+        .ok_or_else(|| anyhow!("no live host with weight serves {model}"))?;
+    let prices = query_json(rpc, kiln_inference::query::PRICES_PATH, b"", height)?;
+    let price_pkiln = prices
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["model"] == model)
+        .and_then(|p| p["price_pkiln"].as_u64())
+        .ok_or_else(|| anyhow!("model {model} has no price on chain"))?;
+    Ok(Draw {
+        seed_height: height,
+        executor,
+        price_pkiln,
+    })
+}
+
+/// The checks and the draw of a signed request; what the caller then does.
+pub enum Route {
+    /// Serve here; queue the start too when this worker is the TA.
+    Serve { start: Option<MsgStartInference> },
+    /// Forward to the executor's worker at `url`; the start is queued.
+    Forward {
+        url: String,
+        seed_height: u64,
+        executor: Address,
+    },
+}
+
+/// A request the market accepted.
+pub struct Accepted {
+    pub id: [u8; 32],
+    pub executor: Address,
+    pub route: Route,
+}
+
+/// Checks a signed request (signature, window, reuse, funds, draw) and
+/// decides where it is served. `prompt_tokens` is the TA's count.
+pub async fn accept(
+    market: Arc<Market>,
+    signed: SignedHeaders,
+    body: &Bytes,
+    model: &str,
+    max_tokens: u64,
+    prompt_tokens: u64,
+) -> Result<Accepted, ApiError> {
+    let now = unix_now();
+    let requester = Address::from_pubkey(&signed.pubkey);
+    let transfer_agent = signed.forwarded.map_or(market.host, |(ta, _)| ta);
+    let header = RequestHeader {
+        chain_id: market.chain_id.clone(),
+        transfer_agent,
+        timestamp: signed.timestamp,
+        body_sha256: Sha256::digest(body).into(),
+        model: model.to_string(),
+        max_tokens,
+    };
+    header
+        .verify(&requester, &signed.pubkey, &signed.signature)
+        .map_err(unsigned)?;
+    if !timestamp_is_fresh(signed.timestamp, now) {
+        return Err(unsigned(format!(
+            "the request was signed at {} and it is now {now}: signatures are valid for {MAX_REQUEST_AGE_SECONDS} s (check the clock)",
+            signed.timestamp
+        )));
+    }
+    let id = request_id(&signed.signature);
+    if !market.first_use(id, now) {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            "reused_signature",
+            "this request signature was already used: sign each request anew",
+        ));
+    }
+    let rpc_market = market.clone();
+    let (model_owned, signature) = (model.to_string(), signed.signature.clone());
+    let forwarded = signed.forwarded;
+    let decided = tokio::task::spawn_blocking(move || -> Result<Result<Accepted, ApiError>> {
+        let rpc = &rpc_market.rpc;
+        match forwarded {
+            // Executor: the draw at the TA's seed height must pick us.
+            Some((_, seed_height)) => {
+                let draw = draw_at(rpc, &model_owned, &signature, seed_height)?;
+                if draw.executor != rpc_market.host {
+                    return Ok(Err(refuse(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "not_the_executor",
+                        format!(
+                            "the draw at height {seed_height} picks {}, not this host",
+                            draw.executor
+                        ),
+                    )));
+                }
+                Ok(Ok(Accepted {
+                    id,
+                    executor: draw.executor,
+                    route: Route::Serve { start: None },
+                }))
+            }
+            // Transfer agent: funds, the draw at the latest block, the start.
+            None => {
+                let status = rpc.status()?;
+                let height = kiln_client::rpc::json_u64(&status["sync_info"]["latest_block_height"])
+                    .ok_or_else(|| anyhow!("the node's status has no height"))?;
+                let draw = draw_at(rpc, &model_owned, &signature, height)?;
+                let escrow = kiln_inference::state::charge(
+                    prompt_tokens.saturating_add(max_tokens),
+                    draw.price_pkiln,
+                )
+                .unwrap_or(u128::MAX);
+                let balance = kiln_client::query::balance(
+                    rpc,
+                    &requester.to_bech32(),
+                    kiln_framework::BASE_DENOM,
+                    height,
+                )?;
+                let have: u128 = balance.amount.parse().unwrap_or(0);
+                if have < escrow {
+                    return Ok(Err(refuse(
+                        StatusCode::PAYMENT_REQUIRED,
+                        "insufficient_funds",
+                        format!(
+                            "requester {requester} holds {have}ukiln but this request escrows {escrow}ukiln ({prompt_tokens} prompt + {max_tokens} max tokens at {} pkiln per token)",
+                            draw.price_pkiln
+                        ),
+                    )));
+                }
+                let start = MsgStartInference {
+                    transfer_agent: rpc_market.host.to_bech32(),
+                    id: id.to_vec(),
+                    requester: requester.to_bech32(),
+                    requester_pubkey: signed.pubkey.clone(),
+                    model: model_owned.clone(),
+                    prompt_hash: header.body_sha256.to_vec(),
+                    prompt_tokens,
+                    max_tokens,
+                    executor: draw.executor.to_bech32(),
+                    seed_height: draw.seed_height,
+                    request_timestamp: signed.timestamp,
+                    request_signature: signature.clone(),
+                };
+                if draw.executor == rpc_market.host {
+                    return Ok(Ok(Accepted {
+                        id,
+                        executor: draw.executor,
+                        route: Route::Serve { start: Some(start) },
+                    }));
+                }
+                let host = query_json(
+                    rpc,
+                    kiln_hosts::query::HOST_PATH,
+                    draw.executor.to_bech32().as_bytes(),
+                    height,
+                )?;
+                let url = host["worker_url"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("executor {} has no worker URL", draw.executor))?
+                    .trim_end_matches('/')
+                    .to_string();
+                rpc_market.queue(
+                    format!("inference-start-{}", &hex::encode(id)[..8]),
+                    crate::worker::any_of(&start),
+                );
+                Ok(Ok(Accepted {
+                    id,
+                    executor: draw.executor,
+                    route: Route::Forward {
+                        url,
+                        seed_height: draw.seed_height,
+                        executor: draw.executor,
+                    },
+                }))
+            }
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the chain check stopped: {e}")))?;
+    decided.map_err(|e| {
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "chain_unavailable",
+            format!("cannot check the request against the chain: {e:#}"),
+        )
+    })?
+}
+
+/// Queues the start of a request this worker serves itself.
+pub fn queue_start(market: &Market, start: &MsgStartInference) {
+    market.queue(
+        format!("inference-start-{}", &hex::encode(&start.id)[..8]),
+        crate::worker::any_of(start),
+    );
+}
+
+/// What the executor saw of its generation.
+#[derive(Default)]
+struct Tapped {
+    text: String,
+    token_ids: Vec<u32>,
+    top: Vec<Vec<(String, f32)>>,
+    completion_tokens: u64,
+    prompt_tokens: u64,
+}
+
+/// Wraps the engine's events: the caller's response reads the returned
+/// receiver as before, and when the generation ends (or the client goes
+/// away) the executor keeps the payload and queues its finish.
+pub fn tap_events(
+    market: Arc<Market>,
+    id: [u8; 32],
+    body: Bytes,
+    mut upstream: UnboundedReceiver<Event>,
+) -> UnboundedReceiver<Event> {
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        let mut t = Tapped::default();
+        while let Some(event) = upstream.recv().await {
+            let done = !matches!(event, Event::Token { .. });
+            match &event {
+                Event::Token {
+                    id: token,
+                    text,
+                    logprob,
+                } => {
+                    t.text.push_str(text);
+                    t.token_ids.push(*token);
+                    t.completion_tokens += 1;
+                    if let Some(lp) = logprob {
+                        t.top.push(
+                            lp.top
+                                .iter()
+                                .map(|(token, _, logprob)| (token.clone(), *logprob))
+                                .collect(),
+                        );
+                    }
+                }
+                Event::Done { tail, usage, .. } => {
+                    t.text.push_str(tail);
+                    t.completion_tokens = usage.completion_tokens as u64;
+                    t.prompt_tokens = usage.prompt_tokens as u64;
+                }
+                Event::Failed(_) => {}
+            }
+            let failed = matches!(event, Event::Failed(_));
+            if tx.send(event).is_err() && !done {
+                // The client went away: the engine stops (upstream dropped);
+                // the tokens made so far are what is billed.
+                break;
+            }
+            if done {
+                if failed {
+                    return; // nothing served: no finish, the start times out and refunds
+                }
+                break;
+            }
+        }
+        finish(&market, id, &body, t);
+    });
+    rx
+}
+
+fn finish(market: &Market, id: [u8; 32], body: &Bytes, t: Tapped) {
+    let top_json = serde_json::to_vec(&t.top).unwrap_or_default();
+    let response_hash: [u8; 32] = Sha256::digest(t.text.as_bytes()).into();
+    let top_hash: [u8; 32] = Sha256::digest(&top_json).into();
+    let payload = json!({
+        "id": hex::encode(id),
+        "request_body": String::from_utf8_lossy(body),
+        "prompt_tokens": t.prompt_tokens,
+        "completion_text": t.text,
+        "completion_token_ids": t.token_ids,
+        "top_logprobs": t.top,
+        "response_hash": hex::encode(response_hash),
+        "top_logprobs_hash": hex::encode(top_hash),
+    });
+    if let Err(e) = market.keep_payload(&id, &payload) {
+        tracing::warn!(error = %format!("{e:#}"), id = %hex::encode(id), "cannot keep the payload");
+    }
+    let msg = MsgFinishInference {
+        executor: market.host.to_bech32(),
+        id: id.to_vec(),
+        response_hash: response_hash.to_vec(),
+        completion_tokens: t.completion_tokens,
+        top_logprobs_hash: top_hash.to_vec(),
+    };
+    tracing::info!(id = %hex::encode(id), completion_tokens = t.completion_tokens, "inference served; finish queued");
+    market.queue(
+        format!("inference-finish-{}", &hex::encode(id)[..8]),
+        crate::worker::any_of(&msg),
+    );
+}
+
+/// Forwards a signed request to its executor and relays the answer (a
+/// stream stays a stream).
+pub async fn forward(
+    url: String,
+    headers: HeaderMap,
+    body: Bytes,
+    ta: Address,
+    seed_height: u64,
+    path: &'static str,
+) -> Response {
+    let (tx, rx) = unbounded_channel::<Result<Bytes, std::io::Error>>();
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<(u16, String), String>>();
+    let target = format!("{url}{path}");
+    tokio::task::spawn_blocking(move || {
+        let mut request = ureq::post(&target).set("content-type", "application/json");
+        for name in [HEADER_PUBKEY, HEADER_TIMESTAMP, HEADER_SIGNATURE] {
+            if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                request = request.set(name, v);
+            }
+        }
+        request = request
+            .set(HEADER_TRANSFER_AGENT, &ta.to_bech32())
+            .set(HEADER_SEED_HEIGHT, &seed_height.to_string());
+        let response = match request.send_bytes(&body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => {
+                let _ = head_tx.send(Err(format!("{e}")));
+                return;
+            }
+        };
+        let content_type = response
+            .header("content-type")
+            .unwrap_or("application/json")
+            .to_string();
+        let _ = head_tx.send(Ok((response.status(), content_type)));
+        let mut reader = response.into_reader();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    match head_rx.await {
+        Ok(Ok((status, content_type))) => {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY))
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        Ok(Err(e)) => crate::serve::http::error_response(&refuse(
+            StatusCode::BAD_GATEWAY,
+            "executor_unreachable",
+            format!("the drawn executor's worker at {url} did not answer: {e}"),
+        )),
+        Err(_) => {
+            crate::serve::http::error_response(&ApiError::internal("the forwarding task stopped"))
+        }
+    }
+}
+
+/// Sends the market's queued messages, each in its own `MsgExec`.
+pub struct InferenceDuty {
+    outbox: MarketOutbox,
+    sent: u64,
+    refused: u64,
+}
+
+impl InferenceDuty {
+    pub fn new(outbox: MarketOutbox) -> Self {
+        InferenceDuty {
+            outbox,
+            sent: 0,
+            refused: 0,
+        }
+    }
+}
+
+pub const INFERENCE_TYPE_URLS: &[&str] = &[
+    "/kiln.inference.v1.MsgStartInference",
+    "/kiln.inference.v1.MsgFinishInference",
+];
+
+impl Duty for InferenceDuty {
+    fn name(&self) -> &'static str {
+        "inference"
+    }
+
+    fn msg_type_urls(&self) -> &'static [&'static str] {
+        INFERENCE_TYPE_URLS
+    }
+
+    fn on_tick(&mut self, _tick: &ChainTick, out: &mut Outbox<'_>) -> Result<Tick> {
+        let queued = match self.outbox.lock() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            Err(_) => return Err(anyhow!("the inference outbox lock is poisoned")),
+        };
+        let mut later = Vec::new();
+        for (i, (kind, msg)) in queued.iter().enumerate() {
+            match out.send(kind, vec![msg.clone()]) {
+                Ok(receipt) if receipt.ok() => self.sent += 1,
+                Ok(receipt) if receipt.hash.is_empty() && receipt.code == u32::MAX => {
+                    later.push((kind.clone(), msg.clone()))
+                }
+                Ok(_) => self.refused += 1,
+                Err(e) => {
+                    // The node is unreachable: keep this and the rest for the next tick.
+                    later.extend(queued[i..].iter().cloned());
+                    if let Ok(mut q) = self.outbox.lock() {
+                        later.append(&mut q);
+                        *q = later;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if !later.is_empty() {
+            if let Ok(mut q) = self.outbox.lock() {
+                later.append(&mut q);
+                *q = later;
+            }
+        }
+        Ok(Tick::Idle)
+    }
+
+    fn status(&self) -> Value {
+        json!({"sent": self.sent, "refused": self.refused})
+    }
+}
