@@ -28,7 +28,7 @@ help:
 	@echo "make devnet  - install what is missing, build, start a single-node devnet (KILN_HOME, default ~/.kiln)"
 	@echo "make testnet - install what is missing, build, start N=4 validators under CometBFT on loopback (scripts/testnet.sh)"
 	@echo "make test    - install what is missing, build, run the whole test suite"
-	@echo "make bench   - benchmarks (chain, settle, network, sprint, worker), printed as ratios"
+	@echo "make bench   - benchmarks (chain, settle, inference settlement, network, sprint, worker), printed as ratios"
 	@echo "make fuzz    - fuzz tx decoding and the ante pipeline (cargo-fuzz, nightly)"
 	@echo "make lint    - rustfmt check and clippy -D warnings"
 

@@ -301,6 +301,8 @@ impl KilnApp {
             .enumerate()
             .filter_map(|(i, tx)| {
                 let tx = tx.as_ref().ok()?;
+                // Requesters' signatures inside inference starts, too.
+                preverify_requests(chain_id, &tx.msgs);
                 let signers = tx.signers().ok()?;
                 let mut accounts = Vec::with_capacity(signers.len());
                 for signer in &signers {
@@ -525,11 +527,18 @@ impl Application for KilnApp {
     }
 
     fn check_tx(&self, request: RequestCheckTx) -> ResponseCheckTx {
-        let mut inner = self.lock();
         let tx = match decode_tx(&request.tx) {
             Ok(tx) => tx,
             Err(e) => return check_response(&TxOutcome::failed(&e, 0, 0)),
         };
+        // Requesters' signatures in inference starts need only the chain id:
+        // checked (and cached for the block) before the mempool lock, so a
+        // start with a bad signature never reaches a block.
+        let chain_id = self.lock().chain_id.clone();
+        if let Err(e) = check_request_signatures(&chain_id, &tx.msgs) {
+            return check_response(&TxOutcome::failed(&e, 0, 0));
+        }
+        let mut inner = self.lock();
         let committed = ChangesView {
             base: self.storage.latest(),
             changes: &inner.genesis_base,
@@ -867,6 +876,32 @@ fn exec_result(outcome: &TxOutcome) -> abci::ExecTxResult {
         events: to_abci_events(&outcome.events),
         codespace: outcome.codespace.clone(),
     }
+}
+
+/// Verifies the requester signatures of `msgs`' inference starts (inner
+/// messages of `MsgExec` included) into kiln-inference's cache, so the
+/// serial execution of the block finds them verified.
+fn preverify_requests(chain_id: &str, msgs: &[kiln_messages::Msg]) {
+    let _ = check_request_signatures(chain_id, msgs);
+}
+
+/// The first inference start in `msgs` (inner messages of `MsgExec`
+/// included) whose requester signature does not verify, as the handler
+/// would refuse it; verified ones are cached for the block.
+fn check_request_signatures(
+    chain_id: &str,
+    msgs: &[kiln_messages::Msg],
+) -> kiln_framework::TxResult<()> {
+    for msg in msgs {
+        match msg {
+            kiln_messages::Msg::StartInference(start) => {
+                kiln_inference::handler::check_start_signature(chain_id, start)?
+            }
+            kiln_messages::Msg::Exec { inner, .. } => check_request_signatures(chain_id, inner)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

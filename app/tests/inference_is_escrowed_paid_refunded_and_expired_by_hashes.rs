@@ -338,6 +338,16 @@ fn the_chain_refuses_bad_requests_and_charges_nothing() {
     let (r, executor) = n.request(&requester, ta, "e", 8);
     let mut tampered = r.start_msg(2, executor, n.d.height);
     tampered.max_tokens = 800;
+    // CheckTx refuses it already (requester signatures need no state) …
+    let check_tx = n.d.submit(n.tx(&ta_key, vec![any_of(&tampered)]));
+    assert_eq!(
+        (check_tx.codespace.as_str(), check_tx.code),
+        ("inference", codes::BAD_REQUEST_SIGNATURE),
+        "{}",
+        check_tx.log
+    );
+    n.d.mempool.clear();
+    // … and a block that carries it anyway fails it.
     check!(tampered, codes::BAD_REQUEST_SIGNATURE, "signature");
     // … or sends it as another transfer agent.
     let (r, executor) = n.request(&requester, n.hosts[1].address, "f", 8);

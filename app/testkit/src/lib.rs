@@ -577,6 +577,34 @@ impl BlockDriver {
             misbehavior,
             ..Default::default()
         });
+        self.commit_finalized(txs, response)
+    }
+
+    /// FinalizeBlock alone for the next height (no misbehaviour); finish
+    /// the block with [`Self::commit_finalized`]. For benchmarks that time
+    /// the two apart.
+    pub fn finalize_next(&mut self, txs: &[Vec<u8>]) -> anyhow::Result<ResponseFinalizeBlock> {
+        let height = self.height + 1;
+        let time = Timestamp {
+            seconds: GENESIS_TIME + BLOCK_SECONDS * i64::try_from(height)?,
+            nanos: 0,
+        };
+        Ok(self.app.finalize_block(RequestFinalizeBlock {
+            txs: txs.iter().cloned().map(Into::into).collect(),
+            hash: self.block_hash(height).into(),
+            height: i64::try_from(height)?,
+            time: Some(time),
+            ..Default::default()
+        }))
+    }
+
+    /// Commits the block `response` finalized and applies its validator updates.
+    pub fn commit_finalized(
+        &mut self,
+        txs: Vec<Vec<u8>>,
+        response: ResponseFinalizeBlock,
+    ) -> anyhow::Result<BlockOutcome> {
+        let height = self.height + 1;
         self.app.commit();
         self.height = height;
         self.last_app_hash = response.app_hash.to_vec();

@@ -123,16 +123,9 @@ pub fn start<S: StateWrite>(
 
     // The requester's own signature: the transfer agent cannot invent,
     // alter or re-target a request.
-    let header = RequestHeader {
-        chain_id: ctx.block.chain_id.clone(),
-        transfer_agent,
-        timestamp: msg.request_timestamp,
-        body_sha256: hash_of(&msg.prompt_hash),
-        model: msg.model.clone(),
-        max_tokens: msg.max_tokens,
-    };
+    let header = signed_header(&ctx.block.chain_id, transfer_agent, msg);
     header
-        .verify(&requester, &msg.requester_pubkey, &msg.request_signature)
+        .verify_cached(&requester, &msg.requester_pubkey, &msg.request_signature)
         .map_err(|e| err(codes::BAD_REQUEST_SIGNATURE, e))?;
     if !timestamp_is_fresh(msg.request_timestamp, ctx.block.time_seconds) {
         return Err(err(
@@ -249,6 +242,33 @@ pub fn start<S: StateWrite>(
     }
     state.put_raw(keys::deadline(deadline, &id), Vec::new());
     state.put_value(keys::record(&id), &record)
+}
+
+/// What the requester signed, as `msg` states it.
+pub fn signed_header(
+    chain_id: &str,
+    transfer_agent: Address,
+    msg: &MsgStartInference,
+) -> RequestHeader {
+    RequestHeader {
+        chain_id: chain_id.to_string(),
+        transfer_agent,
+        timestamp: msg.request_timestamp,
+        body_sha256: hash_of(&msg.prompt_hash),
+        model: msg.model.clone(),
+        max_tokens: msg.max_tokens,
+    }
+}
+
+/// Verifies the requester's signature of a start ahead of execution
+/// (CheckTx, and the app's parallel pre-verification of a block), filling
+/// the cache the handler reads. Addresses were checked by `validate_basic`.
+pub fn check_start_signature(chain_id: &str, msg: &MsgStartInference) -> TxResult<()> {
+    let transfer_agent = address_field(&msg.transfer_agent, "transfer_agent")?;
+    let requester = address_field(&msg.requester, "requester")?;
+    signed_header(chain_id, transfer_agent, msg)
+        .verify_cached(&requester, &msg.requester_pubkey, &msg.request_signature)
+        .map_err(|e| err(codes::BAD_REQUEST_SIGNATURE, e))
 }
 
 /// The executor the draw picks for a request seeded at `seed_height`, or

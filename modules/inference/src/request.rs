@@ -106,6 +106,63 @@ impl RequestHeader {
     }
 }
 
+/// Requester signatures this process has verified (a bounded FIFO of
+/// `SHA256(pubkey ‖ sign bytes ‖ signature)`). Verification is a pure
+/// function of those inputs, so a hit is exactly as good as a re-check: the
+/// app verifies a block's starts in parallel before executing it
+/// ([`RequestHeader::verify_cached`] from its pre-verification pass), and
+/// the handler, running serially, then finds them here. No hash maps.
+struct VerifiedRequests {
+    seen: std::collections::BTreeSet<[u8; 32]>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+const VERIFIED_CAPACITY: usize = 200_000;
+
+static VERIFIED: std::sync::LazyLock<std::sync::Mutex<VerifiedRequests>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(VerifiedRequests {
+            seen: std::collections::BTreeSet::new(),
+            order: std::collections::VecDeque::new(),
+        })
+    });
+
+impl RequestHeader {
+    /// [`RequestHeader::verify`] through the process's cache of verified
+    /// requests (only successes are cached).
+    pub fn verify_cached(
+        &self,
+        requester: &Address,
+        pubkey: &[u8],
+        signature: &[u8],
+    ) -> Result<(), String> {
+        let mut h = Sha256::new();
+        h.update((pubkey.len() as u64).to_le_bytes());
+        h.update(pubkey);
+        let bytes = self.sign_bytes();
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+        h.update(signature);
+        h.update(requester.as_bytes());
+        let key: [u8; 32] = h.finalize().into();
+        if VERIFIED.lock().is_ok_and(|v| v.seen.contains(&key)) {
+            return Ok(());
+        }
+        self.verify(requester, pubkey, signature)?;
+        if let Ok(mut v) = VERIFIED.lock() {
+            if v.seen.insert(key) {
+                v.order.push_back(key);
+                while v.order.len() > VERIFIED_CAPACITY {
+                    if let Some(old) = v.order.pop_front() {
+                        v.seen.remove(&old);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
