@@ -195,7 +195,10 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult
         .map(|(host, outcome)| (*host, (*outcome).into()))
         .collect();
     for (host, served) in &serving {
-        outcomes.entry(*host).or_default().excess_miss_percent = served.excess_miss_percent;
+        let outcome = outcomes.entry(*host).or_default();
+        outcome.excess_miss_percent = served.excess_miss_percent;
+        outcome.upheld_disputes = served.upheld_disputes;
+        outcome.invalid = served.invalid;
     }
     for (host, outcome) in &outcomes {
         out.events

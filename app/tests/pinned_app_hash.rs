@@ -17,7 +17,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "a1dda361f6cbdc96b41915544145d8c289c6de2083fcc148a66c842ebf8a2381";
+const PINNED: &str = "dbab2177601e4b840b9326d788fb31aaa28e57dee34cbe0af2c46ef9e93d58ea";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

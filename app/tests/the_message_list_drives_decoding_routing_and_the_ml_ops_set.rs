@@ -99,6 +99,16 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
                 top_logprobs_hash: vec![4; 32],
             })
         }
+        "/kiln.inference.v1.MsgValidation" => any_of(&kiln_inference::msgs::MsgValidation {
+            validator: s,
+            id: vec![1; 32],
+            score_micro: 990_000,
+        }),
+        "/kiln.inference.v1.MsgDisputeVote" => any_of(&kiln_inference::msgs::MsgDisputeVote {
+            voter: s,
+            id: vec![1; 32],
+            invalid: true,
+        }),
         other => panic!("listed message {other} has no sample: add one (and its module)"),
     }
 }
@@ -172,6 +182,8 @@ fn the_ml_ops_set_is_the_sprint_and_inference_messages() {
             "/kiln.sprint.v1.MsgSprintVoteReveal",
             "/kiln.inference.v1.MsgStartInference",
             "/kiln.inference.v1.MsgFinishInference",
+            "/kiln.inference.v1.MsgValidation",
+            "/kiln.inference.v1.MsgDisputeVote",
         ]
     );
 }

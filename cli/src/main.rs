@@ -356,8 +356,11 @@ enum QueryCmd {
     Inference { id: String },
     /// A requester's recent inferences (address or key name), newest first.
     Inferences { address: String },
-    /// A host's serving stats: completed, missed, reliability, earnings.
+    /// A host's serving stats: completed, missed, reliability, earnings,
+    /// validations passed, upheld disputes, INVALID.
     ServingStats { address: String },
+    /// The open dispute over an inference: votes by weight, deadline.
+    Dispute { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -939,6 +942,13 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
             let a = ctx.resolve_address(&address)?;
             Value::Array(kiln_client::query::inferences_by_requester(&rpc, &a, h)?)
         }
+        QueryCmd::Dispute { id } => kiln_client::query::json_query_opt(
+            &rpc,
+            kiln_inference::query::DISPUTE_PATH,
+            id.trim().as_bytes(),
+            h,
+        )?
+        .ok_or_else(|| anyhow::anyhow!("no open dispute over {id}"))?,
         QueryCmd::ServingStats { address } => {
             let a = ctx.resolve_address(&address)?;
             kiln_client::query::host_serving_stats(&rpc, &a, h)?

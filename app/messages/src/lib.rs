@@ -143,6 +143,8 @@ messages! {
     SprintVoteReveal => kiln_sprint::msgs::SprintVoteReveal,
     StartInference => kiln_inference::msgs::StartInference,
     FinishInference => kiln_inference::msgs::FinishInference,
+    Validation => kiln_inference::msgs::Validation,
+    DisputeVote => kiln_inference::msgs::DisputeVote,
 }
 
 /// Decodes `M` from `any.value` and requires the bytes to be its canonical

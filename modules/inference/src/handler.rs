@@ -56,21 +56,35 @@ pub mod codes {
     pub const TOO_MANY_TOKENS: u32 = 16;
     /// The executor already posted a finish for this id (before the start).
     pub const ALREADY_FINISHED: u32 = 17;
+    /// No inference with this id (never started, or pruned).
+    pub const UNKNOWN_INFERENCE: u32 = 18;
+    /// Only finished inferences are validated.
+    pub const NOT_FINISHED: u32 = 19;
+    /// The executor cannot validate or vote on its own work.
+    pub const OWN_WORK: u32 = 20;
+    /// The validator or voter is not in the model's serving set.
+    pub const NOT_SERVING: u32 = 21;
+    /// This host already validated this inference.
+    pub const ALREADY_VALIDATED: u32 = 22;
+    /// No open dispute for this id.
+    pub const NO_DISPUTE: u32 = 23;
+    /// This host already voted on the dispute.
+    pub const ALREADY_VOTED: u32 = 24;
 }
 
 pub fn err(code: u32, log: impl Into<String>) -> TxError {
     TxError::module(CODESPACE, code, log)
 }
 
-fn coins(amount: u128) -> TxResult<Coins> {
+pub(crate) fn coins(amount: u128) -> TxResult<Coins> {
     Coins::normalize(vec![Coin::new(BASE_DENOM, amount)])
 }
 
-fn escrow_account() -> Address {
+pub(crate) fn escrow_account() -> Address {
     Address::module(keys::ESCROW_ACCOUNT)
 }
 
-fn id_of(bytes: &[u8]) -> TxResult<[u8; 32]> {
+pub(crate) fn id_of(bytes: &[u8]) -> TxResult<[u8; 32]> {
     <[u8; 32]>::try_from(bytes).map_err(|_| err(codes::BAD_FIELD, "id must be 32 bytes"))
 }
 
@@ -565,6 +579,7 @@ pub fn end_block<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>) -> TxResul
             state.delete_raw(keys::record(&id));
         }
     }
+    crate::validation::end_block(state, ctx)?;
     // The draw window's block hashes: this block's in, the oldest out.
     if !ctx.block.hash.is_empty() {
         state.put_raw(keys::block_hash(height), ctx.block.hash.clone());
@@ -576,7 +591,7 @@ pub fn end_block<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>) -> TxResul
 }
 
 /// Keys under `prefix`, as suffixes (collected before the caller deletes them).
-fn suffixes<S: StateWrite>(state: &S, prefix: &[u8]) -> TxResult<Vec<Vec<u8>>> {
+pub(crate) fn suffixes<S: StateWrite>(state: &S, prefix: &[u8]) -> TxResult<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     state.for_each_under(prefix, |suffix, _| {
         out.push(suffix.to_vec());
@@ -597,7 +612,7 @@ fn add_escrow_total<S: StateWrite>(state: &mut S, amount: u128, add: bool) -> Tx
     Ok(())
 }
 
-fn update_stats<S: StateWrite>(
+pub(crate) fn update_stats<S: StateWrite>(
     state: &mut S,
     host: &Address,
     change: impl FnOnce(&mut HostStats),
@@ -608,7 +623,7 @@ fn update_stats<S: StateWrite>(
 }
 
 /// Draws seeded at `height` or later skip `host` in every model it serves.
-fn mark_dead<S: StateWrite>(state: &mut S, host: &Address, height: u64) -> TxResult<()> {
+pub(crate) fn mark_dead<S: StateWrite>(state: &mut S, host: &Address, height: u64) -> TxResult<()> {
     for model in state.models()? {
         let mut serving = state.serving_set(&model.id)?;
         let mut changed = false;

@@ -19,6 +19,10 @@
 //! | `inference/stats/{host}` | [`crate::state::HostStats`] |
 //! | `inference/block_hash/{height}` | the block's hash (kept for `draw_window_blocks`) |
 //! | `inference/escrow_total` | u128 BE: ukiln held for open inferences |
+//! | `inference/validation/{id}/{validator}` | u64 BE: the validator's score (millionths) |
+//! | `inference/dispute/{id}` | [`crate::state::Dispute`] |
+//! | `inference/dispute_deadline/{height}/{id}` | empty: the dispute is tallied at the end of `height` |
+//! | `inference/dispute_vote/{id}/{voter}` | 1 byte: 1 = invalid, 0 = valid |
 
 use kiln_framework::Address;
 
@@ -38,6 +42,11 @@ pub const SERVING_PREFIX: &[u8] = b"inference/serving/";
 pub const STATS_PREFIX: &[u8] = b"inference/stats/";
 pub const BLOCK_HASH_PREFIX: &[u8] = b"inference/block_hash/";
 pub const ESCROW_TOTAL: &[u8] = b"inference/escrow_total";
+
+pub const VALIDATION_PREFIX: &[u8] = b"inference/validation/";
+pub const DISPUTE_PREFIX: &[u8] = b"inference/dispute/";
+pub const DISPUTE_DEADLINE_PREFIX: &[u8] = b"inference/dispute_deadline/";
+pub const DISPUTE_VOTE_PREFIX: &[u8] = b"inference/dispute_vote/";
 
 /// The module account that holds open inferences' escrows.
 pub const ESCROW_ACCOUNT: &str = "inference_escrow";
@@ -116,4 +125,24 @@ pub fn stats(host: &Address) -> Vec<u8> {
 
 pub fn block_hash(height: u64) -> Vec<u8> {
     [BLOCK_HASH_PREFIX, &height.to_be_bytes()].concat()
+}
+
+pub fn validation(id: &[u8; 32], validator: &Address) -> Vec<u8> {
+    [VALIDATION_PREFIX, id, validator.as_bytes()].concat()
+}
+
+pub fn dispute(id: &[u8; 32]) -> Vec<u8> {
+    [DISPUTE_PREFIX, id].concat()
+}
+
+pub fn dispute_deadline_at(height: u64) -> Vec<u8> {
+    [DISPUTE_DEADLINE_PREFIX, &height.to_be_bytes()].concat()
+}
+
+pub fn dispute_deadline(height: u64, id: &[u8; 32]) -> Vec<u8> {
+    [DISPUTE_DEADLINE_PREFIX, &height.to_be_bytes(), id].concat()
+}
+
+pub fn dispute_vote(id: &[u8; 32], voter: &Address) -> Vec<u8> {
+    [DISPUTE_VOTE_PREFIX, id, voter.as_bytes()].concat()
 }

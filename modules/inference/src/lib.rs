@@ -21,7 +21,12 @@
 //!   order; an inference not finished in time is refunded and counts a miss;
 //!   misses set next epoch's reliability and feed reputation ([`settle`]).
 //!
-//! Validation and disputes are still to come. Integer arithmetic only.
+//! - **validation and disputes** ([`validation`]): the model's hosts post
+//!   replay scores; a low score opens a dispute the hosts vote by weight; an
+//!   upheld one refunds the requester from the executor's pay and counts
+//!   toward INVALID.
+//!
+//! Integer arithmetic only.
 //!
 //! Keys (all under `inference/`): see [`keys`].
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -38,6 +43,7 @@ pub mod query;
 pub mod request;
 pub mod settle;
 pub mod state;
+pub mod validation;
 
 pub use genesis::{Inference, InferenceGenesis, ModelSpec};
 pub use params::InferenceParams;

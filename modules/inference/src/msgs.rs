@@ -181,3 +181,100 @@ impl MsgKind for FinishInference {
             "top_logprobs_hash": hex::encode(&msg.top_logprobs_hash)})
     }
 }
+
+/// A host's replay of a finished inference it validated: `score_micro` in
+/// millionths (1 000 000 = identical top-k logprobs). Below the model's
+/// `validation_threshold_micro` it opens a dispute.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MsgValidation {
+    #[prost(string, tag = "1")]
+    pub validator: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub id: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub score_micro: u64,
+}
+kiln_framework::proto_name!(MsgValidation, "kiln.inference.v1");
+
+/// A vote on an open dispute by a host serving the model: `invalid` = the
+/// executor's work is not the registered model's.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MsgDisputeVote {
+    #[prost(string, tag = "1")]
+    pub voter: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub id: Vec<u8>,
+    #[prost(bool, tag = "3")]
+    pub invalid: bool,
+}
+kiln_framework::proto_name!(MsgDisputeVote, "kiln.inference.v1");
+
+/// Declaration of `MsgValidation`.
+pub struct Validation;
+
+impl MsgKind for Validation {
+    type Proto = MsgValidation;
+    const TYPE_URL: &'static str = "/kiln.inference.v1.MsgValidation";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgValidation) -> TxResult<Address> {
+        address_field(&msg.validator, "validator")
+    }
+
+    fn validate_basic(msg: &MsgValidation) -> TxResult<()> {
+        bytes32(&msg.id, "id")?;
+        if msg.score_micro > 1_000_000 {
+            return Err(err(
+                codes::BAD_FIELD,
+                format!(
+                    "score_micro must be at most 1000000, got {}",
+                    msg.score_micro
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgValidation,
+    ) -> TxResult<()> {
+        crate::validation::validate(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgValidation) -> serde_json::Value {
+        json!({"@type": Self::TYPE_URL, "validator": msg.validator, "id": hex::encode(&msg.id),
+            "score_micro": msg.score_micro.to_string()})
+    }
+}
+
+/// Declaration of `MsgDisputeVote`.
+pub struct DisputeVote;
+
+impl MsgKind for DisputeVote {
+    type Proto = MsgDisputeVote;
+    const TYPE_URL: &'static str = "/kiln.inference.v1.MsgDisputeVote";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgDisputeVote) -> TxResult<Address> {
+        address_field(&msg.voter, "voter")
+    }
+
+    fn validate_basic(msg: &MsgDisputeVote) -> TxResult<()> {
+        bytes32(&msg.id, "id")
+    }
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgDisputeVote,
+    ) -> TxResult<()> {
+        crate::validation::vote(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgDisputeVote) -> serde_json::Value {
+        json!({"@type": Self::TYPE_URL, "voter": msg.voter, "id": hex::encode(&msg.id),
+            "invalid": msg.invalid})
+    }
+}

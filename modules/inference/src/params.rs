@@ -40,6 +40,21 @@ pub struct InferenceParams {
     /// Largest `prompt_tokens + max_tokens` of one request.
     #[serde(default = "default_max_request_tokens")]
     pub max_request_tokens: u64,
+    /// Blocks a dispute stays open for votes (SPEC `dispute_blocks`).
+    #[serde(default = "default_dispute_blocks")]
+    pub dispute_blocks: u64,
+    /// Upheld disputes in one epoch that make an executor INVALID (SPEC
+    /// `invalid_streak`).
+    #[serde(default = "default_invalid_streak")]
+    pub invalid_streak: u64,
+}
+
+fn default_dispute_blocks() -> u64 {
+    20
+}
+
+fn default_invalid_streak() -> u64 {
+    5
 }
 
 fn default_draw_window() -> u64 {
@@ -70,6 +85,8 @@ impl Default for InferenceParams {
             dead_after_misses: default_dead_after(),
             record_retention_blocks: default_retention(),
             max_request_tokens: default_max_request_tokens(),
+            dispute_blocks: default_dispute_blocks(),
+            invalid_streak: default_invalid_streak(),
         }
     }
 }
@@ -119,6 +136,11 @@ impl InferenceParams {
                 "inference.params.record_retention_blocks ({}) must be at least inference_timeout_blocks ({})",
                 self.record_retention_blocks, self.inference_timeout_blocks
             ));
+        }
+        if self.dispute_blocks == 0 || self.invalid_streak == 0 {
+            return Err(
+                "inference.params: dispute_blocks and invalid_streak must be at least 1".into(),
+            );
         }
         if self.max_request_tokens == 0 || self.max_request_tokens > 1 << 24 {
             return Err(format!(

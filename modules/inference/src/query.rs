@@ -8,6 +8,7 @@
 //! | `/kiln.inference.v1.Query/ByRequester` | bech32 address | the requester's inferences still kept, newest first (at most 100) |
 //! | `/kiln.inference.v1.Query/HostStats` | bech32 address | the host's serving stats |
 //! | `/kiln.inference.v1.Query/Executors` | model id | the model's serving set (the draw's candidates) |
+//! | `/kiln.inference.v1.Query/Dispute` | hex id | the open dispute over an inference |
 
 use kiln_framework::query::json;
 use kiln_framework::{Address, StateReadExt, TxError, TxResult};
@@ -23,6 +24,7 @@ pub const INFERENCE_PATH: &str = "/kiln.inference.v1.Query/Inference";
 pub const BY_REQUESTER_PATH: &str = "/kiln.inference.v1.Query/ByRequester";
 pub const HOST_STATS_PATH: &str = "/kiln.inference.v1.Query/HostStats";
 pub const EXECUTORS_PATH: &str = "/kiln.inference.v1.Query/Executors";
+pub const DISPUTE_PATH: &str = "/kiln.inference.v1.Query/Dispute";
 
 /// Most records one `ByRequester` answer lists.
 pub const BY_REQUESTER_LIMIT: usize = 100;
@@ -39,6 +41,7 @@ pub fn route<S: StateRead + ?Sized>(
         BY_REQUESTER_PATH => by_requester(state, data),
         HOST_STATS_PATH => host_stats(state, data),
         EXECUTORS_PATH => executors(state, data),
+        DISPUTE_PATH => dispute(state, data),
         _ => return None,
     };
     Some(result)
@@ -80,12 +83,34 @@ pub fn record_json(r: &InferenceRecord) -> serde_json::Value {
     })
 }
 
-fn inference<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
+fn id_arg(data: &[u8]) -> TxResult<(String, [u8; 32])> {
     let t = text(data, "the id")?;
     let id = hex::decode(&t)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| TxError::invalid_request("the id must be 64 hex digits"))?;
+    Ok((t, id))
+}
+
+fn dispute<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
+    let (t, id) = id_arg(data)?;
+    match state.get_value::<crate::state::Dispute>(&keys::dispute(&id))? {
+        Some(d) => json(&j!({
+            "id": t,
+            "opened_by": d.opened_by,
+            "score_micro": d.score_micro,
+            "opened_height": d.opened_height,
+            "deadline": d.deadline,
+            "eligible_weight": d.eligible_weight,
+            "invalid_weight": d.invalid_weight,
+            "valid_weight": d.valid_weight,
+        })),
+        None => Err(TxError::key_not_found(format!("no open dispute over {t}"))),
+    }
+}
+
+fn inference<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
+    let (t, id) = id_arg(data)?;
     match state.record(&id)? {
         Some(r) => json(&record_json(&r)),
         None => Err(TxError::key_not_found(format!(
@@ -125,6 +150,10 @@ fn host_stats<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>
         "total_missed": stats.total_missed,
         "total_tokens": stats.total_tokens.to_string(),
         "total_earned": stats.total_earned.to_string(),
+        "epoch_validated": stats.epoch_validated,
+        "epoch_invalidated": stats.epoch_invalidated,
+        "invalid": stats.invalid,
+        "total_invalidated": stats.total_invalidated,
     }))
 }
 

@@ -19,6 +19,10 @@ use crate::state::{HostStats, InferenceExt, ServingEntry, ServingSet};
 pub struct ServingOutcome {
     /// Whole percent of misses above 1% of the host's requests.
     pub excess_miss_percent: u64,
+    /// Disputes over its work upheld this epoch.
+    pub upheld_disputes: u64,
+    /// It became INVALID this epoch.
+    pub invalid: bool,
 }
 
 /// `⌊miss rate in percent⌋ − 1` when the rate is above 1%, else 0: SPEC §6
@@ -48,6 +52,8 @@ pub fn end_epoch<S: StateWrite>(
         };
         let outcome = ServingOutcome {
             excess_miss_percent: excess_miss_percent(stats.epoch_completed, stats.epoch_missed),
+            upheld_disputes: stats.epoch_invalidated,
+            invalid: stats.invalid,
         };
         stats.reliability_bps = reliability_bps(stats.epoch_completed, stats.epoch_missed);
         events.push(
@@ -56,11 +62,17 @@ pub fn end_epoch<S: StateWrite>(
                 .attr("host", host)
                 .attr("completed", stats.epoch_completed)
                 .attr("missed", stats.epoch_missed)
+                .attr("validated", stats.epoch_validated)
+                .attr("invalidated", stats.epoch_invalidated)
+                .attr("invalid", stats.invalid)
                 .attr("reliability_bps", stats.reliability_bps),
         );
         stats.epoch_completed = 0;
         stats.epoch_missed = 0;
         stats.consecutive_misses = 0;
+        stats.epoch_validated = 0;
+        stats.epoch_invalidated = 0;
+        stats.invalid = false;
         state.put_value(keys::stats(&host), &stats)?;
         if outcome != ServingOutcome::default() {
             outcomes.insert(host, outcome);

@@ -83,6 +83,9 @@ pub enum Status {
     /// Not finished within `inference_timeout_blocks`: fully refunded, a
     /// miss for the executor.
     Expired,
+    /// Finished, then an upheld dispute found the work invalid: the
+    /// executor's pay went back to the requester.
+    Invalidated,
 }
 
 /// One inference as the chain settles it: hashes and token counts, never
@@ -207,8 +210,16 @@ pub struct HostStats {
     pub total_missed: u64,
     /// Prompt + completion tokens of finished inferences.
     pub total_tokens: u128,
-    /// ukiln earned as executor.
+    /// ukiln earned as executor (net of pay taken back by upheld disputes).
     pub total_earned: u128,
+    /// This epoch: validations of its work that passed, and upheld disputes
+    /// against it (the INVALID tests read both).
+    pub epoch_validated: u64,
+    pub epoch_invalidated: u64,
+    /// INVALID for the rest of the epoch (SPEC §5): no more requests, no
+    /// reputation gain, no reward share.
+    pub invalid: bool,
+    pub total_invalidated: u64,
 }
 
 stored_value!(HostStats, "host serving stats", 1);
@@ -245,3 +256,25 @@ pub fn charge(tokens: u64, price_pkiln: u64) -> Option<u128> {
         .checked_add(u128::from(crate::PKILN_PER_UKILN - 1))
         .map(|n| n / u128::from(crate::PKILN_PER_UKILN))
 }
+
+/// An open dispute over a finished inference (a validation scored it below
+/// the model's threshold): the model's hosts vote by weight.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, borsh::BorshSerialize, borsh::BorshDeserialize,
+)]
+pub struct Dispute {
+    pub id: [u8; 32],
+    /// The validator whose score opened it, and that score (millionths).
+    pub opened_by: Address,
+    pub score_micro: u64,
+    pub opened_height: u64,
+    /// Tallied at the end of this height at the latest.
+    pub deadline: u64,
+    /// Weight of the model's hosts other than the executor when it opened:
+    /// a side wins with more than half of it.
+    pub eligible_weight: u64,
+    pub invalid_weight: u64,
+    pub valid_weight: u64,
+}
+
+stored_value!(Dispute, "inference dispute", 1);

@@ -82,9 +82,11 @@ pub struct EpochOutcome {
     pub valid_votes_on_rejected: u64,
     /// Sprint votes it owed as a committee member and never committed.
     pub missed_votes: u64,
-    /// Inference misses above 1%, in whole percent (later issue; 0 now).
+    /// Inference misses above 1%, in whole percent.
     pub excess_miss_percent: u64,
-    /// An upheld inference dispute or INVALID status (later issue; false now).
+    /// Upheld inference disputes over its work: no good epoch this epoch.
+    pub upheld_disputes: u64,
+    /// INVALID for the epoch (inference): resets `good_epochs` like a rejection.
     pub invalid: bool,
 }
 
@@ -134,7 +136,7 @@ pub fn apply_outcome<S: StateWrite>(
     if outcome.invalid || outcome.rejected_or_unopened || overruled {
         good = 0;
     } else {
-        if outcome.accepted && outcome.excess_miss_percent == 0 {
+        if outcome.accepted && outcome.excess_miss_percent == 0 && outcome.upheld_disputes == 0 {
             good = good.saturating_add(1);
         }
         good = good.saturating_sub(outcome.excess_miss_percent);
