@@ -14,6 +14,9 @@
 #      (prompt + completion) x price, the rest refunded, the completion's
 #      hash as received) and alice's balance falls by exactly the sum paid;
 #      `kiln infer --stream` buys one more;
+#      a second host (alice) registers, proves compute and serves: requests
+#      sent to dev's worker that the draw gives her are forwarded and settle
+#      to her;
 #      killed -9 mid-sprint and restarted, it resumes from its journal;
 #   6. the node is killed and restarted and resumes from disk.
 # Uses the binaries in target/debug (make test builds them); KILN_BIN_DIR overrides.
@@ -25,9 +28,12 @@ WORK=$(mktemp -d -t kiln-e2e.XXXXXX)
 NODE_PID=""
 WORKER_PID=""
 PROXY_PID=""
+WORKER2_PID=""
 cleanup() {
   local status=$?
   set +e
+  if [ -n "$WORKER2_PID" ]; then kill "$WORKER2_PID" 2>/dev/null; wait "$WORKER2_PID" 2>/dev/null; fi
+  if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/worker2.log" ]; then echo "--- alice's worker log (tail) ---"; tail -n 30 "$WORK/worker2.log"; fi
   if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null; fi
   if [ -n "$WORKER_PID" ]; then kill "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null; fi
   if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/worker.log" ]; then echo "--- worker log (tail) ---"; tail -n 40 "$WORK/worker.log"; fi
@@ -261,6 +267,53 @@ E2=$(wait_settled "$EK" 120)
 [ "$E2" = "$EK" ] || fail "the restarted worker settled epoch $E2, expected $EK"
 grep -q "resuming the epoch from the journal" "$WORK/worker.log" || fail "the restarted worker did not resume from its journal"
 worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "dev not accepted after the restart: $(worker_status)"
+kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
+
+step "a second host (alice) proves compute and serves: the transfer agent forwards the requests the draw gives her"
+# Alice becomes a host: a consensus key of her own, the model declared, an ML
+# key granted; her worker sprints and sells SmolLM2 on its own port.
+"$KILND" init --home "$WORK/alicehome" --chain-id kiln-devnet >/dev/null
+WPORT2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+kiln tx host register --from alice --worker-url "http://127.0.0.1:$WPORT2" --models smollm2-135m \
+  --consensus-key-file "$WORK/alicehome/config/priv_validator_key.json" --hardware "e2e cpu" --yes --output json >"$WORK/reg.json"
+[ "$(json_field '["code"]' <"$WORK/reg.json")" = 0 ] || fail "alice's registration: $(cat "$WORK/reg.json")"
+kiln keys add alice-ml --keyring-backend test --output json >/dev/null
+ALICE_ML=$(kiln keys show alice-ml --keyring-backend test --output json | json_field '["address"]')
+kiln tx authz grant-ml-ops "$ALICE_ML" --from alice --expiration +30d --yes --output json >"$WORK/grant2.json"
+[ "$(json_field '["code"]' <"$WORK/grant2.json")" = 0 ] || fail "alice's grant: $(cat "$WORK/grant2.json")"
+RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$ALICE" --key alice-ml --keyring-backend test \
+  --http "127.0.0.1:$WPORT2" --journal "$WORK/journal2" --serve-model smollm2-135m >>"$WORK/worker2.log" 2>&1 &
+WORKER2_PID=$!
+start_worker
+# Wait until both hosts have weight (after alice's first accepted sprint).
+for _ in $(seq 1 600); do
+  N=$(kiln query weights --output json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(1 for w in d["weights"] if int(w["weight"]) > 0))')
+  [ "$N" = 2 ] && break
+  kill -0 "$WORKER2_PID" 2>/dev/null || fail "alice's worker exited: $(tail -n 20 "$WORK/worker2.log")"
+  sleep 0.5
+done
+[ "$N" = 2 ] || fail "alice never got weight: $(kiln query weights) $(tail -n 20 "$WORK/worker2.log")"
+for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$WPORT2/v1/models" >/dev/null 2>&1 && break; sleep 0.3; done
+echo "   -> weights: $(kiln query weights --output json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join(w["host"][:12] + "…=" + str(w["weight"]) for w in d["weights"]))')"
+# Requests through dev's worker (the transfer agent) until the draw picks alice.
+FORWARDED=""
+for i in $(seq 1 16); do
+  OUT=$(kiln infer "Count to $i." --from alice --worker "http://127.0.0.1:$WPORT" --max-tokens 4 --output json) || fail "kiln infer failed: $OUT"
+  EXEC=$(echo "$OUT" | json_field '["executor"]')
+  if [ "$EXEC" = "$ALICE" ]; then FORWARDED=$(echo "$OUT" | json_field '["id"]'); break; fi
+done
+[ -n "$FORWARDED" ] || fail "16 draws never picked alice"
+for _ in $(seq 1 150); do
+  ST=$(kiln query inference "$FORWARDED" --output json | json_field '["status"]')
+  [ "$ST" = finished ] && break
+  sleep 0.2
+done
+kiln query inference "$FORWARDED" --output json >"$WORK/fwd.json"
+[ "$(json_field '["status"]' <"$WORK/fwd.json")" = finished ] && [ "$(json_field '["executor"]' <"$WORK/fwd.json")" = "$ALICE" ] &&
+  [ "$(json_field '["transfer_agent"]' <"$WORK/fwd.json")" = "$DEV" ] || fail "the forwarded inference did not settle to alice: $(cat "$WORK/fwd.json")"
+grep -q "inference served; finish queued" "$WORK/worker2.log" || fail "alice's worker did not serve the forwarded request"
+echo "   -> inference ${FORWARDED:0:16}: transfer agent dev, executor alice, settled and paid $(json_field '["paid"]' <"$WORK/fwd.json") ukiln"
+kill "$WORKER2_PID"; wait "$WORKER2_PID" 2>/dev/null || true; WORKER2_PID=""
 kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
 
 step "kill and restart: the node resumes from disk"
