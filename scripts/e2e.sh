@@ -16,7 +16,9 @@
 #      `kiln infer --stream` buys one more;
 #      a second host (alice) registers, proves compute and serves: requests
 #      sent to dev's worker that the draw gives her are forwarded and settle
-#      to her;
+#      to her, and dev validates them by replay; restarted with a perturbed
+#      substitute of the model, her work is scored low by dev, the dispute is
+#      upheld and the requester refunded;
 #      killed -9 mid-sprint and restarted, it resumes from its journal;
 #   6. the node is killed and restarted and resumes from disk.
 # Uses the binaries in target/debug (make test builds them); KILN_BIN_DIR overrides.
@@ -313,16 +315,49 @@ kiln query inference "$FORWARDED" --output json >"$WORK/fwd.json"
   [ "$(json_field '["transfer_agent"]' <"$WORK/fwd.json")" = "$DEV" ] || fail "the forwarded inference did not settle to alice: $(cat "$WORK/fwd.json")"
 grep -q "inference served; finish queued" "$WORK/worker2.log" || fail "alice's worker did not serve the forwarded request"
 echo "   -> inference ${FORWARDED:0:16}: transfer agent dev, executor alice, settled and paid $(json_field '["paid"]' <"$WORK/fwd.json") ukiln"
+# dev, the other host of the model, validates it: fetches the payload from
+# alice's worker, replays it on its own model and posts a passing score.
+plain_log() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
+for _ in $(seq 1 120); do plain_log "$WORK/worker.log" | grep -q "validation queued id=$FORWARDED" && break; sleep 0.5; done
+SCORE=$(plain_log "$WORK/worker.log" | grep "validation queued id=$FORWARDED" | sed 's/.*score_micro=\([0-9]*\).*/\1/' | head -n 1)
+[ -n "$SCORE" ] && [ "$SCORE" -ge 995000 ] || fail "dev did not validate alice's honest work (score '$SCORE'): $(plain_log "$WORK/worker.log" | grep -i valid | tail -n 5)"
+echo "   -> dev replayed it: score $SCORE / 1000000 (threshold 995000)"
+
+step "a host serving a substituted model is caught: its validator's low score is upheld and the requester refunded"
+kill "$WORKER2_PID"; wait "$WORKER2_PID" 2>/dev/null || true
+RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$ALICE" --key alice-ml --keyring-backend test \
+  --http "127.0.0.1:$WPORT2" --journal "$WORK/journal2" --serve-model smollm2-135m \
+  --test-substitute-perturbation 0.01 >>"$WORK/worker2.log" 2>&1 &
+WORKER2_PID=$!
+for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$WPORT2/v1/models" >/dev/null 2>&1 && break; sleep 0.3; done
+CHEATED=""
+for i in $(seq 1 16); do
+  OUT=$(kiln infer "Name a colour, number $i." --from alice --worker "http://127.0.0.1:$WPORT" --max-tokens 6 --output json) || fail "kiln infer failed: $OUT"
+  if [ "$(echo "$OUT" | json_field '["executor"]')" = "$ALICE" ]; then CHEATED=$(echo "$OUT" | json_field '["id"]'); break; fi
+done
+[ -n "$CHEATED" ] || fail "16 draws never picked alice"
+for _ in $(seq 1 240); do
+  ST=$(kiln query inference "$CHEATED" --output json | json_field '["status"]')
+  [ "$ST" = invalidated ] && break
+  sleep 0.5
+done
+kiln query inference "$CHEATED" --output json >"$WORK/cheat.json"
+[ "$(json_field '["status"]' <"$WORK/cheat.json")" = invalidated ] && [ "$(json_field '["paid"]' <"$WORK/cheat.json")" = 0 ] ||
+  fail "the substitute's inference was not invalidated: $(cat "$WORK/cheat.json"); dev: $(plain_log "$WORK/worker.log" | grep -i valid | tail -n 5)"
+SCORE=$(plain_log "$WORK/worker.log" | grep "validation queued id=$CHEATED" | sed 's/.*score_micro=\([0-9]*\).*/\1/' | head -n 1)
+echo "   -> inference ${CHEATED:0:16} by the substitute: dev scored it $SCORE, the dispute was upheld, alice's pay refunded (refunded $(json_field '["refunded"]' <"$WORK/cheat.json") of $(json_field '["escrow"]' <"$WORK/cheat.json") ukiln)"
+kiln query serving-stats "$ALICE" --output json | json_field '["total_invalidated"]' | grep -qx '[1-9][0-9]*' || fail "alice's invalidation is not counted"
 kill "$WORKER2_PID"; wait "$WORKER2_PID" 2>/dev/null || true; WORKER2_PID=""
 kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
 
 step "kill and restart: the node resumes from disk"
 H1=$(curl -sf "$RPC/status" | json_field '["result"]["sync_info"]["latest_block_height"]')
+BAL_BEFORE=$(kiln query bank balances "$ALICE" --output json | json_field '["balances"][0]["amount"]')
 kill -9 "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true; NODE_PID=""
 start_node
 wait_height $((H1 + 2))
 BAL=$(kiln query bank balances "$ALICE" --output json | json_field '["balances"][0]["amount"]')
-[ "$BAL" -gt 24000000 ] || fail "state lost across restart"
+[ "$BAL" = "$BAL_BEFORE" ] || fail "state lost across restart: alice held $BAL_BEFORE, now $BAL"
 
 E2E_OK=1
 step "all end-to-end checks passed"

@@ -74,7 +74,7 @@ fn an_idle_model_loses_two_percent_a_block_down_to_its_floor() {
         m["gguf_sha256"],
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     );
-    assert_eq!(m["validation_threshold_micro"], 980_000);
+    assert_eq!(m["validation_threshold_micro"], 995_000);
     assert_eq!(m["price_floor_pkiln"], 900_000);
     assert_eq!(m["price_pkiln"], 900_000);
 }

@@ -270,7 +270,9 @@ pub fn devnet_model() -> kiln_inference::ModelSpec {
         id: "smollm2-135m".into(),
         gguf_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53".into(),
         tokenizer_sha256: "1c03ae0b46dfc95d5b0f63f71ac414719c383d5932eb1e14d0e83a6ba8578ace".into(),
-        validation_threshold_micro: 980_000,
+        // SPEC's 0.98 lets a 1%-perturbed substitute through 38% of the
+        // time; 0.995 is the replay's measured bound (kiln_llm::validation::THRESHOLD).
+        validation_threshold_micro: 995_000,
         price_floor_pkiln: 100_000,
         initial_price_pkiln: None,
     }

@@ -140,6 +140,10 @@ pub struct WorkerRunArgs {
     /// top logprobs) for the validators the chain assigns.
     #[arg(long, default_value_t = 48)]
     pub payload_retention_hours: u64,
+    /// Tests of validation only: serve a substitute (weights × (1 + r·N(0,1)))
+    /// that claims the registered model's hash. Validators must catch it.
+    #[arg(long, hide = true)]
+    pub test_substitute_perturbation: Option<f64>,
     #[command(flatten)]
     pub dev: DeviceArgs,
 }
@@ -858,7 +862,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     };
     let executor = crate::executor::EngineExecutor::start(device, threads)?;
     let mut worker = Worker::with_executor(cfg, journal, executor.clone())?;
-    let mut chain = RpcChain::new(&a.node, key);
+    let mut chain = RpcChain::new(&a.node, key.clone());
     // The model loads beside the worker (its duties do not wait for it);
     // the API answers 503 until it is ready.
     // Paid inference: requests must be signed and are settled on chain; the
@@ -867,6 +871,8 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--host {}: {e}", a.host))?;
     let market_cell: Arc<std::sync::OnceLock<Arc<crate::market::Market>>> = Default::default();
     let market_outbox = crate::market::MarketOutbox::default();
+    let validator_status: Arc<std::sync::Mutex<crate::validator::ValidatorStatus>> =
+        Default::default();
     if a.serve_model.is_some() {
         worker.add_duty(Box::new(crate::market::InferenceDuty::new(
             market_outbox.clone(),
@@ -876,10 +882,13 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         Some(model) => {
             let cell = crate::serve::http::LoadingApp::default();
             let market_for_loader = market_cell.clone();
+            let validator_key = key.clone();
+            let validator_status = validator_status.clone();
             let metrics = std::sync::Arc::new(crate::serve::metrics::ServeMetrics::default());
             let (model, loaded, metrics_for_loader) =
                 (model.clone(), cell.clone(), metrics.clone());
             let precision = a.inference_precision;
+            let substitute_perturbation = a.test_substitute_perturbation;
             std::thread::Builder::new()
                 .name("model-load".into())
                 .spawn(move || {
@@ -888,6 +897,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                         executor,
                         crate::serve::ServeSettings {
                             precision,
+                            substitute_perturbation,
                             ..Default::default()
                         },
                         metrics_for_loader,
@@ -899,7 +909,15 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                                 }
                                 std::thread::sleep(Duration::from_millis(200));
                             };
-                            let _ = app.market.set(market);
+                            let _ = app.market.set(market.clone());
+                            if let Err(e) = crate::validator::spawn(
+                                market,
+                                app.clone(),
+                                validator_key,
+                                validator_status,
+                            ) {
+                                tracing::error!(error = %format!("{e:#}"), "cannot start the validator duty");
+                            }
                             let _ = loaded.set(app);
                             tracing::info!(%model, "selling inference: the OpenAI-compatible API takes signed requests");
                         }

@@ -13,4 +13,5 @@ pub mod executor;
 pub mod market;
 pub mod serve;
 pub mod sprint;
+pub mod validator;
 pub mod worker;

@@ -66,6 +66,7 @@ pub struct Market {
     /// The host this worker works for (TA and executor address).
     pub host: Address,
     rpc: RpcClient,
+    node_url: String,
     /// Messages for [`InferenceDuty`] to send.
     outbox: MarketOutbox,
     /// Request ids seen (and when, unix seconds): a reused signature is refused.
@@ -114,11 +115,25 @@ impl Market {
             chain_id,
             host,
             rpc: RpcClient::new(node_url),
+            node_url: node_url.to_string(),
             outbox,
             seen: Mutex::new(BTreeMap::new()),
             payload_dir,
             payload_retention_seconds,
         }))
+    }
+
+    /// The node's RPC address.
+    pub fn node_url(&self) -> &str {
+        &self.node_url
+    }
+
+    /// Queues a validator's `MsgValidation` for `id`.
+    pub fn queue_validation(&self, id: &[u8; 32], msg: Any) {
+        self.queue(
+            format!("inference-validation-{}", &hex::encode(id)[..8]),
+            msg,
+        );
     }
 
     fn queue(&self, kind: String, msg: Any) {
@@ -478,14 +493,61 @@ pub fn queue_start(market: &Market, start: &MsgStartInference) {
     );
 }
 
-/// What the executor saw of its generation.
+/// What the executor saw of its generation: the validators' record.
 #[derive(Default)]
 struct Tapped {
     text: String,
-    token_ids: Vec<u32>,
-    top: Vec<Vec<(String, f32)>>,
+    positions: Vec<PayloadPosition>,
     completion_tokens: u64,
-    prompt_tokens: u64,
+}
+
+/// One generated position as the executor keeps it for validators: the
+/// token, its logprob and the model's top-5 alternatives (ids, logprobs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PayloadPosition {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
+impl PayloadPosition {
+    /// The position in kiln-llm's validation form.
+    pub fn executor_position(&self) -> kiln_llm::validation::ExecutorPosition {
+        kiln_llm::model::PositionLogprobs {
+            token: self.token,
+            logprob: self.logprob,
+            top: self
+                .top
+                .iter()
+                .map(|(token, logprob)| kiln_llm::model::TokenLogprob {
+                    token: *token,
+                    logprob: *logprob,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What an executor keeps per inference and serves to validators.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Payload {
+    pub id: String,
+    pub request_body: String,
+    pub prompt_token_ids: Vec<u32>,
+    pub completion_text: String,
+    pub positions: Vec<PayloadPosition>,
+}
+
+impl Payload {
+    /// `response_hash` as settled: SHA-256 of the completion text.
+    pub fn response_hash(&self) -> [u8; 32] {
+        Sha256::digest(self.completion_text.as_bytes()).into()
+    }
+
+    /// `top_logprobs_hash` as settled: SHA-256 of the positions' JSON.
+    pub fn top_logprobs_hash(&self) -> [u8; 32] {
+        Sha256::digest(serde_json::to_vec(&self.positions).unwrap_or_default()).into()
+    }
 }
 
 /// Wraps the engine's events: the caller's response reads the returned
@@ -495,6 +557,7 @@ pub fn tap_events(
     market: Arc<Market>,
     id: [u8; 32],
     body: Bytes,
+    prompt: Vec<u32>,
     mut upstream: UnboundedReceiver<Event>,
 ) -> UnboundedReceiver<Event> {
     let (tx, rx) = unbounded_channel();
@@ -503,27 +566,25 @@ pub fn tap_events(
         while let Some(event) = upstream.recv().await {
             let done = !matches!(event, Event::Token { .. });
             match &event {
-                Event::Token {
-                    id: token,
-                    text,
-                    logprob,
-                } => {
+                Event::Token { text, logprob, .. } => {
                     t.text.push_str(text);
-                    t.token_ids.push(*token);
                     t.completion_tokens += 1;
                     if let Some(lp) = logprob {
-                        t.top.push(
-                            lp.top
+                        t.positions.push(PayloadPosition {
+                            token: lp.token_id,
+                            logprob: lp.logprob,
+                            top: lp
+                                .top_ids
                                 .iter()
-                                .map(|(token, _, logprob)| (token.clone(), *logprob))
+                                .zip(&lp.top)
+                                .map(|(token, (_, _, logprob))| (*token, *logprob))
                                 .collect(),
-                        );
+                        });
                     }
                 }
                 Event::Done { tail, usage, .. } => {
                     t.text.push_str(tail);
                     t.completion_tokens = usage.completion_tokens as u64;
-                    t.prompt_tokens = usage.prompt_tokens as u64;
                 }
                 Event::Failed(_) => {}
             }
@@ -540,36 +601,37 @@ pub fn tap_events(
                 break;
             }
         }
-        finish(&market, id, &body, t);
+        let payload = Payload {
+            id: hex::encode(id),
+            request_body: String::from_utf8_lossy(&body).into_owned(),
+            prompt_token_ids: prompt,
+            completion_text: t.text,
+            positions: t.positions,
+        };
+        finish(&market, id, &payload, t.completion_tokens);
     });
     rx
 }
 
-fn finish(market: &Market, id: [u8; 32], body: &Bytes, t: Tapped) {
-    let top_json = serde_json::to_vec(&t.top).unwrap_or_default();
-    let response_hash: [u8; 32] = Sha256::digest(t.text.as_bytes()).into();
-    let top_hash: [u8; 32] = Sha256::digest(&top_json).into();
-    let payload = json!({
-        "id": hex::encode(id),
-        "request_body": String::from_utf8_lossy(body),
-        "prompt_tokens": t.prompt_tokens,
-        "completion_text": t.text,
-        "completion_token_ids": t.token_ids,
-        "top_logprobs": t.top,
-        "response_hash": hex::encode(response_hash),
-        "top_logprobs_hash": hex::encode(top_hash),
-    });
-    if let Err(e) = market.keep_payload(&id, &payload) {
-        tracing::warn!(error = %format!("{e:#}"), id = %hex::encode(id), "cannot keep the payload");
+fn finish(market: &Market, id: [u8; 32], payload: &Payload, completion_tokens: u64) {
+    let response_hash = payload.response_hash();
+    let top_hash = payload.top_logprobs_hash();
+    match serde_json::to_value(payload) {
+        Ok(v) => {
+            if let Err(e) = market.keep_payload(&id, &v) {
+                tracing::warn!(error = %format!("{e:#}"), id = %hex::encode(id), "cannot keep the payload");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode the payload"),
     }
     let msg = MsgFinishInference {
         executor: market.host.to_bech32(),
         id: id.to_vec(),
         response_hash: response_hash.to_vec(),
-        completion_tokens: t.completion_tokens,
+        completion_tokens,
         top_logprobs_hash: top_hash.to_vec(),
     };
-    tracing::info!(id = %hex::encode(id), completion_tokens = t.completion_tokens, "inference served; finish queued");
+    tracing::info!(id = %hex::encode(id), completion_tokens, "inference served; finish queued");
     market.queue(
         format!("inference-finish-{}", &hex::encode(id)[..8]),
         crate::worker::any_of(&msg),
@@ -671,6 +733,7 @@ impl InferenceDuty {
 pub const INFERENCE_TYPE_URLS: &[&str] = &[
     "/kiln.inference.v1.MsgStartInference",
     "/kiln.inference.v1.MsgFinishInference",
+    "/kiln.inference.v1.MsgValidation",
 ];
 
 impl Duty for InferenceDuty {

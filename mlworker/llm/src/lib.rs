@@ -89,6 +89,16 @@ impl std::fmt::Debug for Llm {
 impl Llm {
     /// Finds (by name or path), parses, hashes and loads a model.
     pub fn load(name_or_path: &str, options: LoadOptions) -> Result<Self, LlmError> {
+        Self::load_with(name_or_path, options, &|_, t| t)
+    }
+
+    /// [`Llm::load`] with every weight passed through `transform` (tests of
+    /// validation: a substitute that claims the file's identity).
+    pub fn load_with(
+        name_or_path: &str,
+        options: LoadOptions,
+        transform: model::WeightTransform,
+    ) -> Result<Self, LlmError> {
         let path = registry::resolve_model(name_or_path)?;
         let file = GgufFile::open(&path)?;
         let identity = ModelIdentity {
@@ -101,7 +111,7 @@ impl Llm {
             Err(ChatError::NoTemplate) => None,
             Err(e) => return Err(e.into()),
         };
-        let model = LlamaModel::load(&file, options)?;
+        let model = LlamaModel::load_with(&file, options, transform)?;
         if tokenizer.vocab_size() > model.config().vocab_size {
             return Err(ModelError::Config(format!(
                 "tokenizer has {} tokens, the embedding {}",

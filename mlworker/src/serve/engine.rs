@@ -208,6 +208,7 @@ impl DeviceSide {
 /// Handle to the engine; clones share it.
 #[derive(Clone)]
 pub struct InferenceEngine {
+    executor: EngineExecutor,
     jobs: mpsc::Sender<Job>,
     waiting: Arc<AtomicUsize>,
     next_id: Arc<AtomicUsize>,
@@ -236,7 +237,7 @@ impl InferenceEngine {
         let (jobs, rx) = mpsc::channel::<Job>();
         let waiting = Arc::new(AtomicUsize::new(0));
         let scheduler = Scheduler {
-            executor,
+            executor: executor.clone(),
             reload,
             tokenizer,
             config: config.clone(),
@@ -251,6 +252,7 @@ impl InferenceEngine {
             .name("inference".into())
             .spawn(move || scheduler.run())?;
         Ok(InferenceEngine {
+            executor,
             jobs,
             waiting,
             next_id: Arc::new(AtomicUsize::new(1)),
@@ -261,6 +263,26 @@ impl InferenceEngine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// A validator's replay (SPEC §5): `prompt ++ response` in one prefill
+    /// with teacher forcing on the served model, the top-`k` logprobs and the
+    /// response token's logprob at each response position. Runs on the
+    /// executor at inference priority, between the engine's own steps.
+    pub fn replay(
+        &self,
+        prompt: Vec<u32>,
+        response: Vec<u32>,
+        k: usize,
+    ) -> Result<Vec<kiln_llm::model::PositionLogprobs>> {
+        self.executor.run(Priority::Inference, move |ctx| {
+            let side = ctx.state::<DeviceSide>();
+            let model = side
+                .model
+                .as_ref()
+                .ok_or_else(|| anyhow!("the model is not loaded"))?;
+            Ok(model.replay_logprobs(&prompt, &response, k)?)
+        })
     }
 
     /// Queues a request; 429 when `max_queue` requests already wait.
@@ -491,6 +513,7 @@ impl Scheduler {
                 token: text,
                 bytes,
                 logprob: lp,
+                top_ids: top.iter().map(|(t, _)| *t).collect(),
                 top: top
                     .into_iter()
                     .map(|(t, lp)| {
@@ -498,6 +521,7 @@ impl Scheduler {
                         (s, b, lp)
                     })
                     .collect(),
+                token_id: token,
             }
         });
         // Special tokens other than the stop ids are not shown as text.

@@ -116,6 +116,7 @@ fn v1_routes<S: AppSource>(body_limit: usize) -> Router<S> {
         .route("/v1/models/{id}", get(get_model::<S>))
         .route("/v1/chat/completions", post(chat_completions::<S>))
         .route("/v1/completions", post(completions::<S>))
+        .route("/kiln/payload/{id}", get(payload::<S>))
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
@@ -194,6 +195,23 @@ async fn chat_completions<S: AppSource>(
 ) -> Response {
     match source.app() {
         Ok(app) => generate(app, Endpoint::Chat, headers, body).await,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// An executor's kept payload, to an authenticated validator
+/// ([`crate::validator::serve_payload`]); 404 on a worker that is not on chain.
+async fn payload<S: AppSource>(
+    State(source): State<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let app = match source.app() {
+        Ok(app) => app,
+        Err(e) => return error_response(&e),
+    };
+    match crate::validator::serve_payload(app, headers, id).await {
+        Ok(v) => axum::Json(v).into_response(),
         Err(e) => error_response(&e),
     }
 }
@@ -332,6 +350,11 @@ async fn generate(
         Err(e) => return error_response(&e),
     };
     let prompt_len = spec.prompt.len();
+    let prompt_ids = if app.market.get().is_some() {
+        spec.prompt.clone()
+    } else {
+        Vec::new()
+    };
     // On a chain host the request is paid: check it, draw its executor,
     // and serve here or forward.
     let mut paid: Option<(Arc<crate::market::Market>, [u8; 32], String)> = None;
@@ -405,9 +428,13 @@ async fn generate(
         Err(e) => return error_response(&e),
     };
     let events = match &paid {
-        Some((market, id, _)) => {
-            crate::market::tap_events(market.clone(), *id, body.clone(), events)
-        }
+        Some((market, id, _)) => crate::market::tap_events(
+            market.clone(),
+            *id,
+            body.clone(),
+            prompt_ids.clone(),
+            events,
+        ),
         None => events,
     };
     let meta = ResponseMeta {

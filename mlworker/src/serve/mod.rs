@@ -31,6 +31,9 @@ pub struct ServeSettings {
     pub limits: http::ApiLimits,
     /// The model's dtype (see [`crate::device::inference_kind`]).
     pub precision: crate::device::Precision,
+    /// Tests of validation only: serve the model with every weight ×
+    /// (1 + this · N(0, 1)) — a cheaper substitute claiming the file's hash.
+    pub substitute_perturbation: Option<f64>,
 }
 
 impl Default for ServeSettings {
@@ -42,6 +45,7 @@ impl Default for ServeSettings {
             prefill_chunk: engine.prefill_chunk,
             limits: http::ApiLimits::default(),
             precision: crate::device::Precision::Auto,
+            substitute_perturbation: None,
         }
     }
 }
@@ -61,7 +65,21 @@ pub fn load_app(
         kind: crate::device::inference_kind(device, settings.precision),
     };
     let started = std::time::Instant::now();
-    let llm = Llm::load(model, options).with_context(|| format!("loading model {model}"))?;
+    let llm = match settings.substitute_perturbation {
+        None => Llm::load(model, options),
+        Some(relative) => {
+            tracing::warn!(
+                relative,
+                "serving a PERTURBED substitute of the model (validation tests only)"
+            );
+            Llm::load_with(
+                model,
+                options,
+                &kiln_llm::validation::substitute::perturb(7, relative),
+            )
+        }
+    }
+    .with_context(|| format!("loading model {model}"))?;
     let Llm {
         name,
         path,
@@ -120,6 +138,7 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
                 max_tokens: args.max_tokens.max(1),
             },
             precision: args.dev.precision,
+            substitute_perturbation: None,
         },
         Arc::new(metrics::ServeMetrics::default()),
     )?;

@@ -14,6 +14,10 @@ pub struct TokenLogprob {
     pub bytes: Vec<u8>,
     pub logprob: f32,
     pub top: Vec<(String, Vec<u8>, f32)>,
+    /// The token's id and the alternatives' ids (same order as `top`): what
+    /// an executor keeps for validators' replays.
+    pub token_id: u32,
+    pub top_ids: Vec<u32>,
 }
 
 /// Token counts of one request.
@@ -259,6 +263,8 @@ mod tests {
 
     fn token(t: &str, lp: f32) -> TokenLogprob {
         TokenLogprob {
+            token_id: 0,
+            top_ids: Vec::new(),
             token: t.into(),
             bytes: t.as_bytes().to_vec(),
             logprob: lp,

@@ -1,0 +1,450 @@
+//! The validator's side of paid inference (SPEC §5 "Validation"), on a
+//! worker that serves a model on chain:
+//!
+//! - **Payload serving** ([`serve_payload`]): an executor hands a kept
+//!   payload only to a host of the model's serving set, authenticated by a
+//!   signature of that host's ML key (or account key) over `(chain, id,
+//!   timestamp, host)`; the key must hold the host's grant for
+//!   `MsgValidation`.
+//! - **Duty loop** ([`spawn`]): the worker follows each block's
+//!   `EventInferenceFinished` for its model, decides its duty with a local
+//!   secret seed (`SHA256(seed ‖ id)` below its share of the validation
+//!   rate), fetches the payload from the executor, checks it against the
+//!   settled hashes, replays prompt + response on its own model (one
+//!   prefill, teacher forcing) and posts `MsgValidation` with the score. A
+//!   payload that cannot be had, or does not match its hashes, scores 0.
+//!
+//! Rate (protocol note): SPEC §5's expected validations per inference are
+//! `m = base + (1 − reputation/100)(1 − base)`; this worker uses base = 1
+//! (the devnet's traffic is far below 100 inferences per epoch, where SPEC
+//! sets base to 100%), so each other host validates with probability
+//! `weight / weight of the model's other hosts`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use axum::http::HeaderMap;
+use k256::ecdsa::signature::{Signer, Verifier};
+use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use kiln_client::rpc::RpcClient;
+use kiln_framework::Address;
+use kiln_inference::msgs::MsgValidation;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::market::{Market, Payload};
+use crate::serve::http::ServeApp;
+use crate::serve::openai::ApiError;
+
+pub const HEADER_VALIDATOR: &str = "x-kiln-validator";
+pub const HEADER_VALIDATOR_PUBKEY: &str = "x-kiln-validator-pubkey";
+pub const HEADER_TIMESTAMP: &str = "x-kiln-timestamp";
+pub const HEADER_SIGNATURE: &str = "x-kiln-signature";
+
+const VALIDATION_TYPE_URL: &str = "/kiln.inference.v1.MsgValidation";
+
+/// What a validator signs to fetch a payload.
+pub fn payload_sign_bytes(
+    chain_id: &str,
+    id: &[u8; 32],
+    timestamp: i64,
+    host: &Address,
+) -> Vec<u8> {
+    let mut out = b"kiln/payload-request/v1".to_vec();
+    out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
+    out.extend_from_slice(chain_id.as_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(host.as_bytes());
+    out
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: 403,
+        kind: "permission_error",
+        message: message.into(),
+        param: None,
+        code: Some("not_a_validator"),
+        retry_after_secs: None,
+    }
+}
+
+/// Whether `key` may fetch payloads for `host`: the host's own key, or a
+/// key the host granted `MsgValidation`.
+fn key_acts_for(rpc: &RpcClient, host: &Address, key: &Address) -> Result<bool> {
+    if host == key {
+        return Ok(true);
+    }
+    let grants = kiln_client::query::granter_grants(rpc, &host.to_bech32(), 0)?;
+    Ok(grants.iter().any(|g| {
+        g.grantee == key.to_bech32() && g.authorization.as_ref().is_some_and(|a| {
+            <cosmrs::proto::cosmos::authz::v1beta1::GenericAuthorization as prost::Message>::decode(
+                a.value.as_slice(),
+            )
+            .is_ok_and(|ga| ga.msg == VALIDATION_TYPE_URL)
+        })
+    }))
+}
+
+/// `GET /kiln/payload/{id}`: the payload, to an authenticated host of the
+/// model's serving set.
+pub async fn serve_payload(
+    app: Arc<ServeApp>,
+    headers: HeaderMap,
+    id_hex: String,
+) -> Result<Value, ApiError> {
+    let market = app
+        .market
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::not_found_route("GET", "/kiln/payload"))?;
+    let id: [u8; 32] = hex::decode(&id_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::invalid(None, "the id must be 64 hex digits"))?;
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(host), Some(pubkey), Some(ts), Some(sig)) = (
+        get(HEADER_VALIDATOR),
+        get(HEADER_VALIDATOR_PUBKEY),
+        get(HEADER_TIMESTAMP),
+        get(HEADER_SIGNATURE),
+    ) else {
+        return Err(forbidden(format!(
+            "payloads go to validators only: sign with {HEADER_VALIDATOR}, {HEADER_VALIDATOR_PUBKEY}, {HEADER_TIMESTAMP}, {HEADER_SIGNATURE}"
+        )));
+    };
+    let host = Address::parse(host).map_err(|e| forbidden(format!("{HEADER_VALIDATOR}: {e}")))?;
+    let pubkey = hex::decode(pubkey).map_err(|_| forbidden("bad public key"))?;
+    let timestamp: i64 = ts.parse().map_err(|_| forbidden("bad timestamp"))?;
+    if !kiln_inference::request::timestamp_is_fresh(timestamp, unix_now()) {
+        return Err(forbidden("the payload request is older than 60 s"));
+    }
+    let key = VerifyingKey::from_sec1_bytes(&pubkey).map_err(|_| forbidden("bad public key"))?;
+    let signature = hex::decode(sig)
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .ok_or_else(|| forbidden("bad signature"))?;
+    key.verify(
+        &payload_sign_bytes(&market.chain_id, &id, timestamp, &host),
+        &signature,
+    )
+    .map_err(|_| forbidden("the signature does not verify"))?;
+    let payload = market.payload(&id).ok_or_else(|| {
+        ApiError::invalid(None, format!("no payload kept for {id_hex}")).with_code("not_found")
+    })?;
+    let model = app.model_name.clone();
+    let signer = Address::from_pubkey(&pubkey);
+    let rpc = RpcClient::new(market.node_url());
+    let allowed = tokio::task::spawn_blocking(move || -> Result<bool> {
+        let serving = kiln_client::query::json_query(
+            &rpc,
+            kiln_inference::query::EXECUTORS_PATH,
+            model.as_bytes(),
+            0,
+        )?;
+        let in_set = serving["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["host"] == host.to_bech32() && e["weight"].as_u64().unwrap_or(0) > 0);
+        Ok(in_set && key_acts_for(&rpc, &host, &signer)?)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::unavailable(format!("cannot check the validator on chain: {e:#}")))?;
+    if !allowed {
+        return Err(forbidden(format!(
+            "{host} is not a host of {} holding a MsgValidation grant for this key",
+            app.model_name
+        )));
+    }
+    Ok(payload)
+}
+
+/// Progress of the duty loop, for `/status`.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ValidatorStatus {
+    pub followed_height: u64,
+    pub finished_seen: u64,
+    pub duties: u64,
+    pub validated: u64,
+    pub flagged: u64,
+    pub last_error: Option<String>,
+}
+
+/// Starts the duty loop on its own thread.
+pub fn spawn(
+    market: Arc<Market>,
+    app: Arc<ServeApp>,
+    key: SigningKey,
+    status: Arc<Mutex<ValidatorStatus>>,
+) -> Result<()> {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    std::thread::Builder::new()
+        .name("validator".into())
+        .spawn(move || {
+            let mut duty = DutyLoop {
+                rpc: RpcClient::new(market.node_url()),
+                market,
+                app,
+                key,
+                seed,
+                status,
+                next_height: 0,
+                pending: BTreeMap::new(),
+            };
+            loop {
+                if let Err(e) = duty.step() {
+                    tracing::debug!(error = %format!("{e:#}"), "validator step");
+                    if let Ok(mut s) = duty.status.lock() {
+                        s.last_error = Some(format!("{e:#}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })?;
+    Ok(())
+}
+
+/// An inference owed a validation, and when its payload was first asked for.
+struct Owed {
+    executor: Address,
+    since: Instant,
+}
+
+struct DutyLoop {
+    rpc: RpcClient,
+    market: Arc<Market>,
+    app: Arc<ServeApp>,
+    key: SigningKey,
+    seed: [u8; 32],
+    status: Arc<Mutex<ValidatorStatus>>,
+    next_height: u64,
+    pending: BTreeMap<[u8; 32], Owed>,
+}
+
+/// How long an executor has to hand over a payload before it scores 0.
+const PAYLOAD_PATIENCE: Duration = Duration::from_secs(30);
+
+impl DutyLoop {
+    fn set(&self, f: impl FnOnce(&mut ValidatorStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn step(&mut self) -> Result<()> {
+        let status = self.rpc.status()?;
+        let latest = kiln_client::rpc::json_u64(&status["sync_info"]["latest_block_height"])
+            .ok_or_else(|| anyhow!("the node's status has no height"))?;
+        if self.next_height == 0 {
+            self.next_height = latest; // follow from now on
+        }
+        while self.next_height <= latest {
+            self.scan_block(self.next_height)?;
+            self.set(|s| s.followed_height = self.next_height);
+            self.next_height += 1;
+        }
+        let owed: Vec<[u8; 32]> = self.pending.keys().copied().collect();
+        for id in owed {
+            self.try_validate(id)?;
+        }
+        Ok(())
+    }
+
+    /// Finished inferences of our model in block `height` that we owe.
+    fn scan_block(&mut self, height: u64) -> Result<()> {
+        let results = self
+            .rpc
+            .call_uri("block_results", &[("height", &height.to_string())])?;
+        let mut finished = Vec::new();
+        for tx in results["txs_results"].as_array().into_iter().flatten() {
+            for event in tx["events"].as_array().into_iter().flatten() {
+                if event["type"] != "kiln.inference.v1.EventInferenceFinished" {
+                    continue;
+                }
+                let attr = |k: &str| {
+                    event["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|a| a["key"] == k)
+                        .and_then(|a| a["value"].as_str())
+                        .map(str::to_string)
+                };
+                if let (Some(id), Some(executor), Some(model)) =
+                    (attr("id"), attr("executor"), attr("model"))
+                {
+                    finished.push((id, executor, model));
+                }
+            }
+        }
+        for (id, executor, model) in finished {
+            if model != self.app.model_name {
+                continue;
+            }
+            let executor = Address::parse(&executor).map_err(|e| anyhow!("event executor: {e}"))?;
+            let id: [u8; 32] = hex::decode(&id)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| anyhow!("event id is not 32 bytes of hex"))?;
+            self.set(|s| s.finished_seen += 1);
+            if executor == self.market.host || !self.owes(&id, &executor, height)? {
+                continue;
+            }
+            self.set(|s| s.duties += 1);
+            self.pending.insert(
+                id,
+                Owed {
+                    executor,
+                    since: Instant::now(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Our duty for `id`: `SHA256(seed ‖ id)` below our share of the rate.
+    fn owes(&self, id: &[u8; 32], executor: &Address, height: u64) -> Result<bool> {
+        let serving = kiln_client::query::json_query(
+            &self.rpc,
+            kiln_inference::query::EXECUTORS_PATH,
+            self.app.model_name.as_bytes(),
+            height,
+        )?;
+        let (mut mine, mut others) = (0u128, 0u128);
+        for e in serving["entries"].as_array().into_iter().flatten() {
+            let w = u128::from(e["weight"].as_u64().unwrap_or(0));
+            if e["host"] == self.market.host.to_bech32() {
+                mine = w;
+            }
+            if e["host"] != executor.to_bech32() {
+                others += w;
+            }
+        }
+        if mine == 0 || others == 0 {
+            return Ok(false);
+        }
+        let mut h = Sha256::new();
+        h.update(self.seed);
+        h.update(id);
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        // u / 2^64 < mine / others
+        Ok(u128::from(u64::from_be_bytes(first)) * others < mine << 64)
+    }
+
+    fn try_validate(&mut self, id: [u8; 32]) -> Result<()> {
+        let Some(owed) = self.pending.get(&id) else {
+            return Ok(());
+        };
+        let score = match self.fetch_and_replay(&id, &owed.executor) {
+            Ok(score) => score,
+            Err(e) if owed.since.elapsed() < PAYLOAD_PATIENCE => {
+                tracing::debug!(error = %format!("{e:#}"), id = %hex::encode(id), "payload not validated yet");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), id = %hex::encode(id), "no valid payload from the executor: scoring 0");
+                0
+            }
+        };
+        self.pending.remove(&id);
+        let threshold = self.threshold()?;
+        self.set(|s| {
+            s.validated += 1;
+            if score < threshold {
+                s.flagged += 1;
+            }
+        });
+        tracing::info!(id = %hex::encode(id), score_micro = score, threshold, "validation queued");
+        let msg = MsgValidation {
+            validator: self.market.host.to_bech32(),
+            id: id.to_vec(),
+            score_micro: score,
+        };
+        self.market
+            .queue_validation(&id, crate::worker::any_of(&msg));
+        Ok(())
+    }
+
+    fn threshold(&self) -> Result<u64> {
+        let models = kiln_client::query::models(&self.rpc, 0)?;
+        models
+            .iter()
+            .find(|m| m["id"] == self.app.model_name)
+            .and_then(|m| m["validation_threshold_micro"].as_u64())
+            .ok_or_else(|| anyhow!("model {} is not registered", self.app.model_name))
+    }
+
+    /// The payload from the executor, checked against the settled hashes,
+    /// and the replay's score in millionths.
+    fn fetch_and_replay(&self, id: &[u8; 32], executor: &Address) -> Result<u64> {
+        let record = kiln_client::query::inference(&self.rpc, &hex::encode(id), 0)?
+            .ok_or_else(|| anyhow!("the chain has no record of {}", hex::encode(id)))?;
+        let host = kiln_client::query::host(&self.rpc, &executor.to_bech32(), 0)?
+            .ok_or_else(|| anyhow!("executor {executor} is not registered"))?;
+        let url = host["worker_url"]
+            .as_str()
+            .ok_or_else(|| anyhow!("executor {executor} has no worker URL"))?
+            .trim_end_matches('/')
+            .to_string();
+        let timestamp = unix_now();
+        let signature: Signature = self.key.sign(&payload_sign_bytes(
+            &self.market.chain_id,
+            id,
+            timestamp,
+            &self.market.host,
+        ));
+        let pubkey = kiln_client::keyring::compressed_pubkey(&self.key);
+        let payload: Payload = ureq::get(&format!("{url}/kiln/payload/{}", hex::encode(id)))
+            .set(HEADER_VALIDATOR, &self.market.host.to_bech32())
+            .set(HEADER_VALIDATOR_PUBKEY, &hex::encode(pubkey))
+            .set(HEADER_TIMESTAMP, &timestamp.to_string())
+            .set(HEADER_SIGNATURE, &hex::encode(signature.to_bytes()))
+            .timeout(Duration::from_secs(20))
+            .call()
+            .with_context(|| format!("fetching the payload from {url}"))?
+            .into_json()
+            .context("the payload is not a Kiln payload")?;
+        if hex::encode(payload.response_hash()) != record["response_hash"]
+            || hex::encode(payload.top_logprobs_hash()) != record["top_logprobs_hash"]
+        {
+            // The executor serves something else than what it settled.
+            return Ok(0);
+        }
+        if payload.positions.is_empty() {
+            bail!("the payload has no positions");
+        }
+        let record_positions: Vec<_> = payload
+            .positions
+            .iter()
+            .map(|p| p.executor_position())
+            .collect();
+        let response: Vec<u32> = payload.positions.iter().map(|p| p.token).collect();
+        let replay = self.app.engine.replay(
+            payload.prompt_token_ids.clone(),
+            response,
+            kiln_llm::validation::PAYLOAD_TOP_K,
+        )?;
+        let distance = match kiln_llm::validation::replay_distance(&record_positions, &replay) {
+            Ok(d) => d,
+            // Tokens that do not line up with the replay: not this model's work.
+            Err(_) => return Ok(0),
+        };
+        let score = ((1.0 - distance) * 1e6).round().clamp(0.0, 1e6) as u64;
+        Ok(score)
+    }
+}
