@@ -128,7 +128,7 @@ impl Market {
         &self.node_url
     }
 
-    /// Queues a validator's `MsgValidation` for `id`.
+    /// Queues a validator's `MsgValidation` (or dispute vote) for `id`.
     pub fn queue_validation(&self, id: &[u8; 32], msg: Any) {
         self.queue(
             format!("inference-validation-{}", &hex::encode(id)[..8]),
@@ -734,6 +734,7 @@ pub const INFERENCE_TYPE_URLS: &[&str] = &[
     "/kiln.inference.v1.MsgStartInference",
     "/kiln.inference.v1.MsgFinishInference",
     "/kiln.inference.v1.MsgValidation",
+    "/kiln.inference.v1.MsgDisputeVote",
 ];
 
 impl Duty for InferenceDuty {

@@ -13,6 +13,9 @@
 //!   settled hashes, replays prompt + response on its own model (one
 //!   prefill, teacher forcing) and posts `MsgValidation` with the score. A
 //!   payload that cannot be had, or does not match its hashes, scores 0.
+//!   It also replays every inference of its model that another host
+//!   disputes and votes (`MsgDisputeVote`, invalid when its own score is
+//!   below the model's threshold).
 //!
 //! Rate (protocol note): SPEC §5's expected validations per inference are
 //! `m = base + (1 − reputation/100)(1 − base)`; this worker uses base = 1
@@ -217,10 +220,13 @@ pub fn spawn(
     Ok(())
 }
 
-/// An inference owed a validation, and when its payload was first asked for.
+/// An inference owed a validation (or a dispute vote), and when its
+/// payload was first asked for.
 struct Owed {
     executor: Address,
     since: Instant,
+    /// A vote on an open dispute rather than a validation.
+    vote: bool,
 }
 
 struct DutyLoop {
@@ -269,8 +275,26 @@ impl DutyLoop {
             .rpc
             .call_uri("block_results", &[("height", &height.to_string())])?;
         let mut finished = Vec::new();
+        let mut disputes = Vec::new();
         for tx in results["txs_results"].as_array().into_iter().flatten() {
             for event in tx["events"].as_array().into_iter().flatten() {
+                if event["type"] == "kiln.inference.v1.EventDisputeOpened" {
+                    let attr = |k: &str| {
+                        event["attributes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|a| a["key"] == k)
+                            .and_then(|a| a["value"].as_str())
+                            .map(str::to_string)
+                    };
+                    if let (Some(id), Some(executor), Some(validator)) =
+                        (attr("id"), attr("executor"), attr("validator"))
+                    {
+                        disputes.push((id, executor, validator));
+                    }
+                    continue;
+                }
                 if event["type"] != "kiln.inference.v1.EventInferenceFinished" {
                     continue;
                 }
@@ -309,8 +333,34 @@ impl DutyLoop {
                 Owed {
                     executor,
                     since: Instant::now(),
+                    vote: false,
                 },
             );
+        }
+        // Disputes over our model's inferences: every other host of the
+        // model replays and votes (the opener's low score is its vote).
+        let me = self.market.host.to_bech32();
+        for (id, executor, validator) in disputes {
+            if executor == me || validator == me {
+                continue;
+            }
+            let executor = Address::parse(&executor).map_err(|e| anyhow!("event executor: {e}"))?;
+            let id: [u8; 32] = hex::decode(&id)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| anyhow!("event id is not 32 bytes of hex"))?;
+            let serves = kiln_client::query::inference(&self.rpc, &hex::encode(id), 0)?
+                .is_some_and(|r| r["model"] == self.app.model_name);
+            if serves {
+                self.pending.insert(
+                    id,
+                    Owed {
+                        executor,
+                        since: Instant::now(),
+                        vote: true,
+                    },
+                );
+            }
         }
         Ok(())
     }
@@ -361,8 +411,21 @@ impl DutyLoop {
                 0
             }
         };
+        let vote = owed.vote;
         self.pending.remove(&id);
         let threshold = self.threshold()?;
+        if vote {
+            let invalid = score < threshold;
+            tracing::info!(id = %hex::encode(id), score_micro = score, invalid, "dispute vote queued");
+            let msg = kiln_inference::msgs::MsgDisputeVote {
+                voter: self.market.host.to_bech32(),
+                id: id.to_vec(),
+                invalid,
+            };
+            self.market
+                .queue_validation(&id, crate::worker::any_of(&msg));
+            return Ok(());
+        }
         self.set(|s| {
             s.validated += 1;
             if score < threshold {
