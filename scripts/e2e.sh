@@ -297,14 +297,18 @@ done
 [ "$N" = 2 ] || fail "alice never got weight: $(kiln query weights) $(tail -n 20 "$WORK/worker2.log")"
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$WPORT2/v1/models" >/dev/null 2>&1 && break; sleep 0.3; done
 echo "   -> weights: $(kiln query weights --output json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join(w["host"][:12] + "…=" + str(w["weight"]) for w in d["weights"]))')"
-# Requests through dev's worker (the transfer agent) until the draw picks alice.
-FORWARDED=""
-for i in $(seq 1 16); do
-  OUT=$(kiln infer "Count to $i." --from alice --worker "http://127.0.0.1:$WPORT" --max-tokens 4 --output json) || fail "kiln infer failed: $OUT"
-  EXEC=$(echo "$OUT" | json_field '["executor"]')
-  if [ "$EXEC" = "$ALICE" ]; then FORWARDED=$(echo "$OUT" | json_field '["id"]'); break; fi
-done
-[ -n "$FORWARDED" ] || fail "16 draws never picked alice"
+# Buys through dev's worker (the transfer agent) until the draw picks alice;
+# prints that inference's id.
+buy_until_alice_executes() { # prompt
+  local i out
+  for i in $(seq 1 16); do
+    out=$(kiln infer "$1 ($i)" --from alice --worker "http://127.0.0.1:$WPORT" --max-tokens 6 --output json) ||
+      { echo "kiln infer failed: $out" >&2; return 1; }
+    if [ "$(echo "$out" | json_field '["executor"]')" = "$ALICE" ]; then echo "$out" | json_field '["id"]'; return 0; fi
+  done
+  echo "16 draws never picked alice" >&2; return 1
+}
+FORWARDED=$(buy_until_alice_executes "Count to three.") || fail "no inference reached alice"
 for _ in $(seq 1 150); do
   ST=$(kiln query inference "$FORWARDED" --output json | json_field '["status"]')
   [ "$ST" = finished ] && break
@@ -330,12 +334,7 @@ RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$ALICE" --key alice
   --test-substitute-perturbation 0.01 >>"$WORK/worker2.log" 2>&1 &
 WORKER2_PID=$!
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$WPORT2/v1/models" >/dev/null 2>&1 && break; sleep 0.3; done
-CHEATED=""
-for i in $(seq 1 16); do
-  OUT=$(kiln infer "Name a colour, number $i." --from alice --worker "http://127.0.0.1:$WPORT" --max-tokens 6 --output json) || fail "kiln infer failed: $OUT"
-  if [ "$(echo "$OUT" | json_field '["executor"]')" = "$ALICE" ]; then CHEATED=$(echo "$OUT" | json_field '["id"]'); break; fi
-done
-[ -n "$CHEATED" ] || fail "16 draws never picked alice"
+CHEATED=$(buy_until_alice_executes "Name a colour.") || fail "no inference reached the substitute"
 for _ in $(seq 1 240); do
   ST=$(kiln query inference "$CHEATED" --output json | json_field '["status"]')
   [ "$ST" = invalidated ] && break

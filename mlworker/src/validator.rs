@@ -174,6 +174,27 @@ pub async fn serve_payload(
     Ok(payload)
 }
 
+/// The value of attribute `key` of an event in a `block_results` answer.
+fn event_attribute(event: &Value, key: &str) -> Option<String> {
+    event["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["key"] == key)
+        .and_then(|a| a["value"].as_str())
+        .map(str::to_string)
+}
+
+/// An event's inference id and executor.
+fn parse_event_ids(id: &str, executor: &str) -> Result<([u8; 32], Address)> {
+    let executor = Address::parse(executor).map_err(|e| anyhow!("event executor: {e}"))?;
+    let id: [u8; 32] = hex::decode(id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow!("event id is not 32 bytes of hex"))?;
+    Ok((id, executor))
+}
+
 /// Progress of the duty loop, for `/status`.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ValidatorStatus {
@@ -278,16 +299,8 @@ impl DutyLoop {
         let mut disputes = Vec::new();
         for tx in results["txs_results"].as_array().into_iter().flatten() {
             for event in tx["events"].as_array().into_iter().flatten() {
+                let attr = |k: &str| event_attribute(event, k);
                 if event["type"] == "kiln.inference.v1.EventDisputeOpened" {
-                    let attr = |k: &str| {
-                        event["attributes"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .find(|a| a["key"] == k)
-                            .and_then(|a| a["value"].as_str())
-                            .map(str::to_string)
-                    };
                     if let (Some(id), Some(executor), Some(validator)) =
                         (attr("id"), attr("executor"), attr("validator"))
                     {
@@ -298,15 +311,6 @@ impl DutyLoop {
                 if event["type"] != "kiln.inference.v1.EventInferenceFinished" {
                     continue;
                 }
-                let attr = |k: &str| {
-                    event["attributes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|a| a["key"] == k)
-                        .and_then(|a| a["value"].as_str())
-                        .map(str::to_string)
-                };
                 if let (Some(id), Some(executor), Some(model)) =
                     (attr("id"), attr("executor"), attr("model"))
                 {
@@ -318,11 +322,7 @@ impl DutyLoop {
             if model != self.app.model_name {
                 continue;
             }
-            let executor = Address::parse(&executor).map_err(|e| anyhow!("event executor: {e}"))?;
-            let id: [u8; 32] = hex::decode(&id)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| anyhow!("event id is not 32 bytes of hex"))?;
+            let (id, executor) = parse_event_ids(&id, &executor)?;
             self.set(|s| s.finished_seen += 1);
             if executor == self.market.host || !self.owes(&id, &executor, height)? {
                 continue;
@@ -344,11 +344,7 @@ impl DutyLoop {
             if executor == me || validator == me {
                 continue;
             }
-            let executor = Address::parse(&executor).map_err(|e| anyhow!("event executor: {e}"))?;
-            let id: [u8; 32] = hex::decode(&id)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| anyhow!("event id is not 32 bytes of hex"))?;
+            let (id, executor) = parse_event_ids(&id, &executor)?;
             let serves = kiln_client::query::inference(&self.rpc, &hex::encode(id), 0)?
                 .is_some_and(|r| r["model"] == self.app.model_name);
             if serves {
