@@ -326,6 +326,9 @@ for _ in $(seq 1 120); do plain_log "$WORK/worker.log" | grep -q "validation que
 SCORE=$(plain_log "$WORK/worker.log" | grep "validation queued id=$FORWARDED" | sed 's/.*score_micro=\([0-9]*\).*/\1/' | head -n 1)
 [ -n "$SCORE" ] && [ "$SCORE" -ge 995000 ] || fail "dev did not validate alice's honest work (score '$SCORE'): $(plain_log "$WORK/worker.log" | grep -i valid | tail -n 5)"
 echo "   -> dev replayed it: score $SCORE / 1000000 (threshold 995000)"
+V=$(worker_status | json_field '["inference_validation"]["validated"]')
+[ "$V" -ge 1 ] || fail "dev's /status does not count its validations: $(worker_status)"
+"$BIN/kiln-mlworker" status --http "127.0.0.1:$WPORT" | grep '^validates' | sed 's/^/   /'
 
 step "a host serving a substituted model is caught: its validator's low score is upheld and the requester refunded"
 kill "$WORKER2_PID"; wait "$WORKER2_PID" 2>/dev/null || true

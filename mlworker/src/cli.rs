@@ -871,8 +871,6 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--host {}: {e}", a.host))?;
     let market_cell: Arc<std::sync::OnceLock<Arc<crate::market::Market>>> = Default::default();
     let market_outbox = crate::market::MarketOutbox::default();
-    let validator_status: Arc<std::sync::Mutex<crate::validator::ValidatorStatus>> =
-        Default::default();
     if a.serve_model.is_some() {
         worker.add_duty(Box::new(crate::market::InferenceDuty::new(
             market_outbox.clone(),
@@ -883,7 +881,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
             let cell = crate::serve::http::LoadingApp::default();
             let market_for_loader = market_cell.clone();
             let validator_key = key.clone();
-            let validator_status = validator_status.clone();
+            let validator_status = worker.status();
             let metrics = std::sync::Arc::new(crate::serve::metrics::ServeMetrics::default());
             let (model, loaded, metrics_for_loader) =
                 (model.clone(), cell.clone(), metrics.clone());
@@ -1063,6 +1061,17 @@ fn cmd_status(a: StatusArgs) -> Result<()> {
         n("votes_committed"),
         n("votes_revealed")
     );
+    if let Some(val) = v.get("inference_validation").filter(|x| !x.is_null()) {
+        let m = |k: &str| val[k].as_u64().unwrap_or(0);
+        println!(
+            "validates {} finished inferences of its model seen, {} owed, {} validated ({} below the threshold), block {}",
+            m("finished_seen"),
+            m("duties"),
+            m("validated"),
+            m("flagged"),
+            m("followed_height")
+        );
+    }
     println!(
         "follows   {}",
         if v["websocket"].as_bool() == Some(true) {

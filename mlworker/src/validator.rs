@@ -24,7 +24,7 @@
 //! `weight / weight of the model's other hosts`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -206,12 +206,13 @@ pub struct ValidatorStatus {
     pub last_error: Option<String>,
 }
 
-/// Starts the duty loop on its own thread.
+/// Starts the duty loop on its own thread; its progress shows in the
+/// worker's `/status` (`inference_validation`).
 pub fn spawn(
     market: Arc<Market>,
     app: Arc<ServeApp>,
     key: SigningKey,
-    status: Arc<Mutex<ValidatorStatus>>,
+    status: crate::worker::SharedStatus,
 ) -> Result<()> {
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
@@ -231,9 +232,7 @@ pub fn spawn(
             loop {
                 if let Err(e) = duty.step() {
                     tracing::debug!(error = %format!("{e:#}"), "validator step");
-                    if let Ok(mut s) = duty.status.lock() {
-                        s.last_error = Some(format!("{e:#}"));
-                    }
+                    duty.set(|s| s.last_error = Some(format!("{e:#}")));
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
@@ -256,7 +255,7 @@ struct DutyLoop {
     app: Arc<ServeApp>,
     key: SigningKey,
     seed: [u8; 32],
-    status: Arc<Mutex<ValidatorStatus>>,
+    status: crate::worker::SharedStatus,
     next_height: u64,
     pending: BTreeMap<[u8; 32], Owed>,
 }
@@ -267,7 +266,7 @@ const PAYLOAD_PATIENCE: Duration = Duration::from_secs(30);
 impl DutyLoop {
     fn set(&self, f: impl FnOnce(&mut ValidatorStatus)) {
         if let Ok(mut s) = self.status.lock() {
-            f(&mut s);
+            f(s.inference_validation.get_or_insert_with(Default::default));
         }
     }
 

@@ -157,6 +157,8 @@ pub struct WorkerStatus {
     pub new_block_events: u64,
     pub last_error: Option<String>,
     pub started_unix: u64,
+    /// The inference validator duty (a worker that serves a model on chain).
+    pub inference_validation: Option<crate::validator::ValidatorStatus>,
 }
 
 pub type SharedStatus = Arc<Mutex<WorkerStatus>>;
