@@ -5,7 +5,11 @@
 //! chain and does the host's duties each epoch (sprint: commit, open,
 //! validate, vote) through its ML operational key; `serve` the LLM engine
 //! (continuous batching over `kiln-llm` on the same executor) behind an
-//! OpenAI-compatible HTTP API (`kiln-mlworker serve`).
+//! OpenAI-compatible HTTP API (`kiln-mlworker serve`); `market` sells that
+//! API on chain under `kiln-mlworker run --serve-model` (signed requests,
+//! the executor draw, transfer agent and executor, start/finish messages);
+//! `validator` replays other hosts' served inferences and posts validation
+//! scores and dispute votes.
 
 pub mod cli;
 pub mod device;
