@@ -43,3 +43,7 @@ cargo bench -q --profile "${KILN_BENCH_PROFILE:-bench}" -p kiln-llm --bench repl
 # What serving costs the sprint (device policy): sprint and inference on one
 # engine executor, alone and together (mlworker/examples/inference_cost_to_sprint.rs).
 cargo run -q --profile "${KILN_BENCH_PROFILE:-bench}" -p kiln-mlworker --example inference_cost_to_sprint -- --seconds 15 | tee -a target/bench_inference.txt
+# Validation compute ÷ serving compute (issue 12): a validator's teacher-forced
+# replay against the executor's generation, per inference and at SPEC §5's
+# validation rates (mlworker/examples/validation_cost.rs).
+cargo run -q --profile "${KILN_BENCH_PROFILE:-bench}" -p kiln-mlworker --example validation_cost -- --rounds 3 | tee -a target/bench_inference.txt
