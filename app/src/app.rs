@@ -301,8 +301,9 @@ impl KilnApp {
             .enumerate()
             .filter_map(|(i, tx)| {
                 let tx = tx.as_ref().ok()?;
-                // Requesters' signatures inside inference starts, too.
-                preverify_requests(chain_id, &tx.msgs);
+                // Requesters' signatures in inference starts, too, into the
+                // cache the serial execution reads (errors are its to report).
+                let _ = check_request_signatures(chain_id, &tx.msgs);
                 let signers = tx.signers().ok()?;
                 let mut accounts = Vec::with_capacity(signers.len());
                 for signer in &signers {
@@ -876,13 +877,6 @@ fn exec_result(outcome: &TxOutcome) -> abci::ExecTxResult {
         events: to_abci_events(&outcome.events),
         codespace: outcome.codespace.clone(),
     }
-}
-
-/// Verifies the requester signatures of `msgs`' inference starts (inner
-/// messages of `MsgExec` included) into kiln-inference's cache, so the
-/// serial execution of the block finds them verified.
-fn preverify_requests(chain_id: &str, msgs: &[kiln_messages::Msg]) {
-    let _ = check_request_signatures(chain_id, msgs);
 }
 
 /// The first inference start in `msgs` (inner messages of `MsgExec`

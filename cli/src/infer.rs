@@ -3,7 +3,7 @@
 //! request with the account key and forwards it to a transfer agent, so the
 //! official `openai` clients, curl or any OpenAI SDK work unchanged).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,9 +17,7 @@ use k256::ecdsa::SigningKey;
 use kiln_client::inference::{sign_body, TransferAgent};
 use serde_json::{json, Value};
 
-/// Headers a paid answer carries (set by the worker).
-pub const HEADER_INFERENCE_ID: &str = "x-kiln-inference-id";
-pub const HEADER_EXECUTOR: &str = "x-kiln-executor";
+use kiln_inference::request::{HEADER_EXECUTOR, HEADER_INFERENCE_ID};
 
 /// Largest request body the proxy forwards.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -38,13 +36,7 @@ fn post(
     path: &str,
     signed: &kiln_client::inference::SignedBody,
 ) -> Result<ureq::Response> {
-    let mut request = ureq::post(&format!("{}{path}", ta.url))
-        .set("content-type", "application/json")
-        .timeout(std::time::Duration::from_secs(600));
-    for (name, value) in &signed.headers {
-        request = request.set(name, value);
-    }
-    match request.send_bytes(&signed.body) {
+    match signed_post(&format!("{}{path}", ta.url), signed).send_bytes(&signed.body) {
         Ok(r) => Ok(r),
         Err(ureq::Error::Status(code, r)) => {
             let body: Value = r.into_json().unwrap_or(Value::Null);
@@ -62,6 +54,18 @@ fn post(
             ta.url
         )),
     }
+}
+
+/// A POST of a signed body to `url` with its signature headers (send it
+/// with `send_bytes(&signed.body)`; generation may take minutes).
+fn signed_post(url: &str, signed: &kiln_client::inference::SignedBody) -> ureq::Request {
+    let mut request = ureq::post(url)
+        .set("content-type", "application/json")
+        .timeout(std::time::Duration::from_secs(600));
+    for (name, value) in &signed.headers {
+        request = request.set(name, value);
+    }
+    request
 }
 
 /// One chat completion for `prompt`; `on_text` sees the text as it arrives
@@ -246,15 +250,7 @@ async fn forward(
     tokio::task::spawn_blocking(move || {
         let result = match &signed {
             None => ureq::get(&url).call(),
-            Some(s) => {
-                let mut r = ureq::post(&url)
-                    .set("content-type", "application/json")
-                    .timeout(std::time::Duration::from_secs(600));
-                for (name, value) in &s.headers {
-                    r = r.set(name, value);
-                }
-                r.send_bytes(&s.body)
-            }
+            Some(s) => signed_post(&url, s).send_bytes(&s.body),
         };
         let response = match result {
             Ok(r) => r,
@@ -269,22 +265,9 @@ async fn forward(
             .filter_map(|h| response.header(h).map(|v| (h.to_string(), v.to_string())))
             .collect();
         let _ = head_tx.send(Ok((response.status(), keep)));
-        let mut reader = response.into_reader();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    break;
-                }
-            }
-        }
+        kiln_client::inference::relay_body(response, |chunk| {
+            tx.send(chunk.map(Bytes::from)).is_ok()
+        });
     });
     match head_rx.await {
         Ok(Ok((status, keep))) => {

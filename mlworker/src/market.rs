@@ -39,6 +39,7 @@ use kiln_inference::request::{
     request_id, timestamp_is_fresh, RequestHeader, HEADER_PUBKEY, HEADER_SIGNATURE,
     HEADER_TIMESTAMP, MAX_REQUEST_AGE_SECONDS,
 };
+use kiln_inference::state::ServingSet;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -50,9 +51,7 @@ use crate::worker::{ChainTick, Duty, Outbox, Tick};
 /// Headers a transfer agent adds when it forwards a request to the executor.
 pub const HEADER_TRANSFER_AGENT: &str = "x-kiln-transfer-agent";
 pub const HEADER_SEED_HEIGHT: &str = "x-kiln-seed-height";
-/// Headers on every paid answer: the inference id and who executed it.
-pub const HEADER_INFERENCE_ID: &str = "x-kiln-inference-id";
-pub const HEADER_EXECUTOR: &str = "x-kiln-executor";
+pub use kiln_inference::request::{HEADER_EXECUTOR, HEADER_INFERENCE_ID};
 
 /// Top logprobs the executor keeps per position for validators (SPEC: k = 5).
 pub const VALIDATION_TOP_K: usize = 5;
@@ -274,30 +273,21 @@ fn query_json(rpc: &RpcClient, path: &str, data: &[u8], height: u64) -> Result<V
     serde_json::from_slice(&r.value).with_context(|| format!("query {path}: not JSON"))
 }
 
-/// The executor the chain's draw picks for `signature` seeded at `height`.
-fn draw_at(rpc: &RpcClient, model: &str, signature: &[u8], height: u64) -> Result<Draw> {
-    let hash = block_hash(rpc, height)?;
-    let serving = query_json(
+/// The model's serving set (the draw's candidates) at `height`.
+pub fn serving_set(rpc: &RpcClient, model: &str, height: u64) -> Result<ServingSet> {
+    let v = query_json(
         rpc,
         kiln_inference::query::EXECUTORS_PATH,
         model.as_bytes(),
         height,
     )?;
-    let mut candidates = Vec::new();
-    for e in serving["entries"].as_array().into_iter().flatten() {
-        let host = e["host"]
-            .as_str()
-            .and_then(|h| Address::parse(h).ok())
-            .ok_or_else(|| anyhow!("serving set: bad host"))?;
-        if e["dead_since"].as_u64().is_some_and(|d| d <= height) {
-            continue;
-        }
-        candidates.push(kiln_inference::draw::Candidate {
-            host,
-            weight: e["weight"].as_u64().unwrap_or(0),
-            reliability_bps: e["reliability_bps"].as_u64().unwrap_or(0),
-        });
-    }
+    serde_json::from_value(v).context("the node's serving set is not one")
+}
+
+/// The executor the chain's draw picks for `signature` seeded at `height`.
+fn draw_at(rpc: &RpcClient, model: &str, signature: &[u8], height: u64) -> Result<Draw> {
+    let hash = block_hash(rpc, height)?;
+    let candidates = serving_set(rpc, model, height)?.candidates_at(height);
     let seed = kiln_inference::draw::draw_seed(&hash, signature);
     let executor = kiln_inference::draw::draw_executor(&candidates, &seed)
         .ok_or_else(|| anyhow!("no live host with weight serves {model}"))?;
@@ -674,22 +664,9 @@ pub async fn forward(
             .unwrap_or("application/json")
             .to_string();
         let _ = head_tx.send(Ok((response.status(), content_type)));
-        let mut reader = response.into_reader();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match std::io::Read::read(&mut reader, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    break;
-                }
-            }
-        }
+        kiln_client::inference::relay_body(response, |chunk| {
+            tx.send(chunk.map(Bytes::from)).is_ok()
+        });
     });
     match head_rx.await {
         Ok(Ok((status, content_type))) => {
@@ -730,12 +707,16 @@ impl InferenceDuty {
     }
 }
 
-pub const INFERENCE_TYPE_URLS: &[&str] = &[
-    "/kiln.inference.v1.MsgStartInference",
-    "/kiln.inference.v1.MsgFinishInference",
-    "/kiln.inference.v1.MsgValidation",
-    "/kiln.inference.v1.MsgDisputeVote",
-];
+pub const INFERENCE_TYPE_URLS: &[&str] = {
+    use kiln_framework::MsgKind;
+    use kiln_inference::msgs::{DisputeVote, FinishInference, StartInference, Validation};
+    &[
+        StartInference::TYPE_URL,
+        FinishInference::TYPE_URL,
+        Validation::TYPE_URL,
+        DisputeVote::TYPE_URL,
+    ]
+};
 
 impl Duty for InferenceDuty {
     fn name(&self) -> &'static str {

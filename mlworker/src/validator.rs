@@ -40,13 +40,16 @@ use sha2::{Digest, Sha256};
 use crate::market::{Market, Payload};
 use crate::serve::http::ServeApp;
 use crate::serve::openai::ApiError;
+use kiln_inference::state::ServingSet;
 
 pub const HEADER_VALIDATOR: &str = "x-kiln-validator";
 pub const HEADER_VALIDATOR_PUBKEY: &str = "x-kiln-validator-pubkey";
-pub const HEADER_TIMESTAMP: &str = "x-kiln-timestamp";
-pub const HEADER_SIGNATURE: &str = "x-kiln-signature";
+/// The requester's headers of the same names carry the payload request's
+/// timestamp and signature.
+use kiln_inference::request::{HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
-const VALIDATION_TYPE_URL: &str = "/kiln.inference.v1.MsgValidation";
+const VALIDATION_TYPE_URL: &str =
+    <kiln_inference::msgs::Validation as kiln_framework::MsgKind>::TYPE_URL;
 
 /// What a validator signs to fetch a payload.
 pub fn payload_sign_bytes(
@@ -149,17 +152,10 @@ pub async fn serve_payload(
     let signer = Address::from_pubkey(&pubkey);
     let rpc = RpcClient::new(market.node_url());
     let allowed = tokio::task::spawn_blocking(move || -> Result<bool> {
-        let serving = kiln_client::query::json_query(
-            &rpc,
-            kiln_inference::query::EXECUTORS_PATH,
-            model.as_bytes(),
-            0,
-        )?;
-        let in_set = serving["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|e| e["host"] == host.to_bech32() && e["weight"].as_u64().unwrap_or(0) > 0);
+        let in_set = crate::market::serving_set(&rpc, &model, 0)?
+            .entries
+            .iter()
+            .any(|e| e.host == host && e.weight > 0);
         Ok(in_set && key_acts_for(&rpc, &host, &signer)?)
     })
     .await
@@ -282,9 +278,13 @@ impl DutyLoop {
             self.set(|s| s.followed_height = self.next_height);
             self.next_height += 1;
         }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let threshold = self.threshold()?;
         let owed: Vec<[u8; 32]> = self.pending.keys().copied().collect();
         for id in owed {
-            self.try_validate(id)?;
+            self.try_validate(id, threshold)?;
         }
         Ok(())
     }
@@ -317,13 +317,17 @@ impl DutyLoop {
                 }
             }
         }
-        for (id, executor, model) in finished {
-            if model != self.app.model_name {
-                continue;
-            }
+        finished.retain(|(_, _, model)| *model == self.app.model_name);
+        // The block's serving set, read once for all its inferences.
+        let serving = if finished.is_empty() {
+            ServingSet::default()
+        } else {
+            crate::market::serving_set(&self.rpc, &self.app.model_name, height)?
+        };
+        for (id, executor, _) in finished {
             let (id, executor) = parse_event_ids(&id, &executor)?;
             self.set(|s| s.finished_seen += 1);
-            if executor == self.market.host || !self.owes(&id, &executor, height)? {
+            if executor == self.market.host || !self.owes(&id, &executor, &serving) {
                 continue;
             }
             self.set(|s| s.duties += 1);
@@ -361,25 +365,18 @@ impl DutyLoop {
     }
 
     /// Our duty for `id`: `SHA256(seed ‖ id)` below our share of the rate.
-    fn owes(&self, id: &[u8; 32], executor: &Address, height: u64) -> Result<bool> {
-        let serving = kiln_client::query::json_query(
-            &self.rpc,
-            kiln_inference::query::EXECUTORS_PATH,
-            self.app.model_name.as_bytes(),
-            height,
-        )?;
+    fn owes(&self, id: &[u8; 32], executor: &Address, serving: &ServingSet) -> bool {
         let (mut mine, mut others) = (0u128, 0u128);
-        for e in serving["entries"].as_array().into_iter().flatten() {
-            let w = u128::from(e["weight"].as_u64().unwrap_or(0));
-            if e["host"] == self.market.host.to_bech32() {
-                mine = w;
+        for e in &serving.entries {
+            if e.host == self.market.host {
+                mine = u128::from(e.weight);
             }
-            if e["host"] != executor.to_bech32() {
-                others += w;
+            if e.host != *executor {
+                others += u128::from(e.weight);
             }
         }
         if mine == 0 || others == 0 {
-            return Ok(false);
+            return false;
         }
         let mut h = Sha256::new();
         h.update(self.seed);
@@ -388,10 +385,10 @@ impl DutyLoop {
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
         // u / 2^64 < mine / others
-        Ok(u128::from(u64::from_be_bytes(first)) * others < mine << 64)
+        u128::from(u64::from_be_bytes(first)) * others < mine << 64
     }
 
-    fn try_validate(&mut self, id: [u8; 32]) -> Result<()> {
+    fn try_validate(&mut self, id: [u8; 32], threshold: u64) -> Result<()> {
         let Some(owed) = self.pending.get(&id) else {
             return Ok(());
         };
@@ -408,7 +405,6 @@ impl DutyLoop {
         };
         let vote = owed.vote;
         self.pending.remove(&id);
-        let threshold = self.threshold()?;
         if vote {
             let invalid = score < threshold;
             tracing::info!(id = %hex::encode(id), score_micro = score, invalid, "dispute vote queued");

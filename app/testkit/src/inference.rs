@@ -3,7 +3,7 @@
 //! worker makes it: the serving set and block hash of the seed height), and
 //! the start and finish messages.
 
-use kiln_framework::{Address, StateReadExt};
+use kiln_framework::Address;
 use kiln_inference::msgs::{MsgFinishInference, MsgStartInference};
 use kiln_inference::request::{request_id, RequestHeader};
 use kiln_inference::state::SettlementExt;
@@ -102,12 +102,4 @@ pub fn finish_msg(
         completion_tokens,
         top_logprobs_hash: Sha256::digest([response, b"/logprobs"].concat()).to_vec(),
     }
-}
-
-/// Reads a stored value the scenario needs (tests only).
-pub fn stored<S: StateRead + ?Sized, V: kiln_framework::values::StoredValue>(
-    state: &S,
-    key: &[u8],
-) -> Option<V> {
-    state.get_value(key).ok().flatten()
 }

@@ -163,6 +163,32 @@ pub fn sign_body(
     })
 }
 
+/// Reads an HTTP answer's body as it arrives (a stream stays a stream) and
+/// hands each chunk, or the read error that ends it, to `send`; stops when
+/// `send` returns false (the receiver went away). Used by the proxy and the
+/// transfer agent to relay answers.
+pub fn relay_body(
+    response: ureq::Response,
+    mut send: impl FnMut(std::io::Result<Vec<u8>>) -> bool,
+) {
+    let mut reader = response.into_reader();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match std::io::Read::read(&mut reader, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if !send(Ok(buf[..n].to_vec())) {
+                    break;
+                }
+            }
+            Err(e) => {
+                send(Err(e));
+                break;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,7 +194,6 @@ pub fn start<S: StateWrite>(
     }
     if escrow > 0 {
         state.transfer(ctx, &requester, &escrow_account(), &coins(escrow)?)?;
-        add_escrow_total(state, escrow, true)?;
     }
     let used_key = keys::used(&msg.model);
     let used = state.get_u64(&used_key)?.unwrap_or(0);
@@ -462,7 +461,6 @@ fn settle_finish<S: StateWrite>(
     if refund > 0 {
         state.transfer(ctx, &escrow, &record.requester, &coins(refund)?)?;
     }
-    add_escrow_total(state, record.escrow, false)?;
     let height = ctx.block.height;
     record.status = Status::Finished;
     record.completion_tokens = completion_tokens;
@@ -520,7 +518,6 @@ pub fn end_block<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>) -> TxResul
                 &record.requester,
                 &coins(record.escrow)?,
             )?;
-            add_escrow_total(state, record.escrow, false)?;
         }
         record.status = Status::Expired;
         record.refunded = record.escrow;
@@ -598,18 +595,6 @@ pub(crate) fn suffixes<S: StateWrite>(state: &S, prefix: &[u8]) -> TxResult<Vec<
         Ok(())
     })?;
     Ok(out)
-}
-
-fn add_escrow_total<S: StateWrite>(state: &mut S, amount: u128, add: bool) -> TxResult<()> {
-    let total = state.escrow_total()?;
-    let next = if add {
-        total.checked_add(amount)
-    } else {
-        total.checked_sub(amount)
-    }
-    .ok_or_else(|| TxError::internal("inference escrow total out of range"))?;
-    state.put_u128(keys::ESCROW_TOTAL.to_vec(), next);
-    Ok(())
 }
 
 pub(crate) fn update_stats<S: StateWrite>(

@@ -18,7 +18,6 @@
 //! | `inference/serving/{model}` | [`crate::state::ServingSet`]: the executor draw's candidates |
 //! | `inference/stats/{host}` | [`crate::state::HostStats`] |
 //! | `inference/block_hash/{height}` | the block's hash (kept for `draw_window_blocks`) |
-//! | `inference/escrow_total` | u128 BE: ukiln held for open inferences |
 //! | `inference/validation/{id}/{validator}` | u64 BE: the validator's score (millionths) |
 //! | `inference/dispute/{id}` | [`crate::state::Dispute`] |
 //! | `inference/dispute_deadline/{height}/{id}` | empty: the dispute is tallied at the end of `height` |
@@ -41,7 +40,6 @@ pub const PRUNE_PREFIX: &[u8] = b"inference/prune/";
 pub const SERVING_PREFIX: &[u8] = b"inference/serving/";
 pub const STATS_PREFIX: &[u8] = b"inference/stats/";
 pub const BLOCK_HASH_PREFIX: &[u8] = b"inference/block_hash/";
-pub const ESCROW_TOTAL: &[u8] = b"inference/escrow_total";
 
 pub const VALIDATION_PREFIX: &[u8] = b"inference/validation/";
 pub const DISPUTE_PREFIX: &[u8] = b"inference/dispute/";

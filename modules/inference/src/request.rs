@@ -29,6 +29,9 @@ pub const MAX_REQUEST_AGE_SECONDS: i64 = 60;
 pub const HEADER_PUBKEY: &str = "x-kiln-requester-pubkey";
 pub const HEADER_TIMESTAMP: &str = "x-kiln-timestamp";
 pub const HEADER_SIGNATURE: &str = "x-kiln-signature";
+/// Headers on every paid answer: the inference id and who executed it.
+pub const HEADER_INFERENCE_ID: &str = "x-kiln-inference-id";
+pub const HEADER_EXECUTOR: &str = "x-kiln-executor";
 
 /// What a requester signs.
 #[derive(Debug, Clone, PartialEq, Eq)]

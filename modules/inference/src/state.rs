@@ -137,7 +137,14 @@ stored_value!(EarlyFinish, "early inference finish", 1);
 
 /// One candidate executor of a model.
 #[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, borsh::BorshSerialize, borsh::BorshDeserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
 )]
 pub struct ServingEntry {
     pub host: Address,
@@ -160,6 +167,7 @@ pub struct ServingEntry {
     Eq,
     Default,
     serde::Serialize,
+    serde::Deserialize,
     borsh::BorshSerialize,
     borsh::BorshDeserialize,
 )]
@@ -241,8 +249,13 @@ pub trait SettlementExt: StateRead {
         }))
     }
 
+    /// ukiln held for open inferences: the escrow account's balance.
     fn escrow_total(&self) -> TxResult<u128> {
-        Ok(self.get_u128(keys::ESCROW_TOTAL)?.unwrap_or(0))
+        kiln_bank::state::balance_readonly(
+            self,
+            &Address::module(keys::ESCROW_ACCOUNT),
+            kiln_framework::BASE_DENOM,
+        )
     }
 }
 
