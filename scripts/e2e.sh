@@ -349,6 +349,35 @@ kiln query inference "$CHEATED" --output json >"$WORK/cheat.json"
 SCORE=$(plain_log "$WORK/worker.log" | grep "validation queued id=$CHEATED" | sed 's/.*score_micro=\([0-9]*\).*/\1/' | head -n 1)
 echo "   -> inference ${CHEATED:0:16} by the substitute: dev scored it $SCORE, the dispute was upheld, alice's pay refunded (refunded $(json_field '["refunded"]' <"$WORK/cheat.json") of $(json_field '["escrow"]' <"$WORK/cheat.json") ukiln)"
 kiln query serving-stats "$ALICE" --output json | json_field '["total_invalidated"]' | grep -qx '[1-9][0-9]*' || fail "alice's invalidation is not counted"
+
+step "validation duties: dev committed its seeds ahead, revealed them, and the chain recomputed its duties: none skipped"
+PF=$(json_field '["period"]' <"$WORK/fwd.json")
+kiln query validation-duties dev --output json >"$WORK/duties.json"
+python3 - "$WORK/duties.json" <<'PY' || fail "dev's seeds are not on chain: $(cat "$WORK/duties.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+periods = [s["period"] for s in d["seeds"]]
+assert d["period"] + 1 in periods, periods  # committed before the next period starts
+PY
+# Period PF's duties are recomputed at the settle that opens period PF + 2.
+for _ in $(seq 1 200); do
+  kiln query validation-duties dev --output json >"$WORK/duties.json"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if any(r['period']==int(sys.argv[2]) for r in d['records']) else 1)" "$WORK/duties.json" "$PF" && break
+  sleep 0.5
+done
+python3 - "$WORK/duties.json" "$PF" <<'PY' || fail "dev's duties for period $PF: $(cat "$WORK/duties.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = [r for r in d["records"] if r["period"] == int(sys.argv[2])]
+assert r, "no record for the period"
+r = r[0]
+assert r["revealed"], r
+# alice's inferences of that period (at least the forwarded one) were all dev's duty
+# (two hosts, traffic below 100: p = 1), and dev validated each one.
+assert r["assigned_micro"] >= 1_000_000 and r["assigned_micro"] % 1_000_000 == 0, r
+assert r["performed"] * 1_000_000 == r["assigned_micro"] and r["skipped_micro"] == 0, r
+print(f"   -> period {r['period']}: seed revealed, {r['performed']} duties assigned and performed, none skipped")
+PY
 kill "$WORKER2_PID"; wait "$WORKER2_PID" 2>/dev/null || true; WORKER2_PID=""
 kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
 

@@ -17,7 +17,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "dbab2177601e4b840b9326d788fb31aaa28e57dee34cbe0af2c46ef9e93d58ea";
+const PINNED: &str = "b066c15eb85a06f0ef1a1615b0cb348f99a84187fde53cea4937c08a5630ce56";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

@@ -109,6 +109,20 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
             id: vec![1; 32],
             invalid: true,
         }),
+        "/kiln.inference.v1.MsgCommitValidationSeed" => {
+            any_of(&kiln_inference::msgs::MsgCommitValidationSeed {
+                host: s,
+                period: 0,
+                commitment: vec![5; 32],
+            })
+        }
+        "/kiln.inference.v1.MsgRevealValidationSeed" => {
+            any_of(&kiln_inference::msgs::MsgRevealValidationSeed {
+                host: s,
+                period: 0,
+                seed: vec![6; 32],
+            })
+        }
         other => panic!("listed message {other} has no sample: add one (and its module)"),
     }
 }
@@ -184,6 +198,8 @@ fn the_ml_ops_set_is_the_sprint_and_inference_messages() {
             "/kiln.inference.v1.MsgFinishInference",
             "/kiln.inference.v1.MsgValidation",
             "/kiln.inference.v1.MsgDisputeVote",
+            "/kiln.inference.v1.MsgCommitValidationSeed",
+            "/kiln.inference.v1.MsgRevealValidationSeed",
         ]
     );
 }

@@ -361,6 +361,10 @@ enum QueryCmd {
     ServingStats { address: String },
     /// The open dispute over an inference: votes by weight, deadline.
     Dispute { id: String },
+    /// A host's validation duties: its seeds for the serving periods in
+    /// play, and for recent periods the duties assigned, performed and
+    /// skipped (in millionths of a validation).
+    ValidationDuties { address: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -952,6 +956,17 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
         QueryCmd::ServingStats { address } => {
             let a = ctx.resolve_address(&address)?;
             kiln_client::query::host_serving_stats(&rpc, &a, h)?
+        }
+        QueryCmd::ValidationDuties { address } => {
+            let a = ctx.resolve_address(&address)?;
+            let seeds = kiln_client::query::validation_seeds(&rpc, &a, h)?;
+            let duties = kiln_client::query::validation_duties(&rpc, &a, h)?;
+            serde_json::json!({
+                "host": a,
+                "period": seeds["period"],
+                "seeds": seeds["seeds"],
+                "records": duties["records"],
+            })
         }
         QueryCmd::Weights => {
             let v = query::weights_json(&rpc, h)?;

@@ -136,6 +136,11 @@ pub struct WorkerRunArgs {
     /// CUDA; see `serve --precision`). `--precision` is the sprint's.
     #[arg(long, default_value = "auto")]
     pub inference_precision: Precision,
+    /// Serve and validate inference only; take no part in sprints. The
+    /// host's weight then comes from another worker that sprints for it
+    /// (or, until the first settle, from genesis). Needs --serve-model.
+    #[arg(long, requires = "serve_model")]
+    pub no_sprint: bool,
     /// Hours the executor keeps each served payload (request, completion,
     /// top logprobs) for the validators the chain assigns.
     #[arg(long, default_value_t = 48)]
@@ -862,6 +867,9 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     };
     let executor = crate::executor::EngineExecutor::start(device, threads)?;
     let mut worker = Worker::with_executor(cfg, journal, executor.clone())?;
+    if a.no_sprint {
+        worker.remove_duty("sprint");
+    }
     let mut chain = RpcChain::new(&a.node, key.clone());
     // The model loads beside the worker (its duties do not wait for it);
     // the API answers 503 until it is ready.
@@ -882,6 +890,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
             let market_for_loader = market_cell.clone();
             let validator_key = key.clone();
             let validator_status = worker.status();
+            let seeds_path = journal_dir.join("validation-seeds.json");
             let metrics = std::sync::Arc::new(crate::serve::metrics::ServeMetrics::default());
             let (model, loaded, metrics_for_loader) =
                 (model.clone(), cell.clone(), metrics.clone());
@@ -913,6 +922,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                                 app.clone(),
                                 validator_key,
                                 validator_status,
+                                seeds_path,
                             ) {
                                 tracing::error!(error = %format!("{e:#}"), "cannot start the validator duty");
                             }

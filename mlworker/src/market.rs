@@ -135,6 +135,12 @@ impl Market {
         );
     }
 
+    /// Queues a validation-seed commitment or reveal for `period`.
+    pub fn queue_seed(&self, period: u64, reveal: bool, msg: Any) {
+        let what = if reveal { "reveal" } else { "commit" };
+        self.queue(format!("validation-seed-{what}-{period}"), msg);
+    }
+
     fn queue(&self, kind: String, msg: Any) {
         if let Ok(mut q) = self.outbox.lock() {
             q.push((kind, msg));
@@ -709,12 +715,17 @@ impl InferenceDuty {
 
 pub const INFERENCE_TYPE_URLS: &[&str] = {
     use kiln_framework::MsgKind;
-    use kiln_inference::msgs::{DisputeVote, FinishInference, StartInference, Validation};
+    use kiln_inference::msgs::{
+        CommitValidationSeed, DisputeVote, FinishInference, RevealValidationSeed, StartInference,
+        Validation,
+    };
     &[
         StartInference::TYPE_URL,
         FinishInference::TYPE_URL,
         Validation::TYPE_URL,
         DisputeVote::TYPE_URL,
+        CommitValidationSeed::TYPE_URL,
+        RevealValidationSeed::TYPE_URL,
     ]
 };
 

@@ -6,24 +6,25 @@
 //!   signature of that host's ML key (or account key) over `(chain, id,
 //!   timestamp, host)`; the key must hold the host's grant for
 //!   `MsgValidation`.
+//! - **Seeds** ([`SeedBook`]): for every serving period the worker draws
+//!   a secret seed, keeps it on disk (restart-safe), commits to it on chain
+//!   before the period starts (`MsgCommitValidationSeed`) and reveals it
+//!   once the period is over (`MsgRevealValidationSeed`); the chain then
+//!   recomputes its duties and records the ones it skipped.
 //! - **Duty loop** ([`spawn`]): the worker follows each block's
-//!   `EventInferenceFinished` for its model, decides its duty with a local
-//!   secret seed (`SHA256(seed ‖ id)` below its share of the validation
-//!   rate), fetches the payload from the executor, checks it against the
+//!   `EventInferenceFinished` for its model and decides its duty exactly as
+//!   the chain will ([`kiln_inference::duties`]: `SHA256(seed ‖ id)` below
+//!   its weight's share of the rate `validation_rate_micro` the chain fixed
+//!   at the finish), fetches the payload from the executor, checks it against the
 //!   settled hashes, replays prompt + response on its own model (one
 //!   prefill, teacher forcing) and posts `MsgValidation` with the score. A
 //!   payload that cannot be had, or does not match its hashes, scores 0.
 //!   It also replays every inference of its model that another host
 //!   disputes and votes (`MsgDisputeVote`, invalid when its own score is
 //!   below the model's threshold).
-//!
-//! Rate (protocol note): SPEC §5's expected validations per inference are
-//! `m = base + (1 − reputation/100)(1 − base)`; this worker uses base = 1
-//! (the devnet's traffic is far below 100 inferences per epoch, where SPEC
-//! sets base to 100%), so each other host validates with probability
-//! `weight / weight of the model's other hosts`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,9 +34,9 @@ use k256::ecdsa::signature::{Signer, Verifier};
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use kiln_client::rpc::RpcClient;
 use kiln_framework::Address;
+use kiln_inference::duties;
 use kiln_inference::msgs::MsgValidation;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::market::{Market, Payload};
 use crate::serve::http::ServeApp;
@@ -191,9 +192,112 @@ fn parse_event_ids(id: &str, executor: &str) -> Result<([u8; 32], Address)> {
     Ok((id, executor))
 }
 
+/// Blocks to wait for a queued seed message to show on chain before
+/// sending it again.
+const SEED_RESEND_BLOCKS: u64 = 10;
+
+/// This worker's validation seeds by serving period, kept in a JSON file
+/// (written before a commitment is sent, so a restart reveals the seed it
+/// committed to).
+pub struct SeedBook {
+    path: PathBuf,
+    seeds: BTreeMap<u64, [u8; 32]>,
+    /// (period, reveal) → height it was last queued at.
+    queued: BTreeMap<(u64, bool), u64>,
+}
+
+impl SeedBook {
+    pub fn open(path: PathBuf) -> Result<Self> {
+        let seeds = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let hex_seeds: BTreeMap<u64, String> = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not a seed file", path.display()))?;
+                let mut seeds = BTreeMap::new();
+                for (period, h) in hex_seeds {
+                    let seed: [u8; 32] = hex::decode(&h)
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "{}: period {period}'s seed is not 32 bytes of hex",
+                                path.display()
+                            )
+                        })?;
+                    seeds.insert(period, seed);
+                }
+                seeds
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(SeedBook {
+            path,
+            seeds,
+            queued: BTreeMap::new(),
+        })
+    }
+
+    pub fn seed(&self, period: u64) -> Option<[u8; 32]> {
+        self.seeds.get(&period).copied()
+    }
+
+    /// The period's seed, drawn and saved first when there is none.
+    pub fn seed_or_new(&mut self, period: u64) -> Result<[u8; 32]> {
+        if let Some(seed) = self.seed(period) {
+            return Ok(seed);
+        }
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        self.seeds.insert(period, seed);
+        self.save()?;
+        Ok(seed)
+    }
+
+    /// Whether a commitment (or reveal) for `period` should be queued now,
+    /// and if so notes it as queued at `height`.
+    fn due(&mut self, period: u64, reveal: bool, height: u64) -> bool {
+        match self.queued.get(&(period, reveal)) {
+            Some(at) if height < at.saturating_add(SEED_RESEND_BLOCKS) => false,
+            _ => {
+                self.queued.insert((period, reveal), height);
+                true
+            }
+        }
+    }
+
+    fn forget_before(&mut self, period: u64) -> Result<()> {
+        let before = self.seeds.len();
+        self.seeds.retain(|p, _| *p >= period);
+        self.queued.retain(|(p, _), _| *p >= period);
+        if self.seeds.len() != before {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<()> {
+        let hex_seeds: BTreeMap<u64, String> = self
+            .seeds
+            .iter()
+            .map(|(p, s)| (*p, hex::encode(s)))
+            .collect();
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&hex_seeds)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
 /// Progress of the duty loop, for `/status`.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ValidatorStatus {
+    /// The chain's serving period (its validation seeds' period).
+    pub serving_period: u64,
     pub followed_height: u64,
     pub finished_seen: u64,
     pub duties: u64,
@@ -209,9 +313,9 @@ pub fn spawn(
     app: Arc<ServeApp>,
     key: SigningKey,
     status: crate::worker::SharedStatus,
+    seeds_path: PathBuf,
 ) -> Result<()> {
-    let mut seed = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let seeds = SeedBook::open(seeds_path)?;
     std::thread::Builder::new()
         .name("validator".into())
         .spawn(move || {
@@ -220,7 +324,7 @@ pub fn spawn(
                 market,
                 app,
                 key,
-                seed,
+                seeds,
                 status,
                 next_height: 0,
                 pending: BTreeMap::new(),
@@ -250,7 +354,7 @@ struct DutyLoop {
     market: Arc<Market>,
     app: Arc<ServeApp>,
     key: SigningKey,
-    seed: [u8; 32],
+    seeds: SeedBook,
     status: crate::worker::SharedStatus,
     next_height: u64,
     pending: BTreeMap<[u8; 32], Owed>,
@@ -272,6 +376,9 @@ impl DutyLoop {
             .ok_or_else(|| anyhow!("the node's status has no height"))?;
         if self.next_height == 0 {
             self.next_height = latest; // follow from now on
+        }
+        if latest >= self.next_height {
+            self.keep_seeds(latest)?;
         }
         while self.next_height <= latest {
             self.scan_block(self.next_height)?;
@@ -310,24 +417,30 @@ impl DutyLoop {
                 if event["type"] != "kiln.inference.v1.EventInferenceFinished" {
                     continue;
                 }
-                if let (Some(id), Some(executor), Some(model)) =
-                    (attr("id"), attr("executor"), attr("model"))
-                {
-                    finished.push((id, executor, model));
+                if let (Some(id), Some(executor), Some(model), Some(period), Some(rate)) = (
+                    attr("id"),
+                    attr("executor"),
+                    attr("model"),
+                    attr("period").and_then(|p| p.parse::<u64>().ok()),
+                    attr("validation_rate_micro").and_then(|r| r.parse::<u64>().ok()),
+                ) {
+                    finished.push((id, executor, model, period, rate));
                 }
             }
         }
-        finished.retain(|(_, _, model)| *model == self.app.model_name);
-        // The block's serving set, read once for all its inferences.
+        finished.retain(|(_, _, model, _, _)| *model == self.app.model_name);
+        // The serving period's weights, read once for all the block's
+        // inferences: as of the block before (a settle at the end of this
+        // block already holds the next period's set).
         let serving = if finished.is_empty() {
             ServingSet::default()
         } else {
-            crate::market::serving_set(&self.rpc, &self.app.model_name, height)?
+            crate::market::serving_set(&self.rpc, &self.app.model_name, height.saturating_sub(1))?
         };
-        for (id, executor, _) in finished {
+        for (id, executor, _, period, rate) in finished {
             let (id, executor) = parse_event_ids(&id, &executor)?;
             self.set(|s| s.finished_seen += 1);
-            if executor == self.market.host || !self.owes(&id, &executor, &serving) {
+            if !self.owes(&id, &executor, &serving, period, rate) {
                 continue;
             }
             self.set(|s| s.duties += 1);
@@ -350,42 +463,84 @@ impl DutyLoop {
             let (id, executor) = parse_event_ids(&id, &executor)?;
             let serves = kiln_client::query::inference(&self.rpc, &hex::encode(id), 0)?
                 .is_some_and(|r| r["model"] == self.app.model_name);
+            // A validation we owe already stays one: on chain, its low
+            // score is our vote, and it discharges the duty.
             if serves {
-                self.pending.insert(
-                    id,
-                    Owed {
-                        executor,
-                        since: Instant::now(),
-                        vote: true,
-                    },
-                );
+                self.pending.entry(id).or_insert(Owed {
+                    executor,
+                    since: Instant::now(),
+                    vote: true,
+                });
             }
         }
         Ok(())
     }
 
-    /// Our duty for `id`: `SHA256(seed ‖ id)` below our share of the rate.
-    fn owes(&self, id: &[u8; 32], executor: &Address, serving: &ServingSet) -> bool {
-        let (mut mine, mut others) = (0u128, 0u128);
-        for e in &serving.entries {
-            if e.host == self.market.host {
-                mine = u128::from(e.weight);
+    /// Our duty for `id`, as the chain will recompute it: `SHA256(seed ‖
+    /// id)` below our weight's share of the rate the chain fixed.
+    fn owes(
+        &self,
+        id: &[u8; 32],
+        executor: &Address,
+        serving: &ServingSet,
+        period: u64,
+        rate_micro: u64,
+    ) -> bool {
+        let Some(seed) = self.seeds.seed(period) else {
+            return false; // no seed of ours covers that period
+        };
+        let p = duties::probability_in(serving, executor, &self.market.host, rate_micro);
+        duties::is_assigned(&seed, id, p)
+    }
+
+    /// Commits seeds for the serving period in force and the next one, and
+    /// reveals last period's, each once per [`SEED_RESEND_BLOCKS`] until the
+    /// chain shows it.
+    fn keep_seeds(&mut self, height: u64) -> Result<()> {
+        let host = self.market.host;
+        let on_chain = kiln_client::query::validation_seeds(&self.rpc, &host.to_bech32(), 0)?;
+        let period = kiln_client::rpc::json_u64(&on_chain["period"])
+            .ok_or_else(|| anyhow!("the validation-seeds answer has no period"))?;
+        let chain_seed = |p: u64| {
+            on_chain["seeds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| kiln_client::rpc::json_u64(&s["period"]) == Some(p))
+                .map(|s| s["revealed"].as_bool().unwrap_or(false))
+        };
+        for p in [period, period + 1] {
+            if chain_seed(p).is_some() || !self.seeds.due(p, false, height) {
+                continue;
             }
-            if e.host != *executor {
-                others += u128::from(e.weight);
+            let seed = self.seeds.seed_or_new(p)?;
+            let commitment = duties::seed_commitment(&self.market.chain_id, p, &host, &seed);
+            tracing::info!(period = p, "committing a validation seed");
+            let msg = kiln_inference::msgs::MsgCommitValidationSeed {
+                host: host.to_bech32(),
+                period: p,
+                commitment: commitment.to_vec(),
+            };
+            self.market
+                .queue_seed(p, false, crate::worker::any_of(&msg));
+        }
+        if let Some(last) = period.checked_sub(1) {
+            if chain_seed(last) == Some(false) && self.seeds.due(last, true, height) {
+                if let Some(seed) = self.seeds.seed(last) {
+                    tracing::info!(period = last, "revealing a validation seed");
+                    let msg = kiln_inference::msgs::MsgRevealValidationSeed {
+                        host: host.to_bech32(),
+                        period: last,
+                        seed: seed.to_vec(),
+                    };
+                    self.market
+                        .queue_seed(last, true, crate::worker::any_of(&msg));
+                }
             }
         }
-        if mine == 0 || others == 0 {
-            return false;
-        }
-        let mut h = Sha256::new();
-        h.update(self.seed);
-        h.update(id);
-        let digest = h.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        // u / 2^64 < mine / others
-        u128::from(u64::from_be_bytes(first)) * others < mine << 64
+        self.seeds.forget_before(period.saturating_sub(1))?;
+        self.set(|s| s.serving_period = period);
+        Ok(())
     }
 
     fn try_validate(&mut self, id: [u8; 32], threshold: u64) -> Result<()> {

@@ -145,6 +145,8 @@ messages! {
     FinishInference => kiln_inference::msgs::FinishInference,
     Validation => kiln_inference::msgs::Validation,
     DisputeVote => kiln_inference::msgs::DisputeVote,
+    CommitValidationSeed => kiln_inference::msgs::CommitValidationSeed,
+    RevealValidationSeed => kiln_inference::msgs::RevealValidationSeed,
 }
 
 /// Decodes `M` from `any.value` and requires the bytes to be its canonical

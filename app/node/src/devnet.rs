@@ -398,10 +398,15 @@ impl<A: Application> Node<A> {
                     _ => None,
                 })
                 .max()
+                // Our key signed no commit (it is not a validator): the
+                // proposer's clock, as CometBFT's proposer would use.
                 .unwrap_or_else(|| {
-                    st.last_block_time
-                        .checked_add(Duration::from_millis(1))
-                        .unwrap_or(st.last_block_time)
+                    std::cmp::max(
+                        Time::now(),
+                        st.last_block_time
+                            .checked_add(Duration::from_millis(1))
+                            .unwrap_or(st.last_block_time),
+                    )
                 });
             (Some(c), t)
         };

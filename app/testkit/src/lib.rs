@@ -332,6 +332,16 @@ impl BlockDriver {
     ///   the open inferences, and every settled inference paid + refunded
     ///   exactly its escrow.
     pub fn check_invariants_on<S: StateRead>(&self, state: &S) -> anyhow::Result<()> {
+        Self::check_invariants_with(state, &self.genesis_supply, &self.validators)
+    }
+
+    /// [`Self::check_invariants_on`] for a chain this driver does not run
+    /// (a devnet node): its genesis supply and its next validator set.
+    pub fn check_invariants_with<S: StateRead>(
+        state: &S,
+        genesis_supply: &BTreeMap<String, u128>,
+        validators: &BTreeMap<Vec<u8>, u64>,
+    ) -> anyhow::Result<()> {
         let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
 
         // Supply = sum of balances = genesis supply.
@@ -369,8 +379,7 @@ impl BlockDriver {
             supply == balances,
             "total supply {supply:?} differs from the sum of balances {balances:?}"
         );
-        let genesis: BTreeMap<String, u128> = self
-            .genesis_supply
+        let genesis: BTreeMap<String, u128> = genesis_supply
             .iter()
             .filter(|(_, a)| **a > 0)
             .map(|(d, a)| (d.clone(), *a))
@@ -418,9 +427,9 @@ impl BlockDriver {
         // Consensus power = effective weights; power cap.
         let expected = expected_validator_set(state)?;
         anyhow::ensure!(
-            expected == self.validators,
+            &expected == validators,
             "consensus validator set {} differs from the effective weights in force {}",
-            show_set(&self.validators),
+            show_set(validators),
             show_set(&expected)
         );
         let weights = kiln_staking::StakingExt::weights_in_force(state).map_err(err)?;

@@ -338,3 +338,23 @@ pub fn host_serving_stats(rpc: &RpcClient, address: &str, height: u64) -> Result
         height,
     )
 }
+
+/// The serving period in force and a host's validation seeds the chain keeps.
+pub fn validation_seeds(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
+    json_query(
+        rpc,
+        kiln_inference::query::VALIDATION_SEEDS_PATH,
+        address.as_bytes(),
+        height,
+    )
+}
+
+/// A host's recomputed validation duties of recent periods.
+pub fn validation_duties(rpc: &RpcClient, address: &str, height: u64) -> Result<Value> {
+    json_query(
+        rpc,
+        kiln_inference::query::VALIDATION_DUTIES_PATH,
+        address.as_bytes(),
+        height,
+    )
+}

@@ -407,6 +407,12 @@ impl Worker {
         self.duties.push(duty);
     }
 
+    /// Removes the duty named `name` (a worker that only serves inference
+    /// drops the sprint).
+    pub fn remove_duty(&mut self, name: &str) {
+        self.duties.retain(|d| d.name() != name);
+    }
+
     /// The engine executor the duties compute on.
     pub fn executor(&self) -> &EngineExecutor {
         &self.executor

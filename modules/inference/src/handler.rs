@@ -70,6 +70,17 @@ pub mod codes {
     pub const NO_DISPUTE: u32 = 23;
     /// This host already voted on the dispute.
     pub const ALREADY_VOTED: u32 = 24;
+    /// A validation seed for a period that is not open for it (commit while
+    /// the period or the one before runs; reveal while the next one runs).
+    pub const SEED_OUT_OF_PERIOD: u32 = 25;
+    /// The host already committed a seed for this period.
+    pub const SEED_ALREADY_COMMITTED: u32 = 26;
+    /// No seed commitment from this host for the period.
+    pub const SEED_NOT_COMMITTED: u32 = 27;
+    /// The seed was revealed already.
+    pub const SEED_ALREADY_REVEALED: u32 = 28;
+    /// The revealed seed does not match the commitment.
+    pub const SEED_MISMATCH: u32 = 29;
 }
 
 pub fn err(code: u32, log: impl Into<String>) -> TxError {
@@ -221,6 +232,7 @@ pub fn start<S: StateWrite>(
         paid: 0,
         refunded: 0,
         end_height: 0,
+        period: 0,
     };
     state.put_raw(keys::by_requester(&requester, height, &id), Vec::new());
     ctx.emit(
@@ -469,6 +481,20 @@ fn settle_finish<S: StateWrite>(
     record.paid = pay;
     record.refunded = refund;
     record.end_height = height;
+    record.period = crate::duties::current_period(state)?;
+    let rate_micro = crate::duties::rate_for(state, &record.model, &record.executor)?;
+    crate::duties::on_finish(
+        state,
+        record.period,
+        &record.id,
+        &crate::duties::DutyEntry {
+            executor: record.executor,
+            model: record.model.clone(),
+            rate_micro,
+            finish_height: height,
+            validators: Vec::new(),
+        },
+    )?;
     state.put_raw(
         keys::prune(height.saturating_add(retention), &record.id),
         Vec::new(),
@@ -490,7 +516,9 @@ fn settle_finish<S: StateWrite>(
             .attr("completion_tokens", completion_tokens)
             .attr("paid", pay)
             .attr("refunded", refund)
-            .attr("response_hash", hex::encode(response_hash)),
+            .attr("response_hash", hex::encode(response_hash))
+            .attr("period", record.period)
+            .attr("validation_rate_micro", rate_micro),
     );
     state.put_value(keys::record(&record.id), &record)
 }
@@ -574,6 +602,9 @@ pub fn end_block<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>) -> TxResul
                 &id,
             ));
             state.delete_raw(keys::record(&id));
+            for validator in suffixes(state, &keys::validations_of(&id))? {
+                state.delete_raw([keys::validations_of(&id), validator].concat());
+            }
         }
     }
     crate::validation::end_block(state, ctx)?;

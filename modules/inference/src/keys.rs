@@ -22,6 +22,12 @@
 //! | `inference/dispute/{id}` | [`crate::state::Dispute`] |
 //! | `inference/dispute_deadline/{height}/{id}` | empty: the dispute is tallied at the end of `height` |
 //! | `inference/dispute_vote/{id}/{voter}` | 1 byte: 1 = invalid, 0 = valid |
+//! | `inference/period` | u64 BE: the serving period in force (the epoch of the last settle) |
+//! | `inference/traffic/{model}` | u64 BE: inferences of the model finished in the previous period |
+//! | `inference/seed/{period}/{host}` | [`crate::duties::SeedCommit`] |
+//! | `inference/duty/{period}/{id}` | [`crate::duties::DutyEntry`]: a finished inference owed validations |
+//! | `inference/period_serving/{period}/{model}` | [`crate::state::ServingSet`]: the period's duty weights |
+//! | `inference/duty_record/{period}/{host}` | [`crate::duties::DutyRecord`] |
 
 use kiln_framework::Address;
 
@@ -45,6 +51,13 @@ pub const VALIDATION_PREFIX: &[u8] = b"inference/validation/";
 pub const DISPUTE_PREFIX: &[u8] = b"inference/dispute/";
 pub const DISPUTE_DEADLINE_PREFIX: &[u8] = b"inference/dispute_deadline/";
 pub const DISPUTE_VOTE_PREFIX: &[u8] = b"inference/dispute_vote/";
+
+pub const PERIOD: &[u8] = b"inference/period";
+pub const TRAFFIC_PREFIX: &[u8] = b"inference/traffic/";
+pub const SEED_PREFIX: &[u8] = b"inference/seed/";
+pub const DUTY_PREFIX: &[u8] = b"inference/duty/";
+pub const PERIOD_SERVING_PREFIX: &[u8] = b"inference/period_serving/";
+pub const DUTY_RECORD_PREFIX: &[u8] = b"inference/duty_record/";
 
 /// The module account that holds open inferences' escrows.
 pub const ESCROW_ACCOUNT: &str = "inference_escrow";
@@ -143,4 +156,49 @@ pub fn dispute_deadline(height: u64, id: &[u8; 32]) -> Vec<u8> {
 
 pub fn dispute_vote(id: &[u8; 32], voter: &Address) -> Vec<u8> {
     [DISPUTE_VOTE_PREFIX, id, voter.as_bytes()].concat()
+}
+
+pub fn validations_of(id: &[u8; 32]) -> Vec<u8> {
+    [VALIDATION_PREFIX, id].concat()
+}
+
+pub fn traffic(model: &str) -> Vec<u8> {
+    [TRAFFIC_PREFIX, model.as_bytes()].concat()
+}
+
+pub fn seed_period(period: u64) -> Vec<u8> {
+    [SEED_PREFIX, &period.to_be_bytes()].concat()
+}
+
+pub fn seed(period: u64, host: &Address) -> Vec<u8> {
+    [SEED_PREFIX, &period.to_be_bytes(), host.as_bytes()].concat()
+}
+
+pub fn duty_period(period: u64) -> Vec<u8> {
+    [DUTY_PREFIX, &period.to_be_bytes()].concat()
+}
+
+pub fn duty(period: u64, id: &[u8; 32]) -> Vec<u8> {
+    [DUTY_PREFIX, &period.to_be_bytes(), id].concat()
+}
+
+pub fn period_serving_of(period: u64) -> Vec<u8> {
+    [PERIOD_SERVING_PREFIX, &period.to_be_bytes()].concat()
+}
+
+pub fn period_serving(period: u64, model: &str) -> Vec<u8> {
+    [
+        PERIOD_SERVING_PREFIX,
+        &period.to_be_bytes(),
+        model.as_bytes(),
+    ]
+    .concat()
+}
+
+pub fn duty_record_period(period: u64) -> Vec<u8> {
+    [DUTY_RECORD_PREFIX, &period.to_be_bytes()].concat()
+}
+
+pub fn duty_record(period: u64, host: &Address) -> Vec<u8> {
+    [DUTY_RECORD_PREFIX, &period.to_be_bytes(), host.as_bytes()].concat()
 }

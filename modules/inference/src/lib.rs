@@ -24,7 +24,11 @@
 //! - **validation and disputes** ([`validation`]): the model's hosts post
 //!   replay scores; a low score opens a dispute the hosts vote by weight; an
 //!   upheld one refunds the requester from the executor's pay and counts
-//!   toward INVALID.
+//!   toward INVALID;
+//! - **validation duties** ([`duties`]): hosts commit a seed per serving
+//!   period and reveal it after; the seed and SPEC §5's traffic and
+//!   reputation rate decide who must validate which inference, and the
+//!   settle records the duties each host skipped.
 //!
 //! Integer arithmetic only.
 //!
@@ -33,6 +37,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod draw;
+pub mod duties;
 pub mod genesis;
 pub mod handler;
 pub mod keys;

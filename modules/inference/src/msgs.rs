@@ -278,3 +278,91 @@ impl MsgKind for DisputeVote {
             "invalid": msg.invalid})
     }
 }
+
+/// A host's commitment to its validation seed for serving period `period`
+/// ([`crate::duties::seed_commitment`]); sent while period `period − 1` or
+/// `period` runs.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MsgCommitValidationSeed {
+    #[prost(string, tag = "1")]
+    pub host: String,
+    #[prost(uint64, tag = "2")]
+    pub period: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub commitment: Vec<u8>,
+}
+kiln_framework::proto_name!(MsgCommitValidationSeed, "kiln.inference.v1");
+
+/// The seed behind a host's commitment for `period`; sent while period
+/// `period + 1` runs. The settle closing that period recomputes the
+/// host's duties from it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MsgRevealValidationSeed {
+    #[prost(string, tag = "1")]
+    pub host: String,
+    #[prost(uint64, tag = "2")]
+    pub period: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub seed: Vec<u8>,
+}
+kiln_framework::proto_name!(MsgRevealValidationSeed, "kiln.inference.v1");
+
+/// Declaration of `MsgCommitValidationSeed`.
+pub struct CommitValidationSeed;
+
+impl MsgKind for CommitValidationSeed {
+    type Proto = MsgCommitValidationSeed;
+    const TYPE_URL: &'static str = "/kiln.inference.v1.MsgCommitValidationSeed";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgCommitValidationSeed) -> TxResult<Address> {
+        address_field(&msg.host, "host")
+    }
+
+    fn validate_basic(msg: &MsgCommitValidationSeed) -> TxResult<()> {
+        bytes32(&msg.commitment, "commitment")
+    }
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgCommitValidationSeed,
+    ) -> TxResult<()> {
+        crate::duties::commit(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgCommitValidationSeed) -> serde_json::Value {
+        json!({"@type": Self::TYPE_URL, "host": msg.host, "period": msg.period.to_string(),
+            "commitment": hex::encode(&msg.commitment)})
+    }
+}
+
+/// Declaration of `MsgRevealValidationSeed`.
+pub struct RevealValidationSeed;
+
+impl MsgKind for RevealValidationSeed {
+    type Proto = MsgRevealValidationSeed;
+    const TYPE_URL: &'static str = "/kiln.inference.v1.MsgRevealValidationSeed";
+    const ML_OPS: bool = true;
+
+    fn signer(msg: &MsgRevealValidationSeed) -> TxResult<Address> {
+        address_field(&msg.host, "host")
+    }
+
+    fn validate_basic(msg: &MsgRevealValidationSeed) -> TxResult<()> {
+        bytes32(&msg.seed, "seed")
+    }
+
+    fn handle<S: StateWrite>(
+        state: &mut S,
+        ctx: &mut ExecCtx<'_>,
+        msg: &MsgRevealValidationSeed,
+    ) -> TxResult<()> {
+        crate::duties::reveal(state, ctx, msg)
+    }
+
+    fn describe(msg: &MsgRevealValidationSeed) -> serde_json::Value {
+        json!({"@type": Self::TYPE_URL, "host": msg.host, "period": msg.period.to_string(),
+            "seed": hex::encode(&msg.seed)})
+    }
+}

@@ -9,6 +9,8 @@
 //! | `/kiln.inference.v1.Query/HostStats` | bech32 address | the host's serving stats |
 //! | `/kiln.inference.v1.Query/Executors` | model id | the model's serving set (the draw's candidates) |
 //! | `/kiln.inference.v1.Query/Dispute` | hex id | the open dispute over an inference |
+//! | `/kiln.inference.v1.Query/ValidationSeeds` | bech32 address | the serving period in force and the host's seeds still kept |
+//! | `/kiln.inference.v1.Query/ValidationDuties` | bech32 address | the host's duty records still kept, newest first |
 
 use kiln_framework::query::json;
 use kiln_framework::{Address, StateReadExt, TxError, TxResult};
@@ -25,6 +27,8 @@ pub const BY_REQUESTER_PATH: &str = "/kiln.inference.v1.Query/ByRequester";
 pub const HOST_STATS_PATH: &str = "/kiln.inference.v1.Query/HostStats";
 pub const EXECUTORS_PATH: &str = "/kiln.inference.v1.Query/Executors";
 pub const DISPUTE_PATH: &str = "/kiln.inference.v1.Query/Dispute";
+pub const VALIDATION_SEEDS_PATH: &str = "/kiln.inference.v1.Query/ValidationSeeds";
+pub const VALIDATION_DUTIES_PATH: &str = "/kiln.inference.v1.Query/ValidationDuties";
 
 /// Most records one `ByRequester` answer lists.
 pub const BY_REQUESTER_LIMIT: usize = 100;
@@ -42,6 +46,8 @@ pub fn route<S: StateRead + ?Sized>(
         HOST_STATS_PATH => host_stats(state, data),
         EXECUTORS_PATH => executors(state, data),
         DISPUTE_PATH => dispute(state, data),
+        VALIDATION_SEEDS_PATH => validation_seeds(state, data),
+        VALIDATION_DUTIES_PATH => validation_duties(state, data),
         _ => return None,
     };
     Some(result)
@@ -80,6 +86,7 @@ pub fn record_json(r: &InferenceRecord) -> serde_json::Value {
         "paid": r.paid.to_string(),
         "refunded": r.refunded.to_string(),
         "end_height": r.end_height,
+        "period": r.period,
     })
 }
 
@@ -193,4 +200,43 @@ fn prices<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<u8>> {
         }));
     }
     json(&out)
+}
+
+fn validation_seeds<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
+    let host = address(data)?;
+    let period = crate::duties::current_period(state)?;
+    let mut seeds = Vec::new();
+    // Seeds live from the period before theirs to the settle after the next.
+    for p in period.saturating_sub(1)..=period.saturating_add(1) {
+        if let Some(c) = crate::duties::seed_commit(state, p, &host)? {
+            seeds.push(j!({
+                "period": p,
+                "commitment": hex::encode(c.commitment),
+                "commit_height": c.commit_height,
+                "revealed": c.seed.is_some(),
+            }));
+        }
+    }
+    json(&j!({"host": host, "period": period, "seeds": seeds}))
+}
+
+fn validation_duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
+    let host = address(data)?;
+    let period = crate::duties::current_period(state)?;
+    let mut out = Vec::new();
+    for back in 2..2 + crate::duties::DUTY_RECORDS_KEPT {
+        let Some(p) = period.checked_sub(back) else {
+            break;
+        };
+        if let Some(r) = crate::duties::duty_record(state, p, &host)? {
+            out.push(j!({
+                "period": p,
+                "assigned_micro": r.assigned_micro,
+                "performed": r.performed,
+                "skipped_micro": r.skipped_micro,
+                "revealed": r.revealed,
+            }));
+        }
+    }
+    json(&j!({"host": host, "period": period, "records": out}))
 }

@@ -78,12 +78,21 @@ pub fn end_epoch<S: StateWrite>(
             outcomes.insert(host, outcome);
         }
     }
+    // Validation duties: the period that closes counts its traffic; the
+    // one before it (whose seeds were revealed during this one) is checked.
+    let closing = crate::duties::current_period(state)?;
+    if let Some(checked) = closing.checked_sub(1) {
+        events.extend(crate::duties::recompute(state, checked)?);
+    }
+    crate::duties::count_traffic(state, closing)?;
+    state.put_u64(keys::PERIOD.to_vec(), epoch);
     rebuild_serving_sets(state, height)?;
     Ok((outcomes, events))
 }
 
 /// Every model's serving set from the hosts that declare it and have weight
-/// in force, with their reliability; draws seeded from `height` on use it.
+/// in force, with their reliability; draws seeded from `height` on use it,
+/// and it is kept as the new serving period's duty weights.
 pub fn rebuild_serving_sets<S: StateWrite>(state: &mut S, height: u64) -> TxResult<()> {
     let mut by_model: BTreeMap<String, Vec<ServingEntry>> = state
         .models()?
@@ -113,14 +122,14 @@ pub fn rebuild_serving_sets<S: StateWrite>(state: &mut S, height: u64) -> TxResu
             }
         }
     }
+    let period = crate::duties::current_period(state)?;
     for (model, entries) in by_model {
-        state.put_value(
-            keys::serving(&model),
-            &ServingSet {
-                since_height: height,
-                entries,
-            },
-        )?;
+        let set = ServingSet {
+            since_height: height,
+            entries,
+        };
+        crate::duties::keep_period_set(state, period, &model, &set)?;
+        state.put_value(keys::serving(&model), &set)?;
     }
     Ok(())
 }

@@ -119,6 +119,8 @@ pub struct InferenceRecord {
     pub refunded: u128,
     /// The height it finished or expired (0 while open).
     pub end_height: u64,
+    /// The serving period it finished in (its validation duties' period).
+    pub period: u64,
 }
 
 stored_value!(InferenceRecord, "inference record", 1);

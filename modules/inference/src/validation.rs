@@ -7,7 +7,10 @@
 //! weight voting "invalid". The model's other hosts vote by weight
 //! (`MsgDisputeVote`); a side wins as soon as it holds more than half of the
 //! eligible weight (the serving set without the executor), else at
-//! `dispute_blocks` the dispute is rejected.
+//! `dispute_blocks` the dispute is rejected. A validation posted while a
+//! dispute is open is also its validator's vote (valid or invalid by its
+//! score); one posted after an upheld dispute still discharges the
+//! validator's duty ([`crate::duties`]) and changes nothing else.
 //!
 //! An **upheld** dispute marks the inference `Invalidated`, takes the
 //! executor's pay back to the requester (as much as its balance holds),
@@ -86,7 +89,12 @@ pub fn validate<S: StateWrite>(
 ) -> TxResult<()> {
     let validator = address_field(&msg.validator, "validator")?;
     let id = id_of(&msg.id)?;
-    let record = finished_record(state, &id)?;
+    let record = match state.record(&id)? {
+        // Another host's dispute already invalidated it: a late validation
+        // still discharges the validator's duty, and changes nothing else.
+        Some(r) if r.status == Status::Invalidated => r,
+        _ => finished_record(state, &id)?,
+    };
     if validator == record.executor {
         return Err(err(
             codes::OWN_WORK,
@@ -114,6 +122,18 @@ pub fn validate<S: StateWrite>(
         ));
     }
     state.put_u64(key, msg.score_micro);
+    crate::duties::on_validation(state, record.period, &id, &validator)?;
+    if record.status == Status::Invalidated {
+        ctx.emit(
+            Event::new("kiln.inference.v1.EventInferenceValidated")
+                .attr("id", hex::encode(id))
+                .attr("validator", validator)
+                .attr("executor", record.executor)
+                .attr("score_micro", msg.score_micro)
+                .attr("after_invalidation", true),
+        );
+        return Ok(());
+    }
     let threshold = state
         .model(&record.model)?
         .map_or(0, |m| m.validation_threshold_micro);
@@ -125,14 +145,27 @@ pub fn validate<S: StateWrite>(
             .attr("score_micro", msg.score_micro)
             .attr("threshold_micro", threshold),
     );
+    // While a dispute is open, the score is also the validator's vote
+    // (unless it voted already).
+    let dispute_open = state.get_raw(&keys::dispute(&id))?.is_some();
+    let may_vote = dispute_open
+        && state
+            .get_raw(&keys::dispute_vote(&id, &validator))?
+            .is_none();
     if msg.score_micro >= threshold {
-        return update_stats(state, &record.executor, |s| {
+        update_stats(state, &record.executor, |s| {
             s.epoch_validated = s.epoch_validated.saturating_add(1)
-        });
+        })?;
+        if may_vote {
+            return cast(state, ctx, &id, &validator, weight, false);
+        }
+        return Ok(());
     }
-    if state.get_raw(&keys::dispute(&id))?.is_some() {
-        // A dispute is open already: this low score is the validator's vote.
-        return cast(state, ctx, &id, &validator, weight, true);
+    if dispute_open {
+        if may_vote {
+            return cast(state, ctx, &id, &validator, weight, true);
+        }
+        return Ok(());
     }
     let params = state.inference_params()?;
     let eligible: u64 = state
