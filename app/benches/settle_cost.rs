@@ -12,12 +12,18 @@
 //!   — everyone, no draw — at 10 hosts, 16 drawn at 1 000), so ≈ 100 · 16/9
 //!   plus the draws is its floor.
 //!
+//! - the **settle with delegators** (issue 13): 20 hosts whose pools hold 10
+//!   or 10 000 delegations; the rewards step credits each pool once (F1), so
+//!   the target is a ratio ≤ 1.5.
+//!
 //! Fixture: `kiln_testkit::settle_cost`.
 
 // A benchmark is not consensus code: it reads the wall clock and prints rates.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use kiln_testkit::settle_cost::{settle_fixture, time_settle, TallyTimes};
+use kiln_testkit::settle_cost::{
+    settle_fixture, settle_fixture_with_delegators, time_settle, TallyTimes,
+};
 use std::time::Duration;
 
 /// The median of `runs` runs of each block.
@@ -36,7 +42,22 @@ fn median_of(hosts: usize, runs: usize) -> TallyTimes {
     TallyTimes {
         assignment: assignment[runs / 2],
         settle: settle[runs / 2],
+        rewarded: hosts,
     }
+}
+
+/// The median settle time at 20 hosts with `delegators` delegators.
+fn settle_with_delegators(delegators: usize, runs: usize) -> Duration {
+    let mut settle = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut f = settle_fixture_with_delegators(20, None, delegators).expect("fixture");
+        let (t, accepted) = time_settle(&mut f).expect("settle");
+        assert_eq!(accepted, 20, "every host is voted valid");
+        assert_eq!(t.rewarded, 20, "every host's pool is credited");
+        settle.push(t.settle);
+    }
+    settle.sort();
+    settle[runs / 2]
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
@@ -57,6 +78,14 @@ fn main() {
         "RESULT settle_cost_ratio_1000_over_10={:.1} (medians; target <= 100; 1000/100 = {:.1}, linear 10)",
         ratio(thousand.settle, ten.settle),
         ratio(thousand.settle, hundred.settle)
+    );
+    // Issue 13: F1 rewards make the settle O(hosts), not O(delegators).
+    let few = settle_with_delegators(10, 21);
+    let many = settle_with_delegators(10_000, 7);
+    println!("20 hosts: settle with 10 delegators {few:?}, with 10 000 delegators {many:?}");
+    println!(
+        "RESULT settle_delegators_ratio_10000_over_10={:.2} (medians, 20 hosts with pools; target <= 1.5)",
+        ratio(many, few)
     );
     println!(
         "RESULT committee_assignment_ratio_1000_over_10={:.1} (committees grow 9 -> 16 members; 1000/100 = {:.1})",

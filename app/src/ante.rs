@@ -193,15 +193,63 @@ pub struct AnteOk {
 struct MlOpsAllowance {
     host: Address,
     epoch: u64,
-    used: u64,
-    limit: u64,
+    used: kiln_authz::state::FeeAllowanceUse,
+    params: kiln_authz::AuthzParams,
+    /// Why the host gets no allowance at all (no weight, no self-bond).
+    ineligible: Option<String>,
+}
+
+impl MlOpsAllowance {
+    /// Why a tx asking `gas` cannot be fee-free in block `height`, if it cannot.
+    fn refusal(&self, gas: u64, height: u64) -> Option<String> {
+        let p = &self.params;
+        let (host, epoch, used) = (self.host, self.epoch, &self.used);
+        if let Some(why) = &self.ineligible {
+            return Some(why.clone());
+        }
+        if p.ml_ops_free_txs_per_epoch == 0 {
+            return Some(
+                "the ML-ops fee allowance is disabled (authz param ml_ops_free_txs_per_epoch = 0)"
+                    .into(),
+            );
+        }
+        if gas > p.ml_ops_max_free_gas_per_tx {
+            return Some(format!(
+                "a fee-free tx may ask for at most {} gas (authz param ml_ops_max_free_gas_per_tx)",
+                p.ml_ops_max_free_gas_per_tx
+            ));
+        }
+        if used.txs >= p.ml_ops_free_txs_per_epoch {
+            return Some(format!(
+                "the ML-ops fee allowance of host {host} for epoch {epoch} is exhausted ({} of {} fee-free txs used): pay the fee or wait for the next epoch",
+                used.txs, p.ml_ops_free_txs_per_epoch
+            ));
+        }
+        if used.gas.saturating_add(gas) > p.ml_ops_free_gas_per_epoch {
+            return Some(format!(
+                "the ML-ops fee allowance of host {host} for epoch {epoch} has {} of {} gas left: pay the fee or wait for the next epoch",
+                p.ml_ops_free_gas_per_epoch.saturating_sub(used.gas),
+                p.ml_ops_free_gas_per_epoch
+            ));
+        }
+        if used.gas_in_block(height).saturating_add(gas) > p.ml_ops_free_gas_per_block {
+            return Some(format!(
+                "host {host} has used {} of its {} fee-free gas in this block: pay the fee or send it in a later block",
+                used.gas_in_block(height),
+                p.ml_ops_free_gas_per_block
+            ));
+        }
+        None
+    }
 }
 
 /// Whether `tx` may use the ML-ops fee allowance (SPEC §2): every message is a
 /// `MsgExec` whose grantee is the tx's only signer, and every inner message is
 /// an ML-ops message (the message list's `MsgKind::ML_OPS`) on behalf of one
 /// single registered host (the granter) that granted the signer that type,
-/// unexpired.
+/// unexpired. The host must hold weight in force, or a self-bond above
+/// zero and at least staking's `min_self_bond`; otherwise the answer says
+/// why it gets nothing.
 /// Only called when the offered fee is below the floor, so paying
 /// transactions never consume allowance nor pay for these reads.
 fn ml_ops_allowance<S: StateWrite>(
@@ -241,13 +289,29 @@ fn ml_ops_allowance<S: StateWrite>(
         return Ok(None);
     }
     let epoch = kiln_epochs::EpochExt::epoch_info(state, block.height)?.epoch;
-    let limit = kiln_authz::state::authz_params(state)?.ml_ops_free_txs_per_epoch;
-    let used = kiln_authz::state::fee_allowance_used(state, epoch, &host)?;
+    let params = kiln_authz::state::authz_params(state)?;
+    let used = kiln_authz::state::fee_allowance_use(state, epoch, &host)?;
+    // Registering is cheap: without weight or a self-bond a host could
+    // register N times for N allowances.
+    let ineligible = if kiln_staking::StakingExt::weight_in_force(state, &host)? > 0 {
+        None
+    } else {
+        let min = kiln_staking::StakingExt::staking_params(state)?.min_self_bond;
+        let bond = kiln_staking::pools::PoolsExt::delegation_tokens(state, &host, &host)?;
+        if bond > 0 && bond >= min {
+            None
+        } else {
+            Some(format!(
+                "host {host} has no weight in force and a self-bond of {bond}ukiln (needs more than 0 and at least {min}): it pays fees until it has either"
+            ))
+        }
+    };
     Ok(Some(MlOpsAllowance {
         host,
         epoch,
         used,
-        limit,
+        params,
+        ineligible,
     }))
 }
 
@@ -338,34 +402,30 @@ pub fn run_ante<S: StateWrite>(
             };
             match ml_ops_allowance(state, block, tx, &signers)? {
                 None => return Err(insufficient("")),
-                Some(allowance) if allowance.used >= allowance.limit => {
-                    let why = if allowance.limit == 0 {
-                        "; the ML-ops fee allowance is disabled (authz param ml_ops_free_txs_per_epoch = 0)".to_string()
-                    } else {
-                        format!(
-                            "; the ML-ops fee allowance of host {} for epoch {} is exhausted ({} of {} fee-free txs used): pay the fee or wait for the next epoch",
-                            allowance.host, allowance.epoch, allowance.used, allowance.limit
-                        )
-                    };
-                    return Err(insufficient(&why));
-                }
                 Some(allowance) => {
-                    let used = allowance
-                        .used
-                        .checked_add(1)
-                        .ok_or_else(|| TxError::internal("fee allowance counter overflow"))?;
-                    kiln_authz::state::set_fee_allowance_used(
+                    if let Some(why) = allowance.refusal(gas_limit, block.height) {
+                        return Err(insufficient(&format!("; {why}")));
+                    }
+                    let mut used = allowance.used;
+                    let in_block = used.gas_in_block(block.height).saturating_add(gas_limit);
+                    used.txs = used.txs.saturating_add(1);
+                    used.gas = used.gas.saturating_add(gas_limit);
+                    used.last_height = block.height;
+                    used.gas_at_last_height = in_block;
+                    kiln_authz::state::set_fee_allowance_use(
                         state,
                         allowance.epoch,
                         &allowance.host,
-                        used,
-                    );
+                        &used,
+                    )?;
                     ctx.emit(
                         Event::new("kiln.authz.v1.EventFeeAllowanceUsed")
                             .attr("host", allowance.host)
                             .attr("epoch", allowance.epoch)
-                            .attr("used", used)
-                            .attr("limit", allowance.limit),
+                            .attr("used", used.txs)
+                            .attr("limit", allowance.params.ml_ops_free_txs_per_epoch)
+                            .attr("gas_used", used.gas)
+                            .attr("gas_limit", allowance.params.ml_ops_free_gas_per_epoch),
                     );
                     // Accepted fee-free: nothing is charged, not even an
                     // offered amount below the floor.

@@ -329,6 +329,7 @@ impl KilnApp {
         block: &BlockInfo,
         txs: &[Vec<u8>],
         misbehavior: &[kiln_staking::misbehavior::Reported],
+        commit_votes: &[kiln_slashing::CommitVote],
     ) -> anyhow::Result<ExecutedBlock> {
         let latest = self.storage.latest();
         let mut state = Overlay::with_changes(latest, genesis_base);
@@ -339,9 +340,10 @@ impl KilnApp {
         // Begin-block hooks, in the fixed component order (components.rs).
         let (epoch, mut block_events) = crate::components::begin_block(&mut state, block)
             .map_err(|e| anyhow::anyhow!(e.log))?;
-        // Evidence CometBFT committed in this block, recorded before the txs.
+        // Evidence CometBFT committed in this block and the previous block's
+        // signatures, acted on before the txs.
         block_events.extend(
-            kiln_staking::misbehavior::record(&mut state, block.height, misbehavior)
+            crate::components::block_evidence(&mut state, block, &epoch, misbehavior, commit_votes)
                 .map_err(|e| anyhow::anyhow!(e.log))?,
         );
 
@@ -761,7 +763,23 @@ impl Application for KilnApp {
                 height: m.height,
             })
             .collect();
-        match self.execute_block(base.genesis_base, &block, &txs, &misbehavior) {
+        let commit_votes: Vec<kiln_slashing::CommitVote> = request
+            .decided_last_commit
+            .as_ref()
+            .map(|c| {
+                c.votes
+                    .iter()
+                    .filter_map(|v| {
+                        Some(kiln_slashing::CommitVote {
+                            validator_address: v.validator.as_ref()?.address.to_vec(),
+                            signed: v.block_id_flag
+                                == tendermint_proto::v0_38::types::BlockIdFlag::Commit as i32,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        match self.execute_block(base.genesis_base, &block, &txs, &misbehavior, &commit_votes) {
             Ok((outcomes, events, power_updates, prepared)) => {
                 let app_hash = prepared.root.to_vec();
                 self.lock().pending = Some(PendingBlock { height, prepared });

@@ -8,10 +8,12 @@
 //! | 2 | `bank` (auth + bank) | accounts, balances, supply | — | — |
 //! | 3 | `authz` | grants, params | prunes old fee-allowance counters at each epoch start | — |
 //! | 4 | `hosts` | genesis hosts | — | — |
-//! | 5 | `staking` | params, epoch-1 weights (power-capped), the genesis validator set | — | 2. effective weights, 3. weights in force |
+//! | 5 | `staking` | params, epoch-1 weights (power-capped), genesis bonds, the genesis validator set | — | 2. effective weights, 3. weights in force, 6. unbondings paid |
 //! | 6 | `sprint` | params | challenge stage start: the epoch's beacon; vote-commit stage start: committees | 1. raw weights |
 //! | 7 | `reputation` | params | — | 5. reputation |
-//! | 8 | `inference` | params, models, starting prices, serving sets | end of block: timeouts (refund + miss), pruning, the draw window's block hash, each model's price steps toward the utilisation band | 4. reliability, serving sets |
+//! | 8 | `inference` | params, models, starting prices, serving sets | end of block: timeouts (refund + miss), pruning, the draw window's block hash, each model's price steps toward the utilisation band | 4. reliability, validation duties, serving sets |
+//! | 9 | `rewards` | params | — | 7. emission and its split |
+//! | 10 | `slashing` | params | evidence: double signs slashed and jailed; the commit's signatures counted (liveness) | 8. INVALID and downtime slashes |
 //!
 //! Last in every block's end, staking turns the block's weight changes and
 //! consensus-key rotations into CometBFT's validator updates
@@ -19,10 +21,12 @@
 //!
 //! The settle ([`settle`]) runs at the epoch's settle block, after the
 //! block's transactions, as one explicit pipeline:
-//! raw weights (sprint) → effective weights (staking: power cap; collateral
-//! later) → validator set (staking) → serving (inference: reliability,
-//! serving sets) → reputation (sprint outcome + inference misses) → rewards
-//! (later issue) → slashing (later issue).
+//! raw weights (sprint) → effective weights (staking: collateral after the
+//! grace epochs, power cap) → validator set (staking) → serving (inference:
+//! reliability, validation duties, serving sets) → reputation (sprint
+//! outcome + inference misses) → unbondings (staking) → rewards (emission
+//! split by effective weight, reduced for skipped duties) → slashing
+//! (INVALID, downtime).
 
 use kiln_framework::{
     BlockInfo, Component, EpochInfo, Event, GenesisCtx, RawWeightSource, Stage, TxResult,
@@ -45,6 +49,8 @@ pub const KEY_PREFIXES: &[(&str, &[u8])] = &[
     ("sprint", kiln_sprint::keys::PREFIX),
     ("reputation", kiln_reputation::PREFIX),
     ("inference", kiln_inference::keys::PREFIX),
+    ("rewards", kiln_rewards::PREFIX),
+    ("slashing", kiln_slashing::PREFIX),
 ];
 
 /// Writes every module's genesis, in the component order.
@@ -69,12 +75,15 @@ pub fn init_genesis<S: StateWrite>(
         &kiln_staking::StakingInit {
             params: genesis.staking.params.clone(),
             initial_weights: genesis.hosts.initial_weights(),
+            bonds: genesis.staking.bonds.clone(),
         },
         ctx,
     )?;
     kiln_sprint::Sprint::init_genesis(state, &genesis.sprint, ctx)?;
     kiln_reputation::Reputation::init_genesis(state, &genesis.reputation, ctx)?;
     kiln_inference::Inference::init_genesis(state, &genesis.inference, ctx)?;
+    kiln_rewards::Rewards::init_genesis(state, &genesis.rewards, ctx)?;
+    kiln_slashing::Slashing::init_genesis(state, &genesis.slashing, ctx)?;
     Ok(())
 }
 
@@ -111,6 +120,27 @@ pub fn begin_block<S: StateWrite>(
     Ok((epoch, events))
 }
 
+/// What CometBFT reports about consensus in each FinalizeBlock, acted on
+/// after the begin-block hooks and before the transactions: evidence of
+/// misbehaviour is recorded (staking) and double signs are slashed and
+/// jailed (slashing); the previous block's commit counts into each host's
+/// liveness (slashing).
+pub fn block_evidence<S: StateWrite>(
+    state: &mut S,
+    block: &BlockInfo,
+    epoch: &EpochInfo,
+    misbehavior: &[kiln_staking::misbehavior::Reported],
+    commit_votes: &[kiln_slashing::CommitVote],
+) -> TxResult<Vec<Event>> {
+    let (mut events, records) =
+        kiln_staking::misbehavior::record(state, block.height, misbehavior)?;
+    let mut ctx = kiln_framework::ExecCtx::new(block);
+    kiln_slashing::handle_misbehavior(state, &mut ctx, block.height, &records)?;
+    kiln_slashing::record_commit(state, block.height, epoch.epoch, commit_votes)?;
+    events.extend(ctx.events);
+    Ok(events)
+}
+
 /// What the end of a block produced: events and validator power changes.
 #[derive(Debug, Default)]
 pub struct EndBlock {
@@ -128,7 +158,7 @@ pub fn end_block<S: StateWrite>(
     let mut out = EndBlock::default();
     let mut weights_changed = false;
     if epoch.stage == Stage::Settle && epoch.stage_start == block.height {
-        let settled = settle(state, epoch.epoch, block.height)?;
+        let settled = settle(state, epoch.epoch, epoch.start_height, block.height)?;
         out.events = settled.events;
         weights_changed = settled.weights_changed;
     }
@@ -165,15 +195,21 @@ pub struct Settled {
 
 /// The epoch's settle pipeline (see the module doc). Each step names the
 /// module function it calls; later issues fill the places marked "later".
-pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult<Settled> {
+pub fn settle<S: StateWrite>(
+    state: &mut S,
+    epoch: u64,
+    epoch_start: u64,
+    height: u64,
+) -> TxResult<Settled> {
     let mut out = Settled::default();
 
     // 1. Raw weights: the sprint's tally of accepted compute.
     let raw = kiln_sprint::Sprint::settle_raw_weights(state, epoch)?;
     out.events.extend(raw.events);
 
-    // 2. Effective weights: the power cap (collateral, later).
-    let effective = kiln_staking::settle::effective_weights(state, &raw.weights)?;
+    // 2. Effective weights: collateral (after the grace epochs), then the
+    //    power cap.
+    let effective = kiln_staking::settle::effective_weights(state, epoch, &raw.weights)?;
     kiln_sprint::settle::record_effective_weights(state, epoch, &effective)?;
 
     // 3. Validator set: effective weights become the weights in force;
@@ -194,7 +230,7 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult
         .iter()
         .map(|(host, outcome)| (*host, (*outcome).into()))
         .collect();
-    for (host, served) in &serving {
+    for (host, served) in serving.iter().filter(|(_, s)| s.affects_reputation()) {
         let outcome = outcomes.entry(*host).or_default();
         outcome.excess_miss_percent = served.excess_miss_percent;
         outcome.upheld_disputes = served.upheld_disputes;
@@ -205,7 +241,57 @@ pub fn settle<S: StateWrite>(state: &mut S, epoch: u64, height: u64) -> TxResult
             .push(kiln_reputation::apply_outcome(state, epoch, host, outcome)?);
     }
 
-    // 6. Rewards: later (staking/rewards issue).
-    // 7. Slashing: later (staking/rewards issue).
+    // 6. Unbondings that mature at this settle are paid out.
+    let block = kiln_framework::BlockInfo {
+        height,
+        ..Default::default()
+    };
+    let mut ctx = kiln_framework::ExecCtx::new(&block);
+    kiln_staking::pools::complete_unbondings(state, &mut ctx, epoch)?;
+    out.events.extend(std::mem::take(&mut ctx.events));
+
+    // 7. Rewards: the epoch's emission, split by effective weight among
+    //    the accepted hosts that are not INVALID, each share reduced by the
+    //    validation duties skipped in the period step 4 just recomputed.
+    let duty_period = epoch.checked_sub(2);
+    let mut eligible = std::collections::BTreeMap::new();
+    for (host, raw_weight) in &raw.weights {
+        let weight = effective.get(host).copied().unwrap_or(0);
+        if *raw_weight == 0 || weight == 0 || serving.get(host).is_some_and(|s| s.invalid) {
+            continue;
+        }
+        let duties = match duty_period {
+            Some(p) => kiln_inference::duties::duty_record(state, p, host)?.unwrap_or_default(),
+            None => Default::default(),
+        };
+        eligible.insert(
+            *host,
+            kiln_rewards::Eligible {
+                effective_weight: weight,
+                duties_assigned_micro: duties.assigned_micro,
+                duties_skipped_micro: duties.skipped_micro,
+            },
+        );
+    }
+    out.events
+        .extend(kiln_rewards::distribute(state, &mut ctx, epoch, &eligible)?);
+    out.events.extend(std::mem::take(&mut ctx.events));
+    // 8. Slashing: INVALID hosts and downtime (inference misses, consensus
+    //    signing), burned from their pools and recent unbonding entries.
+    let conduct: std::collections::BTreeMap<_, _> = serving
+        .iter()
+        .map(|(host, s)| {
+            (
+                *host,
+                kiln_slashing::EpochConduct {
+                    invalid: s.invalid,
+                    inferences_completed: s.completed,
+                    inferences_missed: s.missed,
+                },
+            )
+        })
+        .collect();
+    kiln_slashing::settle(state, &mut ctx, epoch, epoch_start, height, &conduct)?;
+    out.events.extend(std::mem::take(&mut ctx.events));
     Ok(out)
 }

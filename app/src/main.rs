@@ -592,6 +592,20 @@ fn validate_genesis(path: &Path) -> Result<(String, kiln_genesis::AppGenesis)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let cometbft = kiln_node::home::parse_genesis(&text)?;
+    // A finite block gas limit bounds what fee-free ML-ops txs can take.
+    let max_gas = cometbft.consensus_params.block.max_gas;
+    if max_gas <= 0 {
+        bail!(
+            "consensus_params.block.max_gas is {max_gas}: set a finite positive block gas limit (kilnd init writes {})",
+            kiln_node::home::DEFAULT_BLOCK_MAX_GAS
+        );
+    }
+    let free_per_block = app.authz.params.ml_ops_free_gas_per_block;
+    if free_per_block > u64::try_from(max_gas).unwrap_or(0) {
+        bail!(
+            "app_state.authz.params.ml_ops_free_gas_per_block ({free_per_block}) is above consensus_params.block.max_gas ({max_gas})"
+        );
+    }
     let derived: std::collections::BTreeMap<Vec<u8>, u64> = app.validators()?.into_iter().collect();
     if !cometbft.validators.is_empty() {
         let mut listed = std::collections::BTreeMap::new();
@@ -809,6 +823,24 @@ fn register_dev_host(home: &Path, dev: Address) -> Result<()> {
         hardware: "devnet".into(),
         weight: GENESIS_POWER,
     });
+    // SPEC §7's devnet: no collateral grace, and the dev host's collateral
+    // bonded at genesis (a tenth of its funds, at most 1 M KILN: at 1 KILN
+    // per weight unit that backs far more than a CPU sprint proves).
+    app.staking.params.grace_epochs = 0;
+    let funds = app
+        .bank
+        .balances
+        .iter()
+        .find(|b| b.address == dev)
+        .map_or(0, |b| b.coins.iter().map(|c| c.amount).sum::<u128>());
+    let bond = (funds / 10).min(kiln_genesis::DEVNET_MAX_DEV_BOND);
+    if bond > 0 {
+        app.staking.bonds.push(kiln_staking::genesis::GenesisBond {
+            delegator: dev,
+            host: dev,
+            amount: bond,
+        });
+    }
     app.validate()?;
     genesis["app_state"] = serde_json::to_value(&app)?;
     std::fs::write(&path, serde_json::to_string_pretty(&genesis)?)
@@ -865,6 +897,13 @@ mod tests {
         assert_eq!(urls, kiln_messages::ml_ops_type_urls());
         assert_eq!(app.hosts.hosts.len(), 1, "dev is still the genesis host");
         assert_eq!(app.hosts.hosts[0].owner, dev);
+        // SPEC §7's devnet: no grace, the dev host's collateral bonded.
+        assert_eq!(app.staking.params.grace_epochs, 0);
+        assert_eq!(app.staking.bonds.len(), 1);
+        assert_eq!(
+            (app.staking.bonds[0].host, app.staking.bonds[0].amount),
+            (dev, 100_000_000)
+        );
 
         // A second start keeps the home as it is.
         let before = std::fs::read(kiln_node::home::genesis_path(home.path())).unwrap();

@@ -115,13 +115,25 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
             Err(e) => error(e, height),
         };
     }
+    if path == LEADERBOARD_PATH {
+        return match leaderboard(&snapshot, &request.data, height) {
+            Ok(value) => ResponseQuery {
+                value: value.into(),
+                height: i64::try_from(height).unwrap_or(0),
+                ..Default::default()
+            },
+            Err(e) => error(e, height),
+        };
+    }
     let routed = kiln_bank::query::route(&snapshot, path, &request.data)
         .or_else(|| kiln_authz::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_hosts::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_inference::query::route(&snapshot, path, &request.data))
-        .or_else(|| kiln_staking::query::route(&snapshot, path, height))
+        .or_else(|| kiln_staking::query::route(&snapshot, path, &request.data, height))
         .or_else(|| kiln_sprint::query::route(&snapshot, path, &request.data))
-        .or_else(|| kiln_reputation::route(&snapshot, path, &request.data));
+        .or_else(|| kiln_reputation::route(&snapshot, path, &request.data))
+        .or_else(|| kiln_rewards::route(&snapshot, path, &request.data))
+        .or_else(|| kiln_slashing::route(&snapshot, path, &request.data));
     match routed {
         Some(Ok(value)) => ResponseQuery {
             value: value.into(),
@@ -185,4 +197,89 @@ fn simulate(app: &KilnApp, data: &[u8]) -> TxResult<Vec<u8>> {
         }),
     };
     Ok(response.encode_to_vec())
+}
+
+/// `/kiln.app.v1.Query/Leaderboard`: one row per registered host for one
+/// settled epoch (data: the epoch as decimal text; empty: the last settled
+/// one) — the board hosts watch. Weight, acceptance and reward are the
+/// epoch's; consensus power, reputation and jail are as of the queried
+/// height. Sorted by effective weight, then reward, then address.
+pub const LEADERBOARD_PATH: &str = "/kiln.app.v1.Query/Leaderboard";
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeaderboardRow {
+    pub host: kiln_framework::Address,
+    pub accepted: bool,
+    pub raw_weight: u64,
+    pub effective_weight: u64,
+    pub consensus_power: u64,
+    /// ukiln, decimal.
+    pub reward: String,
+    pub lifetime_rewards: String,
+    pub inferences_served: u64,
+    pub lifetime_inferences: u64,
+    pub reputation: u64,
+    pub jailed: bool,
+}
+
+pub fn leaderboard<S: kiln_store::StateRead + ?Sized>(
+    state: &S,
+    data: &[u8],
+    height: u64,
+) -> TxResult<Vec<u8>> {
+    use kiln_inference::state::SettlementExt;
+    use kiln_staking::pools::PoolsExt;
+    use kiln_staking::StakingExt;
+    let text = std::str::from_utf8(data)
+        .map_err(|_| TxError::invalid_request("the epoch must be decimal text"))?
+        .trim();
+    let settled = state.settled_epoch()?;
+    let epoch = if text.is_empty() {
+        settled
+    } else {
+        text.parse::<u64>()
+            .map_err(|_| TxError::invalid_request(format!("epoch {text:?} is not a number")))?
+    };
+    if epoch > settled {
+        return Err(TxError::invalid_request(format!(
+            "epoch {epoch} has not been settled yet (last settled: {settled})"
+        )));
+    }
+    let powers = state.consensus_powers(height)?;
+    let mut rows = Vec::new();
+    for host in kiln_hosts::HostsExt::hosts(state)? {
+        let addr = host.owner;
+        let result = kiln_sprint::state::result(state, epoch, &addr)?;
+        let stats = state.host_stats(&addr)?;
+        rows.push(LeaderboardRow {
+            host: addr,
+            accepted: result.as_ref().is_some_and(|r| r.accepted),
+            raw_weight: result.as_ref().map_or(0, |r| r.raw_weight),
+            effective_weight: result.as_ref().map_or(0, |r| r.effective_weight),
+            consensus_power: powers.get(&addr).copied().unwrap_or(0),
+            reward: kiln_rewards::epoch_reward(state, epoch, &addr)?.to_string(),
+            lifetime_rewards: kiln_rewards::lifetime_reward(state, &addr)?.to_string(),
+            inferences_served: kiln_framework::StateReadExt::get_u64(
+                state,
+                &kiln_inference::keys::served(epoch, &addr),
+            )?
+            .unwrap_or(0),
+            lifetime_inferences: stats.total_completed,
+            reputation: kiln_reputation::reputation(state, &addr)?,
+            jailed: kiln_staking::jail::JailExt::is_jailed(state, &addr)?,
+        });
+    }
+    rows.sort_by(|a, b| {
+        b.effective_weight
+            .cmp(&a.effective_weight)
+            .then_with(|| {
+                b.reward
+                    .parse::<u128>()
+                    .unwrap_or(0)
+                    .cmp(&a.reward.parse::<u128>().unwrap_or(0))
+            })
+            .then_with(|| a.host.cmp(&b.host))
+    });
+    serde_json::to_vec(&serde_json::json!({"epoch": epoch, "hosts": rows}))
+        .map_err(|e| TxError::internal(e.to_string()))
 }

@@ -17,7 +17,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "b066c15eb85a06f0ef1a1615b0cb348f99a84187fde53cea4937c08a5630ce56";
+const PINNED: &str = "2598d05831b73fcc2018735995d70a00d01926bd99907b4a295ff8d7c80f2e57";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.
@@ -107,6 +107,12 @@ fn fixed_scenario_produces_the_pinned_app_hash() {
         hardware: "cpu".into(),
         consensus_key_proof: bob_consensus.proof(CHAIN, &bob.address),
     })];
+    // A self-bond: without one (or weight) bob's hot key gets no fee-free
+    // allowance.
+    bob_msgs.push(any_of(&kiln_staking::msgs::MsgBond {
+        host: bob.address.to_bech32(),
+        amount: "1000".into(),
+    }));
     bob_msgs.extend(
         kiln_messages::ml_ops_type_urls()
             .iter()

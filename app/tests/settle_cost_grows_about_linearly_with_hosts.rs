@@ -22,6 +22,7 @@ fn best_of(hosts: usize, runs: usize) -> TallyTimes {
     let mut best = TallyTimes {
         assignment: Duration::MAX,
         settle: Duration::MAX,
+        rewarded: 0,
     };
     for _ in 0..runs {
         let mut f = settle_fixture(hosts, None).unwrap();

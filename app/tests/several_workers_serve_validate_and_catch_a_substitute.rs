@@ -920,7 +920,9 @@ fn several_workers_serve_validate_and_catch_a_substitute() {
         ["total_missed"]
         .as_u64()
         .unwrap();
-    assert_eq!(misses, misses_before + 1);
+    // At least the orphan's (its record above says it expired); under a
+    // loaded machine another drawn executor may miss one too.
+    assert!(misses > misses_before, "{misses} misses, {misses_before} before");
 
     chain.assert_healthy();
     println!(

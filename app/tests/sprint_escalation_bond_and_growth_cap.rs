@@ -426,20 +426,28 @@ fn an_invalid_vote_escalates_the_host_and_the_all_weight_tally_decides() {
     assert!(weights.contains_key(&addr(honest)));
     assert_eq!(result(&d, &hosts[unopened]).reason, "unopened");
 
-    // Bonds: returned to the accepted, burned for the rejected and the unopened.
+    // Bonds: returned to the accepted (which is also paid its reward),
+    // burned for the rejected and the unopened.
+    let reward = kiln_rewards::epoch_reward(&view, 1, &addr(honest)).unwrap();
+    assert!(reward > 0, "the accepted host is rewarded");
     assert_eq!(
         d.balance(&addr(honest)),
-        FUNDS,
+        FUNDS + reward,
         "accepted host gets its bond back"
     );
     assert_eq!(d.balance(&addr(fabricator)), FUNDS - u128::from(BOND));
     assert_eq!(d.balance(&addr(unopened)), FUNDS - u128::from(BOND));
     assert_eq!((fake.bond_burned, ok.bond_returned), (BOND, BOND));
     assert_eq!(d.balance(&escrow), 0);
+    let minted: u128 = kiln_bank::state::total_minted_readonly(&view)
+        .unwrap()
+        .iter()
+        .map(|c| c.amount)
+        .sum();
     assert_eq!(
         supply(&d),
-        supply_at_genesis - 2 * u128::from(BOND),
-        "burned bonds leave the supply"
+        supply_at_genesis - 2 * u128::from(BOND) + minted,
+        "burned bonds leave the supply (the epoch's emission joins it)"
     );
 
     // Reputation: the slanderer (overturned) and the accomplice (vouched for

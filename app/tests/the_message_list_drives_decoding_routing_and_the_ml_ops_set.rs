@@ -123,6 +123,56 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
                 seed: vec![6; 32],
             })
         }
+        "/kiln.staking.v1.MsgBond" => any_of(&kiln_staking::msgs::MsgBond {
+            host: s,
+            amount: "7".into(),
+        }),
+        "/kiln.staking.v1.MsgUnbond" => any_of(&kiln_staking::msgs::MsgUnbond {
+            host: s,
+            amount: "7".into(),
+        }),
+        "/kiln.staking.v1.MsgUnjail" => any_of(&kiln_staking::msgs::MsgUnjail { host: s }),
+        "/kiln.staking.v1.MsgSetCommission" => any_of(&kiln_staking::msgs::MsgSetCommission {
+            host: s,
+            commission_bps: 50,
+        }),
+        "/cosmos.staking.v1beta1.MsgDelegate" => {
+            any_of(&cosmos_sdk_proto::cosmos::staking::v1beta1::MsgDelegate {
+                delegator_address: s,
+                validator_address: Address([9; 20]).to_valoper(),
+                amount: Some(cosmos_sdk_proto::cosmos::base::v1beta1::Coin {
+                    denom: "ukiln".into(),
+                    amount: "7".into(),
+                }),
+            })
+        }
+        "/cosmos.staking.v1beta1.MsgUndelegate" => {
+            any_of(&cosmos_sdk_proto::cosmos::staking::v1beta1::MsgUndelegate {
+                delegator_address: s,
+                validator_address: Address([9; 20]).to_valoper(),
+                amount: Some(cosmos_sdk_proto::cosmos::base::v1beta1::Coin {
+                    denom: "ukiln".into(),
+                    amount: "7".into(),
+                }),
+            })
+        }
+        "/cosmos.staking.v1beta1.MsgBeginRedelegate" => any_of(
+            &cosmos_sdk_proto::cosmos::staking::v1beta1::MsgBeginRedelegate {
+                delegator_address: s,
+                validator_src_address: Address([9; 20]).to_valoper(),
+                validator_dst_address: Address([8; 20]).to_valoper(),
+                amount: Some(cosmos_sdk_proto::cosmos::base::v1beta1::Coin {
+                    denom: "ukiln".into(),
+                    amount: "7".into(),
+                }),
+            },
+        ),
+        "/cosmos.distribution.v1beta1.MsgWithdrawDelegatorReward" => any_of(
+            &cosmos_sdk_proto::cosmos::distribution::v1beta1::MsgWithdrawDelegatorReward {
+                delegator_address: s,
+                validator_address: Address([9; 20]).to_valoper(),
+            },
+        ),
         other => panic!("listed message {other} has no sample: add one (and its module)"),
     }
 }
@@ -133,6 +183,11 @@ fn module_codespace(type_url: &str) -> &'static str {
         "sprint"
     } else if type_url.starts_with("/kiln.inference.") {
         "inference"
+    } else if type_url.starts_with("/kiln.staking.")
+        || type_url.starts_with("/cosmos.staking.")
+        || type_url.starts_with("/cosmos.distribution.")
+    {
+        "staking"
     } else if type_url.starts_with("/kiln.host.") {
         "hosts"
     } else {
@@ -160,7 +215,7 @@ fn every_listed_type_decodes_and_an_unlisted_one_does_not() {
         );
     }
     let unlisted = Any {
-        type_url: "/cosmos.staking.v1beta1.MsgDelegate".into(),
+        type_url: "/cosmos.staking.v1beta1.MsgCreateValidator".into(),
         value: vec![],
     };
     let e = kiln_messages::Msg::from_any(&unlisted, 0).unwrap_err();

@@ -216,6 +216,90 @@ enum TxCmd {
     /// Host registry: register or update the sending account as a compute host.
     #[command(subcommand)]
     Host(HostTx),
+    /// Collateral: a host's own bond and commission, stakers' delegations.
+    #[command(subcommand)]
+    Staking(StakingTx),
+    /// Delegators' rewards.
+    #[command(subcommand)]
+    Distribution(DistributionTx),
+}
+
+#[derive(Subcommand, Debug)]
+enum DistributionTx {
+    /// Withdraw the rewards of the --from account's delegation to HOST (or,
+    /// without HOST, of every delegation it holds, one message each).
+    WithdrawRewards {
+        host: Option<String>,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StakingTx {
+    /// Bond AMOUNT (e.g. 1000kiln) of the --from host's own coins behind it.
+    Bond {
+        amount: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Start unbonding AMOUNT of the --from host's own bond (paid after
+    /// `unbonding_epochs` settles; slashable until then).
+    Unbond {
+        amount: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Delegate AMOUNT to HOST (kiln1… or kilnvaloper1…).
+    Delegate {
+        host: String,
+        amount: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Start unbonding AMOUNT of a delegation to HOST.
+    Undelegate {
+        host: String,
+        amount: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Move AMOUNT of a delegation from SRC_HOST to DST_HOST at once.
+    Redelegate {
+        src_host: String,
+        dst_host: String,
+        amount: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Set the --from host's commission: RATE as 5%, 2.5% or basis points.
+    SetCommission {
+        rate: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Take the --from host out of jail (after its jail period; `kiln query
+    /// staking host` shows until when).
+    Unjail {
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -361,10 +445,43 @@ enum QueryCmd {
     ServingStats { address: String },
     /// The open dispute over an inference: votes by weight, deadline.
     Dispute { id: String },
+    /// Collateral: a host's pool, an account's delegations and unbonding,
+    /// the totals.
+    #[command(subcommand)]
+    Staking(StakingQuery),
+    /// An account's pending delegator rewards (and a host's lifetime rewards).
+    Rewards { address: String },
+    /// Supply, minted, burned, the community pool, bonded and unbonding
+    /// coins, and the next epoch's emission.
+    Supply,
+    /// The points board: per host, one settled epoch's acceptance, weight
+    /// and reward, with consensus power, lifetime rewards, inferences
+    /// served, reputation and jail now. Sorted by weight.
+    Leaderboard {
+        /// A settled epoch (default: the last one).
+        #[arg(long)]
+        epoch: Option<u64>,
+    },
+    /// Slashes, newest first: all, or one host's (address or key name).
+    Slashes { host: Option<String> },
+    /// A host's consensus signing this epoch (blocks expected, signed).
+    Liveness { host: String },
     /// A host's validation duties: its seeds for the serving periods in
     /// play, and for recent periods the duties assigned, performed and
     /// skipped (in millionths of a validation).
     ValidationDuties { address: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum StakingQuery {
+    /// A host's pool: backing, shares, self-bond, delegators, commission.
+    Host { host: String },
+    /// An account's delegations (address or key name).
+    Delegations { address: String },
+    /// An account's unbonding entries.
+    Unbonding { address: String },
+    /// Bonded and unbonding totals, and the last settled epoch.
+    Pool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -750,6 +867,119 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
                 flags,
             )
         }
+        TxCmd::Staking(cmd) => {
+            let coin_of = |amount: &str| -> Result<u128> {
+                kiln_client::staking::ukiln(&parse_coin(amount)?)
+            };
+            let host_of = |text: &str| -> Result<kiln_client::staking::Address> {
+                let resolved = ctx
+                    .resolve_address(text)
+                    .unwrap_or_else(|_| text.to_string());
+                kiln_client::staking::host_address(&resolved)
+            };
+            let me = |from: &str| -> Result<(KeyInfo, kiln_client::staking::Address)> {
+                let key = ctx.signer(&kr, from)?;
+                let address = kiln_client::staking::Address::parse(&key.address)?;
+                Ok((key, address))
+            };
+            use kiln_client::staking as st;
+            match cmd {
+                StakingTx::Bond {
+                    amount,
+                    from,
+                    flags,
+                } => {
+                    let (key, a) = me(&from)?;
+                    (key, vec![st::msg_bond(&a, coin_of(&amount)?)], flags)
+                }
+                StakingTx::Unbond {
+                    amount,
+                    from,
+                    flags,
+                } => {
+                    let (key, a) = me(&from)?;
+                    (key, vec![st::msg_unbond(&a, coin_of(&amount)?)], flags)
+                }
+                StakingTx::Delegate {
+                    host,
+                    amount,
+                    from,
+                    flags,
+                } => {
+                    let (key, a) = me(&from)?;
+                    let msg = st::msg_delegate(&a, &host_of(&host)?, coin_of(&amount)?);
+                    (key, vec![msg], flags)
+                }
+                StakingTx::Undelegate {
+                    host,
+                    amount,
+                    from,
+                    flags,
+                } => {
+                    let (key, a) = me(&from)?;
+                    let msg = st::msg_undelegate(&a, &host_of(&host)?, coin_of(&amount)?);
+                    (key, vec![msg], flags)
+                }
+                StakingTx::Redelegate {
+                    src_host,
+                    dst_host,
+                    amount,
+                    from,
+                    flags,
+                } => {
+                    let (key, a) = me(&from)?;
+                    let msg = st::msg_redelegate(
+                        &a,
+                        &host_of(&src_host)?,
+                        &host_of(&dst_host)?,
+                        coin_of(&amount)?,
+                    );
+                    (key, vec![msg], flags)
+                }
+                StakingTx::SetCommission { rate, from, flags } => {
+                    let (key, a) = me(&from)?;
+                    let msg = st::msg_set_commission(&a, st::parse_commission(&rate)?);
+                    (key, vec![msg], flags)
+                }
+                StakingTx::Unjail { from, flags } => {
+                    let (key, a) = me(&from)?;
+                    (key, vec![st::msg_unjail(&a)], flags)
+                }
+            }
+        }
+        TxCmd::Distribution(DistributionTx::WithdrawRewards { host, from, flags }) => {
+            let key = ctx.signer(&kr, &from)?;
+            let me = kiln_client::staking::Address::parse(&key.address)?;
+            let hosts = match host {
+                Some(text) => {
+                    let resolved = ctx.resolve_address(&text).unwrap_or(text);
+                    vec![kiln_client::staking::host_address(&resolved)?]
+                }
+                None => {
+                    let v = kiln_client::staking::delegations(&ctx.rpc(), &key.address, 0)?;
+                    let hosts: Vec<_> = v["delegations"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|d| d["host"].as_str())
+                        .filter_map(|h| kiln_client::staking::host_address(h).ok())
+                        .filter(|h| *h != me)
+                        .collect();
+                    if hosts.is_empty() {
+                        bail!(
+                            "{} has no delegation to another host: nothing to withdraw",
+                            key.address
+                        );
+                    }
+                    hosts
+                }
+            };
+            let msgs = hosts
+                .iter()
+                .map(|h| kiln_client::staking::msg_withdraw_rewards(&me, h))
+                .collect();
+            (key, msgs, flags)
+        }
         TxCmd::Host(HostTx::Register {
             from,
             worker_url,
@@ -956,6 +1186,41 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
         QueryCmd::ServingStats { address } => {
             let a = ctx.resolve_address(&address)?;
             kiln_client::query::host_serving_stats(&rpc, &a, h)?
+        }
+        QueryCmd::Staking(q) => match q {
+            StakingQuery::Host { host } => {
+                let resolved = ctx.resolve_address(&host).unwrap_or(host);
+                let a = kiln_client::staking::host_address(&resolved)?;
+                kiln_client::staking::host_pool(&rpc, &a, h)?
+            }
+            StakingQuery::Delegations { address } => {
+                let a = ctx.resolve_address(&address)?;
+                kiln_client::staking::delegations(&rpc, &a, h)?
+            }
+            StakingQuery::Unbonding { address } => {
+                let a = ctx.resolve_address(&address)?;
+                kiln_client::staking::unbonding(&rpc, &a, h)?
+            }
+            StakingQuery::Pool => kiln_client::staking::pool(&rpc, h)?,
+        },
+        QueryCmd::Rewards { address } => {
+            let a = ctx.resolve_address(&address)?;
+            kiln_client::staking::rewards(&rpc, &a, h)?
+        }
+        QueryCmd::Supply => kiln_client::staking::supply(&rpc, h)?,
+        QueryCmd::Leaderboard { epoch } => kiln_client::staking::leaderboard(&rpc, epoch, h)?,
+        QueryCmd::Slashes { host } => {
+            let host = match host {
+                Some(text) => Some(kiln_client::staking::host_address(
+                    &ctx.resolve_address(&text)?,
+                )?),
+                None => None,
+            };
+            kiln_client::staking::slashes(&rpc, host.as_ref(), h)?
+        }
+        QueryCmd::Liveness { host } => {
+            let a = kiln_client::staking::host_address(&ctx.resolve_address(&host)?)?;
+            kiln_client::staking::liveness(&rpc, &a, h)?
         }
         QueryCmd::ValidationDuties { address } => {
             let a = ctx.resolve_address(&address)?;

@@ -34,6 +34,10 @@ pub struct AppGenesis {
     pub reputation: kiln_reputation::ReputationGenesis,
     #[serde(default)]
     pub inference: kiln_inference::InferenceGenesis,
+    #[serde(default)]
+    pub rewards: kiln_rewards::RewardsGenesis,
+    #[serde(default)]
+    pub slashing: kiln_slashing::SlashingGenesis,
 }
 
 pub use kiln_reputation::ReputationGenesis;
@@ -78,6 +82,14 @@ impl AppGenesis {
         self.epochs.validate().map_err(GenesisError::AppState)?;
         self.hosts.validate().map_err(GenesisError::AppState)?;
         self.staking.validate().map_err(GenesisError::AppState)?;
+        self.rewards
+            .params
+            .validate()
+            .map_err(GenesisError::AppState)?;
+        self.slashing
+            .params
+            .validate()
+            .map_err(GenesisError::AppState)?;
         self.sprint.validate().map_err(GenesisError::AppState)?;
         self.reputation
             .params
@@ -277,6 +289,9 @@ pub fn devnet_model() -> kiln_inference::ModelSpec {
         initial_price_pkiln: None,
     }
 }
+
+/// The largest genesis self-bond of the devnet's `dev` host (1 M KILN).
+pub const DEVNET_MAX_DEV_BOND: u128 = 1_000_000_000_000;
 
 pub fn devnet_app_genesis(dev: Address, dev_funds: u128, dev_ml: Address) -> AppGenesis {
     let mut genesis = AppGenesis::with_devnet_params();

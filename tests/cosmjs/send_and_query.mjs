@@ -1,6 +1,8 @@
-// End-to-end: cosmjs, unchanged, talks to a Kiln devnet.
+// End-to-end: cosmjs, unchanged, talks to a Kiln devnet: queries, a send,
+// and staking (delegate, undelegate) by the operator address.
 // Env: KILN_RPC (http://127.0.0.1:26657), KILN_MNEMONIC (a funded key's mnemonic).
 import assert from "node:assert/strict";
+import { fromBech32, toBech32 } from "@cosmjs/encoding";
 import { DirectSecp256k1HdWallet } from "@cosmjs/proto-signing";
 import { GasPrice, SigningStargateClient, StargateClient, assertIsDeliverTxSuccess } from "@cosmjs/stargate";
 
@@ -37,4 +39,13 @@ assert.equal(tx.code, 0);
 assert.equal(tx.height, result.height);
 const senderAfter = await reader.getBalance(sender.address, "ukiln");
 assert.ok(BigInt(senderAfter.amount) < BigInt(before.amount) - 12345n, "the fee was charged");
+
+// Staking with cosmjs's own helpers: the sender (the devnet's host) is named
+// by its operator address, kilnvaloper1… over the same bytes.
+const valoper = toBech32("kilnvaloper", fromBech32(sender.address).data);
+const delegated = await client.delegateTokens(sender.address, valoper, { denom: "ukiln", amount: "5000" }, "auto", "cosmjs delegate");
+assertIsDeliverTxSuccess(delegated);
+const undelegated = await client.undelegateTokens(sender.address, valoper, { denom: "ukiln", amount: "2000" }, "auto", "cosmjs undelegate");
+assertIsDeliverTxSuccess(undelegated);
+console.log(`delegated 5000ukiln to ${valoper} and undelegated 2000ukiln (txs ${delegated.transactionHash.slice(0, 8)}, ${undelegated.transactionHash.slice(0, 8)})`);
 console.log("cosmjs e2e: OK");

@@ -147,6 +147,14 @@ messages! {
     DisputeVote => kiln_inference::msgs::DisputeVote,
     CommitValidationSeed => kiln_inference::msgs::CommitValidationSeed,
     RevealValidationSeed => kiln_inference::msgs::RevealValidationSeed,
+    Bond => kiln_staking::msgs::Bond,
+    Unbond => kiln_staking::msgs::Unbond,
+    SetCommission => kiln_staking::msgs::SetCommission,
+    Unjail => kiln_staking::msgs::Unjail,
+    Delegate => kiln_staking::msgs::Delegate,
+    Undelegate => kiln_staking::msgs::Undelegate,
+    BeginRedelegate => kiln_staking::msgs::BeginRedelegate,
+    WithdrawDelegatorReward => kiln_staking::msgs::WithdrawDelegatorReward,
 }
 
 /// Decodes `M` from `any.value` and requires the bytes to be its canonical

@@ -341,10 +341,17 @@ fn write_atomic(p: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// The parsed genesis (CometBFT format; `app_state` kept as raw JSON).
 pub type Genesis = tendermint::Genesis<Value>;
 
-/// Default consensus params, as `cometbft init` writes them.
+/// Block gas limit of a new genesis: finite, so the fee-free ML-ops gas a
+/// host may use per block (authz `ml_ops_free_gas_per_block`, 10 M) is a
+/// known share of a block (10%), and a tx asking for more than a block
+/// holds is refused in CheckTx.
+pub const DEFAULT_BLOCK_MAX_GAS: i64 = 100_000_000;
+
+/// Default consensus params: `cometbft init`'s, with a finite block gas
+/// limit ([`DEFAULT_BLOCK_MAX_GAS`]) instead of its unlimited -1.
 pub fn default_consensus_params() -> Value {
     json!({
-        "block": {"max_bytes": "22020096", "max_gas": "-1"},
+        "block": {"max_bytes": "22020096", "max_gas": DEFAULT_BLOCK_MAX_GAS.to_string()},
         "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
         "validator": {"pub_key_types": ["ed25519"]},
         "version": {"app": "0"},

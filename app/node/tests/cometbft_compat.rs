@@ -58,11 +58,15 @@ fn data_commit_validators_consensus_and_results_hashes_match_cometbft() {
         blk.header.validators_hash,
         chain::validators_hash(&[fixture_validator()])
     );
+    // The fixture's chain ran CometBFT's own defaults (unlimited block
+    // gas); Kiln's genesis sets a finite limit.
+    let mut cometbft_default_params = kiln_node::home::default_consensus_params();
+    cometbft_default_params["block"]["max_gas"] = serde_json::json!("-1");
     let params = kiln_node::home::parse_genesis(
         &serde_json::json!({
             "genesis_time": "2023-05-17T14:12:48.347696215Z",
             "chain_id": "dockerchain",
-            "consensus_params": kiln_node::home::default_consensus_params(),
+            "consensus_params": cometbft_default_params,
             "app_state": {}
         })
         .to_string(),

@@ -321,8 +321,8 @@ impl BlockDriver {
     /// * supply: the bank's supply record equals the sum of all balances, per
     ///   denom, with no overflow and no malformed (or stored zero) balance —
     ///   balances are u128, so "no negative balance" means exactly this; and
-    ///   it equals genesis supply − burned (the bank's burned total; nothing
-    ///   mints after genesis yet); the sprint's bond escrow holds exactly the
+    ///   it equals genesis supply + minted − burned (the bank's minted
+    ///   and burned totals); the sprint's bond escrow holds exactly the
     ///   bonds recorded for unsettled commitments;
     /// * consensus power: the tracked validator set equals the effective
     ///   weights in force, host by host through each host's consensus key
@@ -330,7 +330,11 @@ impl BlockDriver {
     ///   no host holds more than `max_power_share_bps` of the total;
     /// * escrow: the inference escrow account holds exactly the escrows of
     ///   the open inferences, and every settled inference paid + refunded
-    ///   exactly its escrow.
+    ///   exactly its escrow;
+    /// * collateral: the bonded account holds Σ pool tokens, the unbonding
+    ///   account Σ unbonding balances, each pool's shares are the sum of
+    ///   its delegations', and the distribution account covers every
+    ///   delegator's pending rewards.
     pub fn check_invariants_on<S: StateRead>(&self, state: &S) -> anyhow::Result<()> {
         Self::check_invariants_with(state, &self.genesis_supply, &self.validators)
     }
@@ -389,19 +393,26 @@ impl BlockDriver {
             .into_iter()
             .map(|c| (c.denom, c.amount))
             .collect();
-        let expected_supply: BTreeMap<String, u128> = genesis
-            .iter()
-            .map(|(d, a)| {
-                (
-                    d.clone(),
-                    a.saturating_sub(burned.get(d).copied().unwrap_or(0)),
-                )
+        let minted: BTreeMap<String, u128> = kiln_bank::state::total_minted_readonly(state)
+            .map_err(err)?
+            .into_iter()
+            .map(|c| (c.denom, c.amount))
+            .collect();
+        let mut denoms: std::collections::BTreeSet<String> = genesis.keys().cloned().collect();
+        denoms.extend(minted.keys().cloned());
+        let expected_supply: BTreeMap<String, u128> = denoms
+            .into_iter()
+            .map(|d| {
+                let a =
+                    genesis.get(&d).copied().unwrap_or(0) + minted.get(&d).copied().unwrap_or(0);
+                let a = a.saturating_sub(burned.get(&d).copied().unwrap_or(0));
+                (d, a)
             })
             .filter(|(_, a)| *a > 0)
             .collect();
         anyhow::ensure!(
             supply == expected_supply,
-            "total supply {supply:?} differs from genesis supply {genesis:?} − burned {burned:?} (nothing mints yet)"
+            "total supply {supply:?} differs from genesis supply {genesis:?} + minted {minted:?} − burned {burned:?}"
         );
         // Bonds in escrow = sum of the recorded, unsettled bonds.
         let mut bonds: u128 = 0;
@@ -480,6 +491,93 @@ impl BlockDriver {
         anyhow::ensure!(
             held == open_escrows,
             "inference escrow: the account holds {held}, open inferences escrow {open_escrows}"
+        );
+
+        // Collateral: the bonded account holds every pool's tokens, the
+        // unbonding account every entry's balance, and each pool's shares
+        // are its delegations' shares.
+        let pools: Vec<(Vec<u8>, kiln_staking::pools::HostPool)> =
+            kiln_framework::StateReadExt::prefix_values(state, kiln_staking::keys::POOL_PREFIX)
+                .map_err(err)?;
+        let mut pooled: u128 = 0;
+        for (host, pool) in &pools {
+            pooled = pooled
+                .checked_add(pool.tokens)
+                .ok_or_else(|| anyhow::anyhow!("pool tokens overflow"))?;
+            let mut shares: u128 = 0;
+            for (_, value) in
+                state.prefix_raw(&[kiln_staking::keys::DELEGATION_PREFIX, host].concat())?
+            {
+                let s = <[u8; 16]>::try_from(value.as_slice())
+                    .map(u128::from_be_bytes)
+                    .map_err(|_| anyhow::anyhow!("malformed delegation shares"))?;
+                shares = shares
+                    .checked_add(s)
+                    .ok_or_else(|| anyhow::anyhow!("delegation shares overflow"))?;
+            }
+            anyhow::ensure!(
+                shares == pool.shares,
+                "pool of {}: {} shares issued, delegations hold {shares}",
+                hex::encode(host),
+                pool.shares
+            );
+        }
+        let bonded = kiln_bank::state::balance_readonly(
+            state,
+            &Address::module(kiln_staking::pools::BONDED_ACCOUNT),
+            kiln_framework::BASE_DENOM,
+        )
+        .map_err(err)?;
+        anyhow::ensure!(
+            bonded == pooled,
+            "staking: the bonded account holds {bonded}, the pools {pooled}"
+        );
+        let entries: Vec<(Vec<u8>, kiln_staking::pools::UnbondingEntry)> =
+            kiln_framework::StateReadExt::prefix_values(
+                state,
+                kiln_staking::keys::UNBONDING_PREFIX,
+            )
+            .map_err(err)?;
+        let owed: u128 = entries.iter().map(|(_, e)| e.balance).sum();
+        let unbonding = kiln_bank::state::balance_readonly(
+            state,
+            &Address::module(kiln_staking::pools::UNBONDING_ACCOUNT),
+            kiln_framework::BASE_DENOM,
+        )
+        .map_err(err)?;
+        anyhow::ensure!(
+            unbonding == owed,
+            "staking: the unbonding account holds {unbonding}, the entries owe {owed}"
+        );
+        // Delegators' rewards: the distribution account covers every
+        // pending reward (what it holds beyond is rounding dust).
+        let mut pending: u128 = 0;
+        for (host, _) in &pools {
+            let Some(host) = Address::from_bytes(host) else {
+                anyhow::bail!("malformed pool key");
+            };
+            for (key, _) in state.prefix_raw(&kiln_staking::keys::delegations_of_host(&host))? {
+                let prefix = kiln_staking::keys::delegations_of_host(&host).len();
+                let Some(delegator) = key.get(prefix..).and_then(Address::from_bytes) else {
+                    anyhow::bail!("malformed delegation key");
+                };
+                pending = pending
+                    .checked_add(
+                        kiln_staking::pools::PoolsExt::pending_rewards(state, &host, &delegator)
+                            .map_err(err)?,
+                    )
+                    .ok_or_else(|| anyhow::anyhow!("pending rewards overflow"))?;
+            }
+        }
+        let distribution = kiln_bank::state::balance_readonly(
+            state,
+            &Address::module(kiln_staking::pools::DISTRIBUTION_ACCOUNT),
+            kiln_framework::BASE_DENOM,
+        )
+        .map_err(err)?;
+        anyhow::ensure!(
+            distribution >= pending,
+            "rewards: the distribution account holds {distribution}, delegators are owed {pending}"
         );
         Ok(())
     }
@@ -566,6 +664,27 @@ impl BlockDriver {
         txs: Vec<Vec<u8>>,
         misbehavior: Vec<tendermint_proto::v0_38::abci::Misbehavior>,
     ) -> anyhow::Result<BlockOutcome> {
+        self.deliver_with_evidence(txs, misbehavior, None)
+    }
+
+    /// [`Self::deliver`] with the previous block's commit as CometBFT
+    /// reports it (`decided_last_commit`: who signed).
+    pub fn deliver_with_commit(
+        &mut self,
+        txs: Vec<Vec<u8>>,
+        commit: tendermint_proto::v0_38::abci::CommitInfo,
+    ) -> anyhow::Result<BlockOutcome> {
+        self.deliver_with_evidence(txs, Vec::new(), Some(commit))
+    }
+
+    /// [`Self::deliver`] with both: CometBFT's `misbehavior` and the
+    /// previous block's commit.
+    pub fn deliver_with_evidence(
+        &mut self,
+        txs: Vec<Vec<u8>>,
+        misbehavior: Vec<tendermint_proto::v0_38::abci::Misbehavior>,
+        commit: Option<tendermint_proto::v0_38::abci::CommitInfo>,
+    ) -> anyhow::Result<BlockOutcome> {
         let height = self.height + 1;
         let time = Timestamp {
             seconds: GENESIS_TIME + BLOCK_SECONDS * i64::try_from(height)?,
@@ -577,6 +696,7 @@ impl BlockDriver {
             height: i64::try_from(height)?,
             time: Some(time),
             misbehavior,
+            decided_last_commit: commit,
             ..Default::default()
         });
         self.commit_finalized(txs, response)
@@ -867,6 +987,15 @@ mod tests {
         .unwrap();
         let e = d.check_invariants_on(&minted).unwrap_err().to_string();
         assert!(e.contains("differs from genesis supply"), "{e}");
+        // Emission (mint with the minted total) keeps it.
+        let mut emitted = Overlay::new(&view);
+        kiln_bank::state::BankExt::mint_emission(
+            &mut emitted,
+            &alice.address,
+            &kiln_framework::Coins::normalize(vec![Coin::new("ukiln", 5)]).unwrap(),
+        )
+        .unwrap();
+        d.check_invariants_on(&emitted).unwrap();
 
         // A tracked burn keeps supply = genesis − burned; coins destroyed
         // without the burned total do not.

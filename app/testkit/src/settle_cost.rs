@@ -72,6 +72,24 @@ fn host_address(i: usize) -> Address {
 /// Builds the fixture with `hosts` hosts (mainnet-like sprint params, devnet
 /// schedule); `committee_base` overrides `sprint_committee` when given.
 pub fn settle_fixture(hosts: usize, committee_base: Option<u32>) -> anyhow::Result<SettleFixture> {
+    settle_fixture_with_delegators(hosts, committee_base, 0)
+}
+
+fn delegator_address(i: usize) -> Address {
+    let d = Sha256::digest(format!("settle-cost-delegator-{i}").as_bytes());
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&d[..20]);
+    Address(a)
+}
+
+/// [`settle_fixture`] where every host has a self-bond and `delegators`
+/// accounts each delegate to one host (round robin) at genesis, so the
+/// settle's rewards step credits pools with delegators.
+pub fn settle_fixture_with_delegators(
+    hosts: usize,
+    committee_base: Option<u32>,
+    delegators: usize,
+) -> anyhow::Result<SettleFixture> {
     let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
     let mut genesis = kiln_genesis::AppGenesis::default();
     genesis.epochs.params = EpochParams::devnet();
@@ -99,6 +117,37 @@ pub fn settle_fixture(hosts: usize, committee_base: Option<u32>) -> anyhow::Resu
                     kiln_framework::BASE_DENOM,
                     1_000_000_000_000,
                 )],
+            });
+    }
+    for (i, a) in addrs.iter().enumerate() {
+        genesis
+            .staking
+            .bonds
+            .push(kiln_staking::genesis::GenesisBond {
+                delegator: *a,
+                host: *a,
+                amount: 1_000_000 + i as u128,
+            });
+    }
+    for d in 0..delegators {
+        let delegator = delegator_address(d);
+        genesis
+            .bank
+            .balances
+            .push(kiln_bank::genesis::GenesisBalance {
+                address: delegator,
+                coins: vec![kiln_framework::Coin::new(
+                    kiln_framework::BASE_DENOM,
+                    10_000_000,
+                )],
+            });
+        genesis
+            .staking
+            .bonds
+            .push(kiln_staking::genesis::GenesisBond {
+                delegator,
+                host: addrs[d % addrs.len().max(1)],
+                amount: 1_000_000 + d as u128,
             });
     }
     let mut state = Overlay::new(EmptyState);
@@ -189,6 +238,17 @@ pub struct TallyTimes {
     /// The escalation check and the settle block (raw weights → power cap →
     /// validator set → reputation).
     pub settle: Duration,
+    /// Hosts the settle's rewards step credited.
+    pub rewarded: usize,
+}
+
+/// How many hosts the settle rewarded (`EventHostRewarded`), from
+/// [`time_settle`]'s events.
+pub fn rewarded(events: &[kiln_framework::Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| e.kind == "kiln.rewards.v1.EventHostRewarded")
+        .count()
 }
 
 /// Times (thread CPU time) the chain's tally work for the fixture's epoch: the committee
@@ -215,7 +275,7 @@ pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(TallyTimes, usize)>
     f.commit(&escalation_block.into_changes())?;
     let mut settle_block = f.block_state();
     let t2 = thread_cpu_time();
-    let out = kiln_app::components::settle(&mut settle_block, 1, settle_height).map_err(err)?;
+    let out = kiln_app::components::settle(&mut settle_block, 1, 1, settle_height).map_err(err)?;
     settle += thread_cpu_time().saturating_sub(t2);
     let accepted = out
         .events
@@ -227,5 +287,13 @@ pub fn time_settle(f: &mut SettleFixture) -> anyhow::Result<(TallyTimes, usize)>
                     .any(|(k, v)| k == "accepted" && v == "true")
         })
         .count();
-    Ok((TallyTimes { assignment, settle }, accepted))
+    let rewarded = rewarded(&out.events);
+    Ok((
+        TallyTimes {
+            assignment,
+            settle,
+            rewarded,
+        },
+        accepted,
+    ))
 }

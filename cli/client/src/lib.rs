@@ -23,6 +23,7 @@ pub mod passphrase;
 pub mod query;
 pub mod rpc;
 pub mod sign;
+pub mod staking;
 pub mod tx;
 
 /// The protobuf types (Cosmos SDK and CometBFT) the client speaks.

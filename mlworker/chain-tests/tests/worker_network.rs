@@ -842,8 +842,8 @@ fn preflight_names_a_missing_registration_or_grant() {
 }
 
 /// SPEC §10: a host that joins a running chain — funded, registered with its
-/// account key and its ML key granted by ordinary transactions, no genesis
-/// weight — is validated by the hosts with weight, earns weight at the first
+/// account key, self-bonded and its ML key granted by ordinary transactions,
+/// no genesis weight — is validated by the hosts with weight, earns weight at the first
 /// settle and becomes a CometBFT validator automatically.
 #[test]
 fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
@@ -886,6 +886,9 @@ fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
                     &newcomer_hot.address.to_string(),
                     None,
                 ));
+                // A self-bond: a host without weight or one gets no
+                // fee-free allowance, and its ML key has no coins.
+                msgs.push(kiln_client::staking::msg_bond(&newcomer.address, 1_000_000));
                 let mut opts = d.opts_for(&newcomer);
                 opts.gas_limit = 2_000_000;
                 opts.fee = 50_000;

@@ -5,7 +5,7 @@
 //! | `authz/grant/{granter 20}{grantee 20}{msg type url}` | protobuf `cosmos.authz.v1beta1.Grant` |
 //! | `authz/by_grantee/{grantee 20}{granter 20}{msg type url}` | empty (index for grantee queries) |
 //! | `authz/params` | [`crate::AuthzParams`] (versioned, see [`crate::values`]) |
-//! | `authz/fee_allowance/{epoch u64 BE}/{host 20}` | u64 BE: fee-exempt ML-ops txs the host's hot keys sent in that epoch (previous epochs are pruned at each epoch start) |
+//! | `authz/fee_allowance/{epoch u64 BE}/{host 20}` | [`crate::state::FeeAllowanceUse`]: fee-exempt ML-ops txs and gas the host's hot keys used in that epoch (previous epochs are pruned at each epoch start) |
 
 use kiln_framework::Address;
 

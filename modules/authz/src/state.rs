@@ -132,24 +132,67 @@ pub fn ml_ops_host<S: StateRead + ?Sized>(
     Ok(Some(*host))
 }
 
+/// What a host's hot keys have used of the ML-ops fee allowance in one
+/// epoch: transactions, gas (their gas limits), and the gas of the latest
+/// block they used it in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+pub struct FeeAllowanceUse {
+    pub txs: u64,
+    pub gas: u64,
+    pub last_height: u64,
+    pub gas_at_last_height: u64,
+}
+
+kiln_framework::stored_value!(FeeAllowanceUse, "fee allowance use", 1);
+
+impl FeeAllowanceUse {
+    /// Fee-free gas already used in block `height`.
+    pub fn gas_in_block(&self, height: u64) -> u64 {
+        if self.last_height == height {
+            self.gas_at_last_height
+        } else {
+            0
+        }
+    }
+}
+
+/// What `host` has used of the ML-ops fee allowance in `epoch`.
+pub fn fee_allowance_use<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<FeeAllowanceUse> {
+    Ok(state
+        .get_value(&keys::fee_allowance(epoch, host))?
+        .unwrap_or_default())
+}
+
 /// Fee-exempt ML-ops transactions `host` has used in `epoch`.
 pub fn fee_allowance_used<S: StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     host: &Address,
 ) -> TxResult<u64> {
-    Ok(state
-        .get_u64(&keys::fee_allowance(epoch, host))?
-        .unwrap_or(0))
+    Ok(fee_allowance_use(state, epoch, host)?.txs)
 }
 
-pub fn set_fee_allowance_used<S: StateWrite + ?Sized>(
+pub fn set_fee_allowance_use<S: StateWrite + ?Sized>(
     state: &mut S,
     epoch: u64,
     host: &Address,
-    used: u64,
-) {
-    state.put_u64(keys::fee_allowance(epoch, host), used);
+    used: &FeeAllowanceUse,
+) -> TxResult<()> {
+    state.put_value(keys::fee_allowance(epoch, host), used)
 }
 
 /// Deletes the allowance counters of every epoch before `epoch` (called at

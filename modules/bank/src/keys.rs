@@ -7,6 +7,7 @@
 //! | `auth/acc/{addr 20 bytes}` | protobuf `cosmos.auth.v1beta1.BaseAccount` |
 //! | `bank/bal/{addr 20 bytes}{denom}` | u128 BE (absent = 0; zero balances are deleted) |
 //! | `bank/supply/{denom}` | u128 BE |
+//! | `bank/minted/{denom}` | u128 BE: everything minted after genesis (epoch emission) |
 //! | `bank/burned/{denom}` | u128 BE: everything ever burned (SPEC §11: supply = genesis + minted − burned) |
 
 use kiln_framework::Address;
@@ -21,6 +22,11 @@ pub const ACCOUNT_PREFIX: &[u8] = b"auth/acc/";
 pub const BALANCE_PREFIX: &[u8] = b"bank/bal/";
 pub const SUPPLY_PREFIX: &[u8] = b"bank/supply/";
 pub const BURNED_PREFIX: &[u8] = b"bank/burned/";
+pub const MINTED_PREFIX: &[u8] = b"bank/minted/";
+
+pub fn minted(denom: &str) -> Vec<u8> {
+    [MINTED_PREFIX, denom.as_bytes()].concat()
+}
 
 pub fn account(addr: &Address) -> Vec<u8> {
     [ACCOUNT_PREFIX, addr.as_bytes()].concat()

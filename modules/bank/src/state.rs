@@ -142,6 +142,21 @@ pub trait BankExt: StateWrite {
         self.add_coins(to, coins)
     }
 
+    /// Mints new coins after genesis (epoch emission) and adds them to the
+    /// minted total, so supply = genesis + minted − burned can be checked.
+    fn mint_emission(&mut self, to: &Address, coins: &Coins) -> TxResult<()> {
+        self.mint(to, coins)?;
+        for coin in coins.iter() {
+            let minted = self
+                .get_u128(&keys::minted(&coin.denom))?
+                .unwrap_or(0)
+                .checked_add(coin.amount)
+                .ok_or_else(|| TxError::internal("minted total overflows"))?;
+            self.put_u128(keys::minted(&coin.denom), minted);
+        }
+        Ok(())
+    }
+
     /// Destroys coins held by `from` (forfeited sprint bonds; slashing
     /// later) and adds them to the burned total, so supply = genesis +
     /// minted − burned can be checked.
@@ -199,6 +214,11 @@ pub fn balance_readonly<S: StateRead + ?Sized>(
     denom: &str,
 ) -> TxResult<u128> {
     Ok(state.get_u128(&keys::balance(addr, denom))?.unwrap_or(0))
+}
+
+/// Everything minted after genesis, per denom.
+pub fn total_minted_readonly<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<Coin>> {
+    coins_under(state, keys::MINTED_PREFIX)
 }
 
 /// Everything ever burned, per denom.

@@ -76,6 +76,33 @@ impl Address {
             .ok_or_else(|| invalid(format!("expected 20 bytes, got {}", data.len())))
     }
 
+    /// The host's operator address, `kilnvaloper1…` (the Cosmos staking
+    /// messages name hosts by it): the same 20 bytes under another prefix.
+    pub fn to_valoper(&self) -> String {
+        match Hrp::parse(crate::VALOPER_PREFIX) {
+            Ok(hrp) => bech32::encode::<Bech32>(hrp, &self.0).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Parses a `kilnvaloper1…` operator address.
+    pub fn parse_valoper(text: &str) -> Result<Self, AddressError> {
+        let invalid = |why: String| AddressError::Invalid(text.to_string(), why);
+        let (hrp, data) = bech32::decode(text).map_err(|e| invalid(e.to_string()))?;
+        if hrp.as_str() != crate::VALOPER_PREFIX {
+            return Err(invalid(format!(
+                "expected an operator address (prefix {:?}), got prefix {:?}",
+                crate::VALOPER_PREFIX,
+                hrp.as_str()
+            )));
+        }
+        if text.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(invalid("addresses are lower case".into()));
+        }
+        Address::from_bytes(&data)
+            .ok_or_else(|| invalid(format!("expected 20 bytes, got {}", data.len())))
+    }
+
     pub fn to_bech32(&self) -> String {
         match Hrp::parse(ADDRESS_PREFIX) {
             Ok(hrp) => bech32::encode::<Bech32>(hrp, &self.0).unwrap_or_default(),

@@ -16,7 +16,9 @@ pub struct Coin {
     pub amount: u128,
 }
 
-mod amount_string {
+/// Serde for a u128 amount as a decimal string (Cosmos style); also
+/// re-exported as `kiln_framework::serde_u128`.
+pub mod amount_string {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&v.to_string())

@@ -38,4 +38,9 @@ pub use values::StoredValue;
 /// The base denomination (6 decimals: 1 KILN = 1 000 000 ukiln).
 pub const BASE_DENOM: &str = "ukiln";
 /// Bech32 human-readable prefix of account addresses.
+pub use coin::amount_string as serde_u128;
+
 pub const ADDRESS_PREFIX: &str = "kiln";
+/// Prefix of hosts' operator addresses (`kilnvaloper1…`), as Cosmos chains
+/// name validators in the staking messages.
+pub const VALOPER_PREFIX: &str = "kilnvaloper";

@@ -359,7 +359,13 @@ pub fn keep_period_set<S: StateWrite>(
     model: &str,
     set: &ServingSet,
 ) -> TxResult<()> {
-    state.put_value(keys::period_serving(period, model), set)
+    // The duties read only the set itself, not the one it replaced.
+    let kept = ServingSet {
+        since_height: set.since_height,
+        entries: set.entries.clone(),
+        ..Default::default()
+    };
+    state.put_value(keys::period_serving(period, model), &kept)
 }
 
 /// At the settle that closes period `closing`: the model traffic that sets
@@ -568,6 +574,7 @@ mod tests {
         let set = ServingSet {
             since_height: 90,
             entries: vec![entry(addr(1), 10), entry(addr(2), 30), entry(addr(3), 60)],
+            ..Default::default()
         };
         keep_period_set(&mut state, 5, "m", &set).unwrap();
         let seed2 = [2u8; 32];
@@ -659,6 +666,7 @@ mod tests {
                     dead_since: None,
                 })
                 .collect(),
+            ..Default::default()
         };
         keep_period_set(&mut state, 0, "m", &set).unwrap();
         // Host 2 committed at height 10 and revealed; the inference finished

@@ -40,7 +40,8 @@ pub mod codes {
     pub const BAD_ID: u32 = 8;
     /// `seed_height` is not one of the last `draw_window_blocks` blocks.
     pub const SEED_OUT_OF_WINDOW: u32 = 9;
-    /// `seed_height` is before the current serving set (an epoch settled in between).
+    /// `seed_height` is before the previous serving set too (two epochs
+    /// settled in between).
     pub const SEED_BEFORE_SERVING_SET: u32 = 10;
     /// The named executor is not the one the draw picks.
     pub const WRONG_EXECUTOR: u32 = 11;
@@ -321,17 +322,17 @@ pub fn expected_executor<S: kiln_state::StateRead + ?Sized>(
         ));
     };
     let serving = state.serving_set(model)?;
-    if seed_height < serving.since_height {
+    let Some(candidates) = serving.candidates_for_seed(seed_height) else {
         return Err(err(
             codes::SEED_BEFORE_SERVING_SET,
             format!(
-                "the executors of {model} changed at height {} (an epoch settled) after the draw's seed height {seed_height}: draw again",
-                serving.since_height
+                "the executors of {model} changed twice (at heights {} and {}: epochs settled) since the draw's seed height {seed_height}: draw again",
+                serving.previous_since_height, serving.since_height
             ),
         ));
-    }
+    };
     let seed = draw::draw_seed(&block_hash, request_signature);
-    draw::draw_executor(&serving.candidates_at(seed_height), &seed).ok_or_else(|| {
+    draw::draw_executor(&candidates, &seed).ok_or_else(|| {
         err(
             codes::NO_EXECUTOR,
             format!("no live host with weight serves model {model}"),

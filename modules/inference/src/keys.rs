@@ -17,6 +17,7 @@
 //! | `inference/prune/{height}/{id}` | empty: a settled record removed at the end of `height` |
 //! | `inference/serving/{model}` | [`crate::state::ServingSet`]: the executor draw's candidates |
 //! | `inference/stats/{host}` | [`crate::state::HostStats`] |
+//! | `inference/served/{epoch 8}{host 20}` | u64 BE: inferences the host finished in that epoch (the leaderboard) |
 //! | `inference/block_hash/{height}` | the block's hash (kept for `draw_window_blocks`) |
 //! | `inference/validation/{id}/{validator}` | u64 BE: the validator's score (millionths) |
 //! | `inference/dispute/{id}` | [`crate::state::Dispute`] |
@@ -128,6 +129,12 @@ pub fn prune(height: u64, id: &[u8; 32]) -> Vec<u8> {
 
 pub fn serving(model: &str) -> Vec<u8> {
     [SERVING_PREFIX, model.as_bytes()].concat()
+}
+
+pub const SERVED_PREFIX: &[u8] = b"inference/served/";
+
+pub fn served(epoch: u64, host: &Address) -> Vec<u8> {
+    [SERVED_PREFIX, &epoch.to_be_bytes(), host.as_bytes()].concat()
 }
 
 pub fn stats(host: &Address) -> Vec<u8> {

@@ -23,6 +23,16 @@ pub struct ServingOutcome {
     pub upheld_disputes: u64,
     /// It became INVALID this epoch.
     pub invalid: bool,
+    /// Inferences it finished and missed this epoch (the downtime rule).
+    pub completed: u64,
+    pub missed: u64,
+}
+
+impl ServingOutcome {
+    /// Whether the epoch's serving changes the host's reputation (SPEC §6).
+    pub fn affects_reputation(&self) -> bool {
+        self.excess_miss_percent > 0 || self.upheld_disputes > 0 || self.invalid
+    }
 }
 
 /// `⌊miss rate in percent⌋ − 1` when the rate is above 1%, else 0: SPEC §6
@@ -54,6 +64,8 @@ pub fn end_epoch<S: StateWrite>(
             excess_miss_percent: excess_miss_percent(stats.epoch_completed, stats.epoch_missed),
             upheld_disputes: stats.epoch_invalidated,
             invalid: stats.invalid,
+            completed: stats.epoch_completed,
+            missed: stats.epoch_missed,
         };
         stats.reliability_bps = reliability_bps(stats.epoch_completed, stats.epoch_missed);
         events.push(
@@ -67,6 +79,9 @@ pub fn end_epoch<S: StateWrite>(
                 .attr("invalid", stats.invalid)
                 .attr("reliability_bps", stats.reliability_bps),
         );
+        if stats.epoch_completed > 0 {
+            state.put_u64(keys::served(epoch, &host), stats.epoch_completed);
+        }
         stats.epoch_completed = 0;
         stats.epoch_missed = 0;
         stats.consecutive_misses = 0;
@@ -74,7 +89,7 @@ pub fn end_epoch<S: StateWrite>(
         stats.epoch_invalidated = 0;
         stats.invalid = false;
         state.put_value(keys::stats(&host), &stats)?;
-        if outcome != ServingOutcome::default() {
+        if outcome.affects_reputation() || outcome.missed > 0 {
             outcomes.insert(host, outcome);
         }
     }
@@ -124,9 +139,12 @@ pub fn rebuild_serving_sets<S: StateWrite>(state: &mut S, height: u64) -> TxResu
     }
     let period = crate::duties::current_period(state)?;
     for (model, entries) in by_model {
+        let replaced = crate::state::SettlementExt::serving_set(state, &model)?;
         let set = ServingSet {
             since_height: height,
             entries,
+            previous_since_height: replaced.since_height,
+            previous_entries: replaced.entries,
         };
         crate::duties::keep_period_set(state, period, &model, &set)?;
         state.put_value(keys::serving(&model), &set)?;

@@ -178,11 +178,37 @@ pub struct ServingSet {
     pub since_height: u64,
     /// By address.
     pub entries: Vec<ServingEntry>,
+    /// The set this one replaced, kept so a request drawn just before the
+    /// settle (seed below `since_height`, at or after
+    /// `previous_since_height`) still lands; empty at genesis and in the
+    /// per-period copies the duties keep.
+    #[serde(default)]
+    pub previous_since_height: u64,
+    #[serde(default)]
+    pub previous_entries: Vec<ServingEntry>,
 }
 
 stored_value!(ServingSet, "serving set", 1);
 
 impl ServingSet {
+    /// The draw's candidates for a seed taken at `seed_height`: this set's
+    /// from `since_height` on, the previous set's before it (None when the
+    /// seed is older than the previous set too).
+    pub fn candidates_for_seed(&self, seed_height: u64) -> Option<Vec<crate::draw::Candidate>> {
+        if seed_height >= self.since_height {
+            return Some(self.candidates_at(seed_height));
+        }
+        if self.previous_entries.is_empty() || seed_height < self.previous_since_height {
+            return None;
+        }
+        let previous = ServingSet {
+            since_height: self.previous_since_height,
+            entries: self.previous_entries.clone(),
+            ..Default::default()
+        };
+        Some(previous.candidates_at(seed_height))
+    }
+
     /// The draw's candidates for a seed taken at `seed_height`.
     pub fn candidates_at(&self, seed_height: u64) -> Vec<crate::draw::Candidate> {
         self.entries
@@ -293,3 +319,42 @@ pub struct Dispute {
 }
 
 stored_value!(Dispute, "inference dispute", 1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(byte: u8, weight: u64) -> ServingEntry {
+        ServingEntry {
+            host: Address([byte; 20]),
+            weight,
+            reliability_bps: 10_000,
+            dead_since: None,
+        }
+    }
+
+    /// A draw seeded just before a settle is judged by the set it saw; one
+    /// seeded before the set before that is refused.
+    #[test]
+    fn a_seed_before_the_settle_draws_from_the_replaced_set() {
+        let set = ServingSet {
+            since_height: 100,
+            entries: vec![entry(1, 10)],
+            previous_since_height: 40,
+            previous_entries: vec![entry(2, 10), entry(3, 5)],
+        };
+        let hosts = |c: Option<Vec<crate::draw::Candidate>>| {
+            c.map(|c| c.iter().map(|c| c.host.0[0]).collect::<Vec<_>>())
+        };
+        assert_eq!(hosts(set.candidates_for_seed(100)), Some(vec![1]));
+        assert_eq!(hosts(set.candidates_for_seed(99)), Some(vec![2, 3]));
+        assert_eq!(hosts(set.candidates_for_seed(40)), Some(vec![2, 3]));
+        assert_eq!(hosts(set.candidates_for_seed(39)), None);
+        let genesis = ServingSet {
+            since_height: 1,
+            entries: vec![entry(1, 10)],
+            ..Default::default()
+        };
+        assert_eq!(hosts(genesis.candidates_for_seed(0)), None);
+    }
+}

@@ -1,5 +1,6 @@
-//! `app_state.staking`: params. The epoch-1 weights come from the genesis
-//! hosts (`app_state.hosts.hosts[].weight`), handed over by the app.
+//! `app_state.staking`: params and genesis bonds. The epoch-1 weights come
+//! from the genesis hosts (`app_state.hosts.hosts[].weight`), handed over by
+//! the app.
 
 use kiln_framework::{Address, Component, GenesisCtx, StateWriteExt, TxError, TxResult};
 use kiln_state::StateWrite;
@@ -12,6 +13,21 @@ use crate::params::StakingParams;
 pub struct StakingGenesis {
     #[serde(default)]
     pub params: StakingParams,
+    /// Coins bonded at genesis from the delegator's genesis balance (a host
+    /// bonding its own collateral names itself as delegator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bonds: Vec<GenesisBond>,
+}
+
+/// One genesis bond.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisBond {
+    pub delegator: Address,
+    pub host: Address,
+    /// ukiln, decimal string.
+    #[serde(with = "kiln_framework::serde_u128")]
+    pub amount: u128,
 }
 
 /// What staking's genesis writes: its params and the epoch-1 weights, which
@@ -20,11 +36,21 @@ pub struct StakingGenesis {
 pub struct StakingInit {
     pub params: StakingParams,
     pub initial_weights: Vec<(Address, u64)>,
+    pub bonds: Vec<GenesisBond>,
 }
 
 impl StakingGenesis {
     pub fn validate(&self) -> Result<(), String> {
-        self.params.validate()
+        self.params.validate()?;
+        for b in &self.bonds {
+            if b.amount == 0 {
+                return Err(format!(
+                    "staking.bonds: the bond of {} behind {} is 0",
+                    b.delegator, b.host
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -81,6 +107,10 @@ impl Component for Staking {
             keys::HOSTS_WITH_WEIGHT.to_vec(),
             weights.values().filter(|w| **w > 0).count() as u64,
         );
+        // Genesis bonds (bank and hosts' genesis ran first).
+        for b in &genesis.bonds {
+            crate::pools::genesis_bond(state, &b.delegator, &b.host, b.amount)?;
+        }
         // The genesis validator set (InitChain's answer): every host with
         // weight, under its genesis consensus key (hosts' genesis ran first).
         crate::validators::init_given_set(state)?;

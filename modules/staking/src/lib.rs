@@ -11,14 +11,21 @@
 //! applies updates returned at height `H` from `H + 2`; the module keeps the
 //! history that answers "which keys and powers sign at height h" exactly.
 //!
+//! It also owns the **collateral** behind hosts ([`pools`]): self-bonds and
+//! delegations in shares, unbonding, commission; SPEC §7's effective weight
+//! counts that backing from the end of `grace_epochs`.
+//!
 //! Keys (all under `staking/`): see [`keys`]. Stored values: see [`values`].
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod genesis;
+pub mod jail;
 pub mod keys;
 pub mod misbehavior;
+pub mod msgs;
 pub mod params;
+pub mod pools;
 pub mod query;
 pub mod settle;
 pub mod state;

@@ -1,8 +1,8 @@
 //! Misbehaviour CometBFT reports in FinalizeBlock (duplicate votes, light
 //! client attacks): recorded in state with the host it belongs to, emitted
 //! as an event, and answered by `/kiln.staking.v1.Query/Misbehavior`.
-//! Slashing (SPEC §7: 5% and jail for a double sign) arrives with staking;
-//! the record is what it will act on.
+//! `kiln-slashing` acts on the records (SPEC §7: 5% and jail for a double
+//! sign).
 
 use kiln_framework::{Address, Event, StateReadExt, StateWriteExt, TxResult};
 use kiln_state::{StateRead, StateWrite};
@@ -74,10 +74,11 @@ pub fn record<S: StateWrite>(
     state: &mut S,
     height: u64,
     reported: &[Reported],
-) -> TxResult<Vec<Event>> {
+) -> TxResult<(Vec<Event>, Vec<MisbehaviorRecord>)> {
     let mut events = Vec::new();
+    let mut records = Vec::new();
     if reported.is_empty() {
-        return Ok(events);
+        return Ok((events, records));
     }
     // The set given CometBFT now, read once per block.
     let current = state.given_validators()?;
@@ -123,8 +124,9 @@ pub fn record<S: StateWrite>(
             event = event.attr("host", h);
         }
         events.push(event);
+        records.push(record);
     }
-    Ok(events)
+    Ok((events, records))
 }
 
 /// The newest `limit` records, newest first.

@@ -30,15 +30,46 @@ pub struct ValidatorSetChange {
     pub weights_changed: bool,
 }
 
-/// Step 2 of the settle: effective weight of each host from its raw weight.
-/// Today that is the power cap of SPEC §4; collateral (§7) joins here.
+/// Step 2 of the settle of `epoch`: effective weight of each host from its
+/// raw weight — SPEC §7's collateral rule once `epoch > grace_epochs`
+/// ([`crate::pools::backed_weight`] with the pool's tokens as backing),
+/// then the power cap of SPEC §4. Jailed hosts get none.
 pub fn effective_weights<S: StateWrite>(
     state: &S,
+    epoch: u64,
     raw: &BTreeMap<Address, u64>,
 ) -> TxResult<BTreeMap<Address, u64>> {
+    use crate::jail::JailExt;
+    use crate::pools::PoolsExt;
     let params = state.staking_params()?;
+    // A jailed host earns no weight until it unjails.
+    let mut free = BTreeMap::new();
+    for (host, weight) in raw {
+        if !state.is_jailed(host)? {
+            free.insert(*host, *weight);
+        }
+    }
+    let raw = &free;
+    let backed = if epoch > params.grace_epochs {
+        let mut out = BTreeMap::new();
+        for (host, weight) in raw {
+            let backing = state.pool(host)?.tokens;
+            out.insert(
+                *host,
+                crate::pools::backed_weight(
+                    *weight,
+                    backing,
+                    params.free_share_bps,
+                    params.collateral_per_weight,
+                ),
+            );
+        }
+        out
+    } else {
+        raw.clone()
+    };
     Ok(apply_power_cap(
-        raw,
+        &backed,
         params.min_hosts_for_cap,
         params.max_power_share_bps,
     ))

@@ -75,7 +75,7 @@ pub fn init_given_set<S: StateWrite>(
 }
 
 /// The validator updates of this block: runs when the weights in force
-/// changed (`settled`) or a host rotated its key; otherwise nothing changed
+/// changed (`settled`, or a jail in this block) or a host rotated its key; otherwise nothing changed
 /// and nothing is read. Returns the updates (one per key, in key order) and
 /// an event per update.
 pub fn end_block_updates<S: StateWrite>(
@@ -84,7 +84,8 @@ pub fn end_block_updates<S: StateWrite>(
     settled: bool,
 ) -> TxResult<(Vec<PowerUpdate>, Vec<Event>)> {
     let rotated = kiln_hosts::state::take_key_rotations(state)?;
-    if !settled && rotated.is_empty() {
+    let jailed = crate::jail::take_validator_set_dirty(state)?;
+    if !settled && !jailed && rotated.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
     let given = state.given_validators()?;

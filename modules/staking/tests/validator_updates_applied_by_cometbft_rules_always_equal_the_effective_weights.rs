@@ -142,6 +142,7 @@ proptest! {
             &kiln_staking::StakingInit {
                 params: kiln_staking::StakingParams::default(),
                 initial_weights: genesis.initial_weights(),
+                bonds: Vec::new(),
             },
             &ctx,
         )
@@ -195,7 +196,7 @@ proptest! {
                             .map(|(h, w)| (owner(h as u8), *w))
                             .filter(|(a, w)| *w > 0 && kiln_hosts::HostsExt::is_host(&state, a).unwrap())
                             .collect();
-                        let effective = kiln_staking::settle::effective_weights(&state, &raw).unwrap();
+                        let effective = kiln_staking::settle::effective_weights(&state, 1, &raw).unwrap();
                         let change = kiln_staking::settle::apply_validator_set(&mut state, epoch, height, &effective).unwrap();
                         settled |= change.weights_changed;
                     }
