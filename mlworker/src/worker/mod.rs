@@ -466,7 +466,35 @@ impl Worker {
             }
             .into());
         }
+        self.warn_without_allowance(chain);
         Ok(())
+    }
+
+    /// A host with neither weight in force nor a self-bond gets no fee-free
+    /// ML-ops allowance (issue 13): say so at start, since every tx of an
+    /// unfunded ML key would then be refused. Best effort: a node that does
+    /// not answer these queries gets no warning.
+    fn warn_without_allowance(&self, chain: &mut dyn ChainClient) {
+        let host = self.cfg.host.as_str();
+        let Ok(pool) = chain.query_json(kiln_staking::query::HOST_POOL_PATH, host.as_bytes()) else {
+            return;
+        };
+        if pool["self_bond"].as_str().is_some_and(|b| b != "0") {
+            return;
+        }
+        let Ok(weights) = chain.query_json(kiln_staking::query::WEIGHTS_PATH, b"") else {
+            return;
+        };
+        let has_weight = weights.as_array().into_iter().flatten().any(|w| {
+            w["host"].as_str() == Some(host) && w["weight"].as_u64().is_some_and(|w| w > 0)
+        });
+        if !has_weight {
+            tracing::warn!(
+                host,
+                ml_key = %self.cfg.operator,
+                "the host has no weight in force and no self-bond, so its ML key's transactions are not fee-free: fund the ML key, or bond (kiln tx staking bond 1kiln --from <host key>)"
+            );
+        }
     }
 
     /// Message types the host granted the operator key (generic grants).
