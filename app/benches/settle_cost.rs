@@ -46,11 +46,13 @@ fn median_of(hosts: usize, runs: usize) -> TallyTimes {
     }
 }
 
-/// The median settle time at 20 hosts with `delegators` delegators.
-fn settle_with_delegators(delegators: usize, runs: usize) -> Duration {
+/// The median settle time at 20 hosts with `delegators` delegators and
+/// `bystanders` funded accounts that delegate nothing.
+fn settle_with_delegators(delegators: usize, bystanders: usize, runs: usize) -> Duration {
     let mut settle = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let mut f = settle_fixture_with_delegators(20, None, delegators).expect("fixture");
+        let mut f =
+            settle_fixture_with_delegators(20, None, delegators, bystanders).expect("fixture");
         let (t, accepted) = time_settle(&mut f).expect("settle");
         assert_eq!(accepted, 20, "every host is voted valid");
         assert_eq!(t.rewarded, 20, "every host's pool is credited");
@@ -80,12 +82,18 @@ fn main() {
         ratio(thousand.settle, hundred.settle)
     );
     // Issue 13: F1 rewards make the settle O(hosts), not O(delegators).
-    let few = settle_with_delegators(10, 21);
-    let many = settle_with_delegators(10_000, 7);
-    println!("20 hosts: settle with 10 delegators {few:?}, with 10 000 delegators {many:?}");
+    // The control: 10 delegators among 9 990 funded accounts that delegate
+    // nothing — the same number of accounts, so the same store depth.
+    let few = settle_with_delegators(10, 0, 21);
+    let many = settle_with_delegators(10_000, 0, 15);
+    let control = settle_with_delegators(10, 9_990, 15);
     println!(
-        "RESULT settle_delegators_ratio_10000_over_10={:.2} (medians, 20 hosts with pools; target <= 1.5)",
-        ratio(many, few)
+        "20 hosts: settle with 10 delegators {few:?}, with 10 000 delegators {many:?}, with 10 delegators among 10 000 accounts {control:?}"
+    );
+    println!(
+        "RESULT settle_delegators_ratio_10000_over_10={:.2} (medians, 20 hosts with pools; target <= 1.5; against 10 delegators in a store of the same size: {:.2})",
+        ratio(many, few),
+        ratio(many, control)
     );
     println!(
         "RESULT committee_assignment_ratio_1000_over_10={:.1} (committees grow 9 -> 16 members; 1000/100 = {:.1})",

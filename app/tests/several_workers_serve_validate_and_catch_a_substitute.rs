@@ -922,7 +922,10 @@ fn several_workers_serve_validate_and_catch_a_substitute() {
         .unwrap();
     // At least the orphan's (its record above says it expired); under a
     // loaded machine another drawn executor may miss one too.
-    assert!(misses > misses_before, "{misses} misses, {misses_before} before");
+    assert!(
+        misses > misses_before,
+        "{misses} misses, {misses_before} before"
+    );
 
     chain.assert_healthy();
     println!(

@@ -72,7 +72,7 @@ fn host_address(i: usize) -> Address {
 /// Builds the fixture with `hosts` hosts (mainnet-like sprint params, devnet
 /// schedule); `committee_base` overrides `sprint_committee` when given.
 pub fn settle_fixture(hosts: usize, committee_base: Option<u32>) -> anyhow::Result<SettleFixture> {
-    settle_fixture_with_delegators(hosts, committee_base, 0)
+    settle_fixture_with_delegators(hosts, committee_base, 0, 0)
 }
 
 fn delegator_address(i: usize) -> Address {
@@ -84,11 +84,14 @@ fn delegator_address(i: usize) -> Address {
 
 /// [`settle_fixture`] where every host has a self-bond and `delegators`
 /// accounts each delegate to one host (round robin) at genesis, so the
-/// settle's rewards step credits pools with delegators.
+/// settle's rewards step credits pools with delegators; `bystanders` more
+/// funded accounts that delegate nothing (a control: the same state size
+/// without delegations).
 pub fn settle_fixture_with_delegators(
     hosts: usize,
     committee_base: Option<u32>,
     delegators: usize,
+    bystanders: usize,
 ) -> anyhow::Result<SettleFixture> {
     let err = |e: kiln_framework::TxError| anyhow::anyhow!(e.log);
     let mut genesis = kiln_genesis::AppGenesis::default();
@@ -148,6 +151,18 @@ pub fn settle_fixture_with_delegators(
                 delegator,
                 host: addrs[d % addrs.len().max(1)],
                 amount: 1_000_000 + d as u128,
+            });
+    }
+    for b in 0..bystanders {
+        genesis
+            .bank
+            .balances
+            .push(kiln_bank::genesis::GenesisBalance {
+                address: delegator_address(delegators + b),
+                coins: vec![kiln_framework::Coin::new(
+                    kiln_framework::BASE_DENOM,
+                    10_000_000,
+                )],
             });
     }
     let mut state = Overlay::new(EmptyState);

@@ -476,7 +476,8 @@ impl Worker {
     /// not answer these queries gets no warning.
     fn warn_without_allowance(&self, chain: &mut dyn ChainClient) {
         let host = self.cfg.host.as_str();
-        let Ok(pool) = chain.query_json(kiln_staking::query::HOST_POOL_PATH, host.as_bytes()) else {
+        let Ok(pool) = chain.query_json(kiln_staking::query::HOST_POOL_PATH, host.as_bytes())
+        else {
             return;
         };
         if pool["self_bond"].as_str().is_some_and(|b| b != "0") {
