@@ -567,23 +567,7 @@ pub fn redelegate<S: StateWrite>(
     check_min_self_bond(state, src)?;
     withdraw_rewards(state, ctx, delegator, dst)?;
     // The coins stay in the bonded account: out of one pool, into the other.
-    let mut pool = state.pool(dst)?;
-    let issued = if pool.shares == 0 || pool.tokens == 0 {
-        paid
-    } else {
-        mul_div(paid, pool.shares, pool.tokens, false)
-    };
-    pool.tokens = pool
-        .tokens
-        .checked_add(paid)
-        .ok_or_else(|| TxError::internal("pool tokens overflow"))?;
-    pool.shares = pool
-        .shares
-        .checked_add(issued)
-        .ok_or_else(|| TxError::internal("pool shares overflow"))?;
-    state.put_value(keys::pool(dst), &pool)?;
-    let held = state.delegation_shares(dst, delegator)?;
-    put_shares(state, dst, delegator, held.saturating_add(issued));
+    add_to_pool(state, dst, delegator, paid)?;
     ctx.emit(
         Event::new("redelegate")
             .attr("source_validator", src.to_valoper())
