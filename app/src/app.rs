@@ -40,6 +40,9 @@ pub mod keys {
     pub const MAX_BLOCK_GAS: &[u8] = b"app/max_block_gas";
     /// Height and time of the last executed block (versioned value), for simulations and queries.
     pub const LAST_BLOCK: &[u8] = b"app/last_block";
+    /// u64 BE: the height the test upgrade's migration ran at (builds with
+    /// the `test-upgrade` feature only; see `crate::upgrades`).
+    pub const TEST_UPGRADE_HEIGHT: &[u8] = b"app/test_upgrade_height";
 }
 
 #[derive(Debug, Clone, Default, borsh::BorshSerialize, borsh::BorshDeserialize)]
@@ -96,6 +99,14 @@ pub struct KilnApp {
     min_retain_blocks: u64,
     /// State-sync snapshots (node configuration, not consensus state).
     snapshots: crate::snapshots::Snapshots,
+    /// The software upgrades this build runs migrations for.
+    upgrades: Arc<crate::upgrades::UpgradeHandlers>,
+    /// Where `upgrade-info.json` goes when a planned upgrade halts the node
+    /// (the node home's `data/`, as cosmovisor expects); none: not written.
+    upgrade_info_dir: Option<std::path::PathBuf>,
+    /// Called with the message when the node must halt for an upgrade
+    /// (`kilnd` exits the process); by default the call panics.
+    on_halt: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 /// The `retain_height` Commit at `height` returns when the node keeps the last
@@ -208,9 +219,20 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl KilnApp {
-    /// Opens (or creates) the application state in `storage`.
+    /// Opens (or creates) the application state in `storage`, with the
+    /// upgrades this build knows ([`crate::upgrades::UpgradeHandlers::built_in`]).
     pub fn new(storage: Storage) -> anyhow::Result<Self> {
+        Self::with_upgrades(storage, crate::upgrades::UpgradeHandlers::built_in())
+    }
+
+    /// [`Self::new`] with the given upgrade handlers. Refuses a state in
+    /// which an upgrade they do not know was applied.
+    pub fn with_upgrades(
+        storage: Storage,
+        upgrades: crate::upgrades::UpgradeHandlers,
+    ) -> anyhow::Result<Self> {
         let latest = storage.latest();
+        crate::upgrades::check_applied(&latest, &upgrades)?;
         let chain_id = latest
             .get_raw(keys::CHAIN_ID)?
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -228,7 +250,48 @@ impl KilnApp {
             sig_cache: Arc::new(SigCache::new(200_000)),
             min_retain_blocks: 0,
             snapshots: crate::snapshots::Snapshots::new(None),
+            upgrades: Arc::new(upgrades),
+            upgrade_info_dir: None,
+            on_halt: Arc::new(|message: &str| {
+                #[allow(clippy::panic)]
+                {
+                    panic!("{message}");
+                }
+            }),
         })
+    }
+
+    /// Write `upgrade-info.json` into `dir` when a planned upgrade halts the node.
+    pub fn with_upgrade_info_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.upgrade_info_dir = Some(dir.into());
+        self
+    }
+
+    /// What to do when the node must halt for an upgrade (after the log
+    /// line and `upgrade-info.json`); `kilnd` exits the process.
+    pub fn with_halt(mut self, on_halt: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_halt = Arc::new(on_halt);
+        self
+    }
+
+    /// Stops this node at a planned upgrade it cannot run: writes
+    /// `upgrade-info.json`, logs, and calls the halt action. Never returns.
+    fn halt_for_upgrade(&self, needed: &kiln_gov::upgrade::UpgradeNeeded) -> ! {
+        if let Some(dir) = &self.upgrade_info_dir {
+            match crate::upgrades::write_upgrade_info(dir, &needed.plan) {
+                Ok(path) => tracing::error!("wrote {}", path.display()),
+                Err(e) => {
+                    tracing::error!("cannot write upgrade-info.json in {}: {e}", dir.display())
+                }
+            }
+        }
+        let message = needed.to_string();
+        tracing::error!("{message}");
+        (self.on_halt)(&message);
+        #[allow(clippy::panic)]
+        {
+            panic!("{message}");
+        }
     }
 
     /// Take a snapshot every `config.interval` blocks and serve the kept ones
@@ -337,9 +400,13 @@ impl KilnApp {
             txs.par_iter().map(|bytes| decode_tx(bytes)).collect();
         let _ = self.preverify(&state, &block.chain_id, &decoded);
 
+        // A software upgrade planned for this height: its migration runs
+        // first, or this build cannot go on (crate::upgrades).
+        let mut block_events = crate::upgrades::run_due(&mut state, block, &self.upgrades)?;
         // Begin-block hooks, in the fixed component order (components.rs).
-        let (epoch, mut block_events) = crate::components::begin_block(&mut state, block)
+        let (epoch, begin_events) = crate::components::begin_block(&mut state, block)
             .map_err(|e| anyhow::anyhow!(e.log))?;
+        block_events.extend(begin_events);
         // Evidence CometBFT committed in this block and the previous block's
         // signatures, acted on before the txs.
         block_events.extend(
@@ -792,6 +859,9 @@ impl Application for KilnApp {
                 }
             }
             Err(e) => {
+                if let Some(needed) = e.downcast_ref::<kiln_gov::upgrade::UpgradeNeeded>() {
+                    self.halt_for_upgrade(needed);
+                }
                 // Storage failure: this node cannot compute the state; halting
                 // is the only safe answer (the block will be replayed).
                 tracing::error!("cannot execute block {height}: {e}");

@@ -14,6 +14,13 @@
 //! | 8 | `inference` | params, models, starting prices, serving sets | end of block: timeouts (refund + miss), pruning, the draw window's block hash, each model's price steps toward the utilisation band | 4. reliability, validation duties, serving sets |
 //! | 9 | `rewards` | params | — | 7. emission and its split |
 //! | 10 | `slashing` | params | evidence: double signs slashed and jailed; the commit's signatures counted (liveness) | 8. INVALID and downtime slashes |
+//! | 11 | `gov` | params | — (end of block: deposit and voting periods that end; passed proposals' messages executed, all or nothing) | — |
+//!
+//! Before every hook of a block: a software upgrade planned for this height
+//! runs its migration or halts the node (`crate::upgrades`); at the first
+//! block of an epoch, parameter changes that passed governance are put in
+//! force ([`apply_scheduled_params`]), before the epochs hook computes the
+//! block's place in the (possibly re-anchored) schedule.
 //!
 //! Last in every block's end, staking turns the block's weight changes and
 //! consensus-key rotations into CometBFT's validator updates
@@ -51,6 +58,7 @@ pub const KEY_PREFIXES: &[(&str, &[u8])] = &[
     ("inference", kiln_inference::keys::PREFIX),
     ("rewards", kiln_rewards::PREFIX),
     ("slashing", kiln_slashing::PREFIX),
+    ("gov", kiln_gov::PREFIX),
 ];
 
 /// Writes every module's genesis, in the component order.
@@ -84,6 +92,7 @@ pub fn init_genesis<S: StateWrite>(
     kiln_inference::Inference::init_genesis(state, &genesis.inference, ctx)?;
     kiln_rewards::Rewards::init_genesis(state, &genesis.rewards, ctx)?;
     kiln_slashing::Slashing::init_genesis(state, &genesis.slashing, ctx)?;
+    kiln_gov::Gov::init_genesis(state, &genesis.gov, ctx)?;
     Ok(())
 }
 
@@ -93,8 +102,9 @@ pub fn begin_block<S: StateWrite>(
     state: &mut S,
     block: &BlockInfo,
 ) -> TxResult<(EpochInfo, Vec<Event>)> {
+    let mut events = apply_scheduled_params(state, block.height)?;
     let (epoch, stage_event) = kiln_epochs::state::begin_block(state, block.height, &block.hash)?;
-    let mut events: Vec<Event> = stage_event.into_iter().collect();
+    events.extend(stage_event);
     events.extend(kiln_bank::Bank::begin_block(state, block, &epoch)?);
     events.extend(kiln_authz::Authz::begin_block(state, block, &epoch)?);
     events.extend(kiln_hosts::genesis::Hosts::begin_block(
@@ -118,6 +128,45 @@ pub fn begin_block<S: StateWrite>(
         )?);
     }
     Ok((epoch, events))
+}
+
+/// At the first block of an epoch, puts in force every module's params
+/// that a passed proposal scheduled (`MsgUpdateParams`), in the component
+/// order. New epoch params re-anchor the schedule at this block, so the
+/// epoch that starts here keeps its number and runs under the new lengths.
+pub fn apply_scheduled_params<S: StateWrite>(state: &mut S, height: u64) -> TxResult<Vec<Event>> {
+    use kiln_epochs::EpochExt;
+    use kiln_framework::params::{applied_event, apply_pending, take_pending};
+    if state.epoch_info(height)?.start_height != height {
+        return Ok(Vec::new());
+    }
+    let mut events = Vec::new();
+    if let Some(params) = take_pending::<kiln_epochs::EpochParams, _>(state)? {
+        kiln_epochs::state::apply_params(state, height, &params)?;
+        events.push(applied_event("epochs", height));
+    }
+    events.extend(apply_pending::<kiln_bank::AuthParams, _>(state, height)?);
+    events.extend(apply_pending::<kiln_authz::AuthzParams, _>(state, height)?);
+    events.extend(apply_pending::<kiln_staking::StakingParams, _>(
+        state, height,
+    )?);
+    events.extend(apply_pending::<kiln_sprint::SprintParams, _>(
+        state, height,
+    )?);
+    events.extend(apply_pending::<kiln_reputation::ReputationParams, _>(
+        state, height,
+    )?);
+    events.extend(apply_pending::<kiln_inference::InferenceParams, _>(
+        state, height,
+    )?);
+    events.extend(apply_pending::<kiln_rewards::RewardsParams, _>(
+        state, height,
+    )?);
+    events.extend(apply_pending::<kiln_slashing::SlashingParams, _>(
+        state, height,
+    )?);
+    events.extend(apply_pending::<kiln_gov::GovParams, _>(state, height)?);
+    Ok(events)
 }
 
 /// What CometBFT reports about consensus in each FinalizeBlock, acted on
@@ -176,6 +225,7 @@ pub fn end_block<S: StateWrite>(
         .extend(kiln_reputation::Reputation::end_block(state, block, epoch)?);
     out.events
         .extend(kiln_inference::Inference::end_block(state, block, epoch)?);
+    out.events.extend(gov_end_block(state, block)?);
     // Last: the validator updates of the block — the settle's new weights and
     // this block's consensus-key rotations, as one list with one update per key.
     let (updates, events) =
@@ -183,6 +233,30 @@ pub fn end_block<S: StateWrite>(
     out.power_updates = updates;
     out.events.extend(events);
     Ok(out)
+}
+
+/// Governance's end of block: periods that end now; a passed proposal's
+/// messages run in one overlay of their own, kept only if every one
+/// succeeds (the proposal then records the first failure's reason).
+fn gov_end_block<S: StateWrite>(state: &mut S, block: &BlockInfo) -> TxResult<Vec<Event>> {
+    let mut ctx = kiln_framework::ExecCtx::new(block);
+    kiln_gov::end_block(state, &mut ctx, block.height, |state, ctx, messages| {
+        let (changes, events) = {
+            let mut overlay = kiln_state::Overlay::new(&*state);
+            let mut inner = kiln_framework::ExecCtx::new(ctx.block);
+            kiln_messages::execute_proposal_messages(&mut overlay, &mut inner, messages)?;
+            (overlay.into_changes(), inner.events)
+        };
+        for (key, value) in changes {
+            match value {
+                Some(v) => state.put_raw(key, v),
+                None => state.delete_raw(key),
+            }
+        }
+        ctx.events.extend(events);
+        Ok(())
+    })?;
+    Ok(ctx.events)
 }
 
 /// What the settle pipeline produced.

@@ -16,6 +16,7 @@ pub mod gentx;
 pub mod query;
 pub mod snapshots;
 pub mod tx;
+pub mod upgrades;
 
 pub use app::KilnApp;
 /// CometBFT 0.38's validator-update rules, shared with the devnet producer

@@ -579,8 +579,19 @@ fn open_app(home: &Path, keep_recent: u64) -> Result<KilnApp> {
     let data = kiln_node::home::data_dir(home).join("application.db");
     let storage = Storage::open(&data, StorageConfig { keep_recent })
         .with_context(|| format!("opening {}", data.display()))?;
-    KilnApp::new(storage)
+    // A planned upgrade this build does not know stops the node at its
+    // height: upgrade-info.json goes where cosmovisor looks
+    // (`$DAEMON_HOME/data`), and the process exits with status 3.
+    Ok(KilnApp::new(storage)?
+        .with_upgrade_info_dir(kiln_node::home::data_dir(home))
+        .with_halt(|message| {
+            eprintln!("kilnd: {message}");
+            std::process::exit(UPGRADE_HALT_EXIT_CODE);
+        }))
 }
+
+/// `kilnd`'s exit status when it halts at a planned upgrade it does not know.
+const UPGRADE_HALT_EXIT_CODE: i32 = 3;
 
 /// Everything `kilnd genesis validate` checks, also run before `start`:
 /// the app state (the same validation InitChain runs), the CometBFT fields,

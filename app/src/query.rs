@@ -125,7 +125,15 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
             Err(e) => error(e, height),
         };
     }
-    let routed = kiln_bank::query::route(&snapshot, path, &request.data)
+    let special = match path {
+        kiln_gov::PROPOSALS_PATH | kiln_gov::PROPOSAL_PATH => {
+            Some(gov_proposals(&snapshot, path, &request.data))
+        }
+        MODULE_PARAMS_PATH => Some(module_params(&snapshot, &request.data)),
+        _ => None,
+    };
+    let routed = special
+        .or_else(|| kiln_bank::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_authz::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_hosts::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_inference::query::route(&snapshot, path, &request.data))
@@ -133,7 +141,8 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
         .or_else(|| kiln_sprint::query::route(&snapshot, path, &request.data))
         .or_else(|| kiln_reputation::route(&snapshot, path, &request.data))
         .or_else(|| kiln_rewards::route(&snapshot, path, &request.data))
-        .or_else(|| kiln_slashing::route(&snapshot, path, &request.data));
+        .or_else(|| kiln_slashing::route(&snapshot, path, &request.data))
+        .or_else(|| kiln_gov::route(&snapshot, path, &request.data));
     match routed {
         Some(Ok(value)) => ResponseQuery {
             value: value.into(),
@@ -146,6 +155,93 @@ pub fn handle_query(app: &KilnApp, request: RequestQuery) -> ResponseQuery {
             height,
         ),
     }
+}
+
+/// `/kiln.app.v1.Query/Params` (data: a module name as in genesis.json):
+/// the module's params in force and those a passed proposal scheduled for
+/// the next epoch start — the object a `MsgUpdateParams` carries.
+pub const MODULE_PARAMS_PATH: &str = "/kiln.app.v1.Query/Params";
+
+fn module_params<S: kiln_store::StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
+    use kiln_framework::params::{pending, GovernedParams};
+    use kiln_framework::StateReadExt;
+    fn answer<P: GovernedParams + Default, S: kiln_store::StateRead + ?Sized>(
+        state: &S,
+    ) -> TxResult<Vec<u8>> {
+        let current: P = state.get_value(P::KEY)?.unwrap_or_default();
+        kiln_framework::query::json(&serde_json::json!({
+            "module": P::MODULE,
+            "msg_type_url": P::TYPE_URL,
+            "params": current,
+            "pending": pending::<P, S>(state)?,
+        }))
+    }
+    let module = std::str::from_utf8(data)
+        .map_err(|_| TxError::invalid_request("the module name must be UTF-8 text"))?
+        .trim();
+    match module {
+        "auth" => answer::<kiln_bank::AuthParams, S>(state),
+        "authz" => answer::<kiln_authz::AuthzParams, S>(state),
+        "epochs" => answer::<kiln_epochs::EpochParams, S>(state),
+        "staking" => answer::<kiln_staking::StakingParams, S>(state),
+        "sprint" => answer::<kiln_sprint::SprintParams, S>(state),
+        "reputation" => answer::<kiln_reputation::ReputationParams, S>(state),
+        "inference" => answer::<kiln_inference::InferenceParams, S>(state),
+        "rewards" => answer::<kiln_rewards::RewardsParams, S>(state),
+        "slashing" => answer::<kiln_slashing::SlashingParams, S>(state),
+        "gov" => answer::<kiln_gov::GovParams, S>(state),
+        other => Err(TxError::invalid_request(format!(
+            "unknown module {other:?}; one of: {}",
+            kiln_messages::UPDATE_PARAMS
+                .iter()
+                .map(|(m, _)| *m)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// A proposal as JSON, each message in its readable form
+/// ([`kiln_messages::describe_any`]), with its deposits.
+fn proposal_json<S: kiln_store::StateRead + ?Sized>(
+    state: &S,
+    p: &kiln_gov::Proposal,
+) -> TxResult<serde_json::Value> {
+    let mut value = serde_json::to_value(p).map_err(|e| TxError::internal(e.to_string()))?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "messages".into(),
+            p.messages
+                .iter()
+                .map(|m| kiln_messages::describe_any(&m.to_any()))
+                .collect(),
+        );
+        map.insert(
+            "deposits".into(),
+            kiln_gov::deposits(state, p.id)?
+                .into_iter()
+                .map(|(who, amount)| serde_json::json!({"depositor": who, "amount": amount.to_string()}))
+                .collect(),
+        );
+    }
+    Ok(value)
+}
+
+fn gov_proposals<S: kiln_store::StateRead + ?Sized>(
+    state: &S,
+    path: &str,
+    data: &[u8],
+) -> TxResult<Vec<u8>> {
+    if path == kiln_gov::PROPOSAL_PATH {
+        let p = kiln_gov::proposal_arg(state, data)?;
+        return kiln_framework::query::json(&proposal_json(state, &p)?);
+    }
+    let status = kiln_gov::status_filter(data)?;
+    let list = kiln_gov::proposals(state, status, kiln_gov::QUERY_LIMIT)?
+        .iter()
+        .map(|p| proposal_json(state, p))
+        .collect::<TxResult<Vec<_>>>()?;
+    kiln_framework::query::json(&list)
 }
 
 fn epoch_json<S: kiln_store::StateRead + ?Sized>(
@@ -161,6 +257,10 @@ fn epoch_json<S: kiln_store::StateRead + ?Sized>(
         map.insert(
             "first_height".into(),
             serde_json::json!(state.first_height()?),
+        );
+        map.insert(
+            "first_epoch".into(),
+            serde_json::json!(state.first_epoch()?),
         );
         map.insert("seed_hash".into(), serde_json::json!(seed));
         map.insert("challenge_hash".into(), serde_json::json!(challenge));

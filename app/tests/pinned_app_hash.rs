@@ -17,7 +17,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "2598d05831b73fcc2018735995d70a00d01926bd99907b4a295ff8d7c80f2e57";
+const PINNED: &str = "fc56f48f5ebf2f60e4b5023d49a1c9df4be0fbd3e9703b8043c07d631692c474";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

@@ -38,6 +38,8 @@ pub struct AppGenesis {
     pub rewards: kiln_rewards::RewardsGenesis,
     #[serde(default)]
     pub slashing: kiln_slashing::SlashingGenesis,
+    #[serde(default)]
+    pub gov: kiln_gov::GovGenesis,
 }
 
 pub use kiln_reputation::ReputationGenesis;
@@ -90,6 +92,7 @@ impl AppGenesis {
             .params
             .validate()
             .map_err(GenesisError::AppState)?;
+        self.gov.params.validate().map_err(GenesisError::AppState)?;
         self.sprint.validate().map_err(GenesisError::AppState)?;
         self.reputation
             .params
@@ -253,6 +256,7 @@ impl AppGenesis {
         genesis.authz.params = kiln_authz::AuthzParams::devnet();
         genesis.inference.params = kiln_inference::InferenceParams::devnet();
         genesis.inference.models.push(devnet_model());
+        genesis.gov.params = kiln_gov::GovParams::devnet();
         genesis
     }
 

@@ -24,6 +24,7 @@ use std::sync::LazyLock;
 use cosmos_sdk_proto::cosmos::authz::v1beta1::MsgExec;
 use cosmos_sdk_proto::Any;
 use kiln_authz::handler::{signer_of_exec, MSG_EXEC_TYPE_URL};
+use kiln_framework::params::{GovernedParams, UpdateParams};
 use kiln_framework::{Address, Event, ExecCtx, MsgKind, TxError, TxResult};
 use kiln_state::StateWrite;
 use prost::Message;
@@ -106,6 +107,11 @@ macro_rules! messages {
                 if !matches!(msg, Msg::Exec { .. }) {
                     msg.validate_basic()?;
                 }
+                // A proposal's messages are checked when it is submitted,
+                // so a proposal that could never execute is refused in CheckTx.
+                if let Msg::SubmitProposal(p) = &msg {
+                    check_proposal_messages(&p.messages)?;
+                }
                 Ok(msg)
             }
         }
@@ -155,6 +161,122 @@ messages! {
     Undelegate => kiln_staking::msgs::Undelegate,
     BeginRedelegate => kiln_staking::msgs::BeginRedelegate,
     WithdrawDelegatorReward => kiln_staking::msgs::WithdrawDelegatorReward,
+    SubmitProposal => kiln_gov::msgs::SubmitProposal,
+    Deposit => kiln_gov::msgs::Deposit,
+    Vote => kiln_gov::msgs::Vote,
+    VoteWeighted => kiln_gov::msgs::VoteWeighted,
+    SoftwareUpgrade => kiln_gov::upgrade::SoftwareUpgrade,
+    CancelUpgrade => kiln_gov::upgrade::CancelUpgrade,
+    CommunityPoolSpend => kiln_rewards::pool_spend::CommunityPoolSpend,
+    RegisterModel => kiln_inference::registry::RegisterModel,
+    RetireModel => kiln_inference::registry::RetireModel,
+    UpdateAuthParams => UpdateParams<kiln_bank::params::AuthParams>,
+    UpdateAuthzParams => UpdateParams<kiln_authz::params::AuthzParams>,
+    UpdateEpochParams => UpdateParams<kiln_epochs::EpochParams>,
+    UpdateStakingParams => UpdateParams<kiln_staking::params::StakingParams>,
+    UpdateSprintParams => UpdateParams<kiln_sprint::params::SprintParams>,
+    UpdateReputationParams => UpdateParams<kiln_reputation::ReputationParams>,
+    UpdateInferenceParams => UpdateParams<kiln_inference::params::InferenceParams>,
+    UpdateRewardsParams => UpdateParams<kiln_rewards::RewardsParams>,
+    UpdateSlashingParams => UpdateParams<kiln_slashing::SlashingParams>,
+    UpdateGovParams => UpdateParams<kiln_gov::GovParams>,
+}
+
+/// The type URLs of every module's `MsgUpdateParams`, with the module's
+/// name (as in genesis.json), in list order.
+pub const UPDATE_PARAMS: &[(&str, &str)] = &[
+    (
+        "auth",
+        <kiln_bank::params::AuthParams as GovernedParams>::TYPE_URL,
+    ),
+    (
+        "authz",
+        <kiln_authz::params::AuthzParams as GovernedParams>::TYPE_URL,
+    ),
+    (
+        "epochs",
+        <kiln_epochs::EpochParams as GovernedParams>::TYPE_URL,
+    ),
+    (
+        "staking",
+        <kiln_staking::params::StakingParams as GovernedParams>::TYPE_URL,
+    ),
+    (
+        "sprint",
+        <kiln_sprint::params::SprintParams as GovernedParams>::TYPE_URL,
+    ),
+    (
+        "reputation",
+        <kiln_reputation::ReputationParams as GovernedParams>::TYPE_URL,
+    ),
+    (
+        "inference",
+        <kiln_inference::params::InferenceParams as GovernedParams>::TYPE_URL,
+    ),
+    (
+        "rewards",
+        <kiln_rewards::RewardsParams as GovernedParams>::TYPE_URL,
+    ),
+    (
+        "slashing",
+        <kiln_slashing::SlashingParams as GovernedParams>::TYPE_URL,
+    ),
+    ("gov", <kiln_gov::GovParams as GovernedParams>::TYPE_URL),
+];
+
+/// Checks the messages a proposal carries: each decodes strictly as a
+/// listed message, passes its stateless checks, is signed by the
+/// governance authority, and is not itself a governance or authz message
+/// (no proposals inside proposals).
+pub fn check_proposal_messages(messages: &[Any]) -> TxResult<Vec<Msg>> {
+    let authority = kiln_framework::params::gov_authority();
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, any) in messages.iter().enumerate() {
+        let at = |e: TxError| {
+            TxError::module(
+                "gov",
+                kiln_gov::codes::BAD_MESSAGE,
+                format!("proposal message {i} ({}): {}", any.type_url, e.log),
+            )
+        };
+        if matches!(
+            any.type_url.as_str(),
+            MSG_EXEC_TYPE_URL
+                | "/cosmos.gov.v1.MsgSubmitProposal"
+                | "/cosmos.gov.v1.MsgDeposit"
+                | "/cosmos.gov.v1.MsgVote"
+                | "/cosmos.gov.v1.MsgVoteWeighted"
+        ) {
+            return Err(at(TxError::invalid_request(
+                "governance and authz messages cannot be proposed",
+            )));
+        }
+        let msg = Msg::from_any(any, 1).map_err(at)?;
+        let signer = msg.signer().map_err(at)?;
+        if signer != authority {
+            return Err(at(TxError::unauthorized(format!(
+                "a proposal's messages act as the governance authority {authority}; this one is signed by {signer}"
+            ))));
+        }
+        out.push(msg);
+    }
+    Ok(out)
+}
+
+/// Executes a passed proposal's messages against `state` in order, as
+/// the governance authority; the first failure stops and is returned as
+/// text (the caller discards the state it ran in).
+pub fn execute_proposal_messages<S: StateWrite>(
+    state: &mut S,
+    ctx: &mut ExecCtx<'_>,
+    messages: &[Any],
+) -> Result<(), String> {
+    let decoded = check_proposal_messages(messages).map_err(|e| e.log)?;
+    for (i, msg) in decoded.iter().enumerate() {
+        handle_listed(state, ctx, msg)
+            .map_err(|e| format!("message {i} ({}) failed: {}", msg.type_url(), e.log))?;
+    }
+    Ok(())
 }
 
 /// Decodes `M` from `any.value` and requires the bytes to be its canonical

@@ -224,8 +224,27 @@ impl BlockDriver {
         genesis_json: &serde_json::Value,
         keep_recent: u64,
     ) -> anyhow::Result<Self> {
+        Self::open_with_upgrades(
+            path,
+            chain_id,
+            genesis_json,
+            keep_recent,
+            kiln_app::upgrades::UpgradeHandlers::built_in(),
+        )
+    }
+
+    /// [`Self::open`] for an app that knows the given software upgrades (a
+    /// "new binary" in upgrade tests; opening fails where an upgrade they
+    /// do not know was applied, as `kilnd` refuses to start).
+    pub fn open_with_upgrades(
+        path: &Path,
+        chain_id: &str,
+        genesis_json: &serde_json::Value,
+        keep_recent: u64,
+        upgrades: kiln_app::upgrades::UpgradeHandlers,
+    ) -> anyhow::Result<Self> {
         let storage = Storage::open(path, StorageConfig { keep_recent })?;
-        let app = KilnApp::new(storage)?;
+        let app = KilnApp::with_upgrades(storage, upgrades)?;
         let info = app.info(Default::default());
         let height = u64::try_from(info.last_block_height).unwrap_or(0);
         let app_genesis: Option<kiln_genesis::AppGenesis> =
@@ -578,6 +597,27 @@ impl BlockDriver {
         anyhow::ensure!(
             distribution >= pending,
             "rewards: the distribution account holds {distribution}, delegators are owed {pending}"
+        );
+        // Governance: the module account holds exactly the deposits of the
+        // proposals still open (settled ones were refunded or burned).
+        let mut deposited: u128 = 0;
+        for (_, value) in state.prefix_raw(kiln_gov::DEPOSIT_PREFIX)? {
+            let d = <[u8; 16]>::try_from(value.as_slice())
+                .map(u128::from_be_bytes)
+                .map_err(|_| anyhow::anyhow!("malformed governance deposit"))?;
+            deposited = deposited
+                .checked_add(d)
+                .ok_or_else(|| anyhow::anyhow!("governance deposits overflow"))?;
+        }
+        let held = kiln_bank::state::balance_readonly(
+            state,
+            &kiln_gov::module_account(),
+            kiln_framework::BASE_DENOM,
+        )
+        .map_err(err)?;
+        anyhow::ensure!(
+            held == deposited,
+            "gov: the module account holds {held}, open proposals' deposits are {deposited}"
         );
         Ok(())
     }

@@ -539,9 +539,11 @@ impl Worker {
         };
         let height = num("height")?;
         let first = num("first_height")?;
+        // Absent before governance could re-anchor the schedule: epoch 1.
+        let first_epoch = ep["first_epoch"].as_u64().unwrap_or(1);
         let params: EpochParams =
             serde_json::from_value(ep["params"].clone()).context("epoch query: params")?;
-        let next = params.info(first, height.saturating_add(1));
+        let next = params.info_from(first, first_epoch, height.saturating_add(1));
         let unhex = |k: &str| ep[k].as_str().and_then(|s| hex::decode(s).ok());
         let same_epoch = num("epoch")? == next.epoch;
         let (seed_hash, challenge_hash) = if same_epoch {
@@ -561,7 +563,7 @@ impl Worker {
             epoch: next.epoch,
             stage: next.stage,
             start_height: next.start_height,
-            settle_height: params.stage_height(first, next.epoch, Stage::Settle),
+            settle_height: params.stage_height_from(first, first_epoch, next.epoch, Stage::Settle),
             seed_hash,
             challenge_hash,
         })

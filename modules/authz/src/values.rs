@@ -5,3 +5,10 @@
 use kiln_framework::stored_value;
 
 stored_value!(crate::params::AuthzParams, "authz params", 1);
+kiln_framework::governed_params!(
+    crate::params::AuthzParams,
+    "authz",
+    crate::keys::PARAMS,
+    b"authz/pending_params",
+    |p| p.validate()
+);

@@ -5,3 +5,10 @@
 use kiln_framework::stored_value;
 
 stored_value!(crate::params::AuthParams, "auth params", 1);
+kiln_framework::governed_params!(
+    crate::params::AuthParams,
+    "auth",
+    crate::keys::AUTH_PARAMS,
+    b"auth/pending_params",
+    |p| p.validate()
+);

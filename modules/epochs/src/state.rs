@@ -44,10 +44,28 @@ impl EpochParams {
         ]
     }
 
-    /// The height (within epoch `epoch`) at which `stage` begins.
+    /// The height (within epoch `epoch`) at which `stage` begins, for a
+    /// schedule whose epoch 1 starts at `first_height`.
     pub fn stage_height(&self, first_height: u64, epoch: u64, stage: Stage) -> u64 {
-        let start =
-            first_height.saturating_add(epoch.saturating_sub(1).saturating_mul(self.epoch_length));
+        self.stage_height_from(first_height, 1, epoch, stage)
+    }
+
+    /// [`Self::stage_height`] for a schedule anchored at `(first_height,
+    /// first_epoch)`: epoch `first_epoch` starts at `first_height` (a
+    /// governance change of the epoch params re-anchors the schedule at the
+    /// epoch it takes effect in). Epochs before the anchor count as the anchor's.
+    pub fn stage_height_from(
+        &self,
+        first_height: u64,
+        first_epoch: u64,
+        epoch: u64,
+        stage: Stage,
+    ) -> u64 {
+        let start = first_height.saturating_add(
+            epoch
+                .saturating_sub(first_epoch.max(1))
+                .saturating_mul(self.epoch_length),
+        );
         let offset = self
             .boundaries()
             .iter()
@@ -58,10 +76,17 @@ impl EpochParams {
 
     /// The schedule position of `height` (heights below `first_height` count as epoch 1's start).
     pub fn info(&self, first_height: u64, height: u64) -> EpochInfo {
+        self.info_from(first_height, 1, height)
+    }
+
+    /// [`Self::info`] for a schedule anchored at `(first_height,
+    /// first_epoch)` (see [`Self::stage_height_from`]).
+    pub fn info_from(&self, first_height: u64, first_epoch: u64, height: u64) -> EpochInfo {
         let length = self.epoch_length.max(1);
         let since = height.saturating_sub(first_height);
-        let epoch = since / length + 1;
-        let start_height = first_height.saturating_add((epoch - 1).saturating_mul(length));
+        let epochs_since = since / length;
+        let epoch = first_epoch.max(1).saturating_add(epochs_since);
+        let start_height = first_height.saturating_add(epochs_since.saturating_mul(length));
         let offset = since % length;
         let bounds = self.boundaries();
         let mut index = 0;
@@ -107,8 +132,16 @@ pub trait EpochExt: StateRead {
         Ok(self.get_u64(keys::FIRST_HEIGHT)?.unwrap_or(1))
     }
 
+    /// The epoch that starts at [`Self::first_height`] (1 unless a
+    /// governance change of the epoch params re-anchored the schedule).
+    fn first_epoch(&self) -> TxResult<u64> {
+        Ok(self.get_u64(keys::FIRST_EPOCH)?.unwrap_or(1))
+    }
+
     fn epoch_info(&self, height: u64) -> TxResult<EpochInfo> {
-        Ok(self.epoch_params()?.info(self.first_height()?, height))
+        Ok(self
+            .epoch_params()?
+            .info_from(self.first_height()?, self.first_epoch()?, height))
     }
 
     /// Hash of epoch `epoch`'s start block, once that block has executed.
@@ -152,6 +185,31 @@ impl kiln_framework::Component for Epochs {
         init_genesis(state, genesis, ctx.initial_height)
             .map_err(kiln_framework::TxError::invalid_request)
     }
+}
+
+/// Puts new epoch params in force at `height`, which must be the first
+/// block of an epoch under the old params: the schedule is re-anchored so
+/// that this epoch keeps its number and starts here under the new lengths
+/// (heights before it keep the epochs they had).
+pub fn apply_params<S: StateWrite>(
+    state: &mut S,
+    height: u64,
+    params: &EpochParams,
+) -> TxResult<()> {
+    params
+        .validate()
+        .map_err(kiln_framework::TxError::invalid_request)?;
+    let info = state.epoch_info(height)?;
+    if info.start_height != height {
+        return Err(kiln_framework::TxError::internal(format!(
+            "epoch params may change only at an epoch start; {height} is inside epoch {}",
+            info.epoch
+        )));
+    }
+    state.put_value(keys::PARAMS.to_vec(), params)?;
+    state.put_u64(keys::FIRST_HEIGHT.to_vec(), height);
+    state.put_u64(keys::FIRST_EPOCH.to_vec(), info.epoch);
+    Ok(())
 }
 
 /// Begin-block hook: records the seed and challenge block hashes and returns

@@ -15,6 +15,7 @@ pub mod error;
 pub mod event;
 pub mod gas;
 pub mod msg;
+pub mod params;
 pub mod query;
 pub mod settle;
 pub mod state_ext;

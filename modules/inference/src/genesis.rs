@@ -64,6 +64,42 @@ impl ModelSpec {
     pub fn initial_price(&self) -> u64 {
         self.initial_price_pkiln.unwrap_or(self.price_floor_pkiln)
     }
+
+    /// The checks a model passes to be registered (at genesis or by governance).
+    pub fn validate(&self) -> Result<(), String> {
+        let m = self;
+        if m.id.is_empty()
+            || m.id.len() > MAX_MODEL_ID_LEN
+            || !m
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            return Err(format!(
+                "id must be 1..={MAX_MODEL_ID_LEN} characters of a-z, 0-9, '.', '_' or '-'"
+            ));
+        }
+        if !is_sha256_hex(&m.gguf_sha256) || !is_sha256_hex(&m.tokenizer_sha256) {
+            return Err("gguf_sha256 and tokenizer_sha256 must be 64 lowercase hex digits".into());
+        }
+        if m.validation_threshold_micro == 0 || m.validation_threshold_micro > 1_000_000 {
+            return Err(format!(
+                "validation_threshold_micro must be in 1..=1000000, got {}",
+                m.validation_threshold_micro
+            ));
+        }
+        if m.price_floor_pkiln == 0 {
+            return Err("price_floor_pkiln must be at least 1 (inference is never free)".into());
+        }
+        if m.initial_price() < m.price_floor_pkiln {
+            return Err(format!(
+                "initial_price_pkiln {} is below the floor {}",
+                m.initial_price(),
+                m.price_floor_pkiln
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl InferenceGenesis {
@@ -72,42 +108,9 @@ impl InferenceGenesis {
         let mut ids = std::collections::BTreeSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let at = format!("inference.models[{i}] ({})", m.id);
-            if m.id.is_empty()
-                || m.id.len() > MAX_MODEL_ID_LEN
-                || !m
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-            {
-                return Err(format!(
-                    "{at}: id must be 1..={MAX_MODEL_ID_LEN} characters of a-z, 0-9, '.', '_' or '-'"
-                ));
-            }
+            m.validate().map_err(|e| format!("{at}: {e}"))?;
             if !ids.insert(m.id.as_str()) {
                 return Err(format!("{at}: registered twice"));
-            }
-            if !is_sha256_hex(&m.gguf_sha256) || !is_sha256_hex(&m.tokenizer_sha256) {
-                return Err(format!(
-                    "{at}: gguf_sha256 and tokenizer_sha256 must be 64 lowercase hex digits"
-                ));
-            }
-            if m.validation_threshold_micro == 0 || m.validation_threshold_micro > 1_000_000 {
-                return Err(format!(
-                    "{at}: validation_threshold_micro must be in 1..=1000000, got {}",
-                    m.validation_threshold_micro
-                ));
-            }
-            if m.price_floor_pkiln == 0 {
-                return Err(format!(
-                    "{at}: price_floor_pkiln must be at least 1 (inference is never free)"
-                ));
-            }
-            if m.initial_price() < m.price_floor_pkiln {
-                return Err(format!(
-                    "{at}: initial_price_pkiln {} is below the floor {}",
-                    m.initial_price(),
-                    m.price_floor_pkiln
-                ));
             }
         }
         Ok(())

@@ -127,6 +127,15 @@ pub fn start<S: StateWrite>(
             ),
         ));
     }
+    if let Some(at) = state.get_u64(&crate::keys::retired(&msg.model))? {
+        return Err(err(
+            codes::UNKNOWN_MODEL,
+            format!(
+                "model {:?} was retired by governance at height {at}; it takes no new requests",
+                msg.model
+            ),
+        ));
+    }
     if !state.is_host(&transfer_agent)? {
         return Err(err(
             codes::NOT_A_HOST,

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `inference/params` | [`crate::InferenceParams`] |
 //! | `inference/model/{id}` | [`crate::Model`] |
+//! | `inference/retired/{model}` | u64 BE: the height governance retired the model at (no new requests) |
 //! | `inference/price/{model}` | u64 BE: the price per token in pkiln |
 //! | `inference/used/{model}` | u64 BE: tokens the block's requests took (reset at the end of each block) |
 //! | `inference/record/{id}` | [`crate::state::InferenceRecord`] |
@@ -36,6 +37,11 @@ use kiln_framework::Address;
 pub const PREFIX: &[u8] = b"inference/";
 pub const PARAMS: &[u8] = b"inference/params";
 pub const MODEL_PREFIX: &[u8] = b"inference/model/";
+pub const RETIRED_PREFIX: &[u8] = b"inference/retired/";
+
+pub fn retired(id: &str) -> Vec<u8> {
+    [RETIRED_PREFIX, id.as_bytes()].concat()
+}
 pub const PRICE_PREFIX: &[u8] = b"inference/price/";
 pub const USED_PREFIX: &[u8] = b"inference/used/";
 pub const RECORD_PREFIX: &[u8] = b"inference/record/";

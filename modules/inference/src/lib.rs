@@ -45,6 +45,7 @@ pub mod msgs;
 pub mod params;
 pub mod price;
 pub mod query;
+pub mod registry;
 pub mod request;
 pub mod settle;
 pub mod state;

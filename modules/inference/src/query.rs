@@ -185,6 +185,7 @@ fn models<S: StateRead + ?Sized>(state: &S) -> TxResult<Vec<u8>> {
             "validation_threshold_micro": m.validation_threshold_micro,
             "price_floor_pkiln": m.price_floor_pkiln,
             "price_pkiln": price,
+            "retired_height": state.get_u64(&crate::keys::retired(&m.id))?,
         }));
     }
     json(&out)

@@ -358,3 +358,10 @@ mod tests {
         assert_eq!(hosts(genesis.candidates_for_seed(0)), None);
     }
 }
+kiln_framework::governed_params!(
+    InferenceParams,
+    "inference",
+    crate::keys::PARAMS,
+    b"inference/pending_params",
+    |p| p.validate()
+);

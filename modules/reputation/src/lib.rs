@@ -44,6 +44,13 @@ pub struct ReputationParams {
 }
 
 stored_value!(ReputationParams, "reputation params", 1);
+kiln_framework::governed_params!(
+    ReputationParams,
+    "reputation",
+    PARAMS_KEY,
+    b"reputation/pending_params",
+    |p| p.validate()
+);
 
 impl Default for ReputationParams {
     fn default() -> Self {

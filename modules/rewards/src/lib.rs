@@ -129,6 +129,13 @@ impl RewardsParams {
 }
 
 stored_value!(RewardsParams, "rewards params", 1);
+kiln_framework::governed_params!(
+    RewardsParams,
+    "rewards",
+    PARAMS_KEY,
+    b"rewards/pending_params",
+    |p| p.validate()
+);
 
 /// One epoch's issuance, as recorded.
 #[derive(
@@ -473,5 +480,76 @@ mod tests {
         assert!(half.abs_diff(161_500_000_000) < 200_000_000, "{half}");
         // Monotone.
         assert!(emission(&p, 100) > emission(&p, 101));
+    }
+}
+
+/// `MsgCommunityPoolSpend` (Cosmos' type URL): governance pays
+/// `amount` from the community pool to `recipient`.
+pub mod pool_spend {
+    use cosmos_sdk_proto::cosmos::distribution::v1beta1::MsgCommunityPoolSpend;
+    use kiln_bank::state::BankExt;
+    use kiln_framework::msg::address_field;
+    use kiln_framework::params::require_gov_authority;
+    use kiln_framework::{Address, Coins, Event, ExecCtx, MsgKind, TxError, TxResult};
+    use kiln_state::StateWrite;
+    use serde_json::json;
+
+    use super::COMMUNITY_POOL_ACCOUNT;
+
+    fn amount(msg: &MsgCommunityPoolSpend) -> TxResult<Coins> {
+        let coins = Coins::from_proto(&msg.amount)?;
+        if coins.is_empty() {
+            return Err(TxError::invalid_coins("the spend amount is empty"));
+        }
+        Ok(coins)
+    }
+
+    /// Declaration of `MsgCommunityPoolSpend`.
+    pub struct CommunityPoolSpend;
+
+    impl MsgKind for CommunityPoolSpend {
+        type Proto = MsgCommunityPoolSpend;
+        const TYPE_URL: &'static str = "/cosmos.distribution.v1beta1.MsgCommunityPoolSpend";
+
+        fn signer(msg: &MsgCommunityPoolSpend) -> TxResult<Address> {
+            address_field(&msg.authority, "authority")
+        }
+
+        fn validate_basic(msg: &MsgCommunityPoolSpend) -> TxResult<()> {
+            require_gov_authority(&msg.authority)?;
+            address_field(&msg.recipient, "recipient")?;
+            amount(msg).map(|_| ())
+        }
+
+        fn handle<S: StateWrite>(
+            state: &mut S,
+            ctx: &mut ExecCtx<'_>,
+            msg: &MsgCommunityPoolSpend,
+        ) -> TxResult<()> {
+            require_gov_authority(&msg.authority)?;
+            let recipient = address_field(&msg.recipient, "recipient")?;
+            let coins = amount(msg)?;
+            let pool = Address::module(COMMUNITY_POOL_ACCOUNT);
+            state
+                .transfer(ctx, &pool, &recipient, &coins)
+                .map_err(|e| {
+                    TxError::insufficient_funds(format!("the community pool cannot pay: {}", e.log))
+                })?;
+            ctx.emit(
+                Event::new("kiln.distribution.v1.EventCommunityPoolSpend")
+                    .attr("recipient", recipient)
+                    .attr("amount", coins.to_string()),
+            );
+            Ok(())
+        }
+
+        fn describe(msg: &MsgCommunityPoolSpend) -> serde_json::Value {
+            json!({
+                "@type": Self::TYPE_URL,
+                "authority": msg.authority,
+                "recipient": msg.recipient,
+                "amount": msg.amount.iter().map(|c| json!({"denom": c.denom, "amount": c.amount})).collect::<Vec<_>>(),
+            })
+        }
     }
 }

@@ -149,6 +149,13 @@ impl SlashingParams {
 }
 
 stored_value!(SlashingParams, "slashing params", 1);
+kiln_framework::governed_params!(
+    SlashingParams,
+    "slashing",
+    PARAMS_KEY,
+    b"slashing/pending_params",
+    |p| p.validate()
+);
 
 pub fn params<S: StateRead + ?Sized>(state: &S) -> TxResult<SlashingParams> {
     Ok(state.get_value(PARAMS_KEY)?.unwrap_or_default())

@@ -13,3 +13,10 @@ stored_value!(OpenedLeaves, "opened leaves", 1);
 stored_value!(EpochResult, "sprint epoch result", 1);
 stored_value!(AssignedCommittee, "assigned committee", 1);
 stored_value!(AssignedDuties, "assigned duties", 1);
+kiln_framework::governed_params!(
+    SprintParams,
+    "sprint",
+    crate::keys::PARAMS,
+    b"sprint/pending_params",
+    |p| p.validate()
+);

@@ -14,3 +14,10 @@ stored_value!(
     "misbehavior record",
     1
 );
+kiln_framework::governed_params!(
+    StakingParams,
+    "staking",
+    crate::keys::PARAMS,
+    b"staking/pending_params",
+    |p| p.validate()
+);
