@@ -163,6 +163,10 @@ const INDEXED_ATTRIBUTE_KEYS: &[&str] = &[
     "id",
     "requester",
     "executor",
+    // Governance: a proposal's txs and who acted on it.
+    "proposal_id",
+    "proposer",
+    "depositor",
 ];
 
 /// Whether CometBFT indexes attribute `key` (see [`INDEXED_ATTRIBUTE_KEYS`]).

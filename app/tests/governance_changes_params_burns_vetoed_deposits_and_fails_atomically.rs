@@ -429,7 +429,13 @@ fn bad_proposals_and_votes_are_refused_with_reasons() {
             vec![msg_send(&h0.address, &alice.address, 1)],
             MIN_DEPOSIT,
         ),
-        "act as the governance authority",
+        "cannot be proposed",
+    );
+    // Not even a send from the governance account: it holds the deposits.
+    n.refused(
+        &h0,
+        submit(&h0, vec![msg_send(&gov, &alice.address, 1)], MIN_DEPOSIT),
+        "cannot be proposed",
     );
     // Invalid params.
     let mut bad = slashing.clone();

@@ -336,6 +336,12 @@ fn every_listed_type_decodes_and_an_unlisted_one_does_not() {
             .unwrap_or_else(|e| panic!("{url}: {}", e.log));
         assert_eq!(msg.type_url(), *url);
         assert_eq!(msg.signer().unwrap(), expected_signer(url, a), "{url}");
+        // Proposals carry exactly the messages only governance signs.
+        assert_eq!(
+            kiln_messages::is_proposable(url),
+            expected_signer(url, a) == gov_authority(),
+            "{url}"
+        );
         assert_eq!(
             msg.is_ml_ops(),
             kiln_messages::ml_ops_type_urls().contains(url),

@@ -224,10 +224,24 @@ pub const UPDATE_PARAMS: &[(&str, &str)] = &[
     ("gov", <kiln_gov::GovParams as GovernedParams>::TYPE_URL),
 ];
 
+/// The messages a proposal may carry: those only the governance authority
+/// signs. Anything else acting as the governance account (a `MsgSend`, a
+/// delegation) would spend the deposits it holds for open proposals.
+pub fn is_proposable(type_url: &str) -> bool {
+    UPDATE_PARAMS.iter().any(|(_, url)| *url == type_url)
+        || [
+            <kiln_gov::upgrade::SoftwareUpgrade as MsgKind>::TYPE_URL,
+            <kiln_gov::upgrade::CancelUpgrade as MsgKind>::TYPE_URL,
+            <kiln_rewards::pool_spend::CommunityPoolSpend as MsgKind>::TYPE_URL,
+            <kiln_inference::registry::RegisterModel as MsgKind>::TYPE_URL,
+            <kiln_inference::registry::RetireModel as MsgKind>::TYPE_URL,
+        ]
+        .contains(&type_url)
+}
+
 /// Checks the messages a proposal carries: each decodes strictly as a
-/// listed message, passes its stateless checks, is signed by the
-/// governance authority, and is not itself a governance or authz message
-/// (no proposals inside proposals).
+/// listed message, is one a proposal may carry ([`is_proposable`]),
+/// passes its stateless checks and is signed by the governance authority.
 pub fn check_proposal_messages(messages: &[Any]) -> TxResult<Vec<Msg>> {
     let authority = kiln_framework::params::gov_authority();
     let mut out = Vec::with_capacity(messages.len());
@@ -239,16 +253,9 @@ pub fn check_proposal_messages(messages: &[Any]) -> TxResult<Vec<Msg>> {
                 format!("proposal message {i} ({}): {}", any.type_url, e.log),
             )
         };
-        if matches!(
-            any.type_url.as_str(),
-            MSG_EXEC_TYPE_URL
-                | "/cosmos.gov.v1.MsgSubmitProposal"
-                | "/cosmos.gov.v1.MsgDeposit"
-                | "/cosmos.gov.v1.MsgVote"
-                | "/cosmos.gov.v1.MsgVoteWeighted"
-        ) {
+        if !is_proposable(&any.type_url) {
             return Err(at(TxError::invalid_request(
-                "governance and authz messages cannot be proposed",
+                "this message cannot be proposed: a proposal carries only the governance messages (each module's MsgUpdateParams, MsgSoftwareUpgrade, MsgCancelUpgrade, MsgCommunityPoolSpend, MsgRegisterModel, MsgRetireModel)",
             )));
         }
         let msg = Msg::from_any(any, 1).map_err(at)?;
