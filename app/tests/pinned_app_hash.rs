@@ -9,7 +9,8 @@
 //! the hot keys,
 //! alice's commit-reveal votes on both openings, the settle (raw weights →
 //! power cap → weights in force and validator updates → reputation), and two
-//! more blocks so CometBFT's H+2 validator set takes over.
+//! more blocks so CometBFT's H+2 validator set takes over; then a
+//! governance proposal with its deposit and a weighted vote.
 
 use kiln_epochs::Stage;
 use kiln_framework::Address;
@@ -17,7 +18,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "fc56f48f5ebf2f60e4b5023d49a1c9df4be0fbd3e9703b8043c07d631692c474";
+const PINNED: &str = "c5d2005d03a56473caed5892629b1835a911109949469b0d9283dadccf36b9d8";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.
@@ -66,6 +67,7 @@ fn fixed_scenario_produces_the_pinned_app_hash() {
     g.epochs.params = kiln_epochs::EpochParams::devnet();
     g.sprint.params = kiln_sprint::SprintParams::devnet();
     g.reputation.params = kiln_reputation::ReputationParams::devnet();
+    g.gov.params = kiln_gov::GovParams::devnet();
     g.hosts.hosts.push(kiln_hosts::GenesisHost {
         owner: alice.address,
         worker_url: "http://alice.example:8547".into(),
@@ -217,6 +219,52 @@ fn fixed_scenario_produces_the_pinned_app_hash() {
         kiln_reputation::reputation(&d.app.latest_view(), &bob.address).unwrap() > 0,
         "an accepted epoch raises reputation"
     );
+    // Governance: a proposal (a gov params change) with its deposit, in
+    // its voting period, and alice's weighted vote.
+    let gov = kiln_framework::params::gov_authority();
+    let mut gov_params = kiln_gov::GovParams::devnet();
+    gov_params.voting_period_blocks = 30;
+    let update = cosmos_sdk_proto::Any {
+        type_url: "/kiln.gov.v1.MsgUpdateParams".into(),
+        value: prost::Message::encode_to_vec(&kiln_framework::params::MsgUpdateParams {
+            authority: gov.to_bech32(),
+            params: serde_json::to_string(&gov_params).unwrap(),
+        }),
+    };
+    let submit = any_of(&cosmos_sdk_proto::cosmos::gov::v1::MsgSubmitProposal {
+        messages: vec![update],
+        initial_deposit: vec![cosmos_sdk_proto::cosmos::base::v1beta1::Coin {
+            denom: "ukiln".into(),
+            amount: "10000000".into(),
+        }],
+        proposer: alice.address.to_bech32(),
+        metadata: "ipfs://pinned".into(),
+        title: "Longer votes".into(),
+        summary: "30 blocks".into(),
+        expedited: false,
+    });
+    let mut o = d.opts_for(&alice);
+    o.gas_limit = 1_000_000;
+    o.fee = 25_000;
+    deliver_ok(&mut d, vec![sign_tx(&alice, vec![submit], &o)]);
+    let vote = any_of(&cosmos_sdk_proto::cosmos::gov::v1::MsgVoteWeighted {
+        proposal_id: 1,
+        voter: alice.address.to_bech32(),
+        options: vec![
+            cosmos_sdk_proto::cosmos::gov::v1::WeightedVoteOption {
+                option: 1,
+                weight: "0.75".into(),
+            },
+            cosmos_sdk_proto::cosmos::gov::v1::WeightedVoteOption {
+                option: 2,
+                weight: "0.25".into(),
+            },
+        ],
+        metadata: String::new(),
+    });
+    let o = d.opts_for(&alice);
+    deliver_ok(&mut d, vec![sign_tx(&alice, vec![vote], &o)]);
+
     // Every key belongs to exactly one module's prefix.
     let state = kiln_store::StateRead::prefix_raw(&d.app.latest_view(), b"").unwrap();
     assert!(state.len() > 40, "the scenario wrote {} keys", state.len());
