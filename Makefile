@@ -65,6 +65,8 @@ test: setup
 	# The chain builds the sprint protocol without floats: prove that build works.
 	$(CARGO) test -p kiln-sprint-protocol --no-default-features
 	@./scripts/e2e.sh
+	# A governance software upgrade on a 4-validator CometBFT testnet.
+	@./scripts/upgrade_testnet.sh
 
 bench: setup
 	$(CARGO) build --release --workspace

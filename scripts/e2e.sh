@@ -6,6 +6,9 @@
 #   3. CLI tour: keys (file keyring + wrong passphrase), send, balances,
 #      grant-ml-ops, grants query, the hot key trying to move funds, revoke;
 #   4. cosmjs queries a balance and sends tokens with simulated gas;
+#      governance: cosmjs submits a text proposal (Cosmos gov v1) and votes
+#      YES; the CLI drafts a params proposal from the params in force,
+#      submits it unedited and splits its vote; both pass;
 #   5. `kiln-mlworker run` for the dev host (ML key dev-ml) sprints, commits,
 #      opens, validates and votes; the settled weight becomes consensus power;
 #      mid-sprint it sells inference (--serve-model): an unsigned request is
@@ -173,6 +176,43 @@ kiln query staking host dev --output json >"$WORK/pool.json"
 [ "$(json_field '["backing"]' <"$WORK/pool.json")" = 1001001503000 ] && [ "$(json_field '["commission_bps"]' <"$WORK/pool.json")" = 100 ] ||
   fail "dev's pool: $(cat "$WORK/pool.json")"
 echo "   -> $VALOPER: backing $(json_field '["backing"]' <"$WORK/pool.json") ukiln from $(json_field '["delegators"]' <"$WORK/pool.json") accounts, commission 1%"
+
+step "governance: cosmjs submits a text proposal and votes YES; the CLI drafts, submits and splits its vote on a params proposal"
+GOV_OUT=$(cd tests/cosmjs && KILN_RPC="$RPC" KILN_MNEMONIC="$MNEMONIC" node gov_vote.mjs 2>&1) || fail "cosmjs gov_vote.mjs: $GOV_OUT"
+echo "$GOV_OUT" | grep -v '^proposal_id=' | sed 's/^/   /'
+PROP_JS=$(echo "$GOV_OUT" | sed -n 's/^proposal_id=\([0-9][0-9]*\)$/\1/p')
+[ -n "$PROP_JS" ] || fail "gov_vote.mjs printed no proposal id: $GOV_OUT"
+ST=$(kiln query gov proposal "$PROP_JS" --output json | json_field '["status"]')
+case "$ST" in voting_period | passed) ;; *) fail "cosmjs's proposal $PROP_JS is $ST: $(kiln query gov proposal "$PROP_JS")" ;; esac
+# The CLI drafts a params proposal holding the gov params in force and
+# submits it unedited (a change to the same values).
+kiln tx gov draft --kind params --module gov --out "$WORK/gov-params.json" >/dev/null
+python3 - "$WORK/gov-params.json" <<'PY' || fail "the draft: $(cat "$WORK/gov-params.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = d["messages"][0]
+assert m["@type"] == "/kiln.gov.v1.MsgUpdateParams", m
+assert m["params"]["min_deposit"] == "10000000" and m["params"]["voting_period_blocks"] == 20, m
+assert d["deposit"] == "10000000ukiln" and d["title"], d
+PY
+kiln tx gov draft --kind params --module gov --out "$WORK/gov-params.json" >/dev/null 2>&1 && fail "draft overwrote a file without --force"
+kiln tx gov submit-proposal "$WORK/gov-params.json" --from dev --keyring-backend test --yes --output json >"$WORK/submit.json" 2>"$WORK/submit.err" ||
+  fail "submit-proposal: $(cat "$WORK/submit.json" "$WORK/submit.err")"
+PROP_CLI=$(json_field '["proposal_id"]' <"$WORK/submit.json")
+kiln tx gov weighted-vote "$PROP_CLI" yes=0.6,no=0.4 --from dev --keyring-backend test --yes --output json >"$WORK/vote.json"
+[ "$(json_field '["code"]' <"$WORK/vote.json")" = 0 ] || fail "weighted-vote: $(cat "$WORK/vote.json")"
+kiln query gov votes "$PROP_CLI" | grep -q "yes=0.6,no=0.4" || fail "the split vote: $(kiln query gov votes "$PROP_CLI")"
+kiln query gov proposals | sed 's/^/   /'
+# 300 ms blocks: the 20-block voting periods end within seconds.
+for _ in $(seq 1 100); do
+  [ "$(kiln query gov proposal "$PROP_CLI" --output json | json_field '["status"]')" = voting_period ] || break
+  sleep 0.3
+done
+for P in "$PROP_JS" "$PROP_CLI"; do
+  ST=$(kiln query gov proposal "$P" --output json | json_field '["status"]')
+  [ "$ST" = passed ] || fail "proposal $P ended $ST: $(kiln query gov proposal "$P")"
+done
+echo "   -> proposals $PROP_JS (cosmjs, text) and $PROP_CLI (CLI, gov params) passed: $(kiln query gov tally "$PROP_CLI" | tail -n 1)"
 
 WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker() {

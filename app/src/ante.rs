@@ -491,6 +491,19 @@ pub fn run_ante<S: StateWrite>(
         .first()
         .copied()
         .ok_or_else(|| TxError::no_signatures(""))?;
+    // A simulation without a fee (what cosmjs's `gas: "auto"` sends) still
+    // pays for moving one: the delivered tx will, and its estimate must
+    // cover those bank reads and writes. The simulation's state is thrown
+    // away, so a token amount moved here costs nobody anything.
+    if mode == AnteMode::Simulate && fee.is_empty() {
+        let probe = Coins::normalize(vec![kiln_framework::Coin::new(
+            params.min_gas_price.denom.clone(),
+            1,
+        )])?;
+        if state.balance(&payer, &params.min_gas_price.denom)? >= 1 {
+            fee = probe;
+        }
+    }
     if !fee.is_empty() {
         let collector = Address::module(kiln_bank::FEE_COLLECTOR);
         state

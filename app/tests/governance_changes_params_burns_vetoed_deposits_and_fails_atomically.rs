@@ -526,3 +526,26 @@ fn bad_proposals_and_votes_are_refused_with_reasons() {
     assert_ne!(r.code, 0);
     assert!(r.log.contains("not a proposal id"), "{}", r.log);
 }
+
+/// cosmjs's `gas: "auto"` simulates with an empty fee and multiplies by
+/// 1.3: the estimate must include moving the fee the delivered tx pays.
+#[test]
+fn a_fee_less_simulation_of_a_vote_covers_the_delivered_gas() {
+    let mut n = net("gov-simulate");
+    let h0 = n.hosts[0].clone();
+    let id = n.propose(&h0, vec![], MIN_DEPOSIT);
+    let mut free = n.d.opts_for(&h0);
+    free.fee = 0;
+    let simulated =
+        n.d.app
+            .simulate(&sign_tx(&h0, vec![vote(&h0, id, 1)], &free))
+            .unwrap();
+    assert_eq!(simulated.code, 0, "{}", simulated.log);
+    let delivered = n.ok(&h0, vote(&h0, id, 1));
+    assert!(
+        simulated.gas_used >= delivered.gas_used as u64,
+        "simulated {} < delivered {}",
+        simulated.gas_used,
+        delivered.gas_used
+    );
+}

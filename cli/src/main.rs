@@ -222,6 +222,74 @@ enum TxCmd {
     /// Delegators' rewards.
     #[command(subcommand)]
     Distribution(DistributionTx),
+    /// Governance: draft and submit proposals, deposit, vote.
+    #[command(subcommand)]
+    Gov(GovTx),
+}
+
+#[derive(Subcommand, Debug)]
+enum GovTx {
+    /// Write a proposal file (the Cosmos SDK's format) from a template,
+    /// filled from the chain: the deposit is its min_deposit; a params
+    /// proposal holds the module's params in force; an upgrade is planned
+    /// 100 blocks ahead. Edit it, then `kiln tx gov submit-proposal FILE`.
+    Draft {
+        /// text, params, upgrade, cancel-upgrade, register-model,
+        /// retire-model or community-pool-spend.
+        #[arg(long, default_value = "text")]
+        kind: kiln_client::gov::DraftKind,
+        /// The module of a params proposal (auth, authz, epochs, staking,
+        /// sprint, reputation, inference, rewards, slashing, gov).
+        #[arg(long)]
+        module: Option<String>,
+        /// Where to write (default: proposal-<kind>.json, or
+        /// proposal-params-<module>.json, in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Submit the proposal in FILE ("-" for stdin): {"messages": [...],
+    /// "metadata", "deposit": "10kiln", "title", "summary"}. Its messages
+    /// are checked as the chain will before anything is signed; prints the
+    /// new proposal's id.
+    SubmitProposal {
+        file: PathBuf,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Add AMOUNT (e.g. 10kiln) to proposal ID's deposit.
+    Deposit {
+        id: u64,
+        amount: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Vote on proposal ID: yes, no, abstain or no_with_veto (hosts only;
+    /// a vote counts with the host's effective weight at the tally).
+    Vote {
+        id: u64,
+        option: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Split the --from host's vote on proposal ID: "yes=0.6,no=0.4"
+    /// (weights sum to 1).
+    WeightedVote {
+        id: u64,
+        options: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -470,6 +538,33 @@ enum QueryCmd {
     /// play, and for recent periods the duties assigned, performed and
     /// skipped (in millionths of a validation).
     ValidationDuties { address: String },
+    /// Governance: proposals, votes, tallies, params, the upgrade plan.
+    #[command(subcommand)]
+    Gov(GovQuery),
+    /// A module's params in force and those a passed proposal scheduled
+    /// for the next epoch (MODULE as in genesis.json: staking, gov, epochs, …).
+    Params { module: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum GovQuery {
+    /// Proposals, newest first (at most 100).
+    Proposals {
+        /// Only those in this status: deposit_period, voting_period,
+        /// passed, rejected or failed.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One proposal: status, deposits, messages, final tally.
+    Proposal { id: u64 },
+    /// The votes on a proposal.
+    Votes { id: u64 },
+    /// A proposal's tally: final once voting ended, else as it stands.
+    Tally { id: u64 },
+    /// The governance params (and any scheduled change), the authority.
+    Params,
+    /// The planned software upgrade and those applied.
+    Upgrade,
 }
 
 #[derive(Subcommand, Debug)]
@@ -793,6 +888,7 @@ fn tx_options(ctx: &Ctx, f: &TxFlags) -> Result<tx::TxOptions> {
 fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
     let kr = ctx.keyring();
     let (from, msgs, flags) = match cmd {
+        TxCmd::Gov(g) => return gov_tx(ctx, g),
         TxCmd::Bank(BankTx::Send {
             from,
             to,
@@ -1051,6 +1147,157 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
     tx::run_tx(&rpc, &mut ui, &from, msgs, &opts)
 }
 
+/// Reads a file, or stdin for "-".
+fn read_input(path: &Path, what: &str) -> Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .with_context(|| format!("cannot read the {what} from stdin"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the {what} {}", path.display()))
+    }
+}
+
+/// `kiln tx gov …`.
+fn gov_tx(ctx: &Ctx, cmd: GovTx) -> Result<()> {
+    use kiln_client::gov;
+    let kr = ctx.keyring();
+    let (key, msgs, flags, submitting) = match cmd {
+        GovTx::Draft {
+            kind,
+            module,
+            out,
+            force,
+        } => return gov_draft(ctx, kind, module, out, force),
+        GovTx::SubmitProposal { file, from, flags } => {
+            let text = read_input(&file, "proposal file")?;
+            let p = gov::parse_proposal(&text)
+                .with_context(|| format!("proposal file {}", file.display()))?;
+            let key = ctx.signer(&kr, &from)?;
+            let msg = gov::msg_submit_proposal(&p, &key.address);
+            (key, vec![msg], flags, true)
+        }
+        GovTx::Deposit {
+            id,
+            amount,
+            from,
+            flags,
+        } => {
+            let coins = parse_coins(&amount).context("AMOUNT")?;
+            let key = ctx.signer(&kr, &from)?;
+            let msg = gov::msg_deposit(id, &key.address, &coins);
+            (key, vec![msg], flags, false)
+        }
+        GovTx::Vote {
+            id,
+            option,
+            from,
+            flags,
+        } => {
+            let option = gov::parse_vote_option(&option)?;
+            let key = ctx.signer(&kr, &from)?;
+            (
+                key.clone(),
+                vec![gov::msg_vote(id, &key.address, option)],
+                flags,
+                false,
+            )
+        }
+        GovTx::WeightedVote {
+            id,
+            options,
+            from,
+            flags,
+        } => {
+            let options = gov::parse_weighted_options(&options)?;
+            let key = ctx.signer(&kr, &from)?;
+            let msg = gov::msg_vote_weighted(id, &key.address, options);
+            (key, vec![msg], flags, false)
+        }
+    };
+    let opts = tx_options(ctx, &flags)?;
+    let rpc = ctx.rpc();
+    let mut ui = CliUi { ctx };
+    let annotate = |res: &Value| -> Vec<(&'static str, Value)> {
+        match gov::proposal_id_of(res) {
+            Some(id) if submitting => vec![("proposal_id", json!(id.to_string()))],
+            _ => vec![],
+        }
+    };
+    let result = tx::run_tx_with(&rpc, &mut ui, &key, msgs, &opts, &annotate)?;
+    if let (true, Some(res)) = (submitting, result) {
+        match gov::proposal_id_of(&res) {
+            Some(id) => eprintln!(
+                "proposal {id} submitted: `kiln query gov proposal {id}`; hosts vote with `kiln tx gov vote {id} yes --from KEY`"
+            ),
+            None => eprintln!(
+                "warning: the tx was included, but its events carry no proposal id (see `kiln query gov proposals`)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `kiln tx gov draft`.
+fn gov_draft(
+    ctx: &Ctx,
+    kind: kiln_client::gov::DraftKind,
+    module: Option<String>,
+    out: Option<PathBuf>,
+    force: bool,
+) -> Result<()> {
+    use kiln_client::gov::{self, DraftKind};
+    let path = out.unwrap_or_else(|| {
+        PathBuf::from(match (&module, kind) {
+            (Some(m), DraftKind::Params) => format!("proposal-params-{m}.json"),
+            _ => format!("proposal-{kind}.json"),
+        })
+    });
+    if path.exists() && !force {
+        bail!(
+            "{} already exists: pass --force to overwrite it, or --out another file",
+            path.display()
+        );
+    }
+    let inputs = gov::draft_inputs(&ctx.rpc(), kind, module.as_deref())?;
+    let draft = gov::draft_proposal(kind, &inputs)?;
+    let text = gov::proposal_file_text(&draft);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .create_new(!force)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut edit = gov::draft_hints(kind);
+    if let (Some(m), Some(p)) = (&module, &inputs.pending) {
+        edit.push(format!(
+            "note: a change of the {m} params is already scheduled for the next epoch ({p}); the draft holds the params in force"
+        ));
+    }
+    let next = format!("kiln tx gov submit-proposal {} --from KEY", path.display());
+    if ctx.output.is_json() {
+        output::print_json(&json!({
+            "file": path.display().to_string(),
+            "kind": kind.as_str(),
+            "edit": edit,
+            "next": next,
+        }));
+    } else {
+        println!("wrote the draft of a {kind} proposal to {}", path.display());
+        println!("edit it:");
+        for line in &edit {
+            println!("  - {line}");
+        }
+        println!("then submit it: {next}");
+    }
+    Ok(())
+}
+
 /// Reads the consensus key pair from `key_file` and fills the key and its
 /// proof of possession for `owner` on this chain (chain id from --chain-id,
 /// else from the node).
@@ -1246,6 +1493,55 @@ fn queries(ctx: &Ctx, q: QueryArgs) -> Result<()> {
             let v = query::reputation_json(&rpc, &a, h)?;
             if !ctx.output.is_json() {
                 print!("{}", query::reputation_text(&v));
+                return Ok(());
+            }
+            v
+        }
+        QueryCmd::Gov(g) => {
+            use kiln_client::gov;
+            let json_out = ctx.output.is_json();
+            let (v, text) = match g {
+                GovQuery::Proposals { status } => {
+                    let v = gov::proposals(&rpc, status.as_deref(), h)?;
+                    let t = query::gov_proposals_text(&v, status.as_deref());
+                    (v, t)
+                }
+                GovQuery::Proposal { id } => {
+                    let v = gov::proposal(&rpc, id, h)?;
+                    let t = query::gov_proposal_text(&v);
+                    (v, t)
+                }
+                GovQuery::Votes { id } => {
+                    let v = gov::votes(&rpc, id, h)?;
+                    let t = query::gov_votes_text(id, &v);
+                    (v, t)
+                }
+                GovQuery::Tally { id } => {
+                    let v = gov::tally(&rpc, id, h)?;
+                    let t = query::gov_tally_text(&v);
+                    (v, t)
+                }
+                GovQuery::Params => {
+                    let v = gov::params(&rpc, h)?;
+                    let t = output::to_text(&v);
+                    (v, t)
+                }
+                GovQuery::Upgrade => {
+                    let v = gov::upgrade(&rpc, h)?;
+                    let t = query::gov_upgrade_text(&v);
+                    (v, t)
+                }
+            };
+            if !json_out {
+                print!("{text}");
+                return Ok(());
+            }
+            v
+        }
+        QueryCmd::Params { module } => {
+            let v = kiln_client::gov::module_params(&rpc, module.trim(), h)?;
+            if !ctx.output.is_json() {
+                print!("{}", query::module_params_text(&v));
                 return Ok(());
             }
             v

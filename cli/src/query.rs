@@ -380,6 +380,321 @@ pub fn reputation_text(v: &Value) -> String {
     )
 }
 
+/// `7 KILN` / `0.5 KILN` of a ukiln amount given as JSON text or number.
+fn kiln_of(v: &Value) -> String {
+    let u: u128 = json_str(v).parse().unwrap_or(0);
+    format!("{} KILN", kiln_client::amount::format_kiln(u))
+}
+
+/// The last segment of a type URL: `MsgUpdateParams (staking)`.
+fn short_type(url: &str) -> String {
+    let name = url.rsplit('.').next().unwrap_or(url);
+    let module = url.trim_start_matches('/').split('.').nth(1).unwrap_or("");
+    if name == "MsgUpdateParams" && !module.is_empty() {
+        format!("{name}({module})")
+    } else {
+        name.to_string()
+    }
+}
+
+fn message_types(p: &Value) -> String {
+    let types: Vec<String> = p["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| short_type(&json_str(&m["@type"])))
+        .collect();
+    if types.is_empty() {
+        "(text)".into()
+    } else {
+        types.join(",")
+    }
+}
+
+/// When a proposal's current period ends: `deposit until 120`, `voting until 140`.
+fn period_end(p: &Value) -> String {
+    match json_str(&p["status"]).as_str() {
+        "deposit_period" => format!(
+            "deposit until {}",
+            json_u64(&p["deposit_end_height"]).unwrap_or(0)
+        ),
+        "voting_period" => format!(
+            "voting until {}",
+            json_u64(&p["voting_end_height"]).unwrap_or(0)
+        ),
+        _ => match json_u64(&p["voting_end_height"]) {
+            Some(h) => format!("ended at {h}"),
+            None => format!(
+                "ended at {}",
+                json_u64(&p["deposit_end_height"]).unwrap_or(0)
+            ),
+        },
+    }
+}
+
+/// Table of `kiln query gov proposals`.
+pub fn gov_proposals_text(v: &Value, status: Option<&str>) -> String {
+    let rows = v.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return match status {
+            Some(s) => format!("no proposals with status {s}\n"),
+            None => "no proposals\n".into(),
+        };
+    }
+    let mut out = format!(
+        "{:>4}  {:<14} {:<20} {:>12}  {:<32} {}\n",
+        "ID", "STATUS", "PERIOD", "DEPOSIT", "TITLE", "MESSAGES"
+    );
+    for p in &rows {
+        let title: String = json_str(&p["title"]).chars().take(32).collect();
+        out.push_str(&format!(
+            "{:>4}  {:<14} {:<20} {:>12}  {:<32} {}\n",
+            json_u64(&p["id"]).unwrap_or(0),
+            json_str(&p["status"]),
+            period_end(p),
+            kiln_of(&p["total_deposit"]),
+            title,
+            message_types(p),
+        ));
+    }
+    out
+}
+
+fn tally_line(t: &Value) -> String {
+    format!(
+        "yes {}, no {}, abstain {}, no_with_veto {} (of total weight {})",
+        json_str(&t["yes"]),
+        json_str(&t["no"]),
+        json_str(&t["abstain"]),
+        json_str(&t["no_with_veto"]),
+        json_str(&t["total_weight"]),
+    )
+}
+
+/// `kiln query gov proposal ID`.
+pub fn gov_proposal_text(p: &Value) -> String {
+    let mut out = format!(
+        "proposal {}: {}\n",
+        json_u64(&p["id"]).unwrap_or(0),
+        json_str(&p["title"])
+    );
+    let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<13}{v}\n"));
+    line(
+        &mut out,
+        "status:",
+        format!("{} ({})", json_str(&p["status"]), period_end(p)),
+    );
+    line(&mut out, "proposer:", json_str(&p["proposer"]));
+    line(
+        &mut out,
+        "submitted:",
+        format!("height {}", json_u64(&p["submit_height"]).unwrap_or(0)),
+    );
+    if let Some(start) = json_u64(&p["voting_start_height"]) {
+        line(
+            &mut out,
+            "voting:",
+            format!(
+                "heights {start}–{}",
+                json_u64(&p["voting_end_height"]).unwrap_or(0)
+            ),
+        );
+    }
+    let depositors = p["deposits"].as_array().map(|d| d.len()).unwrap_or(0);
+    let open = matches!(
+        json_str(&p["status"]).as_str(),
+        "deposit_period" | "voting_period"
+    );
+    let whose = if p["deposits_burned"].as_bool() == Some(true) {
+        "burned".to_string()
+    } else if !open {
+        "refunded".to_string()
+    } else {
+        format!(
+            "from {depositors} depositor{}",
+            if depositors == 1 { "" } else { "s" }
+        )
+    };
+    line(
+        &mut out,
+        "deposit:",
+        format!(
+            "{} ({}ukiln), {whose}",
+            kiln_of(&p["total_deposit"]),
+            json_str(&p["total_deposit"]),
+        ),
+    );
+    if !p["final_tally"].is_null() {
+        line(&mut out, "final tally:", tally_line(&p["final_tally"]));
+    }
+    let reason = json_str(&p["reason"]);
+    if !reason.is_empty() {
+        line(&mut out, "reason:", reason);
+    }
+    let summary = json_str(&p["summary"]);
+    if !summary.is_empty() {
+        line(&mut out, "summary:", summary);
+    }
+    let metadata = json_str(&p["metadata"]);
+    if !metadata.is_empty() {
+        line(&mut out, "metadata:", metadata);
+    }
+    match p["messages"].as_array() {
+        Some(m) if !m.is_empty() => {
+            out.push_str("messages:\n");
+            for l in crate::output::to_text(&p["messages"]).lines() {
+                out.push_str(&format!("  {l}\n"));
+            }
+        }
+        _ => out.push_str("messages:    none (a text proposal)\n"),
+    }
+    out
+}
+
+/// A vote's options: `yes`, or `yes=0.6,no=0.4`.
+fn vote_options(v: &Value) -> String {
+    let parts: Vec<(String, u128)> = v["options"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            (
+                json_str(&o["option"]),
+                json_str(&o["weight"]).parse().unwrap_or(0),
+            )
+        })
+        .collect();
+    match parts.as_slice() {
+        [(name, w)] if *w == kiln_client::gov::WEIGHT_ONE => name.clone(),
+        _ => parts
+            .iter()
+            .map(|(n, w)| format!("{n}={}", kiln_client::gov::format_weight(*w)))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// Table of `kiln query gov votes ID`.
+pub fn gov_votes_text(id: u64, v: &Value) -> String {
+    let rows = v.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return format!("no votes on proposal {id}\n");
+    }
+    let mut out = format!("{:<44} {:<32} {:>8}\n", "VOTER", "OPTION", "HEIGHT");
+    for r in &rows {
+        out.push_str(&format!(
+            "{:<44} {:<32} {:>8}\n",
+            json_str(&r["voter"]),
+            vote_options(r),
+            json_u64(&r["height"]).unwrap_or(0),
+        ));
+    }
+    out
+}
+
+/// `x.xx%` of `part / whole`.
+fn percent(part: u128, whole: u128) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    let bps = part.saturating_mul(10_000) / whole;
+    format!("{}.{:02}%", bps / 100, bps % 100)
+}
+
+/// `kiln query gov tally ID`.
+pub fn gov_tally_text(v: &Value) -> String {
+    let t = &v["tally"];
+    let n = |k: &str| -> u128 { json_str(&t[k]).parse().unwrap_or(0) };
+    let voted = n("yes") + n("no") + n("abstain") + n("no_with_veto");
+    let total = n("total_weight");
+    let mut out = format!(
+        "proposal {} ({}): {} tally\n",
+        json_u64(&v["proposal_id"]).unwrap_or(0),
+        json_str(&v["status"]),
+        if v["final"].as_bool() == Some(true) {
+            "final"
+        } else {
+            "current"
+        }
+    );
+    for k in ["yes", "no", "abstain", "no_with_veto"] {
+        out.push_str(&format!(
+            "  {k:<13} {:>20}  {:>7} of the votes\n",
+            n(k),
+            percent(n(k), voted)
+        ));
+    }
+    out.push_str(&format!(
+        "  {:<13} {:>20}  {:>7} of the total weight {total}\n",
+        "voted",
+        voted,
+        percent(voted, total)
+    ));
+    out.push_str(&format!(
+        "{}: {}\n",
+        if v["final"].as_bool() == Some(true) {
+            "outcome"
+        } else {
+            "if voting ended now"
+        },
+        json_str(&v["would_be"])
+    ));
+    out
+}
+
+/// `kiln query gov upgrade`.
+pub fn gov_upgrade_text(v: &Value) -> String {
+    let mut out = match v["plan"].as_object() {
+        None => "no upgrade planned\n".to_string(),
+        Some(p) => {
+            let info = json_str(&p["info"]);
+            format!(
+                "upgrade {:?} planned at height {}{}\n",
+                json_str(&p["name"]),
+                json_u64(&p["height"]).unwrap_or(0),
+                if info.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (info: {info})")
+                }
+            )
+        }
+    };
+    let applied = v["applied"].as_array().cloned().unwrap_or_default();
+    if applied.is_empty() {
+        out.push_str("no upgrade applied yet\n");
+    }
+    for a in &applied {
+        out.push_str(&format!(
+            "applied: {:?} at height {}\n",
+            json_str(&a["name"]),
+            json_u64(&a["height"]).unwrap_or(0)
+        ));
+    }
+    out
+}
+
+/// `kiln query params MODULE`.
+pub fn module_params_text(v: &Value) -> String {
+    let module = json_str(&v["module"]);
+    let mut out = format!(
+        "{module} params in force (a proposal changes them with {}: kiln tx gov draft --kind params --module {module}):\n",
+        json_str(&v["msg_type_url"])
+    );
+    for l in crate::output::to_text(&v["params"]).lines() {
+        out.push_str(&format!("  {l}\n"));
+    }
+    if v["pending"].is_null() {
+        out.push_str("no change scheduled\n");
+    } else {
+        out.push_str("scheduled for the next epoch start (passed by governance):\n");
+        for l in crate::output::to_text(&v["pending"]).lines() {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod kiln_tests {
     use super::*;
@@ -412,6 +727,50 @@ mod kiln_tests {
             "{t}"
         );
         assert_eq!(prices_text(&[]), "no models registered\n");
+    }
+
+    #[test]
+    fn gov_tables() {
+        let p = json!({"id": 3, "title": "Update the gov params", "status": "voting_period",
+            "proposer": "kiln1p", "submit_height": 10, "deposit_end_height": 30,
+            "voting_start_height": 10, "voting_end_height": 30, "total_deposit": "10000000",
+            "final_tally": null, "reason": "", "summary": "s", "metadata": "", "deposits_burned": false,
+            "deposits": [{"depositor": "kiln1p", "amount": "10000000"}],
+            "messages": [{"@type": "/kiln.gov.v1.MsgUpdateParams", "authority": "kiln1g", "params": {"quorum_bps": 1}}]});
+        let t = gov_proposals_text(&json!([p.clone()]), None);
+        assert!(
+            t.contains("voting until 30")
+                && t.contains("10 KILN")
+                && t.contains("MsgUpdateParams(gov)"),
+            "{t}"
+        );
+        assert_eq!(gov_proposals_text(&json!([]), None), "no proposals\n");
+        let t = gov_proposal_text(&p);
+        assert!(
+            t.contains("proposal 3: Update the gov params") && t.contains("quorum_bps: 1"),
+            "{t}"
+        );
+        let votes = json!([{"voter": "kiln1v", "height": 12, "options": [{"option": "yes", "weight": "1000000000000000000"}]},
+                           {"voter": "kiln1w", "height": 13, "options": [{"option": "yes", "weight": "600000000000000000"}, {"option": "no", "weight": "400000000000000000"}]}]);
+        let t = gov_votes_text(3, &votes);
+        assert!(t.lines().nth(1).unwrap().contains(" yes "), "{t}");
+        assert!(t.contains("yes=0.6,no=0.4"), "{t}");
+        let tally = json!({"proposal_id": 3, "status": "voting_period", "final": false, "would_be": "pass",
+            "tally": {"yes": "300", "no": "100", "abstain": "0", "no_with_veto": "0", "total_weight": "1000"}});
+        let t = gov_tally_text(&tally);
+        assert!(
+            t.contains("75.00% of the votes")
+                && t.contains("40.00% of the total weight 1000")
+                && t.contains("if voting ended now: pass"),
+            "{t}"
+        );
+        let t = gov_upgrade_text(
+            &json!({"plan": {"name": "v2", "height": 200, "info": ""}, "applied": []}),
+        );
+        assert_eq!(
+            t,
+            "upgrade \"v2\" planned at height 200\nno upgrade applied yet\n"
+        );
     }
 
     #[test]

@@ -114,6 +114,24 @@ pub fn run_tx(
     msgs: Vec<Any>,
     opts: &TxOptions,
 ) -> Result<()> {
+    run_tx_with(rpc, ui, from, msgs, opts, &|_| vec![]).map(|_| ())
+}
+
+/// Fields a command adds to the printed result of its tx, read from the
+/// node's `tx` result (events included), e.g. a new proposal's id.
+pub type Annotate<'a> = &'a dyn Fn(&Value) -> Vec<(&'static str, Value)>;
+
+/// Like [`run_tx`]; `annotate` adds fields to the printed result. Returns
+/// the node's `tx` result once included (`None` for `--dry-run` and
+/// `--generate-only`).
+pub fn run_tx_with(
+    rpc: &RpcClient,
+    ui: &mut dyn TxUi,
+    from: &KeyInfo,
+    msgs: Vec<Any>,
+    opts: &TxOptions,
+    annotate: Annotate<'_>,
+) -> Result<Option<Value>> {
     if opts.generate_only {
         let gas = opts.gas.unwrap_or(200_000);
         let fee = match &opts.fees {
@@ -121,7 +139,7 @@ pub fn run_tx(
             None => vec![opts.gas_prices.fee_for_gas(gas)?],
         };
         output::print_json(&unsigned_json(from, &msgs, &fee, gas, opts));
-        return Ok(());
+        return Ok(None);
     }
     let chain_id = match &opts.chain_id {
         Some(c) => c.clone(),
@@ -166,7 +184,7 @@ pub fn run_tx(
     if opts.dry_run {
         let v = json!({"dry_run": true, "chain_id": chain_id, "gas_estimate": gas, "fee": fee.iter().map(|c| c.to_string()).collect::<Vec<_>>(), "tx": unsigned_json(from, &msgs, &fee, gas, opts)});
         output::print(opts.output, &v);
-        return Ok(());
+        return Ok(None);
     }
 
     if !opts.yes && !ui.confirm(&summary_text(from, &msgs, &fee, gas, opts, &chain_id))? {
@@ -195,9 +213,14 @@ pub fn run_tx(
         );
     }
     let result = wait_for_tx(rpc, &hash, opts.wait_timeout, !opts.output.is_json())?;
-    let v = tx_result_json(&result);
-    output::print(opts.output, &v);
+    let mut v = tx_result_json(&result);
     let code = json_u64(&v["code"]).unwrap_or(0);
+    if code == 0 {
+        for (k, val) in annotate(&result) {
+            v[k] = val;
+        }
+    }
+    output::print(opts.output, &v);
     if code != 0 {
         bail!(
             "transaction {hash} failed in block {} with code {code}: {}",
@@ -205,7 +228,7 @@ pub fn run_tx(
             json_str(&v["raw_log"])
         );
     }
-    Ok(())
+    Ok(Some(result))
 }
 
 /// Waits for inclusion ([`kiln_client::tx::wait_for_tx`]) with a spinner on

@@ -10,11 +10,13 @@
 //! * [`sign`] — the one SIGN_MODE_DIRECT signing implementation
 //!   ([`sign::sign_direct`], [`sign::sign_tx_raw`], [`sign::build_signed_tx`]).
 //! * [`msgs`], [`host`] — message builders and parsers.
+//! * [`gov`] — proposal files, deposits, votes and the governance queries.
 //! * [`rpc`] — a blocking CometBFT JSON-RPC client; [`query`] — typed ABCI
 //!   queries; [`tx`] — accounts, simulation, gas, waiting for inclusion.
 
 pub mod address;
 pub mod amount;
+pub mod gov;
 pub mod host;
 pub mod inference;
 pub mod keyring;
