@@ -214,6 +214,28 @@ for P in "$PROP_JS" "$PROP_CLI"; do
 done
 echo "   -> proposals $PROP_JS (cosmjs, text) and $PROP_CLI (CLI, gov params) passed: $(kiln query gov tally "$PROP_CLI" | tail -n 1)"
 
+step "ML nodes: dev declares one with its own key (granted in the same tx), updates it, cancels it and removes it"
+kiln keys add box-ml --keyring-backend test --output json >"$WORK/box-ml.json"
+BOXML=$(json_field '["address"]' <"$WORK/box-ml.json")
+kiln tx host mlnode add gpu-0 --ml-key box-ml --worker-url http://box-a.test:8090 --models smollm2-135m \
+  --hardware "1x test GPU" --from dev --keyring-backend test --yes --output json >"$WORK/mlnode.json"
+[ "$(json_field '["code"]' <"$WORK/mlnode.json")" = 0 ] || fail "mlnode add: $(cat "$WORK/mlnode.json")"
+kiln query host dev --keyring-backend test --output json >"$WORK/host.json"
+python3 - "$WORK/host.json" "$BOXML" <<'PY' || fail "the ML node: $(cat "$WORK/host.json")"
+import json, sys
+n = json.load(open(sys.argv[1]))["ml_nodes"][0]
+assert n["id"] == "gpu-0" and n["state"] == "enabling" and n["ml_key"] == sys.argv[2] and n["lane"] == 0, n
+PY
+kiln query authz grants dev --keyring-backend test --output json | grep -q "$BOXML" || fail "box-ml got no ML-ops grant"
+kiln tx host mlnode update gpu-0 --hardware "2x test GPU" --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode update"
+kiln tx host mlnode remove gpu-0 --from dev --keyring-backend test --yes --output json >"$WORK/rm.json" 2>&1 && fail "an enabling ML node was removed"
+# Disabling a node still "enabling" cancels it at once; then it can go.
+kiln tx host mlnode disable gpu-0 --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode disable"
+kiln tx host mlnode remove gpu-0 --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode remove"
+[ "$(kiln query host dev --keyring-backend test --output json | json_field '["ml_nodes"]')" = "[]" ] || fail "gpu-0 is still listed"
+kiln query authz grants dev --keyring-backend test --output json | grep -q "$BOXML" && fail "box-ml's grant outlived its node"
+echo "   -> gpu-0 added (lane 0, box-ml granted), updated, cancelled and removed (grant revoked)"
+
 WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker() {
   RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key dev-ml --keyring-backend test \

@@ -7,7 +7,7 @@
 //! | 1 | `epochs` | params, first height | computes the block's [`EpochInfo`]; records seed/challenge hashes | — |
 //! | 2 | `bank` (auth + bank) | accounts, balances, supply | — | — |
 //! | 3 | `authz` | grants, params | prunes old fee-allowance counters at each epoch start | — |
-//! | 4 | `hosts` | genesis hosts | — | — |
+//! | 4 | `hosts` | genesis hosts | at each epoch start: ML nodes' scheduled enables and disables | — |
 //! | 5 | `staking` | params, epoch-1 weights (power-capped), genesis bonds, the genesis validator set | — | 2. effective weights, 3. weights in force, 6. unbondings paid |
 //! | 6 | `sprint` | params | challenge stage start: the epoch's beacon; vote-commit stage start: committees | 1. raw weights |
 //! | 7 | `reputation` | params | — | 5. reputation |

@@ -43,6 +43,30 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
             hardware: String::new(),
             consensus_key_proof: vec![],
         }),
+        "/kiln.host.v1.MsgAddMlNode" => any_of(&kiln_hosts::mlnodes::MsgAddMlNode {
+            owner: s,
+            id: "gpu-0".into(),
+            worker_url: "http://gpu0.example".into(),
+            models: vec![],
+            hardware: String::new(),
+            ml_key: other.to_bech32(),
+        }),
+        "/kiln.host.v1.MsgUpdateMlNode" => any_of(&kiln_hosts::mlnodes::MsgUpdateMlNode {
+            owner: s,
+            id: "gpu-0".into(),
+            worker_url: "http://gpu0.example".into(),
+            models: vec![],
+            hardware: String::new(),
+        }),
+        "/kiln.host.v1.MsgSetMlNodeEnabled" => any_of(&kiln_hosts::mlnodes::MsgSetMlNodeEnabled {
+            owner: s,
+            id: "gpu-0".into(),
+            enabled: false,
+        }),
+        "/kiln.host.v1.MsgRemoveMlNode" => any_of(&kiln_hosts::mlnodes::MsgRemoveMlNode {
+            owner: s,
+            id: "gpu-0".into(),
+        }),
         "/kiln.sprint.v1.MsgSprintCommit" => any_of(&kiln_sprint::msgs::MsgSprintCommit {
             host: s,
             epoch: 1,

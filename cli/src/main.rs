@@ -415,6 +415,81 @@ enum HostTx {
         #[command(flatten)]
         flags: TxFlags,
     },
+    /// The host's ML nodes: the machines (or GPUs) doing its compute, each
+    /// with its own ML key, switched on and off at epoch boundaries.
+    #[command(subcommand)]
+    Mlnode(MlNodeTx),
+}
+
+#[derive(Subcommand, Debug)]
+enum MlNodeTx {
+    /// Declare an ML node (enabled from the next epoch) and grant its key
+    /// the ML-ops messages, in one transaction.
+    Add {
+        /// Node id, unique within the host (a-z, 0-9, '-', '_'; e.g. gpu-0).
+        id: String,
+        /// The node's own ML operational key (key name or kiln1… address).
+        #[arg(long)]
+        ml_key: String,
+        /// The node's worker URL (http:// or https://).
+        #[arg(long)]
+        worker_url: String,
+        /// Models it serves, comma separated.
+        #[arg(long, default_value = "")]
+        models: String,
+        /// Hardware summary (e.g. "1x RTX 4090").
+        #[arg(long, default_value = "")]
+        hardware: String,
+        /// Expiry of the ML-ops grant: RFC 3339 time, +30d/+12h/…, or "never".
+        #[arg(long, default_value = "+365d")]
+        expiration: String,
+        /// The host's account key.
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Change a node's worker URL, models or hardware (fields not given keep their values).
+    Update {
+        id: String,
+        #[arg(long)]
+        worker_url: Option<String>,
+        #[arg(long)]
+        models: Option<String>,
+        #[arg(long)]
+        hardware: Option<String>,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Disable a node from the next epoch (no duty from then on).
+    Disable {
+        id: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Enable a node from the next epoch (or cancel a scheduled disable).
+    Enable {
+        id: String,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
+    /// Remove a node that is disabled in force, and revoke its key's ML-ops grant.
+    Remove {
+        id: String,
+        /// Keep the node key's ML-ops grant (it signs for another node).
+        #[arg(long)]
+        keep_grant: bool,
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        flags: TxFlags,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -1094,6 +1169,7 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             let msg = host::msg_register_host(&key.address, &f)?;
             (key, vec![msg], flags)
         }
+        TxCmd::Host(HostTx::Mlnode(cmd)) => mlnode_tx(ctx, &kr, cmd)?,
         TxCmd::Host(HostTx::Update {
             from,
             worker_url,
@@ -1659,4 +1735,111 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kiln tx host mlnode …`: the messages to sign, by the host's account key.
+fn mlnode_tx(
+    ctx: &Ctx,
+    kr: &Keyring,
+    cmd: MlNodeTx,
+) -> Result<(KeyInfo, Vec<kiln_client::Any>, TxFlags)> {
+    use kiln_client::host as hc;
+    let split = |text: &str| -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    Ok(match cmd {
+        MlNodeTx::Add {
+            id,
+            ml_key,
+            worker_url,
+            models,
+            hardware,
+            expiration,
+            from,
+            flags,
+        } => {
+            let key = ctx.signer(kr, &from)?;
+            let ml = ctx.resolve_address(&ml_key).unwrap_or(ml_key);
+            msgs::check_address("--ml-key", &ml)?;
+            if ml == key.address {
+                bail!("--ml-key must be the node's own key, not the host's account key");
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let exp = msgs::parse_expiration(&expiration, now)?;
+            let mut all = vec![hc::msg_add_ml_node(
+                &key.address,
+                &id,
+                &worker_url,
+                split(&models),
+                &hardware,
+                &ml,
+            )];
+            all.extend(msgs::msgs_grant_ml_ops(&key.address, &ml, exp));
+            (key, all, flags)
+        }
+        MlNodeTx::Update {
+            id,
+            worker_url,
+            models,
+            hardware,
+            from,
+            flags,
+        } => {
+            let key = ctx.signer(kr, &from)?;
+            let cur = hc::ml_node(&ctx.rpc(), &key.address, &id)?;
+            let text = |k: &str| cur[k].as_str().unwrap_or("").to_string();
+            let models = match models {
+                Some(m) => split(&m),
+                None => cur["models"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|m| m.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let msg = hc::msg_update_ml_node(
+                &key.address,
+                &id,
+                &worker_url.unwrap_or_else(|| text("worker_url")),
+                models,
+                &hardware.unwrap_or_else(|| text("hardware")),
+            );
+            (key, vec![msg], flags)
+        }
+        MlNodeTx::Disable { id, from, flags } => {
+            let key = ctx.signer(kr, &from)?;
+            let msg = hc::msg_set_ml_node_enabled(&key.address, &id, false);
+            (key, vec![msg], flags)
+        }
+        MlNodeTx::Enable { id, from, flags } => {
+            let key = ctx.signer(kr, &from)?;
+            let msg = hc::msg_set_ml_node_enabled(&key.address, &id, true);
+            (key, vec![msg], flags)
+        }
+        MlNodeTx::Remove {
+            id,
+            keep_grant,
+            from,
+            flags,
+        } => {
+            let key = ctx.signer(kr, &from)?;
+            let cur = hc::ml_node(&ctx.rpc(), &key.address, &id)?;
+            let mut all = vec![hc::msg_remove_ml_node(&key.address, &id)];
+            if !keep_grant {
+                if let Some(ml) = cur["ml_key"].as_str() {
+                    all.extend(msgs::msgs_revoke_ml_ops(&key.address, ml));
+                }
+            }
+            (key, all, flags)
+        }
+    })
 }

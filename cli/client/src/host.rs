@@ -261,6 +261,87 @@ pub fn msg_update_host(owner: &str, f: &HostFields) -> Result<Any> {
     })
 }
 
+/// `kiln tx host mlnode add`: declares an ML node (its key's ML-ops grant
+/// goes in the same transaction, built by the caller).
+pub fn msg_add_ml_node(
+    owner: &str,
+    id: &str,
+    worker_url: &str,
+    models: Vec<String>,
+    hardware: &str,
+    ml_key: &str,
+) -> Any {
+    use kiln_hosts::mlnodes::MsgAddMlNode;
+    Any {
+        type_url: MsgAddMlNode::type_url(),
+        value: MsgAddMlNode {
+            owner: owner.into(),
+            id: id.into(),
+            worker_url: worker_url.into(),
+            models,
+            hardware: hardware.into(),
+            ml_key: ml_key.into(),
+        }
+        .encode_to_vec(),
+    }
+}
+
+pub fn msg_update_ml_node(
+    owner: &str,
+    id: &str,
+    worker_url: &str,
+    models: Vec<String>,
+    hardware: &str,
+) -> Any {
+    use kiln_hosts::mlnodes::MsgUpdateMlNode;
+    Any {
+        type_url: MsgUpdateMlNode::type_url(),
+        value: MsgUpdateMlNode {
+            owner: owner.into(),
+            id: id.into(),
+            worker_url: worker_url.into(),
+            models,
+            hardware: hardware.into(),
+        }
+        .encode_to_vec(),
+    }
+}
+
+pub fn msg_set_ml_node_enabled(owner: &str, id: &str, enabled: bool) -> Any {
+    use kiln_hosts::mlnodes::MsgSetMlNodeEnabled;
+    Any {
+        type_url: MsgSetMlNodeEnabled::type_url(),
+        value: MsgSetMlNodeEnabled {
+            owner: owner.into(),
+            id: id.into(),
+            enabled,
+        }
+        .encode_to_vec(),
+    }
+}
+
+pub fn msg_remove_ml_node(owner: &str, id: &str) -> Any {
+    use kiln_hosts::mlnodes::MsgRemoveMlNode;
+    Any {
+        type_url: MsgRemoveMlNode::type_url(),
+        value: MsgRemoveMlNode {
+            owner: owner.into(),
+            id: id.into(),
+        }
+        .encode_to_vec(),
+    }
+}
+
+/// ML node `id` of `host` as the host query shows it.
+pub fn ml_node(rpc: &crate::rpc::RpcClient, host: &str, id: &str) -> Result<Value> {
+    let h = crate::query::host(rpc, host, 0)?
+        .ok_or_else(|| anyhow!("{host} is not a registered host"))?;
+    h["ml_nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"] == id).cloned())
+        .ok_or_else(|| anyhow!("host {host} has no ML node {id:?} (kiln query host {host})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,7 +57,8 @@ impl HostsGenesis {
     }
 }
 
-/// The host registry as a component: genesis only (it has no block hooks).
+/// The host registry as a component: genesis, and at each epoch start the
+/// ML nodes' scheduled switches ([`crate::mlnodes::apply_pending`]).
 pub struct Hosts;
 
 impl Component for Hosts {
@@ -84,5 +85,16 @@ impl Component for Hosts {
             put_host(state, &host)?;
         }
         Ok(())
+    }
+
+    fn on_stage_start<S: StateWrite>(
+        state: &mut S,
+        block: &kiln_framework::BlockInfo,
+        epoch: &kiln_framework::EpochInfo,
+    ) -> TxResult<Vec<kiln_framework::Event>> {
+        if epoch.stage != kiln_framework::Stage::Sprint {
+            return Ok(Vec::new());
+        }
+        crate::mlnodes::apply_pending(state, block.height)
     }
 }

@@ -21,6 +21,9 @@ pub mod codes {
     /// The consensus key's proof of possession is missing or does not verify
     /// (see [`crate::pop`]).
     pub const BAD_CONSENSUS_KEY_PROOF: u32 = 5;
+    // 6–9: ML nodes (`crate::mlnodes::errors`).
+    /// A field of an ML-node message is malformed.
+    pub const BAD_FIELD: u32 = 10;
 }
 
 fn err(code: u32, log: impl Into<String>) -> TxError {

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `hosts/host/{addr 20}` | [`crate::values`] host record |
 //! | `hosts/by_consensus/{ed25519 pubkey 32}` | owner address (20 bytes) |
+//! | `hosts/mlnode/{addr 20}{id}`, `hosts/mlnode_lanes/{addr 20}`, `hosts/mlnode_pending/{addr 20}{id}` | ML nodes (see [`crate::mlnodes`]) |
 //! | `hosts/key_rotated/{addr 20}` | `[1]`: the host changed its consensus key in this block (staking consumes it at the end of the block) |
 
 use kiln_framework::Address;

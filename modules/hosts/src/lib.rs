@@ -6,7 +6,10 @@
 //! ed25519 consensus key its node signs blocks with. The registry answers "is
 //! this address a host" and "which host owns this consensus key"; what a host
 //! has proven (sprint), the power it holds (staking) and its standing
-//! (reputation) live in their own modules.
+//! (reputation) live in their own modules. A host's ML nodes — the
+//! machines doing its compute, each with its own ML key and nonce lane,
+//! switched on and off at epoch boundaries — are declared here too
+//! ([`mlnodes`]).
 //!
 //! Keys (all under `hosts/`): see [`keys`]. Stored values: see [`values`].
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -15,6 +18,7 @@
 pub mod genesis;
 pub mod handler;
 pub mod keys;
+pub mod mlnodes;
 pub mod msgs;
 pub mod pop;
 pub mod query;
