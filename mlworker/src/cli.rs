@@ -224,7 +224,8 @@ impl ModelArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
-    /// cpu, cuda or auto (CUDA when torch sees a GPU).
+    /// cpu, cuda, cuda:N or auto (cuda:0 when torch sees a GPU). One worker
+    /// per GPU: each process takes its own cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// f32, bf16 or auto (f32 on CPU, bf16 on CUDA). For `serve`, the

@@ -10,11 +10,12 @@ use std::fmt;
 use std::str::FromStr;
 use tch::{Device, Kind};
 
-/// What the user asked for (`--device cpu|cuda|auto`).
+/// What the user asked for (`--device cpu|cuda|cuda:N|auto`). `cuda` is
+/// `cuda:0`; one worker process per GPU names its own (`cuda:1`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
     Cpu,
-    Cuda,
+    Cuda(usize),
     #[default]
     Auto,
 }
@@ -22,11 +23,23 @@ pub enum DeviceChoice {
 impl FromStr for DeviceChoice {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
+        let s = s.trim().to_ascii_lowercase();
+        Ok(match s.as_str() {
             "cpu" => DeviceChoice::Cpu,
-            "cuda" | "gpu" => DeviceChoice::Cuda,
+            "cuda" | "gpu" => DeviceChoice::Cuda(0),
             "auto" => DeviceChoice::Auto,
-            _ => bail!("unknown device {s:?}: use cpu, cuda or auto"),
+            other => {
+                let index = other
+                    .strip_prefix("cuda:")
+                    .or_else(|| other.strip_prefix("gpu:"))
+                    .and_then(|i| i.parse::<usize>().ok());
+                match index {
+                    Some(i) => DeviceChoice::Cuda(i),
+                    None => bail!(
+                        "unknown device {other:?}: use cpu, cuda, cuda:N (N = 0, 1, …) or auto"
+                    ),
+                }
+            }
         })
     }
 }
@@ -95,11 +108,18 @@ impl ComputeDevice {
     pub fn resolve(choice: DeviceChoice, precision: Precision) -> Result<Self> {
         let device = match choice {
             DeviceChoice::Cpu => Device::Cpu,
-            DeviceChoice::Cuda => {
+            DeviceChoice::Cuda(index) => {
                 if !tch::Cuda::is_available() {
-                    bail!("--device cuda: torch sees no CUDA device (is a CUDA build of torch installed?); use --device cpu or auto");
+                    bail!("--device cuda:{index}: torch sees no CUDA device (is a CUDA build of torch installed?); use --device cpu or auto");
                 }
-                Device::Cuda(0)
+                let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
+                if index >= count {
+                    bail!(
+                        "--device cuda:{index}: torch sees {count} CUDA device(s), cuda:0 to cuda:{}; run one worker per GPU with its own --device cuda:N",
+                        count.saturating_sub(1)
+                    );
+                }
+                Device::Cuda(index)
             }
             DeviceChoice::Auto => {
                 if tch::Cuda::is_available() {
@@ -144,6 +164,55 @@ impl fmt::Display for ComputeDevice {
             _ => "other",
         };
         write!(f, "{d}/{k}")
+    }
+}
+
+#[cfg(test)]
+mod choice_tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse_with_an_index() {
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!(
+            "cuda".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:3".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(3)
+        );
+        assert_eq!(
+            "GPU:1".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(1)
+        );
+        assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
+        for bad in ["cuda:", "cuda:x", "cuda:-1", "tpu", ""] {
+            let e = bad.parse::<DeviceChoice>().unwrap_err().to_string();
+            assert!(e.contains("cuda:N"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_gpu_is_a_clear_error() {
+        if tch::Cuda::is_available() {
+            let count = tch::Cuda::device_count() as usize;
+            let e = ComputeDevice::resolve(DeviceChoice::Cuda(count), Precision::Auto)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("cuda:{count}")), "{e}");
+        } else {
+            let e = ComputeDevice::resolve(DeviceChoice::Cuda(1), Precision::Auto)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("no CUDA device"), "{e}");
+        }
+        assert_eq!(
+            ComputeDevice::resolve(DeviceChoice::Cpu, Precision::Auto)
+                .unwrap()
+                .device,
+            Device::Cpu
+        );
     }
 }
 
