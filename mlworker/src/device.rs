@@ -167,6 +167,45 @@ impl fmt::Display for ComputeDevice {
     }
 }
 
+/// Use all CPU cores for torch's intra-op pool (or `threads` when given).
+pub fn configure_threads(threads: Option<usize>) -> usize {
+    let n = threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    tch::set_num_threads(n as i32);
+    n
+}
+
+/// Largest allocation glibc's heap will serve (`M_MMAP_THRESHOLD` is capped
+/// at 32 MiB on 64-bit); see [`tune_allocator`].
+pub const HEAP_ALLOC_LIMIT: usize = 32 << 20;
+
+/// Keep libtorch's CPU tensors on the malloc heap instead of fresh `mmap`s.
+///
+/// Every forward pass allocates and frees the same large activation tensors.
+/// glibc serves big blocks with `mmap` and returns them on free, so each pass
+/// page-faults and zeroes tens of MB again (measured: ~500k minor faults and
+/// ~15% system time per 8 s bench). Fixing the mmap threshold at its maximum
+/// and never trimming the heap makes the allocations reuse warm memory
+/// (~60k faults, ~2% system time, ~+30% nonces/s on the devnet preset).
+/// Process-wide and idempotent; a no-op off glibc.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| unsafe {
+            // SAFETY: mallopt only changes allocator parameters.
+            libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_ALLOC_LIMIT as libc::c_int);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX as libc::c_int);
+            libc::mallopt(libc::M_TOP_PAD, (64 << 20) as libc::c_int);
+        });
+    }
+}
+
 #[cfg(test)]
 mod choice_tests {
     use super::*;
@@ -213,44 +252,5 @@ mod choice_tests {
                 .device,
             Device::Cpu
         );
-    }
-}
-
-/// Use all CPU cores for torch's intra-op pool (or `threads` when given).
-pub fn configure_threads(threads: Option<usize>) -> usize {
-    let n = threads
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
-    tch::set_num_threads(n as i32);
-    n
-}
-
-/// Largest allocation glibc's heap will serve (`M_MMAP_THRESHOLD` is capped
-/// at 32 MiB on 64-bit); see [`tune_allocator`].
-pub const HEAP_ALLOC_LIMIT: usize = 32 << 20;
-
-/// Keep libtorch's CPU tensors on the malloc heap instead of fresh `mmap`s.
-///
-/// Every forward pass allocates and frees the same large activation tensors.
-/// glibc serves big blocks with `mmap` and returns them on free, so each pass
-/// page-faults and zeroes tens of MB again (measured: ~500k minor faults and
-/// ~15% system time per 8 s bench). Fixing the mmap threshold at its maximum
-/// and never trimming the heap makes the allocations reuse warm memory
-/// (~60k faults, ~2% system time, ~+30% nonces/s on the devnet preset).
-/// Process-wide and idempotent; a no-op off glibc.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| unsafe {
-            // SAFETY: mallopt only changes allocator parameters.
-            libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_ALLOC_LIMIT as libc::c_int);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX as libc::c_int);
-            libc::mallopt(libc::M_TOP_PAD, (64 << 20) as libc::c_int);
-        });
     }
 }
