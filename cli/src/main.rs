@@ -991,11 +991,7 @@ fn txs(ctx: &Ctx, cmd: TxCmd) -> Result<()> {
             if hot_address == key.address {
                 bail!("the hot key must differ from the granter");
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let exp = msgs::parse_expiration(&expiration, now)?;
+            let exp = expiration_from_now(&expiration)?;
             (
                 key.clone(),
                 msgs::msgs_grant_ml_ops(&key.address, &hot_address, exp),
@@ -1768,11 +1764,7 @@ fn mlnode_tx(
             if ml == key.address {
                 bail!("--ml-key must be the node's own key, not the host's account key");
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let exp = msgs::parse_expiration(&expiration, now)?;
+            let exp = expiration_from_now(&expiration)?;
             let mut all = vec![hc::msg_add_ml_node(
                 &key.address,
                 &id,
@@ -1842,4 +1834,14 @@ fn mlnode_tx(
             (key, all, flags)
         }
     })
+}
+
+/// A grant expiry from `--expiration` (RFC 3339, `+30d`, or `never`),
+/// relative to now.
+fn expiration_from_now(text: &str) -> Result<Option<kiln_client::Timestamp>> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    msgs::parse_expiration(text, now)
 }
