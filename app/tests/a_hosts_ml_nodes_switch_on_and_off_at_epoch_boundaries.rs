@@ -2,13 +2,15 @@
 //! per node come next): a host declares ML nodes with its account key,
 //! each with its own ML key and a nonce lane no other node of the host ever
 //! gets; adding, disabling and enabling take effect at the next epoch
-//! start; a node is removed only once disabled in force; bad requests are
-//! refused with reasons. SPEC §11's invariants hold after every block.
+//! start; a node's key sends the ML-ops messages only while its node is
+//! enabled in force; a node is removed only once disabled in force; bad
+//! requests are refused with reasons. SPEC §11's invariants hold after
+//! every block.
 
 use kiln_hosts::mlnodes::{
     MsgAddMlNode, MsgRemoveMlNode, MsgSetMlNodeEnabled, MsgUpdateMlNode, LANE_BITS,
 };
-use kiln_testkit::{any_of, sign_tx, BlockDriver, TestKey};
+use kiln_testkit::{any_of, msg_exec, msg_grant, sign_tx, BlockDriver, TestKey};
 use serde_json::Value;
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{ExecTxResult, RequestQuery};
@@ -78,6 +80,12 @@ fn remove(owner: &TestKey, id: &str) -> cosmos_sdk_proto::Any {
     })
 }
 
+/// The message got past the grant and the ML-node check to the inference
+/// module (which may still refuse it by its own rules, e.g. the period).
+fn passed_the_gate(r: &ExecTxResult) -> bool {
+    r.code == 0 || r.codespace == "inference"
+}
+
 impl Net {
     fn send(&mut self, key: &TestKey, msg: cosmos_sdk_proto::Any) -> ExecTxResult {
         let tx = sign_tx(key, vec![msg], &self.d.opts_for(key));
@@ -122,6 +130,27 @@ impl Net {
             .unwrap_or_else(|| "absent".into())
     }
 
+    /// `key` sends an ML-ops message (a validation-seed commitment) for the
+    /// host through `MsgExec`; returns the result.
+    fn ml_ops_from(&mut self, key: &TestKey) -> ExecTxResult {
+        let period = kiln_epochs::EpochExt::epoch_info(&self.d.app.latest_view(), self.d.height)
+            .unwrap()
+            .epoch
+            + 1;
+        let msg = any_of(&kiln_inference::msgs::MsgCommitValidationSeed {
+            host: self.host.address.to_bech32(),
+            period,
+            commitment: vec![7; 32],
+        });
+        let mut o = self.d.opts_for(key);
+        o.gas_limit = 1_000_000;
+        o.fee = 25_000;
+        let tx = sign_tx(key, vec![msg_exec(&key.address, vec![msg])], &o);
+        let r = self.d.deliver(vec![tx]).unwrap().response.tx_results[0].clone();
+        self.d.check_invariants().unwrap();
+        r
+    }
+
     fn next_epoch(&mut self) {
         let info =
             kiln_epochs::EpochExt::epoch_info(&self.d.app.latest_view(), self.d.height).unwrap();
@@ -143,8 +172,38 @@ fn ml_nodes_switch_at_epoch_boundaries_and_never_share_a_lane() {
         .map(|i| TestKey::from_label(&format!("mlnodes-key-{i}")))
         .collect();
 
+    // Each node key gets the ML-ops grant (the CLI sends it with the add).
+    let mut grants: Vec<cosmos_sdk_proto::Any> = Vec::new();
+    for k in &keys {
+        grants.extend(
+            kiln_messages::ml_ops_type_urls()
+                .iter()
+                .map(|url| msg_grant(&host.address, &k.address, url, None)),
+        );
+    }
+    let mut o = n.d.opts_for(&host);
+    o.gas_limit = 5_000_000;
+    o.fee = 125_000;
+    let r = n.d.deliver(vec![sign_tx(&host, grants, &o)]).unwrap();
+    assert_eq!(
+        r.response.tx_results[0].code, 0,
+        "{}",
+        r.response.tx_results[0].log
+    );
+    for k in &keys {
+        n.d.deliver(vec![sign_tx(
+            &host,
+            vec![kiln_testkit::msg_send(&host.address, &k.address, 1_000_000)],
+            &n.d.opts_for(&host),
+        )])
+        .unwrap();
+    }
+
     n.ok(add(&host, "gpu-0", &keys[0]));
     n.ok(add(&host, "gpu-1", &keys[1]));
+    // Not enabled yet: the node keys' grants do not work.
+    let r = n.ml_ops_from(&keys[0]);
+    assert!(r.code != 0 && r.log.contains("enabling"), "{}", r.log);
     let nodes = n.nodes();
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[0]["state"], "enabling", "{nodes:?}");
@@ -181,6 +240,15 @@ fn ml_nodes_switch_at_epoch_boundaries_and_never_share_a_lane() {
     n.next_epoch();
     assert_eq!(n.state_of("gpu-0"), "enabled");
     assert_eq!(n.state_of("gpu-1"), "enabled");
+    let r = n.ml_ops_from(&keys[0]);
+    assert!(
+        passed_the_gate(&r),
+        "an enabled node's key acts for its host: {}",
+        r.log
+    );
+    // A key that is no node's is not restricted by the registry.
+    let r = n.ml_ops_from(&keys[3]);
+    assert!(passed_the_gate(&r), "{}", r.log);
 
     // Disable gpu-1; disable then re-enable gpu-0 (the switch is cancelled).
     n.ok(switch(&host, "gpu-1", false));
@@ -192,9 +260,14 @@ fn ml_nodes_switch_at_epoch_boundaries_and_never_share_a_lane() {
     assert_eq!(n.state_of("gpu-1"), "disabling");
     n.refused(&host, remove(&host, "gpu-1"), "disabling");
 
+    // Disabling takes effect at the boundary, not before.
+    let r = n.ml_ops_from(&keys[1]);
+    assert!(passed_the_gate(&r), "still enabled this epoch: {}", r.log);
     n.next_epoch();
     assert_eq!(n.state_of("gpu-0"), "enabled");
     assert_eq!(n.state_of("gpu-1"), "disabled");
+    let r = n.ml_ops_from(&keys[1]);
+    assert!(r.code != 0 && r.log.contains("disabled"), "{}", r.log);
     n.ok(any_of(&MsgUpdateMlNode {
         owner: host.address.to_bech32(),
         id: "gpu-0".into(),

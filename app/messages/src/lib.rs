@@ -326,7 +326,8 @@ pub fn is_ml_ops_type_url(type_url: &str) -> bool {
 /// Executes one message: listed messages go to their module's handler;
 /// `MsgExec` checks the grantee's grant for each inner message (unless it
 /// signs for itself) and runs it as if the granter had sent it, so an ML key
-/// can do exactly what was granted.
+/// can do exactly what was granted — and, when the key is one of the host's
+/// declared ML nodes, only while that node is enabled in force.
 pub fn dispatch<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &Msg) -> TxResult<()> {
     let Msg::Exec { exec, inner } = msg else {
         return handle_listed(state, ctx, msg);
@@ -336,6 +337,9 @@ pub fn dispatch<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &Msg) 
         let granter = msg.signer()?;
         if granter != grantee {
             kiln_authz::state::authorize(state, ctx.block, &granter, &grantee, msg.type_url())?;
+            if msg.is_ml_ops() {
+                kiln_hosts::mlnodes::require_enabled_key(state, &granter, &grantee)?;
+            }
         }
         handle_listed(state, ctx, msg)?;
     }

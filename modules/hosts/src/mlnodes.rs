@@ -13,7 +13,9 @@
 //! **Switched at epoch boundaries.** A new node, `disable` and `enable`
 //! take effect at the first block of the next epoch (recorded as
 //! `pending`, applied by the hosts component's stage-start hook), so an
-//! epoch's duties are drawn from one fixed set of nodes. A node is removed
+//! epoch's duties are drawn from one fixed set of nodes. A node's key can
+//! send the ML-ops messages (through `MsgExec`) only while the node is
+//! enabled in force ([`require_enabled_key`]). A node is removed
 //! only once it is disabled in force: disable → next epoch → remove.
 //!
 //! Keys (under `hosts/`):
@@ -139,6 +141,29 @@ pub fn node_of_key<S: StateRead + ?Sized>(
     Ok(ml_nodes(state, host)?
         .into_iter()
         .find(|n| n.ml_key == *ml_key))
+}
+
+/// An ML key of a declared ML node of `host` works only while that node
+/// is enabled in force: from the epoch after it was added or enabled, until
+/// the epoch it is disabled in. Keys that are no node's (a host's single
+/// worker, before it declares nodes) are not restricted here; their grant
+/// alone decides.
+pub fn require_enabled_key<S: StateRead + ?Sized>(
+    state: &S,
+    host: &Address,
+    ml_key: &Address,
+) -> TxResult<()> {
+    match node_of_key(state, host, ml_key)? {
+        Some(node) if !node.enabled => Err(err(
+            errors::ML_NODE_STATE,
+            format!(
+                "ML node {:?} of host {host} is {}: its key {ml_key} gets no duty until an epoch starts with it enabled",
+                node.id,
+                node.state_name()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Applies every scheduled enable/disable; called at the first block of
