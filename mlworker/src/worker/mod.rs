@@ -467,7 +467,38 @@ impl Worker {
             .into());
         }
         self.warn_without_allowance(chain);
+        self.warn_if_ml_node_is_off(chain);
         Ok(())
+    }
+
+    /// When the worker's key is one of the host's declared ML nodes, the
+    /// chain accepts its messages only while that node is enabled in force
+    /// (issue 15): say so at start instead of letting every tx be refused.
+    /// Best effort, like [`Self::warn_without_allowance`].
+    fn warn_if_ml_node_is_off(&self, chain: &mut dyn ChainClient) {
+        let host = self.cfg.host.as_str();
+        let Ok(record) = chain.query_json(kiln_hosts::query::HOST_PATH, host.as_bytes()) else {
+            return;
+        };
+        let nodes = record["ml_nodes"].as_array().cloned().unwrap_or_default();
+        let Some(node) = nodes
+            .iter()
+            .find(|n| n["ml_key"].as_str() == Some(self.cfg.operator.as_str()))
+        else {
+            return;
+        };
+        let id = node["id"].as_str().unwrap_or("?");
+        let state = node["state"].as_str().unwrap_or("?");
+        if state != "enabled" {
+            tracing::warn!(
+                host,
+                ml_node = id,
+                state,
+                "this worker's key is ML node {id:?} of the host, which is {state}: the chain refuses its duties until an epoch starts with it enabled (kiln tx host mlnode enable {id} --from <host key>)"
+            );
+        } else {
+            tracing::info!(host, ml_node = id, "working as the host's ML node {id:?}");
+        }
     }
 
     /// A host with neither weight in force nor a self-bond gets no fee-free
