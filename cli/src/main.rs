@@ -1740,13 +1740,6 @@ fn mlnode_tx(
     cmd: MlNodeTx,
 ) -> Result<(KeyInfo, Vec<kiln_client::Any>, TxFlags)> {
     use kiln_client::host as hc;
-    let split = |text: &str| -> Vec<String> {
-        text.split(',')
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .map(String::from)
-            .collect()
-    };
     Ok(match cmd {
         MlNodeTx::Add {
             id,
@@ -1769,7 +1762,7 @@ fn mlnode_tx(
                 &key.address,
                 &id,
                 &worker_url,
-                split(&models),
+                hc::parse_models(&models)?,
                 &hardware,
                 &ml,
             )];
@@ -1788,7 +1781,7 @@ fn mlnode_tx(
             let cur = hc::ml_node(&ctx.rpc(), &key.address, &id)?;
             let text = |k: &str| cur[k].as_str().unwrap_or("").to_string();
             let models = match models {
-                Some(m) => split(&m),
+                Some(m) => hc::parse_models(&m)?,
                 None => cur["models"]
                     .as_array()
                     .map(|a| {

@@ -605,17 +605,13 @@ fn ukiln(amount: u128) -> TxResult<Coins> {
 /// The ukiln of a deposit (only ukiln is accepted).
 pub fn deposit_amount(coins: &[cosmos_sdk_proto::cosmos::base::v1beta1::Coin]) -> TxResult<u128> {
     let coins = Coins::from_proto(coins)?;
-    let mut amount = 0;
-    for coin in coins.iter() {
-        if coin.denom != BASE_DENOM {
-            return Err(err(
-                codes::BAD_FIELD,
-                format!("deposits are in {BASE_DENOM}, got {}", coin.denom),
-            ));
-        }
-        amount = coin.amount;
+    if let Some(other) = coins.iter().find(|c| c.denom != BASE_DENOM) {
+        return Err(err(
+            codes::BAD_FIELD,
+            format!("deposits are in {BASE_DENOM}, got {}", other.denom),
+        ));
     }
-    Ok(amount)
+    Ok(coins.amount_of(BASE_DENOM))
 }
 
 /// Moves `amount` ukiln from `depositor` into proposal `p`'s deposits and
