@@ -23,6 +23,11 @@
 #      substitute of the model, her work is scored low by dev, the dispute is
 #      upheld and the requester refunded;
 #      killed -9 mid-sprint and restarted, it resumes from its journal;
+#      after the rewards, dev declares two ML nodes with their own keys and
+#      runs their workers: both sprint in their own lanes and earn (the
+#      per-node split of dev's sprint result, `kiln query host dev`); box-2
+#      is then disabled, its share is gone the next epoch, and it is stopped
+#      and removed;
 #   6. the node is killed and restarted and resumes from disk.
 # Uses the binaries in target/debug (make test builds them); KILN_BIN_DIR overrides.
 set -euo pipefail
@@ -34,9 +39,17 @@ NODE_PID=""
 WORKER_PID=""
 PROXY_PID=""
 WORKER2_PID=""
+WORKER3_PID=""
+WORKER4_PID=""
 cleanup() {
   local status=$?
   set +e
+  for P in "$WORKER3_PID" "$WORKER4_PID"; do
+    if [ -n "$P" ]; then kill "$P" 2>/dev/null; wait "$P" 2>/dev/null; fi
+  done
+  for N in 3 4; do
+    if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/worker$N.log" ]; then echo "--- ML node worker $N log (tail) ---"; tail -n 30 "$WORK/worker$N.log"; fi
+  done
   if [ -n "$WORKER2_PID" ]; then kill "$WORKER2_PID" 2>/dev/null; wait "$WORKER2_PID" 2>/dev/null; fi
   if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/worker2.log" ]; then echo "--- alice's worker log (tail) ---"; tail -n 30 "$WORK/worker2.log"; fi
   if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null; fi
@@ -224,7 +237,7 @@ kiln query host dev --keyring-backend test --output json >"$WORK/host.json"
 python3 - "$WORK/host.json" "$BOXML" <<'PY' || fail "the ML node: $(cat "$WORK/host.json")"
 import json, sys
 n = json.load(open(sys.argv[1]))["ml_nodes"][0]
-assert n["id"] == "gpu-0" and n["state"] == "enabling" and n["ml_key"] == sys.argv[2] and n["lane"] == 0, n
+assert n["id"] == "gpu-0" and n["state"] == "enabling" and n["ml_key"] == sys.argv[2] and n["lane"] == 1, n
 PY
 kiln query authz grants dev --keyring-backend test --output json | grep -q "$BOXML" || fail "box-ml got no ML-ops grant"
 kiln tx host mlnode update gpu-0 --hardware "2x test GPU" --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode update"
@@ -234,7 +247,7 @@ kiln tx host mlnode disable gpu-0 --from dev --keyring-backend test --yes --outp
 kiln tx host mlnode remove gpu-0 --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode remove"
 [ "$(kiln query host dev --keyring-backend test --output json | json_field '["ml_nodes"]')" = "[]" ] || fail "gpu-0 is still listed"
 kiln query authz grants dev --keyring-backend test --output json | grep -q "$BOXML" && fail "box-ml's grant outlived its node"
-echo "   -> gpu-0 added (lane 0, box-ml granted), updated, cancelled and removed (grant revoked)"
+echo "   -> gpu-0 added (lane 1, box-ml granted), updated, cancelled and removed (grant revoked)"
 
 WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker() {
@@ -356,6 +369,7 @@ E2=$(wait_settled "$EK" 120)
 [ "$E2" = "$EK" ] || fail "the restarted worker settled epoch $E2, expected $EK"
 grep -q "resuming the epoch from the journal" "$WORK/worker.log" || fail "the restarted worker did not resume from its journal"
 worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "dev not accepted after the restart: $(worker_status)"
+
 kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
 
 step "a second host (alice) proves compute and serves: the transfer agent forwards the requests the draw gives her"
@@ -513,6 +527,64 @@ print(f"   -> leaderboard epoch {b['epoch']}: " + ", ".join(
     for h in b["hosts"]))
 PY
 kiln query slashes --output json | grep -q '^\[' || fail "kiln query slashes did not answer a list"
+
+step "one host, two ML nodes: dev runs two more workers (own ML keys) as ML nodes, each sprints in its own lane and both earn; one is retired cleanly"
+WPORT3=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+WPORT4=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+for N in 1 2; do
+  kiln keys add "box-$N-ml" --keyring-backend test --output json >/dev/null
+  P=$([ "$N" = 1 ] && echo "$WPORT3" || echo "$WPORT4")
+  kiln tx host mlnode add "box-$N" --ml-key "box-$N-ml" --worker-url "http://127.0.0.1:$P" --hardware "e2e cpu" \
+    --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode add box-$N"
+done
+RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key box-1-ml --ml-node box-1 --keyring-backend test \
+  --http "127.0.0.1:$WPORT3" --journal "$WORK/journal3" >>"$WORK/worker3.log" 2>&1 &
+WORKER3_PID=$!
+RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key box-2-ml --ml-node box-2 --keyring-backend test \
+  --http "127.0.0.1:$WPORT4" --journal "$WORK/journal4" >>"$WORK/worker4.log" 2>&1 &
+WORKER4_PID=$!
+EN=$(( $(kiln query epoch --output json | json_field '["epoch"]') + 1 ))
+split_of() { # epoch -> "id:raw_weight ..." of dev's sprint result, or nothing before it settles
+  kiln query sprint-result "$1" "$DEV" --output json 2>/dev/null |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); print(" ".join((n["ml_node"] or "own") + ":" + str(n["raw_weight"]) for n in r.get("nodes", [])))' 2>/dev/null || true
+}
+wait_split() { # epoch -> prints the split once settled
+  local out=""
+  for _ in $(seq 1 400); do
+    out=$(split_of "$1"); [ -n "$out" ] && { echo "$out"; return 0; }
+    kill -0 "$WORKER3_PID" 2>/dev/null || fail "box-1's worker exited: $(tail -n 20 "$WORK/worker3.log")"
+    sleep 0.5
+  done
+  fail "epoch $1 never settled with a per-node split: $(kiln query sprint-result "$1" "$DEV" 2>&1)"
+}
+# The nodes are enabled from epoch $EN on: both earn in it.
+SPLIT=$(wait_split "$EN")
+python3 - "$SPLIT" <<'PY' || fail "both nodes must earn in epoch $EN: $SPLIT"
+import sys
+parts = dict(p.split(":") for p in sys.argv[1].split())
+assert {"box-1", "box-2"} <= set(parts) and int(parts["box-1"]) > 0 and int(parts["box-2"]) > 0, parts
+PY
+kiln query host dev --keyring-backend test --output json >"$WORK/host2.json"
+python3 - "$WORK/host2.json" <<'PY' || fail "kiln query host dev: $(cat "$WORK/host2.json")"
+import json, sys
+nodes = {n["id"]: n for n in json.load(open(sys.argv[1]))["ml_nodes"]}
+assert set(nodes) == {"box-1", "box-2"} and all(n["state"] == "enabled" for n in nodes.values()), nodes
+assert sorted(n["lane"] for n in nodes.values()) == [1, 2], nodes
+PY
+grep -q "sprinting as the host's ML node" "$WORK/worker4.log" || fail "box-2's worker did not sprint as its node"
+echo "   -> epoch $EN, dev's raw weight per sprint unit: $SPLIT; kiln query host dev lists box-1 and box-2, enabled, lanes 1 and 2"
+# The operator's clean stop (README "Retiring an ML node"): disable, wait for
+# the next epoch, see its share gone, stop it, remove it.
+kiln tx host mlnode disable box-2 --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode disable box-2"
+ED=$(( $(kiln query epoch --output json | json_field '["epoch"]') + 1 ))
+SPLIT2=$(wait_split "$ED")
+case " $SPLIT2" in *" box-2:"*) fail "epoch $ED still counts box-2: $SPLIT2" ;; esac
+case " $SPLIT2" in *" box-1:"[1-9]*) ;; *) fail "epoch $ED lost box-1: $SPLIT2" ;; esac
+grep -q "not enabled in force: no sprint duty" "$WORK/worker4.log" || fail "box-2's worker did not notice it was disabled"
+kill "$WORKER4_PID"; wait "$WORKER4_PID" 2>/dev/null || true; WORKER4_PID=""
+kiln tx host mlnode remove box-2 --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode remove box-2"
+echo "   -> box-2 disabled: epoch $ED counts $SPLIT2; box-2 stopped and removed"
+kill "$WORKER3_PID"; wait "$WORKER3_PID" 2>/dev/null || true; WORKER3_PID=""
 kill "$WORKER2_PID"; wait "$WORKER2_PID" 2>/dev/null || true; WORKER2_PID=""
 kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""
 

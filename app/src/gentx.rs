@@ -84,6 +84,7 @@ impl Gentx {
             ));
         }
         kiln_hosts::HostsGenesis {
+            ml_nodes: Vec::new(),
             hosts: vec![self.host.clone()],
         }
         .validate()?;

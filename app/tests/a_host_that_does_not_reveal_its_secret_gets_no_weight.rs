@@ -46,6 +46,7 @@ fn a_host_that_does_not_reveal_its_secret_gets_no_weight() {
         3,
         vec![any_of(&MsgSprintRevealSecret {
             host: addrs[3].to_bech32(),
+            ml_node: String::new(),
             epoch: 1,
             secret: vec![0xAB; 32],
         })],

@@ -169,6 +169,7 @@ fn committing_repeated_leaves_is_caught_by_neighbour_openings() {
     let t = tree(&doubled);
     let old = MsgSprintOpen {
         host: addr.to_bech32(),
+        ml_node: String::new(),
         epoch: 1,
         leaves: sampled
             .iter()
@@ -195,6 +196,7 @@ fn committing_repeated_leaves_is_caught_by_neighbour_openings() {
     // With neighbours, each with a valid proof, the repeat shows.
     let paired = MsgSprintOpen {
         host: addr.to_bech32(),
+        ml_node: String::new(),
         epoch: 1,
         leaves: opened_leaves(&doubled, &challenge, 16),
     };

@@ -27,6 +27,7 @@ const INSUFFICIENT_FEE: u32 = 13;
 fn commit_msg(host: &Address) -> cosmos_sdk_proto::Any {
     any_of(&MsgSprintCommit {
         host: host.to_bech32(),
+        ml_node: String::new(),
         epoch: 1,
         root: vec![9; 32],
         count: 10,

@@ -82,6 +82,7 @@ fn setup() -> Setup {
 fn commit_msg(host: &Address, epoch: u64) -> cosmos_sdk_proto::Any {
     any_of(&MsgSprintCommit {
         host: host.to_bech32(),
+        ml_node: String::new(),
         epoch,
         root: vec![9; 32],
         count: 10,

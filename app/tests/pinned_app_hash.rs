@@ -18,7 +18,7 @@ use kiln_sprint::msgs::{vote_commitment, MsgSprintVoteCommit, MsgSprintVoteRevea
 use kiln_testkit::sprint::{commit_msg, open_msg, reveal_msg};
 use kiln_testkit::{any_of, msg_exec, msg_grant, msg_send, sign_tx, BlockDriver, TestKey};
 
-const PINNED: &str = "c5d2005d03a56473caed5892629b1835a911109949469b0d9283dadccf36b9d8";
+const PINNED: &str = "c68313e0bd39f8f84c4cba0b2d6068010af834ecc5ec9543f8262ba7dfff07b9";
 const CHAIN: &str = "kiln-pinned";
 
 /// `count` share leaves (nonce, d_q) with strictly increasing nonces.

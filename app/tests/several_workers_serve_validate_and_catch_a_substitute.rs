@@ -28,20 +28,18 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use kiln_app::KilnApp;
 use kiln_client::rpc::RpcClient;
 use kiln_framework::{Address, Coin, BASE_DENOM};
 use kiln_inference::duties;
 use kiln_inference::state::ServingSet;
 use kiln_testkit::inference::SignedRequest;
-use kiln_testkit::{any_of, sign_tx, BlockDriver, TestKey, TxOptions};
+use kiln_testkit::{any_of, sign_tx, TestKey};
 use serde_json::{json, Value};
 
 const CHAIN: &str = "kiln-several-workers";
@@ -52,261 +50,11 @@ const WANT_VALIDATED: usize = 200;
 const BLOCK_TIME: Duration = Duration::from_millis(200);
 const INFERENCE_TIMEOUT_BLOCKS: u64 = 150;
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Worker processes, killed when the test ends (pass or fail).
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The chain: the devnet node in this process, blocks produced by a thread
-/// that checks the invariants after each.
-struct Chain {
-    _runtime: tokio::runtime::Runtime,
-    handle: kiln_node::DevnetHandle<KilnApp>,
-    stop: Arc<AtomicBool>,
-    failure: Arc<Mutex<Option<String>>>,
-    blocks_checked: Arc<AtomicU64>,
-    producer: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Chain {
-    fn start(home: &Path, genesis_supply: BTreeMap<String, u128>) -> Chain {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let data = kiln_node::home::data_dir(home).join("application.db");
-        let storage =
-            kiln_store::Storage::open(&data, kiln_store::StorageConfig { keep_recent: 1000 })
-                .unwrap();
-        let app = KilnApp::new(storage).unwrap();
-        let mut cfg = kiln_node::DevnetConfig::new(home);
-        cfg.rpc_listen = "127.0.0.1:0".parse().unwrap();
-        cfg.manual_blocks = true;
-        let handle = runtime
-            .block_on(kiln_node::DevnetHandle::start(app, cfg))
-            .unwrap();
-        let node = handle.node().clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let failure = Arc::new(Mutex::new(None));
-        let blocks_checked = Arc::new(AtomicU64::new(0));
-        let (stop2, failure2, checked2) = (stop.clone(), failure.clone(), blocks_checked.clone());
-        let producer = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let outcome = node.produce_block().and_then(|_| {
-                    let validators: BTreeMap<Vec<u8>, u64> = node
-                        .state()
-                        .next_validators
-                        .iter()
-                        .map(|v| (v.pub_key.to_bytes(), v.power.value()))
-                        .collect();
-                    BlockDriver::check_invariants_with(
-                        &node.app().latest_view(),
-                        &genesis_supply,
-                        &validators,
-                    )
-                });
-                if let Err(e) = outcome {
-                    *failure2.lock().unwrap() = Some(format!("at height {}: {e:#}", node.height()));
-                    return;
-                }
-                checked2.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(BLOCK_TIME.saturating_sub(started.elapsed()));
-            }
-        });
-        Chain {
-            _runtime: runtime,
-            handle,
-            stop,
-            failure,
-            blocks_checked,
-            producer: Some(producer),
-        }
-    }
-
-    fn assert_healthy(&self) {
-        if let Some(f) = self.failure.lock().unwrap().clone() {
-            panic!("a block broke SPEC §11's invariants or failed: {f}");
-        }
-    }
-
-    fn app(&self) -> KilnApp {
-        self.handle.node().app()
-    }
-}
-
-impl Drop for Chain {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(p) = self.producer.take() {
-            let _ = p.join();
-        }
-    }
-}
-
-/// What the blocks said about inference, from `block_results`.
-#[derive(Default)]
-struct Seen {
-    next_height: u64,
-    /// id → (executor, period, rate, height)
-    finished: BTreeMap<[u8; 32], (Address, u64, u64, u64)>,
-    started: BTreeMap<[u8; 32], (Address, u64)>,
-    /// (id, validator) → score
-    validations: BTreeMap<([u8; 32], Address), u64>,
-    /// id → opener
-    disputes: BTreeMap<[u8; 32], Address>,
-    /// id → upheld
-    resolved: BTreeMap<[u8; 32], bool>,
-    invalid_at: BTreeMap<Address, u64>,
-    expired: BTreeMap<[u8; 32], Address>,
-}
-
-fn attr(event: &Value, key: &str) -> Option<String> {
-    event["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .and_then(|a| a["value"].as_str())
-        .map(str::to_string)
-}
-
-fn id_of(s: &str) -> [u8; 32] {
-    hex::decode(s).unwrap().try_into().unwrap()
-}
-
-fn addr(s: &str) -> Address {
-    Address::parse(s).unwrap()
-}
-
-impl Seen {
-    fn follow(&mut self, rpc: &RpcClient) {
-        let latest =
-            kiln_client::rpc::json_u64(&rpc.status().unwrap()["sync_info"]["latest_block_height"])
-                .unwrap();
-        while self.next_height <= latest {
-            let h = self.next_height;
-            let results = rpc
-                .call_uri("block_results", &[("height", &h.to_string())])
-                .unwrap();
-            let tx_events = results["txs_results"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|tx| tx["events"].as_array().cloned().unwrap_or_default());
-            let block_events = results["finalize_block_events"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            for e in tx_events.chain(block_events) {
-                let a = |k: &str| attr(&e, k).unwrap_or_default();
-                match e["type"].as_str().unwrap_or("") {
-                    "kiln.inference.v1.EventInferenceStarted" => {
-                        self.started
-                            .insert(id_of(&a("id")), (addr(&a("executor")), h));
-                    }
-                    "kiln.inference.v1.EventInferenceFinished" => {
-                        self.finished.insert(
-                            id_of(&a("id")),
-                            (
-                                addr(&a("executor")),
-                                a("period").parse().unwrap(),
-                                a("validation_rate_micro").parse().unwrap(),
-                                h,
-                            ),
-                        );
-                    }
-                    "kiln.inference.v1.EventInferenceValidated" => {
-                        self.validations.insert(
-                            (id_of(&a("id")), addr(&a("validator"))),
-                            a("score_micro").parse().unwrap(),
-                        );
-                    }
-                    "kiln.inference.v1.EventDisputeOpened" => {
-                        self.disputes.insert(id_of(&a("id")), addr(&a("validator")));
-                    }
-                    "kiln.inference.v1.EventDisputeResolved" => {
-                        self.resolved.insert(id_of(&a("id")), a("upheld") == "true");
-                    }
-                    "kiln.inference.v1.EventHostInvalid" => {
-                        self.invalid_at.entry(addr(&a("host"))).or_insert(h);
-                    }
-                    "kiln.inference.v1.EventInferenceExpired" => {
-                        self.expired.insert(id_of(&a("id")), addr(&a("executor")));
-                    }
-                    _ => {}
-                }
-            }
-            self.next_height += 1;
-        }
-    }
-}
-
-/// A POST of a signed body to a worker; (status, JSON answer).
-fn post(url: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, Value) {
-    let mut req = ureq::post(url)
-        .set("content-type", "application/json")
-        .timeout(Duration::from_secs(120));
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    match req.send_bytes(body) {
-        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
-        Err(e) => (0, json!({"transport": e.to_string()})),
-    }
-}
+mod worker_procs;
+use worker_procs::*;
 
 fn completion_body(prompt: &str) -> Value {
     json!({"model": MODEL, "prompt": prompt, "max_tokens": 3, "temperature": 0})
-}
-
-fn balance(app: &KilnApp, a: &Address) -> u128 {
-    kiln_bank::state::balance_readonly(&app.latest_view(), a, BASE_DENOM).unwrap()
-}
-
-fn options(app: &KilnApp, key: &TestKey) -> TxOptions {
-    let (number, sequence) = kiln_bank::state::AuthExt::account(&app.latest_view(), &key.address)
-        .unwrap()
-        .map(|a| (a.account_number, a.sequence))
-        .unwrap_or((0, 0));
-    TxOptions::new(CHAIN, number, sequence)
-}
-
-/// Broadcasts `tx` and waits for its block; the tx result.
-fn deliver(rpc: &RpcClient, tx: &[u8]) -> Value {
-    let sent = rpc.broadcast_tx_sync(tx).unwrap();
-    assert_eq!(sent.code, 0, "CheckTx refused: {}", sent.log);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(found) = rpc.tx(&sent.hash).unwrap() {
-            return found["tx_result"].clone();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("tx {} was not included within 30 s", sent.hash);
 }
 
 #[test]
@@ -388,7 +136,7 @@ fn several_workers_serve_validate_and_catch_a_substitute() {
     let mut file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     file["validators"] = json!([]);
     std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
-    let chain = Chain::start(&home, supply);
+    let chain = Chain::start(&home, supply, BLOCK_TIME);
     let rpc_url = format!("http://{}", chain.handle.rpc_addr());
     let rpc = RpcClient::new(&rpc_url);
 
@@ -620,7 +368,7 @@ fn several_workers_serve_validate_and_catch_a_substitute() {
     let tx = sign_tx(
         &hosts[0],
         vec![any_of(&orphan.start_msg(5, wrong, height))],
-        &options(&app, &hosts[0]),
+        &options(&app, &hosts[0], CHAIN),
     );
     let result = deliver(&rpc, &tx);
     assert_eq!(
@@ -631,7 +379,7 @@ fn several_workers_serve_validate_and_catch_a_substitute() {
     let tx = sign_tx(
         &hosts[0],
         vec![any_of(&orphan.start_msg(5, drawn, height))],
-        &options(&app, &hosts[0]),
+        &options(&app, &hosts[0], CHAIN),
     );
     let result = deliver(&rpc, &tx);
     assert_eq!(result["code"], 0, "{result}");

@@ -164,6 +164,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
         &hosts[0],
         any_of(&MsgSprintCommit {
             host: hosts[0].key.address.to_bech32(),
+            ml_node: String::new(),
             epoch: 1,
             root: vec![0; 32],
             count: 1,
@@ -199,6 +200,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
                 h,
                 any_of(&MsgSprintOpen {
                     host: h.key.address.to_bech32(),
+                    ml_node: String::new(),
                     epoch: 1,
                     leaves: bad,
                 }),
@@ -211,6 +213,7 @@ fn weights_follow_accepted_compute_and_cheaters_get_nothing() {
             h,
             any_of(&MsgSprintOpen {
                 host: h.key.address.to_bech32(),
+                ml_node: String::new(),
                 epoch: 1,
                 leaves,
             }),
@@ -441,6 +444,7 @@ fn a_tree_that_counts_a_nonce_twice_cannot_be_opened() {
         &host,
         any_of(&MsgSprintOpen {
             host: host.key.address.to_bech32(),
+            ml_node: String::new(),
             epoch: 1,
             leaves,
         }),

@@ -98,6 +98,7 @@ fn the_challenge_depends_on_every_revealed_secret() {
     let old_challenge = challenge_seed(&block_hash, addrs[0].as_bytes());
     let old = MsgSprintOpen {
         host: addrs[0].to_bech32(),
+        ml_node: String::new(),
         epoch: 1,
         leaves: opened_leaves(&leaves, &old_challenge, 16),
     };

@@ -69,6 +69,7 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
         }),
         "/kiln.sprint.v1.MsgSprintCommit" => any_of(&kiln_sprint::msgs::MsgSprintCommit {
             host: s,
+            ml_node: String::new(),
             epoch: 1,
             root: vec![7; 32],
             count: 3,
@@ -77,12 +78,14 @@ fn sample(type_url: &str, signer: &Address, other: &Address) -> Any {
         "/kiln.sprint.v1.MsgSprintRevealSecret" => {
             any_of(&kiln_sprint::msgs::MsgSprintRevealSecret {
                 host: s,
+                ml_node: String::new(),
                 epoch: 1,
                 secret: vec![6; 32],
             })
         }
         "/kiln.sprint.v1.MsgSprintOpen" => any_of(&kiln_sprint::msgs::MsgSprintOpen {
             host: s,
+            ml_node: String::new(),
             epoch: 1,
             leaves: vec![],
         }),
@@ -387,6 +390,7 @@ fn every_listed_type_decodes_and_an_unlisted_one_does_not() {
     // (so CheckTx and ProcessProposal refuse it), not in a block.
     let bad = any_of(&kiln_sprint::msgs::MsgSprintCommit {
         host: a.to_bech32(),
+        ml_node: String::new(),
         epoch: 1,
         root: vec![7; 31],
         count: 3,

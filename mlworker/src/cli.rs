@@ -112,7 +112,7 @@ pub struct WorkerRunArgs {
     /// or stdin) or test (unencrypted, devnets only).
     #[arg(long, env = "KILN_KEYRING_BACKEND", default_value = "file")]
     pub keyring_backend: kiln_client::Backend,
-    /// Journal directory (default <home>/worker/<host>).
+    /// Journal directory (default <home>/worker/<host>/<ML key address>).
     #[arg(long)]
     pub journal: Option<PathBuf>,
     /// Address of the /health, /metrics and /status endpoints.
@@ -141,6 +141,12 @@ pub struct WorkerRunArgs {
     /// (or, until the first settle, from genesis). Needs --serve-model.
     #[arg(long, requires = "serve_model")]
     pub no_sprint: bool,
+    /// This worker is the host's ML node ID (`kiln tx host mlnode add ID
+    /// --ml-key <this key>`): it sprints in that node's lane, and idles
+    /// until the node is enabled — it never stands in for the host's own
+    /// worker, even before the node is declared.
+    #[arg(long, value_name = "ID")]
+    pub ml_node: Option<String>,
     /// Hours the executor keeps each served payload (request, completion,
     /// top logprobs) for the validators the chain assigns.
     #[arg(long, default_value_t = 48)]
@@ -849,10 +855,12 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     }
     let threads = configure_threads(a.dev.threads);
     let device = a.dev.resolve()?;
+    // One journal per ML key: several workers of one host (its ML nodes)
+    // can share a home without sharing a journal.
     let journal_dir = a
         .journal
         .clone()
-        .unwrap_or_else(|| home.join("worker").join(&a.host));
+        .unwrap_or_else(|| home.join("worker").join(&a.host).join(&info.address));
     let journal = Journal::open(&journal_dir)?;
     let cfg = WorkerConfig {
         host: a.host.clone(),
@@ -865,6 +873,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         },
         commit_every_blocks: a.commit_every.max(1),
         misbehaviour: Misbehaviour::default(),
+        ml_node: a.ml_node.clone(),
     };
     let executor = crate::executor::EngineExecutor::start(device, threads)?;
     let mut worker = Worker::with_executor(cfg, journal, executor.clone())?;
@@ -918,7 +927,13 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                                 std::thread::sleep(Duration::from_millis(200));
                             };
                             let _ = app.market.set(market.clone());
-                            if let Err(e) = crate::validator::spawn(
+                            let is_node = market.is_ml_node().unwrap_or_else(|e| {
+                                tracing::warn!(error = %format!("{e:#}"), "cannot tell whether this worker is an ML node; running the validation duty");
+                                false
+                            });
+                            if is_node {
+                                tracing::info!("this worker is one of the host's ML nodes: it executes what the host's own worker routes to it; the host's own worker keeps its validation duty");
+                            } else if let Err(e) = crate::validator::spawn(
                                 market,
                                 app.clone(),
                                 validator_key,
@@ -969,6 +984,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
             journal_dir.join("payloads"),
             a.payload_retention_hours.saturating_mul(3600),
             market_outbox.clone(),
+            info.address.clone(),
         )?;
         let _ = market_cell.set(market);
     }

@@ -17,6 +17,20 @@
 //! completion, per-position top-5 logprobs) for validators, and queues
 //! `MsgFinishInference` with the completion's token count and hashes.
 //!
+//! **A host with ML nodes (issue 15).** The worker at the host's
+//! registered URL — its own worker, the transfer agent and the executor
+//! the draw names — routes each request it must execute to one of the
+//! host's ML nodes enabled in force that serve the model, or serves it
+//! itself: least loaded first (requests it has in flight at each node,
+//! against its own engine's queue; ties in turn), never a disabled node.
+//! A node that does not answer (down, killed mid-request, overloaded) is
+//! set aside for a while and the request goes to the next one, so no
+//! request is lost for a dead node; the chain settles one finish per id,
+//! so none is charged twice. A routed request carries
+//! [`HEADER_ROUTED`]: the node serves it (re-checking signature and draw as
+//! any executor) and routes nothing on. Validators find a node-served
+//! payload at the node's URL (`crate::validator`).
+//!
 //! Queued messages are sent by the worker's [`InferenceDuty`], each in its
 //! own `MsgExec` from the ML key, so a refused start never holds back others.
 //! Every refusal is an OpenAI-shaped error that names the cause, and nothing
@@ -51,6 +65,15 @@ use crate::worker::{ChainTick, Duty, Outbox, Tick};
 /// Headers a transfer agent adds when it forwards a request to the executor.
 pub const HEADER_TRANSFER_AGENT: &str = "x-kiln-transfer-agent";
 pub const HEADER_SEED_HEIGHT: &str = "x-kiln-seed-height";
+/// Set (to the node id) on a request the host's worker routed to one of
+/// its ML nodes: the node serves it itself.
+pub const HEADER_ROUTED: &str = "x-kiln-routed-to";
+
+/// How long the host's ML nodes (from its record on chain) are reused
+/// before they are read again.
+const NODES_TTL: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a node that did not answer is left out of routing.
+const NODE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
 pub use kiln_inference::request::{HEADER_EXECUTOR, HEADER_INFERENCE_ID};
 
 /// Top logprobs the executor keeps per position for validators (SPEC: k = 5).
@@ -73,6 +96,67 @@ pub struct Market {
     payload_dir: PathBuf,
     /// How long payloads are kept on disk, seconds.
     payload_retention_seconds: u64,
+    /// This worker's ML key (bech32): a node with this key is this worker.
+    operator: String,
+    routing: Mutex<Routing>,
+}
+
+/// One of the host's ML nodes a request can be routed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeTarget {
+    pub id: String,
+    pub url: String,
+    pub models: Vec<String>,
+}
+
+/// The front worker's routing state.
+#[derive(Default)]
+struct Routing {
+    /// The host's enabled ML nodes (not this worker), and when they were read.
+    nodes: Option<(std::time::Instant, Vec<NodeTarget>)>,
+    /// Requests routed to each node and not finished yet.
+    in_flight: BTreeMap<String, usize>,
+    /// Nodes left out until then (they did not answer).
+    backoff: BTreeMap<String, std::time::Instant>,
+    /// Turn counter: ties between equally loaded targets go round.
+    turn: usize,
+}
+
+/// Where the front worker sends one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteChoice {
+    /// Serve it here.
+    Local,
+    Node(NodeTarget),
+}
+
+/// Least loaded first; equally loaded targets take turns (`turn`).
+/// `candidates`: each node with its in-flight count; `local`: this
+/// worker's own load, or `None` when it must not serve (never today).
+pub fn choose_route(
+    local: Option<usize>,
+    candidates: &[(NodeTarget, usize)],
+    turn: usize,
+) -> RouteChoice {
+    let mut loads: Vec<(usize, RouteChoice)> = Vec::new();
+    if let Some(l) = local {
+        loads.push((l, RouteChoice::Local));
+    }
+    for (n, l) in candidates {
+        loads.push((*l, RouteChoice::Node(n.clone())));
+    }
+    let Some(min) = loads.iter().map(|(l, _)| *l).min() else {
+        return RouteChoice::Local;
+    };
+    let least: Vec<RouteChoice> = loads
+        .into_iter()
+        .filter(|(l, _)| *l == min)
+        .map(|(_, c)| c)
+        .collect();
+    least
+        .get(turn % least.len().max(1))
+        .cloned()
+        .unwrap_or(RouteChoice::Local)
 }
 
 fn unix_now() -> i64 {
@@ -107,6 +191,7 @@ impl Market {
         payload_dir: PathBuf,
         payload_retention_seconds: u64,
         outbox: MarketOutbox,
+        operator: String,
     ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&payload_dir)
             .with_context(|| format!("creating {}", payload_dir.display()))?;
@@ -119,7 +204,110 @@ impl Market {
             seen: Mutex::new(BTreeMap::new()),
             payload_dir,
             payload_retention_seconds,
+            operator,
+            routing: Mutex::new(Routing::default()),
         }))
+    }
+
+    /// The host's ML nodes enabled in force that serve `model`, other than
+    /// this worker, read from the chain at most every [`NODES_TTL`].
+    /// Blocking (RPC).
+    pub fn serving_nodes(&self, model: &str) -> Result<Vec<NodeTarget>> {
+        let cached = self.routing.lock().ok().and_then(|r| {
+            r.nodes
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < NODES_TTL)
+                .map(|(_, n)| n.clone())
+        });
+        let nodes = match cached {
+            Some(n) => n,
+            None => {
+                let record = query_json(
+                    &self.rpc,
+                    kiln_hosts::query::HOST_PATH,
+                    self.host.to_bech32().as_bytes(),
+                    0,
+                )?;
+                let nodes: Vec<NodeTarget> = record["ml_nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| n["enabled"].as_bool() == Some(true))
+                    .filter(|n| n["ml_key"].as_str() != Some(self.operator.as_str()))
+                    .filter_map(|n| {
+                        Some(NodeTarget {
+                            id: n["id"].as_str()?.to_string(),
+                            url: n["worker_url"].as_str()?.trim_end_matches('/').to_string(),
+                            models: n["models"]
+                                .as_array()?
+                                .iter()
+                                .filter_map(|m| m.as_str().map(str::to_string))
+                                .collect(),
+                        })
+                    })
+                    .collect();
+                if let Ok(mut r) = self.routing.lock() {
+                    r.nodes = Some((std::time::Instant::now(), nodes.clone()));
+                }
+                nodes
+            }
+        };
+        Ok(nodes
+            .into_iter()
+            .filter(|n| n.models.iter().any(|m| m == model))
+            .collect())
+    }
+
+    /// Whether this worker's key is one of the host's declared ML nodes
+    /// (blocking: RPC). Such a worker executes what the host's own worker
+    /// routes to it; the host's validation duties (seed commitments, replays)
+    /// stay with the host's own worker, so two workers never commit the
+    /// host's seed for one period.
+    pub fn is_ml_node(&self) -> Result<bool> {
+        let record = query_json(
+            &self.rpc,
+            kiln_hosts::query::HOST_PATH,
+            self.host.to_bech32().as_bytes(),
+            0,
+        )?;
+        Ok(record["ml_nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n["ml_key"].as_str() == Some(self.operator.as_str())))
+    }
+
+    /// Picks where one request runs among this worker (load `local`) and
+    /// `nodes` (skipping those set aside), and counts it in flight there.
+    fn pick(&self, local: usize, nodes: &[NodeTarget], tried: &[String]) -> RouteChoice {
+        let Ok(mut r) = self.routing.lock() else {
+            return RouteChoice::Local;
+        };
+        let now = std::time::Instant::now();
+        r.backoff.retain(|_, until| *until > now);
+        let candidates: Vec<(NodeTarget, usize)> = nodes
+            .iter()
+            .filter(|n| !r.backoff.contains_key(&n.id) && !tried.contains(&n.id))
+            .map(|n| (n.clone(), r.in_flight.get(&n.id).copied().unwrap_or(0)))
+            .collect();
+        r.turn = r.turn.wrapping_add(1);
+        let choice = choose_route(Some(local), &candidates, r.turn);
+        if let RouteChoice::Node(n) = &choice {
+            *r.in_flight.entry(n.id.clone()).or_default() += 1;
+        }
+        choice
+    }
+
+    fn finished_at(&self, node: &str, answered: bool) {
+        if let Ok(mut r) = self.routing.lock() {
+            if let Some(c) = r.in_flight.get_mut(node) {
+                *c = c.saturating_sub(1);
+            }
+            if !answered {
+                r.backoff
+                    .insert(node.to_string(), std::time::Instant::now() + NODE_BACKOFF);
+            }
+        }
     }
 
     /// The node's RPC address.
@@ -644,10 +832,129 @@ pub async fn forward(
     seed_height: u64,
     path: &'static str,
 ) -> Response {
+    match forward_once(
+        url.clone(),
+        headers,
+        body,
+        ta,
+        seed_height,
+        path,
+        None,
+        None,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(e) => crate::serve::http::error_response(&refuse(
+            StatusCode::BAD_GATEWAY,
+            "executor_unreachable",
+            format!("the drawn executor's worker at {url} did not answer: {e}"),
+        )),
+    }
+}
+
+/// Statuses after which a routed request goes to another ML node: the
+/// node could not take it (overloaded, model not loaded, failing).
+fn retry_elsewhere(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// Runs a request this worker's host must execute on one of its ML nodes
+/// when one is less loaded than this worker (`local_load`); `None`: serve it
+/// here. A node that does not answer, or answers 429/5xx before anything
+/// reached the client, is set aside and the next one tried; when none is
+/// left the request is served here.
+#[allow(clippy::too_many_arguments)]
+pub async fn route_to_node(
+    market: Arc<Market>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    ta: Address,
+    seed_height: u64,
+    model: &str,
+    path: &'static str,
+    local_load: usize,
+) -> Option<Response> {
+    let (m, model_owned) = (market.clone(), model.to_string());
+    let nodes = match tokio::task::spawn_blocking(move || m.serving_nodes(&model_owned)).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read the host's ML nodes; serving here");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    if nodes.is_empty() {
+        return None;
+    }
+    let mut tried: Vec<String> = Vec::new();
+    loop {
+        let node = match market.pick(local_load, &nodes, &tried) {
+            RouteChoice::Local => return None,
+            RouteChoice::Node(n) => n,
+        };
+        tried.push(node.id.clone());
+        let done = {
+            let (m, id) = (market.clone(), node.id.clone());
+            move |answered: bool| m.finished_at(&id, answered)
+        };
+        match forward_once(
+            node.url.clone(),
+            headers.clone(),
+            body.clone(),
+            ta,
+            seed_height,
+            path,
+            Some(node.id.clone()),
+            Some(Box::new(done)),
+        )
+        .await
+        {
+            Ok(response) => {
+                tracing::info!(ml_node = %node.id, "request routed to the host's ML node");
+                return Some(response);
+            }
+            Err(e) => {
+                tracing::warn!(ml_node = %node.id, url = %node.url, error = %e, "the ML node did not take the request; trying another");
+            }
+        }
+    }
+}
+
+/// Called once when a forwarded request ends: `true` when the target answered.
+type OnDone = Box<dyn FnOnce(bool) + Send>;
+
+/// Sends a signed request on (to the drawn executor, or to one of the
+/// host's ML nodes when `routed_to` names it) and relays the answer. `Err`
+/// when nothing came back, or — for a routed request — a status worth
+/// retrying elsewhere, before any byte reached the client. `on_done` runs
+/// when the relay ends.
+#[allow(clippy::too_many_arguments)]
+async fn forward_once(
+    url: String,
+    headers: HeaderMap,
+    body: Bytes,
+    ta: Address,
+    seed_height: u64,
+    path: &'static str,
+    routed_to: Option<String>,
+    on_done: Option<OnDone>,
+) -> Result<Response, String> {
     let (tx, rx) = unbounded_channel::<Result<Bytes, std::io::Error>>();
     let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<(u16, String), String>>();
     let target = format!("{url}{path}");
+    let routed = routed_to.is_some();
     tokio::task::spawn_blocking(move || {
+        // Runs `on_done` however the relay ends.
+        struct Done(Option<OnDone>, bool);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                if let Some(f) = self.0.take() {
+                    f(self.1);
+                }
+            }
+        }
+        let mut done = Done(on_done, false);
         let mut request = ureq::post(&target).set("content-type", "application/json");
         for name in [HEADER_PUBKEY, HEADER_TIMESTAMP, HEADER_SIGNATURE] {
             if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
@@ -657,6 +964,9 @@ pub async fn forward(
         request = request
             .set(HEADER_TRANSFER_AGENT, &ta.to_bech32())
             .set(HEADER_SEED_HEIGHT, &seed_height.to_string());
+        if let Some(node) = &routed_to {
+            request = request.set(HEADER_ROUTED, node);
+        }
         let response = match request.send_bytes(&body) {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
@@ -669,7 +979,13 @@ pub async fn forward(
             .header("content-type")
             .unwrap_or("application/json")
             .to_string();
-        let _ = head_tx.send(Ok((response.status(), content_type)));
+        let status = response.status();
+        if routed && retry_elsewhere(status) {
+            let _ = head_tx.send(Err(format!("answered {status}")));
+            return;
+        }
+        done.1 = true;
+        let _ = head_tx.send(Ok((status, content_type)));
         kiln_client::inference::relay_body(response, |chunk| {
             tx.send(chunk.map(Bytes::from)).is_ok()
         });
@@ -679,20 +995,14 @@ pub async fn forward(
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|item| (item, rx))
             });
-            Response::builder()
+            Ok(Response::builder()
                 .status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY))
                 .header(header::CONTENT_TYPE, content_type)
                 .body(Body::from_stream(stream))
-                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()))
         }
-        Ok(Err(e)) => crate::serve::http::error_response(&refuse(
-            StatusCode::BAD_GATEWAY,
-            "executor_unreachable",
-            format!("the drawn executor's worker at {url} did not answer: {e}"),
-        )),
-        Err(_) => {
-            crate::serve::http::error_response(&ApiError::internal("the forwarding task stopped"))
-        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("the forwarding task stopped".into()),
     }
 }
 
@@ -773,5 +1083,58 @@ impl Duty for InferenceDuty {
 
     fn status(&self) -> Value {
         json!({"sent": self.sent, "refused": self.refused})
+    }
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::*;
+
+    fn node(id: &str) -> NodeTarget {
+        NodeTarget {
+            id: id.into(),
+            url: format!("http://{id}.test"),
+            models: vec!["m".into()],
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_target_wins_and_ties_take_turns() {
+        let (a, b) = (node("a"), node("b"));
+        // A busy front worker hands the request to the idle node.
+        assert_eq!(
+            choose_route(Some(3), &[(a.clone(), 1), (b.clone(), 0)], 0),
+            RouteChoice::Node(b.clone())
+        );
+        // An idle front worker keeps it when every node is busier.
+        assert_eq!(
+            choose_route(Some(0), &[(a.clone(), 2), (b.clone(), 1)], 7),
+            RouteChoice::Local
+        );
+        // Equal loads go round: local, a, b, local, …
+        let turns: Vec<RouteChoice> = (0..4)
+            .map(|t| choose_route(Some(0), &[(a.clone(), 0), (b.clone(), 0)], t))
+            .collect();
+        assert_eq!(
+            turns,
+            vec![
+                RouteChoice::Local,
+                RouteChoice::Node(a.clone()),
+                RouteChoice::Node(b),
+                RouteChoice::Local
+            ]
+        );
+        // No node left (all set aside or tried): served here.
+        assert_eq!(choose_route(Some(5), &[], 1), RouteChoice::Local);
+    }
+
+    #[test]
+    fn overloaded_or_failing_nodes_are_retried_elsewhere_but_refusals_are_not() {
+        for s in [429, 500, 502, 503] {
+            assert!(retry_elsewhere(s), "{s}");
+        }
+        for s in [200, 400, 401, 402, 409, 421] {
+            assert!(!retry_elsewhere(s), "{s}");
+        }
     }
 }

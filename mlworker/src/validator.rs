@@ -598,8 +598,32 @@ impl DutyLoop {
             .ok_or_else(|| anyhow!("model {} is not registered", self.app.model_name))
     }
 
-    /// The payload from the executor, checked against the settled hashes,
-    /// and the replay's score in millionths.
+    /// The payload of `id` from the worker at `url`, with this validator's
+    /// signed request.
+    fn fetch_payload(&self, url: &str, id: &[u8; 32]) -> Result<Payload> {
+        let timestamp = unix_now();
+        let signature: Signature = self.key.sign(&payload_sign_bytes(
+            &self.market.chain_id,
+            id,
+            timestamp,
+            &self.market.host,
+        ));
+        let pubkey = kiln_client::keyring::compressed_pubkey(&self.key);
+        ureq::get(&format!("{url}/kiln/payload/{}", hex::encode(id)))
+            .set(HEADER_VALIDATOR, &self.market.host.to_bech32())
+            .set(HEADER_VALIDATOR_PUBKEY, &hex::encode(pubkey))
+            .set(HEADER_TIMESTAMP, &timestamp.to_string())
+            .set(HEADER_SIGNATURE, &hex::encode(signature.to_bytes()))
+            .timeout(Duration::from_secs(20))
+            .call()
+            .with_context(|| format!("fetching the payload from {url}"))?
+            .into_json()
+            .context("the payload is not a Kiln payload")
+    }
+
+    /// The payload from the executor (its own worker or the ML node that
+    /// served it), checked against the settled hashes, and the replay's
+    /// score in millionths.
     fn fetch_and_replay(&self, id: &[u8; 32], executor: &Address) -> Result<u64> {
         let record = kiln_client::query::inference(&self.rpc, &hex::encode(id), 0)?
             .ok_or_else(|| anyhow!("the chain has no record of {}", hex::encode(id)))?;
@@ -610,24 +634,35 @@ impl DutyLoop {
             .ok_or_else(|| anyhow!("executor {executor} has no worker URL"))?
             .trim_end_matches('/')
             .to_string();
-        let timestamp = unix_now();
-        let signature: Signature = self.key.sign(&payload_sign_bytes(
-            &self.market.chain_id,
-            id,
-            timestamp,
-            &self.market.host,
-        ));
-        let pubkey = kiln_client::keyring::compressed_pubkey(&self.key);
-        let payload: Payload = ureq::get(&format!("{url}/kiln/payload/{}", hex::encode(id)))
-            .set(HEADER_VALIDATOR, &self.market.host.to_bech32())
-            .set(HEADER_VALIDATOR_PUBKEY, &hex::encode(pubkey))
-            .set(HEADER_TIMESTAMP, &timestamp.to_string())
-            .set(HEADER_SIGNATURE, &hex::encode(signature.to_bytes()))
-            .timeout(Duration::from_secs(20))
-            .call()
-            .with_context(|| format!("fetching the payload from {url}"))?
-            .into_json()
-            .context("the payload is not a Kiln payload")?;
+        // The executor's own worker, then its ML nodes (a node disabled
+        // since may still hold what it served): the one that served the
+        // request keeps the payload.
+        let mut urls = vec![url];
+        urls.extend(
+            host["ml_nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n["worker_url"].as_str())
+                .map(|u| u.trim_end_matches('/').to_string()),
+        );
+        let mut failures = Vec::new();
+        let mut fetched = None;
+        for url in &urls {
+            match self.fetch_payload(url, id) {
+                Ok(p) => {
+                    fetched = Some(p);
+                    break;
+                }
+                Err(e) => failures.push(format!("{e:#}")),
+            }
+        }
+        let payload = fetched.ok_or_else(|| {
+            anyhow!(
+                "no worker of {executor} gave the payload: {}",
+                failures.join("; ")
+            )
+        })?;
         if hex::encode(payload.response_hash()) != record["response_hash"]
             || hex::encode(payload.top_logprobs_hash()) != record["top_logprobs_hash"]
         {

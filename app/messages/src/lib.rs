@@ -340,8 +340,11 @@ pub fn dispatch<S: StateWrite>(state: &mut S, ctx: &mut ExecCtx<'_>, msg: &Msg) 
             if msg.is_ml_ops() {
                 kiln_hosts::mlnodes::require_enabled_key(state, &granter, &grantee)?;
             }
+            ctx.acting_key = Some(grantee);
         }
-        handle_listed(state, ctx, msg)?;
+        let handled = handle_listed(state, ctx, msg);
+        ctx.acting_key = None;
+        handled?;
     }
     ctx.emit(
         Event::new("message")

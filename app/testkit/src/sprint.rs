@@ -11,9 +11,16 @@ use sha2::{Digest, Sha256};
 
 /// A deterministic 32-byte secret for `host` in `epoch`.
 pub fn test_secret(host: &Address, epoch: u64) -> Hash32 {
+    node_test_secret(host, "", epoch)
+}
+
+/// A deterministic 32-byte secret for a sprint unit (`ml_node` empty: the
+/// host's own worker, the same as [`test_secret`]).
+pub fn node_test_secret(host: &Address, ml_node: &str, epoch: u64) -> Hash32 {
     Sha256::new()
         .chain_update(b"kiln-testkit/secret")
         .chain_update(host.as_bytes())
+        .chain_update(ml_node.as_bytes())
         .chain_update(epoch.to_le_bytes())
         .finalize()
         .into()
@@ -32,21 +39,39 @@ pub fn tree(leaves: &[(u64, u32)]) -> merkle::MerkleTree {
 
 /// `MsgSprintCommit` over `leaves`, with the hash of [`test_secret`].
 pub fn commit_msg(host: &Address, epoch: u64, leaves: &[(u64, u32)]) -> MsgSprintCommit {
+    node_commit_msg(host, "", epoch, leaves)
+}
+
+/// `MsgSprintCommit` of one of `host`'s ML nodes over `leaves`, with the
+/// hash of [`node_test_secret`].
+pub fn node_commit_msg(
+    host: &Address,
+    ml_node: &str,
+    epoch: u64,
+    leaves: &[(u64, u32)],
+) -> MsgSprintCommit {
     MsgSprintCommit {
         host: host.to_bech32(),
         epoch,
         root: tree(leaves).root().to_vec(),
         count: leaves.len() as u64,
-        secret_hash: challenge::secret_hash(&test_secret(host, epoch)).to_vec(),
+        secret_hash: challenge::secret_hash(&node_test_secret(host, ml_node, epoch)).to_vec(),
+        ml_node: ml_node.to_string(),
     }
 }
 
 /// `MsgSprintRevealSecret` of [`test_secret`].
 pub fn reveal_msg(host: &Address, epoch: u64) -> MsgSprintRevealSecret {
+    node_reveal_msg(host, "", epoch)
+}
+
+/// `MsgSprintRevealSecret` of [`node_test_secret`].
+pub fn node_reveal_msg(host: &Address, ml_node: &str, epoch: u64) -> MsgSprintRevealSecret {
     MsgSprintRevealSecret {
         host: host.to_bech32(),
         epoch,
-        secret: test_secret(host, epoch).to_vec(),
+        secret: node_test_secret(host, ml_node, epoch).to_vec(),
+        ml_node: ml_node.to_string(),
     }
 }
 
@@ -91,9 +116,26 @@ pub fn open_msg<S: StateRead + ?Sized>(
     leaves: &[(u64, u32)],
     samples: u32,
 ) -> MsgSprintOpen {
+    node_open_msg(state, host, "", epoch, leaves, samples)
+}
+
+/// `MsgSprintOpen` of one of `host`'s ML nodes, for its challenge
+/// (`SHA256(beacon ‖ host ‖ node id)`) in the latest state.
+pub fn node_open_msg<S: StateRead + ?Sized>(
+    state: &S,
+    host: &Address,
+    ml_node: &str,
+    epoch: u64,
+    leaves: &[(u64, u32)],
+    samples: u32,
+) -> MsgSprintOpen {
+    let challenge = kiln_sprint::beacon::unit_challenge(state, epoch, host, ml_node)
+        .expect("state read")
+        .expect("beacon recorded at the challenge block");
     MsgSprintOpen {
         host: host.to_bech32(),
         epoch,
-        leaves: opened_leaves(leaves, &host_challenge(state, epoch, host), samples),
+        leaves: opened_leaves(leaves, &challenge, samples),
+        ml_node: ml_node.to_string(),
     }
 }

@@ -95,6 +95,10 @@ struct HostSpec {
     label: &'static str,
     budget: u64,
     misbehaviour: Misbehaviour,
+    /// `Some((owner label, node id))`: this worker is an ML node of the
+    /// owner's host (its own ML key, granted in genesis; declared on chain
+    /// by [`declare_ml_nodes`]), not a host of its own.
+    node: Option<(&'static str, &'static str)>,
 }
 
 struct Host {
@@ -123,6 +127,7 @@ impl Host {
             },
             commit_every_blocks: 2,
             misbehaviour: self.spec.misbehaviour,
+            ml_node: self.spec.node.map(|(_, id)| id.to_string()),
         };
         let mut worker = Worker::new(cfg, Journal::open(&self.journal_dir).unwrap()).unwrap();
         // As `kiln-mlworker run` does before its loop (from block 1 on).
@@ -180,8 +185,10 @@ fn network(specs: Vec<HostSpec>) -> Network {
     let keys: Vec<(TestKey, TestKey)> = specs
         .iter()
         .map(|s| {
+            // An ML node works for its owner's account.
+            let account = s.node.map_or(s.label, |(owner, _)| owner);
             (
-                TestKey::from_label(&format!("{}-account", s.label)),
+                TestKey::from_label(&format!("{account}-account")),
                 TestKey::from_label(&format!("{}-ml", s.label)),
             )
         })
@@ -198,11 +205,15 @@ fn network(specs: Vec<HostSpec>) -> Network {
     g.reputation.params = kiln_reputation::ReputationParams::devnet();
     for (i, (account, hot)) in keys.iter().enumerate() {
         g.add_balance(
-            account.address,
+            hot.address,
             vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
         );
+        if specs[i].node.is_some() {
+            g.add_ml_ops_grants(account.address, hot.address);
+            continue;
+        }
         g.add_balance(
-            hot.address,
+            account.address,
             vec![kiln_framework::Coin::new("ukiln", 1_000_000_000)],
         );
         g.hosts.hosts.push(kiln_hosts::GenesisHost {
@@ -341,6 +352,7 @@ fn honest(label: &'static str, budget: u64) -> HostSpec {
         label,
         budget,
         misbehaviour: Misbehaviour::default(),
+        node: None,
     }
 }
 
@@ -374,6 +386,7 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
             fabricate_permille: 100,
             ..Default::default()
         },
+        node: None,
     });
     specs.push(HostSpec {
         label: "silent",
@@ -382,6 +395,7 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
             skip_open: true,
             ..Default::default()
         },
+        node: None,
     });
     // Host "e" also reveals the opposite of what it committed, as a validator.
     specs[4].misbehaviour.flip_reveal = true;
@@ -689,6 +703,7 @@ fn workers_reveal_their_secrets_and_a_withheld_secret_earns_nothing() {
             skip_secret_reveal: true,
             ..Default::default()
         },
+        node: None,
     });
     let mut net = network(specs);
     run(&mut net, SETTLED, |_, _| {});
@@ -812,6 +827,7 @@ fn preflight_names_a_missing_registration_or_grant() {
         },
         commit_every_blocks: 1,
         misbehaviour: Misbehaviour::default(),
+        ml_node: None,
     };
     let journal = Journal::open(&h.journal_dir).unwrap();
     let mut ok = Worker::new(cfg(&h.key.address, &h.hot.address), journal.clone()).unwrap();
@@ -950,5 +966,223 @@ fn a_host_registered_mid_epoch_earns_weight_and_becomes_a_validator() {
         Some(r["effective_weight"].as_u64().unwrap()),
         "validators: {:?}",
         d.validators
+    );
+}
+
+/// The owner's account key of every ML-node spec sends one transaction
+/// declaring its nodes (`MsgAddMlNode`, enabled from the next epoch).
+fn declare_ml_nodes(net: &mut Network) {
+    let mut by_owner: BTreeMap<&str, Vec<cosmrs::Any>> = BTreeMap::new();
+    for h in &net.hosts {
+        if let Some((owner, id)) = h.spec.node {
+            by_owner
+                .entry(owner)
+                .or_default()
+                .push(kiln_testkit::any_of(&kiln_hosts::mlnodes::MsgAddMlNode {
+                    owner: h.key.address.to_bech32(),
+                    id: id.into(),
+                    worker_url: format!("http://{}.example:8547", h.spec.label),
+                    models: vec![],
+                    hardware: "cpu".into(),
+                    ml_key: h.hot.address.to_bech32(),
+                }));
+        }
+    }
+    for (owner, msgs) in by_owner {
+        send_from_owner(net, owner, msgs);
+    }
+}
+
+/// `owner`'s account key sends `msgs` in one transaction (into the next block).
+fn send_from_owner(net: &mut Network, owner: &str, msgs: Vec<cosmrs::Any>) {
+    let key = net
+        .hosts
+        .iter()
+        .find(|h| h.spec.label == owner)
+        .expect("owner spec")
+        .key
+        .clone();
+    let mut driver = net.driver.borrow_mut();
+    let mut opts = driver.opts_for(&key);
+    opts.gas_limit = 2_000_000;
+    opts.fee = 50_000;
+    let r = driver.submit(sign_tx(&key, msgs, &opts));
+    assert_eq!(r.code, 0, "{}", r.log);
+}
+
+fn node(label: &'static str, owner: &'static str, id: &'static str, budget: u64) -> HostSpec {
+    HostSpec {
+        node: Some((owner, id)),
+        ..honest(label, budget)
+    }
+}
+
+/// Issue 15, "Sprint across ML nodes", with real workers: host `multi`
+/// runs three ML nodes (three workers, three ML keys) and `cheat` two, one
+/// of which fabricates shares. Declared in epoch 1, the nodes sprint from
+/// epoch 2, each in its own nonce lane with its own tree. `multi`'s raw
+/// weight is the sum of its nodes' share counts, split per node in its
+/// result; `cheat` is rejected as a whole (SPEC §4's cost for a cheating
+/// host). `multi` disables `n3` during epoch 2: from epoch 3 it gets no
+/// duty, computes nothing, and `multi`'s weight drops by its share.
+#[test]
+fn a_host_s_ml_nodes_add_up_and_a_disabled_or_cheating_node_counts_nothing() {
+    // A fifth of its leaves fabricated: well past the verdict's tolerance
+    // for honest near-boundary mismatches.
+    let mut cheater = node("cheat-c2", "cheat", "c2", 640);
+    cheater.misbehaviour.fabricate_permille = 200;
+    let specs = vec![
+        honest("v1", 320),
+        honest("v2", 320),
+        // The hosts' own workers: they compute nothing (budget 0) and vote
+        // until the hosts' nodes are enabled.
+        honest("multi", 0),
+        node("multi-n1", "multi", "n1", 160),
+        node("multi-n2", "multi", "n2", 160),
+        node("multi-n3", "multi", "n3", 640),
+        honest("cheat", 0),
+        node("cheat-c1", "cheat", "c1", 240),
+        cheater,
+    ];
+    let epoch_length = kiln_epochs::EpochParams::devnet().epoch_length;
+    let settled = |epoch: u64| (epoch - 1) * epoch_length + SETTLED;
+    let mut net = network(specs);
+    run(&mut net, settled(3), |height, net| {
+        if height == 2 {
+            declare_ml_nodes(net);
+        }
+        if height == epoch_length + 10 {
+            let multi = net.hosts[2].key.address.to_bech32();
+            send_from_owner(
+                net,
+                "multi",
+                vec![kiln_testkit::any_of(
+                    &kiln_hosts::mlnodes::MsgSetMlNodeEnabled {
+                        owner: multi,
+                        id: "n3".into(),
+                        enabled: false,
+                    },
+                )],
+            );
+        }
+    });
+    let d = net.driver.borrow();
+    assert!(net.failed_txs.is_empty(), "{:?}", net.failed_txs);
+    let label = |i: usize| net.hosts[i].spec.label;
+    let shares = |i: usize, epoch: u64| -> Option<u64> {
+        Journal::open(&net.hosts[i].journal_dir)
+            .unwrap()
+            .load(epoch)
+            .unwrap()
+            .map(|j| {
+                // Each node stays in its lane: nonces from its lane's first one.
+                let first = j.leaves.first().map_or(j.next_nonce, |l| l.0);
+                assert!(
+                    j.leaves.windows(2).all(|w| w[0].0 < w[1].0),
+                    "{}: nonces strictly increase",
+                    label(i)
+                );
+                assert_eq!(
+                    first >> kiln_hosts::mlnodes::LANE_BITS,
+                    j.leaves.last().map_or(first, |l| l.0) >> kiln_hosts::mlnodes::LANE_BITS,
+                    "{}: one lane",
+                    label(i)
+                );
+                j.leaves.len() as u64
+            })
+    };
+    let multi = net.hosts[2].key.address;
+    let cheat = net.hosts[6].key.address;
+
+    // Epoch 2: three nodes, each with its own tree and lane; the weight is their sum.
+    let r = result(&d, 2, &multi);
+    assert_eq!(r["accepted"], true, "{r}");
+    let counts: Vec<u64> = (3..6).map(|i| shares(i, 2).expect("journal")).collect();
+    assert!(counts.iter().all(|c| *c > 0), "{counts:?}");
+    assert_eq!(
+        r["raw_weight"].as_u64().unwrap(),
+        counts.iter().sum::<u64>(),
+        "{r}"
+    );
+    let split: Vec<(String, u64, u64)> = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["ml_node"].as_str().unwrap().to_string(),
+                n["claimed_count"].as_u64().unwrap(),
+                n["raw_weight"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        split,
+        vec![
+            ("n1".into(), counts[0], counts[0]),
+            ("n2".into(), counts[1], counts[1]),
+            ("n3".into(), counts[2], counts[2]),
+        ],
+        "{r}"
+    );
+    let lanes: Vec<u64> = (3..6)
+        .map(|i| {
+            let j = Journal::open(&net.hosts[i].journal_dir)
+                .unwrap()
+                .load(2)
+                .unwrap()
+                .unwrap();
+            j.leaves[0].0 >> kiln_hosts::mlnodes::LANE_BITS
+        })
+        .collect();
+    assert_eq!(lanes, vec![1, 2, 3], "each node sprints in its own lane");
+
+    // One node fabricating shares is caught: the whole host is rejected.
+    let r = result(&d, 2, &cheat);
+    assert_eq!(
+        (
+            r["accepted"].clone(),
+            r["reason"].clone(),
+            r["raw_weight"].clone()
+        ),
+        (json!(false), json!("rejected"), json!(0)),
+        "{r}"
+    );
+    assert_eq!(r["nodes"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(
+        r["bond_burned"],
+        json!(kiln_sprint::SprintParams::devnet().commit_bond),
+        "{r}"
+    );
+
+    // Epoch 3: n3 is disabled: no duty, nothing computed, no part in the weight.
+    assert_eq!(shares(5, 3), None, "a disabled node computes nothing");
+    let r3 = result(&d, 3, &multi);
+    assert_eq!(r3["accepted"], true, "{r3}");
+    let counts3: Vec<u64> = (3..5).map(|i| shares(i, 3).expect("journal")).collect();
+    let nodes3: Vec<&str> = r3["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["ml_node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes3, vec!["n1", "n2"], "{r3}");
+    assert_eq!(
+        r3["raw_weight"].as_u64().unwrap(),
+        counts3.iter().sum::<u64>(),
+        "{r3}"
+    );
+    // Its share is gone from the weight: the shares of 320 nonces instead
+    // of 960's (share rate near 1/16: about 20 against 60, 4.6 standard
+    // deviations apart).
+    assert!(
+        r3["raw_weight"].as_u64().unwrap() < counts.iter().sum::<u64>(),
+        "epoch 3 {r3} vs epoch 2 {counts:?}"
+    );
+    let status = net.hosts[5].worker.as_ref().unwrap().status();
+    let status = status.lock().unwrap();
+    assert_eq!(
+        status.txs_refused, 0,
+        "the disabled node sent nothing: {status:?}"
     );
 }

@@ -265,6 +265,11 @@ impl InferenceEngine {
         &self.config
     }
 
+    /// Requests waiting or generating (see [`ServeMetrics::load`]).
+    pub fn load(&self) -> usize {
+        self.metrics.load().max(self.waiting.load(Ordering::SeqCst))
+    }
+
     /// A validator's replay (SPEC §5): `prompt ++ response` in one prefill
     /// with teacher forcing on the served model, the top-`k` logprobs and the
     /// response token's logprob at each response position. Runs on the

@@ -382,6 +382,7 @@ async fn generate(
                 .with_code("missing_max_tokens"),
             );
         };
+        let forwarded = signed.forwarded;
         let accepted = match crate::market::accept(
             market.clone(),
             signed,
@@ -412,8 +413,38 @@ async fn generate(
                 return response;
             }
             crate::market::Route::Serve { start } => {
+                // The transfer agent and seed height the draw was made
+                // with: this worker's, or the forwarding TA's.
+                let (ta, seed_height) = match (&start, forwarded) {
+                    (Some(start), _) => (market.host, start.seed_height),
+                    (None, Some(f)) => f,
+                    (None, None) => (market.host, 0),
+                };
                 if let Some(start) = start {
                     crate::market::queue_start(market, &start);
+                }
+                // The host's own worker runs it on the least loaded of
+                // itself and its ML nodes; a node serves what it is routed.
+                if !headers.contains_key(crate::market::HEADER_ROUTED) && seed_height > 0 {
+                    let path = match endpoint {
+                        Endpoint::Chat => "/v1/chat/completions",
+                        Endpoint::Completions => "/v1/completions",
+                    };
+                    if let Some(mut response) = crate::market::route_to_node(
+                        market.clone(),
+                        &headers,
+                        &body,
+                        ta,
+                        seed_height,
+                        &req.model,
+                        path,
+                        app.engine.load(),
+                    )
+                    .await
+                    {
+                        add_paid_headers(&mut response, &id_hex, &executor);
+                        return response;
+                    }
                 }
                 // Validators replay against the top logprobs: keep them
                 // whether or not the client asked for logprobs.

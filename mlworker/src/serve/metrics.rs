@@ -147,6 +147,13 @@ impl ServeMetrics {
         });
     }
 
+    /// Requests waiting or in the batch at the scheduler's last step: the
+    /// load a host's front worker weighs against its ML nodes' when it
+    /// routes a request.
+    pub fn load(&self) -> usize {
+        self.with(|m| m.queue_depth.saturating_add(m.batch_size))
+    }
+
     pub fn set_queue(&self, queue_depth: usize, batch_size: usize) {
         self.with(|m| {
             m.queue_depth = queue_depth;

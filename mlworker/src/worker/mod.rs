@@ -96,6 +96,11 @@ pub struct WorkerConfig {
     /// Re-commit a growing tree at most every this many blocks during the sprint.
     pub commit_every_blocks: u64,
     pub misbehaviour: Misbehaviour,
+    /// `Some(id)`: this worker is the host's ML node `id` — it never acts
+    /// as the host's own worker, and idles until that node, declared with
+    /// this worker's key, is enabled in force. `None`: it finds out from
+    /// its key (a declared node's, or else the host's own worker).
+    pub ml_node: Option<String>,
 }
 
 /// What a tick did.

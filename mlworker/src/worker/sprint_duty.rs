@@ -6,6 +6,14 @@
 //! the openings it is assigned to validate and commits then reveals its
 //! votes.
 //!
+//! **ML nodes (issue 15).** A worker whose ML key is one of the host's
+//! declared ML nodes sprints as that node: from its lane's first nonce, its
+//! messages naming the node, its own tree opened from its own challenge.
+//! Otherwise it is the host's own worker (lane 0). The host's committee
+//! duties are spread over its enabled nodes by a hash of (epoch, judged
+//! host) ([`UnitView::votes_on`]), so each opening is recomputed once per
+//! host; a host without enabled nodes votes from its own worker.
+//!
 //! Each tick reads the host's duties (`/kiln.sprint.v1.Query/Duties`: its
 //! commitment, opening, assigned openings with their leaves, which of its
 //! votes are on chain, its settled result) and acts for the stage of the next
@@ -31,7 +39,7 @@ use kiln_sprint::query::{Duties, DUTIES_PATH};
 use kiln_sprint::state::Opened;
 use kiln_sprint::SprintParams;
 use kiln_sprint_protocol::challenge::{
-    challenge_seed, opening_indices, sample_indices, secret_hash, SECRET_BYTES,
+    opening_indices, sample_indices, secret_hash, unit_challenge_seed, SECRET_BYTES,
 };
 use kiln_sprint_protocol::leaf::{claims_share, leaf_hash, quantize_distance};
 use kiln_sprint_protocol::merkle::MerkleTree;
@@ -178,6 +186,47 @@ impl Round {
     }
 }
 
+/// Which sprint unit this worker is in an epoch, read from the host's
+/// record once per epoch: the host's own worker (no ML node id, lane 0) or
+/// one of its declared ML nodes.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct UnitView {
+    epoch: u64,
+    /// Its ML node id; empty for the host's own worker.
+    ml_node: String,
+    lane: u32,
+    /// False for a declared node that is not enabled in force: the chain
+    /// refuses its sprint messages this epoch.
+    enabled: bool,
+    /// The host's ML nodes enabled in force, in id order: who votes on what.
+    voting_nodes: Vec<String>,
+}
+
+impl UnitView {
+    fn first_nonce(&self) -> u64 {
+        u64::from(self.lane) << kiln_hosts::mlnodes::LANE_BITS
+    }
+
+    /// Whether this worker casts its host's vote on `judged`'s opening:
+    /// with enabled ML nodes, the one `SHA256("kiln/vote-node/v1" ‖ epoch ‖
+    /// judged)` picks among them; without, the host's own worker.
+    fn votes_on(&self, judged: &kiln_framework::Address) -> bool {
+        use sha2::Digest;
+        if self.voting_nodes.is_empty() {
+            return self.ml_node.is_empty();
+        }
+        let digest = sha2::Sha256::new()
+            .chain_update(b"kiln/vote-node/v1")
+            .chain_update(self.epoch.to_be_bytes())
+            .chain_update(judged.as_bytes())
+            .finalize();
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&digest[..8]);
+        let pick = u64::from_be_bytes(word) % self.voting_nodes.len() as u64;
+        self.voting_nodes.get(pick as usize) == Some(&self.ml_node)
+    }
+}
+
 /// The sprint protocol's view of one tick: the chain's epoch plus the host's
 /// sprint duties.
 struct View {
@@ -192,6 +241,11 @@ struct View {
 
 pub struct SprintDuty {
     host: String,
+    /// The worker's ML key (bech32): how it finds its ML node on chain.
+    operator: String,
+    /// The ML node this worker must be (`--ml-node`), if it was told.
+    expected_node: Option<String>,
+    unit: UnitView,
     host_bytes: [u8; 20],
     batch: Option<usize>,
     pace: Pace,
@@ -239,7 +293,13 @@ impl Duty for SprintDuty {
             // The next block starts a new epoch: its hash will be the seed.
             return Ok(Tick::Idle);
         };
-        let req = json!({"epoch": tick.epoch, "address": self.host}).to_string();
+        self.refresh_unit(out, tick.epoch)?;
+        if !self.unit.enabled {
+            // A declared node that is not enabled in force has no duty this epoch.
+            return Ok(Tick::Idle);
+        }
+        let req = json!({"epoch": tick.epoch, "address": self.host, "ml_node": self.unit.ml_node})
+            .to_string();
         let duties: Duties = out.chain().query(DUTIES_PATH, req.as_bytes())?;
         let view = View {
             chain_id: tick.chain_id.clone(),
@@ -250,7 +310,8 @@ impl Duty for SprintDuty {
             duties,
         };
         let seed = sprint_seed(&tick.chain_id, view.epoch, seed_hash);
-        self.load_epoch(view.epoch, &seed)?;
+        let first_nonce = self.unit.first_nonce();
+        self.load_epoch(view.epoch, &seed, first_nonce)?;
         let params = self.sprint_params(out, view.epoch)?;
         self.refresh_status(&view);
         match tick.stage {
@@ -300,6 +361,8 @@ impl Duty for SprintDuty {
         match &self.current {
             Some(j) => json!({
                 "epoch": j.epoch,
+                "ml_node": self.unit.ml_node,
+                "lane": self.unit.lane,
                 "next_nonce": j.next_nonce,
                 "leaves": j.leaves.len(),
                 "commit_sent": j.commit_sent,
@@ -323,6 +386,9 @@ impl SprintDuty {
     ) -> Self {
         SprintDuty {
             host: cfg.host.clone(),
+            operator: cfg.operator.clone(),
+            expected_node: cfg.ml_node.clone(),
+            unit: UnitView::default(),
             host_bytes,
             batch: cfg.batch,
             pace: cfg.pace,
@@ -361,7 +427,73 @@ impl SprintDuty {
         Ok(p)
     }
 
-    fn load_epoch(&mut self, epoch: u64, seed: &Hash32) -> Result<()> {
+    /// The worker's sprint unit for `epoch`, from the host's record (read
+    /// once per epoch: nodes switch only at epoch starts).
+    fn refresh_unit(&mut self, out: &mut Outbox<'_>, epoch: u64) -> Result<()> {
+        if self.unit.epoch == epoch && epoch != 0 {
+            return Ok(());
+        }
+        let record = out
+            .chain()
+            .query_json(kiln_hosts::query::HOST_PATH, self.host.as_bytes())
+            .context("the host's record (its ML nodes)")?;
+        let nodes = record["ml_nodes"].as_array().cloned().unwrap_or_default();
+        let mut unit = UnitView {
+            epoch,
+            enabled: true,
+            ..Default::default()
+        };
+        for n in &nodes {
+            let id = n["id"].as_str().unwrap_or_default().to_string();
+            let enabled = n["enabled"].as_bool().unwrap_or(false);
+            if enabled {
+                unit.voting_nodes.push(id.clone());
+            }
+            if n["ml_key"].as_str() == Some(self.operator.as_str()) {
+                unit.ml_node = id;
+                unit.lane = n["lane"]
+                    .as_u64()
+                    .and_then(|l| u32::try_from(l).ok())
+                    .ok_or_else(|| {
+                        anyhow!("the host's record gives ML node {:?} no lane", n["id"])
+                    })?;
+                unit.enabled = enabled;
+            }
+        }
+        unit.voting_nodes.sort();
+        if let Some(expected) = &self.expected_node {
+            if unit.ml_node != *expected {
+                // Not (yet) that node with this key: never the host's own worker.
+                if self.unit.epoch != epoch || self.unit.enabled {
+                    tracing::warn!(epoch, ml_node = %expected, "the host declares no ML node {expected:?} with this worker's key (yet): no sprint duty (kiln tx host mlnode add {expected} --ml-key <this key>)");
+                }
+                unit.ml_node = expected.clone();
+                unit.enabled = false;
+            }
+        }
+        if unit != self.unit {
+            if unit.ml_node.is_empty() {
+                tracing::info!(epoch, voting_nodes = ?unit.voting_nodes, "sprinting as the host's own worker (lane 0)");
+            } else if unit.enabled {
+                tracing::info!(epoch, ml_node = %unit.ml_node, lane = unit.lane, voting_nodes = ?unit.voting_nodes, "sprinting as the host's ML node");
+            } else {
+                tracing::warn!(epoch, ml_node = %unit.ml_node, "this worker's ML node is not enabled in force: no sprint duty this epoch");
+            }
+        }
+        self.unit = unit;
+        Ok(())
+    }
+
+    /// The duties of `round` this worker votes on (its share of its host's).
+    fn my_duties(&self, view: &View, round: Round) -> Vec<kiln_sprint::query::Duty> {
+        round
+            .duties(&view.duties)
+            .into_iter()
+            .filter(|d| self.unit.votes_on(&d.host))
+            .collect()
+    }
+
+    fn load_epoch(&mut self, epoch: u64, seed: &Hash32, first_nonce: u64) -> Result<()> {
         let seed_hex = hex::encode(seed);
         if self
             .current
@@ -370,8 +502,14 @@ impl SprintDuty {
         {
             return Ok(());
         }
+        let fresh = EpochJournal {
+            epoch,
+            seed: seed_hex.clone(),
+            next_nonce: first_nonce,
+            ..Default::default()
+        };
         let journal = match self.journal.load(epoch)? {
-            Some(j) if j.seed == seed_hex => {
+            Some(j) if j.seed == seed_hex && j.next_nonce >= first_nonce => {
                 tracing::info!(
                     epoch,
                     next_nonce = j.next_nonce,
@@ -384,19 +522,11 @@ impl SprintDuty {
             Some(_) => {
                 tracing::warn!(
                     epoch,
-                    "journal is for another chain or seed; starting the epoch afresh"
+                    "journal is for another chain, seed or nonce lane; starting the epoch afresh"
                 );
-                EpochJournal {
-                    epoch,
-                    seed: seed_hex,
-                    ..Default::default()
-                }
+                fresh
             }
-            None => EpochJournal {
-                epoch,
-                seed: seed_hex,
-                ..Default::default()
-            },
+            None => fresh,
         };
         self.journal.save(&journal)?;
         self.journal.prune(epoch);
@@ -419,11 +549,12 @@ impl SprintDuty {
 
     fn refresh_status(&self, view: &View) {
         let Some(j) = &self.current else { return };
-        let duties = &view.duties.duties;
+        let duties = self.my_duties(view, Round::Committee);
         let c = duties.iter().filter(|d| d.vote_committed).count() as u64;
         let r = duties.iter().filter(|d| d.vote_revealed).count() as u64;
         let committed = view.duties.commitment.as_ref().map_or(0, |c| c.count);
-        let (next, shares) = (j.next_nonce, j.leaves.len() as u64);
+        let next = j.next_nonce.saturating_sub(self.unit.first_nonce());
+        let shares = j.leaves.len() as u64;
         let opened = view.duties.opened;
         self.set_status(|s| {
             s.nonces_done = next;
@@ -532,7 +663,9 @@ impl SprintDuty {
                     .height
                     .saturating_sub(view.start_height)
                     .saturating_add(1);
-                (nonces_per_block.saturating_mul(blocks).min(budget), false)
+                // Counted from the lane's first nonce.
+                let done = nonces_per_block.saturating_mul(blocks).min(budget);
+                (self.unit.first_nonce().saturating_add(done), false)
             }
             Pace::Continuous { slice_seconds } => {
                 let rate = if self.compute_seconds > 0.5 {
@@ -573,6 +706,7 @@ impl SprintDuty {
             tracing::debug!(rechecked, "near-boundary nonces recomputed in f32");
         }
         let seconds = t0.elapsed().as_secs_f64();
+        let first_nonce = self.unit.first_nonce();
         let j = self.journal_mut()?;
         for (&n, &d) in nonces.iter().zip(&distances) {
             let d_q = quantize_distance(d);
@@ -588,7 +722,7 @@ impl SprintDuty {
             }
         }
         j.next_nonce = target;
-        let (done, shares) = (j.next_nonce, j.leaves.len());
+        let (done, shares) = (j.next_nonce.saturating_sub(first_nonce), j.leaves.len());
         self.save()?;
         self.compute_seconds += seconds;
         let computed = nonces.len() as u64;
@@ -633,8 +767,8 @@ impl SprintDuty {
         if on_chain == Some(count) {
             return Ok(());
         }
-        let budget_spent =
-            matches!(self.pace, Pace::PerBlock { budget, .. } if j.next_nonce >= budget);
+        let first = self.unit.first_nonce();
+        let budget_spent = matches!(self.pace, Pace::PerBlock { budget, .. } if j.next_nonce.saturating_sub(first) >= budget);
         if let Some((sent_count, sent_height)) = j.commit_sent {
             let in_flight = view.height < sent_height.saturating_add(RESEND_AFTER_BLOCKS);
             if sent_count == count && in_flight {
@@ -658,6 +792,7 @@ impl SprintDuty {
             root,
             count,
             secret_hash: secret_hash(&secret).to_vec(),
+            ml_node: self.unit.ml_node.clone(),
         };
         let receipt = out.send("sprint_commit", vec![any_of(&msg)])?;
         if receipt.ok() {
@@ -703,6 +838,7 @@ impl SprintDuty {
             host: self.host.clone(),
             epoch: view.epoch,
             secret: hex::decode(secret)?,
+            ml_node: self.unit.ml_node.clone(),
         };
         let receipt = out.send("secret_reveal", vec![any_of(&msg)])?;
         if receipt.ok() {
@@ -757,7 +893,7 @@ impl SprintDuty {
             .beacon
             .as_deref()
             .ok_or_else(|| anyhow!("the epoch's beacon is not on chain yet"))?;
-        let ch = challenge_seed(&hex::decode(beacon)?, &self.host_bytes);
+        let ch = unit_challenge_seed(&hex::decode(beacon)?, &self.host_bytes, &self.unit.ml_node);
         let count_u32 = u32::try_from(count)?;
         let sampled = sample_indices(&ch, count_u32, params.sprint_samples);
         // Each sampled leaf is opened with its right-hand neighbour.
@@ -779,6 +915,7 @@ impl SprintDuty {
             host: self.host.clone(),
             epoch: view.epoch,
             leaves: opened,
+            ml_node: self.unit.ml_node.clone(),
         };
         let receipt = out.send("sprint_open", vec![any_of(&msg)])?;
         if receipt.ok() {
@@ -848,7 +985,7 @@ impl SprintDuty {
         params: &SprintParams,
         round: Round,
     ) -> Result<()> {
-        let duties = round.duties(&view.duties);
+        let duties = self.my_duties(view, round);
         let mut msgs = Vec::new();
         let mut hosts = Vec::new();
         for duty in &duties {
@@ -925,7 +1062,7 @@ impl SprintDuty {
     }
 
     fn reveal_votes(&mut self, out: &mut Outbox<'_>, view: &View, round: Round) -> Result<()> {
-        let duties = round.duties(&view.duties);
+        let duties = self.my_duties(view, round);
         let flip = self.misbehaviour.flip_reveal;
         let mut msgs = Vec::new();
         let mut hosts = Vec::new();

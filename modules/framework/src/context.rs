@@ -1,6 +1,7 @@
 //! What a message handler may know about its surroundings: the block it runs
 //! in (height, time, chain id — never the wall clock) and where to put events.
 
+use crate::address::Address;
 use crate::event::Event;
 
 /// Block-level facts, identical on every replica.
@@ -20,6 +21,10 @@ pub struct BlockInfo {
 pub struct ExecCtx<'a> {
     pub block: &'a BlockInfo,
     pub events: Vec<Event>,
+    /// The ML key acting for the signer, while a `MsgExec` runs an inner
+    /// message the grantee was granted (`None` when the signer signs
+    /// itself): lets a handler bind a message to the key's ML node.
+    pub acting_key: Option<Address>,
 }
 
 impl<'a> ExecCtx<'a> {
@@ -27,6 +32,7 @@ impl<'a> ExecCtx<'a> {
         ExecCtx {
             block,
             events: Vec::new(),
+            acting_key: None,
         }
     }
 

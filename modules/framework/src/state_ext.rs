@@ -41,6 +41,16 @@ pub trait StateReadExt: StateRead {
         failure.map_or(Ok(()), Err)
     }
 
+    /// Whether any entry lies under `prefix` (the scan stops at the first).
+    fn has_any_under(&self, prefix: &[u8]) -> TxResult<bool> {
+        let mut found = false;
+        self.prefix_visit(prefix, &mut |_, _| {
+            found = true;
+            std::ops::ControlFlow::Break(())
+        })?;
+        Ok(found)
+    }
+
     /// Every versioned value under `prefix`, in key order, with the key suffix
     /// after `prefix` (streamed and decoded one by one).
     fn prefix_values<V: StoredValue>(&self, prefix: &[u8]) -> TxResult<Vec<(Vec<u8>, V)>> {

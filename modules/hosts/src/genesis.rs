@@ -12,6 +12,33 @@ use crate::state::{put_host, Host};
 pub struct HostsGenesis {
     #[serde(default)]
     pub hosts: Vec<GenesisHost>,
+    /// ML nodes the genesis hosts start with (a network launched with its
+    /// machines declared), in force from the first block: lanes from 1 in
+    /// list order per host.
+    #[serde(default)]
+    pub ml_nodes: Vec<GenesisMlNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisMlNode {
+    /// The genesis host it works for.
+    pub host: Address,
+    pub id: String,
+    pub worker_url: String,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub hardware: String,
+    /// Its ML operational key (grant it the ML-ops messages in genesis too).
+    pub ml_key: Address,
+    /// Enabled from the first block (default), or declared disabled.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -42,6 +69,36 @@ impl HostsGenesis {
                 return Err(format!(
                     "hosts.hosts[{i}]: duplicate owner or consensus key"
                 ));
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut ml_keys = std::collections::BTreeSet::new();
+        let mut per_host: std::collections::BTreeMap<Address, usize> = Default::default();
+        for (i, n) in self.ml_nodes.iter().enumerate() {
+            let at = |e: String| format!("hosts.ml_nodes[{i}]: {e}");
+            if !owners.contains(&n.host) {
+                return Err(at(format!("{} is not a genesis host", n.host)));
+            }
+            crate::mlnodes::check_id(&n.id).map_err(|e| at(e.log))?;
+            crate::msgs::validate_host_fields(&n.worker_url, &[], &n.models, &n.hardware, false)
+                .map_err(|e| at(e.log))?;
+            if n.ml_key == n.host {
+                return Err(at("ml_key must not be the host's account key".into()));
+            }
+            if !ids.insert((n.host, n.id.clone())) || !ml_keys.insert((n.host, n.ml_key)) {
+                return Err(at(format!(
+                    "the host already has an ML node {:?} or one with key {}",
+                    n.id, n.ml_key
+                )));
+            }
+            let count = per_host.entry(n.host).or_default();
+            *count += 1;
+            if *count > crate::mlnodes::MAX_ML_NODES {
+                return Err(at(format!(
+                    "more than {} ML nodes for {}",
+                    crate::mlnodes::MAX_ML_NODES,
+                    n.host
+                )));
             }
         }
         Ok(())
@@ -83,6 +140,9 @@ impl Component for Hosts {
                 registered_height: 0,
             };
             put_host(state, &host)?;
+        }
+        for n in &genesis.ml_nodes {
+            crate::mlnodes::put_genesis_node(state, n)?;
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ pub mod query;
 pub mod state;
 pub mod values;
 
-pub use genesis::{GenesisHost, HostsGenesis};
+pub use genesis::{GenesisHost, GenesisMlNode, HostsGenesis};
 pub use state::{Host, HostsExt};
 
 /// The module's codespace for its own error codes (see the README's error table).

@@ -6,9 +6,10 @@
 //! its own ML operational key (one key per machine, so a stolen machine
 //! costs one grant; `kiln tx host mlnode add` grants that key the ML-ops
 //! messages in the same transaction). Each node gets a **lane** of the
-//! host's nonce space when it is added — `[lane·2⁴⁰, (lane+1)·2⁴⁰)` — never
-//! given to another node of the host, so no two of its nodes can count the
-//! same nonce.
+//! host's nonce space when it is added — `[lane·2⁴⁰, (lane+1)·2⁴⁰)`, from
+//! lane 1 on (lane 0 is the host's own worker's) — never given to another
+//! node of the host, so no two of its nodes can count the same nonce: the
+//! sprint refuses an opened leaf outside the node's lane.
 //!
 //! **Switched at epoch boundaries.** A new node, `disable` and `enable`
 //! take effect at the first block of the next epoch (recorded as
@@ -47,6 +48,16 @@ pub const MAX_ML_NODES: usize = 64;
 pub const MAX_ID_LEN: usize = 32;
 /// Bits of a lane's nonce range: a lane holds 2⁴⁰ nonces.
 pub const LANE_BITS: u32 = 40;
+/// The lane of a host's own worker, the one that sprints without an ML
+/// node id (a host that declares no nodes): nonces `[0, 2⁴⁰)`.
+pub const HOST_LANE: u32 = 0;
+/// The first lane handed to a declared ML node.
+pub const FIRST_NODE_LANE: u32 = 1;
+
+/// Whether `nonce` lies in `lane`.
+pub fn lane_owns_nonce(lane: u32, nonce: u64) -> bool {
+    nonce >> LANE_BITS == u64::from(lane)
+}
 
 /// Error codes of ML nodes (codespace `hosts`).
 pub mod errors {
@@ -101,7 +112,7 @@ impl MlNode {
 
     /// Whether `nonce` lies in its lane.
     pub fn owns_nonce(&self, nonce: u64) -> bool {
-        nonce >> LANE_BITS == u64::from(self.lane)
+        lane_owns_nonce(self.lane, nonce)
     }
 
     /// `enabled`, `disabled`, `enabling` (from the next epoch) or `disabling`.
@@ -166,6 +177,33 @@ pub fn require_enabled_key<S: StateRead + ?Sized>(
     }
 }
 
+/// Writes a genesis ML node (validated by `HostsGenesis::validate`): the
+/// host's next lane, in force from the first block.
+pub fn put_genesis_node<S: StateWrite>(
+    state: &mut S,
+    n: &crate::genesis::GenesisMlNode,
+) -> TxResult<()> {
+    let lane = state
+        .get_u64(&lanes_key(&n.host))?
+        .unwrap_or(u64::from(FIRST_NODE_LANE));
+    let lane_u32 = u32::try_from(lane)
+        .map_err(|_| TxError::internal("the host's nonce lanes are exhausted"))?;
+    state.put_u64(lanes_key(&n.host), lane.saturating_add(1));
+    let node = MlNode {
+        host: n.host,
+        id: n.id.clone(),
+        lane: lane_u32,
+        worker_url: n.worker_url.clone(),
+        models: n.models.clone(),
+        hardware: n.hardware.clone(),
+        ml_key: n.ml_key,
+        enabled: n.enabled,
+        pending: None,
+        added_height: 0,
+    };
+    state.put_value(node_key(&n.host, &n.id), &node)
+}
+
 /// Applies every scheduled enable/disable; called at the first block of
 /// each epoch. Returns one event per node switched.
 pub fn apply_pending<S: StateWrite>(state: &mut S, height: u64) -> TxResult<Vec<Event>> {
@@ -203,7 +241,8 @@ pub fn apply_pending<S: StateWrite>(state: &mut S, height: u64) -> TxResult<Vec<
     Ok(events)
 }
 
-fn check_id(id: &str) -> TxResult<()> {
+/// An ML node id: 1..=[`MAX_ID_LEN`] characters of `a-z`, `0-9`, `-`, `_`.
+pub fn check_id(id: &str) -> TxResult<()> {
     if id.is_empty()
         || id.len() > MAX_ID_LEN
         || !id
@@ -347,7 +386,10 @@ impl MsgKind for AddMlNode {
                 ),
             ));
         }
-        let lane = state.get_u64(&lanes_key(&owner))?.unwrap_or(0);
+        // Lane 0 belongs to the host's own worker (sprinting without a node id).
+        let lane = state
+            .get_u64(&lanes_key(&owner))?
+            .unwrap_or(u64::from(FIRST_NODE_LANE));
         let lane_u32 = u32::try_from(lane)
             .map_err(|_| TxError::internal("the host's nonce lanes are exhausted"))?;
         state.put_u64(lanes_key(&owner), lane.saturating_add(1));

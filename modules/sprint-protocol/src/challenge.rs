@@ -60,6 +60,16 @@ pub fn challenge_seed(beacon: &[u8], addr: &Address) -> Hash32 {
     h.finalize().into()
 }
 
+/// The challenge of one of a host's ML nodes: `SHA256(beacon ‖ addr ‖
+/// node id)`; with an empty id, the host's own [`challenge_seed`].
+pub fn unit_challenge_seed(beacon: &[u8], addr: &Address, ml_node: &str) -> Hash32 {
+    let mut h = Sha256::new();
+    h.update(beacon);
+    h.update(addr);
+    h.update(ml_node.as_bytes());
+    h.finalize().into()
+}
+
 /// `k = min(count, sprint_samples)` distinct leaf indices below `count`, in
 /// draw order: integers below `count` from `stream(challenge)`, skipping
 /// repeats. Empty when `count == 0`.

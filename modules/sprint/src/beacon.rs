@@ -3,8 +3,10 @@
 //! their sprint commitment and reveal the secret in the `SecretReveal`
 //! stage; at the challenge block the sprint computes, once,
 //! `beacon = SHA256("kiln/beacon/v1" ‖ challenge block hash ‖ revealed
-//! secrets in address order)`, and each host's challenge (its sampled leaves
-//! and its committee) is `SHA256(beacon ‖ addr)`. A block proposer can no
+//! secrets in key order)` (by host address, then ML node id), and each
+//! host's challenge (its sampled leaves and its committee) is
+//! `SHA256(beacon ‖ addr)`; an ML node's sampled leaves come from
+//! `SHA256(beacon ‖ addr ‖ node id)`. A block proposer can no
 //! longer grind the sample: it does not know the secrets when it builds the
 //! challenge block's predecessors, and it can only censor reveals, visibly.
 
@@ -21,26 +23,29 @@ fn hash32(bytes: Vec<u8>, what: &str) -> TxResult<Hash32> {
         .map_err(|_| TxError::internal(format!("corrupt stored {what}")))
 }
 
-/// The secret hash of the host's last commitment in `epoch`.
+/// The secret hash of the sprint unit's last commitment in `epoch` (unit:
+/// `host` and `ml_node`, empty for the host's own worker).
 pub fn secret_hash<S: StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     host: &Address,
+    ml_node: &str,
 ) -> TxResult<Option<Hash32>> {
     state
-        .get_raw(&keys::secret_hash(epoch, host))?
+        .get_raw(&keys::secret_hash(epoch, host, ml_node))?
         .map(|b| hash32(b, "secret hash"))
         .transpose()
 }
 
-/// The secret the host revealed in `epoch`, if it did.
+/// The secret the sprint unit revealed in `epoch`, if it did.
 pub fn revealed_secret<S: StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     host: &Address,
+    ml_node: &str,
 ) -> TxResult<Option<Hash32>> {
     state
-        .get_raw(&keys::secret(epoch, host))?
+        .get_raw(&keys::secret(epoch, host, ml_node))?
         .map(|b| hash32(b, "secret"))
         .transpose()
 }
@@ -61,6 +66,18 @@ pub fn host_challenge<S: StateRead + ?Sized>(
     host: &Address,
 ) -> TxResult<Option<Hash32>> {
     Ok(beacon(state, epoch)?.map(|b| challenge::challenge_seed(&b, host.as_bytes())))
+}
+
+/// The challenge of a sprint unit's opening: `SHA256(beacon ‖ host ‖
+/// ml_node)` — the host's own challenge for its own worker (empty node id),
+/// so each of its ML nodes opens other leaves.
+pub fn unit_challenge<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+    ml_node: &str,
+) -> TxResult<Option<Hash32>> {
+    Ok(beacon(state, epoch)?.map(|b| challenge::unit_challenge_seed(&b, host.as_bytes(), ml_node)))
 }
 
 /// At the challenge block: computes and stores the beacon from the block's

@@ -10,6 +10,7 @@ use kiln_framework::{
     Address, Coin, Coins, Event, ExecCtx, StateReadExt, StateWriteExt, TxError, TxResult,
     BASE_DENOM,
 };
+use kiln_hosts::mlnodes::{self, HOST_LANE};
 use kiln_hosts::HostsExt;
 use kiln_sprint_protocol::{challenge, leaf, merkle, vote};
 use kiln_staking::StakingExt;
@@ -84,6 +85,17 @@ pub mod codes {
     /// A host without weight in force committing in an epoch that has no
     /// place left (`max_hosts_per_epoch`).
     pub const EPOCH_FULL: u32 = 35;
+    /// A sprint message for an ML node the host has not declared, or one
+    /// that is not enabled in force.
+    pub const ML_NODE_NOT_ENABLED: u32 = 36;
+    /// A sprint message whose ML key is not the named node's (or a node's
+    /// key sending for the host's own worker).
+    pub const WRONG_ML_NODE: u32 = 37;
+    /// An opened leaf whose nonce lies outside the unit's nonce lane: two
+    /// units of one host would count the same nonce.
+    pub const NONCE_OUTSIDE_LANE: u32 = 38;
+    /// A malformed ML node id.
+    pub const BAD_ML_NODE: u32 = 39;
 }
 
 pub(crate) fn err(code: u32, log: impl Into<String>) -> TxError {
@@ -132,6 +144,61 @@ fn wrong_stage(info: &kiln_epochs::EpochInfo, wanted: &str) -> TxError {
     )
 }
 
+/// The nonce lane of the sprint unit a message is for: the host's own
+/// worker's ([`HOST_LANE`], `ml_node` empty) or that of one of its ML nodes,
+/// which must be enabled in force. When an ML key acts for the host (inside
+/// `MsgExec`), it must be the named node's key — and a node's key cannot
+/// act for the host's own worker — so a stolen machine can only spend its
+/// own node's duties.
+pub(crate) fn unit_lane(
+    state: &impl kiln_state::StateRead,
+    ctx: &ExecCtx<'_>,
+    host: &Address,
+    ml_node: &str,
+) -> TxResult<u32> {
+    if ml_node.is_empty() {
+        if let Some(key) = ctx.acting_key {
+            if let Some(node) = mlnodes::node_of_key(state, host, &key)? {
+                return Err(err(
+                    codes::WRONG_ML_NODE,
+                    format!(
+                        "{key} is the key of ML node {:?} of {host}: its sprint messages name ml_node {:?}",
+                        node.id, node.id
+                    ),
+                ));
+            }
+        }
+        return Ok(HOST_LANE);
+    }
+    let node = mlnodes::ml_node(state, host, ml_node)?.ok_or_else(|| {
+        err(
+            codes::ML_NODE_NOT_ENABLED,
+            format!("host {host} has no ML node {ml_node:?} (kiln query host {host})"),
+        )
+    })?;
+    if !node.enabled {
+        return Err(err(
+            codes::ML_NODE_NOT_ENABLED,
+            format!(
+                "ML node {ml_node:?} of {host} is {}: it sprints only in epochs that start with it enabled",
+                node.state_name()
+            ),
+        ));
+    }
+    if let Some(key) = ctx.acting_key {
+        if node.ml_key != key {
+            return Err(err(
+                codes::WRONG_ML_NODE,
+                format!(
+                    "ML node {ml_node:?} of {host} signs with {}, not {key}",
+                    node.ml_key
+                ),
+            ));
+        }
+    }
+    Ok(node.lane)
+}
+
 pub fn commit<S: StateWrite>(
     state: &mut S,
     ctx: &mut ExecCtx<'_>,
@@ -146,7 +213,9 @@ pub fn commit<S: StateWrite>(
             "MsgSprintCommit (the commit deadline has passed)",
         ));
     }
-    if state.get_raw(&keys::commit(msg.epoch, &host))?.is_none() {
+    unit_lane(state, ctx, &host, &msg.ml_node)?;
+    // The host's first commitment of the epoch, by any of its units.
+    if !state.has_any_under(&keys::commits_of_host(msg.epoch, &host))? {
         admit_host(state, msg.epoch, &host)?;
     }
     lock_bond(state, ctx, msg.epoch, &host)?;
@@ -155,16 +224,21 @@ pub fn commit<S: StateWrite>(
         count: msg.count,
         height: ctx.block.height,
     };
-    state.put_value(keys::commit(msg.epoch, &host), &record)?;
+    state.put_value(keys::unit_commit(msg.epoch, &host, &msg.ml_node), &record)?;
     // The last commitment's secret hash counts, like its root.
-    state.put_raw(keys::secret_hash(msg.epoch, &host), msg.secret_hash.clone());
-    ctx.emit(
-        Event::new("kiln.sprint.v1.EventSprintCommit")
-            .attr("epoch", msg.epoch)
-            .attr("host", host)
-            .attr("count", msg.count)
-            .attr("root", &record.root),
+    state.put_raw(
+        keys::secret_hash(msg.epoch, &host, &msg.ml_node),
+        msg.secret_hash.clone(),
     );
+    let mut event = Event::new("kiln.sprint.v1.EventSprintCommit")
+        .attr("epoch", msg.epoch)
+        .attr("host", host)
+        .attr("count", msg.count)
+        .attr("root", &record.root);
+    if !msg.ml_node.is_empty() {
+        event = event.attr("ml_node", &msg.ml_node);
+    }
+    ctx.emit(event);
     Ok(())
 }
 
@@ -181,13 +255,19 @@ pub fn reveal_secret<S: StateWrite>(
     if info.stage != Stage::SecretReveal {
         return Err(wrong_stage(&info, "MsgSprintRevealSecret"));
     }
-    let committed = beacon::secret_hash(state, msg.epoch, &host)?.ok_or_else(|| {
+    unit_lane(state, ctx, &host, &msg.ml_node)?;
+    let node = &msg.ml_node;
+    let committed = beacon::secret_hash(state, msg.epoch, &host, node)?.ok_or_else(|| {
         err(
             codes::NO_COMMITMENT,
-            format!("{host} made no sprint commitment in epoch {}", msg.epoch),
+            format!(
+                "{} made no sprint commitment in epoch {}",
+                unit_name(&host, node),
+                msg.epoch
+            ),
         )
     })?;
-    if beacon::revealed_secret(state, msg.epoch, &host)?.is_some() {
+    if beacon::revealed_secret(state, msg.epoch, &host, node)?.is_some() {
         return Err(err(
             codes::SECRET_ALREADY_REVEALED,
             "secret already revealed for this epoch",
@@ -199,13 +279,24 @@ pub fn reveal_secret<S: StateWrite>(
             "the secret does not hash to the commitment's secret_hash",
         ));
     }
-    state.put_raw(keys::secret(msg.epoch, &host), msg.secret.clone());
-    ctx.emit(
-        Event::new("kiln.sprint.v1.EventSecretRevealed")
-            .attr("epoch", msg.epoch)
-            .attr("host", host),
-    );
+    state.put_raw(keys::secret(msg.epoch, &host, node), msg.secret.clone());
+    let mut event = Event::new("kiln.sprint.v1.EventSecretRevealed")
+        .attr("epoch", msg.epoch)
+        .attr("host", host);
+    if !node.is_empty() {
+        event = event.attr("ml_node", node);
+    }
+    ctx.emit(event);
     Ok(())
+}
+
+/// `kiln1… ` or `ML node "id" of kiln1…`, for error messages.
+fn unit_name(host: &Address, ml_node: &str) -> String {
+    if ml_node.is_empty() {
+        host.to_string()
+    } else {
+        format!("ML node {ml_node:?} of {host}")
+    }
 }
 
 pub fn open<S: StateWrite>(
@@ -219,29 +310,36 @@ pub fn open<S: StateWrite>(
     if info.stage != Stage::Open {
         return Err(wrong_stage(&info, "MsgSprintOpen"));
     }
-    let commit = state::commitment(state, msg.epoch, &host)?.ok_or_else(|| {
+    let node = msg.ml_node.as_str();
+    let lane = unit_lane(state, ctx, &host, node)?;
+    let commit = state::unit_commitment(state, msg.epoch, &host, node)?.ok_or_else(|| {
         err(
             codes::NO_COMMITMENT,
-            format!("{host} made no sprint commitment in epoch {}", msg.epoch),
+            format!(
+                "{} made no sprint commitment in epoch {}",
+                unit_name(&host, node),
+                msg.epoch
+            ),
         )
     })?;
-    if state::opened(state, msg.epoch, &host)?.is_some() {
+    if state::unit_opened(state, msg.epoch, &host, node)?.is_some() {
         return Err(err(
             codes::ALREADY_OPENED,
             "leaves already opened for this epoch",
         ));
     }
-    if beacon::revealed_secret(state, msg.epoch, &host)?.is_none() {
+    if beacon::revealed_secret(state, msg.epoch, &host, node)?.is_none() {
         return Err(err(
             codes::SECRET_NOT_REVEALED,
             format!(
-                "{host} did not reveal its secret in epoch {}: it gets no weight this epoch",
+                "{} did not reveal its secret in epoch {}: its commitment gets no weight this epoch",
+                unit_name(&host, node),
                 msg.epoch
             ),
         ));
     }
     let params = state::sprint_params(state)?;
-    let seed = beacon::host_challenge(state, msg.epoch, &host)?
+    let seed = beacon::unit_challenge(state, msg.epoch, &host, node)?
         .ok_or_else(|| TxError::internal("beacon missing in the open stage"))?;
     let count =
         u32::try_from(commit.count).map_err(|_| err(codes::BAD_COUNT, "count too large"))?;
@@ -282,6 +380,18 @@ pub fn open<S: StateWrite>(
                 )
             })?);
         }
+        if !mlnodes::lane_owns_nonce(lane, leaf_msg.nonce) {
+            return Err(err(
+                codes::NONCE_OUTSIDE_LANE,
+                format!(
+                    "leaf {i}: nonce {} lies outside lane {lane} of {} ([{}, {})): no two sprint units of a host may count the same nonce",
+                    leaf_msg.nonce,
+                    unit_name(&host, node),
+                    u64::from(lane) << mlnodes::LANE_BITS,
+                    (u64::from(lane) + 1) << mlnodes::LANE_BITS
+                ),
+            ));
+        }
         let hash = leaf::leaf_hash(leaf_msg.nonce, leaf_msg.distance_q);
         merkle::verify_proof(&root, &hash, leaf_msg.index, commit.count, &proof).map_err(|e| {
             err(
@@ -317,13 +427,18 @@ pub fn open<S: StateWrite>(
     }
     opened.sort_by_key(|l| l.index);
     opened.dedup_by_key(|l| l.index);
-    state.put_value(keys::open(msg.epoch, &host), &OpenedLeaves(opened.clone()))?;
-    ctx.emit(
-        Event::new("kiln.sprint.v1.EventSprintOpen")
-            .attr("epoch", msg.epoch)
-            .attr("host", host)
-            .attr("leaves", opened.len()),
-    );
+    state.put_value(
+        keys::unit_open(msg.epoch, &host, node),
+        &OpenedLeaves(opened.clone()),
+    )?;
+    let mut event = Event::new("kiln.sprint.v1.EventSprintOpen")
+        .attr("epoch", msg.epoch)
+        .attr("host", host)
+        .attr("leaves", opened.len());
+    if !node.is_empty() {
+        event = event.attr("ml_node", node);
+    }
+    ctx.emit(event);
     Ok(())
 }
 
@@ -524,7 +639,7 @@ pub fn vote_commit<S: StateWrite>(
         Stage::EscalationCommit => true,
         _ => return Err(wrong_stage(&info, "MsgSprintVoteCommit")),
     };
-    if state::opened(state, msg.epoch, &host)?.is_none() {
+    if !state.has_any_under(&keys::opens_of_host(msg.epoch, &host))? {
         return Err(err(
             codes::NOTHING_TO_VOTE_ON,
             format!("{host} has no opening to vote on in epoch {}", msg.epoch),

@@ -5,11 +5,11 @@
 //! | key | value |
 //! |---|---|
 //! | `sprint/params` | [`crate::params::SprintParams`] |
-//! | `sprint/commit/{epoch}/{addr}` | [`crate::state::Commitment`] |
-//! | `sprint/secret_hash/{epoch}/{addr}` | 32-byte secret commitment of the host's last `MsgSprintCommit` |
-//! | `sprint/secret/{epoch}/{addr}` | the host's revealed 32-byte secret |
+//! | `sprint/commit/{epoch}/{unit}` | [`crate::state::Commitment`] |
+//! | `sprint/secret_hash/{epoch}/{unit}` | 32-byte secret commitment of the unit's last `MsgSprintCommit` |
+//! | `sprint/secret/{epoch}/{unit}` | the unit's revealed 32-byte secret |
 //! | `sprint/beacon/{epoch}` | 32-byte beacon computed at the challenge block |
-//! | `sprint/open/{epoch}/{addr}` | [`crate::state::OpenedLeaves`] |
+//! | `sprint/open/{epoch}/{unit}` | [`crate::state::OpenedLeaves`] |
 //! | `sprint/vote_commit/{epoch}/{host}/{voter}` | 32-byte vote commitment |
 //! | `sprint/vote_reveal/{epoch}/{host}/{voter}` | 1 byte: 1 valid, 0 invalid |
 //! | `sprint/result/{epoch}/{addr}` | [`crate::state::EpochResult`] written at settle |
@@ -22,6 +22,12 @@
 //! | `sprint/bond/{epoch}/{host}` | u128 BE: ukiln locked by the host's first commitment (deleted at settle) |
 //!
 //! Bonds are held by the module account [`BOND_ESCROW`] until settle.
+//!
+//! A **sprint unit** ([`unit`]) is what commits, reveals and opens one
+//! tree: the host's own worker (`{unit}` = the host's 20 bytes, the only
+//! unit before ML nodes) or one of its ML nodes (`{unit}` = host ‖ node
+//! id). A host's units are adjacent under each epoch prefix, so one scan
+//! reads them together. Committees, votes, bonds and results stay per host.
 
 use kiln_framework::Address;
 
@@ -36,19 +42,35 @@ pub fn commits_of_epoch(epoch: u64) -> Vec<u8> {
     [b"sprint/commit/".as_slice(), &epoch.to_be_bytes()].concat()
 }
 
+/// The key suffix of a sprint unit: the host's address, then the ML node
+/// id (empty for the host's own worker).
+pub fn unit(host: &Address, ml_node: &str) -> Vec<u8> {
+    [host.as_bytes(), ml_node.as_bytes()].concat()
+}
+
+/// The commitment of the host's own worker (no ML node).
 pub fn commit(epoch: u64, addr: &Address) -> Vec<u8> {
-    [commits_of_epoch(epoch).as_slice(), addr.as_bytes()].concat()
+    unit_commit(epoch, addr, "")
+}
+
+pub fn unit_commit(epoch: u64, host: &Address, ml_node: &str) -> Vec<u8> {
+    [commits_of_epoch(epoch).as_slice(), &unit(host, ml_node)].concat()
+}
+
+/// Every unit's commitment of `host` in `epoch`.
+pub fn commits_of_host(epoch: u64, host: &Address) -> Vec<u8> {
+    [commits_of_epoch(epoch).as_slice(), host.as_bytes()].concat()
 }
 
 pub fn opens_of_epoch(epoch: u64) -> Vec<u8> {
     [b"sprint/open/".as_slice(), &epoch.to_be_bytes()].concat()
 }
 
-pub fn secret_hash(epoch: u64, addr: &Address) -> Vec<u8> {
+pub fn secret_hash(epoch: u64, host: &Address, ml_node: &str) -> Vec<u8> {
     [
         b"sprint/secret_hash/".as_slice(),
         &epoch.to_be_bytes(),
-        addr.as_bytes(),
+        &unit(host, ml_node),
     ]
     .concat()
 }
@@ -58,16 +80,26 @@ pub fn secrets_of_epoch(epoch: u64) -> Vec<u8> {
     [b"sprint/secret/".as_slice(), &epoch.to_be_bytes()].concat()
 }
 
-pub fn secret(epoch: u64, addr: &Address) -> Vec<u8> {
-    [secrets_of_epoch(epoch).as_slice(), addr.as_bytes()].concat()
+pub fn secret(epoch: u64, host: &Address, ml_node: &str) -> Vec<u8> {
+    [secrets_of_epoch(epoch).as_slice(), &unit(host, ml_node)].concat()
 }
 
 pub fn beacon(epoch: u64) -> Vec<u8> {
     [b"sprint/beacon/".as_slice(), &epoch.to_be_bytes()].concat()
 }
 
+/// The opening of the host's own worker (no ML node).
 pub fn open(epoch: u64, addr: &Address) -> Vec<u8> {
-    [opens_of_epoch(epoch).as_slice(), addr.as_bytes()].concat()
+    unit_open(epoch, addr, "")
+}
+
+pub fn unit_open(epoch: u64, host: &Address, ml_node: &str) -> Vec<u8> {
+    [opens_of_epoch(epoch).as_slice(), &unit(host, ml_node)].concat()
+}
+
+/// Every unit's opening of `host` in `epoch`.
+pub fn opens_of_host(epoch: u64, host: &Address) -> Vec<u8> {
+    [opens_of_epoch(epoch).as_slice(), host.as_bytes()].concat()
 }
 
 pub fn vote_commits_for(epoch: u64, host: &Address) -> Vec<u8> {

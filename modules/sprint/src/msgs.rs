@@ -27,6 +27,11 @@ pub struct MsgSprintCommit {
     /// the epoch's challenge beacon.
     #[prost(bytes = "vec", tag = "5")]
     pub secret_hash: Vec<u8>,
+    /// The ML node whose tree this is (its nonce lane), or empty for the
+    /// host's own worker (lane 0). Each unit commits, reveals and opens
+    /// its own tree; the host's raw weight sums its accepted units.
+    #[prost(string, tag = "6")]
+    pub ml_node: String,
 }
 kiln_framework::proto_name!(MsgSprintCommit, "kiln.sprint.v1");
 
@@ -40,6 +45,9 @@ pub struct MsgSprintRevealSecret {
     pub epoch: u64,
     #[prost(bytes = "vec", tag = "3")]
     pub secret: Vec<u8>,
+    /// The ML node whose commitment's secret this is (empty: the host's own worker).
+    #[prost(string, tag = "4")]
+    pub ml_node: String,
 }
 kiln_framework::proto_name!(MsgSprintRevealSecret, "kiln.sprint.v1");
 
@@ -67,6 +75,9 @@ pub struct MsgSprintOpen {
     pub epoch: u64,
     #[prost(message, repeated, tag = "3")]
     pub leaves: Vec<OpenedLeaf>,
+    /// The ML node whose tree is opened (empty: the host's own worker).
+    #[prost(string, tag = "4")]
+    pub ml_node: String,
 }
 kiln_framework::proto_name!(MsgSprintOpen, "kiln.sprint.v1");
 
@@ -111,6 +122,23 @@ pub use kiln_sprint_protocol::vote::vote_commitment;
 /// challenge (SPEC §4).
 pub const MAX_COUNT: u64 = u32::MAX as u64;
 
+/// An ML node id in a sprint message: empty (the host's own worker) or a
+/// well-formed id.
+fn check_ml_node(ml_node: &str) -> TxResult<()> {
+    if ml_node.is_empty() {
+        return Ok(());
+    }
+    kiln_hosts::mlnodes::check_id(ml_node)
+        .map_err(|e| err(codes::BAD_ML_NODE, format!("ml_node: {}", e.log)))
+}
+
+fn with_ml_node(mut v: serde_json::Value, ml_node: &str) -> serde_json::Value {
+    if !ml_node.is_empty() {
+        v["ml_node"] = json!(ml_node);
+    }
+    v
+}
+
 /// Declaration of `MsgSprintCommit`.
 pub struct SprintCommit;
 
@@ -142,7 +170,7 @@ impl MsgKind for SprintCommit {
                 ),
             ));
         }
-        Ok(())
+        check_ml_node(&msg.ml_node)
     }
 
     fn handle<S: StateWrite>(
@@ -154,9 +182,12 @@ impl MsgKind for SprintCommit {
     }
 
     fn describe(msg: &MsgSprintCommit) -> serde_json::Value {
-        json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(),
-            "root": hex::encode(&msg.root), "count": msg.count.to_string(),
-            "secret_hash": hex::encode(&msg.secret_hash)})
+        with_ml_node(
+            json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(),
+                "root": hex::encode(&msg.root), "count": msg.count.to_string(),
+                "secret_hash": hex::encode(&msg.secret_hash)}),
+            &msg.ml_node,
+        )
     }
 }
 
@@ -179,7 +210,7 @@ impl MsgKind for SprintRevealSecret {
                 format!("secret must be 32 bytes, got {}", msg.secret.len()),
             ));
         }
-        Ok(())
+        check_ml_node(&msg.ml_node)
     }
 
     fn handle<S: StateWrite>(
@@ -191,8 +222,11 @@ impl MsgKind for SprintRevealSecret {
     }
 
     fn describe(msg: &MsgSprintRevealSecret) -> serde_json::Value {
-        json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(),
-            "secret": hex::encode(&msg.secret)})
+        with_ml_node(
+            json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(),
+                "secret": hex::encode(&msg.secret)}),
+            &msg.ml_node,
+        )
     }
 }
 
@@ -217,7 +251,7 @@ impl MsgKind for SprintOpen {
                 ));
             }
         }
-        Ok(())
+        check_ml_node(&msg.ml_node)
     }
 
     fn handle<S: StateWrite>(
@@ -238,7 +272,10 @@ impl MsgKind for SprintOpen {
                     "proof": l.proof.iter().map(hex::encode).collect::<Vec<_>>()})
             })
             .collect();
-        json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(), "leaves": leaves})
+        with_ml_node(
+            json!({"@type": Self::TYPE_URL, "host": msg.host, "epoch": msg.epoch.to_string(), "leaves": leaves}),
+            &msg.ml_node,
+        )
     }
 }
 

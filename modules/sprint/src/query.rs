@@ -1,6 +1,6 @@
 //! JSON queries of the sprint: `/kiln.sprint.v1.Query/Params`, `/Result`
 //! (data: `{"epoch":N,"host":"kiln1…"}`) and `/Duties` (data:
-//! `{"epoch":N,"address":"kiln1…"}`: everything a worker needs to resume an
+//! `{"epoch":N,"address":"kiln1…"[,"ml_node":"id"]}`: everything a worker needs to resume an
 //! epoch from chain state alone). The answer types derive `Deserialize` so
 //! clients read them typed. (Hosts and weights are answered by `kiln-hosts`
 //! and `kiln-staking` under their historical `kiln.sprint.v1` paths.)
@@ -58,7 +58,9 @@ pub struct Duty {
     pub vote_revealed: bool,
 }
 
-/// A host's own progress in an epoch and the openings it must validate.
+/// A sprint unit's own progress in an epoch (the host's own worker, or the
+/// ML node the request names) and the openings its host must validate (the
+/// leaves of all of that host's units, in nonce order).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Duties {
     pub epoch: u64,
@@ -87,16 +89,21 @@ fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
     struct Req {
         epoch: u64,
         address: Address,
+        /// The sprint unit whose own progress to answer: an ML node of the
+        /// host, or (absent/empty) the host's own worker.
+        #[serde(default)]
+        ml_node: String,
     }
     let req: Req = serde_json::from_slice(data).map_err(|e| {
         TxError::invalid_request(format!(
-            "expected {{\"epoch\":N,\"address\":\"kiln1…\"}}: {e}"
+            "expected {{\"epoch\":N,\"address\":\"kiln1…\"[,\"ml_node\":\"id\"]}}: {e}"
         ))
     })?;
+    let node = req.ml_node.as_str();
     // Read from the stored assignment: O(duties), never a weight scan.
     let mut duties = Vec::new();
     for host in state::duties_of(state, req.epoch, &req.address)? {
-        let Some(leaves) = state::opened(state, req.epoch, &host)? else {
+        let Some(leaves) = state::host_opened_leaves(state, req.epoch, &host)? else {
             continue;
         };
         duties.push(Duty {
@@ -116,7 +123,7 @@ fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
             if host == req.address {
                 continue;
             }
-            let Some(leaves) = state::opened(state, req.epoch, &host)? else {
+            let Some(leaves) = state::host_opened_leaves(state, req.epoch, &host)? else {
                 continue;
             };
             escalations.push(Duty {
@@ -134,10 +141,11 @@ fn duties<S: StateRead + ?Sized>(state: &S, data: &[u8]) -> TxResult<Vec<u8>> {
     let value = Duties {
         epoch: req.epoch,
         address: req.address,
-        commitment: state::commitment(state, req.epoch, &req.address)?,
-        secret_revealed: crate::beacon::revealed_secret(state, req.epoch, &req.address)?.is_some(),
+        commitment: state::unit_commitment(state, req.epoch, &req.address, node)?,
+        secret_revealed: crate::beacon::revealed_secret(state, req.epoch, &req.address, node)?
+            .is_some(),
         beacon: crate::beacon::beacon(state, req.epoch)?.map(hex::encode),
-        opened: state::opened(state, req.epoch, &req.address)?.is_some(),
+        opened: state::unit_opened(state, req.epoch, &req.address, node)?.is_some(),
         duties,
         escalations,
         result: state::result(state, req.epoch, &req.address)?,

@@ -42,19 +42,34 @@ impl RawWeightSource for Sprint {
         let params = state::sprint_params(state)?;
         let mut out = RawWeights::default();
 
-        let commits = HostScan::of(state, &keys::commits_of_epoch(epoch))?;
-        // Only whether a host opened, escalated or revealed matters here:
-        // those scans keep no values (an opening alone is 16 leaves).
-        let mut opens = HostScan::presence(state, &keys::opens_of_epoch(epoch))?;
+        let commits = UnitScan::of(state, &keys::commits_of_epoch(epoch), true)?;
+        // Only whether a unit opened, a host escalated or a unit revealed
+        // matters here: those scans keep no values (an opening alone is 16 leaves).
+        let mut opens = UnitScan::of(state, &keys::opens_of_epoch(epoch), false)?;
         let mut committees = HostScan::of(state, &keys::committees_of_epoch(epoch))?;
         let mut member_votes = HostScan::of(state, &keys::member_votes_of_epoch(epoch))?;
         let mut escalations = HostScan::presence(state, &keys::escalated_of_epoch(epoch))?;
-        let mut secrets = HostScan::presence(state, &keys::secrets_of_epoch(epoch))?;
+        let mut secrets = UnitScan::of(state, &keys::secrets_of_epoch(epoch), false)?;
         let mut bonds = HostScan::of(state, &keys::bonds_of_epoch(epoch))?;
 
-        for (host, commit_bytes) in commits.entries {
-            let commit = state::Commitment::decode_value(&commit_bytes)?;
-            let opened = opens.take(&host).is_some();
+        for (host, unit_commits) in commits.groups {
+            let opened_units = opens.take(&host);
+            let revealed_units = secrets.take(&host);
+            let mut units = Vec::with_capacity(unit_commits.len());
+            for (node, bytes) in unit_commits {
+                let count = state::Commitment::decode_value(&bytes)?.count;
+                let opened = opened_units.iter().any(|(n, _)| *n == node);
+                let revealed = revealed_units.iter().any(|(n, _)| *n == node);
+                units.push((node, count, revealed, opened));
+            }
+            let claimed_count = units.iter().fold(0u64, |sum, u| sum.saturating_add(u.1));
+            // What the host proved: the counts of the units that opened
+            // (an opening needs its unit's revealed secret).
+            let opened_count = units
+                .iter()
+                .filter(|u| u.3)
+                .fold(0u64, |sum, u| sum.saturating_add(u.1));
+            let opened = !opened_units.is_empty();
             let members = if opened {
                 let committee = match committees.take(&host) {
                     Some(b) => state::AssignedCommittee::decode_value(&b)?,
@@ -125,7 +140,7 @@ impl RawWeightSource for Sprint {
             } else {
                 opened && verdict == CommitteeVerdict::Accepted
             };
-            let revealed = secrets.take(&host).is_some();
+            let revealed = !revealed_units.is_empty();
             let reason = if !revealed {
                 // It could not open: its secret is missing from the beacon.
                 "unrevealed"
@@ -139,7 +154,7 @@ impl RawWeightSource for Sprint {
             let previous = in_force.get(&host).copied().unwrap_or(0);
             let raw = if accepted {
                 state::capped_raw_weight(
-                    commit.count,
+                    opened_count,
                     previous,
                     params.max_weight_growth_bps,
                     params.new_host_weight_cap,
@@ -171,12 +186,13 @@ impl RawWeightSource for Sprint {
                     effective_weight: 0,
                     valid_vote_weight: valid_weight,
                     committee_weight,
-                    claimed_count: commit.count,
+                    claimed_count,
                     escalated,
                     escalation_valid_weight: u64::try_from(esc_valid).unwrap_or(u64::MAX),
                     escalation_revealed_weight: u64::try_from(esc_revealed).unwrap_or(u64::MAX),
                     bond_returned: returned,
                     bond_burned: burned,
+                    nodes: node_split(&units, raw, opened_count),
                 },
             )?;
             out.events.push(
@@ -191,7 +207,7 @@ impl RawWeightSource for Sprint {
                     .attr("escalated", escalated)
                     .attr("escalation_valid_weight", esc_valid)
                     .attr("escalation_revealed_weight", esc_revealed)
-                    .attr("claimed_count", commit.count)
+                    .attr("claimed_count", claimed_count)
                     .attr("raw_weight", raw),
             );
         }
@@ -255,6 +271,99 @@ impl HostScan {
         }
         None
     }
+}
+
+/// One epoch's per-unit records under `prefix` (`{prefix}{host}{node id}`),
+/// grouped by host in address order, read by one ordered scan (a host's
+/// units are adjacent). [`UnitScan::take`] follows [`HostScan::take`]'s
+/// rule: hosts in increasing order.
+struct UnitScan {
+    groups: Vec<(Address, Vec<UnitRecord>)>,
+    next: usize,
+}
+
+/// One sprint unit's record: its ML node id (empty for the host's own
+/// worker) and the stored value (empty for a presence scan).
+type UnitRecord = (String, Vec<u8>);
+
+impl UnitScan {
+    fn of<S: kiln_state::StateRead + ?Sized>(
+        state: &S,
+        prefix: &[u8],
+        keep_values: bool,
+    ) -> TxResult<Self> {
+        let mut groups: Vec<(Address, Vec<UnitRecord>)> = Vec::new();
+        state.for_each_under(prefix, |suffix, value| {
+            let (host, node) = state::split_unit(suffix)?;
+            let value = if keep_values {
+                value.to_vec()
+            } else {
+                Vec::new()
+            };
+            match groups.last_mut() {
+                Some((h, units)) if *h == host => units.push((node, value)),
+                _ => groups.push((host, vec![(node, value)])),
+            }
+            Ok(())
+        })?;
+        Ok(UnitScan { groups, next: 0 })
+    }
+
+    /// The units of `host` (empty when it has none), skipping for good every
+    /// group of a smaller address.
+    fn take(&mut self, host: &Address) -> Vec<UnitRecord> {
+        while let Some((a, units)) = self.groups.get_mut(self.next) {
+            match (*a).cmp(host) {
+                std::cmp::Ordering::Less => self.next += 1,
+                std::cmp::Ordering::Equal => {
+                    self.next += 1;
+                    return std::mem::take(units);
+                }
+                std::cmp::Ordering::Greater => return Vec::new(),
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// The per-unit split of a host's result, when it sprinted with ML nodes
+/// (empty when only its own worker did). `units`: (node id, count,
+/// revealed, opened). The raw weight is split in proportion to the opened
+/// units' counts, by integer division; the remainder goes to the last
+/// opened unit, so the parts always sum to `raw`.
+fn node_split(
+    units: &[(String, u64, bool, bool)],
+    raw: u64,
+    opened_count: u64,
+) -> Vec<state::NodeResult> {
+    if units.len() == 1 && units[0].0.is_empty() {
+        return Vec::new();
+    }
+    let last_opened = units.iter().rposition(|u| u.3);
+    let mut given: u64 = 0;
+    units
+        .iter()
+        .enumerate()
+        .map(|(i, (node, count, revealed, opened))| {
+            let raw_weight = if !*opened || opened_count == 0 {
+                0
+            } else if Some(i) == last_opened {
+                raw.saturating_sub(given)
+            } else {
+                let part = u128::from(raw) * u128::from(*count) / u128::from(opened_count);
+                let part = u64::try_from(part).unwrap_or(u64::MAX);
+                given = given.saturating_add(part);
+                part
+            };
+            state::NodeResult {
+                ml_node: node.clone(),
+                claimed_count: *count,
+                revealed: *revealed,
+                opened: *opened,
+                raw_weight,
+            }
+        })
+        .collect()
 }
 
 /// Returns the host's bond from escrow (accepted) or burns it (rejected or

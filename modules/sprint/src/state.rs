@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kiln_framework::{Address, StateReadExt, TxError, TxResult};
+use kiln_framework::{Address, StateReadExt, StoredValue, TxError, TxResult};
 use kiln_state::{StateRead, StateWrite};
 use sha2::{Digest, Sha256};
 
@@ -82,28 +82,128 @@ pub struct EpochResult {
     /// Bond returned (accepted) or burned (rejected or unopened), in ukiln.
     pub bond_returned: u64,
     pub bond_burned: u64,
+    /// The split over the host's sprint units when it sprinted with ML nodes
+    /// (empty when only its own worker did): what each committed, whether
+    /// it revealed and opened, and its share of the raw weight.
+    #[serde(default)]
+    pub nodes: Vec<NodeResult>,
+}
+
+/// One sprint unit's part of a host's [`EpochResult`].
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+)]
+pub struct NodeResult {
+    /// The ML node id; empty for the host's own worker.
+    pub ml_node: String,
+    pub claimed_count: u64,
+    pub revealed: bool,
+    pub opened: bool,
+    /// Its share of the host's raw weight: the host's raw weight split in
+    /// proportion to the counts of the units that opened (0 when the host
+    /// was not accepted or the unit did not open).
+    pub raw_weight: u64,
 }
 
 pub fn sprint_params<S: StateRead + ?Sized>(state: &S) -> TxResult<SprintParams> {
     Ok(state.get_value(keys::PARAMS)?.unwrap_or_default())
 }
 
+/// The commitment of the host's own worker (no ML node) in `epoch`.
 pub fn commitment<S: StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     addr: &Address,
 ) -> TxResult<Option<Commitment>> {
-    state.get_value(&keys::commit(epoch, addr))
+    unit_commitment(state, epoch, addr, "")
 }
 
+/// The commitment of a sprint unit (`ml_node` empty: the host's own worker).
+pub fn unit_commitment<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+    ml_node: &str,
+) -> TxResult<Option<Commitment>> {
+    state.get_value(&keys::unit_commit(epoch, host, ml_node))
+}
+
+/// The leaves the host's own worker opened in `epoch`.
 pub fn opened<S: StateRead + ?Sized>(
     state: &S,
     epoch: u64,
     addr: &Address,
 ) -> TxResult<Option<Vec<Opened>>> {
+    unit_opened(state, epoch, addr, "")
+}
+
+/// The leaves a sprint unit opened in `epoch`.
+pub fn unit_opened<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+    ml_node: &str,
+) -> TxResult<Option<Vec<Opened>>> {
     Ok(state
-        .get_value::<OpenedLeaves>(&keys::open(epoch, addr))?
+        .get_value::<OpenedLeaves>(&keys::unit_open(epoch, host, ml_node))?
         .map(|l| l.0))
+}
+
+/// Splits a unit key suffix (`{host 20}{node id}`) into host and node id.
+pub fn split_unit(suffix: &[u8]) -> TxResult<(Address, String)> {
+    let host = suffix
+        .get(..20)
+        .and_then(Address::from_bytes)
+        .ok_or_else(|| TxError::internal("corrupt sprint unit key"))?;
+    let id = std::str::from_utf8(suffix.get(20..).unwrap_or_default())
+        .map_err(|_| TxError::internal("corrupt ML node id in a sprint key"))?;
+    Ok((host, id.to_string()))
+}
+
+/// Every commitment of `host`'s sprint units in `epoch`, by node id (the
+/// host's own worker, id `""`, first).
+pub fn host_commitments<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<Vec<(String, Commitment)>> {
+    let mut out = Vec::new();
+    state.for_each_under(&keys::commits_of_host(epoch, host), |suffix, value| {
+        let id = std::str::from_utf8(suffix)
+            .map_err(|_| TxError::internal("corrupt ML node id in a sprint key"))?;
+        out.push((id.to_string(), Commitment::decode_value(value)?));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// What validators recompute for `host` in `epoch`: the leaves every one of
+/// its units opened, in nonce order (`None`: no unit opened). The leaf
+/// computation depends on the host and the nonce only, and nonces of
+/// different units lie in different lanes, so they never collide.
+pub fn host_opened_leaves<S: StateRead + ?Sized>(
+    state: &S,
+    epoch: u64,
+    host: &Address,
+) -> TxResult<Option<Vec<Opened>>> {
+    let mut leaves: Option<Vec<Opened>> = None;
+    state.for_each_under(&keys::opens_of_host(epoch, host), |_, value| {
+        leaves
+            .get_or_insert_with(Vec::new)
+            .extend(OpenedLeaves::decode_value(value)?.0);
+        Ok(())
+    })?;
+    if let Some(l) = leaves.as_mut() {
+        l.sort_by_key(|x| x.nonce);
+    }
+    Ok(leaves)
 }
 
 /// Hosts that committed in `epoch`, in address order.
@@ -116,24 +216,25 @@ pub fn result<S: StateRead + ?Sized>(
     state.get_value(&keys::result(epoch, addr))
 }
 
-/// Hosts that opened in `epoch`, in address order.
+/// Hosts with at least one sprint unit that opened in `epoch`, in address order.
 pub fn opened_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult<Vec<Address>> {
-    let mut hosts = Vec::new();
-    state.for_each_under(&keys::opens_of_epoch(epoch), |suffix, _| {
-        hosts.push(
-            Address::from_bytes(suffix).ok_or_else(|| TxError::internal("corrupt open key"))?,
-        );
-        Ok(())
-    })?;
-    Ok(hosts)
+    hosts_under(state, &keys::opens_of_epoch(epoch))
 }
 
+/// Hosts with at least one sprint unit that committed in `epoch`, in address order.
 pub fn committed_hosts<S: StateRead + ?Sized>(state: &S, epoch: u64) -> TxResult<Vec<Address>> {
-    let mut hosts = Vec::new();
-    state.for_each_under(&keys::commits_of_epoch(epoch), |suffix, _| {
-        hosts.push(
-            Address::from_bytes(suffix).ok_or_else(|| TxError::internal("corrupt commit key"))?,
-        );
+    hosts_under(state, &keys::commits_of_epoch(epoch))
+}
+
+/// The distinct hosts of the unit records under `prefix` (a host's units
+/// are adjacent, so comparing with the last one found dedups).
+fn hosts_under<S: StateRead + ?Sized>(state: &S, prefix: &[u8]) -> TxResult<Vec<Address>> {
+    let mut hosts: Vec<Address> = Vec::new();
+    state.for_each_under(prefix, |suffix, _| {
+        let (host, _) = split_unit(suffix)?;
+        if hosts.last() != Some(&host) {
+            hosts.push(host);
+        }
         Ok(())
     })?;
     Ok(hosts)

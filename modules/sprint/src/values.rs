@@ -10,7 +10,7 @@ use crate::state::{AssignedCommittee, AssignedDuties, Commitment, EpochResult, O
 stored_value!(SprintParams, "sprint params", 2); // v2: share_slack_micro
 stored_value!(Commitment, "sprint commitment", 1);
 stored_value!(OpenedLeaves, "opened leaves", 1);
-stored_value!(EpochResult, "sprint epoch result", 1);
+stored_value!(EpochResult, "sprint epoch result", 2); // v2: per-node split
 stored_value!(AssignedCommittee, "assigned committee", 1);
 stored_value!(AssignedDuties, "assigned duties", 1);
 kiln_framework::governed_params!(

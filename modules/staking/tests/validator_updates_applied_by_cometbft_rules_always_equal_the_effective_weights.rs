@@ -126,6 +126,7 @@ proptest! {
         let mut state = Overlay::new(EmptyState);
         // Genesis: host 0 with key 0 and weight 10.
         let genesis = kiln_hosts::HostsGenesis {
+            ml_nodes: Vec::new(),
             hosts: vec![kiln_hosts::GenesisHost {
                 owner: owner(0),
                 worker_url: "http://h0.example".into(),
