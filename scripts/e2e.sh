@@ -22,6 +22,8 @@
 #      to her, and dev validates them by replay; restarted with a perturbed
 #      substitute of the model, her work is scored low by dev, the dispute is
 #      upheld and the requester refunded;
+#      `kiln-mlworker doctor` passes on it and, for a key without the
+#      grant, names the missing grant and the command that fixes it;
 #      killed -9 mid-sprint and restarted, it resumes from its journal;
 #      after the rewards, dev declares two ML nodes with their own keys and
 #      runs their workers: both sprint in their own lanes and earn (the
@@ -285,6 +287,24 @@ grep -q '"ok"' <<<"$HEALTH" || fail "/health not ok: $HEALTH"
 grep -q "subscribed to new blocks" "$WORK/worker.log" || fail "the worker did not subscribe to new blocks over the websocket"
 METRICS=$(curl -sf "http://127.0.0.1:$WPORT/metrics") || fail "/metrics did not answer"
 grep -q '^kiln_worker_nonces_total' <<<"$METRICS" || fail "/metrics lacks counters"
+
+step "kiln-mlworker doctor: a healthy set-up passes every check; a key without the grant is named with its fix"
+DPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BIN/kiln-mlworker" doctor --node "$RPC" --host "$DEV" --key dev-ml --keyring-backend test --device cpu \
+  --serve-model smollm2-135m --http "127.0.0.1:$DPORT" >"$WORK/doctor.txt" 2>&1 || fail "doctor failed on a healthy devnet: $(cat "$WORK/doctor.txt")"
+grep -q "all checks passed" "$WORK/doctor.txt" || fail "doctor: $(cat "$WORK/doctor.txt")"
+[ "$(grep -c '^\[ok\]' "$WORK/doctor.txt")" -ge 10 ] || fail "doctor ran too few checks: $(cat "$WORK/doctor.txt")"
+sed 's/^/   /' "$WORK/doctor.txt"
+kiln keys add nogrant-ml --keyring-backend test --output json >/dev/null
+NOGRANT=$(kiln keys show nogrant-ml --keyring-backend test --output json | json_field '["address"]')
+if "$BIN/kiln-mlworker" doctor --node "$RPC" --host "$DEV" --key nogrant-ml --keyring-backend test --device cpu \
+  --http "127.0.0.1:$DPORT" >"$WORK/doctor2.txt" 2>&1; then fail "doctor passed a key without a grant: $(cat "$WORK/doctor2.txt")"; fi
+grep -q '^\[FAIL\] grant' "$WORK/doctor2.txt" && grep -q "fix: kiln tx authz grant-ml-ops $NOGRANT --from <host key>" "$WORK/doctor2.txt" ||
+  fail "doctor did not name the missing grant and its fix: $(cat "$WORK/doctor2.txt")"
+if "$BIN/kiln-mlworker" doctor --node "$RPC" --host "$DEV" --key dev-ml --keyring-backend test --device cpu \
+  --http "127.0.0.1:$WPORT" >"$WORK/doctor3.txt" 2>&1; then fail "doctor passed a port in use"; fi
+grep -q '^\[FAIL\] port' "$WORK/doctor3.txt" || fail "doctor did not name the busy port: $(cat "$WORK/doctor3.txt")"
+echo "   -> without the grant: $(grep -A1 '^\[FAIL\] grant' "$WORK/doctor2.txt" | tail -n 1 | sed 's/^ *//')"
 
 # Waits until the worker is inside a sprint with nonces done; sets S to "sprint <nonces>".
 wait_mid_sprint() {

@@ -41,6 +41,11 @@ pub enum Cmd {
     Run(WorkerRunArgs),
     /// Show a running worker's stage, progress and last transaction.
     Status(StatusArgs),
+    /// Check what `run` needs — torch and the device, the model file, the
+    /// node, the ML key, the host's registration and ML-ops grant, the fee
+    /// allowance, the ML node, the port — and print a fix for each failure.
+    /// Exits 1 when a check fails.
+    Doctor(DoctorArgs),
     /// The sprint: the proof-of-compute transformer (SPEC §4).
     #[command(subcommand)]
     Sprint(SprintCmd),
@@ -50,6 +55,39 @@ pub enum Cmd {
     /// Serve an LLM behind an OpenAI-compatible API, without a chain:
     /// /v1/models, /v1/chat/completions, /v1/completions, /health, /metrics.
     Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// CometBFT RPC address of the host's node.
+    #[arg(long, env = "KILN_NODE", default_value = "http://127.0.0.1:26657")]
+    pub node: String,
+    /// The host's account address.
+    #[arg(long)]
+    pub host: String,
+    /// Name (or address) of the worker's ML operational key.
+    #[arg(long)]
+    pub key: String,
+    /// Home directory holding the keyrings (default ~/.kiln).
+    #[arg(long, env = "KILN_HOME")]
+    pub home: Option<PathBuf>,
+    #[arg(long, env = "KILN_KEYRING_BACKEND", default_value = "file")]
+    pub keyring_backend: kiln_client::Backend,
+    /// The device `run` will use: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// The model `run --serve-model` will serve (also checks the inference grants).
+    #[arg(long)]
+    pub serve_model: Option<String>,
+    /// The address `run --http` will listen on.
+    #[arg(long, default_value = "127.0.0.1:8547")]
+    pub http: String,
+    /// The ML node `run --ml-node` will be.
+    #[arg(long, value_name = "ID")]
+    pub ml_node: Option<String>,
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -407,6 +445,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Run(a) => cmd_worker_run(a),
         Cmd::Status(a) => cmd_status(a),
+        Cmd::Doctor(a) => cmd_doctor(a),
         Cmd::Sprint(c) => match c {
             SprintCmd::Bench(a) => cmd_bench(a),
             SprintCmd::Run(a) => cmd_run(a),
@@ -826,6 +865,33 @@ pub fn calibrate(ds: &[f64], rate: f64) -> u64 {
     let m = ((rate * v.len() as f64).round() as usize).clamp(1, v.len() - 1);
     let r = (v[m - 1] + v[m]) / 2.0;
     (r * 1e6).round() as u64
+}
+
+fn cmd_doctor(a: DoctorArgs) -> Result<()> {
+    let setup = crate::doctor::Setup {
+        node: a.node,
+        host: a.host,
+        key: a.key,
+        home: a.home.unwrap_or_else(kiln_client::keyring::default_home),
+        keyring_backend: a.keyring_backend,
+        device: a.device,
+        serve_model: a.serve_model,
+        http: a.http,
+        ml_node: a.ml_node,
+    };
+    let checks = crate::doctor::examine(&setup);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks.iter().map(|c| c.json()).collect::<Vec<_>>())?
+        );
+    } else {
+        print!("{}", crate::doctor::render(&checks));
+    }
+    if checks.iter().any(|c| !c.ok) {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {

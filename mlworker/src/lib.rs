@@ -9,10 +9,12 @@
 //! API on chain under `kiln-mlworker run --serve-model` (signed requests,
 //! the executor draw, transfer agent and executor, start/finish messages);
 //! `validator` replays other hosts' served inferences and posts validation
-//! scores and dispute votes.
+//! scores and dispute votes; `doctor` checks a worker's set-up and names
+//! the fix for each problem.
 
 pub mod cli;
 pub mod device;
+pub mod doctor;
 pub mod executor;
 pub mod market;
 pub mod serve;

@@ -223,3 +223,49 @@ fn models_list_prints_the_identity_of_the_installed_model() {
         "{table}"
     );
 }
+
+/// `doctor` without a node or a key: exit status 1, every failure named
+/// with its fix, and the checks that need the chain say why they were not
+/// run; the local ones (torch, the CPU, the port) still pass.
+#[test]
+fn doctor_names_each_failure_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = port.local_addr().unwrap().to_string();
+    let out = bin()
+        .args([
+            "doctor",
+            "--node",
+            "http://127.0.0.1:9",
+            "--host",
+            "kiln1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
+            "--key",
+            "missing-ml",
+            "--keyring-backend",
+            "test",
+            "--home",
+            dir.path().to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--http",
+            &busy,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for line in [
+        "[ok]   torch",
+        "[ok]   device",
+        "[FAIL] node",
+        "fix: start the node",
+        "[FAIL] ml key",
+        "fix: kiln keys add missing-ml",
+        "[FAIL] chain",
+        "[FAIL] port",
+        "4 check(s) failed",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    drop(port);
+}
