@@ -557,10 +557,10 @@ for N in 1 2; do
   kiln tx host mlnode add "box-$N" --ml-key "box-$N-ml" --worker-url "http://127.0.0.1:$P" --hardware "e2e cpu" \
     --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode add box-$N"
 done
-RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key box-1-ml --ml-node box-1 --keyring-backend test \
+RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key box-1-ml --ml-node box-1 --keyring-backend test --threads 1 \
   --http "127.0.0.1:$WPORT3" --journal "$WORK/journal3" >>"$WORK/worker3.log" 2>&1 &
 WORKER3_PID=$!
-RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key box-2-ml --ml-node box-2 --keyring-backend test \
+RUST_LOG=info "$BIN/kiln-mlworker" run --node "$RPC" --host "$DEV" --key box-2-ml --ml-node box-2 --keyring-backend test --threads 1 \
   --http "127.0.0.1:$WPORT4" --journal "$WORK/journal4" >>"$WORK/worker4.log" 2>&1 &
 WORKER4_PID=$!
 EN=$(( $(kiln query epoch --output json | json_field '["epoch"]') + 1 ))
@@ -568,42 +568,61 @@ split_of() { # epoch -> "id:raw_weight ..." of dev's sprint result, or nothing b
   kiln query sprint-result "$1" "$DEV" --output json 2>/dev/null |
     python3 -c 'import json,sys; r=json.load(sys.stdin); print(" ".join((n["ml_node"] or "own") + ":" + str(n["raw_weight"]) for n in r.get("nodes", [])))' 2>/dev/null || true
 }
-wait_split() { # epoch -> prints the split once settled
-  local out=""
+# Waits until epoch $1 settles with a per-node split; sets SPLIT (in this
+# shell, so a failure's message is not swallowed by a command substitution).
+wait_split() {
+  SPLIT=""
   for _ in $(seq 1 400); do
-    out=$(split_of "$1"); [ -n "$out" ] && { echo "$out"; return 0; }
+    SPLIT=$(split_of "$1"); [ -n "$SPLIT" ] && return 0
     kill -0 "$WORKER3_PID" 2>/dev/null || fail "box-1's worker exited: $(tail -n 20 "$WORK/worker3.log")"
     sleep 0.5
   done
   fail "epoch $1 never settled with a per-node split: $(kiln query sprint-result "$1" "$DEV" 2>&1)"
 }
-# The nodes are enabled from epoch $EN on: both earn in it.
-SPLIT=$(wait_split "$EN")
-python3 - "$SPLIT" <<'PY' || fail "both nodes must earn in epoch $EN: $SPLIT"
+both_earn() { python3 - "$1" <<'PY'
 import sys
 parts = dict(p.split(":") for p in sys.argv[1].split())
-assert {"box-1", "box-2"} <= set(parts) and int(parts["box-1"]) > 0 and int(parts["box-2"]) > 0, parts
+sys.exit(0 if {"box-1", "box-2"} <= set(parts) and int(parts["box-1"]) > 0 and int(parts["box-2"]) > 0 else 1)
 PY
+}
+# The nodes are enabled from epoch $EN on: both earn. (Four workers share
+# two cores here; an epoch whose short reveal window a starved worker
+# misses costs that epoch only, so up to three are allowed.)
+E=$EN
+while :; do
+  wait_split "$E"
+  echo "   -> epoch $E settled: $SPLIT"
+  both_earn "$SPLIT" && break
+  [ "$E" -lt $((EN + 3)) ] || fail "box-1 and box-2 never both earned in epochs $EN-$E"
+  E=$((E + 1))
+done
 kiln query host dev --keyring-backend test --output json >"$WORK/host2.json"
 python3 - "$WORK/host2.json" <<'PY' || fail "kiln query host dev: $(cat "$WORK/host2.json")"
 import json, sys
 nodes = {n["id"]: n for n in json.load(open(sys.argv[1]))["ml_nodes"]}
 assert set(nodes) == {"box-1", "box-2"} and all(n["state"] == "enabled" for n in nodes.values()), nodes
-assert sorted(n["lane"] for n in nodes.values()) == [1, 2], nodes
+# Lane 1 went to gpu-0 above: a removed node's lane is never handed out again.
+assert sorted(n["lane"] for n in nodes.values()) == [2, 3], nodes
 PY
 grep -q "sprinting as the host's ML node" "$WORK/worker4.log" || fail "box-2's worker did not sprint as its node"
-echo "   -> epoch $EN, dev's raw weight per sprint unit: $SPLIT; kiln query host dev lists box-1 and box-2, enabled, lanes 1 and 2"
+echo "   -> kiln query host dev lists box-1 and box-2, enabled, in lanes 2 and 3 (lane 1 was gpu-0's)"
 # The operator's clean stop (README "Retiring an ML node"): disable, wait for
 # the next epoch, see its share gone, stop it, remove it.
 kiln tx host mlnode disable box-2 --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode disable box-2"
 ED=$(( $(kiln query epoch --output json | json_field '["epoch"]') + 1 ))
-SPLIT2=$(wait_split "$ED")
-case " $SPLIT2" in *" box-2:"*) fail "epoch $ED still counts box-2: $SPLIT2" ;; esac
-case " $SPLIT2" in *" box-1:"[1-9]*) ;; *) fail "epoch $ED lost box-1: $SPLIT2" ;; esac
+E=$ED
+while :; do
+  wait_split "$E"
+  SPLIT2=$SPLIT
+  case " $SPLIT2" in *" box-2:"*) fail "epoch $E, after box-2 was disabled, still counts it: $SPLIT2" ;; esac
+  case " $SPLIT2" in *" box-1:"[1-9]*) break ;; esac
+  [ "$E" -lt $((ED + 3)) ] || fail "box-1 never earned in epochs $ED-$E: $SPLIT2"
+  E=$((E + 1))
+done
 grep -q "not enabled in force: no sprint duty" "$WORK/worker4.log" || fail "box-2's worker did not notice it was disabled"
 kill "$WORKER4_PID"; wait "$WORKER4_PID" 2>/dev/null || true; WORKER4_PID=""
 kiln tx host mlnode remove box-2 --from dev --keyring-backend test --yes --output json | json_field '["code"]' | grep -qx 0 || fail "mlnode remove box-2"
-echo "   -> box-2 disabled: epoch $ED counts $SPLIT2; box-2 stopped and removed"
+echo "   -> box-2 disabled: epoch $E counts $SPLIT2; box-2 stopped and removed"
 kill "$WORKER3_PID"; wait "$WORKER3_PID" 2>/dev/null || true; WORKER3_PID=""
 kill "$WORKER2_PID"; wait "$WORKER2_PID" 2>/dev/null || true; WORKER2_PID=""
 kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true; WORKER_PID=""

@@ -31,7 +31,7 @@ use kiln_client::rpc::RpcClient;
 use kiln_framework::{Address, Coin, BASE_DENOM};
 use kiln_testkit::TestKey;
 use serde_json::{json, Value};
-use worker_procs::{free_port, post, Chain, Seen, Workers};
+use worker_procs::{free_port, post, start_chain, Seen, Workers};
 
 const CHAIN: &str = "kiln-routing";
 const MODEL: &str = "smollm2-135m";
@@ -223,26 +223,7 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
     let mut model = kiln_genesis::devnet_model();
     model.price_floor_pkiln = 1_000_000; // 1 ukiln per token
     genesis.inference.models = vec![model];
-    genesis.validate().unwrap();
-    let mut supply: BTreeMap<String, u128> = BTreeMap::new();
-    for b in &genesis.bank.balances {
-        for c in &b.coins {
-            *supply.entry(c.denom.clone()).or_insert(0) += c.amount;
-        }
-    }
-    kiln_node::home::init_home(
-        &home,
-        CHAIN,
-        "routing",
-        serde_json::to_value(&genesis).unwrap(),
-    )
-    .unwrap();
-    let path = kiln_node::home::genesis_path(&home);
-    let mut file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    file["validators"] = json!([]);
-    std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
-    let chain = Chain::start(&home, supply, BLOCK_TIME);
-    let rpc_url = format!("http://{}", chain.handle.rpc_addr());
+    let (chain, rpc_url) = start_chain(&home, CHAIN, "routing", &genesis, BLOCK_TIME);
     let rpc = RpcClient::new(&rpc_url);
 
     let mut workers = Workers(

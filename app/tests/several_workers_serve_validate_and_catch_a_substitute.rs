@@ -117,27 +117,7 @@ fn several_workers_serve_validate_and_catch_a_substitute() {
     let mut model = kiln_genesis::devnet_model();
     model.price_floor_pkiln = 1_000_000; // 1 ukiln per token
     genesis.inference.models = vec![model.clone()];
-    genesis.validate().unwrap();
-    let mut supply: BTreeMap<String, u128> = BTreeMap::new();
-    for b in &genesis.bank.balances {
-        for c in &b.coins {
-            *supply.entry(c.denom.clone()).or_insert(0) += c.amount;
-        }
-    }
-    kiln_node::home::init_home(
-        &home,
-        CHAIN,
-        "several-workers",
-        serde_json::to_value(&genesis).unwrap(),
-    )
-    .unwrap();
-    // The validators come from the genesis hosts (InitChain derives them).
-    let path = kiln_node::home::genesis_path(&home);
-    let mut file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    file["validators"] = json!([]);
-    std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
-    let chain = Chain::start(&home, supply, BLOCK_TIME);
-    let rpc_url = format!("http://{}", chain.handle.rpc_addr());
+    let (chain, rpc_url) = start_chain(&home, CHAIN, "several-workers", &genesis, BLOCK_TIME);
     let rpc = RpcClient::new(&rpc_url);
 
     // The workers.

@@ -276,3 +276,36 @@ pub fn deliver(rpc: &RpcClient, tx: &[u8]) -> Value {
     }
     panic!("tx {} was not included within 30 s", sent.hash);
 }
+
+/// Validates `genesis`, writes a node home for it at `home` (the
+/// validators left to InitChain, which derives them from the genesis
+/// hosts) and starts the chain; returns it with its RPC URL.
+pub fn start_chain(
+    home: &Path,
+    chain_id: &str,
+    moniker: &str,
+    genesis: &kiln_genesis::AppGenesis,
+    block_time: Duration,
+) -> (Chain, String) {
+    genesis.validate().unwrap();
+    let mut supply: BTreeMap<String, u128> = BTreeMap::new();
+    for b in &genesis.bank.balances {
+        for c in &b.coins {
+            *supply.entry(c.denom.clone()).or_insert(0) += c.amount;
+        }
+    }
+    kiln_node::home::init_home(
+        home,
+        chain_id,
+        moniker,
+        serde_json::to_value(genesis).unwrap(),
+    )
+    .unwrap();
+    let path = kiln_node::home::genesis_path(home);
+    let mut file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    file["validators"] = json!([]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+    let chain = Chain::start(home, supply, block_time);
+    let rpc_url = format!("http://{}", chain.handle.rpc_addr());
+    (chain, rpc_url)
+}
