@@ -60,8 +60,18 @@ for _ in range(500):
 EOF
 )
 cleanup() {
+  local status=$?
   KILN_BIN_DIR=$BIN scripts/testnet.sh down >/dev/null 2>&1 || true
+  if [ "$status" != 0 ]; then
+    # What each node said last, before its directory goes.
+    for log in "$KILN_TESTNET_DIR"/node*/kilnd.log "$KILN_TESTNET_DIR"/node*/cometbft.log; do
+      [ -f "$log" ] || continue
+      echo "--- $log (tail) ---"
+      sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -v "snapshot taken" | tail -n 15
+    done
+  fi
   if [ "${KILN_KEEP_TESTNET:-0}" != 1 ]; then rm -rf "$KILN_TESTNET_DIR"; fi
+  exit "$status"
 }
 trap cleanup EXIT
 
