@@ -31,7 +31,7 @@ use kiln_client::rpc::RpcClient;
 use kiln_framework::{Address, Coin, BASE_DENOM};
 use kiln_testkit::TestKey;
 use serde_json::{json, Value};
-use worker_procs::{free_port, post, start_chain, Seen, Workers};
+use worker_procs::{free_port, post, start_chain, worker_bin, Seen, Workers};
 
 const CHAIN: &str = "kiln-routing";
 const MODEL: &str = "smollm2-135m";
@@ -154,15 +154,7 @@ fn buy(
 
 #[test]
 fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() {
-    let worker_bin = Path::new(env!("CARGO_BIN_EXE_kilnd"))
-        .parent()
-        .unwrap()
-        .join("kiln-mlworker");
-    assert!(
-        worker_bin.exists(),
-        "{} is missing: `cargo build --workspace --bins` first (make test does)",
-        worker_bin.display()
-    );
+    let worker_bin = worker_bin();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_path_buf();
     let hosts = [

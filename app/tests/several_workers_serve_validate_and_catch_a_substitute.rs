@@ -59,15 +59,7 @@ fn completion_body(prompt: &str) -> Value {
 
 #[test]
 fn several_workers_serve_validate_and_catch_a_substitute() {
-    let worker_bin = Path::new(env!("CARGO_BIN_EXE_kilnd"))
-        .parent()
-        .unwrap()
-        .join("kiln-mlworker");
-    assert!(
-        worker_bin.exists(),
-        "{} is missing: `cargo build --workspace --bins` first (make test does)",
-        worker_bin.display()
-    );
+    let worker_bin = worker_bin();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_path_buf();
 

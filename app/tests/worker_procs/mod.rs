@@ -309,3 +309,17 @@ pub fn start_chain(
     let rpc_url = format!("http://{}", chain.handle.rpc_addr());
     (chain, rpc_url)
 }
+
+/// The `kiln-mlworker` binary built next to `kilnd`.
+pub fn worker_bin() -> std::path::PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_kilnd"))
+        .parent()
+        .unwrap()
+        .join("kiln-mlworker");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo build --workspace --bins` first (make test does)",
+        bin.display()
+    );
+    bin
+}
