@@ -53,20 +53,9 @@ N ?= 4
 testnet: build
 	@./scripts/testnet.sh up $(N)
 
-test: setup
-	@df -h . | awk 'NR==2 {print "[test] disk free before the build: " $$4}'
-	$(CARGO) build --workspace --tests --bins
-	@df -h . | awk 'NR==2 {print "[test] disk free after the build: " $$4}'
-	@if cargo nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
-	else \
-		$(CARGO) test --workspace --no-fail-fast; \
-	fi
-	# The chain builds the sprint protocol without floats: prove that build works.
-	$(CARGO) test -p kiln-sprint-protocol --no-default-features
-	@./scripts/e2e.sh
-	# A governance software upgrade on a 4-validator CometBFT testnet.
-	@./scripts/upgrade_testnet.sh
+# scripts/test.sh runs scripts/setup.sh as its first timed phase.
+test:
+	@$(RUSTC_WRAPPER_CMD) ./scripts/test.sh
 
 bench: setup
 	$(CARGO) build --release --workspace

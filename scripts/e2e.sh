@@ -59,7 +59,8 @@ cleanup() {
   if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/worker.log" ]; then echo "--- worker log (tail) ---"; tail -n 40 "$WORK/worker.log"; fi
   if [ -n "$NODE_PID" ]; then kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null; fi
   if [ "${E2E_OK:-0}" != 1 ] && [ -f "$WORK/node.log" ]; then echo "--- node log (tail) ---"; tail -n 40 "$WORK/node.log"; fi
-  rm -rf "$WORK"
+  # KILN_E2E_KEEP=1 keeps every log and home for a post-mortem.
+  if [ "${KILN_E2E_KEEP:-0}" = 1 ]; then echo "[e2e] kept $WORK"; else rm -rf "$WORK"; fi
   exit "$status"
 }
 trap cleanup EXIT
@@ -375,6 +376,9 @@ echo "   -> kiln infer --stream: $OUT"
 kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=""
 METRICS=$(curl -sf "http://127.0.0.1:$WPORT/metrics") || fail "/metrics did not answer"
 grep -q '^kiln_inference_requests_total [1-9]' <<<"$METRICS" || fail "/metrics lacks the inference counters"
+# The operator guide's Grafana dashboard queries only series the worker serves.
+DASH=$(python3 scripts/check_dashboard.py docs/grafana/kiln-dashboard.json kiln_ "http://127.0.0.1:$WPORT/metrics") || fail "$DASH"
+echo "   -> $DASH"
 wait_settled "$EI" 120 >/dev/null
 worker_status | json_field '["last_result"]["result"]["accepted"]' | grep -qx True || fail "the epoch with inference was not accepted: $(worker_status)"
 echo "   -> epoch $EI, which served paid requests mid-sprint, was accepted"
@@ -469,7 +473,16 @@ for _ in $(seq 1 240); do
   [ "$ST" = invalidated ] && break
   sleep 0.5
 done
-kiln query inference "$CHEATED" --output json >"$WORK/cheat.json"
+# Why an inference never reached the chain: what the transfer agent (dev's
+# worker) did with its start, and every refusal the workers logged.
+inference_trail() { # id
+  for log in "$WORK/worker.log" "$WORK/worker2.log"; do
+    echo "--- $(basename "$log"): ${1:0:8} and refusals ---"
+    plain_log "$log" | grep -E "${1:0:8}|tx refused|failed in its block|tx failed" | tail -n 20
+  done
+}
+kiln query inference "$CHEATED" --output json >"$WORK/cheat.json" 2>"$WORK/cheat.err" ||
+  fail "the substitute's inference $CHEATED is not on chain: $(cat "$WORK/cheat.err") $(inference_trail "$CHEATED")"
 [ "$(json_field '["status"]' <"$WORK/cheat.json")" = invalidated ] && [ "$(json_field '["paid"]' <"$WORK/cheat.json")" = 0 ] ||
   fail "the substitute's inference was not invalidated: $(cat "$WORK/cheat.json"); dev: $(plain_log "$WORK/worker.log" | grep -i valid | tail -n 5)"
 SCORE=$(plain_log "$WORK/worker.log" | grep "validation queued id=$CHEATED" | sed 's/.*score_micro=\([0-9]*\).*/\1/' | head -n 1)

@@ -20,7 +20,8 @@
 #   scripts/testnet.sh reset        down, then delete the testnet directory
 #
 # Environment: KILN_TESTNET_DIR (default ~/.kiln-testnet), KILN_TESTNET_PORT_BASE
-# (default 26656: node I uses base+10*I for p2p, +1 RPC, +2 ABCI, +3 worker),
+# (default 26656: node I uses base+10*I for p2p, +1 RPC, +2 ABCI, +3 worker,
+# +4 CometBFT's Prometheus metrics),
 # KILN_TESTNET_BLOCK_TIME (CometBFT timeout_commit, default 1s),
 # KILN_TESTNET_WORKERS=0 (nodes without workers), KILN_TESTNET_WORKER_THREADS
 # (default 1), KILN_TESTNET_SNAPSHOT_INTERVAL (default 10),
@@ -55,6 +56,7 @@ p2p_port() { echo $((PORT_BASE + 10 * $1)); }
 rpc_port() { echo $((PORT_BASE + 10 * $1 + 1)); }
 abci_port() { echo $((PORT_BASE + 10 * $1 + 2)); }
 worker_port() { echo $((PORT_BASE + 10 * $1 + 3)); }
+prometheus_port() { echo $((PORT_BASE + 10 * $1 + 4)); }
 rpc_url() { echo "http://127.0.0.1:$(rpc_port "$1")"; }
 # Number of nodes created so far (node0 … node{count-1}).
 node_count() { local n=0; while [ -d "$(home "$n")" ]; do n=$((n + 1)); done; echo "$n"; }
@@ -111,6 +113,7 @@ configure_node() { # index
   toml_set "$cfg" p2p send_rate 52428800
   toml_set "$cfg" p2p recv_rate 52428800
   toml_set "$cfg" consensus timeout_commit "\"$BLOCK_TIME\""
+  toml_set "$cfg" instrumentation prometheus_listen_addr "\"127.0.0.1:$(prometheus_port "$i")\""
   if [ -n "$MEMPOOL_SIZE" ]; then toml_set "$cfg" mempool size "$MEMPOOL_SIZE"; fi
   toml_set "$h/config/kilnd.toml" "" snapshot_interval "$SNAPSHOT_INTERVAL"
   if [ -n "$SNAPSHOT_CHUNK_BYTES" ]; then

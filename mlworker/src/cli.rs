@@ -179,6 +179,18 @@ pub struct WorkerRunArgs {
     /// (or, until the first settle, from genesis). Needs --serve-model.
     #[arg(long, requires = "serve_model")]
     pub no_sprint: bool,
+    /// Drain before a clean stop: commit no new sprint, keep every other
+    /// duty (reveal and open what was committed, vote, validate, serve), and
+    /// exit with status 0 once a settle leaves the host with weight 0 in
+    /// force (docs/operator-guide.md, "Stopping a host cleanly"). An ML node
+    /// is retired with `kiln tx host mlnode disable` instead.
+    #[arg(long, conflicts_with = "ml_node")]
+    pub drain: bool,
+    /// The live status line at the bottom of stderr (model loading, stage,
+    /// nonces, shares, votes, inference queue, txs): auto draws it on a
+    /// terminal only.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub progress: String,
     /// This worker is the host's ML node ID (`kiln tx host mlnode add ID
     /// --ml-key <this key>`): it sprints in that node's lane, and idles
     /// until the node is enabled — it never stands in for the host's own
@@ -443,7 +455,7 @@ pub const BENCH_ADDR: &str = "00112233445566778899aabbccddeeff00112233";
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run(a) => cmd_worker_run(a),
+        Cmd::Run(a) => cmd_worker_run(a, cli.log_json),
         Cmd::Status(a) => cmd_status(a),
         Cmd::Doctor(a) => cmd_doctor(a),
         Cmd::Sprint(c) => match c {
@@ -894,7 +906,7 @@ fn cmd_doctor(a: DoctorArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
+fn cmd_worker_run(a: WorkerRunArgs, log_json: bool) -> Result<()> {
     use crate::worker::{
         chain::RpcChain, http, journal::Journal, Misbehaviour, Pace, Tick, Worker, WorkerConfig,
     };
@@ -919,6 +931,15 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
     if info.address == a.host {
         eprintln!("warning: --key is the host's account key itself; use a separate ML operational key with a grant (`kiln tx authz grant-ml-ops`)");
     }
+    // The live line starts once the passphrase prompt (if any) is done.
+    let draw_progress = match a.progress.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    if draw_progress && !log_json {
+        crate::progress::StatusLine::global().enable();
+    }
     let threads = configure_threads(a.dev.threads);
     let device = a.dev.resolve()?;
     // One journal per ML key: several workers of one host (its ML nodes)
@@ -940,6 +961,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
         commit_every_blocks: a.commit_every.max(1),
         misbehaviour: Misbehaviour::default(),
         ml_node: a.ml_node.clone(),
+        drain: a.drain,
     };
     let executor = crate::executor::EngineExecutor::start(device, threads)?;
     let mut worker = Worker::with_executor(cfg, journal, executor.clone())?;
@@ -960,6 +982,8 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
             market_outbox.clone(),
         )));
     }
+    let model_load_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let model_load_started = std::time::Instant::now();
     let inference = match &a.serve_model {
         Some(model) => {
             let cell = crate::serve::http::LoadingApp::default();
@@ -972,6 +996,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                 (model.clone(), cell.clone(), metrics.clone());
             let precision = a.inference_precision;
             let substitute_perturbation = a.test_substitute_perturbation;
+            let load_failed = model_load_failed.clone();
             std::thread::Builder::new()
                 .name("model-load".into())
                 .spawn(move || {
@@ -1011,22 +1036,40 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                             let _ = loaded.set(app);
                             tracing::info!(%model, "selling inference: the OpenAI-compatible API takes signed requests");
                         }
-                        Err(e) => tracing::error!(error = %format!("{e:#}"), %model, "cannot serve the model; the /v1 routes answer 503"),
+                        Err(e) => {
+                            load_failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                            tracing::error!(error = %format!("{e:#}"), %model, "cannot serve the model; the /v1 routes answer 503")
+                        }
                     }
                 })?;
             Some((cell, metrics))
         }
         None => None,
     };
+    let model_progress = inference.as_ref().map(|(cell, metrics)| {
+        let (cell, metrics) = (cell.clone(), metrics.clone());
+        crate::progress::ModelSource {
+            started: model_load_started,
+            failed: model_load_failed.clone(),
+            ready: Arc::new(move || {
+                cell.get()?;
+                Some(metrics.queue_view(std::time::Instant::now()))
+            }),
+        }
+    });
     let bound = http::serve_with_inference(&a.http, worker.status(), inference)?;
-    eprintln!(
+    crate::progress::spawn(crate::progress::Sources {
+        status: worker.status(),
+        model: model_progress,
+    });
+    crate::progress::eprint_line(&format!(
         "kiln-mlworker: host {} with ML key {} ({}) on {device}; node {}; journal {}; http://{bound}/status",
         a.host,
         info.name,
         info.address,
         a.node,
         journal_dir.display()
-    );
+    ));
     // Wait for the node, then check the host is registered.
     let mut waited = 0;
     loop {
@@ -1035,7 +1078,7 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
             Err(e) if e.downcast_ref::<crate::worker::PreflightError>().is_some() => return Err(e),
             Err(e) => {
                 if waited % 10 == 0 {
-                    eprintln!("waiting for the node: {e:#}");
+                    crate::progress::eprint_line(&format!("waiting for the node: {e:#}"));
                 }
                 waited += 1;
                 std::thread::sleep(Duration::from_secs(1));
@@ -1082,11 +1125,22 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "tick failed; retrying");
-                eprintln!("worker: {e:#}");
+                crate::progress::eprint_line(&format!("worker: {e:#}"));
                 if let Ok(mut s) = status.lock() {
                     s.last_error = Some(format!("{e:#}"));
                 }
                 std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+        if a.drain {
+            let drained = status.lock().map(|s| s.drained).unwrap_or(false);
+            let unsent = market_outbox.lock().map(|q| q.len()).unwrap_or(0);
+            if drained && unsent == 0 {
+                crate::progress::eprint_line(
+                    "drained: the host has weight 0 in force and no committee duty is left; safe to stop the node",
+                );
+                crate::progress::StatusLine::global().finish(&mut std::io::stderr());
+                return Ok(());
             }
         }
         if let Some(until) = a.until_epoch {
@@ -1100,7 +1154,10 @@ fn cmd_worker_run(a: WorkerRunArgs) -> Result<()> {
                 })
                 .unwrap_or(false);
             if done {
-                eprintln!("epoch {until} settled; stopping (--until-epoch)");
+                crate::progress::eprint_line(&format!(
+                    "epoch {until} settled; stopping (--until-epoch)"
+                ));
+                crate::progress::StatusLine::global().finish(&mut std::io::stderr());
                 return Ok(());
             }
         }

@@ -1011,7 +1011,16 @@ pub struct InferenceDuty {
     outbox: MarketOutbox,
     sent: u64,
     refused: u64,
+    /// Per queued message (by kind): how many times CheckTx refused it for a
+    /// stale account sequence.
+    sequence_retries: BTreeMap<String, u32>,
 }
+
+/// A message refused for a stale account sequence (another duty's tx got in
+/// first, or a tx left the mempool) is sent again at the next block, this
+/// many times at most: dropping it would lose an inference's start — the
+/// requester was already answered — or an executor's pay.
+const MAX_SEQUENCE_RETRIES: u32 = 5;
 
 impl InferenceDuty {
     pub fn new(outbox: MarketOutbox) -> Self {
@@ -1019,6 +1028,7 @@ impl InferenceDuty {
             outbox,
             sent: 0,
             refused: 0,
+            sequence_retries: BTreeMap::new(),
         }
     }
 }
@@ -1056,11 +1066,25 @@ impl Duty for InferenceDuty {
         let mut later = Vec::new();
         for (i, (kind, msg)) in queued.iter().enumerate() {
             match out.send(kind, vec![msg.clone()]) {
-                Ok(receipt) if receipt.ok() => self.sent += 1,
+                Ok(receipt) if receipt.ok() => {
+                    self.sent += 1;
+                    self.sequence_retries.remove(kind);
+                }
                 Ok(receipt) if receipt.hash.is_empty() && receipt.code == u32::MAX => {
                     later.push((kind.clone(), msg.clone()))
                 }
-                Ok(_) => self.refused += 1,
+                Ok(receipt)
+                    if receipt.code == kiln_framework::error::codes::WRONG_SEQUENCE
+                        && self.sequence_retries.get(kind).copied().unwrap_or(0)
+                            < MAX_SEQUENCE_RETRIES =>
+                {
+                    *self.sequence_retries.entry(kind.clone()).or_insert(0) += 1;
+                    later.push((kind.clone(), msg.clone()))
+                }
+                Ok(_) => {
+                    self.refused += 1;
+                    self.sequence_retries.remove(kind);
+                }
                 Err(e) => {
                     // The node is unreachable: keep this and the rest for the next tick.
                     later.extend(queued[i..].iter().cloned());
@@ -1136,5 +1160,114 @@ mod routing_tests {
         for s in [200, 400, 401, 402, 409, 421] {
             assert!(!retry_elsewhere(s), "{s}");
         }
+    }
+}
+
+#[cfg(test)]
+mod inference_duty_tests {
+    use super::*;
+    use crate::worker::chain::{ChainClient, TxReceipt};
+    use crate::worker::with_test_outbox;
+    use kiln_framework::error::codes::WRONG_SEQUENCE;
+
+    /// A node whose CheckTx answers each broadcast with the next scripted code.
+    struct ScriptedChain {
+        codes: Vec<u32>,
+        broadcasts: usize,
+    }
+
+    impl ChainClient for ScriptedChain {
+        fn chain_id(&mut self) -> Result<String> {
+            Ok("test".into())
+        }
+        fn query_raw(&mut self, path: &str, _data: &[u8]) -> Result<Vec<u8>> {
+            Err(anyhow!("no query {path} here"))
+        }
+        fn tx_result(&mut self, _hash: &str) -> Result<Option<(u32, String)>> {
+            Ok(None)
+        }
+        fn broadcast(&mut self, _msgs: Vec<Any>) -> Result<TxReceipt> {
+            let code = self.codes.get(self.broadcasts).copied().unwrap_or(0);
+            self.broadcasts += 1;
+            Ok(TxReceipt {
+                hash: format!("{:064X}", self.broadcasts),
+                code,
+                codespace: if code == 0 {
+                    String::new()
+                } else {
+                    "sdk".into()
+                },
+                log: format!("code {code}"),
+            })
+        }
+    }
+
+    fn start_msg() -> Any {
+        Any {
+            type_url: "/kiln.inference.v1.MsgStartInference".into(),
+            value: vec![1, 2, 3],
+        }
+    }
+
+    /// Ticks the duty once per height while messages stay queued.
+    fn tick_until_empty(
+        duty: &mut InferenceDuty,
+        chain: &mut ScriptedChain,
+        outbox: &MarketOutbox,
+    ) {
+        for height in 10..30 {
+            with_test_outbox(chain, height, |tick, out| duty.on_tick(tick, out)).unwrap();
+            if outbox.lock().unwrap().is_empty() {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn a_start_refused_for_a_stale_sequence_is_sent_again_at_the_next_block() {
+        let outbox = MarketOutbox::default();
+        outbox
+            .lock()
+            .unwrap()
+            .push(("inference-start-0badc0de".into(), start_msg()));
+        let mut duty = InferenceDuty::new(outbox.clone());
+        let mut chain = ScriptedChain {
+            codes: vec![WRONG_SEQUENCE, WRONG_SEQUENCE, 0],
+            broadcasts: 0,
+        };
+        tick_until_empty(&mut duty, &mut chain, &outbox);
+        assert_eq!(chain.broadcasts, 3, "two refusals, then accepted");
+        assert_eq!(duty.status()["sent"], 1);
+        assert_eq!(duty.status()["refused"], 0);
+    }
+
+    #[test]
+    fn a_start_refused_for_good_or_stale_too_often_is_dropped() {
+        let outbox = MarketOutbox::default();
+        outbox
+            .lock()
+            .unwrap()
+            .push(("inference-start-1".into(), start_msg()));
+        outbox
+            .lock()
+            .unwrap()
+            .push(("inference-start-2".into(), start_msg()));
+        let mut duty = InferenceDuty::new(outbox.clone());
+        // The first is refused for good (an unknown model, code 5); the
+        // second's sequence stays stale past the retry limit.
+        let mut codes = vec![5];
+        codes.extend(std::iter::repeat_n(
+            WRONG_SEQUENCE,
+            1 + MAX_SEQUENCE_RETRIES as usize,
+        ));
+        let mut chain = ScriptedChain {
+            codes,
+            broadcasts: 0,
+        };
+        tick_until_empty(&mut duty, &mut chain, &outbox);
+        assert!(outbox.lock().unwrap().is_empty());
+        assert_eq!(chain.broadcasts, 2 + MAX_SEQUENCE_RETRIES as usize);
+        assert_eq!(duty.status()["sent"], 0);
+        assert_eq!(duty.status()["refused"], 2);
     }
 }

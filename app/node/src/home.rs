@@ -108,6 +108,14 @@ timeout_commit = "1s"
 # through /tx. "null" turns it off (a validator that serves no clients).
 indexer = "kv"
 
+[instrumentation]
+# CometBFT's Prometheus metrics (height, block interval, peers, validator
+# power, mempool) on http://<prometheus_listen_addr>/metrics; the Grafana
+# dashboard in docs/grafana/ reads them. Loopback: let a local Prometheus
+# (or an SSH tunnel) scrape it, do not expose it.
+prometheus = true
+prometheus_listen_addr = "127.0.0.1:26660"
+
 [storage]
 # Keep each block's ABCI results: /block_results serves them (CometBFT's
 # default, written out because clients depend on it). They are pruned with

@@ -99,6 +99,8 @@ struct HostSpec {
     /// owner's host (its own ML key, granted in genesis; declared on chain
     /// by [`declare_ml_nodes`]), not a host of its own.
     node: Option<(&'static str, &'static str)>,
+    /// The worker runs with `--drain` from the start.
+    drain: bool,
 }
 
 struct Host {
@@ -128,6 +130,7 @@ impl Host {
             commit_every_blocks: 2,
             misbehaviour: self.spec.misbehaviour,
             ml_node: self.spec.node.map(|(_, id)| id.to_string()),
+            drain: self.spec.drain,
         };
         let mut worker = Worker::new(cfg, Journal::open(&self.journal_dir).unwrap()).unwrap();
         // As `kiln-mlworker run` does before its loop (from block 1 on).
@@ -353,6 +356,7 @@ fn honest(label: &'static str, budget: u64) -> HostSpec {
         budget,
         misbehaviour: Misbehaviour::default(),
         node: None,
+        drain: false,
     }
 }
 
@@ -387,6 +391,7 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
             ..Default::default()
         },
         node: None,
+        drain: false,
     });
     specs.push(HostSpec {
         label: "silent",
@@ -396,6 +401,7 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
             ..Default::default()
         },
         node: None,
+        drain: false,
     });
     // Host "e" also reveals the opposite of what it committed, as a validator.
     specs[4].misbehaviour.flip_reveal = true;
@@ -704,6 +710,7 @@ fn workers_reveal_their_secrets_and_a_withheld_secret_earns_nothing() {
             ..Default::default()
         },
         node: None,
+        drain: false,
     });
     let mut net = network(specs);
     run(&mut net, SETTLED, |_, _| {});
@@ -828,6 +835,7 @@ fn preflight_names_a_missing_registration_or_grant() {
         commit_every_blocks: 1,
         misbehaviour: Misbehaviour::default(),
         ml_node: None,
+        drain: false,
     };
     let journal = Journal::open(&h.journal_dir).unwrap();
     let mut ok = Worker::new(cfg(&h.key.address, &h.hot.address), journal.clone()).unwrap();
@@ -1013,6 +1021,7 @@ fn send_from_owner(net: &mut Network, owner: &str, msgs: Vec<cosmrs::Any>) {
 fn node(label: &'static str, owner: &'static str, id: &'static str, budget: u64) -> HostSpec {
     HostSpec {
         node: Some((owner, id)),
+        drain: false,
         ..honest(label, budget)
     }
 }
@@ -1185,4 +1194,90 @@ fn a_host_s_ml_nodes_add_up_and_a_disabled_or_cheating_node_counts_nothing() {
         status.txs_refused, 0,
         "the disabled node sent nothing: {status:?}"
     );
+}
+
+/// `kiln-mlworker run --drain` (docs/operator-guide.md, "Stopping a host
+/// cleanly"): the draining host commits no sprint, but votes in every
+/// committee it sits on; the settle leaves it with weight 0 in force and
+/// the worker says it is drained. The others lose nothing.
+#[test]
+fn a_draining_host_votes_commits_nothing_and_leaves_with_weight_zero() {
+    let mut specs = vec![honest("a", 320), honest("b", 320), honest("c", 320)];
+    specs.push(HostSpec {
+        label: "leaving",
+        budget: 320,
+        misbehaviour: Misbehaviour::default(),
+        node: None,
+        drain: true,
+    });
+    let mut net = network(specs);
+    // Until the vote-reveal stage is over: the committee votes of epoch 1.
+    let votes_done = stage_at(kiln_epochs::Stage::EscalationCommit);
+    run(&mut net, votes_done, |_, _| {});
+    let leaving = &net.hosts[3];
+    {
+        let status = leaving.worker.as_ref().unwrap().status();
+        let s = status.lock().unwrap();
+        assert!(s.draining && !s.drained, "{s:?}");
+        assert_eq!(s.nonces_done, 0, "a draining worker computes no sprint");
+        assert!(s.duties > 0, "the genesis host sits on committees: {s:?}");
+        assert_eq!(
+            s.votes_revealed, s.duties,
+            "every committee vote is cast while draining: {s:?}"
+        );
+    }
+    run(&mut net, SETTLED, |_, _| {});
+    let d = net.driver.borrow();
+    assert!(
+        net.failed_txs.is_empty(),
+        "no tx failed: {:?}",
+        net.failed_txs
+    );
+    // No commitment, so no result to settle: the query says so.
+    let r = abci_query(
+        &d,
+        "/kiln.sprint.v1.Query/Result",
+        json!({"epoch": 1, "host": net.hosts[3].key.address})
+            .to_string()
+            .as_bytes(),
+        0,
+    );
+    assert_eq!(
+        r.code,
+        kiln_framework::error::codes::KEY_NOT_FOUND,
+        "no settled result for a host that committed nothing: {}",
+        r.log
+    );
+    let weights = query(&d, "/kiln.sprint.v1.Query/Weights", "");
+    let in_force: BTreeMap<String, u64> = weights
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        in_force
+            .get(&net.hosts[3].key.address.to_string())
+            .copied()
+            .unwrap_or(0),
+        0,
+        "{in_force:?}"
+    );
+    for h in &net.hosts[..3] {
+        let r = result(&d, 1, &h.key.address);
+        assert_eq!(r["accepted"], true, "{}: {r}", h.spec.label);
+        assert!(in_force[&h.key.address.to_string()] > 0, "{in_force:?}");
+    }
+    let status = net.hosts[3].worker.as_ref().unwrap().status();
+    let s = status.lock().unwrap();
+    assert!(
+        s.drained,
+        "the worker reports drained after the settle: {s:?}"
+    );
+    assert_eq!(s.standing.as_ref().unwrap()["weight"], 0);
 }

@@ -154,6 +154,17 @@ impl ServeMetrics {
         self.with(|m| m.queue_depth.saturating_add(m.batch_size))
     }
 
+    /// The queue as `run`'s live status line shows it.
+    pub fn queue_view(&self, now: Instant) -> crate::progress::QueueView {
+        let tokens_per_second = self.tokens_per_second(now);
+        self.with(|m| crate::progress::QueueView {
+            queued: m.queue_depth,
+            in_batch: m.batch_size,
+            requests: m.requests_total,
+            tokens_per_second,
+        })
+    }
+
     pub fn set_queue(&self, queue_depth: usize, batch_size: usize) {
         self.with(|m| {
             m.queue_depth = queue_depth;

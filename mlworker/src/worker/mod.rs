@@ -101,6 +101,11 @@ pub struct WorkerConfig {
     /// this worker's key, is enabled in force. `None`: it finds out from
     /// its key (a declared node's, or else the host's own worker).
     pub ml_node: Option<String>,
+    /// Drain before a clean stop: commit no new sprint, keep every other
+    /// duty (reveal and open what was committed, vote, validate, serve),
+    /// and report [`WorkerStatus::drained`] once a settle leaves the host
+    /// with no weight in force.
+    pub drain: bool,
 }
 
 /// What a tick did.
@@ -164,6 +169,12 @@ pub struct WorkerStatus {
     pub started_unix: u64,
     /// The inference validator duty (a worker that serves a model on chain).
     pub inference_validation: Option<crate::validator::ValidatorStatus>,
+    /// Started with `--drain`: no new sprint commitments.
+    pub draining: bool,
+    /// Drained: a settle after the last sprint this worker committed left
+    /// the host with weight 0 in force, so no committee duty comes next;
+    /// `kiln-mlworker run --drain` exits then.
+    pub drained: bool,
 }
 
 pub type SharedStatus = Arc<Mutex<WorkerStatus>>;
@@ -383,6 +394,7 @@ impl Worker {
             operator: cfg.operator.clone(),
             device: executor.device().to_string(),
             started_unix: unix_now(),
+            draining: cfg.drain,
             ..Default::default()
         };
         let status = Arc::new(Mutex::new(status));
@@ -637,4 +649,37 @@ impl Worker {
             None => Ok(if busy { Tick::Busy } else { Tick::Idle }),
         }
     }
+}
+
+/// Runs `f` with an [`Outbox`] over `chain` at `height`, as [`Worker::tick`]
+/// gives one to each duty (for duties' unit tests).
+#[cfg(test)]
+pub(crate) fn with_test_outbox<R>(
+    chain: &mut dyn ChainClient,
+    height: u64,
+    f: impl FnOnce(&ChainTick, &mut Outbox<'_>) -> R,
+) -> R {
+    let mut txs = TxTracker {
+        operator: "kiln1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqxuf43p".into(),
+        status: Arc::new(Mutex::new(WorkerStatus::default())),
+        pending: Vec::new(),
+        refused_at: BTreeMap::new(),
+    };
+    let tick = ChainTick {
+        chain_id: "test".into(),
+        height,
+        epoch: 1,
+        stage: Stage::Sprint,
+        start_height: 1,
+        settle_height: 100,
+        seed_hash: None,
+        challenge_hash: None,
+    };
+    let mut out = Outbox {
+        chain,
+        txs: &mut txs,
+        height,
+        epoch: 1,
+    };
+    f(&tick, &mut out)
 }

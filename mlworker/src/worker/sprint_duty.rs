@@ -264,6 +264,8 @@ pub struct SprintDuty {
     status_epoch: u64,
     /// Epoch whose standing (weight, power, reputation) the status shows.
     standing_epoch: u64,
+    /// `--drain`: no new sprint commitments (see [`WorkerConfig::drain`]).
+    drain: bool,
 }
 
 impl Duty for SprintDuty {
@@ -315,6 +317,9 @@ impl Duty for SprintDuty {
         let params = self.sprint_params(out, view.epoch)?;
         self.refresh_status(&view);
         match tick.stage {
+            // Draining: what was committed before is still revealed and
+            // opened below; nothing new is computed or committed.
+            Stage::Sprint | Stage::CommitGrace if self.drain => Ok(Tick::Idle),
             Stage::Sprint => {
                 let busy = self.compute(&view, &seed, &params)?;
                 self.maybe_commit(out, &view, false)?;
@@ -403,6 +408,7 @@ impl SprintDuty {
             compute_seconds: 0.0,
             status_epoch: 0,
             standing_epoch: 0,
+            drain: cfg.drain,
         }
     }
 
@@ -1141,7 +1147,15 @@ impl SprintDuty {
         match self.standing(out) {
             Ok(v) => {
                 self.standing_epoch = view.epoch;
-                self.set_status(|s| s.standing = Some(v));
+                // Drained once this epoch's settle found no commitment of
+                // ours and left the host without weight in force.
+                let drained = self.drain
+                    && view.duties.commitment.is_none()
+                    && v["weight"].as_u64() == Some(0);
+                self.set_status(|s| {
+                    s.standing = Some(v);
+                    s.drained |= drained;
+                });
             }
             Err(e) => tracing::debug!(error = %format!("{e:#}"), "cannot read the host's standing"),
         }
