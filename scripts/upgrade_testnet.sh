@@ -140,6 +140,17 @@ say "proposal $ID passed; waiting for the halt at $UPGRADE_HEIGHT"
 PROMETHEUS=http://127.0.0.1:$((KILN_TESTNET_PORT_BASE + 4))/metrics
 DASH=$(python3 scripts/check_dashboard.py docs/grafana/kiln-dashboard.json cometbft_ "$PROMETHEUS") || fail "$DASH"
 say "$DASH"
+# The dashboard kilnd serves beside CometBFT reads the same chain as the CLI.
+DASHBOARD=http://127.0.0.1:$((KILN_TESTNET_PORT_BASE + 5))
+SUMMARY=$(curl -sf --max-time 5 "$DASHBOARD/api/summary") || fail "node0's dashboard does not answer at $DASHBOARD"
+python3 - "$SUMMARY" "$(kiln_at 0 query weights | json 'len([w for w in d["weights"] if w["weight"] > 0])')" <<'EOF' || fail "node0's dashboard summary is wrong: $SUMMARY"
+import json, sys
+s = json.loads(sys.argv[1])
+assert s["ok"] and s["chain_id"] == "kiln-testnet" and s["height"] > 0, s
+assert len([h for h in s["hosts"] if h["weight"] > 0]) == int(sys.argv[2]), s["hosts"]
+EOF
+curl -sf --max-time 5 "$DASHBOARD/" | grep -q "<title>Kiln dashboard</title>" || fail "node0's dashboard page is not served"
+say "node0's dashboard at $DASHBOARD shows the testnet at height $(echo "$SUMMARY" | json 'd["height"]') with its 4 hosts"
 
 halted() { ! kill -0 "$(cat "$(home "$1")/kilnd.pid")" 2>/dev/null; }
 halted_at_least() { # count

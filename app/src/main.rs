@@ -86,6 +86,11 @@ enum Command {
         /// snapshot must agree on it) [default: config/kilnd.toml, else 4 MiB].
         #[arg(long)]
         snapshot_chunk_bytes: Option<usize>,
+        /// Serve the web dashboard on this address (`off`: no dashboard)
+        /// [default: 127.0.0.1:26680; a default address already in use
+        /// only logs a warning].
+        #[arg(long)]
+        dashboard: Option<String>,
     },
     /// State-sync snapshots in `<home>/data/snapshots`, for offline bootstrap
     /// (stop `kilnd start` first: the store is opened exclusively).
@@ -109,6 +114,19 @@ enum Command {
         /// Keep only the last N blocks in the block store (0 = keep all).
         #[arg(long, default_value_t = 0)]
         min_retain_blocks: u64,
+        /// Serve the web dashboard on this address (`off`: no dashboard)
+        /// [default: 127.0.0.1:26680; a default address already in use
+        /// only logs a warning].
+        #[arg(long)]
+        dashboard: Option<String>,
+    },
+    /// Serve the web dashboard of any node (its CometBFT RPC, or a devnet's).
+    Dashboard {
+        /// The node's RPC.
+        #[arg(long, default_value = "http://127.0.0.1:26657")]
+        node: String,
+        #[arg(long, default_value = kiln_dashboard::DEFAULT_LISTEN)]
+        listen: SocketAddr,
     },
 }
 
@@ -317,8 +335,10 @@ fn run(cli: Cli) -> Result<()> {
             snapshot_interval,
             snapshot_keep_recent,
             snapshot_chunk_bytes,
+            dashboard,
         } => {
             let file = node_config::NodeConfig::load(&home)?;
+            let rpc_url = node_config::cometbft_rpc_url(&home)?;
             let abci = match abci {
                 Some(addr) => addr,
                 None => file.abci_addr(&home)?,
@@ -349,10 +369,18 @@ fn run(cli: Cli) -> Result<()> {
             )?
             .with_min_retain_blocks(min_retain_blocks.unwrap_or(file.min_retain_blocks))
             .with_snapshots(snapshots);
+            start_dashboard(dashboard.as_deref(), &rpc_url)?;
             tracing::info!(%abci, home = %home.display(), "serving ABCI for CometBFT 0.38");
             kiln_node::abci_server::serve_abci(app, abci)
         }
         Command::Snapshots(command) => run_snapshots(&home, command),
+        Command::Dashboard { node, listen } => {
+            let bound = kiln_dashboard::spawn(listen, &node)?;
+            println!("dashboard of {node} at http://{bound}/ (Ctrl-C to stop)");
+            loop {
+                std::thread::park();
+            }
+        }
         Command::Devnet {
             chain_id,
             block_time,
@@ -360,10 +388,12 @@ fn run(cli: Cli) -> Result<()> {
             dev_funds,
             pruning_keep_recent,
             min_retain_blocks,
+            dashboard,
         } => {
             prepare_devnet_home(&home, &chain_id, dev_funds)?;
             let app =
                 open_app(&home, pruning_keep_recent)?.with_min_retain_blocks(min_retain_blocks);
+            start_dashboard(dashboard.as_deref(), &format!("http://{rpc}"))?;
             let mut config = kiln_node::devnet::DevnetConfig::new(&home);
             config.rpc_listen = rpc;
             config.block_time = block_time;
@@ -377,6 +407,29 @@ fn run(cli: Cli) -> Result<()> {
                 kiln_node::devnet::run_devnet(app, config, shutdown).await
             })
         }
+    }
+}
+
+/// Starts the web dashboard beside the node (see `--dashboard`).
+fn start_dashboard(listen: Option<&str>, node_url: &str) -> Result<()> {
+    let (addr, explicit) = match listen {
+        Some("off") => return Ok(()),
+        Some(a) => (a, true),
+        None => (kiln_dashboard::DEFAULT_LISTEN, false),
+    };
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--dashboard {addr:?} is not ip:port (or off)"))?;
+    match kiln_dashboard::spawn(addr, node_url) {
+        Ok(bound) => {
+            tracing::info!(url = %format!("http://{bound}/"), node = node_url, "dashboard");
+            Ok(())
+        }
+        Err(e) if !explicit => {
+            tracing::warn!(error = %format!("{e:#}"), "no dashboard (pass --dashboard ADDR for another address)");
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -108,16 +108,9 @@ impl NodeConfig {
         if let Some(addr) = self.abci {
             return Ok(addr);
         }
-        let file = kiln_node::home::config_toml_path(home);
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(kiln_node::home::DEFAULT_ABCI_ADDR.parse()?)
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        let Some((file, table)) = read_config_toml(home)? else {
+            return Ok(kiln_node::home::DEFAULT_ABCI_ADDR.parse()?);
         };
-        let table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("invalid {}", file.display()))?;
         match table.get("proxy_app").and_then(|v| v.as_str()) {
             None => Ok(kiln_node::home::DEFAULT_ABCI_ADDR.parse()?),
             Some(url) => {
@@ -136,6 +129,41 @@ impl NodeConfig {
             }
         }
     }
+}
+
+/// CometBFT's config/config.toml as a table; `None` when the home has none.
+fn read_config_toml(home: &Path) -> Result<Option<(std::path::PathBuf, toml::Table)>> {
+    let file = kiln_node::home::config_toml_path(home);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("invalid {}", file.display()))?;
+    Ok(Some((file, table)))
+}
+
+/// CometBFT's RPC as a URL (`[rpc] laddr` of config/config.toml, default
+/// `tcp://127.0.0.1:26657`): what the dashboard next to `kilnd start` reads.
+pub fn cometbft_rpc_url(home: &Path) -> Result<String> {
+    let Some((file, table)) = read_config_toml(home)? else {
+        return Ok("http://127.0.0.1:26657".into());
+    };
+    let laddr = table
+        .get("rpc")
+        .and_then(|rpc| rpc.get("laddr"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("tcp://127.0.0.1:26657");
+    let addr = laddr.strip_prefix("tcp://").ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: [rpc] laddr {laddr:?} is not tcp://host:port",
+            file.display()
+        )
+    })?;
+    // A node listening on every interface is reached on loopback.
+    let addr = addr.replace("0.0.0.0:", "127.0.0.1:");
+    Ok(format!("http://{addr}"))
 }
 
 /// Writes [`DEFAULT_FILE`] unless the operator already has a `kilnd.toml`.
@@ -165,6 +193,32 @@ mod tests {
             NodeConfig::load(home.path()).unwrap(),
             NodeConfig::default()
         );
+    }
+
+    #[test]
+    fn the_dashboard_reads_cometbft_s_rpc_address() {
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(
+            cometbft_rpc_url(home.path()).unwrap(),
+            "http://127.0.0.1:26657"
+        );
+        let config = kiln_node::home::config_dir(home.path());
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::write(
+            config.join("config.toml"),
+            "[rpc]\nladdr = \"tcp://0.0.0.0:36657\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cometbft_rpc_url(home.path()).unwrap(),
+            "http://127.0.0.1:36657"
+        );
+        std::fs::write(
+            config.join("config.toml"),
+            "[rpc]\nladdr = \"unix:///tmp/rpc.sock\"\n",
+        )
+        .unwrap();
+        assert!(cometbft_rpc_url(home.path()).is_err());
     }
 
     #[test]
