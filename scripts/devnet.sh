@@ -45,6 +45,7 @@ DEV=$("$BIN/kiln" keys show dev --address --keyring-backend test)
 cat <<MSG
 
 Kiln devnet — home $KILN_HOME, RPC $RPC, dev host $DEV
+Dashboard: http://127.0.0.1:26680/ (live; kilnd devnet --dashboard ADDR to move it)
 In another terminal, for example:
   $BIN/kiln query epoch                 # stage of the sprint cycle
   $BIN/kiln query weights               # host weights = consensus power

@@ -587,16 +587,20 @@ split_of() { # epoch -> "id:raw_weight ..." of dev's sprint result, or nothing b
   kiln query sprint-result "$1" "$DEV" --output json 2>/dev/null |
     python3 -c 'import json,sys; r=json.load(sys.stdin); print(" ".join((n["ml_node"] or "own") + ":" + str(n["raw_weight"]) for n in r.get("nodes", [])))' 2>/dev/null || true
 }
-# Waits until epoch $1 settles with a per-node split; sets SPLIT (in this
-# shell, so a failure's message is not swallowed by a command substitution).
+settled_epoch() { kiln query leaderboard --output json 2>/dev/null | json_field '["epoch"]' 2>/dev/null || echo 0; }
+# Waits until epoch $1 settles; sets SPLIT to dev's per-node split (empty when
+# none of dev's units committed in time that epoch: with four workers on two
+# cores a starved epoch happens, and the callers allow a few) — in this shell,
+# so a failure's message is not swallowed by a command substitution.
 wait_split() {
   SPLIT=""
   for _ in $(seq 1 400); do
     SPLIT=$(split_of "$1"); [ -n "$SPLIT" ] && return 0
+    [ "$(settled_epoch)" -ge "$1" ] && { SPLIT=$(split_of "$1"); return 0; }
     kill -0 "$WORKER3_PID" 2>/dev/null || fail "box-1's worker exited: $(tail -n 20 "$WORK/worker3.log")"
     sleep 0.5
   done
-  fail "epoch $1 never settled with a per-node split: $(kiln query sprint-result "$1" "$DEV" 2>&1)"
+  fail "epoch $1 never settled: $(kiln query sprint-result "$1" "$DEV" 2>&1)"
 }
 both_earn() { python3 - "$1" <<'PY'
 import sys
@@ -610,7 +614,7 @@ PY
 E=$EN
 while :; do
   wait_split "$E"
-  echo "   -> epoch $E settled: $SPLIT"
+  echo "   -> epoch $E settled: ${SPLIT:-no commitment by dev in time}"
   both_earn "$SPLIT" && break
   [ "$E" -lt $((EN + 3)) ] || fail "box-1 and box-2 never both earned in epochs $EN-$E"
   E=$((E + 1))

@@ -1014,7 +1014,18 @@ pub struct InferenceDuty {
     /// Per queued message (by kind): how many times CheckTx refused it for a
     /// stale account sequence.
     sequence_retries: BTreeMap<String, u32>,
+    /// Messages CheckTx accepted whose block has not been seen yet: (kind,
+    /// message, tx hash, height it was sent at, times sent).
+    in_flight: Vec<(String, Any, String, u64, u32)>,
+    /// Kind -> times sent so far, for a message being sent again.
+    resends: BTreeMap<String, u32>,
 }
+
+/// Blocks after which an accepted message not found in any block is taken
+/// as dropped from the mempool (a recheck can drop it) and sent again.
+const RESEND_AFTER_BLOCKS: u64 = 8;
+/// Times a message is sent at most (the first send included).
+const MAX_SENDS: u32 = 3;
 
 /// A message refused for a stale account sequence (another duty's tx got in
 /// first, or a tx left the mempool) is sent again at the next block, this
@@ -1029,7 +1040,40 @@ impl InferenceDuty {
             sent: 0,
             refused: 0,
             sequence_retries: BTreeMap::new(),
+            in_flight: Vec::new(),
+            resends: BTreeMap::new(),
         }
+    }
+
+    /// Sends again what CheckTx accepted but no block took: an inference's
+    /// start or finish left only in a dropped mempool entry would never
+    /// settle (the requester answered, the executor unpaid). A message a
+    /// block already holds is refused by the chain the second time, which
+    /// changes nothing.
+    fn requeue_dropped(&mut self, height: u64, out: &mut Outbox<'_>) -> Vec<(String, Any)> {
+        let mut again = Vec::new();
+        let mut still = Vec::new();
+        for (kind, msg, hash, sent_at, sends) in std::mem::take(&mut self.in_flight) {
+            match out.chain().tx_result(&hash) {
+                Ok(Some(_)) => {}
+                Ok(None) if height < sent_at.saturating_add(RESEND_AFTER_BLOCKS) => {
+                    still.push((kind, msg, hash, sent_at, sends))
+                }
+                Ok(None) if sends < MAX_SENDS => {
+                    tracing::warn!(%kind, %hash, "no block took this message; sending it again");
+                    self.resends.insert(kind.clone(), sends);
+                    again.push((kind, msg));
+                }
+                Ok(None) => {
+                    tracing::warn!(%kind, %hash, sends, "no block took this message; giving up");
+                    self.refused += 1;
+                }
+                // The node is unreachable: ask again next tick.
+                Err(_) => still.push((kind, msg, hash, sent_at, sends)),
+            }
+        }
+        self.in_flight = still;
+        again
     }
 }
 
@@ -1058,17 +1102,27 @@ impl Duty for InferenceDuty {
         INFERENCE_TYPE_URLS
     }
 
-    fn on_tick(&mut self, _tick: &ChainTick, out: &mut Outbox<'_>) -> Result<Tick> {
-        let queued = match self.outbox.lock() {
+    fn on_tick(&mut self, tick: &ChainTick, out: &mut Outbox<'_>) -> Result<Tick> {
+        let dropped = self.requeue_dropped(tick.height, out);
+        let mut queued = match self.outbox.lock() {
             Ok(mut q) => std::mem::take(&mut *q),
             Err(_) => return Err(anyhow!("the inference outbox lock is poisoned")),
         };
+        queued.extend(dropped);
         let mut later = Vec::new();
         for (i, (kind, msg)) in queued.iter().enumerate() {
             match out.send(kind, vec![msg.clone()]) {
                 Ok(receipt) if receipt.ok() => {
                     self.sent += 1;
                     self.sequence_retries.remove(kind);
+                    let sends = self.resends.remove(kind).unwrap_or(0) + 1;
+                    self.in_flight.push((
+                        kind.clone(),
+                        msg.clone(),
+                        receipt.hash.clone(),
+                        tick.height,
+                        sends,
+                    ));
                 }
                 Ok(receipt) if receipt.hash.is_empty() && receipt.code == u32::MAX => {
                     later.push((kind.clone(), msg.clone()))
@@ -1174,6 +1228,8 @@ mod inference_duty_tests {
     struct ScriptedChain {
         codes: Vec<u32>,
         broadcasts: usize,
+        /// Whether a block took what CheckTx accepted.
+        in_blocks: bool,
     }
 
     impl ChainClient for ScriptedChain {
@@ -1184,7 +1240,7 @@ mod inference_duty_tests {
             Err(anyhow!("no query {path} here"))
         }
         fn tx_result(&mut self, _hash: &str) -> Result<Option<(u32, String)>> {
-            Ok(None)
+            Ok(self.in_blocks.then(|| (0, String::new())))
         }
         fn broadcast(&mut self, _msgs: Vec<Any>) -> Result<TxReceipt> {
             let code = self.codes.get(self.broadcasts).copied().unwrap_or(0);
@@ -1234,6 +1290,7 @@ mod inference_duty_tests {
         let mut chain = ScriptedChain {
             codes: vec![WRONG_SEQUENCE, WRONG_SEQUENCE, 0],
             broadcasts: 0,
+            in_blocks: true,
         };
         tick_until_empty(&mut duty, &mut chain, &outbox);
         assert_eq!(chain.broadcasts, 3, "two refusals, then accepted");
@@ -1263,11 +1320,34 @@ mod inference_duty_tests {
         let mut chain = ScriptedChain {
             codes,
             broadcasts: 0,
+            in_blocks: true,
         };
         tick_until_empty(&mut duty, &mut chain, &outbox);
         assert!(outbox.lock().unwrap().is_empty());
         assert_eq!(chain.broadcasts, 2 + MAX_SEQUENCE_RETRIES as usize);
         assert_eq!(duty.status()["sent"], 0);
         assert_eq!(duty.status()["refused"], 2);
+    }
+
+    #[test]
+    fn a_message_no_block_took_is_sent_again_a_bounded_number_of_times() {
+        for (in_blocks, expected_sends) in [(true, 1), (false, MAX_SENDS as usize)] {
+            let outbox = MarketOutbox::default();
+            outbox
+                .lock()
+                .unwrap()
+                .push(("inference-start-5ca1ab1e".into(), start_msg()));
+            let mut duty = InferenceDuty::new(outbox.clone());
+            let mut chain = ScriptedChain {
+                codes: vec![],
+                broadcasts: 0,
+                in_blocks,
+            };
+            for height in 10..(10 + 4 * RESEND_AFTER_BLOCKS) {
+                with_test_outbox(&mut chain, height, |tick, out| duty.on_tick(tick, out)).unwrap();
+            }
+            assert_eq!(chain.broadcasts, expected_sends, "in a block: {in_blocks}");
+            assert!(duty.in_flight.is_empty(), "nothing left waiting");
+        }
     }
 }

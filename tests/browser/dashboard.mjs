@@ -24,7 +24,9 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   // This machine's network is closed: keep Chromium from calling home.
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    // Containers often give /dev/shm a few MB only.
+    "--disable-dev-shm-usage"],
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });

@@ -42,7 +42,9 @@ function blockSeconds(times) {
 
 function render(s) {
   window.kilnSummary = s;
-  document.body.dataset.height = s.height ?? "";
+  // The height the state on the page was read at (the latest block's
+  // height moves on between full reads).
+  document.body.dataset.height = s.state_height ?? s.height ?? "";
   $("node").textContent = s.node || "the node's RPC";
   const err = $("error");
   if (!s.ok) {

@@ -36,8 +36,12 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
-/// How often the node's height is polled; a new height rebuilds the summary.
+/// How often the node's height is polled; each new block is pushed.
 const POLL: Duration = Duration::from_millis(400);
+/// A new block re-reads the whole state at most this often (a devnet makes
+/// blocks every 300 ms; between full reads a new block moves the height
+/// and block time only).
+const MIN_FULL_READ: Duration = Duration::from_millis(1500);
 /// The summary is rebuilt at least this often (a stalled chain still shows
 /// the node's state and errors).
 const REFRESH: Duration = Duration::from_secs(5);
@@ -103,10 +107,12 @@ async fn follow_chain(node_url: String, tx: watch::Sender<Arc<String>>) {
     loop {
         let Some(mut b) = builder.take() else { return };
         let due = last_built.elapsed() >= REFRESH;
+        let full_allowed = last_built.elapsed() >= MIN_FULL_READ;
         let result = tokio::task::spawn_blocking(move || {
             let height = b.height();
             let rebuilt = match (&height, due) {
                 (Ok(h), false) if Some(*h) == last_height => None,
+                (Ok(_), false) if !full_allowed => b.head(),
                 _ => Some(b.build()),
             };
             (b, height.ok(), rebuilt)
@@ -119,7 +125,9 @@ async fn follow_chain(node_url: String, tx: watch::Sender<Arc<String>>) {
         builder = Some(b);
         if let Some(summary) = rebuilt {
             last_height = height;
-            last_built = tokio::time::Instant::now();
+            if summary.get("state_height") == summary.get("height") {
+                last_built = tokio::time::Instant::now();
+            }
             if tx.send(Arc::new(summary.to_string())).is_err() {
                 return;
             }

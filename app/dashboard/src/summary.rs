@@ -33,6 +33,8 @@ pub struct SummaryBuilder {
     node_url: String,
     rpc: RpcClient,
     history: History,
+    /// The last full summary (what [`SummaryBuilder::head`] moves on).
+    last: Option<Value>,
 }
 
 /// The summary shown while the node cannot be read.
@@ -46,6 +48,7 @@ impl SummaryBuilder {
             node_url: node_url.to_string(),
             rpc: RpcClient::new(node_url),
             history: History::default(),
+            last: None,
         }
     }
 
@@ -59,9 +62,52 @@ impl SummaryBuilder {
     /// The whole summary; a failed read becomes `{"ok": false, "error"}`.
     pub fn build(&mut self) -> Value {
         match self.read() {
-            Ok(v) => v,
-            Err(e) => waiting(&self.node_url, &format!("{e:#}")),
+            Ok(v) => {
+                self.last = Some(v.clone());
+                v
+            }
+            Err(e) => {
+                self.last = None;
+                waiting(&self.node_url, &format!("{e:#}"))
+            }
         }
+    }
+
+    /// The last full summary moved on to the node's newest block (height,
+    /// time, block times) without re-reading the state: one status call per
+    /// block, so the page follows a fast chain without loading it. The
+    /// state fields stay those of `state_height`. `None` before a full
+    /// summary, or when the node does not answer.
+    pub fn head(&mut self) -> Option<Value> {
+        let status = self.rpc.status().ok()?;
+        let sync = &status["sync_info"];
+        let height = json_u64(&sync["latest_block_height"])?;
+        let time = json_str(&sync["latest_block_time"]);
+        self.record_block(height, &time);
+        let mut v = self.last.clone()?;
+        v["height"] = json!(height);
+        v["time"] = json!(time);
+        v["catching_up"] = sync["catching_up"].clone();
+        v["block_times"] = self.block_times();
+        Some(v)
+    }
+
+    fn record_block(&mut self, height: u64, time: &str) {
+        if self.history.blocks.back().map(|(h, _)| *h) != Some(height) {
+            self.history.blocks.push_back((height, time.to_string()));
+            while self.history.blocks.len() > BLOCK_TIMES {
+                self.history.blocks.pop_front();
+            }
+        }
+    }
+
+    fn block_times(&self) -> Value {
+        json!(self
+            .history
+            .blocks
+            .iter()
+            .map(|(h, t)| json!([h, t]))
+            .collect::<Vec<_>>())
     }
 
     fn read(&mut self) -> Result<Value> {
@@ -112,13 +158,8 @@ impl SummaryBuilder {
             self.history.prices.pop_front();
         }
         let time = json_str(&sync["latest_block_time"]);
-        if self.history.blocks.back().map(|(h, _)| *h) != Some(height) {
-            self.history.blocks.push_back((height, time.clone()));
-            while self.history.blocks.len() > BLOCK_TIMES {
-                self.history.blocks.pop_front();
-            }
-        }
         let proposals = kiln_client::gov::proposals(rpc, None, height)?;
+        self.record_block(height, &time);
         let open: Vec<Value> = proposals
             .as_array()
             .map(|ps| {
@@ -146,9 +187,11 @@ impl SummaryBuilder {
             "chain_id": status["node_info"]["network"],
             "moniker": status["node_info"]["moniker"],
             "height": height,
+            // The height every state field below was read at.
+            "state_height": height,
             "time": time,
             "catching_up": sync["catching_up"],
-            "block_times": self.history.blocks.iter().map(|(h, t)| json!([h, t])).collect::<Vec<_>>(),
+            "block_times": self.block_times(),
             "epoch": epoch,
             "hosts": hosts(&weights, board.as_ref()),
             "settled_epoch": settled,

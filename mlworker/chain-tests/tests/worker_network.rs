@@ -342,6 +342,21 @@ fn run(net: &mut Network, last_height: u64, mut before_block: impl FnMut(u64, &m
     }
 }
 
+/// Host (bech32) -> weight in force, from the sprint module's weights query.
+fn weights_in_force(driver: &BlockDriver) -> BTreeMap<String, u64> {
+    query(driver, "/kiln.sprint.v1.Query/Weights", "")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn result(driver: &BlockDriver, epoch: u64, host: &Address) -> Value {
     query(
         driver,
@@ -591,17 +606,7 @@ fn seven_workers_earn_weight_in_proportion_to_compute_and_cheaters_get_nothing()
     );
 
     // Power: weights in force = effective weights of epoch 1, capped at 25%.
-    let weights = query(&d, "/kiln.sprint.v1.Query/Weights", "");
-    let rows = weights.as_array().unwrap();
-    let in_force: BTreeMap<String, u64> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["host"].as_str().unwrap().to_string(),
-                r["weight"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let in_force = weights_in_force(&d);
     for h in &net.hosts {
         let eff = result(&d, 1, &h.key.address)["effective_weight"]
             .as_u64()
@@ -1248,18 +1253,7 @@ fn a_draining_host_votes_commits_nothing_and_leaves_with_weight_zero() {
         "no settled result for a host that committed nothing: {}",
         r.log
     );
-    let weights = query(&d, "/kiln.sprint.v1.Query/Weights", "");
-    let in_force: BTreeMap<String, u64> = weights
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["host"].as_str().unwrap().to_string(),
-                r["weight"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let in_force = weights_in_force(&d);
     assert_eq!(
         in_force
             .get(&net.hosts[3].key.address.to_string())
