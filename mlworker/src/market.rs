@@ -1015,8 +1015,10 @@ pub struct InferenceDuty {
     /// stale account sequence.
     sequence_retries: BTreeMap<String, u32>,
     /// Messages CheckTx accepted whose block has not been seen yet: (kind,
-    /// message, tx hash, height it was sent at, times sent).
-    in_flight: Vec<(String, Any, String, u64, u32)>,
+    /// message, tx hash, chain height when it was first looked for — `None`
+    /// until then: a tick's height can be blocks behind the node when the
+    /// worker was busy —, times sent).
+    in_flight: Vec<(String, Any, String, Option<u64>, u32)>,
     /// Kind -> times sent so far, for a message being sent again.
     resends: BTreeMap<String, u32>,
 }
@@ -1053,11 +1055,15 @@ impl InferenceDuty {
     fn requeue_dropped(&mut self, height: u64, out: &mut Outbox<'_>) -> Vec<(String, Any)> {
         let mut again = Vec::new();
         let mut still = Vec::new();
-        for (kind, msg, hash, sent_at, sends) in std::mem::take(&mut self.in_flight) {
+        for (kind, msg, hash, first_looked, sends) in std::mem::take(&mut self.in_flight) {
+            let Some(since) = first_looked else {
+                still.push((kind, msg, hash, Some(height), sends));
+                continue;
+            };
             match out.chain().tx_result(&hash) {
                 Ok(Some(_)) => {}
-                Ok(None) if height < sent_at.saturating_add(RESEND_AFTER_BLOCKS) => {
-                    still.push((kind, msg, hash, sent_at, sends))
+                Ok(None) if height < since.saturating_add(RESEND_AFTER_BLOCKS) => {
+                    still.push((kind, msg, hash, Some(since), sends))
                 }
                 Ok(None) if sends < MAX_SENDS => {
                     tracing::warn!(%kind, %hash, "no block took this message; sending it again");
@@ -1069,7 +1075,7 @@ impl InferenceDuty {
                     self.refused += 1;
                 }
                 // The node is unreachable: ask again next tick.
-                Err(_) => still.push((kind, msg, hash, sent_at, sends)),
+                Err(_) => still.push((kind, msg, hash, Some(since), sends)),
             }
         }
         self.in_flight = still;
@@ -1120,7 +1126,7 @@ impl Duty for InferenceDuty {
                         kind.clone(),
                         msg.clone(),
                         receipt.hash.clone(),
-                        tick.height,
+                        None,
                         sends,
                     ));
                 }
