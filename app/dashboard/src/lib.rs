@@ -109,13 +109,14 @@ async fn follow_chain(node_url: String, tx: watch::Sender<Arc<String>>) {
         let due = last_built.elapsed() >= REFRESH;
         let full_allowed = last_built.elapsed() >= MIN_FULL_READ;
         let result = tokio::task::spawn_blocking(move || {
-            let height = b.height();
-            let rebuilt = match (&height, due) {
-                (Ok(h), false) if Some(*h) == last_height => None,
-                (Ok(_), false) if !full_allowed => b.head(),
-                _ => Some(b.build()),
+            let status = b.status();
+            let height = status.as_ref().ok().and_then(SummaryBuilder::height_of);
+            let rebuilt = match (height, due) {
+                (Some(h), false) if Some(h) == last_height => None,
+                (Some(_), false) if !full_allowed => status.as_ref().ok().and_then(|s| b.head(s)),
+                _ => Some(b.build(status)),
             };
-            (b, height.ok(), rebuilt)
+            (b, height, rebuilt)
         })
         .await;
         let Ok((b, height, rebuilt)) = result else {

@@ -52,16 +52,21 @@ impl SummaryBuilder {
         }
     }
 
-    /// The node's latest height (a cheap poll).
-    pub fn height(&self) -> Result<u64> {
-        let status = self.rpc.status()?;
-        json_u64(&status["sync_info"]["latest_block_height"])
-            .ok_or_else(|| anyhow::anyhow!("the node's status has no height: {status}"))
+    /// The node's `status` (a cheap poll; [`SummaryBuilder::build`] and
+    /// [`SummaryBuilder::head`] start from it, so one poll reads it once).
+    pub fn status(&self) -> Result<Value> {
+        self.rpc.status()
     }
 
-    /// The whole summary; a failed read becomes `{"ok": false, "error"}`.
-    pub fn build(&mut self) -> Value {
-        match self.read() {
+    /// The latest height in a `status` answer.
+    pub fn height_of(status: &Value) -> Option<u64> {
+        json_u64(&status["sync_info"]["latest_block_height"])
+    }
+
+    /// The whole summary at the height of `status`; a failed read becomes
+    /// `{"ok": false, "error"}`.
+    pub fn build(&mut self, status: Result<Value>) -> Value {
+        match status.and_then(|status| self.read(status)) {
             Ok(v) => {
                 self.last = Some(v.clone());
                 v
@@ -78,8 +83,7 @@ impl SummaryBuilder {
     /// block, so the page follows a fast chain without loading it. The
     /// state fields stay those of `state_height`. `None` before a full
     /// summary, or when the node does not answer.
-    pub fn head(&mut self) -> Option<Value> {
-        let status = self.rpc.status().ok()?;
+    pub fn head(&mut self, status: &Value) -> Option<Value> {
         let sync = &status["sync_info"];
         let height = json_u64(&sync["latest_block_height"])?;
         let time = json_str(&sync["latest_block_time"]);
@@ -110,9 +114,8 @@ impl SummaryBuilder {
             .collect::<Vec<_>>())
     }
 
-    fn read(&mut self) -> Result<Value> {
+    fn read(&mut self, status: Value) -> Result<Value> {
         let rpc = &self.rpc;
-        let status = rpc.status()?;
         let sync = &status["sync_info"];
         let height = json_u64(&sync["latest_block_height"]).unwrap_or(0);
         // Every query reads the same height, so the page is one consistent view.
@@ -337,7 +340,8 @@ mod tests {
     #[test]
     fn an_unreachable_node_is_a_summary_with_its_error() {
         let mut b = SummaryBuilder::new("http://127.0.0.1:1");
-        let s = b.build();
+        let status = b.status();
+        let s = b.build(status);
         assert_eq!(s["ok"], false);
         assert!(!json_str(&s["error"]).is_empty(), "{s}");
     }
