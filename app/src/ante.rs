@@ -27,8 +27,16 @@ pub const SECP256K1_PUBKEY_TYPE_URL: &str = "/cosmos.crypto.secp256k1.PubKey";
 /// How much of the ante to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnteMode {
-    /// Mempool admission and block execution: everything.
+    /// Block execution and block proposal: everything.
     Full,
+    /// Mempool admission (CheckTx, new and recheck): everything except the
+    /// per-block part of the ML-ops fee allowance. Which block a mempool tx
+    /// lands in is the proposer's choice, so that limit is the proposer's to
+    /// keep: PrepareProposal leaves a tx over it for a later block. Refusing
+    /// it here would make a recheck drop it from the mempool for good (a
+    /// host's sprint commit sent beside a burst of inference reports missed
+    /// its deadline that way).
+    Admit,
     /// Gas estimation: signatures are not checked and the fee floor is not
     /// enforced (the client does not know the fee yet), but the signature
     /// verification gas is still charged so the estimate is right.
@@ -201,7 +209,8 @@ struct MlOpsAllowance {
 
 impl MlOpsAllowance {
     /// Why a tx asking `gas` cannot be fee-free in block `height`, if it cannot.
-    fn refusal(&self, gas: u64, height: u64) -> Option<String> {
+    /// `per_block` says whether the per-block limit applies (see [`AnteMode::Admit`]).
+    fn refusal(&self, gas: u64, height: u64, per_block: bool) -> Option<String> {
         let p = &self.params;
         let (host, epoch, used) = (self.host, self.epoch, &self.used);
         if let Some(why) = &self.ineligible {
@@ -232,7 +241,7 @@ impl MlOpsAllowance {
                 p.ml_ops_free_gas_per_epoch
             ));
         }
-        if used.gas_in_block(height).saturating_add(gas) > p.ml_ops_free_gas_per_block {
+        if per_block && used.gas_in_block(height).saturating_add(gas) > p.ml_ops_free_gas_per_block {
             return Some(format!(
                 "host {host} has used {} of its {} fee-free gas in this block: pay the fee or send it in a later block",
                 used.gas_in_block(height),
@@ -330,7 +339,7 @@ pub fn run_ante<S: StateWrite>(
     let params = state.auth_params()?;
     let fee_proto = tx.auth_info.fee.clone().unwrap_or_default();
     let gas_limit = fee_proto.gas_limit;
-    if mode == AnteMode::Full {
+    if mode != AnteMode::Simulate {
         if gas_limit == 0 {
             return Err(TxError::invalid_gas_limit("gas limit must be positive"));
         }
@@ -389,7 +398,7 @@ pub fn run_ante<S: StateWrite>(
 
     // Fee floor, or the ML-ops fee allowance (SPEC §2).
     let mut fee = Coins::from_proto(&fee_proto.amount)?;
-    if mode == AnteMode::Full {
+    if mode != AnteMode::Simulate {
         let required = params.min_gas_price.required_fee(gas_limit)?;
         let offered = fee.amount_of(&params.min_gas_price.denom);
         if offered < required {
@@ -403,7 +412,7 @@ pub fn run_ante<S: StateWrite>(
             match ml_ops_allowance(state, block, tx, &signers)? {
                 None => return Err(insufficient("")),
                 Some(allowance) => {
-                    if let Some(why) = allowance.refusal(gas_limit, block.height) {
+                    if let Some(why) = allowance.refusal(gas_limit, block.height, mode == AnteMode::Full) {
                         return Err(insufficient(&format!("; {why}")));
                     }
                     let mut used = allowance.used;
@@ -445,7 +454,7 @@ pub fn run_ante<S: StateWrite>(
         })?;
         // Simulations come unsigned (cosmjs sends SIGN_MODE_UNSPECIFIED), so
         // the sign mode is only enforced when signatures are checked.
-        if mode == AnteMode::Full {
+        if mode != AnteMode::Simulate {
             match &info.mode_info.as_ref().and_then(|m| m.sum.clone()) {
                 Some(mode_info::Sum::Single(single)) if single.mode == SignMode::Direct as i32 => {}
                 _ => {
@@ -481,7 +490,7 @@ pub fn run_ante<S: StateWrite>(
     let checks = signature_checks(tx, &block.chain_id, &accounts)?;
     for check in &checks {
         meter.consume(params.sig_verify_cost_secp256k1);
-        if mode == AnteMode::Full {
+        if mode != AnteMode::Simulate {
             sig_cache.verify(check)?;
         }
     }

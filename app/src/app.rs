@@ -755,7 +755,7 @@ impl Application for KilnApp {
             }
             let mut scratch = Overlay::new(&view);
             let outcome =
-                execute_decoded(&mut scratch, &block, &tx, &self.sig_cache, ExecMode::Check);
+                execute_decoded(&mut scratch, &block, &tx, &self.sig_cache, ExecMode::Propose);
             if !outcome.is_ok() {
                 continue;
             }

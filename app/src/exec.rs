@@ -40,8 +40,13 @@ impl TxOutcome {
 /// What to run after the ante.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecMode {
-    /// CheckTx: ante only (messages run at block execution).
+    /// CheckTx: ante only (messages run at block execution), in its mempool
+    /// form ([`AnteMode::Admit`]).
     Check,
+    /// PrepareProposal's trial run: ante only, with every limit of block
+    /// execution, so a tx that would fail its ante in this block stays in
+    /// the mempool for a later one.
+    Propose,
     /// Block execution: ante and messages, gas enforced.
     Deliver,
     /// Simulation: ante without signatures/fee floor, messages, no gas limit.
@@ -77,10 +82,10 @@ pub fn execute_decoded<S: StateRead + StateWrite>(
         GasMeter::new(gas_wanted)
     };
     let mut ctx = ExecCtx::new(block);
-    let ante_mode = if mode == ExecMode::Simulate {
-        AnteMode::Simulate
-    } else {
-        AnteMode::Full
+    let ante_mode = match mode {
+        ExecMode::Simulate => AnteMode::Simulate,
+        ExecMode::Check => AnteMode::Admit,
+        ExecMode::Propose | ExecMode::Deliver => AnteMode::Full,
     };
 
     let ante_changes = {
@@ -111,7 +116,7 @@ pub fn execute_decoded<S: StateRead + StateWrite>(
     };
     apply(state, ante_changes);
     let ante_events = std::mem::take(&mut ctx.events);
-    if mode == ExecMode::Check {
+    if matches!(mode, ExecMode::Check | ExecMode::Propose) {
         return TxOutcome {
             gas_wanted,
             gas_used: meter.used(),

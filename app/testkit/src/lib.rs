@@ -659,17 +659,17 @@ impl BlockDriver {
             .to_vec()
     }
 
-    /// Produces one block from the mempool through PrepareProposal and ProcessProposal.
+    /// Produces one block from the mempool through PrepareProposal and
+    /// ProcessProposal; txs it leaves out stay in the mempool if a recheck
+    /// after Commit accepts them.
     pub fn produce_block(&mut self) -> anyhow::Result<BlockOutcome> {
         let height = self.height + 1;
         let time = Timestamp {
             seconds: GENESIS_TIME + BLOCK_SECONDS * i64::try_from(height)?,
             nanos: 0,
         };
-        let candidates: Vec<_> = std::mem::take(&mut self.mempool)
-            .into_iter()
-            .map(Into::into)
-            .collect();
+        let candidates_bytes = std::mem::take(&mut self.mempool);
+        let candidates: Vec<_> = candidates_bytes.iter().cloned().map(Into::into).collect();
         let prepared = self.app.prepare_proposal(RequestPrepareProposal {
             max_tx_bytes: 4 << 20,
             txs: candidates,
@@ -689,7 +689,24 @@ impl BlockDriver {
             status.status == ProposalStatus::Accept as i32,
             "the app rejected its own proposal at height {height}"
         );
-        self.deliver(txs)
+        // As in CometBFT's mempool: what the proposal left out waits for a
+        // later block, and is rechecked against the new state after Commit.
+        let mut left_out: Vec<Vec<u8>> = candidates_bytes
+            .into_iter()
+            .filter(|t| !txs.contains(t))
+            .collect();
+        let outcome = self.deliver(txs)?;
+        left_out.retain(|tx| {
+            self.app
+                .check_tx(tendermint_proto::v0_38::abci::RequestCheckTx {
+                    tx: tx.clone().into(),
+                    r#type: tendermint_proto::v0_38::abci::CheckTxType::Recheck as i32,
+                })
+                .code
+                == 0
+        });
+        self.mempool = left_out;
+        Ok(outcome)
     }
 
     /// Executes a block with exactly `txs` (no PrepareProposal filtering), then commits.
