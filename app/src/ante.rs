@@ -241,7 +241,8 @@ impl MlOpsAllowance {
                 p.ml_ops_free_gas_per_epoch
             ));
         }
-        if per_block && used.gas_in_block(height).saturating_add(gas) > p.ml_ops_free_gas_per_block {
+        if per_block && used.gas_in_block(height).saturating_add(gas) > p.ml_ops_free_gas_per_block
+        {
             return Some(format!(
                 "host {host} has used {} of its {} fee-free gas in this block: pay the fee or send it in a later block",
                 used.gas_in_block(height),
@@ -412,7 +413,9 @@ pub fn run_ante<S: StateWrite>(
             match ml_ops_allowance(state, block, tx, &signers)? {
                 None => return Err(insufficient("")),
                 Some(allowance) => {
-                    if let Some(why) = allowance.refusal(gas_limit, block.height, mode == AnteMode::Full) {
+                    if let Some(why) =
+                        allowance.refusal(gas_limit, block.height, mode == AnteMode::Full)
+                    {
                         return Err(insufficient(&format!("; {why}")));
                     }
                     let mut used = allowance.used;

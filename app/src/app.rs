@@ -754,8 +754,13 @@ impl Application for KilnApp {
                 continue;
             }
             let mut scratch = Overlay::new(&view);
-            let outcome =
-                execute_decoded(&mut scratch, &block, &tx, &self.sig_cache, ExecMode::Propose);
+            let outcome = execute_decoded(
+                &mut scratch,
+                &block,
+                &tx,
+                &self.sig_cache,
+                ExecMode::Propose,
+            );
             if !outcome.is_ok() {
                 continue;
             }

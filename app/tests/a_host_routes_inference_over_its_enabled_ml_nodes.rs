@@ -3,10 +3,10 @@
 //! its ML nodes enabled in force that serve the model, retries on another
 //! when one fails, and never routes to a disabled node. Real processes on
 //! the devnet node in this process (SPEC §11's invariants after every
-//! block): host 0 (weight 90) runs its own worker (the transfer agent at
+//! block): host 0 (weight 80) runs its own worker (the transfer agent at
 //! its registered URL) and three ML nodes declared in genesis — `n1`, `n2`
 //! enabled, `n3` disabled — each a `kiln-mlworker run --serve-model`
-//! with its own ML key; host 1 (weight 10) serves too and validates host
+//! with its own ML key; host 1 (weight 20) serves too and validates host
 //! 0's work, fetching each payload where it was served. Checked:
 //! - concurrent requests spread over the enabled nodes and the host's own
 //!   worker; the disabled node gets none; each is served exactly once;
@@ -15,7 +15,11 @@
 //!   (none expires), and the buyer pays exactly the settled sum;
 //! - host 1's validator fetches node-served payloads from the nodes and
 //!   passes them; the nodes leave the host's validation seeds to its own
-//!   worker.
+//!   worker;
+//! - host 0's validation duty spreads the same way: each replay it owes
+//!   (every inference host 1 executes, at m = 1) runs once, on the least
+//!   loaded of its own worker and its enabled nodes, never on the disabled
+//!   one, and its own worker posts the validation.
 
 // A test, not consensus code: it waits on the wall clock for processes.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -115,6 +119,87 @@ fn served_by(home: &Path, id: &[u8; 32]) -> Vec<&'static str> {
         .collect()
 }
 
+/// The requests of `ids` not finished on chain, with whether they started
+/// and every log line that names them.
+fn unsettled(home: &Path, ids: &[[u8; 32]], seen: &Seen) -> String {
+    let mut out = String::new();
+    for id in ids.iter().filter(|id| !seen.finished.contains_key(*id)) {
+        let hex_id = hex::encode(id);
+        out.push_str(&format!(
+            "unsettled {hex_id}: started {:?}\n",
+            seen.started.get(id)
+        ));
+        for name in NAMES {
+            let log = std::fs::read_to_string(home.join(format!("{name}.log"))).unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains(&hex_id[..8])) {
+                out.push_str(&format!("  {name}: {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the worker at `url` has a request queued or running.
+fn node_is_busy(url: &str) -> bool {
+    let Ok(r) = ureq::get(&format!("{url}/metrics")).call() else {
+        return false;
+    };
+    let text = r.into_string().unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("kiln_inference_queue_depth ")
+                || l.starts_with("kiln_inference_batch_size ")
+        })
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .any(|v| v >= 1.0)
+}
+
+/// Where host 0 ran the replay of `id` for its validation duty: its own
+/// worker ("host0") or one of its nodes, from their logs.
+fn replayed_at(home: &Path, id: &[u8; 32]) -> Vec<&'static str> {
+    let id = hex::encode(id);
+    NAMES[..4]
+        .iter()
+        .filter(|name| {
+            let log = std::fs::read_to_string(home.join(format!("{name}.log"))).unwrap_or_default();
+            let line = if **name == "host0" {
+                format!("replayed inference {id} here")
+            } else {
+                format!("replayed inference {id} for the host's validation duty")
+            };
+            log.contains(&line)
+        })
+        .copied()
+        .collect()
+}
+
+/// The signed headers of a replay request (the worker's
+/// `validator::replay_sign_bytes`, written out as the protocol says).
+fn replay_headers(
+    key: &k256::ecdsa::SigningKey,
+    id: &[u8; 32],
+    host: &Address,
+    timestamp: i64,
+) -> Vec<(&'static str, String)> {
+    use k256::ecdsa::signature::Signer;
+    let mut bytes = b"kiln/replay-request/v1".to_vec();
+    bytes.extend_from_slice(&(CHAIN.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(CHAIN.as_bytes());
+    bytes.extend_from_slice(id);
+    bytes.extend_from_slice(&timestamp.to_be_bytes());
+    bytes.extend_from_slice(host.as_bytes());
+    let signature: k256::ecdsa::Signature = key.sign(&bytes);
+    vec![
+        ("x-kiln-validator", host.to_bech32()),
+        (
+            "x-kiln-validator-pubkey",
+            hex::encode(kiln_client::keyring::compressed_pubkey(key)),
+        ),
+        ("x-kiln-timestamp", timestamp.to_string()),
+        ("x-kiln-signature", hex::encode(signature.to_bytes())),
+    ]
+}
+
 /// Sends `count` signed completions through host 0's worker from `threads`
 /// threads; each answer's status and the request id.
 fn buy(
@@ -179,12 +264,17 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
         vec![Coin::new(BASE_DENOM, 1_000_000_000_000)],
     );
     let mut ml_keys = BTreeMap::new();
+    let mut ml_signers = BTreeMap::new();
     for name in NAMES {
         let mnemonic = kiln_client::keyring::generate_mnemonic();
         let k = kiln_client::write_test_key(&home, &format!("{name}-ml"), &mnemonic).unwrap();
         ml_keys.insert(name, Address::parse(&k.address).unwrap());
+        ml_signers.insert(
+            name,
+            kiln_client::keyring::derive_signing_key(&mnemonic).unwrap(),
+        );
     }
-    for (i, (host, weight)) in hosts.iter().zip([90u64, 10]).enumerate() {
+    for (i, (host, weight)) in hosts.iter().zip([80u64, 20]).enumerate() {
         genesis.add_balance(host.address, vec![Coin::new(BASE_DENOM, 1_000_000_000)]);
         let consensus = ed25519_dalek::SigningKey::from_bytes(&[i as u8 + 1; 32]);
         genesis.hosts.hosts.push(kiln_hosts::GenesisHost {
@@ -287,7 +377,11 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
 
     // Phase 2: n1 killed with requests in flight; every answer still comes.
     let phase2 = buy(&buyer, hosts[0].address, &completions, 9, 3, 48, "retry");
-    std::thread::sleep(Duration::from_millis(700));
+    // Killed as soon as it holds a request (its metrics say so).
+    let busy_by = Instant::now() + Duration::from_secs(30);
+    while !node_is_busy(&url(N1)) && Instant::now() < busy_by {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = workers.0[N1].kill();
     let _ = workers.0[N1].wait();
     let phase2 = phase2.join().unwrap();
@@ -323,7 +417,9 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
         chain.assert_healthy();
         assert!(
             Instant::now() < by,
-            "not every request settled\n{}",
+            "not every request settled (chain at {})\n{}\n{}",
+            chain.handle.height(),
+            unsettled(&home, &ids, &seen),
             logs(&home)
         );
         std::thread::sleep(Duration::from_millis(300));
@@ -398,6 +494,152 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
     for id in &n2_ids {
         let score = seen.validations[&(*id, hosts[1].address)];
         assert!(score >= 995_000, "{}: score {score}", hex::encode(id));
+    }
+
+    // Phase 3: host 0's validation duty. At m = 1 it owes a validation of
+    // every inference host 1 executes (it is the only other host); short
+    // requests are bought until host 1 has executed six.
+    let mut all_ids = ids.clone();
+    let host1_ids = |seen: &Seen, all: &[[u8; 32]]| -> Vec<[u8; 32]> {
+        all.iter()
+            .filter(|id| {
+                seen.finished
+                    .get(*id)
+                    .is_some_and(|f| f.0 == hosts[1].address)
+            })
+            .copied()
+            .collect()
+    };
+    let mut round = 0;
+    while host1_ids(&seen, &all_ids).len() < 6 {
+        round += 1;
+        assert!(
+            round <= 8,
+            "host 1 executed {} of {} requests",
+            host1_ids(&seen, &all_ids).len(),
+            all_ids.len()
+        );
+        let batch = buy(
+            &buyer,
+            hosts[0].address,
+            &completions,
+            9,
+            3,
+            2,
+            &format!("validate-{round}"),
+        )
+        .join()
+        .unwrap();
+        for (code, _, answer) in &batch {
+            assert_eq!(*code, 200, "{answer}\n{}", logs(&home));
+        }
+        all_ids.extend(batch.iter().map(|(_, id, _)| *id));
+        let by = Instant::now() + Duration::from_secs(120);
+        while !all_ids.iter().all(|id| seen.finished.contains_key(id)) {
+            chain.assert_healthy();
+            assert!(
+                Instant::now() < by,
+                "not every request settled\n{}",
+                logs(&home)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+            seen.follow(&rpc);
+        }
+    }
+    let owed = host1_ids(&seen, &all_ids);
+    let by = Instant::now() + Duration::from_secs(300);
+    while !owed
+        .iter()
+        .all(|id| seen.validations.contains_key(&(*id, hosts[0].address)))
+    {
+        chain.assert_healthy();
+        assert!(
+            Instant::now() < by,
+            "host 0 did not validate host 1's work\n{}",
+            logs(&home)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        seen.follow(&rpc);
+    }
+    let mut replays: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in &owed {
+        let score = seen.validations[&(*id, hosts[0].address)];
+        assert!(score >= 995_000, "{}: score {score}", hex::encode(id));
+        let at = replayed_at(&home, id);
+        assert_eq!(at.len(), 1, "{} replayed at {at:?}", hex::encode(id));
+        *replays.entry(at[0]).or_default() += 1;
+    }
+    eprintln!("host 0's validation replays by worker: {replays:?}");
+    assert_eq!(
+        replays.get("n3"),
+        None,
+        "a disabled node replayed: {replays:?}"
+    );
+    assert!(
+        replays.get("n1").is_some_and(|c| *c > 0) || replays.get("n2").is_some_and(|c| *c > 0),
+        "host 0's replays did not spread to its ML nodes: {replays:?}"
+    );
+    // The node's replay endpoint works for its host's keys only, and says
+    // why it refuses anything else.
+    let replay_url = format!("{}/kiln/replay", url(N2));
+    let body =
+        json!({"id": hex::encode(owed[0]), "executor": hosts[1].address.to_bech32()}).to_string();
+    let (code, answer) = post(&replay_url, body.as_bytes(), &[]);
+    assert_eq!(code, 403, "unsigned: {answer}");
+    let signed = |signer: &str, host: &Address, ts: i64| {
+        replay_headers(&ml_signers[signer], &owed[0], host, ts)
+    };
+    let now = worker_procs::unix_now();
+    for (signer, host, ts, why) in [
+        ("host1", &hosts[1].address, now, "another host"),
+        (
+            "host1",
+            &hosts[0].address,
+            now,
+            "a key without host 0's grant",
+        ),
+        ("host0", &hosts[0].address, now - 300, "a stale timestamp"),
+    ] {
+        let (code, answer) = post(&replay_url, body.as_bytes(), &signed(signer, host, ts));
+        assert_eq!(code, 403, "{why}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().is_some(),
+            "{why}: {answer}"
+        );
+    }
+    let (code, answer) = post(
+        &replay_url,
+        b"{\"id\": 7}",
+        &signed("host0", &hosts[0].address, now),
+    );
+    assert_eq!(code, 400, "a malformed body: {answer}");
+    let (code, answer) = post(
+        &replay_url,
+        body.as_bytes(),
+        &signed("host0", &hosts[0].address, now),
+    );
+    assert_eq!(code, 200, "host 0's own key: {answer}");
+    assert!(
+        answer["score_micro"].as_u64().is_some_and(|s| s >= 995_000),
+        "an honest replay on a node: {answer}"
+    );
+    let unknown =
+        json!({"id": "00".repeat(32), "executor": hosts[1].address.to_bech32()}).to_string();
+    let (code, answer) = post(&replay_url, unknown.as_bytes(), &{
+        let ts = worker_procs::unix_now();
+        replay_headers(&ml_signers["host0"], &[0; 32], &hosts[0].address, ts)
+    });
+    assert_eq!(code, 422, "an inference the chain does not know: {answer}");
+    assert_eq!(answer["error"]["code"], "payload_unavailable", "{answer}");
+
+    // The nodes never posted validations or seeds themselves: every
+    // validation above is host 0's, sent by its own worker's key.
+    for name in ["n1", "n2"] {
+        let log = std::fs::read_to_string(home.join(format!("{name}.log"))).unwrap();
+        assert!(
+            !log.contains("validation queued"),
+            "{name} queued a validation:\n{log}"
+        );
     }
     chain.assert_healthy();
 }

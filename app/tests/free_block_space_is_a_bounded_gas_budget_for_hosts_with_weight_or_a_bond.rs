@@ -127,7 +127,11 @@ fn a_host_with_weight_takes_at_most_its_gas_budget_and_newcomers_pay() {
             assert!(r.log.contains("gas left"), "{}", r.log);
         }
     }
-    assert_eq!(sequence, PER_EPOCH / PER_TX, "the mempool takes the epoch's budget");
+    assert_eq!(
+        sequence,
+        PER_EPOCH / PER_TX,
+        "the mempool takes the epoch's budget"
+    );
     let mut free_gas_by_block = Vec::new();
     for _ in 0..8 {
         let out = d.produce_block().unwrap();

@@ -1018,16 +1018,20 @@ fn cmd_worker_run(a: WorkerRunArgs, log_json: bool) -> Result<()> {
                                 std::thread::sleep(Duration::from_millis(200));
                             };
                             let _ = app.market.set(market.clone());
+                            let replayer = std::sync::Arc::new(crate::validator::Replayer::new(
+                                market.clone(),
+                                app.clone(),
+                                validator_key,
+                            ));
+                            let _ = app.replayer.set(replayer.clone());
                             let is_node = market.is_ml_node().unwrap_or_else(|e| {
                                 tracing::warn!(error = %format!("{e:#}"), "cannot tell whether this worker is an ML node; running the validation duty");
                                 false
                             });
                             if is_node {
-                                tracing::info!("this worker is one of the host's ML nodes: it executes what the host's own worker routes to it; the host's own worker keeps its validation duty");
+                                tracing::info!("this worker is one of the host's ML nodes: it executes the requests and validation replays the host's own worker routes to it; the host's own worker keeps its validation duty");
                             } else if let Err(e) = crate::validator::spawn(
-                                market,
-                                app.clone(),
-                                validator_key,
+                                replayer,
                                 validator_status,
                                 seeds_path,
                             ) {

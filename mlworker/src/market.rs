@@ -260,9 +260,10 @@ impl Market {
 
     /// Whether this worker's key is one of the host's declared ML nodes
     /// (blocking: RPC). Such a worker executes what the host's own worker
-    /// routes to it; the host's validation duties (seed commitments, replays)
-    /// stay with the host's own worker, so two workers never commit the
-    /// host's seed for one period.
+    /// routes to it, inference and validation replays alike; the host's
+    /// validation duty itself (seed commitments, which inferences to
+    /// validate, `MsgValidation`) stays with the host's own worker, so two
+    /// workers never commit the host's seed for one period.
     pub fn is_ml_node(&self) -> Result<bool> {
         let record = query_json(
             &self.rpc,
@@ -277,9 +278,10 @@ impl Market {
             .any(|n| n["ml_key"].as_str() == Some(self.operator.as_str())))
     }
 
-    /// Picks where one request runs among this worker (load `local`) and
-    /// `nodes` (skipping those set aside), and counts it in flight there.
-    fn pick(&self, local: usize, nodes: &[NodeTarget], tried: &[String]) -> RouteChoice {
+    /// Picks where one request (or replay) runs among this worker (load
+    /// `local`) and `nodes` (skipping those set aside and those `tried`),
+    /// and counts it in flight there until [`Self::finished_at`].
+    pub(crate) fn pick(&self, local: usize, nodes: &[NodeTarget], tried: &[String]) -> RouteChoice {
         let Ok(mut r) = self.routing.lock() else {
             return RouteChoice::Local;
         };
@@ -298,7 +300,9 @@ impl Market {
         choice
     }
 
-    fn finished_at(&self, node: &str, answered: bool) {
+    /// Ends a [`Self::pick`] of `node`; one that did not `answer` is set
+    /// aside for a while.
+    pub(crate) fn finished_at(&self, node: &str, answered: bool) {
         if let Ok(mut r) = self.routing.lock() {
             if let Some(c) = r.in_flight.get_mut(node) {
                 *c = c.saturating_sub(1);

@@ -38,7 +38,7 @@ use kiln_inference::duties;
 use kiln_inference::msgs::MsgValidation;
 use serde_json::Value;
 
-use crate::market::{Market, Payload};
+use crate::market::{Market, Payload, RouteChoice};
 use crate::serve::http::ServeApp;
 use crate::serve::openai::ApiError;
 use kiln_inference::state::ServingSet;
@@ -60,6 +60,19 @@ pub fn payload_sign_bytes(
     host: &Address,
 ) -> Vec<u8> {
     let mut out = b"kiln/payload-request/v1".to_vec();
+    out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
+    out.extend_from_slice(chain_id.as_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(host.as_bytes());
+    out
+}
+
+/// What the host's own worker signs to have one of its ML nodes replay an
+/// inference (a prefix of its own, so a payload request's signature cannot
+/// be reused as one).
+pub fn replay_sign_bytes(chain_id: &str, id: &[u8; 32], timestamp: i64, host: &Address) -> Vec<u8> {
+    let mut out = b"kiln/replay-request/v1".to_vec();
     out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
     out.extend_from_slice(chain_id.as_bytes());
     out.extend_from_slice(id);
@@ -119,33 +132,10 @@ pub async fn serve_payload(
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| ApiError::invalid(None, "the id must be 64 hex digits"))?;
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(host), Some(pubkey), Some(ts), Some(sig)) = (
-        get(HEADER_VALIDATOR),
-        get(HEADER_VALIDATOR_PUBKEY),
-        get(HEADER_TIMESTAMP),
-        get(HEADER_SIGNATURE),
-    ) else {
-        return Err(forbidden(format!(
-            "payloads go to validators only: sign with {HEADER_VALIDATOR}, {HEADER_VALIDATOR_PUBKEY}, {HEADER_TIMESTAMP}, {HEADER_SIGNATURE}"
-        )));
-    };
-    let host = Address::parse(host).map_err(|e| forbidden(format!("{HEADER_VALIDATOR}: {e}")))?;
-    let pubkey = hex::decode(pubkey).map_err(|_| forbidden("bad public key"))?;
-    let timestamp: i64 = ts.parse().map_err(|_| forbidden("bad timestamp"))?;
-    if !kiln_inference::request::timestamp_is_fresh(timestamp, unix_now()) {
-        return Err(forbidden("the payload request is older than 60 s"));
-    }
-    let key = VerifyingKey::from_sec1_bytes(&pubkey).map_err(|_| forbidden("bad public key"))?;
-    let signature = hex::decode(sig)
-        .ok()
-        .and_then(|b| Signature::from_slice(&b).ok())
-        .ok_or_else(|| forbidden("bad signature"))?;
-    key.verify(
-        &payload_sign_bytes(&market.chain_id, &id, timestamp, &host),
-        &signature,
-    )
-    .map_err(|_| forbidden("the signature does not verify"))?;
+    let chain_id = market.chain_id.clone();
+    let (host, pubkey) = verify_signed_headers(&headers, |ts, host| {
+        payload_sign_bytes(&chain_id, &id, ts, host)
+    })?;
     let payload = market.payload(&id).ok_or_else(|| {
         ApiError::invalid(None, format!("no payload kept for {id_hex}")).with_code("not_found")
     })?;
@@ -169,6 +159,125 @@ pub async fn serve_payload(
         )));
     }
     Ok(payload)
+}
+
+/// The signed headers of a payload or replay request: (host, signer's
+/// public key) once the signature over `sign_bytes(timestamp, host)`
+/// verifies and the timestamp is fresh.
+fn verify_signed_headers(
+    headers: &HeaderMap,
+    sign_bytes: impl FnOnce(i64, &Address) -> Vec<u8>,
+) -> Result<(Address, Vec<u8>), ApiError> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(host), Some(pubkey), Some(ts), Some(sig)) = (
+        get(HEADER_VALIDATOR),
+        get(HEADER_VALIDATOR_PUBKEY),
+        get(HEADER_TIMESTAMP),
+        get(HEADER_SIGNATURE),
+    ) else {
+        return Err(forbidden(format!(
+            "sign the request with {HEADER_VALIDATOR}, {HEADER_VALIDATOR_PUBKEY}, {HEADER_TIMESTAMP}, {HEADER_SIGNATURE}"
+        )));
+    };
+    let host = Address::parse(host).map_err(|e| forbidden(format!("{HEADER_VALIDATOR}: {e}")))?;
+    let pubkey = hex::decode(pubkey).map_err(|_| forbidden("bad public key"))?;
+    let timestamp: i64 = ts.parse().map_err(|_| forbidden("bad timestamp"))?;
+    if !kiln_inference::request::timestamp_is_fresh(timestamp, unix_now()) {
+        return Err(forbidden("the request is older than 60 s"));
+    }
+    let key = VerifyingKey::from_sec1_bytes(&pubkey).map_err(|_| forbidden("bad public key"))?;
+    let signature = hex::decode(sig)
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .ok_or_else(|| forbidden("bad signature"))?;
+    key.verify(&sign_bytes(timestamp, &host), &signature)
+        .map_err(|_| forbidden("the signature does not verify"))?;
+    Ok((host, pubkey))
+}
+
+/// What one of the host's ML nodes answered a replay request.
+enum NodeReplay {
+    Scored(u64),
+    /// The node could not have or check the payload.
+    NoPayload(String),
+}
+
+/// What a replay request asks.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct ReplayRequest {
+    /// The inference id, 64 hex digits.
+    id: String,
+    /// Its executor (bech32): where the payload is fetched.
+    executor: String,
+}
+
+/// The error code of a replay whose payload could not be had or checked:
+/// the executor's failure, not the node's (the host's worker does not try
+/// another node for it).
+const NO_PAYLOAD: &str = "payload_unavailable";
+
+/// `POST /kiln/replay` on one of a host's ML nodes: replays an inference
+/// for the host's validation duty and answers `{"score_micro": n}`. Only
+/// the host's own keys holding its `MsgValidation` grant may ask; the
+/// host's own worker keeps the duty itself (seed, choice, `MsgValidation`).
+pub async fn serve_replay(
+    app: Arc<ServeApp>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Value, ApiError> {
+    let replayer = app
+        .replayer
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::not_found_route("POST", "/kiln/replay"))?;
+    let request: ReplayRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(
+            None,
+            format!("the body must be {{\"id\": hex, \"executor\": address}}: {e}"),
+        )
+    })?;
+    let id: [u8; 32] = hex::decode(&request.id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::invalid(Some("id"), "the id must be 64 hex digits"))?;
+    let executor = Address::parse(&request.executor)
+        .map_err(|e| ApiError::invalid(Some("executor"), format!("executor: {e}")))?;
+    let chain_id = replayer.market.chain_id.clone();
+    let (host, pubkey) = verify_signed_headers(&headers, |ts, host| {
+        replay_sign_bytes(&chain_id, &id, ts, host)
+    })?;
+    if host != replayer.market.host {
+        return Err(forbidden(format!(
+            "this worker replays for its host {} only",
+            replayer.market.host
+        )));
+    }
+    let signer = Address::from_pubkey(&pubkey);
+    let worker = replayer.clone();
+    let allowed = tokio::task::spawn_blocking(move || key_acts_for(&worker.rpc, &host, &signer))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(format!("cannot check the key on chain: {e:#}")))?;
+    if !allowed {
+        return Err(forbidden(format!(
+            "the key is not {host}'s and holds no MsgValidation grant from it"
+        )));
+    }
+    let score = tokio::task::spawn_blocking(move || replayer.fetch_and_replay(&id, &executor))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            ApiError {
+                status: 422,
+                ..ApiError::invalid(None, format!("{e:#}"))
+            }
+            .with_code(NO_PAYLOAD)
+        })?;
+    tracing::info!(
+        "replayed inference {} for the host's validation duty: score {score}",
+        request.id
+    );
+    Ok(serde_json::json!({ "id": request.id, "score_micro": score }))
 }
 
 /// The value of attribute `key` of an event in a `block_results` answer.
@@ -303,19 +412,21 @@ pub struct ValidatorStatus {
     pub duties: u64,
     pub validated: u64,
     pub flagged: u64,
+    /// Replays run on this worker, and on each of the host's ML nodes.
+    pub replayed_here: u64,
+    pub replayed_on_nodes: BTreeMap<String, u64>,
     pub last_error: Option<String>,
 }
 
 /// Starts the duty loop on its own thread; its progress shows in the
 /// worker's `/status` (`inference_validation`).
 pub fn spawn(
-    market: Arc<Market>,
-    app: Arc<ServeApp>,
-    key: SigningKey,
+    replayer: Arc<Replayer>,
     status: crate::worker::SharedStatus,
     seeds_path: PathBuf,
 ) -> Result<()> {
     let seeds = SeedBook::open(seeds_path)?;
+    let (market, app) = (replayer.market.clone(), replayer.app.clone());
     std::thread::Builder::new()
         .name("validator".into())
         .spawn(move || {
@@ -323,7 +434,7 @@ pub fn spawn(
                 rpc: RpcClient::new(market.node_url()),
                 market,
                 app,
-                key,
+                replayer,
                 seeds,
                 status,
                 next_height: 0,
@@ -353,7 +464,7 @@ struct DutyLoop {
     rpc: RpcClient,
     market: Arc<Market>,
     app: Arc<ServeApp>,
-    key: SigningKey,
+    replayer: Arc<Replayer>,
     seeds: SeedBook,
     status: crate::worker::SharedStatus,
     next_height: u64,
@@ -547,7 +658,7 @@ impl DutyLoop {
         let Some(owed) = self.pending.get(&id) else {
             return Ok(());
         };
-        let score = match self.fetch_and_replay(&id, &owed.executor) {
+        let score = match self.replay(&id, &owed.executor) {
             Ok(score) => score,
             Err(e) if owed.since.elapsed() < PAYLOAD_PATIENCE => {
                 tracing::debug!(error = %format!("{e:#}"), id = %hex::encode(id), "payload not validated yet");
@@ -589,6 +700,62 @@ impl DutyLoop {
         Ok(())
     }
 
+    /// The score of `id`'s replay, run on the least loaded of this worker
+    /// and the host's ML nodes enabled in force that serve the model (ties
+    /// take turns), the way the host's inference requests are routed
+    /// ([`crate::market`]); never on a disabled node. A node that does not
+    /// answer with a score (down, overloaded, failing) is set aside for a
+    /// while and the next one tried; when none is left the replay runs here.
+    /// `Err`: the payload could not be had or checked (the executor's
+    /// failure, wherever the replay ran).
+    fn replay(&self, id: &[u8; 32], executor: &Address) -> Result<u64> {
+        let id_hex = hex::encode(id);
+        let nodes = self
+            .market
+            .serving_nodes(&self.app.model_name)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the host's ML nodes; replaying here");
+                Vec::new()
+            });
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            let choice = if nodes.is_empty() {
+                RouteChoice::Local
+            } else {
+                self.market.pick(self.app.engine.load(), &nodes, &tried)
+            };
+            let node = match choice {
+                RouteChoice::Local => {
+                    let score = self.replayer.fetch_and_replay(id, executor)?;
+                    tracing::info!("replayed inference {id_hex} here: score {score}");
+                    self.set(|s| s.replayed_here += 1);
+                    return Ok(score);
+                }
+                RouteChoice::Node(node) => node,
+            };
+            tried.push(node.id.clone());
+            match self.replayer.replay_on_node(&node.url, id, executor) {
+                Ok(NodeReplay::Scored(score)) => {
+                    self.market.finished_at(&node.id, true);
+                    tracing::info!(
+                        "replayed inference {id_hex} on ML node {}: score {score}",
+                        node.id
+                    );
+                    self.set(|s| *s.replayed_on_nodes.entry(node.id.clone()).or_default() += 1);
+                    return Ok(score);
+                }
+                Ok(NodeReplay::NoPayload(why)) => {
+                    self.market.finished_at(&node.id, true);
+                    bail!("ML node {}: {why}", node.id);
+                }
+                Err(e) => {
+                    self.market.finished_at(&node.id, false);
+                    tracing::warn!(ml_node = %node.id, url = %node.url, error = %format!("{e:#}"), "the ML node did not replay the inference; trying another");
+                }
+            }
+        }
+    }
+
     fn threshold(&self) -> Result<u64> {
         let models = kiln_client::query::models(&self.rpc, 0)?;
         models
@@ -596,6 +763,75 @@ impl DutyLoop {
             .find(|m| m["id"] == self.app.model_name)
             .and_then(|m| m["validation_threshold_micro"].as_u64())
             .ok_or_else(|| anyhow!("model {} is not registered", self.app.model_name))
+    }
+}
+
+/// Replays inferences for the host's validation duty (SPEC §5): fetches
+/// the payload where it was served, checks it against the settled hashes
+/// and scores a teacher-forced replay on this worker's model. The host's
+/// own worker has one for its duty loop; each of its ML nodes has one to
+/// serve [`serve_replay`], so the host's replays spread over its nodes as
+/// its inference requests do.
+pub struct Replayer {
+    rpc: RpcClient,
+    market: Arc<Market>,
+    app: Arc<ServeApp>,
+    /// This worker's ML key: signs payload requests on behalf of the host
+    /// (it holds the host's `MsgValidation` grant).
+    key: SigningKey,
+}
+
+impl Replayer {
+    pub fn new(market: Arc<Market>, app: Arc<ServeApp>, key: SigningKey) -> Self {
+        Replayer {
+            rpc: RpcClient::new(market.node_url()),
+            market,
+            app,
+            key,
+        }
+    }
+
+    /// Asks the ML node at `url` (one of the host's) to replay `id`.
+    fn replay_on_node(&self, url: &str, id: &[u8; 32], executor: &Address) -> Result<NodeReplay> {
+        let timestamp = unix_now();
+        let signature: Signature = self.key.sign(&replay_sign_bytes(
+            &self.market.chain_id,
+            id,
+            timestamp,
+            &self.market.host,
+        ));
+        let pubkey = kiln_client::keyring::compressed_pubkey(&self.key);
+        let body = ReplayRequest {
+            id: hex::encode(id),
+            executor: executor.to_bech32(),
+        };
+        // A replay waits its turn behind the node's own requests.
+        let answer = ureq::post(&format!("{url}/kiln/replay"))
+            .set(HEADER_VALIDATOR, &self.market.host.to_bech32())
+            .set(HEADER_VALIDATOR_PUBKEY, &hex::encode(pubkey))
+            .set(HEADER_TIMESTAMP, &timestamp.to_string())
+            .set(HEADER_SIGNATURE, &hex::encode(signature.to_bytes()))
+            .timeout(Duration::from_secs(120))
+            .send_json(&body);
+        match answer {
+            Ok(r) => {
+                let v: Value = r.into_json().context("the replay answer is not JSON")?;
+                let score = v["score_micro"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("the replay answer has no score_micro: {v}"))?;
+                Ok(NodeReplay::Scored(score.min(1_000_000)))
+            }
+            Err(ureq::Error::Status(status, r)) => {
+                let v: Value = r.into_json().unwrap_or(Value::Null);
+                let message = v["error"]["message"].as_str().unwrap_or("").to_string();
+                if status == 422 && v["error"]["code"] == NO_PAYLOAD {
+                    Ok(NodeReplay::NoPayload(message))
+                } else {
+                    bail!("answered {status}: {message}")
+                }
+            }
+            Err(e) => Err(anyhow!("{e}")),
+        }
     }
 
     /// The payload of `id` from the worker at `url`, with this validator's
@@ -624,7 +860,7 @@ impl DutyLoop {
     /// The payload from the executor (its own worker or the ML node that
     /// served it), checked against the settled hashes, and the replay's
     /// score in millionths.
-    fn fetch_and_replay(&self, id: &[u8; 32], executor: &Address) -> Result<u64> {
+    pub fn fetch_and_replay(&self, id: &[u8; 32], executor: &Address) -> Result<u64> {
         let record = kiln_client::query::inference(&self.rpc, &hex::encode(id), 0)?
             .ok_or_else(|| anyhow!("the chain has no record of {}", hex::encode(id)))?;
         let host = kiln_client::query::host(&self.rpc, &executor.to_bech32(), 0)?

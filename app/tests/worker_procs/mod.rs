@@ -123,6 +123,12 @@ impl Chain {
         if let Some(f) = self.failure.lock().unwrap().clone() {
             panic!("a block broke SPEC §11's invariants or failed: {f}");
         }
+        if self.producer.as_ref().is_some_and(|p| p.is_finished()) {
+            panic!(
+                "the block producer stopped (panicked) at height {}",
+                self.handle.height()
+            );
+        }
     }
 
     pub fn app(&self) -> KilnApp {

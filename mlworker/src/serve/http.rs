@@ -58,6 +58,9 @@ pub struct ServeApp {
     /// Set on a chain host (`kiln-mlworker run`): requests must be signed
     /// and are paid on chain ([`crate::market`]). Unset for `serve`.
     pub market: std::sync::OnceLock<Arc<crate::market::Market>>,
+    /// Set with `market`: replays inferences for the host's validation
+    /// duty, here or (on an ML node) for the host's own worker.
+    pub replayer: std::sync::OnceLock<Arc<crate::validator::Replayer>>,
 }
 
 type Shared = Arc<ServeApp>;
@@ -117,6 +120,7 @@ fn v1_routes<S: AppSource>(body_limit: usize) -> Router<S> {
         .route("/v1/chat/completions", post(chat_completions::<S>))
         .route("/v1/completions", post(completions::<S>))
         .route("/kiln/payload/{id}", get(payload::<S>))
+        .route("/kiln/replay", post(replay::<S>))
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
@@ -211,6 +215,25 @@ async fn payload<S: AppSource>(
         Err(e) => return error_response(&e),
     };
     match crate::validator::serve_payload(app, headers, id).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn replay<S: AppSource>(
+    State(source): State<S>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let app = match source.app() {
+        Ok(app) => app,
+        Err(e) => return error_response(&e),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return error_response(&ApiError::invalid(None, e.body_text())),
+    };
+    match crate::validator::serve_replay(app, headers, body).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => error_response(&e),
     }

@@ -117,6 +117,7 @@ pub fn load_app(
         metrics,
         limits: settings.limits,
         market: Default::default(),
+        replayer: Default::default(),
     }))
 }
 
