@@ -36,6 +36,38 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The two compiled tools build in the background while pip and npm
+# download (those are network-bound, these CPU-bound): on a fresh machine
+# this overlaps several minutes of the set-up.
+BG_LOGS=$(mktemp -d)
+BG_PIDS=()
+BG_NAMES=()
+background() { # background NAME COMMAND... : runs it, its output kept for a failure
+  local name=$1; shift
+  ("$@") >"$BG_LOGS/$name.log" 2>&1 &
+  BG_PIDS+=($!); BG_NAMES+=("$name")
+}
+install_nextest() {
+  cargo install --locked --quiet cargo-nextest || log "cargo-nextest unavailable; make test falls back to cargo test"
+}
+COMETBFT_VERSION=v0.38.25
+install_cometbft() {
+  mkdir -p .bin
+  GOBIN="$ROOT/.bin" go install "github.com/cometbft/cometbft/cmd/cometbft@${COMETBFT_VERSION}"
+}
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest in the background (a few minutes, once)"
+  background cargo-nextest install_nextest
+fi
+if ! .bin/cometbft version 2>/dev/null | grep -qx "${COMETBFT_VERSION#v}"; then
+  if ! command -v go >/dev/null 2>&1; then
+    log "Go is missing: install Go >= 1.22 (https://go.dev/dl) to build CometBFT ${COMETBFT_VERSION}"
+    exit 1
+  fi
+  log "installing CometBFT ${COMETBFT_VERSION} into .bin/ in the background (go install; a few minutes, once)"
+  background cometbft install_cometbft
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   log "creating Python venv in .venv"
@@ -66,18 +98,13 @@ if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; the
   log "installing the browser test's Playwright (npm)"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error)
 fi
-if ! cargo nextest --version >/dev/null 2>&1; then
-  log "installing cargo-nextest (a few minutes, once)"
-  cargo install --locked --quiet cargo-nextest || log "cargo-nextest unavailable; make test falls back to cargo test"
-fi
-COMETBFT_VERSION=v0.38.25
-if ! .bin/cometbft version 2>/dev/null | grep -qx "${COMETBFT_VERSION#v}"; then
-  if ! command -v go >/dev/null 2>&1; then
-    log "Go is missing: install Go >= 1.22 (https://go.dev/dl) to build CometBFT ${COMETBFT_VERSION}"
+for i in "${!BG_PIDS[@]}"; do
+  if ! wait "${BG_PIDS[$i]}"; then
+    log "installing ${BG_NAMES[$i]} failed:"
+    cat "$BG_LOGS/${BG_NAMES[$i]}.log" >&2
     exit 1
   fi
-  log "installing CometBFT ${COMETBFT_VERSION} into .bin/ (go install; a few minutes, once)"
-  mkdir -p .bin
-  GOBIN="$ROOT/.bin" go install "github.com/cometbft/cometbft/cmd/cometbft@${COMETBFT_VERSION}"
-fi
+  log "${BG_NAMES[$i]} installed"
+done
+rm -rf "$BG_LOGS"
 log "setup complete"

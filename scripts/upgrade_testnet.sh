@@ -29,11 +29,15 @@ if [ ! -x "$ROOT/.bin/cometbft" ] && [ -z "${KILN_COMETBFT:-}" ]; then
 fi
 
 say "building the new binary (kilnd with the $NAME handler)"
-cargo build -q -p kiln-app --bin kilnd --features test-upgrade
+# With the workspace's own feature set (`--workspace`, as `make test` and
+# `make devnet` build): only kiln-app recompiles. `-p kiln-app` alone
+# resolves dependency features differently and rebuilt a third of the
+# dependency graph, twice.
+cargo build -q --workspace --bins --features kiln-app/test-upgrade
 mkdir -p "$NEW_BIN"
 cp "$BIN/kilnd" "$NEW_BIN/kilnd.tmp" && mv "$NEW_BIN/kilnd.tmp" "$NEW_BIN/kilnd"
-# Back to the release build (cargo re-links the cached artifact).
-cargo build -q -p kiln-app --bin kilnd
+# Back to the usual build (cargo re-links the cached artifact).
+cargo build -q --workspace --bins
 cmp -s "$BIN/kilnd" "$NEW_BIN/kilnd" && fail "the two kilnd builds are identical"
 # The upgraded node's bin dir: the new kilnd, the same CLI and worker.
 ln -sf "$BIN/kiln" "$NEW_BIN/kiln"

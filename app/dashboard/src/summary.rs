@@ -117,7 +117,17 @@ impl SummaryBuilder {
     fn read(&mut self, status: Value) -> Result<Value> {
         let rpc = &self.rpc;
         let sync = &status["sync_info"];
-        let height = json_u64(&sync["latest_block_height"]).unwrap_or(0);
+        let status_height = json_u64(&sync["latest_block_height"]).unwrap_or(0);
+        // CometBFT stores a block before the app has committed it, so for a
+        // moment its status names a height the app cannot answer queries at
+        // ("height is in the future"): read at the app's own last committed
+        // height (abci_info), never above the status's.
+        let app_height = rpc
+            .call("abci_info", json!({}))
+            .ok()
+            .and_then(|v| json_u64(&v["response"]["last_block_height"]))
+            .filter(|h| *h > 0);
+        let height = app_height.map_or(status_height, |h| h.min(status_height));
         // Every query reads the same height, so the page is one consistent view.
         let epoch = kiln_client::query::epoch(rpc, height)?;
         let weights = kiln_client::query::weights(rpc, height)?;
