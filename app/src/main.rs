@@ -339,6 +339,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let file = node_config::NodeConfig::load(&home)?;
             let rpc_url = node_config::cometbft_rpc_url(&home)?;
+            // First, so a bad or busy --dashboard stops before the store opens.
+            start_dashboard(dashboard.as_deref(), &rpc_url)?;
             let abci = match abci {
                 Some(addr) => addr,
                 None => file.abci_addr(&home)?,
@@ -369,7 +371,6 @@ fn run(cli: Cli) -> Result<()> {
             )?
             .with_min_retain_blocks(min_retain_blocks.unwrap_or(file.min_retain_blocks))
             .with_snapshots(snapshots);
-            start_dashboard(dashboard.as_deref(), &rpc_url)?;
             tracing::info!(%abci, home = %home.display(), "serving ABCI for CometBFT 0.38");
             kiln_node::abci_server::serve_abci(app, abci)
         }
@@ -390,10 +391,12 @@ fn run(cli: Cli) -> Result<()> {
             min_retain_blocks,
             dashboard,
         } => {
+            // First, so a bad or busy --dashboard stops before the home is
+            // written (the page shows the node once its RPC answers).
+            start_dashboard(dashboard.as_deref(), &format!("http://{rpc}"))?;
             prepare_devnet_home(&home, &chain_id, dev_funds)?;
             let app =
                 open_app(&home, pruning_keep_recent)?.with_min_retain_blocks(min_retain_blocks);
-            start_dashboard(dashboard.as_deref(), &format!("http://{rpc}"))?;
             let mut config = kiln_node::devnet::DevnetConfig::new(&home);
             config.rpc_listen = rpc;
             config.block_time = block_time;
@@ -429,7 +432,7 @@ fn start_dashboard(listen: Option<&str>, node_url: &str) -> Result<()> {
             tracing::warn!(error = %format!("{e:#}"), "no dashboard (pass --dashboard ADDR for another address)");
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.context(format!("--dashboard {addr}"))),
     }
 }
 
