@@ -255,7 +255,9 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
     // No epoch boundary during the test: the genesis weights and nodes hold.
     genesis.epochs.params.sprint_blocks = 1_000_000;
     genesis.epochs.params.epoch_length = 2_000_000;
-    genesis.inference.params.inference_timeout_blocks = 150;
+    // Long enough for n1, killed with a finish not yet sent, to come back
+    // and send it from its journal.
+    genesis.inference.params.inference_timeout_blocks = 600;
     genesis.inference.params.record_retention_blocks = 100_000;
     genesis.inference.params.draw_window_blocks = 100;
     genesis.inference.params.dispute_blocks = 150;

@@ -977,11 +977,31 @@ fn cmd_worker_run(a: WorkerRunArgs, log_json: bool) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--host {}: {e}", a.host))?;
     let market_cell: Arc<std::sync::OnceLock<Arc<crate::market::Market>>> = Default::default();
     let market_outbox = crate::market::MarketOutbox::default();
-    if a.serve_model.is_some() {
-        worker.add_duty(Box::new(crate::market::InferenceDuty::new(
-            market_outbox.clone(),
-        )));
-    }
+    // What the market queued and no block took before the worker stopped:
+    // sent again (journal/market-pending.json).
+    let market_pending = match &a.serve_model {
+        Some(_) => {
+            let pending = Arc::new(crate::pending::PendingMessages::open(
+                journal_dir.join("market-pending.json"),
+            )?);
+            let left = pending.unconfirmed();
+            if !left.is_empty() {
+                tracing::info!(
+                    messages = left.len(),
+                    "sending again the inference messages no block took before the last stop"
+                );
+            }
+            if let Ok(mut q) = market_outbox.lock() {
+                q.extend(left);
+            }
+            worker.add_duty(Box::new(
+                crate::market::InferenceDuty::new(market_outbox.clone())
+                    .with_journal(pending.clone()),
+            ));
+            Some(pending)
+        }
+        None => None,
+    };
     let model_load_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let model_load_started = std::time::Instant::now();
     let inference = match &a.serve_model {
@@ -1098,6 +1118,7 @@ fn cmd_worker_run(a: WorkerRunArgs, log_json: bool) -> Result<()> {
             a.payload_retention_hours.saturating_mul(3600),
             market_outbox.clone(),
             info.address.clone(),
+            market_pending.clone(),
         )?;
         let _ = market_cell.set(market);
     }

@@ -17,6 +17,7 @@ pub mod device;
 pub mod doctor;
 pub mod executor;
 pub mod market;
+pub mod pending;
 pub mod progress;
 pub mod serve;
 pub mod sprint;

@@ -99,6 +99,9 @@ pub struct Market {
     /// This worker's ML key (bech32): a node with this key is this worker.
     operator: String,
     routing: Mutex<Routing>,
+    /// The journal's copy of every queued message until a block holds it
+    /// (`None` in tests that need no restart).
+    pending: Option<Arc<crate::pending::PendingMessages>>,
 }
 
 /// One of the host's ML nodes a request can be routed to.
@@ -183,7 +186,9 @@ fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) ->
 }
 
 impl Market {
-    /// A market whose messages go to `outbox` (the [`InferenceDuty`]'s).
+    /// A market whose messages go to `outbox` (the [`InferenceDuty`]'s),
+    /// each journaled in `pending` first.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         chain_id: String,
         host: Address,
@@ -192,6 +197,7 @@ impl Market {
         payload_retention_seconds: u64,
         outbox: MarketOutbox,
         operator: String,
+        pending: Option<Arc<crate::pending::PendingMessages>>,
     ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&payload_dir)
             .with_context(|| format!("creating {}", payload_dir.display()))?;
@@ -206,6 +212,7 @@ impl Market {
             payload_retention_seconds,
             operator,
             routing: Mutex::new(Routing::default()),
+            pending,
         }))
     }
 
@@ -333,7 +340,14 @@ impl Market {
         self.queue(format!("validation-seed-{what}-{period}"), msg);
     }
 
+    /// Queues `msg` for the [`InferenceDuty`], first writing it to the
+    /// journal so a restart sends it again.
     fn queue(&self, kind: String, msg: Any) {
+        if let Some(pending) = &self.pending {
+            if let Err(e) = pending.add(&kind, &msg) {
+                tracing::warn!(error = %format!("{e:#}"), %kind, "cannot journal the message; it is lost if the worker stops before sending it");
+            }
+        }
         if let Ok(mut q) = self.outbox.lock() {
             q.push((kind, msg));
         }
@@ -776,29 +790,40 @@ pub fn tap_events(
                 }
                 Event::Failed(_) => {}
             }
-            let failed = matches!(event, Event::Failed(_));
-            if tx.send(event).is_err() && !done {
+            if matches!(event, Event::Failed(_)) {
+                // Nothing served: no finish, the start times out and refunds.
+                let _ = tx.send(event);
+                return;
+            }
+            if done {
+                // The finish is journaled before the client sees the end of
+                // its answer: a worker killed right after answering is
+                // still paid (a restart sends the finish).
+                keep_and_finish(&market, id, &body, prompt, t);
+                let _ = tx.send(event);
+                return;
+            }
+            if tx.send(event).is_err() {
                 // The client went away: the engine stops (upstream dropped);
                 // the tokens made so far are what is billed.
                 break;
             }
-            if done {
-                if failed {
-                    return; // nothing served: no finish, the start times out and refunds
-                }
-                break;
-            }
         }
-        let payload = Payload {
-            id: hex::encode(id),
-            request_body: String::from_utf8_lossy(&body).into_owned(),
-            prompt_token_ids: prompt,
-            completion_text: t.text,
-            positions: t.positions,
-        };
-        finish(&market, id, &payload, t.completion_tokens);
+        keep_and_finish(&market, id, &body, prompt, t);
     });
     rx
+}
+
+/// Keeps the payload of what was generated and queues the finish.
+fn keep_and_finish(market: &Market, id: [u8; 32], body: &Bytes, prompt: Vec<u32>, t: Tapped) {
+    let payload = Payload {
+        id: hex::encode(id),
+        request_body: String::from_utf8_lossy(body).into_owned(),
+        prompt_token_ids: prompt,
+        completion_text: t.text,
+        positions: t.positions,
+    };
+    finish(market, id, &payload, t.completion_tokens);
 }
 
 fn finish(market: &Market, id: [u8; 32], payload: &Payload, completion_tokens: u64) {
@@ -1025,6 +1050,8 @@ pub struct InferenceDuty {
     in_flight: Vec<(String, Any, String, Option<u64>, u32)>,
     /// Kind -> times sent so far, for a message being sent again.
     resends: BTreeMap<String, u32>,
+    /// The journal's copy, struck off as blocks take messages.
+    pending: Option<Arc<crate::pending::PendingMessages>>,
 }
 
 /// Blocks after which an accepted message not found in any block is taken
@@ -1048,6 +1075,20 @@ impl InferenceDuty {
             sequence_retries: BTreeMap::new(),
             in_flight: Vec::new(),
             resends: BTreeMap::new(),
+            pending: None,
+        }
+    }
+
+    /// Strikes messages off `pending` (the journal the [`Market`] writes)
+    /// once a block holds them or the chain refuses them for good.
+    pub fn with_journal(mut self, pending: Arc<crate::pending::PendingMessages>) -> Self {
+        self.pending = Some(pending);
+        self
+    }
+
+    fn confirm(&self, msg: &Any) {
+        if let Some(p) = &self.pending {
+            p.confirm(msg);
         }
     }
 
@@ -1065,7 +1106,7 @@ impl InferenceDuty {
                 continue;
             };
             match out.chain().tx_result(&hash) {
-                Ok(Some(_)) => {}
+                Ok(Some(_)) => self.confirm(&msg),
                 Ok(None) if height < since.saturating_add(RESEND_AFTER_BLOCKS) => {
                     still.push((kind, msg, hash, Some(since), sends))
                 }
@@ -1077,6 +1118,7 @@ impl InferenceDuty {
                 Ok(None) => {
                     tracing::warn!(%kind, %hash, sends, "no block took this message; giving up");
                     self.refused += 1;
+                    self.confirm(&msg);
                 }
                 // The node is unreachable: ask again next tick.
                 Err(_) => still.push((kind, msg, hash, Some(since), sends)),
@@ -1148,6 +1190,7 @@ impl Duty for InferenceDuty {
                 Ok(_) => {
                     self.refused += 1;
                     self.sequence_retries.remove(kind);
+                    self.confirm(msg);
                 }
                 Err(e) => {
                     // The node is unreachable: keep this and the rest for the next tick.
