@@ -52,14 +52,16 @@ use kiln_inference::request::{HEADER_SIGNATURE, HEADER_TIMESTAMP};
 const VALIDATION_TYPE_URL: &str =
     <kiln_inference::msgs::Validation as kiln_framework::MsgKind>::TYPE_URL;
 
-/// What a validator signs to fetch a payload.
-pub fn payload_sign_bytes(
+/// The bytes a host's key signs for a request about inference `id`
+/// (`domain` keeps one kind of request from passing for another).
+fn request_sign_bytes(
+    domain: &[u8],
     chain_id: &str,
     id: &[u8; 32],
     timestamp: i64,
     host: &Address,
 ) -> Vec<u8> {
-    let mut out = b"kiln/payload-request/v1".to_vec();
+    let mut out = domain.to_vec();
     out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
     out.extend_from_slice(chain_id.as_bytes());
     out.extend_from_slice(id);
@@ -68,17 +70,21 @@ pub fn payload_sign_bytes(
     out
 }
 
+/// What a validator signs to fetch a payload.
+pub fn payload_sign_bytes(
+    chain_id: &str,
+    id: &[u8; 32],
+    timestamp: i64,
+    host: &Address,
+) -> Vec<u8> {
+    request_sign_bytes(b"kiln/payload-request/v1", chain_id, id, timestamp, host)
+}
+
 /// What the host's own worker signs to have one of its ML nodes replay an
 /// inference (a prefix of its own, so a payload request's signature cannot
 /// be reused as one).
 pub fn replay_sign_bytes(chain_id: &str, id: &[u8; 32], timestamp: i64, host: &Address) -> Vec<u8> {
-    let mut out = b"kiln/replay-request/v1".to_vec();
-    out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
-    out.extend_from_slice(chain_id.as_bytes());
-    out.extend_from_slice(id);
-    out.extend_from_slice(&timestamp.to_be_bytes());
-    out.extend_from_slice(host.as_bytes());
-    out
+    request_sign_bytes(b"kiln/replay-request/v1", chain_id, id, timestamp, host)
 }
 
 fn unix_now() -> i64 {
@@ -791,26 +797,34 @@ impl Replayer {
         }
     }
 
+    /// `request` with the host's signed headers: this worker's key over
+    /// `sign_bytes(now)`.
+    fn signed(
+        &self,
+        request: ureq::Request,
+        sign_bytes: impl FnOnce(i64) -> Vec<u8>,
+    ) -> ureq::Request {
+        let timestamp = unix_now();
+        let signature: Signature = self.key.sign(&sign_bytes(timestamp));
+        let pubkey = kiln_client::keyring::compressed_pubkey(&self.key);
+        request
+            .set(HEADER_VALIDATOR, &self.market.host.to_bech32())
+            .set(HEADER_VALIDATOR_PUBKEY, &hex::encode(pubkey))
+            .set(HEADER_TIMESTAMP, &timestamp.to_string())
+            .set(HEADER_SIGNATURE, &hex::encode(signature.to_bytes()))
+    }
+
     /// Asks the ML node at `url` (one of the host's) to replay `id`.
     fn replay_on_node(&self, url: &str, id: &[u8; 32], executor: &Address) -> Result<NodeReplay> {
-        let timestamp = unix_now();
-        let signature: Signature = self.key.sign(&replay_sign_bytes(
-            &self.market.chain_id,
-            id,
-            timestamp,
-            &self.market.host,
-        ));
-        let pubkey = kiln_client::keyring::compressed_pubkey(&self.key);
         let body = ReplayRequest {
             id: hex::encode(id),
             executor: executor.to_bech32(),
         };
         // A replay waits its turn behind the node's own requests.
-        let answer = ureq::post(&format!("{url}/kiln/replay"))
-            .set(HEADER_VALIDATOR, &self.market.host.to_bech32())
-            .set(HEADER_VALIDATOR_PUBKEY, &hex::encode(pubkey))
-            .set(HEADER_TIMESTAMP, &timestamp.to_string())
-            .set(HEADER_SIGNATURE, &hex::encode(signature.to_bytes()))
+        let answer = self
+            .signed(ureq::post(&format!("{url}/kiln/replay")), |ts| {
+                replay_sign_bytes(&self.market.chain_id, id, ts, &self.market.host)
+            })
             .timeout(Duration::from_secs(120))
             .send_json(&body);
         match answer {
@@ -837,24 +851,15 @@ impl Replayer {
     /// The payload of `id` from the worker at `url`, with this validator's
     /// signed request.
     fn fetch_payload(&self, url: &str, id: &[u8; 32]) -> Result<Payload> {
-        let timestamp = unix_now();
-        let signature: Signature = self.key.sign(&payload_sign_bytes(
-            &self.market.chain_id,
-            id,
-            timestamp,
-            &self.market.host,
-        ));
-        let pubkey = kiln_client::keyring::compressed_pubkey(&self.key);
-        ureq::get(&format!("{url}/kiln/payload/{}", hex::encode(id)))
-            .set(HEADER_VALIDATOR, &self.market.host.to_bech32())
-            .set(HEADER_VALIDATOR_PUBKEY, &hex::encode(pubkey))
-            .set(HEADER_TIMESTAMP, &timestamp.to_string())
-            .set(HEADER_SIGNATURE, &hex::encode(signature.to_bytes()))
-            .timeout(Duration::from_secs(20))
-            .call()
-            .with_context(|| format!("fetching the payload from {url}"))?
-            .into_json()
-            .context("the payload is not a Kiln payload")
+        self.signed(
+            ureq::get(&format!("{url}/kiln/payload/{}", hex::encode(id))),
+            |ts| payload_sign_bytes(&self.market.chain_id, id, ts, &self.market.host),
+        )
+        .timeout(Duration::from_secs(20))
+        .call()
+        .with_context(|| format!("fetching the payload from {url}"))?
+        .into_json()
+        .context("the payload is not a Kiln payload")
     }
 
     /// The payload from the executor (its own worker or the ML node that
@@ -926,5 +931,34 @@ impl Replayer {
         };
         let score = ((1.0 - distance) * 1e6).round().clamp(0.0, 1e6) as u64;
         Ok(score)
+    }
+}
+
+#[cfg(test)]
+mod sign_bytes_tests {
+    use super::*;
+
+    #[test]
+    fn payload_and_replay_requests_sign_different_bytes_over_the_same_fields() {
+        let host = Address::from_pubkey(&[2; 33]);
+        let id = [7u8; 32];
+        let payload = payload_sign_bytes("kiln-test", &id, 1_700_000_000, &host);
+        let replay = replay_sign_bytes("kiln-test", &id, 1_700_000_000, &host);
+        // domain ‖ u32 BE chain length ‖ chain ‖ id ‖ i64 BE timestamp ‖ host
+        let tail = |domain: &[u8]| {
+            let mut v = domain.to_vec();
+            v.extend_from_slice(&9u32.to_be_bytes());
+            v.extend_from_slice(b"kiln-test");
+            v.extend_from_slice(&id);
+            v.extend_from_slice(&1_700_000_000i64.to_be_bytes());
+            v.extend_from_slice(host.as_bytes());
+            v
+        };
+        assert_eq!(payload, tail(b"kiln/payload-request/v1"));
+        assert_eq!(replay, tail(b"kiln/replay-request/v1"));
+        assert_ne!(
+            payload, replay,
+            "a payload signature must not pass as a replay's"
+        );
     }
 }
