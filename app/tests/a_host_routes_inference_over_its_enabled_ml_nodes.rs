@@ -200,6 +200,45 @@ fn replay_headers(
     ]
 }
 
+/// Like [`buy`], each of `threads` threads sending one request after
+/// another until `stop` is set.
+fn buy_until(
+    buyer: &TestKey,
+    ta: Address,
+    url: &str,
+    threads: usize,
+    max_tokens: u64,
+    tag: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(u16, [u8; 32], Value)>> {
+    let (signing, url, tag) = (buyer.signing.clone(), url.to_string(), tag.to_string());
+    std::thread::spawn(move || {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (signing, url, tag, stop) = (signing.clone(), url.clone(), tag.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut answers = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let body = json!({"model": MODEL, "prompt": format!("{tag} {t}-{i}: count on."),
+                            "max_tokens": max_tokens, "temperature": 0});
+                        let s = kiln_client::inference::sign_body(&signing, CHAIN, &ta, body, max_tokens)
+                            .unwrap();
+                        let (code, answer) = post(&url, &s.body, &s.headers);
+                        answers.push((code, s.id, answer));
+                        i += 1;
+                    }
+                    answers
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
 /// Sends `count` signed completions through host 0's worker from `threads`
 /// threads; each answer's status and the request id.
 fn buy(
@@ -377,15 +416,32 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
         assert_eq!(*code, 200, "{answer}\n{}", logs(&home));
     }
 
-    // Phase 2: n1 killed with requests in flight; every answer still comes.
-    let phase2 = buy(&buyer, hosts[0].address, &completions, 9, 3, 48, "retry");
-    // Killed as soon as it holds a request (its metrics say so).
-    let busy_by = Instant::now() + Duration::from_secs(30);
-    while !node_is_busy(&url(N1)) && Instant::now() < busy_by {
-        std::thread::sleep(Duration::from_millis(50));
+    // Phase 2: n1 killed with a request in flight; every answer still
+    // comes. Requests keep coming until n1 holds one (its metrics say so:
+    // the least loaded routing may keep it busy with validation replays
+    // for a while), then it is killed at once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let phase2 = buy_until(
+        &buyer,
+        hosts[0].address,
+        &completions,
+        3,
+        48,
+        "retry",
+        stop.clone(),
+    );
+    let busy_by = Instant::now() + Duration::from_secs(90);
+    while !node_is_busy(&url(N1)) {
+        assert!(
+            Instant::now() < busy_by,
+            "n1 never got a request to hold\n{}",
+            logs(&home)
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
     let _ = workers.0[N1].kill();
     let _ = workers.0[N1].wait();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let phase2 = phase2.join().unwrap();
     for (code, _, answer) in &phase2 {
         assert_eq!(

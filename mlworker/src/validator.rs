@@ -477,6 +477,9 @@ struct DutyLoop {
     pending: BTreeMap<[u8; 32], Owed>,
 }
 
+/// Replays the duty loop runs at once at most (one per place to run them).
+const MAX_PARALLEL_REPLAYS: usize = 8;
+
 /// How long an executor has to hand over a payload before it scores 0.
 const PAYLOAD_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -506,9 +509,39 @@ impl DutyLoop {
             return Ok(());
         }
         let threshold = self.threshold()?;
-        let owed: Vec<[u8; 32]> = self.pending.keys().copied().collect();
-        for id in owed {
-            self.try_validate(id, threshold)?;
+        let owed: Vec<([u8; 32], Address)> = self
+            .pending
+            .iter()
+            .map(|(id, o)| (*id, o.executor))
+            .collect();
+        // As many replays at once as there are places to run them (this
+        // worker and each enabled node serving the model): each picks the
+        // least loaded, so they spread instead of queueing one by one.
+        let width = self
+            .market
+            .serving_nodes(&self.app.model_name)
+            .map_or(1, |n| n.len() + 1)
+            .clamp(1, MAX_PARALLEL_REPLAYS);
+        for batch in owed.chunks(width) {
+            let scores: Vec<([u8; 32], Result<u64>)> = std::thread::scope(|scope| {
+                let this = &*self;
+                let running: Vec<_> = batch
+                    .iter()
+                    .map(|(id, executor)| (*id, scope.spawn(move || this.replay(id, executor))))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|(id, h)| {
+                        let score = h
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow!("the replay thread panicked")));
+                        (id, score)
+                    })
+                    .collect()
+            });
+            for (id, score) in scores {
+                self.record_replay(id, score, threshold);
+            }
         }
         Ok(())
     }
@@ -660,15 +693,18 @@ impl DutyLoop {
         Ok(())
     }
 
-    fn try_validate(&mut self, id: [u8; 32], threshold: u64) -> Result<()> {
+    /// Acts on the replay of owed `id`: queues the validation (or dispute
+    /// vote) with its score; a replay that failed is tried again later,
+    /// and scores 0 once the executor has had [`PAYLOAD_PATIENCE`].
+    fn record_replay(&mut self, id: [u8; 32], replayed: Result<u64>, threshold: u64) {
         let Some(owed) = self.pending.get(&id) else {
-            return Ok(());
+            return;
         };
-        let score = match self.replay(&id, &owed.executor) {
+        let score = match replayed {
             Ok(score) => score,
             Err(e) if owed.since.elapsed() < PAYLOAD_PATIENCE => {
                 tracing::debug!(error = %format!("{e:#}"), id = %hex::encode(id), "payload not validated yet");
-                return Ok(());
+                return;
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), id = %hex::encode(id), "no valid payload from the executor: scoring 0");
@@ -687,7 +723,7 @@ impl DutyLoop {
             };
             self.market
                 .queue_validation(&id, crate::worker::any_of(&msg));
-            return Ok(());
+            return;
         }
         self.set(|s| {
             s.validated += 1;
@@ -703,7 +739,6 @@ impl DutyLoop {
         };
         self.market
             .queue_validation(&id, crate::worker::any_of(&msg));
-        Ok(())
     }
 
     /// The score of `id`'s replay, run on the least loaded of this worker
