@@ -107,14 +107,6 @@ impl PendingMessages {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Records `msg` durably (the file is synced before this returns).
     pub fn add(&self, kind: &str, msg: &Any) -> Result<()> {
         if let Ok(mut entries) = self.entries.lock() {
@@ -213,7 +205,10 @@ mod tests {
         };
         let map: BTreeMap<String, Entry> = [(message_key(&msg(3)), old)].into_iter().collect();
         std::fs::write(&path, serde_json::to_vec(&map).unwrap()).unwrap();
-        assert!(PendingMessages::open(path.clone()).unwrap().is_empty());
+        assert!(PendingMessages::open(path.clone())
+            .unwrap()
+            .unconfirmed()
+            .is_empty());
         std::fs::write(&path, b"{not json").unwrap();
         let err = PendingMessages::open(path.clone()).err().unwrap();
         assert!(

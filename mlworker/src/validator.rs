@@ -38,7 +38,7 @@ use kiln_inference::duties;
 use kiln_inference::msgs::MsgValidation;
 use serde_json::Value;
 
-use crate::market::{Market, Payload, RouteChoice};
+use crate::market::{Market, NodeTarget, Payload, RouteChoice};
 use crate::serve::http::ServeApp;
 use crate::serve::openai::ApiError;
 use kiln_inference::state::ServingSet;
@@ -432,14 +432,11 @@ pub fn spawn(
     seeds_path: PathBuf,
 ) -> Result<()> {
     let seeds = SeedBook::open(seeds_path)?;
-    let (market, app) = (replayer.market.clone(), replayer.app.clone());
     std::thread::Builder::new()
         .name("validator".into())
         .spawn(move || {
             let mut duty = DutyLoop {
-                rpc: RpcClient::new(market.node_url()),
-                market,
-                app,
+                rpc: RpcClient::new(replayer.market.node_url()),
                 replayer,
                 seeds,
                 status,
@@ -468,8 +465,7 @@ struct Owed {
 
 struct DutyLoop {
     rpc: RpcClient,
-    market: Arc<Market>,
-    app: Arc<ServeApp>,
+    /// The host's market and model, and the replays.
     replayer: Arc<Replayer>,
     seeds: SeedBook,
     status: crate::worker::SharedStatus,
@@ -484,6 +480,14 @@ const MAX_PARALLEL_REPLAYS: usize = 8;
 const PAYLOAD_PATIENCE: Duration = Duration::from_secs(30);
 
 impl DutyLoop {
+    fn market(&self) -> &Market {
+        &self.replayer.market
+    }
+
+    fn app(&self) -> &ServeApp {
+        &self.replayer.app
+    }
+
     fn set(&self, f: impl FnOnce(&mut ValidatorStatus)) {
         if let Ok(mut s) = self.status.lock() {
             f(s.inference_validation.get_or_insert_with(Default::default));
@@ -517,17 +521,22 @@ impl DutyLoop {
         // As many replays at once as there are places to run them (this
         // worker and each enabled node serving the model): each picks the
         // least loaded, so they spread instead of queueing one by one.
-        let width = self
-            .market
-            .serving_nodes(&self.app.model_name)
-            .map_or(1, |n| n.len() + 1)
-            .clamp(1, MAX_PARALLEL_REPLAYS);
+        let nodes = self
+            .market()
+            .serving_nodes(&self.app().model_name)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the host's ML nodes; replaying here");
+                Vec::new()
+            });
+        let width = (nodes.len() + 1).min(MAX_PARALLEL_REPLAYS);
         for batch in owed.chunks(width) {
             let scores: Vec<([u8; 32], Result<u64>)> = std::thread::scope(|scope| {
-                let this = &*self;
+                let (this, nodes) = (&*self, &nodes);
                 let running: Vec<_> = batch
                     .iter()
-                    .map(|(id, executor)| (*id, scope.spawn(move || this.replay(id, executor))))
+                    .map(|(id, executor)| {
+                        (*id, scope.spawn(move || this.replay(id, executor, nodes)))
+                    })
                     .collect();
                 running
                     .into_iter()
@@ -578,14 +587,14 @@ impl DutyLoop {
                 }
             }
         }
-        finished.retain(|(_, _, model, _, _)| *model == self.app.model_name);
+        finished.retain(|(_, _, model, _, _)| *model == self.app().model_name);
         // The serving period's weights, read once for all the block's
         // inferences: as of the block before (a settle at the end of this
         // block already holds the next period's set).
         let serving = if finished.is_empty() {
             ServingSet::default()
         } else {
-            crate::market::serving_set(&self.rpc, &self.app.model_name, height.saturating_sub(1))?
+            crate::market::serving_set(&self.rpc, &self.app().model_name, height.saturating_sub(1))?
         };
         for (id, executor, _, period, rate) in finished {
             let (id, executor) = parse_event_ids(&id, &executor)?;
@@ -605,14 +614,14 @@ impl DutyLoop {
         }
         // Disputes over our model's inferences: every other host of the
         // model replays and votes (the opener's low score is its vote).
-        let me = self.market.host.to_bech32();
+        let me = self.market().host.to_bech32();
         for (id, executor, validator) in disputes {
             if executor == me || validator == me {
                 continue;
             }
             let (id, executor) = parse_event_ids(&id, &executor)?;
             let serves = kiln_client::query::inference(&self.rpc, &hex::encode(id), 0)?
-                .is_some_and(|r| r["model"] == self.app.model_name);
+                .is_some_and(|r| r["model"] == self.app().model_name);
             // A validation we owe already stays one: on chain, its low
             // score is our vote, and it discharges the duty.
             if serves {
@@ -639,7 +648,7 @@ impl DutyLoop {
         let Some(seed) = self.seeds.seed(period) else {
             return false; // no seed of ours covers that period
         };
-        let p = duties::probability_in(serving, executor, &self.market.host, rate_micro);
+        let p = duties::probability_in(serving, executor, &self.market().host, rate_micro);
         duties::is_assigned(&seed, id, p)
     }
 
@@ -647,7 +656,7 @@ impl DutyLoop {
     /// reveals last period's, each once per [`SEED_RESEND_BLOCKS`] until the
     /// chain shows it.
     fn keep_seeds(&mut self, height: u64) -> Result<()> {
-        let host = self.market.host;
+        let host = self.market().host;
         let on_chain = kiln_client::query::validation_seeds(&self.rpc, &host.to_bech32(), 0)?;
         let period = kiln_client::rpc::json_u64(&on_chain["period"])
             .ok_or_else(|| anyhow!("the validation-seeds answer has no period"))?;
@@ -664,14 +673,14 @@ impl DutyLoop {
                 continue;
             }
             let seed = self.seeds.seed_or_new(p)?;
-            let commitment = duties::seed_commitment(&self.market.chain_id, p, &host, &seed);
+            let commitment = duties::seed_commitment(&self.market().chain_id, p, &host, &seed);
             tracing::info!(period = p, "committing a validation seed");
             let msg = kiln_inference::msgs::MsgCommitValidationSeed {
                 host: host.to_bech32(),
                 period: p,
                 commitment: commitment.to_vec(),
             };
-            self.market
+            self.market()
                 .queue_seed(p, false, crate::worker::any_of(&msg));
         }
         if let Some(last) = period.checked_sub(1) {
@@ -683,7 +692,7 @@ impl DutyLoop {
                         period: last,
                         seed: seed.to_vec(),
                     };
-                    self.market
+                    self.market()
                         .queue_seed(last, true, crate::worker::any_of(&msg));
                 }
             }
@@ -717,11 +726,11 @@ impl DutyLoop {
             let invalid = score < threshold;
             tracing::info!(id = %hex::encode(id), score_micro = score, invalid, "dispute vote queued");
             let msg = kiln_inference::msgs::MsgDisputeVote {
-                voter: self.market.host.to_bech32(),
+                voter: self.market().host.to_bech32(),
                 id: id.to_vec(),
                 invalid,
             };
-            self.market
+            self.market()
                 .queue_validation(&id, crate::worker::any_of(&msg));
             return;
         }
@@ -733,11 +742,11 @@ impl DutyLoop {
         });
         tracing::info!(id = %hex::encode(id), score_micro = score, threshold, "validation queued");
         let msg = MsgValidation {
-            validator: self.market.host.to_bech32(),
+            validator: self.market().host.to_bech32(),
             id: id.to_vec(),
             score_micro: score,
         };
-        self.market
+        self.market()
             .queue_validation(&id, crate::worker::any_of(&msg));
     }
 
@@ -749,21 +758,14 @@ impl DutyLoop {
     /// while and the next one tried; when none is left the replay runs here.
     /// `Err`: the payload could not be had or checked (the executor's
     /// failure, wherever the replay ran).
-    fn replay(&self, id: &[u8; 32], executor: &Address) -> Result<u64> {
+    fn replay(&self, id: &[u8; 32], executor: &Address, nodes: &[NodeTarget]) -> Result<u64> {
         let id_hex = hex::encode(id);
-        let nodes = self
-            .market
-            .serving_nodes(&self.app.model_name)
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %format!("{e:#}"), "cannot read the host's ML nodes; replaying here");
-                Vec::new()
-            });
         let mut tried: Vec<String> = Vec::new();
         loop {
             let choice = if nodes.is_empty() {
                 RouteChoice::Local
             } else {
-                self.market.pick(self.app.engine.load(), &nodes, &tried)
+                self.market().pick(self.app().engine.load(), nodes, &tried)
             };
             let node = match choice {
                 RouteChoice::Local => {
@@ -777,7 +779,7 @@ impl DutyLoop {
             tried.push(node.id.clone());
             match self.replayer.replay_on_node(&node.url, id, executor) {
                 Ok(NodeReplay::Scored(score)) => {
-                    self.market.finished_at(&node.id, true);
+                    self.market().finished_at(&node.id, true);
                     tracing::info!(
                         "replayed inference {id_hex} on ML node {}: score {score}",
                         node.id
@@ -786,11 +788,11 @@ impl DutyLoop {
                     return Ok(score);
                 }
                 Ok(NodeReplay::NoPayload(why)) => {
-                    self.market.finished_at(&node.id, true);
+                    self.market().finished_at(&node.id, true);
                     bail!("ML node {}: {why}", node.id);
                 }
                 Err(e) => {
-                    self.market.finished_at(&node.id, false);
+                    self.market().finished_at(&node.id, false);
                     tracing::warn!(ml_node = %node.id, url = %node.url, error = %format!("{e:#}"), "the ML node did not replay the inference; trying another");
                 }
             }
@@ -801,9 +803,9 @@ impl DutyLoop {
         let models = kiln_client::query::models(&self.rpc, 0)?;
         models
             .iter()
-            .find(|m| m["id"] == self.app.model_name)
+            .find(|m| m["id"] == self.app().model_name)
             .and_then(|m| m["validation_threshold_micro"].as_u64())
-            .ok_or_else(|| anyhow!("model {} is not registered", self.app.model_name))
+            .ok_or_else(|| anyhow!("model {} is not registered", self.app().model_name))
     }
 }
 
