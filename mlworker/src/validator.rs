@@ -421,6 +421,8 @@ pub struct ValidatorStatus {
     /// Replays run on this worker, and on each of the host's ML nodes.
     pub replayed_here: u64,
     pub replayed_on_nodes: BTreeMap<String, u64>,
+    /// Replays running now.
+    pub replaying: usize,
     pub last_error: Option<String>,
 }
 
@@ -442,6 +444,7 @@ pub fn spawn(
                 status,
                 next_height: 0,
                 pending: BTreeMap::new(),
+                replays: ReplaysInFlight::default(),
             };
             loop {
                 if let Err(e) = duty.step() {
@@ -471,6 +474,7 @@ struct DutyLoop {
     status: crate::worker::SharedStatus,
     next_height: u64,
     pending: BTreeMap<[u8; 32], Owed>,
+    replays: ReplaysInFlight,
 }
 
 /// Replays the duty loop runs at once at most (one per place to run them).
@@ -489,9 +493,7 @@ impl DutyLoop {
     }
 
     fn set(&self, f: impl FnOnce(&mut ValidatorStatus)) {
-        if let Ok(mut s) = self.status.lock() {
-            f(s.inference_validation.get_or_insert_with(Default::default));
-        }
+        set_status(&self.status, f);
     }
 
     fn step(&mut self) -> Result<()> {
@@ -512,46 +514,46 @@ impl DutyLoop {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // Replays that ended since the last step: their validations (or
+        // votes) are queued, or they wait to be tried again.
+        let ended = self.replays.ended();
+        if self.pending.is_empty() && ended.is_empty() {
+            return Ok(());
+        }
         let threshold = self.threshold()?;
-        let owed: Vec<([u8; 32], Address)> = self
-            .pending
-            .iter()
-            .map(|(id, o)| (*id, o.executor))
-            .collect();
+        for (id, score) in ended {
+            self.record_replay(id, score, threshold);
+        }
         // As many replays at once as there are places to run them (this
         // worker and each enabled node serving the model): each picks the
-        // least loaded, so they spread instead of queueing one by one.
-        let nodes = self
-            .market()
-            .serving_nodes(&self.app().model_name)
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %format!("{e:#}"), "cannot read the host's ML nodes; replaying here");
-                Vec::new()
-            });
+        // least loaded, so they spread instead of queueing one by one. Each
+        // runs on its own thread, so a slow or hung ML node holds up only
+        // its own replay, never this loop (seeds, other validations, votes).
+        let nodes = Arc::new(
+            self.market()
+                .serving_nodes(&self.app().model_name)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot read the host's ML nodes; replaying here");
+                    Vec::new()
+                }),
+        );
         let width = (nodes.len() + 1).min(MAX_PARALLEL_REPLAYS);
-        for batch in owed.chunks(width) {
-            let scores: Vec<([u8; 32], Result<u64>)> = std::thread::scope(|scope| {
-                let (this, nodes) = (&*self, &nodes);
-                let running: Vec<_> = batch
-                    .iter()
-                    .map(|(id, executor)| {
-                        (*id, scope.spawn(move || this.replay(id, executor, nodes)))
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|(id, h)| {
-                        let score = h
-                            .join()
-                            .unwrap_or_else(|_| Err(anyhow!("the replay thread panicked")));
-                        (id, score)
-                    })
-                    .collect()
-            });
-            for (id, score) in scores {
-                self.record_replay(id, score, threshold);
-            }
+        let to_start: Vec<([u8; 32], Address)> = self
+            .pending
+            .iter()
+            .filter(|(id, _)| !self.replays.is_running(id))
+            .take(width.saturating_sub(self.replays.running()))
+            .map(|(id, o)| (*id, o.executor))
+            .collect();
+        for (id, executor) in to_start {
+            let (replayer, status, nodes) =
+                (self.replayer.clone(), self.status.clone(), nodes.clone());
+            self.replays.start(id, move || {
+                replay_owed(&replayer, &status, &id, &executor, &nodes)
+            })?;
         }
+        let running = self.replays.running();
+        self.set(|s| s.replaying = running);
         Ok(())
     }
 
@@ -750,55 +752,6 @@ impl DutyLoop {
             .queue_validation(&id, crate::worker::any_of(&msg));
     }
 
-    /// The score of `id`'s replay, run on the least loaded of this worker
-    /// and the host's ML nodes enabled in force that serve the model (ties
-    /// take turns), the way the host's inference requests are routed
-    /// ([`crate::market`]); never on a disabled node. A node that does not
-    /// answer with a score (down, overloaded, failing) is set aside for a
-    /// while and the next one tried; when none is left the replay runs here.
-    /// `Err`: the payload could not be had or checked (the executor's
-    /// failure, wherever the replay ran).
-    fn replay(&self, id: &[u8; 32], executor: &Address, nodes: &[NodeTarget]) -> Result<u64> {
-        let id_hex = hex::encode(id);
-        let mut tried: Vec<String> = Vec::new();
-        loop {
-            let choice = if nodes.is_empty() {
-                RouteChoice::Local
-            } else {
-                self.market().pick(self.app().engine.load(), nodes, &tried)
-            };
-            let node = match choice {
-                RouteChoice::Local => {
-                    let score = self.replayer.fetch_and_replay(id, executor)?;
-                    tracing::info!("replayed inference {id_hex} here: score {score}");
-                    self.set(|s| s.replayed_here += 1);
-                    return Ok(score);
-                }
-                RouteChoice::Node(node) => node,
-            };
-            tried.push(node.id.clone());
-            match self.replayer.replay_on_node(&node.url, id, executor) {
-                Ok(NodeReplay::Scored(score)) => {
-                    self.market().finished_at(&node.id, true);
-                    tracing::info!(
-                        "replayed inference {id_hex} on ML node {}: score {score}",
-                        node.id
-                    );
-                    self.set(|s| *s.replayed_on_nodes.entry(node.id.clone()).or_default() += 1);
-                    return Ok(score);
-                }
-                Ok(NodeReplay::NoPayload(why)) => {
-                    self.market().finished_at(&node.id, true);
-                    bail!("ML node {}: {why}", node.id);
-                }
-                Err(e) => {
-                    self.market().finished_at(&node.id, false);
-                    tracing::warn!(ml_node = %node.id, url = %node.url, error = %format!("{e:#}"), "the ML node did not replay the inference; trying another");
-                }
-            }
-        }
-    }
-
     fn threshold(&self) -> Result<u64> {
         let models = kiln_client::query::models(&self.rpc, 0)?;
         models
@@ -806,6 +759,119 @@ impl DutyLoop {
             .find(|m| m["id"] == self.app().model_name)
             .and_then(|m| m["validation_threshold_micro"].as_u64())
             .ok_or_else(|| anyhow!("model {} is not registered", self.app().model_name))
+    }
+}
+
+fn set_status(status: &crate::worker::SharedStatus, f: impl FnOnce(&mut ValidatorStatus)) {
+    if let Ok(mut s) = status.lock() {
+        f(s.inference_validation.get_or_insert_with(Default::default));
+    }
+}
+
+/// The duty loop's replays in flight, each on its own thread, by inference.
+#[derive(Default)]
+struct ReplaysInFlight {
+    threads: BTreeMap<[u8; 32], std::thread::JoinHandle<Result<u64>>>,
+}
+
+impl ReplaysInFlight {
+    fn running(&self) -> usize {
+        self.threads.len()
+    }
+
+    fn is_running(&self, id: &[u8; 32]) -> bool {
+        self.threads.contains_key(id)
+    }
+
+    fn start(
+        &mut self,
+        id: [u8; 32],
+        replay: impl FnOnce() -> Result<u64> + Send + 'static,
+    ) -> Result<()> {
+        let thread = std::thread::Builder::new()
+            .name("replay".into())
+            .spawn(replay)
+            .context("starting a replay thread")?;
+        self.threads.insert(id, thread);
+        Ok(())
+    }
+
+    /// The replays that have ended since the last call, with their scores.
+    fn ended(&mut self) -> Vec<([u8; 32], Result<u64>)> {
+        let done: Vec<[u8; 32]> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| t.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        done.into_iter()
+            .filter_map(|id| {
+                let thread = self.threads.remove(&id)?;
+                let score = thread
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow!("the replay thread panicked")));
+                Some((id, score))
+            })
+            .collect()
+    }
+}
+
+/// The score of `id`'s replay, run on the least loaded of this worker
+/// and the host's ML nodes enabled in force that serve the model (ties
+/// take turns), the way the host's inference requests are routed
+/// ([`crate::market`]); never on a disabled node. A node that does not
+/// answer with a score (down, overloaded, failing) is set aside for a
+/// while and the next one tried; when none is left the replay runs here.
+/// `Err`: the payload could not be had or checked (the executor's
+/// failure, wherever the replay ran).
+fn replay_owed(
+    replayer: &Replayer,
+    status: &crate::worker::SharedStatus,
+    id: &[u8; 32],
+    executor: &Address,
+    nodes: &[NodeTarget],
+) -> Result<u64> {
+    let id_hex = hex::encode(id);
+    let mut tried: Vec<String> = Vec::new();
+    loop {
+        let choice = if nodes.is_empty() {
+            RouteChoice::Local
+        } else {
+            replayer
+                .market
+                .pick(replayer.app.engine.load(), nodes, &tried)
+        };
+        let node = match choice {
+            RouteChoice::Local => {
+                let score = replayer.fetch_and_replay(id, executor)?;
+                tracing::info!("replayed inference {id_hex} here: score {score}");
+                set_status(status, |s| s.replayed_here += 1);
+                return Ok(score);
+            }
+            RouteChoice::Node(node) => node,
+        };
+        tried.push(node.id.clone());
+        match replayer.replay_on_node(&node.url, id, executor) {
+            Ok(NodeReplay::Scored(score)) => {
+                replayer.market.finished_at(&node.id, true);
+                tracing::info!(
+                    "replayed inference {id_hex} on ML node {}: score {score}",
+                    node.id
+                );
+                set_status(status, |s| {
+                    *s.replayed_on_nodes.entry(node.id.clone()).or_default() += 1
+                });
+                return Ok(score);
+            }
+            Ok(NodeReplay::NoPayload(why)) => {
+                replayer.market.finished_at(&node.id, true);
+                bail!("ML node {}: {why}", node.id);
+            }
+            Err(e) => {
+                replayer.market.finished_at(&node.id, false);
+                tracing::warn!(ml_node = %node.id, url = %node.url, error = %format!("{e:#}"), "the ML node did not replay the inference; trying another");
+            }
+        }
     }
 }
 
@@ -997,5 +1063,60 @@ mod sign_bytes_tests {
             payload, replay,
             "a payload signature must not pass as a replay's"
         );
+    }
+}
+
+#[cfg(test)]
+mod replays_in_flight_tests {
+    use super::*;
+
+    /// A replay stuck on a hung ML node holds its own slot only: the
+    /// others end and are collected without waiting for it.
+    #[test]
+    fn a_stuck_replay_does_not_hold_up_the_others() {
+        let mut replays = ReplaysInFlight::default();
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        replays
+            .start([1; 32], move || {
+                stuck.recv().map_err(|_| anyhow!("released"))?;
+                Ok(7)
+            })
+            .unwrap();
+        replays.start([2; 32], || Ok(990_000)).unwrap();
+        replays
+            .start([3; 32], || Err(anyhow!("payload unavailable")))
+            .unwrap();
+        assert!(replays.is_running(&[1; 32]));
+        let mut ended = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while ended.len() < 2 && std::time::Instant::now() < deadline {
+            ended.extend(replays.ended());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Collected over several calls: in the order they ended.
+        let mut ended: Vec<([u8; 32], std::result::Result<u64, String>)> = ended
+            .into_iter()
+            .map(|(id, r)| (id, r.map_err(|e| e.to_string())))
+            .collect();
+        ended.sort_by_key(|(id, _)| *id);
+        assert_eq!(
+            ended,
+            vec![
+                ([2; 32], Ok(990_000)),
+                ([3; 32], Err("payload unavailable".to_string()))
+            ]
+        );
+        assert_eq!(replays.running(), 1);
+        assert!(replays.is_running(&[1; 32]) && !replays.is_running(&[2; 32]));
+        release.send(()).unwrap();
+        let mut last = Vec::new();
+        while last.is_empty() && std::time::Instant::now() < deadline {
+            last = replays.ended();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].0, [1; 32]);
+        assert_eq!(last[0].1.as_ref().unwrap(), &7);
+        assert_eq!(replays.running(), 0);
     }
 }
