@@ -198,19 +198,36 @@ pub fn logprobs(logits: &[f32], token: u32, top: usize) -> (f32, Vec<(u32, f32)>
         .ln()
         + f64::from(max);
     let lp = |i: u32| (f64::from(logits[i as usize]) - log_total) as f32;
-    let mut best: Vec<u32> = (0..logits.len() as u32).collect();
-    let top = top.min(best.len());
-    let by_logit = |a: &u32, b: &u32| {
-        logits[*b as usize]
-            .total_cmp(&logits[*a as usize])
-            .then(a.cmp(b))
-    };
-    if top > 0 && top < best.len() {
-        best.select_nth_unstable_by(top - 1, by_logit);
-    }
-    best.truncate(top);
-    best.sort_unstable_by(by_logit);
+    let best = top_ids(logits, top);
     (lp(token), best.into_iter().map(|i| (i, lp(i))).collect())
+}
+
+/// The `n` highest logits' ids, best first (ties: lower id first), in one
+/// pass that keeps the best `n` seen so far: for the few alternatives
+/// `logprobs` reports (≤ 20), most logits are turned away by one comparison.
+fn top_ids(logits: &[f32], n: usize) -> Vec<u32> {
+    use std::cmp::Ordering::Greater;
+    if n > 64 {
+        // Insertion would cost n per kept logit: partition instead.
+        return descending_head(logits, n.min(logits.len()));
+    }
+    let mut best: Vec<u32> = Vec::with_capacity(n + 1);
+    if n == 0 {
+        return best;
+    }
+    for (i, v) in logits.iter().enumerate() {
+        if let Some(&last) = best.last() {
+            // A later id with an equal logit ranks after the earlier one.
+            if best.len() == n && v.total_cmp(&logits[last as usize]) != Greater {
+                continue;
+            }
+        }
+        let at =
+            best.partition_point(|&b| logits[b as usize].total_cmp(v) != std::cmp::Ordering::Less);
+        best.insert(at, i as u32);
+        best.truncate(n);
+    }
+    best
 }
 
 /// Watches generated text for stop strings. Text is released only when no
@@ -388,6 +405,23 @@ mod tests {
             reached_past_head,
             "some draw must come from past the sorted head"
         );
+    }
+
+    #[test]
+    fn the_one_pass_top_equals_a_full_sort_with_ties() {
+        let mut noise = SeededUniform::new(3);
+        // Coarse values: many ties.
+        let logits: Vec<f32> = (0..5_000)
+            .map(|_| (noise.next_f64() * 40.0).floor() as f32)
+            .collect();
+        let sorted = descending_head(&logits, logits.len());
+        for n in [0, 1, 2, 5, 20, 4_999, 5_000, 6_000] {
+            assert_eq!(
+                top_ids(&logits, n),
+                sorted[..n.min(logits.len())].to_vec(),
+                "n = {n}"
+            );
+        }
     }
 
     #[test]
