@@ -394,9 +394,7 @@ mod tests {
                         full_sort_sample(&p, &mut reference, logits),
                         "t {temperature} top_p {top_p} top_k {top_k}"
                     );
-                    let rank = descending_head(logits, vocab)
-                        .iter()
-                        .position(|&t| t == token);
+                    let rank = ranked.iter().position(|&t| t == token);
                     reached_past_head |= rank.is_some_and(|r| r >= SORTED_HEAD);
                 }
             }
