@@ -28,14 +28,14 @@ mod worker_procs;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use kiln_client::rpc::RpcClient;
 use kiln_framework::{Address, Coin, BASE_DENOM};
 use kiln_testkit::TestKey;
 use serde_json::{json, Value};
-use worker_procs::{free_port, post, start_chain, worker_bin, Seen, Workers};
+use worker_procs::{free_port, post, start_chain, worker_bin, Seen, ServingWorker, Workers};
 
 const CHAIN: &str = "kiln-routing";
 const MODEL: &str = "smollm2-135m";
@@ -46,47 +46,18 @@ const N1: usize = 1;
 const N2: usize = 2;
 const N3: usize = 3;
 
-fn spawn_worker(
-    bin: &Path,
-    home: &Path,
-    rpc_url: &str,
-    host: &Address,
-    name: &str,
-    port: u16,
-) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.join(format!("{name}.log")))
-        .unwrap();
-    Command::new(bin)
-        .args([
-            "run",
-            "--node",
-            rpc_url,
-            "--host",
-            &host.to_bech32(),
-            "--key",
-            &format!("{name}-ml"),
-            "--keyring-backend",
-            "test",
-            "--home",
-            home.to_str().unwrap(),
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--journal",
-            home.join(format!("journal-{name}")).to_str().unwrap(),
-            "--serve-model",
-            MODEL,
-            "--no-sprint",
-            "--threads",
-            "1",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
+fn spawn_worker(home: &Path, rpc_url: &str, host: &Address, name: &str, port: u16) -> Child {
+    ServingWorker {
+        node: rpc_url,
+        host,
+        key: &format!("{name}-ml"),
+        home,
+        port,
+        journal: &home.join(format!("journal-{name}")),
+        log: &home.join(format!("{name}.log")),
+        model: MODEL,
+    }
+    .spawn()
 }
 
 fn logs(home: &Path) -> String {
@@ -278,7 +249,7 @@ fn buy(
 
 #[test]
 fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() {
-    let worker_bin = worker_bin();
+    worker_bin(); // built, or a clear failure before the chain starts
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_path_buf();
     let hosts = [
@@ -353,16 +324,7 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
         NAMES
             .iter()
             .enumerate()
-            .map(|(i, name)| {
-                spawn_worker(
-                    &worker_bin,
-                    &home,
-                    &rpc_url,
-                    &host_of(i).address,
-                    name,
-                    ports[i],
-                )
-            })
+            .map(|(i, name)| spawn_worker(&home, &rpc_url, &host_of(i).address, name, ports[i]))
             .collect(),
     );
     let ready_by = Instant::now() + Duration::from_secs(600);
@@ -458,14 +420,7 @@ fn a_host_routes_inference_over_its_enabled_ml_nodes_and_retries_a_killed_one() 
         logs(&home)
     );
     // n1 back (its payloads are on its disk for the validators).
-    workers.0[N1] = spawn_worker(
-        &worker_bin,
-        &home,
-        &rpc_url,
-        &hosts[0].address,
-        "n1",
-        ports[N1],
-    );
+    workers.0[N1] = spawn_worker(&home, &rpc_url, &hosts[0].address, "n1", ports[N1]);
 
     // Every request settles exactly once; none expires.
     let ids: Vec<[u8; 32]> = phase1.iter().chain(&phase2).map(|(_, id, _)| *id).collect();

@@ -20,7 +20,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,43 +138,18 @@ fn serve_connection(stream: TcpStream, upstream: &str, state: &ProxyState) -> st
     }
 }
 
-fn spawn_worker(
-    worker_bin: &Path,
-    home: &Path,
-    node: &str,
-    host: &TestKey,
-    port: u16,
-    run: u32,
-) -> Child {
-    let log = std::fs::File::create(home.join(format!("worker-run{run}.log"))).unwrap();
-    Command::new(worker_bin)
-        .args([
-            "run",
-            "--node",
-            node,
-            "--host",
-            &host.address.to_bech32(),
-            "--key",
-            "host-ml",
-            "--keyring-backend",
-            "test",
-            "--home",
-            home.to_str().unwrap(),
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--journal",
-            home.join("journal").to_str().unwrap(),
-            "--serve-model",
-            MODEL,
-            "--no-sprint",
-            "--threads",
-            "1",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
+fn spawn_worker(home: &Path, node: &str, host: &TestKey, port: u16, run: u32) -> Child {
+    ServingWorker {
+        node,
+        host: &host.address,
+        key: "host-ml",
+        home,
+        port,
+        journal: &home.join("journal"),
+        log: &home.join(format!("worker-run{run}.log")),
+        model: MODEL,
+    }
+    .spawn()
 }
 
 fn log_tail(home: &Path, run: u32) -> String {
@@ -208,7 +183,7 @@ fn wait_until<T>(
 
 #[test]
 fn a_worker_killed_before_its_finish_lands_sends_it_after_restart() {
-    let worker_bin = worker_bin();
+    worker_bin(); // built, or a clear failure before the chain starts
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_path_buf();
     let host = TestKey::from_label("finish-after-restart-host");
@@ -250,14 +225,7 @@ fn a_worker_killed_before_its_finish_lands_sends_it_after_restart() {
     let proxy = Arc::new(ProxyState::default());
     let node = start_proxy(rpc_url.clone(), proxy.clone());
 
-    let mut first = Workers(vec![spawn_worker(
-        &worker_bin,
-        &home,
-        &node,
-        &host,
-        port,
-        1,
-    )]);
+    let mut first = Workers(vec![spawn_worker(&home, &node, &host, port, 1)]);
     wait_until(
         "the worker serves the model",
         600,
@@ -334,14 +302,7 @@ fn a_worker_killed_before_its_finish_lands_sends_it_after_restart() {
         child.wait().unwrap();
     }
     proxy.refuse_finishes.store(false, Ordering::SeqCst);
-    let _second = Workers(vec![spawn_worker(
-        &worker_bin,
-        &home,
-        &node,
-        &host,
-        port,
-        2,
-    )]);
+    let _second = Workers(vec![spawn_worker(&home, &node, &host, port, 2)]);
     let finished = wait_until(
         "the restarted worker's finish settles the inference",
         300,

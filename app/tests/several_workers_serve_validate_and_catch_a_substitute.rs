@@ -29,7 +29,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,7 +58,7 @@ fn completion_body(prompt: &str) -> Value {
 
 #[test]
 fn several_workers_serve_validate_and_catch_a_substitute() {
-    let worker_bin = worker_bin();
+    worker_bin(); // built, or a clear failure before the chain starts
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_path_buf();
 
@@ -115,33 +114,17 @@ fn several_workers_serve_validate_and_catch_a_substitute() {
     // The workers.
     let mut workers = Workers(Vec::new());
     for (i, host) in hosts.iter().enumerate() {
-        let log = std::fs::File::create(home.join(format!("worker{i}.log"))).unwrap();
-        let mut cmd = Command::new(&worker_bin);
-        cmd.args([
-            "run",
-            "--node",
-            &rpc_url,
-            "--host",
-            &host.address.to_bech32(),
-            "--key",
-            &format!("host{i}-ml"),
-            "--keyring-backend",
-            "test",
-            "--home",
-            home.to_str().unwrap(),
-            "--http",
-            &format!("127.0.0.1:{}", ports[i]),
-            "--journal",
-            home.join(format!("journal{i}")).to_str().unwrap(),
-            "--serve-model",
-            MODEL,
-            "--no-sprint",
-            "--threads",
-            "1",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
+        let mut cmd = ServingWorker {
+            node: &rpc_url,
+            host: &host.address,
+            key: &format!("host{i}-ml"),
+            home: &home,
+            port: ports[i],
+            journal: &home.join(format!("journal{i}")),
+            log: &home.join(format!("worker{i}.log")),
+            model: MODEL,
+        }
+        .command();
         if i == CHEATER {
             cmd.args(["--test-substitute-perturbation", "0.01"]);
         }

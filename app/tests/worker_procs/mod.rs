@@ -329,3 +329,58 @@ pub fn worker_bin() -> std::path::PathBuf {
     );
     bin
 }
+
+/// `kiln-mlworker run` serving `model` for `host` with the ML key `key`
+/// from the test keyring under `home`: no sprint, one torch thread, its
+/// output appended to `log`. Callers add flags, then spawn.
+pub struct ServingWorker<'a> {
+    pub node: &'a str,
+    pub host: &'a Address,
+    pub key: &'a str,
+    pub home: &'a Path,
+    pub port: u16,
+    pub journal: &'a Path,
+    pub log: &'a Path,
+    pub model: &'a str,
+}
+
+impl ServingWorker<'_> {
+    pub fn command(&self) -> std::process::Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log)
+            .unwrap();
+        let mut cmd = std::process::Command::new(worker_bin());
+        cmd.args([
+            "run",
+            "--node",
+            self.node,
+            "--host",
+            &self.host.to_bech32(),
+            "--key",
+            self.key,
+            "--keyring-backend",
+            "test",
+            "--home",
+            self.home.to_str().unwrap(),
+            "--http",
+            &format!("127.0.0.1:{}", self.port),
+            "--journal",
+            self.journal.to_str().unwrap(),
+            "--serve-model",
+            self.model,
+            "--no-sprint",
+            "--threads",
+            "1",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(log));
+        cmd
+    }
+
+    pub fn spawn(&self) -> Child {
+        self.command().spawn().unwrap()
+    }
+}
