@@ -64,6 +64,16 @@ pub fn load_app(
         device,
         kind: crate::device::inference_kind(device, settings.precision),
     };
+    if options.kind == tch::Kind::BFloat16
+        && device == tch::Device::Cpu
+        && !crate::device::cpu_has_native_bf16()
+    {
+        // Measured on such a CPU: 8 concurrent requests at 29 tokens/s in
+        // bf16 against 90 in f32.
+        tracing::warn!(
+            "this CPU has no native bf16 (AVX512-BF16): torch emulates it and serving in bf16 is ~3x slower than in f32 (the CPU default)"
+        );
+    }
     let started = std::time::Instant::now();
     let llm = match settings.substitute_perturbation {
         None => Llm::load(model, options),
