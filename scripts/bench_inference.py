@@ -6,8 +6,8 @@
 
 Kiln: the official openai client, 1 request and then 8 concurrent requests,
 each a ~128-token prompt asking for exactly 128 new tokens (greedy,
-`ignore_eos`-like: max_tokens with a prompt that does not end early is not
-guaranteed, so completion tokens are counted from `usage`); aggregate
+`min_tokens` = `max_tokens` = 128, vLLM's extension Kiln takes, as
+transformers' `min_new_tokens`; completion tokens counted from `usage`); aggregate
 tokens/s = completion tokens / wall time; time to first token at 8
 concurrent from streamed requests. transformers: the same prompt ids, one
 `generate` of 128 new tokens (min_new_tokens=128) for 1, and the 8 prompts
@@ -43,7 +43,8 @@ prompts = [
 
 
 def complete(p):
-    r = client.completions.create(model=model, prompt=p, max_tokens=NEW, temperature=0)
+    r = client.completions.create(model=model, prompt=p, max_tokens=NEW, temperature=0,
+                                  extra_body={"min_tokens": NEW})
     return r.usage.prompt_tokens, r.usage.completion_tokens
 
 
@@ -51,7 +52,8 @@ def timed_ttft(p, out, i):
     t0 = time.perf_counter()
     first = None
     n = 0
-    for chunk in client.completions.create(model=model, prompt=p, max_tokens=NEW, temperature=0, stream=True):
+    for chunk in client.completions.create(model=model, prompt=p, max_tokens=NEW, temperature=0, stream=True,
+                                           extra_body={"min_tokens": NEW}):
         if chunk.choices and chunk.choices[0].text:
             if first is None:
                 first = time.perf_counter() - t0

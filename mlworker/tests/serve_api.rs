@@ -145,6 +145,49 @@ fn the_official_openai_client_works_unchanged() {
     );
 }
 
+/// vLLM's `min_tokens` and `ignore_eos`, which benchmark tools send to get
+/// answers of a fixed length: a greedy answer that ends early (EOS) runs to
+/// `max_tokens` with either, and keeps its start.
+#[test]
+fn min_tokens_and_ignore_eos_keep_generating_past_the_end_of_sequence() {
+    let server = Server::start(&[]);
+    let with = |extra: Value| {
+        let mut body = chat("What is the capital of France?", 40);
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, answer) = server.post("/v1/chat/completions", &body);
+        assert_eq!(status, 200, "{answer}");
+        (
+            answer["usage"]["completion_tokens"].as_u64().unwrap(),
+            answer["choices"][0]["finish_reason"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            answer["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let (short, finish, text) = with(json!({}));
+    assert_eq!(
+        finish, "stop",
+        "the prompt must end early for this test: {text:?}"
+    );
+    assert!(short < 40, "{short} tokens: {text:?}");
+    for extra in [json!({"min_tokens": 40}), json!({"ignore_eos": true})] {
+        let (n, finish, longer) = with(extra.clone());
+        assert_eq!((n, finish.as_str()), (40, "length"), "{extra}: {longer:?}");
+        assert!(
+            longer.starts_with(text.trim_end()),
+            "{extra}: {longer:?} does not start with {text:?}"
+        );
+    }
+    // A minimum below the natural length changes nothing.
+    assert_eq!(with(json!({"min_tokens": 1})), (short, finish, text));
+}
+
 #[test]
 fn eight_concurrent_greedy_requests_equal_one_at_a_time() {
     let server = Server::start(&[]);

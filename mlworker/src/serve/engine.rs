@@ -491,7 +491,19 @@ impl Scheduler {
         let Some(a) = self.active.get_mut(&id) else {
             return;
         };
-        let token = a.sampler.sample(logits);
+        // Below `min_tokens` the end-of-sequence tokens cannot be drawn;
+        // logprobs still report the model's own distribution.
+        let token = if a.generated < a.job.spec.sampling.min_tokens as usize {
+            let mut masked = logits.to_vec();
+            for &stop in self.tokenizer.stop_ids() {
+                if let Some(l) = masked.get_mut(stop as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            a.sampler.sample(&masked)
+        } else {
+            a.sampler.sample(logits)
+        };
         match a.last_token_at {
             None => self.metrics.first_token(now.duration_since(a.job.arrived)),
             Some(prev) => self.metrics.next_token(now.duration_since(prev)),
@@ -502,7 +514,7 @@ impl Scheduler {
             prompt_tokens: a.job.spec.prompt.len(),
             completion_tokens: a.generated,
         };
-        if self.tokenizer.stop_ids().contains(&token) {
+        if self.tokenizer.stop_ids().contains(&token) && !a.job.spec.sampling.ignore_eos {
             let tail = a.stop.finish();
             self.done(id, tail, FinishReason::Stop, usage);
             return;

@@ -176,6 +176,12 @@ pub struct SamplingParams {
     /// Tokens to generate at most (None: up to the context length).
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
+    /// vLLM's extension: the model's end-of-sequence tokens cannot be drawn
+    /// before this many tokens (0: no minimum).
+    pub min_tokens: u32,
+    /// vLLM's extension: an end-of-sequence token does not end the answer
+    /// (only `max_tokens`, a stop string or the context does).
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -187,6 +193,8 @@ impl Default for SamplingParams {
             seed: None,
             max_tokens: None,
             stop: Vec::new(),
+            min_tokens: 0,
+            ignore_eos: false,
         }
     }
 }
@@ -443,6 +451,22 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<GenerationReques
                 .with_code("out_of_range"),
         );
     }
+    sampling.min_tokens = f
+        .take::<u32>("min_tokens", "a non-negative integer")?
+        .unwrap_or(0);
+    if let Some(max) = sampling.max_tokens {
+        if sampling.min_tokens > max {
+            return Err(ApiError::invalid(
+                Some("min_tokens"),
+                format!(
+                    "min_tokens ({}) is above max_tokens ({max})",
+                    sampling.min_tokens
+                ),
+            )
+            .with_code("out_of_range"));
+        }
+    }
+    sampling.ignore_eos = f.take::<bool>("ignore_eos", "a boolean")?.unwrap_or(false);
     sampling.stop = match f.take::<StringOrList>("stop", "a string or an array of strings")? {
         None => Vec::new(),
         Some(StringOrList::One(s)) => vec![s],
@@ -706,6 +730,16 @@ mod tests {
                 json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}),
                 "top_logprobs",
                 "out_of_range",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4, "min_tokens": 5}),
+                "min_tokens",
+                "out_of_range",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "ignore_eos": "yes"}),
+                "ignore_eos",
+                "invalid_type",
             ),
             (
                 json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "frobnicate": 1}),
