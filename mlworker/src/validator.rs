@@ -511,9 +511,6 @@ impl DutyLoop {
             self.set(|s| s.followed_height = self.next_height);
             self.next_height += 1;
         }
-        if self.pending.is_empty() {
-            return Ok(());
-        }
         // Replays that ended since the last step: their validations (or
         // votes) are queued, or they wait to be tried again.
         let ended = self.replays.ended();

@@ -1,6 +1,7 @@
 //! Times one decode step at several batch sizes (each sequence prefilled
 //! with PROMPT_LEN tokens first): median of STEPS steps.
-//! `decode_profile [THREADS] [PROMPT_LEN] [STEPS] [BATCHES...]`
+//! `decode_profile [THREADS] [PROMPT_LEN] [STEPS] [BATCHES...]`; with
+//! `KILN_F32_PRODUCTS=1` every product uses the f32 weights.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // wall clock: printed timings
 
 use std::time::Instant;
@@ -23,7 +24,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     tch::set_num_threads(threads);
     let llm = Llm::load("smollm2-135m", LoadOptions::cpu())?;
-    let m = &llm.model;
+    // KILN_F32_PRODUCTS=1: every product on the f32 weights (the reference).
+    let m = if std::env::var("KILN_F32_PRODUCTS").is_ok_and(|v| v == "1") {
+        llm.model.without_block_products()
+    } else {
+        llm.model
+    };
+    println!("block products: {}", m.uses_block_products());
+    let m = &m;
     let prompt: Vec<u32> = (0..prompt_len as u32)
         .map(|i| 100 + (i * 37) % 5000)
         .collect();

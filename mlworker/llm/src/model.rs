@@ -44,6 +44,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::gguf::{GgufError, GgufFile};
+use crate::quant::QuantMatrix;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -78,6 +79,64 @@ pub const PREFILL_CHUNK: usize = 512;
 /// Up to this many rows, a CPU f32 projection runs as `(w · xᵀ)ᵀ` (see
 /// `LlamaModel::project`).
 const SMALL_BATCH_ROWS: i64 = 16;
+
+/// Up to this many rows, a product with quantized weights runs on their
+/// blocks ([`QuantMatrix::matmul`]); more rows use the f32 weights.
+const BLOCK_ROWS: i64 = 8;
+
+thread_local! {
+    /// While a [`BlockThreads`] is alive on this thread: the threads a
+    /// product on blocks splits over.
+    static LENT_THREADS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// For a pass that runs its products on blocks: torch's threads (as the
+/// caller set them on this thread) are lent to the block products, and
+/// torch's own ops run on one thread until the guard drops. Both at once
+/// would fight over the cores: after each parallel op torch's OpenMP
+/// threads spin for milliseconds waiting for the next one, and a helper of
+/// the block products then gets no core (measured on two cores: a batch-8
+/// decode step took 135 ms instead of 52). Nested guards are no-ops; the
+/// outermost restores the thread count when dropped. Get one from
+/// [`LlamaModel::block_threads`].
+pub struct BlockThreads {
+    /// `Some(torch's threads before)` for the outermost guard.
+    restore: Option<i32>,
+}
+
+impl BlockThreads {
+    fn enter() -> Self {
+        if LENT_THREADS.with(|l| l.get()).is_some() {
+            return BlockThreads { restore: None };
+        }
+        let torch_threads = tch::get_num_threads().max(1);
+        LENT_THREADS.with(|l| l.set(Some(torch_threads as usize)));
+        if torch_threads > 1 {
+            tch::set_num_threads(1);
+        }
+        BlockThreads {
+            restore: Some(torch_threads),
+        }
+    }
+
+    /// Threads for a product on blocks on this thread now.
+    fn lent() -> usize {
+        LENT_THREADS
+            .with(|l| l.get())
+            .unwrap_or_else(|| tch::get_num_threads().max(1) as usize)
+    }
+}
+
+impl Drop for BlockThreads {
+    fn drop(&mut self) {
+        if let Some(threads) = self.restore {
+            LENT_THREADS.with(|l| l.set(None));
+            if threads > 1 {
+                tch::set_num_threads(threads);
+            }
+        }
+    }
+}
 
 /// Hyper-parameters read from the GGUF metadata (`{arch}.*` keys).
 #[derive(Clone, Debug, PartialEq)]
@@ -232,6 +291,17 @@ struct Layer {
     /// `[2 ffn, hidden]`: gate, up stacked.
     w_gate_up: Tensor,
     w_down: Tensor,
+    /// The same four matrices in the file's blocks, for decode steps on the
+    /// CPU (see [`crate::quant`]); `None` where the file holds floats.
+    blocks: LayerBlocks,
+}
+
+#[derive(Default)]
+struct LayerBlocks {
+    wqkv: Option<QuantMatrix>,
+    wo: Option<QuantMatrix>,
+    w_gate_up: Option<QuantMatrix>,
+    w_down: Option<QuantMatrix>,
 }
 
 /// The model: weights on their device, and the RoPE inverse frequencies.
@@ -243,6 +313,7 @@ pub struct LlamaModel {
     norm: Tensor,
     /// `[vocab, hidden]`; the embedding itself when tied.
     lm_head: Tensor,
+    lm_head_blocks: Option<QuantMatrix>,
     /// `[head_dim / 2]`, f32 on the device.
     inv_freq: Tensor,
 }
@@ -418,19 +489,72 @@ fn load_tensor(
     Ok(tensor.to_device(opts.device).to_kind(opts.kind))
 }
 
+/// A weight's blocks as the file holds them, when it is `[rows, cols]` in a
+/// format [`QuantMatrix`] computes with.
+fn load_blocks(file: &GgufFile, name: &str, rows: i64, cols: i64) -> Option<QuantMatrix> {
+    let info = file.tensor(name)?;
+    if info.shape() != [rows, cols] {
+        return None;
+    }
+    QuantMatrix::new(
+        info.ggml_type,
+        rows as usize,
+        cols as usize,
+        file.tensor_bytes(info).ok()?,
+    )
+}
+
+/// The order of rows [`unpermute_qk`] produces: row `i` of the result is row
+/// `order[i]` of `w`.
+fn unpermute_order(rows: i64, n_head: usize) -> Vec<usize> {
+    let index = Tensor::arange(rows, (Kind::Int64, Device::Cpu)).reshape([rows, 1]);
+    Vec::<i64>::try_from(unpermute_qk(&index, n_head).reshape([-1]))
+        .map(|v| v.into_iter().map(|i| i as usize).collect())
+        .unwrap_or_default()
+}
+
 impl LlamaModel {
-    /// Loads every weight of `file` (see the module doc for the layout).
+    /// Loads every weight of `file` (see the module doc for the layout). On
+    /// the CPU in f32, the quantized matrices are also kept in their blocks
+    /// for decode steps (see [`crate::quant`]).
     pub fn load(file: &GgufFile, options: LoadOptions) -> Result<Self> {
-        Self::load_with(file, options, &|_, t| t)
+        Self::load_inner(file, options, None)
     }
 
     /// As [`load`](Self::load), with every weight passed through `transform`
-    /// (see [`WeightTransform`]) after dequantization.
+    /// (see [`WeightTransform`]) after dequantization. The file's blocks no
+    /// longer describe such weights, so every product runs in `options.kind`.
     pub fn load_with(
         file: &GgufFile,
         options: LoadOptions,
         transform: WeightTransform,
     ) -> Result<Self> {
+        Self::load_inner(file, options, Some(transform))
+    }
+
+    /// Computes every product with the f32 weights (MKL), as before the
+    /// quantized decode path: a reference for benchmarks and tests.
+    pub fn without_block_products(mut self) -> Self {
+        for layer in &mut self.layers {
+            layer.blocks = LayerBlocks::default();
+        }
+        self.lm_head_blocks = None;
+        self
+    }
+
+    /// Whether decode steps use the file's blocks (see [`crate::quant`]).
+    pub fn uses_block_products(&self) -> bool {
+        self.lm_head_blocks.is_some() || self.layers.iter().any(|l| l.blocks.wqkv.is_some())
+    }
+
+    fn load_inner(
+        file: &GgufFile,
+        options: LoadOptions,
+        transform: Option<WeightTransform>,
+    ) -> Result<Self> {
+        let keep_blocks =
+            transform.is_none() && options.device == Device::Cpu && options.kind == Kind::Float;
+        let transform: WeightTransform = transform.unwrap_or(&|_, t| t);
         let _guard = tch::no_grad_guard();
         let config = LlamaConfig::from_gguf(file)?;
         let c = &config;
@@ -471,7 +595,37 @@ impl LlamaModel {
                 transform,
             )?;
             let up = load_tensor(file, &name("ffn_up.weight"), &[ffn, h], &f32_cpu, transform)?;
+            let blocks = if keep_blocks {
+                let q_blocks = load_blocks(file, &name("attn_q.weight"), q, h);
+                let k_blocks = load_blocks(file, &name("attn_k.weight"), kv, h);
+                let (q_blocks, k_blocks) = if c.permuted_qk {
+                    (
+                        q_blocks.and_then(|m| m.select_rows(&unpermute_order(q, c.n_heads))),
+                        k_blocks.and_then(|m| m.select_rows(&unpermute_order(kv, c.n_kv_heads))),
+                    )
+                } else {
+                    (q_blocks, k_blocks)
+                };
+                let v_blocks = load_blocks(file, &name("attn_v.weight"), kv, h);
+                let gate_blocks = load_blocks(file, &name("ffn_gate.weight"), ffn, h);
+                let up_blocks = load_blocks(file, &name("ffn_up.weight"), ffn, h);
+                LayerBlocks {
+                    wqkv: match (q_blocks, k_blocks, v_blocks) {
+                        (Some(a), Some(b), Some(v)) => QuantMatrix::stack(&[&a, &b, &v]),
+                        _ => None,
+                    },
+                    wo: load_blocks(file, &name("attn_output.weight"), h, q),
+                    w_gate_up: match (gate_blocks, up_blocks) {
+                        (Some(g), Some(u)) => QuantMatrix::stack(&[&g, &u]),
+                        _ => None,
+                    },
+                    w_down: load_blocks(file, &name("ffn_down.weight"), h, ffn),
+                }
+            } else {
+                LayerBlocks::default()
+            };
             layers.push(Layer {
+                blocks,
                 attn_norm: load_tensor(file, &name("attn_norm.weight"), &[h], &options, transform)?,
                 wqkv: to_dev(Tensor::cat(&[wq, wk, wv], 0)),
                 bqkv,
@@ -499,6 +653,11 @@ impl LlamaModel {
         } else {
             load_tensor(file, "output.weight", &[vocab, h], &options, transform)?
         };
+        let lm_head_blocks = match (keep_blocks, c.tied_embeddings) {
+            (false, _) => None,
+            (true, true) => load_blocks(file, "token_embd.weight", vocab, h),
+            (true, false) => load_blocks(file, "output.weight", vocab, h),
+        };
         // As transformers' default RoPE: base ** (arange(0, d, 2) / d) in f32, inverted.
         let d = c.head_dim as i64;
         let exponent = Tensor::arange_start_step(0, d, 2, (Kind::Int64, Device::Cpu))
@@ -514,6 +673,7 @@ impl LlamaModel {
             layers,
             norm,
             lm_head,
+            lm_head_blocks,
             inv_freq,
         })
     }
@@ -596,8 +756,32 @@ impl LlamaModel {
     /// row, where both are a matrix-vector product). Same values up to f32
     /// rounding (bit-identical from 12 rows on). Other precisions and
     /// devices, and more rows, keep `linear`.
-    fn project(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    ///
+    /// With the weight's `blocks` (CPU, f32, a quantized file), up to
+    /// `SMALL_BATCH_ROWS` rows are multiplied by the blocks themselves
+    /// ([`QuantMatrix::matmul`]): the same f32 weights, ~5× less memory read.
+    fn project(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        blocks: Option<&QuantMatrix>,
+        bias: Option<&Tensor>,
+    ) -> Tensor {
         let rows = x.size().first().copied().unwrap_or(0);
+        if let Some(blocks) = blocks.filter(|_| (1..=BLOCK_ROWS).contains(&rows)) {
+            let values = x.contiguous().view([-1]);
+            if let Ok(values) = Vec::<f32>::try_from(&values) {
+                if values.len() == rows as usize * blocks.cols() {
+                    let threads = BlockThreads::lent();
+                    let y = blocks.matmul(&values, rows as usize, threads);
+                    let y = Tensor::from_slice(&y).reshape([rows, blocks.rows() as i64]);
+                    return match bias {
+                        Some(b) => y + b,
+                        None => y,
+                    };
+                }
+            }
+        }
         if self.options.device == Device::Cpu
             && self.options.kind == Kind::Float
             && (1..=SMALL_BATCH_ROWS).contains(&rows)
@@ -743,6 +927,7 @@ impl LlamaModel {
         tokens: &[u32],
         segments: &[(usize, i64, i64)],
     ) -> Tensor {
+        let _threads = self.block_threads(tokens.len());
         let c = &self.config;
         let (qd, kvd, hd) = (c.q_dim() as i64, c.kv_dim() as i64, c.head_dim as i64);
         let dev = self.options.device;
@@ -779,7 +964,12 @@ impl LlamaModel {
         };
         for (li, layer) in self.layers.iter().enumerate() {
             let normed = self.rms_norm(&x, &layer.attn_norm);
-            let qkv = self.project(&normed, &layer.wqkv, layer.bqkv.as_ref());
+            let qkv = self.project(
+                &normed,
+                &layer.wqkv,
+                layer.blocks.wqkv.as_ref(),
+                layer.bqkv.as_ref(),
+            );
             let q = qkv.narrow(1, 0, qd).reshape([rows, c.n_heads as i64, hd]);
             let k = qkv
                 .narrow(1, qd, kvd)
@@ -825,12 +1015,17 @@ impl LlamaModel {
             } else {
                 Tensor::cat(&outs, 0)
             };
-            x += self.project(&attn, &layer.wo, None);
+            x += self.project(&attn, &layer.wo, layer.blocks.wo.as_ref(), None);
             let normed = self.rms_norm(&x, &layer.ffn_norm);
-            let gate_up = self.project(&normed, &layer.w_gate_up, None);
+            let gate_up = self.project(
+                &normed,
+                &layer.w_gate_up,
+                layer.blocks.w_gate_up.as_ref(),
+                None,
+            );
             let ffn = c.ffn_hidden as i64;
             let act = gate_up.narrow(1, 0, ffn).silu() * gate_up.narrow(1, ffn, ffn);
-            x += self.project(&act, &layer.w_down, None);
+            x += self.project(&act, &layer.w_down, layer.blocks.w_down.as_ref(), None);
         }
         for &(s, _, count) in segments {
             seqs[s].len += count as usize;
@@ -838,8 +1033,21 @@ impl LlamaModel {
         self.rms_norm(&x, &self.norm)
     }
 
+    /// For a forward pass of `rows` rows (one per decoding sequence) that
+    /// runs its products on blocks, a guard that keeps torch's own ops on
+    /// one thread and lends the others to the products (see
+    /// [`BlockThreads`]); `None` when the pass does not use blocks. Passes
+    /// take one themselves; a caller holds one over a pass *and* what it
+    /// does with the logits, so no torch op of its own wakes torch's
+    /// threads between two passes.
+    pub fn block_threads(&self, rows: usize) -> Option<BlockThreads> {
+        (self.uses_block_products() && (1..=BLOCK_ROWS as usize).contains(&rows))
+            .then(BlockThreads::enter)
+    }
+
     fn lm_logits(&self, hidden: &Tensor) -> Tensor {
-        self.project(hidden, &self.lm_head, None)
+        let _threads = self.block_threads(hidden.size().first().copied().unwrap_or(0) as usize);
+        self.project(hidden, &self.lm_head, self.lm_head_blocks.as_ref(), None)
             .to_kind(Kind::Float)
     }
 

@@ -324,3 +324,58 @@ fn bf16_weights_run_the_same_code_path() {
     }
     println!("bf16 vs f32, first token: max |logprob diff| {max_diff:.2e}");
 }
+
+/// Decode steps on the file's Q4_1/Q8_0 blocks (`kiln_llm::quant`, the CPU
+/// default) compute the model the f32 weights compute: the same greedy
+/// tokens and logits within float rounding, alone and in a batch of four,
+/// with the products split over two threads (the helper pool) as the
+/// serving worker runs them.
+#[test]
+fn decode_on_quantized_blocks_equals_decode_on_f32_weights() {
+    let llm = load();
+    tch::set_num_threads(2);
+    let blocks = &llm.model;
+    assert!(blocks.uses_block_products(), "SmolLM2's GGUF is Q4_1/Q8_0");
+    let file = kiln_llm::gguf::GgufFile::open(common::model_path()).unwrap();
+    let f32_model = LlamaModel::load(&file, LoadOptions::cpu())
+        .unwrap()
+        .without_block_products();
+    assert!(!f32_model.uses_block_products());
+    let prompts = prompts(&llm);
+    let steps = 12;
+    let mut worst = 0f64;
+    for prompt in &prompts {
+        let a = alone(blocks, prompt, steps);
+        let b = alone(&f32_model, prompt, steps);
+        for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(argmax(x), argmax(y), "step {step}");
+            worst = worst.max(max_abs_diff(x, y));
+        }
+    }
+    // A batch of four on blocks against each alone on f32.
+    let mut seqs: Vec<Sequence> = prompts.iter().map(|_| blocks.new_sequence()).collect();
+    let mut next: Vec<u32> = seqs
+        .iter_mut()
+        .zip(&prompts)
+        .map(|(s, p)| argmax(&blocks.prefill(s, p).unwrap()))
+        .collect();
+    let reference: Vec<Vec<Tensor>> = prompts
+        .iter()
+        .map(|p| alone(&f32_model, p, steps))
+        .collect();
+    for step in 1..=steps {
+        let mut refs: Vec<&mut Sequence> = seqs.iter_mut().collect();
+        let logits = blocks.decode_step(&mut refs, &next).unwrap();
+        for (i, r) in reference.iter().enumerate() {
+            let row = logits.get(i as i64);
+            assert_eq!(argmax(&row), argmax(&r[step]), "sequence {i} step {step}");
+            worst = worst.max(max_abs_diff(&row, &r[step]));
+            next[i] = argmax(&row);
+        }
+    }
+    assert!(
+        worst < LOGIT_TOLERANCE,
+        "blocks vs f32 logits differ by {worst}"
+    );
+    println!("largest logit difference, blocks vs f32: {worst:.2e}");
+}

@@ -180,6 +180,10 @@ impl DeviceSide {
             return Ok(out);
         }
         let result = {
+            // A pass of decodes on the model's quantized blocks keeps torch
+            // on one thread until its logits are read (see BlockThreads).
+            let rows = inputs.iter().map(Vec::len).sum();
+            let _threads = model.block_threads(rows);
             let mut refs: Vec<&mut Sequence> = seqs.iter_mut().collect();
             let inputs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
             model
