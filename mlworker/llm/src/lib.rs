@@ -22,7 +22,9 @@
 //!   `scripts/setup.sh` installed them.
 //!
 //! Scheduling, sampling policy, the HTTP API and device sharing with the
-//! sprint live in `kiln-mlworker`. This crate never sets torch's thread count.
+//! sprint live in `kiln-mlworker`. This crate never sets torch's thread count,
+//! except to narrow it to one thread for the length of a forward pass on
+//! quantized blocks (see [`model::BlockThreads`]), restoring it after.
 //!
 //! ```no_run
 //! use kiln_llm::{chat::ChatMessage, model::LoadOptions, Llm};
