@@ -15,6 +15,8 @@
 //!   position from one prefill).
 //! - [`quant`]: products with the file's Q4_0/Q4_1/Q8_0 blocks kept as
 //!   they are (decode steps on the CPU read ~5× less memory than in f32).
+//! - [`decode_attention`]: a decode step's attention read from each
+//!   sequence's cache where it lies (CPU, f32), instead of stacking them.
 //! - [`validation`]: the executor's per-position record, the replay
 //!   distance, its threshold and verdict, and substitute models (weights
 //!   perturbed or requantized at load) that the threshold must catch.
@@ -37,6 +39,7 @@
 //! ```
 
 pub mod chat;
+pub mod decode_attention;
 pub mod gguf;
 pub mod model;
 pub mod quant;

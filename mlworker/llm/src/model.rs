@@ -43,6 +43,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::decode_attention;
 use crate::gguf::{GgufError, GgufFile};
 use crate::quant::QuantMatrix;
 
@@ -886,6 +887,9 @@ impl LlamaModel {
         let (kvh, hd) = (c.n_kv_heads as i64, c.head_dim as i64);
         let group = (c.n_heads / c.n_kv_heads) as i64;
         let b = decode.len() as i64;
+        if let Some(out) = self.attend_decode_on_cpu(q, seqs, decode, layer) {
+            return out;
+        }
         let gather = |pick: fn(&KvCache) -> &Tensor| -> Tensor {
             if let [only] = decode {
                 pick(&seqs[*only].caches[layer])
@@ -913,6 +917,58 @@ impl LlamaModel {
         probs
             .matmul(&v_all) // [b, kvh, group, hd]
             .reshape([b, c.n_heads as i64 * hd])
+    }
+
+    /// [`attend_decode`](Self::attend_decode) by [`decode_attention`]
+    /// (CPU, f32, contiguous caches), which reads each cache in place;
+    /// `None` where that does not apply.
+    fn attend_decode_on_cpu(
+        &self,
+        q: &Tensor,
+        seqs: &[&mut Sequence],
+        decode: &[usize],
+        layer: usize,
+    ) -> Option<Tensor> {
+        if self.options.device != Device::Cpu || self.options.kind != Kind::Float {
+            return None;
+        }
+        let c = &self.config;
+        let b = decode.len() as i64;
+        let queries = Vec::<f32>::try_from(q.narrow(0, 0, b).contiguous().view([-1])).ok()?;
+        let mut views = Vec::with_capacity(decode.len());
+        for &s in decode {
+            let seq = &seqs[s];
+            let cache = &seq.caches[layer];
+            for t in [&cache.k, &cache.v] {
+                if !t.is_contiguous() || t.kind() != Kind::Float || t.device() != Device::Cpu {
+                    return None;
+                }
+            }
+            let n = cache.k.numel();
+            // SAFETY: contiguous f32 CPU tensors of `n` elements, borrowed
+            // (through `seqs`) for as long as the views live; nothing
+            // writes them meanwhile.
+            let (k, v) = unsafe {
+                (
+                    std::slice::from_raw_parts(cache.k.data_ptr() as *const f32, n),
+                    std::slice::from_raw_parts(cache.v.data_ptr() as *const f32, cache.v.numel()),
+                )
+            };
+            views.push(decode_attention::CacheView {
+                k,
+                v,
+                capacity: seq.capacity,
+                // The new token's keys are already in the cache.
+                len: seq.len + 1,
+            });
+        }
+        let shape = decode_attention::Heads {
+            heads: c.n_heads,
+            kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+        };
+        let out = decode_attention::attend(&queries, &views, shape, BlockThreads::lent())?;
+        Some(Tensor::from_slice(&out).reshape([b, (c.n_heads * c.head_dim) as i64]))
     }
 
     /// The transformer over a flat batch of `rows` tokens: `segments` lists

@@ -78,6 +78,12 @@ impl QuantFormat {
     }
 }
 
+/// Whether this CPU runs the AVX2 + FMA kernels (checked once).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    avx2::available()
+}
+
 /// A `[rows, cols]` weight matrix from its GGUF blocks, split at load into
 /// the blocks' quants (16 bytes of nibbles or 32 signed bytes per block) and
 /// their scales as f32 (`d`, and `m` for Q4_1): a kernel then never converts
