@@ -12,7 +12,7 @@
 //! path up to float rounding; pairs are split over the threads of
 //! [`crate::quant::pool`].
 
-use crate::quant::pool;
+use crate::quant::{pool, SharedOut};
 
 /// One sequence's cache for one layer: `k` and `v` are `[kv_heads,
 /// capacity, head_dim]` row-major, positions `0..len` filled.
@@ -73,24 +73,11 @@ pub fn attend(q: &[f32], caches: &[CacheView], shape: Heads, threads: usize) -> 
     };
     let pairs = caches.len() * heads;
     if threads > 1 {
-        pool::run(pairs, &part);
+        pool::run(pairs, threads, &part);
     } else {
         (0..pairs).for_each(part);
     }
     Some(out)
-}
-
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: see `attend`: parts write disjoint ranges of a buffer that
-// outlives them.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 fn one_head(q: &[f32], keys: &[f32], values: &[f32], d: usize, scale: f32, out: &mut [f32]) {
@@ -244,16 +231,23 @@ mod tests {
                 (values(n, 10 + i as u32), values(n, 20 + i as u32))
             })
             .collect();
-        let caches: Vec<CacheView> = store
-            .iter()
-            .zip(lens)
-            .map(|((k, v), len)| CacheView {
-                k,
-                v,
-                capacity,
-                len,
-            })
-            .collect();
+        fn views<'a>(
+            store: &'a [(Vec<f32>, Vec<f32>)],
+            lens: &[usize],
+            capacity: usize,
+        ) -> Vec<CacheView<'a>> {
+            store
+                .iter()
+                .zip(lens)
+                .map(|((k, v), &len)| CacheView {
+                    k,
+                    v,
+                    capacity,
+                    len,
+                })
+                .collect()
+        }
+        let caches = views(&store, &lens, capacity);
         let q = values(lens.len() * shape.heads * shape.head_dim, 3);
         for threads in [1, 2] {
             let out = attend(&q, &caches, shape, threads).unwrap();
@@ -277,17 +271,10 @@ mod tests {
         {
             *x = 1e30;
         }
-        let views: Vec<CacheView> = changed
-            .iter()
-            .zip(lens)
-            .map(|((k, v), len)| CacheView {
-                k,
-                v,
-                capacity,
-                len,
-            })
-            .collect();
-        assert_eq!(attend(&q, &views, shape, 1), attend(&q, &caches, shape, 1));
+        assert_eq!(
+            attend(&q, &views(&changed, &lens, capacity), shape, 1),
+            attend(&q, &caches, shape, 1)
+        );
         // Shapes that do not fit are refused.
         assert!(attend(&q[1..], &caches, shape, 1).is_none());
         let bad = Heads {

@@ -107,16 +107,17 @@ impl std::fmt::Debug for QuantMatrix {
     }
 }
 
-/// `yt`'s pointer, shared by the parts of one product (each writes its own rows).
+/// An output buffer's pointer, shared by the parts of one computation
+/// (each writes its own range).
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: see `QuantMatrix::matmul`: the parts write disjoint ranges and
-// the buffer outlives them.
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// SAFETY: users (`QuantMatrix::matmul`, `decode_attention::attend`) have
+// their parts write disjoint ranges of a buffer that outlives them.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -272,7 +273,7 @@ impl QuantMatrix {
         if threads <= 1 {
             (0..parts).for_each(part);
         } else {
-            pool::run(parts, &part);
+            pool::run(parts, threads, &part);
         }
         if n == 1 {
             return yt;
@@ -378,7 +379,10 @@ pub mod pool {
     //! after each part (`SPIN`), then sleep until the next product.
     //!
     //! One product at a time uses the helpers; a caller that finds them busy
-    //! (another thread's product) computes all its parts itself.
+    //! (another thread's product) computes all its parts itself. A product
+    //! uses at most as many threads as its caller asks for (torch's thread
+    //! count on that thread): helpers past that are not woken and do not
+    //! spin.
 
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Condvar, Mutex, OnceLock, TryLockError};
@@ -393,6 +397,8 @@ pub mod pool {
     struct Job {
         work: *const (dyn Fn(usize) + Sync),
         parts: usize,
+        /// Helpers `0..helpers` may join.
+        helpers: usize,
     }
     // SAFETY: the closure is `Sync`; `run` keeps it alive until every
     // helper has reported its parts done.
@@ -408,8 +414,11 @@ pub mod pool {
         done: AtomicUsize,
         /// The next part of the current product nobody has taken.
         next: AtomicUsize,
+        /// A part of the current product panicked on a helper.
+        helper_panicked: std::sync::atomic::AtomicBool,
         job: Mutex<Option<Job>>,
-        wake: Condvar,
+        /// One per helper, so a product wakes only the helpers it may use.
+        wake: Vec<Condvar>,
         /// Helper threads running (set once, before the first product).
         helpers: AtomicUsize,
     }
@@ -433,15 +442,16 @@ pub mod pool {
                 joined: AtomicUsize::new(0),
                 done: AtomicUsize::new(0),
                 next: AtomicUsize::new(0),
+                helper_panicked: std::sync::atomic::AtomicBool::new(false),
                 job: Mutex::new(None),
-                wake: Condvar::new(),
+                wake: (0..wanted).map(|_| Condvar::new()).collect(),
                 helpers: AtomicUsize::new(0),
             }));
             let mut running = 0;
             for index in 0..wanted {
                 let spawned = std::thread::Builder::new()
                     .name(format!("kiln-quant-{index}"))
-                    .spawn(move || helper(shared));
+                    .spawn(move || helper(shared, index));
                 if spawned.is_err() {
                     // Fewer helpers: their parts are done by the caller.
                     break;
@@ -456,35 +466,53 @@ pub mod pool {
         })
     }
 
-    fn helper(shared: &'static Shared) {
+    fn helper(shared: &'static Shared, index: usize) {
         let mut seen = 0;
+        // Spin only after a product this helper took part in.
+        let mut spin = false;
         loop {
-            let spin_from = Instant::now();
-            let mut spins = 0u32;
-            while shared.generation.load(Ordering::Acquire) == seen {
-                std::hint::spin_loop();
-                spins += 1;
-                if spins.is_multiple_of(64) && spin_from.elapsed() > SPIN {
-                    break;
+            if spin {
+                let spin_from = Instant::now();
+                let mut spins = 0u32;
+                while shared.generation.load(Ordering::Acquire) == seen {
+                    std::hint::spin_loop();
+                    spins += 1;
+                    if spins.is_multiple_of(64) && spin_from.elapsed() > SPIN {
+                        break;
+                    }
                 }
             }
             let job = {
                 let mut guard = shared.job.lock().unwrap_or_else(|e| e.into_inner());
                 while shared.generation.load(Ordering::Acquire) == seen {
-                    guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                    guard = shared.wake[index]
+                        .wait(guard)
+                        .unwrap_or_else(|e| e.into_inner());
                 }
                 seen = shared.generation.load(Ordering::Acquire);
-                if guard.is_some() {
-                    shared.joined.fetch_add(1, Ordering::AcqRel);
+                match *guard {
+                    Some(job) if index < job.helpers => {
+                        shared.joined.fetch_add(1, Ordering::AcqRel);
+                        Some(job)
+                    }
+                    _ => None,
                 }
-                *guard
             };
+            spin = job.is_some();
             // A helper that comes late (the product already closed) finds
             // no job and never touches the closure.
             if let Some(job) = job {
                 // SAFETY: this helper joined while the job was open; `run`
                 // waits for every helper that joined before the closure dies.
-                unsafe { take_parts(shared, &*job.work, job.parts) };
+                let work = unsafe { &*job.work };
+                // A panicking part must still count this helper done (the
+                // caller waits for it); the caller then panics in its place.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    take_parts(shared, work, job.parts)
+                }));
+                if outcome.is_err() {
+                    shared.helper_panicked.store(true, Ordering::Release);
+                }
                 shared.done.fetch_add(1, Ordering::AcqRel);
             }
         }
@@ -504,11 +532,16 @@ pub mod pool {
     /// Runs `work(0)`, …, `work(parts − 1)` on the calling thread and the
     /// helpers, each taking the next part not taken yet (the caller alone
     /// when there are no helpers or they are busy), and returns when all are
-    /// done. The caller never waits for a helper that has not started: it
-    /// takes the parts that helper would have.
-    pub fn run(parts: usize, work: &(dyn Fn(usize) + Sync)) {
+    /// done, using at most `threads` threads (the caller's included). The
+    /// caller never waits for a helper that has not started: it takes the
+    /// parts that helper would have.
+    pub fn run(parts: usize, threads: usize, work: &(dyn Fn(usize) + Sync)) {
         let pool = pool();
-        let helpers = pool.shared.helpers.load(Ordering::Acquire);
+        let helpers = pool
+            .shared
+            .helpers
+            .load(Ordering::Acquire)
+            .min(threads.saturating_sub(1));
         let guard = match (parts > 1 && helpers > 0).then(|| pool.busy.try_lock()) {
             Some(Ok(guard)) => guard,
             Some(Err(TryLockError::Poisoned(e))) => e.into_inner(),
@@ -536,11 +569,18 @@ pub mod pool {
                     >(work)
                 },
                 parts,
+                helpers,
             });
             shared.generation.fetch_add(1, Ordering::AcqRel);
-            shared.wake.notify_all();
+            for wake in &shared.wake[..helpers] {
+                wake.notify_one();
+            }
         }
-        take_parts(shared, work, parts);
+        // The closure must outlive the helpers' use of it even if a part
+        // panics here: close and wait first, then carry the panic on.
+        let own = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            take_parts(shared, work, parts)
+        }));
         // Close the product: helpers that have not joined yet (asleep, or
         // their core taken by another thread) stay out, and only the ones
         // that joined — working on their last part now — are waited for.
@@ -557,7 +597,14 @@ pub mod pool {
                 std::thread::yield_now();
             }
         }
+        let panicked = shared.helper_panicked.swap(false, Ordering::AcqRel);
         drop(guard);
+        if let Err(payload) = own {
+            std::panic::resume_unwind(payload);
+        }
+        if panicked {
+            panic!("a part of a product panicked on a helper thread");
+        }
     }
 }
 
@@ -872,6 +919,44 @@ mod tests {
         };
         let portable = dot_portable(&w, &x[..cols]);
         assert!((portable - batch[3]).abs() <= 1e-5 * portable.abs().max(1.0));
+    }
+
+    #[test]
+    fn the_pool_runs_every_part_once_within_the_threads_asked_for() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        for threads in [1, 2, 4] {
+            for parts in [1, 2, 7, 300] {
+                let runs: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+                let seen = Mutex::new(std::collections::BTreeSet::new());
+                pool::run(parts, threads, &|i| {
+                    runs[i].fetch_add(1, Ordering::Relaxed);
+                    seen.lock()
+                        .unwrap()
+                        .insert(format!("{:?}", std::thread::current().id()));
+                });
+                assert!(
+                    runs.iter().all(|r| r.load(Ordering::Relaxed) == 1),
+                    "{threads} threads, {parts} parts"
+                );
+                let used = seen.lock().unwrap().len();
+                assert!(used <= threads, "{used} threads used, {threads} allowed");
+            }
+        }
+        // A panicking part (here or on a helper) reaches the caller, after
+        // every helper let go of the closure; the pool keeps working.
+        let outcome = std::panic::catch_unwind(|| {
+            pool::run(64, 2, &|i| assert_ne!(i, 37, "part 37 fails"));
+        });
+        assert!(outcome.is_err());
+        let count = AtomicUsize::new(0);
+        pool::run(64, 2, &|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 64);
+        // One thread: everything on the caller's.
+        let caller = std::thread::current().id();
+        pool::run(50, 1, &|_| assert_eq!(std::thread::current().id(), caller));
     }
 
     #[test]
