@@ -376,7 +376,8 @@ pub mod pool {
     //! ~10–100 µs and a step runs ~120 of them back to back, so a helper
     //! that went to sleep between two of them would be woken ~120 times per
     //! step at tens of microseconds each. Helpers spin for a short while
-    //! after each part (`SPIN`), then sleep until the next product.
+    //! after each part (`SPIN`, yielding the core now and then to any other
+    //! runnable thread), then sleep until the next product.
     //!
     //! One product at a time uses the helpers; a caller that finds them busy
     //! (another thread's product) computes all its parts itself. A product
@@ -475,10 +476,17 @@ pub mod pool {
                 let spin_from = Instant::now();
                 let mut spins = 0u32;
                 while shared.generation.load(Ordering::Acquire) == seen {
-                    std::hint::spin_loop();
                     spins += 1;
-                    if spins.is_multiple_of(64) && spin_from.elapsed() > SPIN {
-                        break;
+                    if spins.is_multiple_of(64) {
+                        if spin_from.elapsed() > SPIN {
+                            break;
+                        }
+                        // On a machine with more runnable threads than
+                        // cores, let them run: waiting here must not take
+                        // a core from other work (other workers, the node).
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
                     }
                 }
             }
