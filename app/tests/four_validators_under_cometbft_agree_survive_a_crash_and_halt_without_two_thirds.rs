@@ -164,6 +164,9 @@ fn four_validators_agree_survive_a_crash_and_halt_without_two_thirds() {
     net.run(&["start", "2"]);
     net.wait_height(0, after + 3, MINUTE);
     let resumed = net.height(0).unwrap();
+    // Every node compared must have stored that block: node 1 can commit
+    // it a moment after node 0 (seen once: its `/block` had no height 42 yet).
+    net.wait_height(1, resumed, MINUTE);
     net.wait_height(2, resumed, MINUTE);
     assert_same_app_hash(&net, &[0, 1, 2], resumed);
 }

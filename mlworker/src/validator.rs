@@ -535,10 +535,18 @@ impl DutyLoop {
                 }),
         );
         let width = (nodes.len() + 1).min(MAX_PARALLEL_REPLAYS);
-        let to_start: Vec<([u8; 32], Address)> = self
+        // Dispute votes first: they have a deadline (`dispute_blocks`),
+        // owed validations do not; under heavy traffic a vote queued behind
+        // a long backlog of validations missed it and let a caught
+        // substitute keep its pay.
+        let mut waiting: Vec<(&[u8; 32], &Owed)> = self
             .pending
             .iter()
             .filter(|(id, _)| !self.replays.is_running(id))
+            .collect();
+        waiting.sort_by_key(|(_, owed)| !owed.vote);
+        let to_start: Vec<([u8; 32], Address)> = waiting
+            .into_iter()
             .take(width.saturating_sub(self.replays.running()))
             .map(|(id, o)| (*id, o.executor))
             .collect();

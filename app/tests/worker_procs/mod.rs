@@ -158,6 +158,11 @@ pub struct Seen {
     pub disputes: BTreeMap<[u8; 32], Address>,
     /// id → upheld
     pub resolved: BTreeMap<[u8; 32], bool>,
+    /// id → how it was resolved (weights for and against, height), for
+    /// failure messages
+    pub resolutions: BTreeMap<[u8; 32], String>,
+    /// id → the height its dispute opened at
+    pub disputed_at: BTreeMap<[u8; 32], u64>,
     pub invalid_at: BTreeMap<Address, u64>,
     pub expired: BTreeMap<[u8; 32], Address>,
 }
@@ -224,9 +229,19 @@ impl Seen {
                     }
                     "kiln.inference.v1.EventDisputeOpened" => {
                         self.disputes.insert(id_of(&a("id")), addr(&a("validator")));
+                        self.disputed_at.insert(id_of(&a("id")), h);
                     }
                     "kiln.inference.v1.EventDisputeResolved" => {
                         self.resolved.insert(id_of(&a("id")), a("upheld") == "true");
+                        self.resolutions.insert(
+                            id_of(&a("id")),
+                            format!(
+                                "at height {h}: invalid weight {}, valid weight {}, eligible {}",
+                                a("invalid_weight"),
+                                a("valid_weight"),
+                                a("eligible_weight")
+                            ),
+                        );
                     }
                     "kiln.inference.v1.EventHostInvalid" => {
                         self.invalid_at.entry(addr(&a("host"))).or_insert(h);
