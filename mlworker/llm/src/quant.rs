@@ -168,10 +168,6 @@ impl QuantMatrix {
         self.cols
     }
 
-    pub fn format(&self) -> QuantFormat {
-        self.format
-    }
-
     /// Bytes held (quants and scales).
     pub fn bytes(&self) -> usize {
         self.quants.len() + 4 * self.scales.len()
