@@ -12,6 +12,7 @@ CARGO=cargo
 SUMMARY=()
 START=$(date +%s)
 FAILED=""
+PHASE_LOG=$(mktemp -t kiln-test-phase.XXXXXX)
 
 summary() {
   local total=$(( $(date +%s) - START ))
@@ -19,8 +20,16 @@ summary() {
   for line in "${SUMMARY[@]}"; do printf '  %s\n' "$line"; done
   printf '  %-44s %5ds\n' "total" "$total"
   if [ -n "$FAILED" ]; then
+    # The failing phase's own verdict lines, again: logs printed after them
+    # (e2e's node log, nextest's output) push them out of a CI log's tail.
+    if [ -s "$PHASE_LOG" ]; then
+      printf '\033[1;31m[test] what the failing phase reported:\033[0m\n'
+      sed 's/\x1b\[[0-9;]*m//g' "$PHASE_LOG" |
+        grep -E 'FAIL|panicked|^error|assertion|Error:' | tail -n 12 | cut -c1-400 | sed 's/^/  | /'
+    fi
     printf '\033[1;31m[test] FAILED in: %s\033[0m\n' "$FAILED"
   fi
+  rm -f "$PHASE_LOG"
 }
 trap summary EXIT
 
@@ -30,8 +39,8 @@ phase() {
   local name=$1; shift
   local t0; t0=$(date +%s)
   printf '\033[1;34m[test]\033[0m %s\n' "$name"
-  "$@"
-  local status=$?
+  "$@" 2>&1 | tee "$PHASE_LOG"
+  local status=${PIPESTATUS[0]}
   local took=$(( $(date +%s) - t0 ))
   if [ "$status" = 0 ]; then
     SUMMARY+=("$(printf '%-44s %5ds  ok' "$name" "$took")")

@@ -1,7 +1,8 @@
 //! Times the model's weight products alone for a few rows: every matrix of
 //! SmolLM2-135M once (a decode step's products), with the file's blocks
 //! (`kiln_llm::quant`) and with torch on the f32 weights.
-//! `block_products [THREADS] [ROWS...]`
+//! `block_products [THREADS] [ROWS...]`; each figure is the best of
+//! `KILN_BENCH_REPS` passes (default 5; more on a noisy machine).
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // wall clock: printed timings
 
 use std::time::Instant;
@@ -21,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         vec![1, 8]
     };
+    let reps: usize = std::env::var("KILN_BENCH_REPS").map_or(Ok(5), |s| s.parse())?;
     tch::set_num_threads(threads as i32);
     let path = kiln_llm::registry::resolve_model("smollm2-135m")?;
     let file = GgufFile::open(&path)?;
@@ -44,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for &n in &rows {
         let mut best_q = f64::MAX;
         let mut best_t = f64::MAX;
-        for _ in 0..5 {
+        for _ in 0..reps {
             let t = Instant::now();
             for (q, _) in &mats {
                 let x = vec![0.5f32; n * q.cols()];
