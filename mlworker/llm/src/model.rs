@@ -317,6 +317,23 @@ pub struct LlamaModel {
     lm_head_blocks: Option<QuantMatrix>,
     /// `[head_dim / 2]`, f32 on the device.
     inv_freq: Tensor,
+    /// The small vectors a decode step on blocks reads, as plain `f32`s;
+    /// `Some` when every product of a layer has blocks (see
+    /// [`LlamaModel::decode_on_cpu`]).
+    cpu_decode: Option<CpuDecodeWeights>,
+}
+
+/// Per layer, the norms' weights and the QKV bias, for
+/// [`LlamaModel::decode_on_cpu`].
+struct CpuDecodeWeights {
+    layers: Vec<CpuLayerWeights>,
+    final_norm: Vec<f32>,
+}
+
+struct CpuLayerWeights {
+    attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    bqkv: Option<Vec<f32>>,
 }
 
 impl std::fmt::Debug for LlamaModel {
@@ -540,6 +557,7 @@ impl LlamaModel {
             layer.blocks = LayerBlocks::default();
         }
         self.lm_head_blocks = None;
+        self.cpu_decode = None;
         self
     }
 
@@ -667,6 +685,28 @@ impl LlamaModel {
         let inv_freq = Tensor::pow_scalar(c.rope_base, &exponent)
             .reciprocal()
             .to_device(options.device);
+        let all_blocks = lm_head_blocks.is_some()
+            && layers.iter().all(|l| {
+                let b = &l.blocks;
+                b.wqkv.is_some() && b.wo.is_some() && b.w_gate_up.is_some() && b.w_down.is_some()
+            });
+        let cpu_decode = if all_blocks {
+            let floats = |t: &Tensor| Vec::<f32>::try_from(&t.contiguous().view([-1]));
+            let mut cpu_layers = Vec::with_capacity(layers.len());
+            for layer in &layers {
+                cpu_layers.push(CpuLayerWeights {
+                    attn_norm: floats(&layer.attn_norm)?,
+                    ffn_norm: floats(&layer.ffn_norm)?,
+                    bqkv: layer.bqkv.as_ref().map(floats).transpose()?,
+                });
+            }
+            Some(CpuDecodeWeights {
+                layers: cpu_layers,
+                final_norm: floats(&norm)?,
+            })
+        } else {
+            None
+        };
         Ok(LlamaModel {
             config,
             options,
@@ -676,6 +716,7 @@ impl LlamaModel {
             lm_head,
             lm_head_blocks,
             inv_freq,
+            cpu_decode,
         })
     }
 
@@ -984,6 +1025,9 @@ impl LlamaModel {
         segments: &[(usize, i64, i64)],
     ) -> Tensor {
         let _threads = self.block_threads(tokens.len());
+        if let Some(hidden) = self.decode_on_cpu(seqs, tokens, segments) {
+            return hidden;
+        }
         let c = &self.config;
         let (qd, kvd, hd) = (c.q_dim() as i64, c.kv_dim() as i64, c.head_dim as i64);
         let dev = self.options.device;
@@ -1087,6 +1131,174 @@ impl LlamaModel {
             seqs[s].len += count as usize;
         }
         self.rms_norm(&x, &self.norm)
+    }
+
+    /// [`forward_rows`](Self::forward_rows) for a decode step on blocks, in
+    /// plain Rust over `f32` slices: every segment one token, at most
+    /// `BLOCK_ROWS` of them, the model on the CPU in f32 with blocks for
+    /// every product, contiguous f32 caches. `None` (nothing touched) where
+    /// that does not hold. The torch path's ~100 small ops per layer (norms,
+    /// RoPE, each sequence's cache writes, views and copies between tensors
+    /// and the products' buffers) cost more than the products' arithmetic at
+    /// these sizes. Same operations in the same order per element as the
+    /// torch path except the norms' mean of squares (summed in f64 here) and
+    /// SiLU's exponential: equal up to f32 rounding (test
+    /// `decode_on_quantized_blocks_equals_decode_on_f32_weights`), and each
+    /// row computed alone, so independent of the batch.
+    fn decode_on_cpu(
+        &self,
+        seqs: &mut [&mut Sequence],
+        tokens: &[u32],
+        segments: &[(usize, i64, i64)],
+    ) -> Option<Tensor> {
+        let weights = self.cpu_decode.as_ref()?;
+        let b = tokens.len();
+        if b == 0
+            || b > BLOCK_ROWS as usize
+            || segments.len() != b
+            || segments
+                .iter()
+                .enumerate()
+                .any(|(i, &(_, row, count))| count != 1 || row != i as i64)
+        {
+            return None;
+        }
+        for &(s, _, _) in segments {
+            let seq = &seqs[s];
+            if seq.len >= seq.capacity {
+                return None;
+            }
+            for cache in &seq.caches {
+                for t in [&cache.k, &cache.v] {
+                    if !t.is_contiguous()
+                        || t.kind() != Kind::Float
+                        || t.device() != Device::Cpu
+                        || t.numel() != self.config.kv_dim() * seq.capacity
+                    {
+                        return None;
+                    }
+                }
+            }
+        }
+        let c = &self.config;
+        let (h, qd, kvd, hd) = (c.hidden, c.q_dim(), c.kv_dim(), c.head_dim);
+        let ffn = c.ffn_hidden;
+        let eps = c.rms_eps as f32;
+        let threads = BlockThreads::lent();
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let mut x = Vec::<f32>::try_from(
+            &self
+                .embed
+                .index_select(0, &Tensor::from_slice(&ids))
+                .contiguous()
+                .view([-1]),
+        )
+        .ok()?;
+        let positions: Vec<i64> = segments
+            .iter()
+            .map(|&(s, _, _)| seqs[s].len as i64)
+            .collect();
+        let (cos, sin) = self.rope_tables(&positions);
+        let cos = Vec::<f32>::try_from(&cos.contiguous().view([-1])).ok()?;
+        let sin = Vec::<f32>::try_from(&sin.contiguous().view([-1])).ok()?;
+        if x.len() != b * h || cos.len() != b * hd || sin.len() != b * hd {
+            return None;
+        }
+        let shape = decode_attention::Heads {
+            heads: c.n_heads,
+            kv_heads: c.n_kv_heads,
+            head_dim: hd,
+        };
+        let mut normed = vec![0f32; b * h];
+        for ((layer, lw), li) in self.layers.iter().zip(&weights.layers).zip(0..) {
+            let blocks = &layer.blocks;
+            let (wqkv, wo, w_gate_up, w_down) = (
+                blocks.wqkv.as_ref()?,
+                blocks.wo.as_ref()?,
+                blocks.w_gate_up.as_ref()?,
+                blocks.w_down.as_ref()?,
+            );
+            rms_norm_rows(&x, &lw.attn_norm, eps, &mut normed);
+            let mut qkv = wqkv.matmul(&normed, b, threads);
+            let width = qd + 2 * kvd;
+            if let Some(bias) = &lw.bqkv {
+                for row in qkv.chunks_exact_mut(width) {
+                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                }
+            }
+            let mut queries = Vec::with_capacity(b * qd);
+            for (r, row) in qkv.chunks_exact_mut(width).enumerate() {
+                let (cos, sin) = (&cos[r * hd..(r + 1) * hd], &sin[r * hd..(r + 1) * hd]);
+                let (q, kv) = row.split_at_mut(qd);
+                let (k, v) = kv.split_at_mut(kvd);
+                q.chunks_exact_mut(hd)
+                    .for_each(|head| rope_rotate_half(head, cos, sin));
+                k.chunks_exact_mut(hd)
+                    .for_each(|head| rope_rotate_half(head, cos, sin));
+                queries.extend_from_slice(q);
+                let seq = &mut *seqs[segments[r].0];
+                let cache = &mut seq.caches[li];
+                let (pos, capacity) = (seq.len, seq.capacity);
+                for (tensor, values) in [(&mut cache.k, &*k), (&mut cache.v, &*v)] {
+                    // SAFETY: a contiguous f32 CPU tensor of `kv_dim ×
+                    // capacity` elements (checked above), `[kv_heads,
+                    // capacity, head_dim]`, owned by this sequence, which we
+                    // borrow mutably; `pos < capacity`.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            tensor.data_ptr() as *mut f32,
+                            kvd * capacity,
+                        )
+                    };
+                    for (g, head) in values.chunks_exact(hd).enumerate() {
+                        let at = (g * capacity + pos) * hd;
+                        dst[at..at + hd].copy_from_slice(head);
+                    }
+                }
+            }
+            let mut views = Vec::with_capacity(b);
+            for &(s, _, _) in segments {
+                let seq = &*seqs[s];
+                let cache = &seq.caches[li];
+                // SAFETY: as above; read-only while the views live.
+                let (k, v) = unsafe {
+                    (
+                        std::slice::from_raw_parts(
+                            cache.k.data_ptr() as *const f32,
+                            kvd * seq.capacity,
+                        ),
+                        std::slice::from_raw_parts(
+                            cache.v.data_ptr() as *const f32,
+                            kvd * seq.capacity,
+                        ),
+                    )
+                };
+                views.push(decode_attention::CacheView {
+                    k,
+                    v,
+                    capacity: seq.capacity,
+                    len: seq.len + 1,
+                });
+            }
+            let attn = decode_attention::attend(&queries, &views, shape, threads)?;
+            drop(views);
+            let o = wo.matmul(&attn, b, threads);
+            x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+            rms_norm_rows(&x, &lw.ffn_norm, eps, &mut normed);
+            let gate_up = w_gate_up.matmul(&normed, b, threads);
+            let mut act = Vec::with_capacity(b * ffn);
+            for row in gate_up.chunks_exact(2 * ffn) {
+                let (gate, up) = row.split_at(ffn);
+                act.extend(gate.iter().zip(up).map(|(&g, &u)| silu(g) * u));
+            }
+            let d = w_down.matmul(&act, b, threads);
+            x.iter_mut().zip(&d).for_each(|(x, d)| *x += d);
+        }
+        for &(s, _, _) in segments {
+            seqs[s].len += 1;
+        }
+        rms_norm_rows(&x, &weights.final_norm, eps, &mut normed);
+        Some(Tensor::from_slice(&normed).reshape([b as i64, h as i64]))
     }
 
     /// For a forward pass of `rows` rows (one per decoding sequence) that
@@ -1271,6 +1483,35 @@ impl LlamaModel {
         }
         Ok(out)
     }
+}
+
+/// `out[r] = weight ⊙ x[r] / √(mean(x[r]²) + eps)` for each row of `x`, as
+/// `LlamaModel::rms_norm` (the mean of squares summed in f64).
+fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let width = weight.len();
+    for (row, dst) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        let squares: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let mean = (squares / width as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((d, &v), &w) in dst.iter_mut().zip(row).zip(weight) {
+            *d = w * (v * scale);
+        }
+    }
+}
+
+/// Rotate-half RoPE of one head in place, as `LlamaModel::apply_rope`:
+/// `x ⊙ cos + (−x₂, x₁) ⊙ sin`.
+fn rope_rotate_half(head: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = head.len() / 2;
+    for i in 0..half {
+        let (x1, x2) = (head[i], head[i + half]);
+        head[i] = x1 * cos[i] + (-x2) * sin[i];
+        head[i + half] = x2 * cos[i + half] + x1 * sin[i + half];
+    }
+}
+
+fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
 }
 
 #[cfg(test)]
