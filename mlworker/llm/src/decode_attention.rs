@@ -108,20 +108,22 @@ fn one_head(q: &[f32], keys: &[f32], values: &[f32], d: usize, scale: f32, out: 
         *s = (*s - max).exp();
         sum += *s;
     }
+    for s in &mut scores {
+        *s /= sum;
+    }
+    if simd {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; `values` holds `len × d`, `out` holds `d`.
+        unsafe {
+            avx2::weighted_sum(&scores, values, out)
+        }
+        return;
+    }
     out.fill(0.0);
-    for (t, &e) in scores.iter().enumerate() {
-        let p = e / sum;
+    for (t, &p) in scores.iter().enumerate() {
         let v = &values[t * d..(t + 1) * d];
-        if simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above; `out` holds `d`.
-            unsafe {
-                avx2::axpy(p, v, out)
-            }
-        } else {
-            for (o, &x) in out.iter_mut().zip(v) {
-                *o += p * x;
-            }
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o += p * x;
         }
     }
 }
@@ -154,23 +156,52 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
     }
 
-    /// `out += p · v`.
+    /// `out = Σ_t p[t] · v[t]` for the rows `v[t]` (`out.len()` values each)
+    /// of `values`, each element summed in ascending `t` from zero with
+    /// FMAs. Up to 32 columns at a time stay in registers across all rows
+    /// (a load and a store of `out` per row cost as much as the FMA).
     ///
     /// # Safety
-    /// AVX2 and FMA present; `v.len() >= out.len()`; `out.len() % 8 == 0`.
+    /// AVX2 and FMA present; `out.len() % 8 == 0`; `values` holds
+    /// `p.len() × out.len()`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn axpy(p: f32, v: &[f32], out: &mut [f32]) {
-        let pv = _mm256_set1_ps(p);
-        let (src, dst) = (v.as_ptr(), out.as_mut_ptr());
-        let mut i = 0;
-        while i < out.len() {
-            let o = _mm256_loadu_ps(dst.add(i));
-            _mm256_storeu_ps(
-                dst.add(i),
-                _mm256_fmadd_ps(pv, _mm256_loadu_ps(src.add(i)), o),
-            );
-            i += 8;
+    pub unsafe fn weighted_sum(p: &[f32], values: &[f32], out: &mut [f32]) {
+        let d = out.len();
+        let mut c0 = 0;
+        while c0 < d {
+            let at = values.as_ptr().add(c0);
+            let dst = out.as_mut_ptr().add(c0);
+            c0 += match (d - c0) / 8 {
+                1 => columns::<1>(p, at, d, dst),
+                2 => columns::<2>(p, at, d, dst),
+                3 => columns::<3>(p, at, d, dst),
+                _ => columns::<4>(p, at, d, dst),
+            };
         }
+    }
+
+    /// `8 × W` columns of [`weighted_sum`] starting at `src` (row stride
+    /// `d`) into `dst`; returns how many columns.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn columns<const W: usize>(
+        p: &[f32],
+        src: *const f32,
+        d: usize,
+        dst: *mut f32,
+    ) -> usize {
+        let mut acc = [_mm256_setzero_ps(); W];
+        for (t, &pt) in p.iter().enumerate() {
+            let pv = _mm256_set1_ps(pt);
+            let row = src.add(t * d);
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(row.add(8 * j)), *a);
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(dst.add(8 * j), *a);
+        }
+        8 * W
     }
 }
 
