@@ -1136,8 +1136,10 @@ impl LlamaModel {
     /// [`forward_rows`](Self::forward_rows) for a decode step on blocks, in
     /// plain Rust over `f32` slices: every segment one token, at most
     /// `BLOCK_ROWS` of them, the model on the CPU in f32 with blocks for
-    /// every product, contiguous f32 caches. `None` (nothing touched) where
-    /// that does not hold. The torch path's ~100 small ops per layer (norms,
+    /// every product, contiguous f32 caches. `None` where that does not
+    /// hold; the sequences' lengths are then unchanged (cache slots past them
+    /// may have been written, which the torch pass that follows overwrites).
+    /// The torch path's ~100 small ops per layer (norms,
     /// RoPE, each sequence's cache writes, views and copies between tensors
     /// and the products' buffers) cost more than the products' arithmetic at
     /// these sizes. Same operations in the same order per element as the
