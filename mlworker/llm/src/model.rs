@@ -384,6 +384,33 @@ impl Sequence {
         self.len = self.len.min(len);
     }
 
+    /// Layer `layer`'s cache as [`decode_attention`] reads it during a
+    /// decode step (the new token's keys already written: `len + 1`
+    /// positions); `None` unless both tensors are contiguous f32 on the CPU.
+    fn decode_view(&self, layer: usize) -> Option<decode_attention::CacheView<'_>> {
+        let cache = self.caches.get(layer)?;
+        for t in [&cache.k, &cache.v] {
+            if !t.is_contiguous() || t.kind() != Kind::Float || t.device() != Device::Cpu {
+                return None;
+            }
+        }
+        // SAFETY: contiguous f32 CPU tensors of `numel` elements, borrowed
+        // with `self` for as long as the view lives; nothing writes them
+        // meanwhile (writers need `&mut Sequence`).
+        let (k, v) = unsafe {
+            (
+                std::slice::from_raw_parts(cache.k.data_ptr() as *const f32, cache.k.numel()),
+                std::slice::from_raw_parts(cache.v.data_ptr() as *const f32, cache.v.numel()),
+            )
+        };
+        Some(decode_attention::CacheView {
+            k,
+            v,
+            capacity: self.capacity,
+            len: self.len + 1,
+        })
+    }
+
     /// Bytes held by the cache buffers.
     pub fn cache_bytes(&self) -> usize {
         self.caches
@@ -976,33 +1003,10 @@ impl LlamaModel {
         let c = &self.config;
         let b = decode.len() as i64;
         let queries = Vec::<f32>::try_from(q.narrow(0, 0, b).contiguous().view([-1])).ok()?;
-        let mut views = Vec::with_capacity(decode.len());
-        for &s in decode {
-            let seq = &seqs[s];
-            let cache = &seq.caches[layer];
-            for t in [&cache.k, &cache.v] {
-                if !t.is_contiguous() || t.kind() != Kind::Float || t.device() != Device::Cpu {
-                    return None;
-                }
-            }
-            let n = cache.k.numel();
-            // SAFETY: contiguous f32 CPU tensors of `n` elements, borrowed
-            // (through `seqs`) for as long as the views live; nothing
-            // writes them meanwhile.
-            let (k, v) = unsafe {
-                (
-                    std::slice::from_raw_parts(cache.k.data_ptr() as *const f32, n),
-                    std::slice::from_raw_parts(cache.v.data_ptr() as *const f32, cache.v.numel()),
-                )
-            };
-            views.push(decode_attention::CacheView {
-                k,
-                v,
-                capacity: seq.capacity,
-                // The new token's keys are already in the cache.
-                len: seq.len + 1,
-            });
-        }
+        let views = decode
+            .iter()
+            .map(|&s| seqs[s].decode_view(layer))
+            .collect::<Option<Vec<_>>>()?;
         let shape = decode_attention::Heads {
             heads: c.n_heads,
             kv_heads: c.n_kv_heads,
@@ -1258,30 +1262,10 @@ impl LlamaModel {
                     }
                 }
             }
-            let mut views = Vec::with_capacity(b);
-            for &(s, _, _) in segments {
-                let seq = &*seqs[s];
-                let cache = &seq.caches[li];
-                // SAFETY: as above; read-only while the views live.
-                let (k, v) = unsafe {
-                    (
-                        std::slice::from_raw_parts(
-                            cache.k.data_ptr() as *const f32,
-                            kvd * seq.capacity,
-                        ),
-                        std::slice::from_raw_parts(
-                            cache.v.data_ptr() as *const f32,
-                            kvd * seq.capacity,
-                        ),
-                    )
-                };
-                views.push(decode_attention::CacheView {
-                    k,
-                    v,
-                    capacity: seq.capacity,
-                    len: seq.len + 1,
-                });
-            }
+            let views = segments
+                .iter()
+                .map(|&(s, _, _)| seqs[s].decode_view(li))
+                .collect::<Option<Vec<_>>>()?;
             let attn = decode_attention::attend(&queries, &views, shape, threads)?;
             drop(views);
             let o = wo.matmul(&attn, b, threads);

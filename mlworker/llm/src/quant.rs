@@ -363,7 +363,7 @@ fn dequantize_row_portable(format: QuantFormat, row: Row, out: &mut [f32]) {
     }
 }
 
-/// The reduction order of the AVX2 kernel (32 lanes: 4 accumulators of 8),
+/// The reduction order of the AVX2 kernels (16 lanes: 2 accumulators of 8),
 /// without fused multiply-adds.
 fn dot_portable(w: &[f32], x: &[f32]) -> f32 {
     // Sixteen partial sums: element `k` goes to `k mod 16` (the AVX2 path's
